@@ -40,11 +40,33 @@ pub struct Migration {
 }
 
 /// The one migration set, in order. Each crate that owns tables adds its file here.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "core",
-    sql: include_str!("../migrations/0001_core.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "core",
+        sql: include_str!("../migrations/0001_core.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "consent",
+        sql: include_str!("../migrations/0002_consent.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "records",
+        sql: include_str!("../migrations/0003_records.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "pipeline",
+        sql: include_str!("../migrations/0004_pipeline.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "link",
+        sql: include_str!("../migrations/0005_link.sql"),
+    },
+];
 
 /// A connection pool to the control plane.
 #[derive(Clone, Debug)]

@@ -1,0 +1,2 @@
+-- Owned by kiban-consent (handlers, notices, opt-out events).
+-- Portable SQL for SQLite and PostgreSQL: see crates/store/src/db.rs.

@@ -1,0 +1,2 @@
+-- Owned by kiban-records (legal records, books, audit index).
+-- Portable SQL for SQLite and PostgreSQL: see crates/store/src/db.rs.

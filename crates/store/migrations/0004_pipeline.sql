@@ -1,0 +1,2 @@
+-- Owned by kiban-pipeline (ingest files and batches, quarantine, gate rejections, releases).
+-- Portable SQL for SQLite and PostgreSQL: see crates/store/src/db.rs.

@@ -1,0 +1,2 @@
+-- Owned by kiban-link (person clusters, clerical review decisions).
+-- Portable SQL for SQLite and PostgreSQL: see crates/store/src/db.rs.
