@@ -1,1 +1,91 @@
-fn main() {}
+//! `kiban`: the command line. Thin on purpose: it parses arguments, calls
+//! `kiban-pipeline`, and presents results (Japanese first, `--lang en` / `KIBAN_LANG=en` for
+//! English). Exit codes: 0 success, 1 refused or failed (with a message), 2 usage error.
+
+mod commands;
+mod ui;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kiban",
+    version,
+    about = "kiban — 次世代医療基盤法の匿名加工・仮名加工医療情報作成事業者のための基盤 / a platform for certified producers under Japan's Next-Generation Medical Infrastructure Act"
+)]
+pub struct Cli {
+    /// Workspace folder (default: the current folder).
+    #[arg(long, global = true, env = "KIBAN_WORKSPACE", default_value = ".")]
+    pub workspace: PathBuf,
+    /// Language of messages: ja (default) or en.
+    #[arg(long, global = true)]
+    pub lang: Option<String>,
+    /// Who is acting (recorded in the audit log).
+    #[arg(long, global = true, env = "KIBAN_ACTOR")]
+    pub actor: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a workspace: kiban.toml, keys, SQLite database, data folders.
+    Init { dir: PathBuf },
+    /// Run the whole pipeline on synthetic and bundled sample data, then print a summary.
+    Demo(commands::DemoArgs),
+    /// Generate a synthetic Japanese population (SS-MIX2, FHIR, UKE, CSV + ground truth).
+    Synth(commands::SynthArgs),
+    /// Data handlers (医療情報取扱事業者).
+    #[command(subcommand)]
+    Handler(commands::HandlerCmd),
+    /// The opt-out registry: notices, stop and deletion requests, decisions.
+    #[command(subcommand)]
+    Optout(commands::OptoutCmd),
+    /// Ingest files or folders of one handler (SS-MIX2, FHIR R4).
+    Ingest(commands::IngestArgs),
+    /// Counts per table, quarantined, rejected by the gate.
+    Stats(JsonFlag),
+    /// Link registrations into persons (名寄せ).
+    Link(commands::LinkArgs),
+    /// Table-level anonymization of a CSV file (ARX-style).
+    Anonymize(commands::AnonymizeArgs),
+    /// Write a release package.
+    Release(commands::ReleaseArgs),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(commands::AuditCmd),
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct JsonFlag {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let lang = ui::Lang::from_arg(cli.lang.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kiban: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(commands::run(cli, lang)) {
+        Ok(code) => code,
+        Err(e) => {
+            let prefix = lang.t("エラー", "error");
+            eprintln!("kiban: {prefix}: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,1 +1,38 @@
-//! kiban-consent
+//! kiban-consent: the opt-out registry and **the gate** (design principle 2).
+//!
+//! * [`handler`]: medical-information handlers — filing with the minister, publication,
+//!   waiting period, versioned notices (R-OPT-1, R-OPT-2, R-OPT-3).
+//! * [`event`]: each patient's timeline of notices, stop requests, deletion requests and
+//!   withdrawals of a stop, with channel, requester and relation (R-OPT-4, R-OPT-6,
+//!   R-OPT-8); a stop carries a receipt number for its receipt (R-OPT-5).
+//! * [`import`]: bulk import of such events from CSV, row by row, idempotent.
+//! * [`gate`]: [`decide`], the one pure function that says whether a patient's data may be
+//!   provided, accepted or released on a date (R-OPT-7), and the DB-backed
+//!   [`Gate::load`] snapshot used for per-record checks.
+//!
+//! Patients are known here only by the control plane's keyed `patient_key`
+//! (`kiban_store::patient_key`): this crate never stores a plaintext patient ID. Requester
+//! names are stored (the receipt needs them) but never appear in errors, `Debug` output or
+//! reports. Every caller that decides eligibility must go through [`decide`] (directly or
+//! through a [`GateSnapshot`]); no other code may re-implement the rules.
+
+pub mod error;
+pub mod event;
+pub mod gate;
+pub mod handler;
+pub mod import;
+
+pub use error::ConsentError;
+pub use event::{
+    Channel, ConsentEvent, EventKind, RecordedEvent, Relation, Requester, events_for,
+    record_event, set_receipt_issued,
+};
+pub use gate::{
+    Decision, Eligibility, Gate, GateSet, GateSnapshot, HandlerState, Reason, decide,
+    eligibility, explain,
+};
+pub use handler::{
+    DEFAULT_WAITING_DAYS, HandlerInfo, NoticeVersion, add_handler, add_notice_version,
+    get_handler, list_handlers, list_notice_versions, update_handler,
+};
+pub use import::{ImportReport, RowRejection, import_csv};

@@ -1,1 +1,34 @@
-//! kiban-link
+//! kiban-link: patient linkage (名寄せ) across handlers (R-LINK-1, R-LINK-2, R-PSEUDO-3).
+//!
+//! What it owns:
+//! * [`normalize`]: Japanese identity normalization (NFKC, half-width kana, hiragana, small
+//!   kana and long vowels, a maintained variant-kanji table, name spacing, zero-fill of
+//!   insurance numbers, 和暦 ↔ 西暦, addresses), each rule unit-tested.
+//! * [`keys`]: NDB-style deterministic keys ID1/ID2 as keyed HMAC-SHA256 after normalization.
+//! * [`link`]/[`link_with`]: Fellegi–Sunter probabilistic linkage over in-memory records —
+//!   blocking, per-character string comparisons, one joint kanji+kana+Latin name comparison,
+//!   u from random pairs, m by EM without labels, term-frequency adjustment, calibrated
+//!   probabilities, two thresholds (link / clerical review / no link), hard negatives (twins,
+//!   namesakes, other card branch) and clustering that refuses chained merges. Merges across
+//!   constraint boundaries (eligible vs ineligible, clerical "different" decisions) are blocked
+//!   and reported, never silently made.
+//! * [`evaluate`]: pairwise and cluster precision/recall/F1 against a ground truth.
+//!
+//! What it must never do: print or log, panic on input, put identity values into errors or
+//! review items (those carry registration IDs and comparison levels only), or hash identifiers
+//! without a key. It holds no database state: callers persist clusters and decisions.
+
+pub mod compare;
+pub mod eval;
+pub mod keys;
+pub mod linker;
+pub mod normalize;
+pub mod sim;
+
+pub use compare::{COMPARISONS, HardNegative};
+pub use eval::{Metrics, evaluate};
+pub use linker::{
+    BlockReason, BlockedMerge, ComparisonSummary, LevelSummary, LinkConfig, LinkError, LinkRecord,
+    LinkResult, LinkStats, MergeConstraint, ModelSummary, ReviewDecision, ReviewPair, ReviewReason, link,
+    link_with,
+};

@@ -14,6 +14,7 @@
 
 pub mod batch;
 pub mod fact;
+pub mod geo;
 pub mod identity;
 pub mod table;
 

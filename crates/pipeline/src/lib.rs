@@ -1,1 +1,30 @@
-//! kiban-pipeline
+//! kiban's orchestration layer: one [`Workspace`] that wires the libraries together.
+//!
+//! * [`Workspace::init`] / [`Workspace::open`]: the workspace folder (`kiban.toml`, keys,
+//!   SQLite database or a PostgreSQL URL, the Parquet lake, the audit log, releases).
+//! * [`Workspace::ingest`]: files → format readers → **the consent gate per unit** →
+//!   identity into the vault, facts into the lake, receipt record, audit event. Chunks are
+//!   committed atomically; an interrupted chunk is rolled back when the workspace next opens.
+//! * [`Workspace::release`]: **the gate again per registration**, person clusters, the
+//!   release spec applied by `kiban-release`, a release record and an audit event.
+//! * [`demo::run`]: the whole pipeline on synthetic and bundled sample data.
+//!
+//! Every command that changes state appends an audit event, also when it fails or is
+//! refused. This crate never prints: progress goes through [`Progress`], results are
+//! returned as values for the binary to present.
+
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod handlers;
+pub mod ingest;
+pub mod link;
+pub mod optout;
+pub mod progress;
+pub mod release;
+pub mod stats;
+pub mod workspace;
+
+pub use error::PipelineError;
+pub use progress::{NoProgress, Progress};
+pub use workspace::Workspace;

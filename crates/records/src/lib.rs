@@ -1,1 +1,29 @@
-//! kiban-records
+//! kiban-records: what kiban must be able to show an inspector.
+//!
+//! * [`audit`]: the tamper-evident audit log — append-only, hash-chained JSON-lines segments
+//!   plus a HEAD file, and [`audit::verify`] naming the first broken event (design
+//!   principle 8).
+//! * [`legal`]: the statutory records in the SQL control plane — the producer's receipt
+//!   record (R-REC-3), the erasure record (R-REC-5), the handler's provision record
+//!   (R-REC-1) — written through typed functions.
+//! * [`retention`]: the retention job (R-REC-8): purges records past their period (3 years)
+//!   and leaves a purge record.
+//!
+//! This crate records; it never decides. It must never store a plaintext patient ID (only
+//! the control plane's keyed `patient_key`), never put personal data into errors or audit
+//! details, and never rewrite an audit event once written.
+
+pub mod audit;
+pub mod legal;
+pub mod retention;
+
+pub use audit::{
+    AuditError, AuditEvent, AuditHead, AuditLog, AuditOptions, Break, BreakKind, Outcome,
+    VerifyReport, verify,
+};
+pub use legal::{
+    ErasureEntry, ErasureRecord, Items, ProvisionEntry, ProvisionRecord, ReceiptEntry,
+    ReceiptRecord, RecordsError, list_erasures, list_provisions, list_receipts,
+    provision_patients, receipt_patients, record_erasure, record_provision, record_receipt,
+};
+pub use retention::{PurgeEntry, PurgeReport, list_purges, purge};

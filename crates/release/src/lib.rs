@@ -1,1 +1,51 @@
-//! kiban-release
+//! kiban's release packages (R-REL-4, R-ANON-1..6, R-PSEUDO-1).
+//!
+//! A release is a declarative [`Spec`] (built-in profiles `anonymized` and `pseudonymized`,
+//! or a user's TOML) applied by a [`PackageWriter`] to the clinical store's batches: only the
+//! registrations the caller found eligible, person-level k-anonymity with suppression,
+//! per-release keyed pseudonyms, per-person date shifts, Parquet + CSV per table and a
+//! `manifest.json` with the hash of every file.
+//!
+//! This crate never decides eligibility (the consent gate does, in the caller), never reads
+//! identity, and never delivers: delivery and book entries belong to the release workflow.
+
+pub mod package;
+pub mod person;
+pub mod spec;
+
+use std::path::Path;
+
+pub use package::{Demographics, Manifest, PackageWriter, ReleaseInput, collect_demographics};
+pub use spec::{Level, PROFILES, Spec, profile_text};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    #[error("release spec: {0}")]
+    Spec(String),
+    #[error("unknown profile {0:?} (known: anonymized, pseudonymized)")]
+    UnknownProfile(String),
+    #[error("output folder {0} is not empty; choose a new folder")]
+    OutputNotEmpty(String),
+    #[error("no generalization reaches k={k} within the suppression limit")]
+    PrivacyModel { k: u32 },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("store: {0}")]
+    Store(String),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+}
+
+impl ReleaseError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> ReleaseError {
+        ReleaseError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -92,17 +92,36 @@ impl Db {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
         };
-        let pool = AnyPoolOptions::new()
+        let mut opts = AnyPoolOptions::new()
             // SQLite allows one writer; a single connection avoids SQLITE_BUSY between our
             // own tasks. PostgreSQL gets a small pool.
-            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 })
-            .connect(&url)
-            .await?;
+            .max_connections(if backend == Backend::Sqlite { 1 } else { 8 });
         if backend == Backend::Sqlite {
+            // Per-connection settings must be applied to every connection the pool opens (it
+            // reopens them after idle timeouts), not once after connecting.
+            // * foreign_keys: enforce the schema's references;
+            // * secure_delete: overwrite deleted content with zeros, so that a shredded vault
+            //   key does not survive in free pages of the file (R-SEC-4);
+            // * busy_timeout: wait for another process's writer instead of failing at once.
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA foreign_keys=ON",
+                        "PRAGMA secure_delete=ON",
+                        "PRAGMA busy_timeout=5000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            // Persistent in the database file.
             sqlx::query("PRAGMA journal_mode=WAL")
                 .execute(&pool)
                 .await?;
-            sqlx::query("PRAGMA foreign_keys=ON").execute(&pool).await?;
         }
         Ok(Db { pool, backend })
     }

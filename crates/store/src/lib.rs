@@ -3,12 +3,25 @@
 //! * [`db`]: the control plane in SQL: one migration set, run on SQLite (embedded default,
 //!   zero setup) or PostgreSQL (production). Other crates own their tables through migration
 //!   files in `crates/store/migrations/` and query through [`Db`].
+//! * [`keys`]: the workspace secrets (master key, index key) and the keyed `patient_key`.
+//! * [`registry`]: registrations (one handler's patient), known only by a random id and the
+//!   keyed hash of the patient ID; never the plaintext ID.
+//! * [`vault`]: the identity vault, AES-256-GCM with one data key per registration wrapped by
+//!   the master key; shredding destroys the key (R-SEC-4, R-OPT-6).
+//! * [`lake`]: the clinical store as Parquet parts per table and ingest batch, written batch
+//!   by batch with atomic publication, streamed on read, compacted on deletion requests.
 //!
-//! This crate never interprets consent, legal records or clinical meaning: it stores.
+//! This crate never interprets consent, legal records or clinical meaning: it stores. It never
+//! logs or prints, and its errors never carry identity, patient IDs or key material.
 
 pub mod db;
+pub mod keys;
+pub mod lake;
+pub mod registry;
+pub mod vault;
 
 pub use db::{Backend, Db, DbError};
-pub mod keys;
-
 pub use keys::{SecretKey, patient_key};
+pub use lake::{Lake, LakeError, LakeWriter, PartInfo};
+pub use registry::{Registration, Registry, RegistryError};
+pub use vault::{Vault, VaultError};

@@ -1,0 +1,781 @@
+//! One function per command: parse → call the pipeline → present.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use kiban_pipeline::Workspace;
+use kiban_pipeline::ingest::IngestOptions;
+use kiban_pipeline::release::ReleaseOptions;
+
+use crate::ui::{Bars, Lang, table};
+use crate::{Cli, Command, JsonFlag};
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Folder for the demo (workspace, synthetic data, releases). Replaced if it holds an
+    /// earlier demo; refused if it holds anything else.
+    #[arg(long, default_value = "kiban-demo")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 600)]
+    pub persons: u64,
+    #[arg(long, default_value_t = 4)]
+    pub hospitals: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    #[arg(long)]
+    pub persons: u64,
+    #[arg(long, default_value_t = 4)]
+    pub hospitals: u32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Comma-separated: ssmix2,fhir,uke,csv (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub formats: Vec<String>,
+    /// Write every format for every hospital (for per-format count checks).
+    #[arg(long)]
+    pub all_formats: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum HandlerCmd {
+    /// Register a data handler with its filing and publication dates (R-OPT-3).
+    Add {
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        address: String,
+        #[arg(long)]
+        representative: Option<String>,
+        /// Date of filing (届出) with the minister.
+        #[arg(long)]
+        filed: Option<String>,
+        /// Date the minister published the filing.
+        #[arg(long)]
+        published: Option<String>,
+        /// Date of the handler's own publication (default: the minister's).
+        #[arg(long)]
+        own_published: Option<String>,
+        /// Waiting period between notice and first provision, in days (R-OPT-2).
+        #[arg(long, default_value_t = 30)]
+        waiting_days: u32,
+    },
+    /// List registered handlers.
+    List(JsonFlag),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OptoutCmd {
+    /// Import notices, stop and deletion requests from CSV
+    /// (header handler_code,patient_id,event,date[,channel,requester,relation]).
+    Import {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the gate's decision for one patient.
+    Status {
+        #[arg(long)]
+        handler: String,
+        #[arg(long)]
+        patient: String,
+        /// Decide as of this date (default: today).
+        #[arg(long)]
+        on: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Files or folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[arg(long)]
+    pub handler: String,
+    /// auto | ssmix2 | fhir
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    /// Date of receipt (default: today); the gate decides as of this date.
+    #[arg(long)]
+    pub received: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    #[command(subcommand)]
+    pub cmd: Option<LinkCmd>,
+    /// Match probability at or above which records are linked.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LinkCmd {
+    /// Write handler_code,patient_id,person_key.
+    Export { file: PathBuf },
+    /// Pairwise and cluster precision/recall/F1 against facility_code,patient_id,person_id.
+    Evaluate {
+        truth: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AnonymizeArgs {
+    pub table: PathBuf,
+    #[arg(long)]
+    pub hierarchies: PathBuf,
+    #[arg(long)]
+    pub k: u32,
+    /// Largest share of records that may be suppressed (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    pub suppression: f64,
+    /// loss (default) | precision | discernibility | entropy
+    #[arg(long, default_value = "loss")]
+    pub metric: String,
+    /// l of l-diversity (needs --sensitive).
+    #[arg(long)]
+    pub l: Option<f64>,
+    /// distinct (default) | entropy | recursive
+    #[arg(long, default_value = "distinct")]
+    pub l_variant: String,
+    /// c of recursive (c,l)-diversity.
+    #[arg(long, default_value_t = 3.0)]
+    pub c: f64,
+    /// t of t-closeness (needs --sensitive).
+    #[arg(long)]
+    pub t: Option<f64>,
+    /// equal (default) | hierarchical
+    #[arg(long, default_value = "equal")]
+    pub t_variant: String,
+    #[arg(long)]
+    pub sensitive: Option<String>,
+    #[arg(long, value_delimiter = ',')]
+    pub qi: Vec<String>,
+    #[arg(long, default_value = ";")]
+    pub sep: String,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ReleaseArgs {
+    /// A release spec (TOML); or use --profile.
+    pub spec: Option<PathBuf>,
+    /// A built-in profile: anonymized | pseudonymized.
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Print a built-in profile's spec and exit.
+    #[arg(long, value_name = "NAME")]
+    pub print_profile: Option<String>,
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// An approved request (the release workflow); without it: internal evaluation.
+    #[arg(long)]
+    pub request: Option<String>,
+    /// Release date (default: today); the gate decides as of this date.
+    #[arg(long)]
+    pub on: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCmd {
+    /// Re-check the hash chain; exit 1 naming the first broken event.
+    Verify(JsonFlag),
+}
+
+fn parse_date(s: &str, what: &str) -> Result<NaiveDate> {
+    let t = s.trim().replace('/', "-");
+    NaiveDate::parse_from_str(&t, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(&t, "%Y%m%d"))
+        .with_context(|| format!("{what}: {s:?} is not a date (YYYY-MM-DD)"))
+}
+
+fn opt_date(s: &Option<String>, what: &str) -> Result<Option<NaiveDate>> {
+    s.as_deref().map(|d| parse_date(d, what)).transpose()
+}
+
+fn today() -> NaiveDate {
+    chrono::Local::now().date_naive()
+}
+
+async fn open(cli_ws: &Path, actor: &Option<String>) -> Result<Workspace> {
+    let mut ws = Workspace::open(cli_ws).await?;
+    if let Some(a) = actor {
+        ws.set_actor(a.clone());
+    }
+    Ok(ws)
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
+    let ok = ExitCode::SUCCESS;
+    match cli.command {
+        Command::Init { dir } => {
+            let ws = Workspace::init(&dir).await?;
+            println!(
+                "{}: {}",
+                lang.t("ワークスペースを作成しました", "workspace created"),
+                ws.root().display()
+            );
+            Ok(ok)
+        }
+        Command::Demo(a) => demo(a, lang).await,
+        Command::Synth(a) => synth(a, lang),
+        Command::Handler(HandlerCmd::Add {
+            code,
+            name,
+            address,
+            representative,
+            filed,
+            published,
+            own_published,
+            waiting_days,
+        }) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            let mut h = kiban_consent::HandlerInfo::new(code, name, address);
+            h.representative = representative;
+            h.filed_date = opt_date(&filed, "--filed")?;
+            h.minister_published_date = opt_date(&published, "--published")?;
+            h.own_published_date =
+                opt_date(&own_published, "--own-published")?.or(h.minister_published_date);
+            h.waiting_days = waiting_days;
+            ws.add_handler(&h).await?;
+            println!(
+                "{}: {}",
+                lang.t("医療情報取扱事業者を登録しました", "handler registered"),
+                h.code
+            );
+            Ok(ok)
+        }
+        Command::Handler(HandlerCmd::List(j)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            let hs = ws.list_handlers().await?;
+            if j.json {
+                print_json(&hs)?;
+            } else {
+                for h in hs {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        h.code,
+                        h.name,
+                        h.filed_date.map(|d| d.to_string()).unwrap_or("-".into()),
+                        h.minister_published_date
+                            .map(|d| d.to_string())
+                            .unwrap_or("-".into()),
+                        h.waiting_days
+                    );
+                }
+            }
+            Ok(ok)
+        }
+        Command::Optout(OptoutCmd::Import { file, json }) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            let r = ws.import_optout(&file).await?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print!(
+                    "{}",
+                    table(
+                        lang.t("オプトアウト取り込み", "opt-out import"),
+                        &[
+                            (lang.t("取り込み", "imported").into(), r.imported.to_string()),
+                            (lang.t("重複", "duplicates").into(), r.duplicates.to_string()),
+                            (lang.t("不備", "rejected").into(), r.rejected.to_string()),
+                        ]
+                    )
+                );
+                for rej in r.rejections.iter().take(20) {
+                    eprintln!("  {rej}");
+                }
+            }
+            Ok(ok)
+        }
+        Command::Optout(OptoutCmd::Status {
+            handler,
+            patient,
+            on,
+            json,
+        }) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            let on = opt_date(&on, "--on")?.unwrap_or_else(today);
+            let d = ws.optout_status(&handler, &patient, on).await?;
+            if json {
+                print_json(&d)?;
+            } else {
+                let verdict = match &d.eligibility {
+                    kiban_consent::Eligibility::Eligible => {
+                        lang.t("提供可（受領できます）", "eligible").to_string()
+                    }
+                    kiban_consent::Eligibility::Ineligible(r) => format!(
+                        "{}: {}",
+                        lang.t("提供不可", "ineligible"),
+                        match lang {
+                            Lang::Ja => r.to_string(),
+                            Lang::En => r.message_en(),
+                        }
+                    ),
+                };
+                print!(
+                    "{}",
+                    table(
+                        lang.t("オプトアウト判定", "opt-out decision"),
+                        &[
+                            (lang.t("医療情報取扱事業者", "handler").into(), d.handler_code.clone()),
+                            (lang.t("判定日", "as of").into(), d.on.to_string()),
+                            (lang.t("判定", "decision").into(), verdict),
+                            (lang.t("参照した事象", "events considered").into(), d.events_considered.to_string()),
+                        ]
+                    )
+                );
+            }
+            Ok(ok)
+        }
+        Command::Ingest(a) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            let format = kiban_ingest::parse_format_arg(&a.format)?;
+            let opts = IngestOptions {
+                handler: a.handler,
+                format,
+                received_on: opt_date(&a.received, "--received")?.unwrap_or_else(today),
+            };
+            let bars = Bars::new(a.json, lang);
+            let r = ws.ingest(&a.paths, &opts, &bars).await?;
+            if a.json {
+                print_json(&r)?;
+            } else {
+                print!("{}", ingest_table(&r, lang));
+            }
+            Ok(ok)
+        }
+        Command::Stats(j) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            let s = ws.stats().await?;
+            if j.json {
+                print_json(&s)?;
+            } else {
+                let mut rows = vec![
+                    (lang.t("登録患者", "registrations").into(), s.registrations.to_string()),
+                    (lang.t("人（名寄せ後）", "persons (linked)").into(), s.persons.to_string()),
+                ];
+                for (t, n) in &s.tables {
+                    rows.push((t.clone(), n.to_string()));
+                }
+                rows.push((lang.t("隔離", "quarantined").into(), s.quarantined.to_string()));
+                rows.push((lang.t("ゲートで拒否", "rejected by gate").into(), s.rejected.to_string()));
+                print!("{}", table(lang.t("ワークスペースの内容", "workspace contents"), &rows));
+            }
+            Ok(ok)
+        }
+        Command::Link(a) => link(&cli.workspace, &cli.actor, a, lang).await,
+        Command::Anonymize(a) => anonymize(a, lang),
+        Command::Release(a) => release(&cli.workspace, &cli.actor, a, lang).await,
+        Command::Audit(AuditCmd::Verify(j)) => {
+            let dir = cli.workspace.join("audit");
+            match kiban_records::verify(&dir) {
+                Ok(r) => {
+                    if j.json {
+                        print_json(&serde_json::json!({"ok": true, "events": r.events, "segments": r.segments, "head": r.head}))?;
+                    } else {
+                        println!(
+                            "{}: {} {}",
+                            lang.t("監査ログは改ざんされていません", "audit log intact"),
+                            r.events,
+                            lang.t("件", "events")
+                        );
+                    }
+                    Ok(ok)
+                }
+                Err(kiban_records::AuditError::Broken(b)) => {
+                    if j.json {
+                        print_json(&serde_json::json!({"ok": false, "break": b.to_string()}))?;
+                    } else {
+                        eprintln!(
+                            "{}: {b}",
+                            lang.t("監査ログの改ざんを検出しました", "audit log is broken")
+                        );
+                    }
+                    Ok(ExitCode::from(1))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+fn ingest_table(r: &kiban_pipeline::ingest::IngestReport, lang: Lang) -> String {
+    let mut rows = vec![
+        (lang.t("ファイル", "files").into(), r.files.to_string()),
+        (
+            lang.t("取り込み済みのため省略", "already ingested").into(),
+            r.files_already_ingested.to_string(),
+        ),
+        (lang.t("受領", "accepted").into(), r.units_accepted.to_string()),
+        (lang.t("ゲートで拒否", "rejected by gate").into(), r.units_rejected.to_string()),
+        (lang.t("隔離", "quarantined").into(), r.units_quarantined.to_string()),
+        (lang.t("版管理で置換", "superseded").into(), r.units_superseded.to_string()),
+        (lang.t("新規登録患者", "new registrations").into(), r.new_registrations.to_string()),
+    ];
+    for (t, n) in &r.facts {
+        rows.push((format!("  {t}"), n.to_string()));
+    }
+    for (reason, n) in &r.rejected_by_reason {
+        rows.push((format!("  {}: {reason}", lang.t("拒否理由", "rejected")), n.to_string()));
+    }
+    table(
+        &format!("{} ({})", lang.t("取り込み結果", "ingest summary"), r.handler),
+        &rows,
+    )
+}
+
+async fn release(ws_dir: &Path, actor: &Option<String>, a: ReleaseArgs, lang: Lang) -> Result<ExitCode> {
+    if let Some(name) = &a.print_profile {
+        match kiban_release::profile_text(name) {
+            Some(t) => {
+                print!("{t}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            None => bail!(
+                "{} {name:?} (anonymized, pseudonymized)",
+                lang.t("不明なプロファイル", "unknown profile")
+            ),
+        }
+    }
+    let spec = match (&a.spec, &a.profile) {
+        (Some(p), None) => {
+            let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+            kiban_release::Spec::parse(&text)?
+        }
+        (None, Some(name)) => kiban_release::Spec::profile(name)?,
+        _ => bail!(
+            "{}",
+            lang.t(
+                "SPEC.toml か --profile のどちらか一方を指定してください",
+                "give either SPEC.toml or --profile"
+            )
+        ),
+    };
+    let Some(out) = a.out.clone() else {
+        bail!("{}", lang.t("--out を指定してください", "--out is required"));
+    };
+    let ws = open(ws_dir, actor).await?;
+    let opts = ReleaseOptions {
+        spec,
+        out,
+        on: opt_date(&a.on, "--on")?.unwrap_or_else(today),
+        request: a.request.clone(),
+    };
+    let bars = Bars::new(a.json, lang);
+    let r = ws.release(&opts, &bars).await?;
+    if a.json {
+        print_json(&r.manifest)?;
+    } else {
+        print!("{}", release_table(&r, lang));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn release_table(r: &kiban_pipeline::release::ReleaseReport, lang: Lang) -> String {
+    let m = &r.manifest;
+    let mut rows = vec![
+        (lang.t("提供ID", "release").into(), m.release_id.clone()),
+        (lang.t("加工の種類", "level").into(), m.level.as_str().to_string()),
+        (lang.t("出力先", "folder").into(), r.out.display().to_string()),
+        (lang.t("人数", "persons").into(), m.persons.to_string()),
+        (lang.t("秘匿（抑制）", "suppressed").into(), m.persons_suppressed.to_string()),
+        (
+            lang.t("オプトアウト等で除外", "excluded by gate").into(),
+            r.excluded_by_gate.values().sum::<u64>().to_string(),
+        ),
+    ];
+    if let Some(k) = m.k {
+        rows.push(("k".into(), k.to_string()));
+    }
+    for (t, e) in &m.tables {
+        rows.push((format!("  {t}"), e.rows.to_string()));
+    }
+    if m.internal_evaluation {
+        rows.push((
+            lang.t("区分", "kind").into(),
+            lang.t("内部評価用（提供不可）", "internal evaluation (not for delivery)").into(),
+        ));
+    }
+    table(lang.t("提供データ", "release package"), &rows)
+}
+
+fn synth(a: SynthArgs, lang: Lang) -> Result<ExitCode> {
+    let mut cfg = kiban_synth::SynthConfig {
+        persons: a.persons,
+        hospitals: a.hospitals,
+        seed: a.seed,
+        all_formats_per_hospital: a.all_formats,
+        ..Default::default()
+    };
+    if !a.formats.is_empty() {
+        cfg.formats = a
+            .formats
+            .iter()
+            .map(|f| {
+                kiban_synth::SynthFormat::parse(f)
+                    .with_context(|| format!("--formats: unknown format {f:?} (ssmix2, fhir, uke, csv)"))
+            })
+            .collect::<Result<_>>()?;
+    }
+    let bars = Bars::new(a.json, lang);
+    kiban_pipeline::Progress::stage(&bars, "synth", Some(cfg.persons));
+    let mut last = 0u64;
+    let summary = kiban_synth::generate(&cfg, &a.out, &mut |done, _total| {
+        kiban_pipeline::Progress::advance(&bars, done.saturating_sub(last));
+        last = done;
+    })?;
+    kiban_pipeline::Progress::finish_stage(&bars);
+    if a.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "{}: {} ({} {}, {} {})",
+            lang.t("合成データを出力しました", "synthetic data written"),
+            a.out.display(),
+            summary.persons,
+            lang.t("人", "persons"),
+            summary.totals.registrations,
+            lang.t("登録", "registrations"),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn demo(a: DemoArgs, lang: Lang) -> Result<ExitCode> {
+    let bars = Bars::new(a.json, lang);
+    let opts = kiban_pipeline::demo::DemoOptions {
+        out: a.out,
+        persons: a.persons,
+        hospitals: a.hospitals,
+        seed: a.seed,
+        today: today(),
+    };
+    let r = kiban_pipeline::demo::run(&opts, &bars).await?;
+    if a.json {
+        print_json(&r)?;
+        return Ok(if r.audit_ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let mut rows = vec![
+        (lang.t("合成した人数", "synthetic persons").into(), r.synth_persons.to_string()),
+        (lang.t("医療情報取扱事業者", "handlers").into(), r.handlers.to_string()),
+        (lang.t("オプトアウト事象", "opt-out events").into(), r.optout_imported.to_string()),
+    ];
+    for i in &r.ingests {
+        rows.push((
+            format!("{} {}", lang.t("取り込み", "ingest"), i.handler),
+            format!(
+                "{} {} / {} {} / {} {} / {} {}",
+                lang.t("受領", "accepted"),
+                i.units_accepted,
+                lang.t("拒否", "rejected"),
+                i.units_rejected,
+                lang.t("隔離", "quarantined"),
+                i.units_quarantined,
+                lang.t("事実", "facts"),
+                i.total_facts()
+            ),
+        ));
+    }
+    if let Some(l) = &r.link {
+        rows.push((
+            lang.t("名寄せ", "linkage").into(),
+            format!(
+                "{} → {} {}",
+                l.registrations,
+                l.persons,
+                lang.t("人", "persons")
+            ),
+        ));
+    }
+    for rel in &r.releases {
+        rows.push((
+            format!("{} {}", lang.t("提供データ", "release"), rel.manifest.profile),
+            format!(
+                "{} {} / {} {} / {}",
+                rel.manifest.persons,
+                lang.t("人", "persons"),
+                rel.manifest.persons_suppressed,
+                lang.t("人秘匿", "suppressed"),
+                rel.out.display()
+            ),
+        ));
+    }
+    rows.push((
+        lang.t("監査ログ", "audit log").into(),
+        format!(
+            "{} {} ({})",
+            r.audit_events,
+            lang.t("件", "events"),
+            if r.audit_ok {
+                lang.t("検証OK", "verified")
+            } else {
+                lang.t("改ざん検出", "BROKEN")
+            }
+        ),
+    ));
+    print!("{}", table(lang.t("デモの結果", "demo summary"), &rows));
+    let s = &r.stats;
+    let mut trows = vec![];
+    for (t, n) in &s.tables {
+        trows.push((t.clone(), n.to_string()));
+    }
+    trows.push((lang.t("隔離", "quarantined").into(), s.quarantined.to_string()));
+    trows.push((lang.t("ゲートで拒否", "rejected by gate").into(), s.rejected.to_string()));
+    print!("{}", table(lang.t("臨床データストア", "clinical store"), &trows));
+    println!(
+        "{}: {}",
+        lang.t("ワークスペース", "workspace"),
+        r.workspace.display()
+    );
+    Ok(if r.audit_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn link(ws_dir: &Path, actor: &Option<String>, a: LinkArgs, lang: Lang) -> Result<ExitCode> {
+    let ws = open(ws_dir, actor).await?;
+    match a.cmd {
+        None => {
+            let r = ws.link(a.threshold).await?;
+            if a.json {
+                print_json(&r)?;
+            } else {
+                print!(
+                    "{}",
+                    table(
+                        lang.t("名寄せ", "linkage"),
+                        &[
+                            (lang.t("登録患者", "registrations").into(), r.registrations.to_string()),
+                            (lang.t("人", "persons").into(), r.persons.to_string()),
+                            (lang.t("要確認ペア", "pairs for review").into(), r.review_pairs.to_string()),
+                            (lang.t("推定誤結合率", "est. false-merge rate").into(), format!("{:.5}", r.estimated_false_merge_rate)),
+                            (lang.t("推定結合漏れ率", "est. missed-merge rate").into(), format!("{:.5}", r.estimated_missed_merge_rate)),
+                        ]
+                    )
+                );
+            }
+        }
+        Some(LinkCmd::Export { file }) => {
+            let n = ws.link_export(&file).await?;
+            println!("{}: {n}", lang.t("書き出した行", "rows written"));
+        }
+        Some(LinkCmd::Evaluate { truth, json }) => {
+            let m = ws.link_evaluate(&truth).await?;
+            if json {
+                print_json(&m)?;
+            } else {
+                print!(
+                    "{}",
+                    table(
+                        lang.t("名寄せの評価", "linkage evaluation"),
+                        &[
+                            (lang.t("対象レコード", "records").into(), m.records.to_string()),
+                            (lang.t("ペア適合率", "pairwise precision").into(), format!("{:.4}", m.precision)),
+                            (lang.t("ペア再現率", "pairwise recall").into(), format!("{:.4}", m.recall)),
+                            ("F1".into(), format!("{:.4}", m.f1)),
+                            (lang.t("クラスタ適合率", "cluster precision").into(), format!("{:.4}", m.cluster_precision)),
+                            (lang.t("クラスタ再現率", "cluster recall").into(), format!("{:.4}", m.cluster_recall)),
+                            (lang.t("誤結合クラスタ", "merged clusters").into(), m.merged_clusters.to_string()),
+                            (lang.t("分割された人", "split persons").into(), m.split_persons.to_string()),
+                        ]
+                    )
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn anonymize(a: AnonymizeArgs, lang: Lang) -> Result<ExitCode> {
+    let sep = match a.sep.as_bytes() {
+        [b] => *b,
+        _ if a.sep == "\\t" || a.sep == "tab" => b'\t',
+        _ => bail!(
+            "{}: {:?}",
+            lang.t("--sep は1バイトの区切り文字です", "--sep takes one single-byte separator"),
+            a.sep
+        ),
+    };
+    let mut opts = kiban_anon::AnonymizeOptions::new(&a.table, &a.hierarchies, a.k as usize, a.suppression);
+    opts.metric = a.metric.parse()?;
+    opts.l_diversity = match (a.l, a.l_variant.as_str()) {
+        (None, _) => None,
+        (Some(l), "distinct") => Some(kiban_anon::LDiversity::Distinct { l: l.round().max(1.0) as usize }),
+        (Some(l), "entropy") => Some(kiban_anon::LDiversity::Entropy { l }),
+        (Some(l), "recursive") => Some(kiban_anon::LDiversity::Recursive {
+            c: a.c,
+            l: l.round().max(1.0) as usize,
+        }),
+        (Some(_), v) => bail!("--l-variant: unknown {v:?} (distinct, entropy, recursive)"),
+    };
+    opts.t_closeness = match (a.t, a.t_variant.as_str()) {
+        (None, _) => None,
+        (Some(t), "equal") => Some(kiban_anon::TCloseness::EqualDistance { t }),
+        (Some(t), "hierarchical") => Some(kiban_anon::TCloseness::Hierarchical { t }),
+        (Some(_), v) => bail!("--t-variant: unknown {v:?} (equal, hierarchical)"),
+    };
+    opts.sensitive = a.sensitive;
+    opts.qis = (!a.qi.is_empty()).then_some(a.qi);
+    opts.separator = sep;
+    opts.output = Some(a.out.clone());
+    let r = kiban_anon::anonymize_csv(&opts)?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        let mut rows: Vec<(String, String)> = r
+            .levels
+            .iter()
+            .map(|(attr, l)| (attr.clone(), format!("{} {l}", lang.t("レベル", "level"))))
+            .collect();
+        rows.push((lang.t("情報損失", "information loss").into(), format!("{:.6}", r.information_loss)));
+        rows.push((lang.t("秘匿レコード", "suppressed records").into(), r.suppressed.to_string()));
+        rows.push((lang.t("同値クラス", "classes").into(), r.classes.to_string()));
+        rows.push((
+            lang.t("評価した変換", "transformations checked").into(),
+            r.transformations_checked.to_string(),
+        ));
+        rows.push((lang.t("出力", "output").into(), a.out.display().to_string()));
+        print!("{}", table(lang.t("匿名加工の結果", "anonymization result"), &rows));
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,438 @@
+//! Each patient's opt-out timeline: notices, stop requests, deletion requests, withdrawals.
+//!
+//! Events are keyed by `(handler_code, patient_key)` and are idempotent on
+//! `(handler_code, patient_key, kind, date)`: recording the same event twice yields one
+//! event (so a re-run import or a retried request cannot double-count).
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use kiban_store::Db;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::error::{ConsentError, invalid};
+use crate::handler::{date_str, get_handler, notice_version_exists, now_rfc3339, parse_date};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    /// The patient (or guardian) was notified (R-OPT-1).
+    Notice,
+    /// A request to stop provision (R-OPT-4).
+    Stop,
+    /// A request to delete data already provided; implies a stop and is final (R-OPT-6).
+    Delete,
+    /// Withdrawal of an earlier stop request.
+    Withdraw,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 4] = [
+        EventKind::Notice,
+        EventKind::Stop,
+        EventKind::Delete,
+        EventKind::Withdraw,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Notice => "notice",
+            EventKind::Stop => "stop",
+            EventKind::Delete => "delete",
+            EventKind::Withdraw => "withdraw",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// A request made by or for the patient (needs channel/requester/relation and, for a
+    /// stop, a receipt).
+    pub fn is_request(self) -> bool {
+        !matches!(self, EventKind::Notice)
+    }
+}
+
+/// Where and how a request was received (R-OPT-4: in writing, orally or otherwise, at the
+/// handler's counter or at the producer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Desk,
+    Producer,
+    Mail,
+    Online,
+    Oral,
+    Written,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 6] = [
+        Channel::Desk,
+        Channel::Producer,
+        Channel::Mail,
+        Channel::Online,
+        Channel::Oral,
+        Channel::Written,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Desk => "desk",
+            Channel::Producer => "producer",
+            Channel::Mail => "mail",
+            Channel::Online => "online",
+            Channel::Oral => "oral",
+            Channel::Written => "written",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Channel> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// Who acted, relative to the patient (R-OPT-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Relation {
+    #[serde(rename = "self")]
+    SelfPerson,
+    Guardian,
+    Spouse,
+    Child,
+    Parent,
+    Grandchild,
+    Grandparent,
+    Sibling,
+    /// Another bereaved family member.
+    Bereaved,
+}
+
+impl Relation {
+    pub const ALL: [Relation; 9] = [
+        Relation::SelfPerson,
+        Relation::Guardian,
+        Relation::Spouse,
+        Relation::Child,
+        Relation::Parent,
+        Relation::Grandchild,
+        Relation::Grandparent,
+        Relation::Sibling,
+        Relation::Bereaved,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Relation::SelfPerson => "self",
+            Relation::Guardian => "guardian",
+            Relation::Spouse => "spouse",
+            Relation::Child => "child",
+            Relation::Parent => "parent",
+            Relation::Grandchild => "grandchild",
+            Relation::Grandparent => "grandparent",
+            Relation::Sibling => "sibling",
+            Relation::Bereaved => "bereaved",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Relation> {
+        Relation::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
+/// A requester's name: personal data. `Debug` and `Display` never show it; read it with
+/// [`Requester::expose`] only where it is needed (the receipt).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Requester(String);
+
+impl Requester {
+    pub fn new(name: impl Into<String>) -> Requester {
+        Requester(name.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Requester {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Requester(..)")
+    }
+}
+
+/// One event of a patient's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEvent {
+    pub handler_code: String,
+    /// `kiban_store::patient_key(index_key, handler_code, patient_id)`.
+    pub patient_key: String,
+    pub kind: EventKind,
+    /// The day the notice was given or the request received.
+    pub date: NaiveDate,
+    /// Notice: how it was given (e.g. "written at first visit").
+    pub method: Option<String>,
+    /// Notice: which [`crate::NoticeVersion`]; must exist when given.
+    pub notice_version: Option<String>,
+    /// Notice: a guardian was notified as well (minors, patients without capacity).
+    pub guardian_notified: bool,
+    /// Requests: where and how received.
+    pub channel: Option<Channel>,
+    /// Requests: who made it (personal data).
+    pub requester: Option<Requester>,
+    pub relation: Option<Relation>,
+    /// Stop requests: the receipt's number (R-OPT-5); assigned when recorded if absent.
+    pub receipt_number: Option<String>,
+    /// Stop requests: when the receipt was issued.
+    pub receipt_issued: Option<NaiveDate>,
+}
+
+impl ConsentEvent {
+    pub fn new(
+        handler_code: impl Into<String>,
+        patient_key: impl Into<String>,
+        kind: EventKind,
+        date: NaiveDate,
+    ) -> ConsentEvent {
+        ConsentEvent {
+            handler_code: handler_code.into(),
+            patient_key: patient_key.into(),
+            kind,
+            date,
+            method: None,
+            notice_version: None,
+            guardian_notified: false,
+            channel: None,
+            requester: None,
+            relation: None,
+            receipt_number: None,
+            receipt_issued: None,
+        }
+    }
+
+    /// Sets who made a request and how.
+    pub fn requested_by(
+        mut self,
+        channel: Option<Channel>,
+        requester: Option<Requester>,
+        relation: Option<Relation>,
+    ) -> ConsentEvent {
+        self.channel = channel;
+        self.requester = requester;
+        self.relation = relation;
+        self
+    }
+}
+
+/// A stored event with its ID and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedEvent {
+    pub event_id: String,
+    /// `api` for single events, `import:NAME` for CSV imports.
+    pub source: String,
+    pub recorded_at: String,
+    pub event: ConsentEvent,
+}
+
+pub(crate) fn new_event_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// The receipt number of a stop: handler, date, and part of the event ID (unique, not
+/// guessable from the patient).
+pub(crate) fn receipt_number(handler_code: &str, date: NaiveDate, event_id: &str) -> String {
+    format!(
+        "{handler_code}-{}-{}",
+        date.format("%Y%m%d"),
+        event_id.get(..8).unwrap_or(event_id).to_ascii_uppercase()
+    )
+}
+
+pub(crate) fn validate_event(e: &ConsentEvent) -> Result<(), ConsentError> {
+    if e.patient_key.trim().is_empty() {
+        return Err(invalid("patient key", "is empty"));
+    }
+    if e.handler_code.trim().is_empty() {
+        return Err(invalid("handler code", "is empty"));
+    }
+    if e.kind != EventKind::Notice && (e.notice_version.is_some() || e.guardian_notified) {
+        return Err(invalid(
+            "notice fields",
+            "notice version / guardian notified belong to notice events only",
+        ));
+    }
+    if e.kind != EventKind::Stop && (e.receipt_number.is_some() || e.receipt_issued.is_some()) {
+        return Err(invalid("receipt", "receipts belong to stop requests only"));
+    }
+    Ok(())
+}
+
+/// Inserts one validated event unless the same (handler, patient, kind, date) exists.
+/// Returns the event's ID (the existing one for a duplicate) and whether it was new.
+pub(crate) async fn insert_event(
+    conn: &mut sqlx::AnyConnection,
+    e: &ConsentEvent,
+    source: &str,
+) -> Result<(String, bool), ConsentError> {
+    let id = new_event_id();
+    let receipt = match (e.kind, &e.receipt_number) {
+        (EventKind::Stop, None) => Some(receipt_number(&e.handler_code, e.date, &id)),
+        (_, r) => r.clone(),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO consent_events (event_id, handler_code, patient_key, kind, event_date, \
+         method, notice_version, guardian_notified, channel, requester, relation, \
+         receipt_number, receipt_issued_date, source, recorded_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         ON CONFLICT (handler_code, patient_key, kind, event_date) DO NOTHING",
+    )
+    .bind(&id)
+    .bind(&e.handler_code)
+    .bind(&e.patient_key)
+    .bind(e.kind.as_str())
+    .bind(date_str(e.date))
+    .bind(e.method.clone())
+    .bind(e.notice_version.clone())
+    .bind(i64::from(e.guardian_notified))
+    .bind(e.channel.map(|c| c.as_str()))
+    .bind(e.requester.as_ref().map(|r| r.0.clone()))
+    .bind(e.relation.map(|r| r.as_str()))
+    .bind(receipt)
+    .bind(e.receipt_issued.map(date_str))
+    .bind(source)
+    .bind(now_rfc3339())
+    .execute(&mut *conn)
+    .await?
+    .rows_affected()
+        == 1;
+    if inserted {
+        return Ok((id, true));
+    }
+    let row = sqlx::query(
+        "SELECT event_id FROM consent_events WHERE handler_code = $1 AND patient_key = $2 \
+         AND kind = $3 AND event_date = $4",
+    )
+    .bind(&e.handler_code)
+    .bind(&e.patient_key)
+    .bind(e.kind.as_str())
+    .bind(date_str(e.date))
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok((row.try_get("event_id")?, false))
+}
+
+/// Records one event (idempotent: the same handler, patient, kind and date is one event)
+/// and returns its ID. A stop without a receipt number gets one.
+pub async fn record_event(db: &Db, e: &ConsentEvent) -> Result<String, ConsentError> {
+    validate_event(e)?;
+    if get_handler(db, &e.handler_code).await?.is_none() {
+        return Err(ConsentError::UnknownHandler {
+            code: e.handler_code.clone(),
+        });
+    }
+    if let Some(v) = &e.notice_version
+        && !notice_version_exists(db, &e.handler_code, v).await?
+    {
+        return Err(ConsentError::UnknownNoticeVersion {
+            handler: e.handler_code.clone(),
+            version: v.clone(),
+        });
+    }
+    let mut conn = db.pool().acquire().await?;
+    let (id, _) = insert_event(&mut conn, e, "api").await?;
+    Ok(id)
+}
+
+/// Marks a stop's receipt as issued on `date` (when the receipt document is produced).
+pub async fn set_receipt_issued(
+    db: &Db,
+    event_id: &str,
+    date: NaiveDate,
+) -> Result<(), ConsentError> {
+    let n = sqlx::query(
+        "UPDATE consent_events SET receipt_issued_date = $1 WHERE event_id = $2 AND kind = 'stop'",
+    )
+    .bind(date_str(date))
+    .bind(event_id)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(invalid("event ID", "no stop request with this ID"));
+    }
+    Ok(())
+}
+
+pub(crate) fn event_from_row(row: &AnyRow) -> Result<RecordedEvent, ConsentError> {
+    let id: String = row.try_get("event_id")?;
+    let corrupt = |column| ConsentError::Corrupt {
+        table: "consent_events",
+        column,
+        id: id.clone(),
+    };
+    let kind_s: String = row.try_get("kind")?;
+    let kind = EventKind::parse(&kind_s).ok_or_else(|| corrupt("kind"))?;
+    let date = parse_date(
+        Some(row.try_get("event_date")?),
+        "consent_events",
+        "event_date",
+        &id,
+    )?
+    .ok_or_else(|| corrupt("event_date"))?;
+    let channel = match row.try_get::<Option<String>, _>("channel")? {
+        Some(s) => Some(Channel::parse(&s).ok_or_else(|| corrupt("channel"))?),
+        None => None,
+    };
+    let relation = match row.try_get::<Option<String>, _>("relation")? {
+        Some(s) => Some(Relation::parse(&s).ok_or_else(|| corrupt("relation"))?),
+        None => None,
+    };
+    Ok(RecordedEvent {
+        source: row.try_get("source")?,
+        recorded_at: row.try_get("recorded_at")?,
+        event: ConsentEvent {
+            handler_code: row.try_get("handler_code")?,
+            patient_key: row.try_get("patient_key")?,
+            kind,
+            date,
+            method: row.try_get("method")?,
+            notice_version: row.try_get("notice_version")?,
+            guardian_notified: row.try_get::<i64, _>("guardian_notified")? != 0,
+            channel,
+            requester: row
+                .try_get::<Option<String>, _>("requester")?
+                .map(Requester),
+            relation,
+            receipt_number: row.try_get("receipt_number")?,
+            receipt_issued: parse_date(
+                row.try_get("receipt_issued_date")?,
+                "consent_events",
+                "receipt_issued_date",
+                &id,
+            )?,
+        },
+        event_id: id,
+    })
+}
+
+/// One patient's whole timeline at one handler, by date.
+pub async fn events_for(
+    db: &Db,
+    handler_code: &str,
+    patient_key: &str,
+) -> Result<Vec<RecordedEvent>, ConsentError> {
+    let rows = sqlx::query(
+        "SELECT * FROM consent_events WHERE handler_code = $1 AND patient_key = $2 \
+         ORDER BY event_date, kind",
+    )
+    .bind(handler_code)
+    .bind(patient_key)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}

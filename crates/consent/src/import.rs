@@ -1,0 +1,403 @@
+//! Bulk import of opt-out events (`kiban optout import FILE.csv`).
+//!
+//! Header required, any column order: `handler_code,patient_id,event,date` plus optional
+//! `channel,requester,relation,method,notice_version`. Dates `YYYY-MM-DD` or `YYYY/MM/DD`;
+//! events `notice|stop|delete|withdraw`. Each bad row is rejected with its line, column and
+//! reason — never the value of a field, since most are personal — and good rows next to it
+//! are imported. Import is idempotent: re-importing a row adds nothing (dedupe on handler,
+//! patient, event, date). Patient IDs are turned into `patient_key`s by the caller's `key`
+//! function and never stored.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::io::Read;
+
+use chrono::NaiveDate;
+use kiban_store::Db;
+use serde::Serialize;
+
+use crate::error::ConsentError;
+use crate::event::{
+    Channel, ConsentEvent, EventKind, Relation, Requester, insert_event, validate_event,
+};
+use crate::handler::{list_handlers, list_notice_versions};
+
+/// Rejections kept in the report (all are counted).
+pub const MAX_REJECTIONS_KEPT: usize = 1000;
+const CHUNK: usize = 500;
+
+const REQUIRED: [&str; 4] = ["handler_code", "patient_id", "event", "date"];
+const OPTIONAL: [&str; 5] = [
+    "channel",
+    "requester",
+    "relation",
+    "method",
+    "notice_version",
+];
+
+/// One rejected row: where and why, never what.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowRejection {
+    /// 1-based line in the file (the header is line 1).
+    pub line: u64,
+    /// The offending column, when one is to blame.
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+impl fmt::Display for RowRejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.column {
+            Some(c) => write!(f, "line {}, column {c}: {}", self.line, self.reason),
+            None => write!(f, "line {}: {}", self.line, self.reason),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct ImportReport {
+    pub source: String,
+    /// Data rows read (header excluded).
+    pub rows: u64,
+    /// New events recorded.
+    pub imported: u64,
+    /// Rows that were already recorded (same handler, patient, event, date).
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// The first [`MAX_REJECTIONS_KEPT`] rejections.
+    pub rejections: Vec<RowRejection>,
+    /// New events per kind (`notice`, `stop`, …).
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    let ok_shape = s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-' || b == b'/',
+            _ => b.is_ascii_digit(),
+        })
+        && s.as_bytes()[4] == s.as_bytes()[7];
+    if !ok_shape {
+        return None;
+    }
+    NaiveDate::parse_from_str(&s.replace('/', "-"), "%Y-%m-%d").ok()
+}
+
+struct Columns {
+    idx: HashMap<&'static str, usize>,
+    width: usize,
+}
+
+impl Columns {
+    fn from_header(header: &csv::ByteRecord, source: &str) -> Result<Columns, ConsentError> {
+        let mut idx = HashMap::new();
+        for (i, raw) in header.iter().enumerate() {
+            let name = std::str::from_utf8(raw).map_err(|_| ConsentError::CsvHeader {
+                source_name: source.to_string(),
+                reason: format!("header column {} is not UTF-8", i + 1),
+            })?;
+            let name = name.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
+            let Some(known) = REQUIRED
+                .iter()
+                .chain(OPTIONAL.iter())
+                .find(|k| **k == name)
+            else {
+                return Err(ConsentError::CsvHeader {
+                    source_name: source.to_string(),
+                    reason: format!(
+                        "unknown header column {} (expected {} and optionally {})",
+                        i + 1,
+                        REQUIRED.join(","),
+                        OPTIONAL.join(",")
+                    ),
+                });
+            };
+            if idx.insert(*known, i).is_some() {
+                return Err(ConsentError::CsvHeader {
+                    source_name: source.to_string(),
+                    reason: format!("header column {known} appears twice"),
+                });
+            }
+        }
+        if let Some(missing) = REQUIRED.iter().find(|c| !idx.contains_key(*c)) {
+            return Err(ConsentError::CsvHeader {
+                source_name: source.to_string(),
+                reason: format!(
+                    "header lacks column {missing} (required: {})",
+                    REQUIRED.join(",")
+                ),
+            });
+        }
+        Ok(Columns {
+            idx,
+            width: header.len(),
+        })
+    }
+}
+
+/// A row's problem: (column, reason).
+type RowError = (Option<&'static str>, String);
+
+struct Row<'a> {
+    rec: &'a csv::ByteRecord,
+    cols: &'a Columns,
+}
+
+impl Row<'_> {
+    /// The trimmed value of `col`, `None` if the column is absent or the cell empty.
+    fn get(&self, col: &'static str) -> Result<Option<&str>, RowError> {
+        let Some(&i) = self.cols.idx.get(col) else {
+            return Ok(None);
+        };
+        let raw = self.rec.get(i).unwrap_or(b"");
+        let s = std::str::from_utf8(raw)
+            .map_err(|_| (Some(col), "not valid UTF-8 (save the file as UTF-8)".to_string()))?
+            .trim();
+        Ok((!s.is_empty()).then_some(s))
+    }
+
+    fn required(&self, col: &'static str) -> Result<&str, RowError> {
+        self.get(col)?
+            .ok_or_else(|| (Some(col), "missing value".to_string()))
+    }
+}
+
+/// What the importer knows about the registry before it starts.
+struct Known {
+    handlers: HashSet<String>,
+    notice_versions: HashSet<(String, String)>,
+}
+
+fn parse_row(
+    row: &Row<'_>,
+    known: &Known,
+    key: &(dyn Fn(&str, &str) -> String + Sync),
+) -> Result<ConsentEvent, RowError> {
+    if row.rec.len() != row.cols.width {
+        return Err((
+            None,
+            format!(
+                "row has {} fields, the header has {}",
+                row.rec.len(),
+                row.cols.width
+            ),
+        ));
+    }
+    let handler = row.required("handler_code")?;
+    let patient_id = row.required("patient_id")?;
+    let kind_s = row.required("event")?;
+    let kind = EventKind::parse(kind_s).ok_or_else(|| {
+        (
+            Some("event"),
+            "unknown event (expected notice, stop, delete or withdraw)".to_string(),
+        )
+    })?;
+    let date = parse_date(row.required("date")?).ok_or_else(|| {
+        (
+            Some("date"),
+            "not a valid date (expected YYYY-MM-DD or YYYY/MM/DD)".to_string(),
+        )
+    })?;
+    let channel = row
+        .get("channel")?
+        .map(|s| {
+            Channel::parse(s).ok_or_else(|| {
+                (
+                    Some("channel"),
+                    "unknown channel (expected desk, producer, mail, online, oral or written)"
+                        .to_string(),
+                )
+            })
+        })
+        .transpose()?;
+    let relation = row
+        .get("relation")?
+        .map(|s| {
+            Relation::parse(s).ok_or_else(|| {
+                (
+                    Some("relation"),
+                    "unknown relation (expected self, guardian, spouse, child, parent, \
+                     grandchild, grandparent, sibling or bereaved)"
+                        .to_string(),
+                )
+            })
+        })
+        .transpose()?;
+    let requester = row.get("requester")?.map(Requester::new);
+    let method = row.get("method")?.map(str::to_string);
+    let notice_version = row.get("notice_version")?.map(str::to_string);
+    if !known.handlers.contains(handler) {
+        return Err((
+            Some("handler_code"),
+            "handler is not registered (kiban handler add)".to_string(),
+        ));
+    }
+    let mut e = ConsentEvent::new(handler, key(handler, patient_id), kind, date);
+    e.method = method;
+    if kind == EventKind::Notice {
+        if let Some(v) = notice_version {
+            if !known
+                .notice_versions
+                .contains(&(handler.to_string(), v.clone()))
+            {
+                return Err((
+                    Some("notice_version"),
+                    "no such notice version for this handler".to_string(),
+                ));
+            }
+            e.notice_version = Some(v);
+        }
+        // A notice given to a guardian (R-OPT-1: minors, patients without capacity).
+        e.guardian_notified = relation == Some(Relation::Guardian);
+        if e.method.is_none() {
+            e.method = channel.map(|c| c.as_str().to_string());
+        }
+    } else {
+        if notice_version.is_some() {
+            return Err((
+                Some("notice_version"),
+                "only notice rows take a notice version".to_string(),
+            ));
+        }
+        e = e.requested_by(channel, requester, relation);
+    }
+    validate_event(&e).map_err(|err| (None, err.to_string()))?;
+    Ok(e)
+}
+
+async fn flush(
+    db: &Db,
+    pending: &mut Vec<ConsentEvent>,
+    source: &str,
+    report: &mut ImportReport,
+) -> Result<(), ConsentError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let mut tx = db.pool().begin().await?;
+    let mut new_kinds: Vec<EventKind> = Vec::new();
+    for e in pending.iter() {
+        let (_, inserted) = insert_event(&mut *tx, e, source).await?;
+        if inserted {
+            new_kinds.push(e.kind);
+        }
+    }
+    tx.commit().await?;
+    // Counted only once committed, so the report never claims more than the database holds.
+    report.duplicates += (pending.len() - new_kinds.len()) as u64;
+    report.imported += new_kinds.len() as u64;
+    for k in new_kinds {
+        *report.by_kind.entry(k.as_str().to_string()).or_default() += 1;
+    }
+    pending.clear();
+    Ok(())
+}
+
+/// Imports opt-out events from CSV. `source_name` names the file in the report and in each
+/// event's `source`; `key(handler_code, patient_id)` gives the patient_key (normally
+/// `kiban_store::patient_key` with the workspace index key).
+///
+/// Errors only for a bad header, an unreadable stream or the database; bad rows are
+/// rejected in the report. Rows before a mid-file error stay imported (re-running is safe).
+pub async fn import_csv(
+    db: &Db,
+    reader: impl Read,
+    source_name: &str,
+    key: &(dyn Fn(&str, &str) -> String + Sync),
+) -> Result<ImportReport, ConsentError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(reader);
+    let header = rdr.byte_headers().map_err(|e| ConsentError::CsvHeader {
+        source_name: source_name.to_string(),
+        reason: format!("cannot read the header: {}", csv_reason(&e)),
+    })?;
+    if header.is_empty() || (header.len() == 1 && header.get(0).is_some_and(<[u8]>::is_empty)) {
+        return Err(ConsentError::CsvHeader {
+            source_name: source_name.to_string(),
+            reason: "empty file or empty header".into(),
+        });
+    }
+    let cols = Columns::from_header(header, source_name)?;
+    let mut known = Known {
+        handlers: HashSet::new(),
+        notice_versions: HashSet::new(),
+    };
+    for h in list_handlers(db).await? {
+        for v in list_notice_versions(db, &h.code).await? {
+            known.notice_versions.insert((h.code.clone(), v.version));
+        }
+        known.handlers.insert(h.code);
+    }
+    let source = format!("import:{source_name}");
+    let mut report = ImportReport {
+        source: source_name.to_string(),
+        ..ImportReport::default()
+    };
+    let mut pending: Vec<ConsentEvent> = Vec::with_capacity(CHUNK);
+    let mut rec = csv::ByteRecord::new();
+    loop {
+        let more = rdr.read_byte_record(&mut rec).map_err(|e| ConsentError::Csv {
+            source_name: source_name.to_string(),
+            line: e.position().map_or(0, |p| p.line()),
+            reason: csv_reason(&e),
+        })?;
+        if !more {
+            break;
+        }
+        let line = rec.position().map_or(0, |p| p.line());
+        // Blank lines are not rows.
+        if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+            continue;
+        }
+        report.rows += 1;
+        match parse_row(&Row { rec: &rec, cols: &cols }, &known, key) {
+            Ok(e) => {
+                pending.push(e);
+                if pending.len() >= CHUNK {
+                    flush(db, &mut pending, &source, &mut report).await?;
+                }
+            }
+            Err((column, reason)) => {
+                report.rejected += 1;
+                if report.rejections.len() < MAX_REJECTIONS_KEPT {
+                    report.rejections.push(RowRejection {
+                        line,
+                        column: column.map(str::to_string),
+                        reason,
+                    });
+                }
+            }
+        }
+    }
+    flush(db, &mut pending, &source, &mut report).await?;
+    Ok(report)
+}
+
+/// A CSV error's kind without any field content.
+fn csv_reason(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Io(io) => format!("read error: {}", io.kind()),
+        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
+        csv::ErrorKind::UnequalLengths { .. } => "unequal number of fields".into(),
+        _ => "malformed CSV".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_in_both_forms_only() {
+        assert_eq!(parse_date("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+        assert_eq!(parse_date("2024/02/29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+        assert_eq!(parse_date("2023-02-29"), None);
+        assert_eq!(parse_date("2024-2-9"), None);
+        assert_eq!(parse_date("2024/02-29"), None);
+        assert_eq!(parse_date("20240229"), None);
+        assert_eq!(parse_date("令和6年"), None);
+    }
+}

@@ -1,0 +1,55 @@
+//! The orchestration layer's error: each library's typed error, plus refusals.
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The operation was refused for a reason the user can act on (exit code 1).
+    #[error("{0}")]
+    Refused(String),
+    #[error("kiban.toml: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] kiban_store::DbError),
+    #[error(transparent)]
+    Key(#[from] kiban_store::keys::KeyError),
+    #[error(transparent)]
+    Lake(#[from] kiban_store::lake::LakeError),
+    #[error(transparent)]
+    Vault(#[from] kiban_store::vault::VaultError),
+    #[error(transparent)]
+    Registry(#[from] kiban_store::registry::RegistryError),
+    #[error(transparent)]
+    Audit(#[from] kiban_records::AuditError),
+    #[error(transparent)]
+    Records(#[from] kiban_records::RecordsError),
+    #[error(transparent)]
+    Consent(#[from] kiban_consent::ConsentError),
+    #[error(transparent)]
+    Ingest(#[from] kiban_ingest::IngestError),
+    #[error(transparent)]
+    Release(#[from] kiban_release::ReleaseError),
+    #[error(transparent)]
+    Synth(#[from] kiban_synth::SynthError),
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+}
+
+impl PipelineError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> PipelineError {
+        PipelineError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    /// True when the operation was refused (as opposed to failing).
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, PipelineError::Refused(_))
+    }
+}

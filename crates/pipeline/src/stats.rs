@@ -1,0 +1,95 @@
+//! `kiban stats`: what the workspace holds, for operators and scripts.
+
+use std::collections::BTreeMap;
+
+use kiban_model::Table;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::ingest::FormatCounts;
+use crate::{PipelineError, Workspace};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Handler patients known to the producer (one per handler and patient).
+    pub registrations: u64,
+    /// Persons after linkage (equal to registrations before any linkage run).
+    pub persons: u64,
+    pub handlers: u64,
+    /// Rows per clinical table in the lake (every table listed, zero included).
+    pub tables: BTreeMap<String, u64>,
+    /// Units (messages, entries, lines, whole files) quarantined, all runs.
+    pub quarantined: u64,
+    /// Units refused by the consent gate, all runs.
+    pub rejected: u64,
+    pub files_ingested: u64,
+    pub by_format: BTreeMap<String, FormatCounts>,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    pub identities_in_vault: u64,
+    pub releases: u64,
+}
+
+impl Workspace {
+    pub async fn stats(&self) -> Result<Stats, PipelineError> {
+        let pool = self.db.pool();
+        let one = |sql: &'static str| async move {
+            let row = sqlx::query(sql).fetch_one(pool).await?;
+            Ok::<u64, PipelineError>(row.try_get::<i64, _>(0)?.max(0) as u64)
+        };
+        let mut tables = BTreeMap::new();
+        for t in Table::ALL {
+            tables.insert(t.name().to_string(), self.lake.count_rows(t)?);
+        }
+        let mut by_format: BTreeMap<String, FormatCounts> = BTreeMap::new();
+        for r in sqlx::query(
+            "SELECT format, COUNT(*), COALESCE(SUM(units),0), COALESCE(SUM(facts),0), COALESCE(SUM(rejected),0), COALESCE(SUM(quarantined),0) FROM ingest_files GROUP BY format",
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            let g = |i: usize| r.try_get::<i64, _>(i).map(|v| v.max(0) as u64);
+            let (files, units, facts, rejected, quarantined) = (g(1)?, g(2)?, g(3)?, g(4)?, g(5)?);
+            by_format.insert(
+                r.try_get(0)?,
+                FormatCounts {
+                    files,
+                    units,
+                    accepted: units.saturating_sub(rejected + quarantined),
+                    rejected,
+                    quarantined,
+                    facts,
+                },
+            );
+        }
+        let mut rejected_by_reason = BTreeMap::new();
+        for r in sqlx::query("SELECT reason, COUNT(*) FROM gate_rejections GROUP BY reason")
+            .fetch_all(pool)
+            .await?
+        {
+            rejected_by_reason.insert(r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?.max(0) as u64);
+        }
+        let registrations = one("SELECT COUNT(*) FROM registrations").await?;
+        let linked = one("SELECT COUNT(*) FROM person_links").await?;
+        let persons = if linked == 0 {
+            registrations
+        } else {
+            // Linked registrations collapse into their persons; registrations that arrived
+            // after the last linkage run count as persons of their own.
+            let distinct = one("SELECT COUNT(DISTINCT person_key) FROM person_links").await?;
+            distinct + registrations.saturating_sub(linked)
+        };
+        Ok(Stats {
+            registrations,
+            persons,
+            handlers: one("SELECT COUNT(*) FROM handlers").await?,
+            tables,
+            quarantined: one("SELECT COUNT(*) FROM quarantine").await?,
+            rejected: one("SELECT COUNT(*) FROM gate_rejections").await?,
+            files_ingested: one("SELECT COUNT(*) FROM ingest_files").await?,
+            by_format,
+            rejected_by_reason,
+            identities_in_vault: self.vault.count().await?,
+            releases: one("SELECT COUNT(*) FROM releases").await?,
+        })
+    }
+}

@@ -1,0 +1,227 @@
+//! The workspace folder and the handles every operation needs.
+//!
+//! ```text
+//! WORKSPACE/
+//!   kiban.toml        configuration
+//!   keys/master.key   wraps each person's vault key and each release key (0600)
+//!   keys/index.key    turns patient IDs into the control plane's keyed patient_key (0600)
+//!   kiban.db          SQLite control plane (unless kiban.toml names PostgreSQL)
+//!   lake/             clinical facts, Parquet, one folder per table
+//!   audit/            hash-chained audit log segments + HEAD
+//!   releases/         release packages
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kiban_records::{AuditEvent, AuditLog, Outcome};
+use kiban_store::lake::Lake;
+use kiban_store::registry::Registry;
+use kiban_store::vault::Vault;
+use kiban_store::{Db, SecretKey};
+
+use crate::PipelineError;
+use crate::config::{Config, DEFAULT_CONFIG};
+
+pub struct Workspace {
+    pub(crate) root: PathBuf,
+    pub(crate) config: Config,
+    pub(crate) db: Db,
+    pub(crate) lake: Lake,
+    pub(crate) vault: Vault,
+    pub(crate) registry: Registry,
+    pub(crate) index_key: SecretKey,
+    pub(crate) master_key: SecretKey,
+    audit: Mutex<AuditLog>,
+    actor: String,
+}
+
+impl Workspace {
+    /// Creates a new workspace in `dir` (which must not hold one already).
+    pub async fn init(dir: &Path) -> Result<Workspace, PipelineError> {
+        if dir.join("kiban.toml").exists() {
+            return Err(PipelineError::Refused(format!(
+                "{} には既にワークスペースがあります / a workspace already exists in {}",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        for sub in ["keys", "lake", "audit", "releases"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(|e| PipelineError::io(&p, e))?;
+        }
+        SecretKey::load_or_create(&dir.join("keys/master.key"))?;
+        SecretKey::load_or_create(&dir.join("keys/index.key"))?;
+        let cfg = dir.join("kiban.toml");
+        std::fs::write(&cfg, DEFAULT_CONFIG).map_err(|e| PipelineError::io(&cfg, e))?;
+        let ws = Workspace::open(dir).await?;
+        ws.audit(AuditEvent::new(ws.actor(), "init", "workspace"))?;
+        Ok(ws)
+    }
+
+    /// Opens the workspace in `dir`, applies pending migrations and rolls back any ingest
+    /// chunk that a crash left unfinished.
+    pub async fn open(dir: &Path) -> Result<Workspace, PipelineError> {
+        let cfg_path = dir.join("kiban.toml");
+        if !cfg_path.exists() {
+            return Err(PipelineError::Refused(format!(
+                "{} にワークスペースがありません (kiban init で作成してください) / no workspace in {} (create one with kiban init)",
+                dir.display(),
+                dir.display()
+            )));
+        }
+        let text =
+            std::fs::read_to_string(&cfg_path).map_err(|e| PipelineError::io(&cfg_path, e))?;
+        let config = Config::parse(&text)?;
+        let url = resolve_db_url(dir, &config.database.url);
+        let db = Db::connect(&url).await?;
+        db.migrate().await?;
+        let master_key = SecretKey::load(&dir.join("keys/master.key"))?;
+        let index_key = SecretKey::load(&dir.join("keys/index.key"))?;
+        let lake = Lake::open(&dir.join("lake"))?;
+        let vault = Vault::new(db.clone(), master_key.clone());
+        let registry = Registry::new(db.clone());
+        let audit = AuditLog::open(&dir.join("audit"))?;
+        let actor = std::env::var("KIBAN_ACTOR")
+            .ok()
+            .filter(|a| !a.trim().is_empty())
+            .unwrap_or_else(|| config.workspace.default_actor.clone());
+        let ws = Workspace {
+            root: dir.to_path_buf(),
+            config,
+            db,
+            lake,
+            vault,
+            registry,
+            index_key,
+            master_key,
+            audit: Mutex::new(audit),
+            actor,
+        };
+        crate::ingest::recover(&ws).await?;
+        Ok(ws)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    /// Sets who is acting (recorded in every audit event).
+    pub fn set_actor(&mut self, actor: impl Into<String>) {
+        self.actor = actor.into();
+    }
+
+    /// The control plane's key for one handler's patient.
+    pub fn patient_key(&self, handler_code: &str, patient_id: &str) -> String {
+        kiban_store::patient_key(&self.index_key, handler_code, patient_id)
+    }
+
+    /// Appends one audit event.
+    pub fn audit(&self, event: AuditEvent) -> Result<(), PipelineError> {
+        let mut log = self
+            .audit
+            .lock()
+            .map_err(|_| PipelineError::Refused("audit log lock poisoned".into()))?;
+        log.append(event)?;
+        Ok(())
+    }
+
+    /// Runs `op`, then appends an audit event for it whatever the outcome: `ok` with the
+    /// counts `op` returns, `refused` or `failed` with the error's kind (never its text, which
+    /// could carry details the audit log must not hold).
+    pub(crate) async fn audited<T, F>(
+        &self,
+        action: &str,
+        object: &str,
+        op: F,
+        counts: impl FnOnce(&T) -> Vec<(&'static str, u64)>,
+    ) -> Result<T, PipelineError>
+    where
+        F: std::future::Future<Output = Result<T, PipelineError>>,
+    {
+        let result = op.await;
+        let mut ev = AuditEvent::new(self.actor(), action, object);
+        match &result {
+            Ok(v) => {
+                for (k, n) in counts(v) {
+                    ev = ev.count(k, n);
+                }
+            }
+            Err(e) => {
+                ev = ev
+                    .result(if e.is_refusal() {
+                        Outcome::Refused
+                    } else {
+                        Outcome::Failed
+                    })
+                    .detail(error_kind(e));
+            }
+        }
+        self.audit(ev)?;
+        result
+    }
+}
+
+fn error_kind(e: &PipelineError) -> &'static str {
+    match e {
+        PipelineError::Refused(_) => "refused",
+        PipelineError::Config(_) => "config",
+        PipelineError::Io { .. } => "io",
+        PipelineError::Db(_) | PipelineError::Sql(_) => "database",
+        PipelineError::Key(_) => "keys",
+        PipelineError::Lake(_) | PipelineError::Arrow(_) => "lake",
+        PipelineError::Vault(_) => "vault",
+        PipelineError::Registry(_) => "registry",
+        PipelineError::Audit(_) => "audit",
+        PipelineError::Records(_) => "records",
+        PipelineError::Consent(_) => "consent",
+        PipelineError::Ingest(_) => "ingest",
+        PipelineError::Release(_) => "release",
+        PipelineError::Synth(_) => "synth",
+    }
+}
+
+/// A relative `sqlite://` path is relative to the workspace folder.
+fn resolve_db_url(dir: &Path, url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let p = Path::new(path);
+        if p.is_relative() {
+            return format!("sqlite://{}", dir.join(p).display());
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_sqlite_paths_are_in_the_workspace() {
+        assert_eq!(
+            resolve_db_url(Path::new("/w"), "sqlite://kiban.db"),
+            "sqlite:///w/kiban.db"
+        );
+        assert_eq!(
+            resolve_db_url(Path::new("/w"), "sqlite:///abs.db"),
+            "sqlite:///abs.db"
+        );
+        assert_eq!(resolve_db_url(Path::new("/w"), "postgres://x/y"), "postgres://x/y");
+    }
+}

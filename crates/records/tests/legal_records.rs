@@ -1,0 +1,124 @@
+//! Legal records against SQLite (and PostgreSQL when KIBAN_TEST_POSTGRES_URL is set):
+//! R-REC-1 (provision), R-REC-3 (receipt), R-REC-5 (erasure), R-REC-8 (retention + purge record).
+
+use chrono::NaiveDate;
+use kiban_records::*;
+use kiban_store::Db;
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+/// A migrated database per backend: a fresh SQLite file, and PostgreSQL in a fresh schema
+/// when `KIBAN_TEST_POSTGRES_URL` is set.
+async fn backends() -> Vec<(Db, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_sqlite(&dir.path().join("kiban.db")).await.unwrap();
+    db.migrate().await.unwrap();
+    let mut v = vec![(db, Some(dir))];
+    if let Ok(url) = std::env::var("KIBAN_TEST_POSTGRES_URL") {
+        let schema = format!("t_{}", hex::encode(rand::random::<[u8; 6]>()));
+        let admin = Db::connect(&url).await.unwrap();
+        sqlx::query(&format!("CREATE SCHEMA {schema}"))
+            .execute(admin.pool())
+            .await
+            .unwrap();
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let db = Db::connect(&format!("{url}{sep}options=-csearch_path%3D{schema}"))
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        v.push((db, None));
+    }
+    v
+}
+
+fn receipt(date: &str, batch: &str) -> ReceiptRecord {
+    ReceiptRecord {
+        received_date: d(date),
+        handler_code: "H001".into(),
+        handler_name: "テスト病院".into(),
+        handler_address: "東京都千代田区1-1".into(),
+        handler_representative: Some("理事長".into()),
+        acquisition: Some("診療の過程で取得".into()),
+        minister_published_date: Some(d("2020-01-10")),
+        handler_published_date: Some(d("2020-01-20")),
+        patient_keys: vec!["k1".into(), "k2".into(), "k1".into()],
+        patient_count: 0,
+        items: [("condition_occurrence".to_string(), 12u64), ("person".into(), 2)].into(),
+        batch_id: batch.into(),
+    }
+}
+
+#[tokio::test]
+async fn records_round_trip_and_retention_purges_with_a_record() {
+    for (db, _dir) in backends().await {
+        // R-REC-3 receipt record with per-patient rows (deduplicated).
+        let old = record_receipt(&db, &receipt("2020-03-01", "b-old")).await.unwrap();
+        let mut unpublished = receipt("2024-03-01", "b-new");
+        unpublished.handler_published_date = Some(d("2024-03-02"));
+        record_receipt(&db, &unpublished).await.unwrap();
+        let list = list_receipts(&db, None, None).await.unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].record_id, old);
+        assert_eq!(list[0].record.patient_count, 2);
+        assert!(list[0].filing_published);
+        assert!(!list[1].filing_published, "own publication after receipt");
+        assert_eq!(list[0].record.items["condition_occurrence"], 12);
+        assert_eq!(receipt_patients(&db, &old).await.unwrap(), vec!["k1", "k2"]);
+        assert_eq!(
+            list_receipts(&db, Some(d("2021-01-01")), None).await.unwrap().len(),
+            1
+        );
+
+        // R-REC-5 erasure record.
+        let er = ErasureRecord {
+            erased_date: d("2021-05-05"),
+            items: [("identity".to_string(), 1u64)].into(),
+            handler_code: Some("H001".into()),
+            patient_key: Some("k1".into()),
+            registration_id: None,
+            reason: "deletion_request".into(),
+        };
+        record_erasure(&db, &er).await.unwrap();
+        let mut empty = er.clone();
+        empty.items.clear();
+        assert!(matches!(
+            record_erasure(&db, &empty).await,
+            Err(RecordsError::Invalid(_))
+        ));
+        assert_eq!(list_erasures(&db, None, None).await.unwrap()[0].record, er);
+
+        // R-REC-1 provision record, batch form: retained from its last provision.
+        let pr = ProvisionRecord {
+            provided_date: d("2019-01-01"),
+            last_provided_date: Some(d("2023-06-30")),
+            handler_code: "H001".into(),
+            producer_name: "認定作成事業者".into(),
+            producer_address: "東京都港区".into(),
+            patient_keys: vec!["k1".into()],
+            items: [("drug_exposure".to_string(), 40u64)].into(),
+            batch_id: None,
+        };
+        let pid = record_provision(&db, &pr).await.unwrap();
+        let pl = list_provisions(&db, None, None).await.unwrap();
+        assert_eq!(pl[0].record, ProvisionRecord { patient_keys: vec![], ..pr.clone() });
+        assert_eq!(provision_patients(&db, &pid).await.unwrap(), vec!["k1"]);
+
+        // R-REC-8: shorter than the legal period is refused.
+        assert!(purge(&db, d("2024-04-01"), 2).await.is_err());
+        let rep = purge(&db, d("2024-04-01"), 3).await.unwrap();
+        assert_eq!(rep.cutoff, d("2021-04-01"));
+        assert_eq!((rep.receipts, rep.erasures, rep.provisions), (1, 0, 0));
+        assert_eq!(list_receipts(&db, None, None).await.unwrap().len(), 1);
+        assert!(receipt_patients(&db, &old).await.unwrap().is_empty());
+        assert_eq!(list_erasures(&db, None, None).await.unwrap().len(), 1);
+        assert_eq!(list_provisions(&db, None, None).await.unwrap().len(), 1);
+        // A later run purges the erasure; the batch provision record (last 2023-06-30) stays.
+        let rep2 = purge(&db, d("2024-05-06"), 3).await.unwrap();
+        assert_eq!((rep2.receipts, rep2.erasures, rep2.provisions), (0, 1, 0));
+        let purges = list_purges(&db).await.unwrap();
+        assert_eq!(purges.len(), 6, "one purge row per kind per run");
+        assert!(purges.iter().any(|p| p.record_kind == "receipt" && p.rows_purged == 1));
+    }
+}

@@ -1,0 +1,204 @@
+//! Release specs: a declarative TOML document (design principle 4). The built-in profiles
+//! are ordinary specs shipped in `crates/release/profiles/`, printable so that a user can
+//! start their own from one.
+
+use kiban_model::Table;
+use serde::{Deserialize, Serialize};
+
+use crate::ReleaseError;
+
+/// The processing level of a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// 匿名加工医療情報: all five steps (R-ANON-1..5).
+    Anonymized,
+    /// 仮名加工医療情報: three steps (R-PSEUDO-1), certified users only (R-PSEUDO-2).
+    Pseudonymized,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Anonymized => "anonymized",
+            Level::Pseudonymized => "pseudonymized",
+        }
+    }
+}
+
+/// How much of the birth date a release keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Birth {
+    Year,
+    YearMonth,
+    Date,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DateSpec {
+    pub shift: bool,
+    #[serde(default)]
+    pub max_shift_days: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PersonSpec {
+    pub birth: Birth,
+    /// Persons at least this old on the release date share one birth value (top coding).
+    #[serde(default)]
+    pub top_code_age: Option<u32>,
+    #[serde(default)]
+    pub quasi_identifiers: Vec<String>,
+    /// k of k-anonymity on the person level; 0 = none.
+    #[serde(default)]
+    pub k: u32,
+    #[serde(default)]
+    pub suppression_limit: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TableSpec {
+    pub include: Vec<String>,
+}
+
+/// A release spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    pub level: Level,
+    pub dates: DateSpec,
+    pub person: PersonSpec,
+    pub tables: TableSpec,
+}
+
+/// The person-level quasi-identifiers a spec may name.
+pub const KNOWN_QIS: [&str; 3] = ["birth_year", "sex", "prefecture"];
+
+const ANONYMIZED: &str = include_str!("../profiles/anonymized.toml");
+const PSEUDONYMIZED: &str = include_str!("../profiles/pseudonymized.toml");
+
+/// Names of the built-in profiles.
+pub const PROFILES: [&str; 2] = ["anonymized", "pseudonymized"];
+
+/// The TOML text of a built-in profile.
+pub fn profile_text(name: &str) -> Option<&'static str> {
+    match name {
+        "anonymized" => Some(ANONYMIZED),
+        "pseudonymized" => Some(PSEUDONYMIZED),
+        _ => None,
+    }
+}
+
+impl Spec {
+    /// Parses and validates a spec.
+    pub fn parse(text: &str) -> Result<Spec, ReleaseError> {
+        let spec: Spec = toml::from_str(text).map_err(|e| ReleaseError::Spec(e.to_string()))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    /// A built-in profile.
+    pub fn profile(name: &str) -> Result<Spec, ReleaseError> {
+        let text = profile_text(name).ok_or_else(|| ReleaseError::UnknownProfile(name.into()))?;
+        Spec::parse(text)
+    }
+
+    /// The tables this spec releases, in the store's order.
+    pub fn tables(&self) -> Vec<Table> {
+        Table::ALL
+            .into_iter()
+            .filter(|t| self.tables.include.iter().any(|n| n == t.name()))
+            .collect()
+    }
+
+    fn validate(&self) -> Result<(), ReleaseError> {
+        let bad = |m: String| Err(ReleaseError::Spec(m));
+        for t in &self.tables.include {
+            match Table::from_name(t) {
+                None => return bad(format!("tables.include: unknown table {t:?}")),
+                // Free text can name the patient; it is released only once the free-text
+                // de-identification exists.
+                Some(Table::Note) => {
+                    return bad("tables.include: \"note\" (free text) cannot be released yet".into());
+                }
+                Some(_) => {}
+            }
+        }
+        for q in &self.person.quasi_identifiers {
+            if !KNOWN_QIS.contains(&q.as_str()) {
+                return bad(format!(
+                    "person.quasi_identifiers: unknown {q:?} (known: {})",
+                    KNOWN_QIS.join(", ")
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.person.suppression_limit) {
+            return bad("person.suppression_limit must be between 0 and 1".into());
+        }
+        if self.level == Level::Anonymized {
+            // R-ANON-1/3/5: an anonymized release without these is not anonymized.
+            if self.person.birth == Birth::Date && !self.dates.shift {
+                return bad("an anonymized release may not keep exact birth dates".into());
+            }
+            if self.person.k < 2 {
+                return bad("an anonymized release needs person.k >= 2 (R-ANON-5)".into());
+            }
+            if self.person.quasi_identifiers.is_empty() {
+                return bad("an anonymized release needs person.quasi_identifiers".into());
+            }
+        }
+        if self.person.k > 0 && self.person.quasi_identifiers.is_empty() {
+            return bad("person.k is set but no quasi_identifiers are named".into());
+        }
+        if self.dates.shift && self.dates.max_shift_days == 0 {
+            return bad("dates.shift needs dates.max_shift_days > 0".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_profiles_parse() {
+        for p in PROFILES {
+            let s = Spec::profile(p).expect("profile parses");
+            assert_eq!(s.name, p);
+            assert!(!s.tables().is_empty());
+            assert!(!s.tables().contains(&Table::Note));
+        }
+        let a = Spec::profile("anonymized").expect("anonymized");
+        assert_eq!(a.level, Level::Anonymized);
+        assert_eq!(a.person.birth, Birth::Year);
+        assert!(a.person.k >= 2);
+        let p = Spec::profile("pseudonymized").expect("pseudonymized");
+        assert!(!p.dates.shift, "R-PSEUDO-1 keeps exact dates");
+    }
+
+    #[test]
+    fn rejects_weak_anonymized_specs() {
+        let text = profile_text("anonymized").expect("text").replace("k = 5", "k = 1");
+        assert!(matches!(Spec::parse(&text), Err(ReleaseError::Spec(_))));
+        let text = profile_text("anonymized")
+            .expect("text")
+            .replace("\"image_study\"]", "\"image_study\", \"note\"]");
+        assert!(matches!(Spec::parse(&text), Err(ReleaseError::Spec(_))));
+        assert!(matches!(
+            Spec::profile("nope"),
+            Err(ReleaseError::UnknownProfile(_))
+        ));
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = format!("{}\nextra = 1\n", profile_text("pseudonymized").expect("text"));
+        assert!(Spec::parse(&text).is_err());
+    }
+}
