@@ -39,7 +39,12 @@ pub struct AnonymizeOptions {
 
 impl AnonymizeOptions {
     /// k-anonymity with the Loss metric, ';' separator, suppressed records kept as '*'.
-    pub fn new(input: impl Into<PathBuf>, hierarchy_dir: impl Into<PathBuf>, k: usize, suppression_limit: f64) -> Self {
+    pub fn new(
+        input: impl Into<PathBuf>,
+        hierarchy_dir: impl Into<PathBuf>,
+        k: usize,
+        suppression_limit: f64,
+    ) -> Self {
         AnonymizeOptions {
             input: input.into(),
             hierarchy_dir: hierarchy_dir.into(),
@@ -116,13 +121,21 @@ pub fn anonymize_csv(opts: &AnonymizeOptions) -> Result<AnonymizeReport, AnonErr
         .flexible(false)
         .from_path(&opts.input)
         .map_err(|e| csv_err(&path_s, e))?;
-    let header: Vec<String> = rdr.headers().map_err(|e| csv_err(&path_s, e))?.iter().map(|h| h.trim().to_string()).collect();
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| csv_err(&path_s, e))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
     let col = |name: &str| header.iter().position(|h| h == name);
 
-    let sensitive_col = match &opts.sensitive {
-        Some(s) => Some(col(s).ok_or_else(|| AnonError::Config(format!("sensitive column {s} not in the header")))?),
-        None => None,
-    };
+    let sensitive_col =
+        match &opts.sensitive {
+            Some(s) => Some(col(s).ok_or_else(|| {
+                AnonError::Config(format!("sensitive column {s} not in the header"))
+            })?),
+            None => None,
+        };
     let qi_names: Vec<String> = match &opts.qis {
         Some(q) => q.clone(),
         None => header
@@ -141,9 +154,15 @@ pub fn anonymize_csv(opts: &AnonymizeOptions) -> Result<AnonymizeReport, AnonErr
     let mut hierarchies = Vec::with_capacity(qi_names.len());
     for q in &qi_names {
         if Some(q.as_str()) == opts.sensitive.as_deref() {
-            return Err(AnonError::Config(format!("column {q} cannot be both sensitive and a quasi-identifier")));
+            return Err(AnonError::Config(format!(
+                "column {q} cannot be both sensitive and a quasi-identifier"
+            )));
         }
-        qi_cols.push(col(q).ok_or_else(|| AnonError::Config(format!("quasi-identifier {q} not in the header")))?);
+        qi_cols.push(
+            col(q).ok_or_else(|| {
+                AnonError::Config(format!("quasi-identifier {q} not in the header"))
+            })?,
+        );
         let hp = hierarchy_path(&opts.hierarchy_dir, &dataset, q);
         hierarchies.push(Hierarchy::load_arx_csv(&hp, q, sep)?);
     }
@@ -163,10 +182,17 @@ pub fn anonymize_csv(opts: &AnonymizeOptions) -> Result<AnonymizeReport, AnonErr
     for (i, rec) in rdr.records().enumerate() {
         let line = i + 2;
         let rec = rec.map_err(|e| csv_err(&path_s, e))?;
-        let qi: Vec<&str> = qi_cols.iter().map(|c| rec.get(*c).unwrap_or("").trim()).collect();
+        let qi: Vec<&str> = qi_cols
+            .iter()
+            .map(|c| rec.get(*c).unwrap_or("").trim())
+            .collect();
         let sv = sensitive_col.map(|c| rec.get(c).unwrap_or("").trim());
         table.push_row(&qi, sv).map_err(|e| match e {
-            AnonError::Table { reason, .. } => AnonError::Table { path: path_s.clone(), line, reason },
+            AnonError::Table { reason, .. } => AnonError::Table {
+                path: path_s.clone(),
+                line,
+                reason,
+            },
             other => other,
         })?;
         records.push(rec);
@@ -182,10 +208,22 @@ pub fn anonymize_csv(opts: &AnonymizeOptions) -> Result<AnonymizeReport, AnonErr
     let sol = anonymize_table(&table, &cfg)?;
 
     if let Some(out) = &opts.output {
-        write_output(out, opts, &header, &records, &table, &qi_cols, &sol.levels, &sol.suppressed_rows)?;
+        write_output(
+            out,
+            opts,
+            &header,
+            &records,
+            &table,
+            &qi_cols,
+            &sol.levels,
+            &sol.suppressed_rows,
+        )?;
     }
     Ok(AnonymizeReport {
-        levels: qi_names.into_iter().zip(sol.levels.iter().copied()).collect(),
+        levels: qi_names
+            .into_iter()
+            .zip(sol.levels.iter().copied())
+            .collect(),
         information_loss: sol.information_loss,
         suppressed: sol.suppressed_rows.len(),
         classes: sol.classes,
@@ -198,14 +236,20 @@ pub fn anonymize_csv(opts: &AnonymizeOptions) -> Result<AnonymizeReport, AnonErr
 fn csv_err(path: &str, e: csv::Error) -> AnonError {
     let line = e.position().map_or(0, |p| p.line() as usize);
     let reason = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("record has {len} fields, expected {expected_len}")
         }
         csv::ErrorKind::Utf8 { .. } => "invalid UTF-8".to_string(),
         csv::ErrorKind::Io(_) => "cannot read file".to_string(),
         _ => "malformed CSV".to_string(),
     };
-    AnonError::Table { path: path.to_string(), line, reason }
+    AnonError::Table {
+        path: path.to_string(),
+        line,
+        reason,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -220,8 +264,15 @@ fn write_output(
     suppressed: &[usize],
 ) -> Result<(), AnonError> {
     let out_s = out.display().to_string();
-    let werr = |_e: csv::Error| AnonError::Table { path: out_s.clone(), line: 0, reason: "cannot write output".into() };
-    let mut w = csv::WriterBuilder::new().delimiter(opts.separator).from_path(out).map_err(werr)?;
+    let werr = |_e: csv::Error| AnonError::Table {
+        path: out_s.clone(),
+        line: 0,
+        reason: "cannot write output".into(),
+    };
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(opts.separator)
+        .from_path(out)
+        .map_err(werr)?;
     w.write_record(header).map_err(werr)?;
     let mut supp = vec![false; records.len()];
     for r in suppressed {

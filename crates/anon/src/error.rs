@@ -11,10 +11,18 @@ pub enum AnonError {
     InvalidValue { field: String, reason: String },
     /// A hierarchy file or table is inconsistent.
     #[error("hierarchy {name}: line {line}: {reason}")]
-    Hierarchy { name: String, line: usize, reason: String },
+    Hierarchy {
+        name: String,
+        line: usize,
+        reason: String,
+    },
     /// The input table is malformed.
     #[error("table {path}: line {line}: {reason}")]
-    Table { path: String, line: usize, reason: String },
+    Table {
+        path: String,
+        line: usize,
+        reason: String,
+    },
     /// A configuration problem (unknown column, bad parameter…).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -32,6 +40,9 @@ pub enum AnonError {
 
 impl AnonError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        AnonError::Io { path: path.into(), source }
+        AnonError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

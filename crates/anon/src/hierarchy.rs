@@ -112,12 +112,22 @@ impl Hierarchy {
                 g
             })
             .collect();
-        Ok(Hierarchy { name: name.to_string(), labels, map, group_size, leaf_index })
+        Ok(Hierarchy {
+            name: name.to_string(),
+            labels,
+            map,
+            group_size,
+            leaf_index,
+        })
     }
 
     /// Builds a hierarchy from in-memory rows (column 0 original, column `l` level `l`).
     pub fn from_rows(name: &str, rows: Vec<Vec<String>>) -> Result<Hierarchy, AnonError> {
-        let numbered = rows.into_iter().enumerate().map(|(i, r)| (i + 1, r)).collect();
+        let numbered = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (i + 1, r))
+            .collect();
         Hierarchy::build(name, numbered)
     }
 
@@ -205,6 +215,11 @@ impl Hierarchy {
     pub fn group_size(&self, leaf: u32, level: usize) -> u32 {
         self.group_size[level][self.map[level][leaf as usize] as usize]
     }
+    /// Number of hierarchy rows under the level-`level` label `code`.
+    #[inline]
+    pub fn code_group_size(&self, level: usize, code: u32) -> u32 {
+        self.group_size[level][code as usize]
+    }
     /// The rows in ARX's CSV layout (for writing a built hierarchy to disk).
     pub fn to_rows(&self) -> Vec<Vec<String>> {
         (0..self.domain_size())
@@ -240,7 +255,9 @@ pub fn age_intervals(
         }
     }
     if widths.first() == Some(&0) || min > max {
-        return Err(AnonError::Config("age intervals need min ≤ max and widths > 0".into()));
+        return Err(AnonError::Config(
+            "age intervals need min ≤ max and widths > 0".into(),
+        ));
     }
     let rows = (min..=max)
         .map(|age| {
@@ -276,7 +293,9 @@ pub fn dates(name: &str, dates: &[&str]) -> Result<Hierarchy, AnonError> {
         let ok = b.len() == 10
             && b[4] == b'-'
             && b[7] == b'-'
-            && b.iter().enumerate().all(|(j, c)| j == 4 || j == 7 || c.is_ascii_digit());
+            && b.iter()
+                .enumerate()
+                .all(|(j, c)| j == 4 || j == 7 || c.is_ascii_digit());
         if !ok {
             return Err(AnonError::Hierarchy {
                 name: name.into(),
@@ -285,7 +304,12 @@ pub fn dates(name: &str, dates: &[&str]) -> Result<Hierarchy, AnonError> {
             });
         }
         if seen.insert(*d) {
-            rows.push(vec![d.to_string(), d[..7].to_string(), d[..4].to_string(), "*".into()]);
+            rows.push(vec![
+                d.to_string(),
+                d[..7].to_string(),
+                d[..4].to_string(),
+                "*".into(),
+            ]);
         }
     }
     Hierarchy::from_rows(name, rows)
@@ -338,12 +362,17 @@ pub fn icd10(name: &str, codes: &[&str], blocks: &[(&str, &str)]) -> Result<Hier
             line: i + 1,
             reason: reason.into(),
         };
-        let norm: String = c.chars().filter(|ch| *ch != '.').collect::<String>().to_ascii_uppercase();
+        let norm: String = c
+            .chars()
+            .filter(|ch| *ch != '.')
+            .collect::<String>()
+            .to_ascii_uppercase();
         if norm.len() < 3 || !norm.is_ascii() {
             return Err(bad("ICD-10 code shorter than 3 characters"));
         }
         let cat = &norm[..3];
-        let chapter = icd10_chapter(cat).ok_or_else(|| bad("ICD-10 category outside every chapter"))?;
+        let chapter =
+            icd10_chapter(cat).ok_or_else(|| bad("ICD-10 category outside every chapter"))?;
         if !seen.insert(c.to_string()) {
             continue;
         }
@@ -368,7 +397,9 @@ pub fn icd10(name: &str, codes: &[&str], blocks: &[(&str, &str)]) -> Result<Hier
 /// therapeutic class), HOT codes (`[9, 7]`), JLAC10 (`[5]`: the analyte code).
 pub fn prefix_mask(name: &str, values: &[&str], keep: &[usize]) -> Result<Hierarchy, AnonError> {
     if keep.windows(2).any(|w| w[1] >= w[0]) {
-        return Err(AnonError::Config("prefix lengths must be strictly decreasing".into()));
+        return Err(AnonError::Config(
+            "prefix lengths must be strictly decreasing".into(),
+        ));
     }
     let mut rows = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -465,8 +496,12 @@ mod tests {
 
     #[test]
     fn r_anon_4_icd10_builder() {
-        let h = icd10("dx", &["E11.9", "E10.1", "I21.0", "C34.1"], &[("E10", "E14"), ("I20", "I25"), ("C30", "C39")])
-            .unwrap();
+        let h = icd10(
+            "dx",
+            &["E11.9", "E10.1", "I21.0", "C34.1"],
+            &[("E10", "E14"), ("I20", "I25"), ("C30", "C39")],
+        )
+        .unwrap();
         assert_eq!(h.levels(), 5);
         assert_eq!(h.generalize_str("E11.9", 1), Some("E11"));
         assert_eq!(h.generalize_str("E11.9", 2), Some("E10-E14"));
@@ -486,7 +521,10 @@ mod tests {
         assert_eq!(h.cardinality(2), 2);
         assert_eq!(h.cardinality(3), 1);
         let j = jlac10("lab", &["3D010000001927101"]).unwrap();
-        assert_eq!(j.generalize_str("3D010000001927101", 1), Some("3D010************"));
+        assert_eq!(
+            j.generalize_str("3D010000001927101", 1),
+            Some("3D010************")
+        );
         let y = yj_code("yj", &["2189016F1020"]).unwrap();
         assert_eq!(y.generalize_str("2189016F1020", 2), Some("2189********"));
         assert!(prefix_mask("x", &["a"], &[1, 3]).is_err());

@@ -30,6 +30,10 @@ pub use csv_api::{AnonymizeOptions, AnonymizeReport, anonymize_csv};
 pub use error::AnonError;
 pub use hierarchy::Hierarchy;
 pub use privacy::{LDiversity, TCloseness};
-pub use search::{AnonymizeConfig, Metric, NodeEvaluation, Solution, anonymize_table, evaluate_transformation};
+pub use search::{
+    AnonymizeConfig, Metric, NodeEvaluation, Solution, anonymize_table, evaluate_transformation,
+};
 pub use table::QiTable;
-pub use transform::{birth_year, date_shift_days, keyed_pseudonym, mask_suffix, top_bottom_code, top_code_age};
+pub use transform::{
+    birth_year, date_shift_days, keyed_pseudonym, mask_suffix, top_bottom_code, top_code_age,
+};

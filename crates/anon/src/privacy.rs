@@ -39,10 +39,13 @@ impl LDiversity {
                     return false;
                 }
                 let t = total as f64;
-                let h: f64 = nz.iter().map(|c| {
-                    let p = *c as f64 / t;
-                    -p * p.log2()
-                }).sum();
+                let h: f64 = nz
+                    .iter()
+                    .map(|c| {
+                        let p = *c as f64 / t;
+                        -p * p.log2()
+                    })
+                    .sum();
                 // Tolerance: a uniform class over exactly l values must pass despite rounding.
                 h + 1e-12 >= l.log2()
             }

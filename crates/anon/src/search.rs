@@ -13,8 +13,9 @@
 //! Frequency counting runs on distinct tuples of dictionary codes, packed into u64 (or u128)
 //! keys with a multiplicative hasher; candidate nodes are evaluated in parallel with rayon.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -72,7 +73,13 @@ pub struct AnonymizeConfig {
 impl AnonymizeConfig {
     /// k-anonymity with a suppression limit and the Loss metric.
     pub fn k_anonymity(k: usize, suppression_limit: f64) -> AnonymizeConfig {
-        AnonymizeConfig { k, suppression_limit, metric: Metric::Loss, l_diversity: None, t_closeness: None }
+        AnonymizeConfig {
+            k,
+            suppression_limit,
+            metric: Metric::Loss,
+            l_diversity: None,
+            t_closeness: None,
+        }
     }
 }
 
@@ -115,7 +122,10 @@ const FX_K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
 impl Hasher for FxHasher {
     #[inline]
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply only moves entropy upwards; hashbrown picks buckets from the low bits,
+        // so fold the high half down (otherwise packed keys collide on their low fields).
+        let x = self.0;
+        x ^ (x >> 32) ^ (x >> 47)
     }
     #[inline]
     fn write(&mut self, bytes: &[u8]) {
@@ -145,7 +155,8 @@ type FxBuild = BuildHasherDefault<FxHasher>;
 
 /// Assigns a class id to every tuple by key; returns (class per tuple, number of classes).
 fn group_by<K: Hash + Eq>(n: usize, key: impl Fn(usize) -> K) -> (Vec<u32>, usize) {
-    let mut map: HashMap<K, u32, FxBuild> = HashMap::with_capacity_and_hasher(n.min(1 << 16), FxBuild::default());
+    let mut map: HashMap<K, u32, FxBuild> =
+        HashMap::with_capacity_and_hasher(n.min(1 << 16), FxBuild::default());
     let mut class = Vec::with_capacity(n);
     for t in 0..n {
         let next = map.len() as u32;
@@ -154,6 +165,43 @@ fn group_by<K: Hash + Eq>(n: usize, key: impl Fn(usize) -> K) -> (Vec<u32>, usiz
     }
     let len = map.len();
     (class, len)
+}
+
+/// Largest key space grouped through a dense array (4 M entries × 4 bytes per thread).
+const DENSE_MAX: usize = 1 << 22;
+
+thread_local! {
+    static DENSE: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Dense grouping: keys are indices below `space`; the per-thread array is reset after use
+/// by clearing only the touched entries.
+fn group_dense(n: usize, space: usize, key: impl Fn(usize) -> usize) -> (Vec<u32>, usize) {
+    DENSE.with(|cell| {
+        let mut m = cell.borrow_mut();
+        if m.len() < space {
+            m.resize(space, u32::MAX);
+        }
+        let mut class = Vec::with_capacity(n);
+        let mut seen: Vec<usize> = Vec::new();
+        for i in 0..n {
+            let k = key(i);
+            let v = m[k];
+            if v == u32::MAX {
+                let c = seen.len() as u32;
+                m[k] = c;
+                seen.push(k);
+                class.push(c);
+            } else {
+                class.push(v);
+            }
+        }
+        let nc = seen.len();
+        for k in seen {
+            m[k] = u32::MAX;
+        }
+        (class, nc)
+    })
 }
 
 /// Distinct tuples of the table (QI leaf codes + sensitive code) with their multiplicities.
@@ -172,6 +220,28 @@ enum KeyWidth {
     Wide,
 }
 
+/// Equivalence classes of one transformation: a representative tuple, the size and (with a
+/// sensitive model) the sparse sensitive histogram of each class. Classes of a node can be
+/// rolled up from the classes of any specialization, which is far cheaper than regrouping
+/// all tuples.
+struct ClassTable {
+    rep: Vec<u32>,
+    /// Packed generalized codes of each class (only when the key fits in u64).
+    key: Vec<u64>,
+    size: Vec<u64>,
+    hist_off: Vec<u32>,
+    hist: Vec<(u32, u64)>,
+}
+
+impl ClassTable {
+    fn len(&self) -> usize {
+        self.size.len()
+    }
+    fn entries(&self, c: usize) -> &[(u32, u64)] {
+        &self.hist[self.hist_off[c] as usize..self.hist_off[c + 1] as usize]
+    }
+}
+
 /// Everything precomputed once per search.
 struct Prepared<'a> {
     table: &'a QiTable,
@@ -184,16 +254,23 @@ struct Prepared<'a> {
     width: KeyWidth,
     /// per dim, per level: generalized code of each leaf
     gen_codes: Vec<Vec<Vec<u32>>>,
-    /// per dim, per level: metric cost per record of each leaf when kept
-    kept_cost: Vec<Vec<Vec<f64>>>,
-    /// per dim: metric cost per record of each leaf when suppressed
-    supp_cost: Vec<Vec<f64>>,
-    /// Loss only: per dim, per level, leaf → group size (integer numerator), and domain size
-    loss_group: Vec<Vec<Vec<u64>>>,
+    /// per dim, per level l: code at level l → code at level l+1
+    pmap: Vec<Vec<Vec<u32>>>,
+    /// per dim: bit mask of the dim's code in the packed key (before shifting)
+    masks: Vec<u64>,
     /// per dim, per level: normalized generalization-only value (lower bound)
     lower: Vec<Vec<f64>>,
+    /// Loss: per dim, per level: Σ over records of the group size of their label (numerator
+    /// of the generalization-only loss)
+    loss_base: Vec<Vec<u128>>,
+    /// Loss: per dim, per level, per code: domain size − group size (surcharge numerator of
+    /// one suppressed record)
+    loss_extra: Vec<Vec<Vec<u64>>>,
+    /// Precision / entropy: per dim, per level, per code: surcharge of one suppressed record
+    extra: Vec<Vec<Vec<f64>>>,
     tctx: Option<TContext>,
     sens_card: usize,
+    sensitive_used: bool,
 }
 
 /// ARX keeps the first 10 decimal digits of every per-attribute value (Metric.round).
@@ -210,14 +287,22 @@ impl<'a> Prepared<'a> {
             return Err(AnonError::Config("k must be at least 1".into()));
         }
         if !(0.0..=1.0).contains(&cfg.suppression_limit) {
-            return Err(AnonError::Config("suppression limit must be in [0, 1]".into()));
+            return Err(AnonError::Config(
+                "suppression limit must be in [0, 1]".into(),
+            ));
         }
         let needs_sensitive = cfg.l_diversity.is_some() || cfg.t_closeness.is_some();
         if needs_sensitive && table.sensitive.is_none() {
-            return Err(AnonError::Config("l-diversity and t-closeness need a sensitive attribute".into()));
+            return Err(AnonError::Config(
+                "l-diversity and t-closeness need a sensitive attribute".into(),
+            ));
         }
         if let Some(TCloseness::Hierarchical { .. }) = cfg.t_closeness
-            && table.sensitive.as_ref().and_then(|s| s.hierarchy.as_ref()).is_none()
+            && table
+                .sensitive
+                .as_ref()
+                .and_then(|s| s.hierarchy.as_ref())
+                .is_none()
         {
             return Err(AnonError::Config(
                 "hierarchical t-closeness needs a hierarchy for the sensitive attribute".into(),
@@ -226,6 +311,7 @@ impl<'a> Prepared<'a> {
         let dims = table.hierarchies.len();
         let n_rows = table.len();
         let n = n_rows as u64;
+        let nf = n as f64;
         let bits: Vec<u32> = table
             .hierarchies
             .iter()
@@ -238,7 +324,11 @@ impl<'a> Prepared<'a> {
             acc += b;
         }
         let sens_card = table.sensitive.as_ref().map_or(0, |s| s.labels.len());
-        let sens_bits = if needs_sensitive { (usize::BITS - sens_card.max(2).leading_zeros()).max(1) } else { 0 };
+        let sens_bits = if needs_sensitive {
+            (usize::BITS - sens_card.max(2).leading_zeros()).max(1)
+        } else {
+            0
+        };
         let width = if acc <= 64 {
             KeyWidth::U64
         } else if acc <= 128 {
@@ -248,7 +338,11 @@ impl<'a> Prepared<'a> {
         };
 
         // Distinct tuples (QI codes + sensitive code when a sensitive model is used).
-        let sens_col: Option<&Vec<u32>> = if needs_sensitive { table.sensitive.as_ref().map(|s| &s.codes) } else { None };
+        let sens_col: Option<&Vec<u32>> = if needs_sensitive {
+            table.sensitive.as_ref().map(|s| &s.codes)
+        } else {
+            None
+        };
         let (row_tuple, n_tuples) = if acc + sens_bits <= 128 {
             group_by(n_rows, |r| {
                 let mut k: u128 = 0;
@@ -284,7 +378,12 @@ impl<'a> Prepared<'a> {
             }
             count[t] += 1;
         }
-        let tuples = Tuples { codes, sens, count, row_tuple };
+        let tuples = Tuples {
+            codes,
+            sens,
+            count,
+            row_tuple,
+        };
 
         // Per-leaf frequencies in the data.
         let freq: Vec<Vec<u64>> = (0..dims)
@@ -302,76 +401,119 @@ impl<'a> Prepared<'a> {
             .iter()
             .map(|h| {
                 (0..h.levels())
-                    .map(|l| (0..h.domain_size() as u32).map(|leaf| h.generalize(leaf, l)).collect())
+                    .map(|l| {
+                        (0..h.domain_size() as u32)
+                            .map(|leaf| h.generalize(leaf, l))
+                            .collect()
+                    })
                     .collect()
             })
             .collect();
 
-        let mut kept_cost = Vec::with_capacity(dims);
-        let mut supp_cost = Vec::with_capacity(dims);
-        let mut loss_group = Vec::new();
+        let pmap: Vec<Vec<Vec<u32>>> = table
+            .hierarchies
+            .iter()
+            .enumerate()
+            .map(|(d, h)| {
+                (0..h.height())
+                    .map(|l| {
+                        let mut p = vec![0u32; h.cardinality(l)];
+                        for leaf in 0..h.domain_size() {
+                            p[gen_codes[d][l][leaf] as usize] = gen_codes[d][l + 1][leaf];
+                        }
+                        p
+                    })
+                    .collect()
+            })
+            .collect();
+        let masks: Vec<u64> = bits
+            .iter()
+            .map(|b| if *b >= 64 { u64::MAX } else { (1u64 << b) - 1 })
+            .collect();
         let mut lower = Vec::with_capacity(dims);
-        let nf = n as f64;
+        let mut loss_base = Vec::new();
+        let mut loss_extra = Vec::new();
+        let mut extra = Vec::new();
         for d in 0..dims {
             let h = &table.hierarchies[d];
-            let size = h.domain_size();
+            let size = h.domain_size() as u64;
+            let height = h.height();
             match cfg.metric {
                 Metric::Loss => {
-                    let lg: Vec<Vec<u64>> = (0..h.levels())
-                        .map(|l| (0..size as u32).map(|leaf| u64::from(h.group_size(leaf, l))).collect())
-                        .collect();
-                    let low = lg
-                        .iter()
-                        .map(|g| {
-                            let num: u128 = g.iter().zip(&freq[d]).map(|(a, b)| u128::from(*a) * u128::from(*b)).sum();
-                            loss_normalize(num, size as u64, n)
+                    let base: Vec<u128> = (0..h.levels())
+                        .map(|l| {
+                            freq[d]
+                                .iter()
+                                .enumerate()
+                                .map(|(leaf, f)| {
+                                    u128::from(*f) * u128::from(h.group_size(leaf as u32, l))
+                                })
+                                .sum()
                         })
                         .collect();
-                    lower.push(low);
-                    loss_group.push(lg);
-                    kept_cost.push(Vec::new());
-                    supp_cost.push(Vec::new());
+                    lower.push(base.iter().map(|b| loss_normalize(*b, size, n)).collect());
+                    loss_base.push(base);
+                    loss_extra.push(
+                        (0..h.levels())
+                            .map(|l| {
+                                (0..h.cardinality(l) as u32)
+                                    .map(|c| size - u64::from(h.code_group_size(l, c)))
+                                    .collect()
+                            })
+                            .collect(),
+                    );
                 }
                 Metric::Precision => {
-                    let height = h.height();
-                    let kc: Vec<Vec<f64>> = (0..h.levels())
-                        .map(|l| {
-                            let v = if height == 0 { 0.0 } else { l as f64 / height as f64 };
-                            vec![v; size]
-                        })
-                        .collect();
-                    lower.push(kc.iter().map(|c| c.first().copied().unwrap_or(0.0)).collect());
-                    kept_cost.push(kc);
-                    supp_cost.push(vec![1.0; size]);
+                    let frac = |l: usize| {
+                        if height == 0 {
+                            0.0
+                        } else {
+                            l as f64 / height as f64
+                        }
+                    };
+                    lower.push((0..h.levels()).map(frac).collect());
+                    extra.push(
+                        (0..h.levels())
+                            .map(|l| vec![1.0 - frac(l); h.cardinality(l)])
+                            .collect(),
+                    );
                 }
                 Metric::NonUniformEntropy => {
-                    let mut kc = Vec::with_capacity(h.levels());
                     let mut low = Vec::with_capacity(h.levels());
+                    let mut ex = Vec::with_capacity(h.levels());
                     for l in 0..h.levels() {
                         let mut gf = vec![0u64; h.cardinality(l)];
                         for (leaf, f) in freq[d].iter().enumerate() {
                             gf[gen_codes[d][l][leaf] as usize] += f;
                         }
-                        let c: Vec<f64> = (0..size)
-                            .map(|leaf| {
-                                let f0 = freq[d][leaf];
-                                if f0 == 0 { 0.0 } else { (gf[gen_codes[d][l][leaf] as usize] as f64 / f0 as f64).log2() }
+                        // Σ_records log2(f(generalized)/f(original))
+                        let lb: f64 = freq[d]
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, f)| **f > 0)
+                            .map(|(leaf, f)| {
+                                *f as f64
+                                    * (gf[gen_codes[d][l][leaf] as usize] as f64 / *f as f64).log2()
                             })
-                            .collect();
-                        low.push(c.iter().zip(&freq[d]).map(|(c, f)| c * *f as f64).sum());
-                        kc.push(c);
+                            .sum();
+                        low.push(lb);
+                        // suppressed: log2(n/f0) − log2(gf/f0) = log2(n/gf)
+                        ex.push(
+                            gf.iter()
+                                .map(|g| {
+                                    if *g == 0 {
+                                        0.0
+                                    } else {
+                                        (nf / *g as f64).log2()
+                                    }
+                                })
+                                .collect(),
+                        );
                     }
-                    supp_cost.push(
-                        freq[d].iter().map(|f0| if *f0 == 0 { 0.0 } else { (nf / *f0 as f64).log2() }).collect(),
-                    );
                     lower.push(low);
-                    kept_cost.push(kc);
+                    extra.push(ex);
                 }
-                Metric::Discernibility => {
-                    lower.push(vec![0.0; h.levels()]);
-                    kept_cost.push(Vec::new());
-                    supp_cost.push(Vec::new());
-                }
+                Metric::Discernibility => lower.push(vec![0.0; h.levels()]),
             }
         }
 
@@ -395,7 +537,12 @@ impl<'a> Prepared<'a> {
                     }
                     None => (Vec::new(), vec![s.labels.len()]),
                 };
-                Some(TContext { overall, total: n, parents, level_sizes })
+                Some(TContext {
+                    overall,
+                    total: n,
+                    parents,
+                    level_sizes,
+                })
             }
             _ => None,
         };
@@ -410,12 +557,15 @@ impl<'a> Prepared<'a> {
             offsets,
             width,
             gen_codes,
-            kept_cost,
-            supp_cost,
-            loss_group,
+            pmap,
+            masks,
             lower,
+            loss_base,
+            loss_extra,
+            extra,
             tctx,
             sens_card,
+            sensitive_used: needs_sensitive,
         })
     }
 
@@ -423,79 +573,242 @@ impl<'a> Prepared<'a> {
         self.gen_codes.len()
     }
 
-    /// Class id per tuple for the given levels.
-    fn classes(&self, levels: &[usize]) -> (Vec<u32>, usize) {
-        let nt = self.tuples.count.len();
+    /// Groups items (tuples, or a specialization's classes) by their generalized key; `rep`
+    /// gives an item's representative tuple. When the product of the label counts at these
+    /// levels is small, keys index a dense per-thread array instead of a hash map.
+    fn group_items(
+        &self,
+        levels: &[usize],
+        n_items: usize,
+        rep: impl Fn(usize) -> usize,
+    ) -> (Vec<u32>, usize) {
         let dims = self.dims();
         let g: Vec<&Vec<u32>> = (0..dims).map(|d| &self.gen_codes[d][levels[d]]).collect();
         let codes = &self.tuples.codes;
+        let mut mult = Vec::with_capacity(dims);
+        let mut product: Option<usize> = Some(1);
+        for (d, l) in levels.iter().enumerate() {
+            mult.push(product.unwrap_or(0));
+            product =
+                product.and_then(|p| p.checked_mul(self.table.hierarchies[d].cardinality(*l)));
+        }
+        if let Some(p) = product
+            && p <= DENSE_MAX
+        {
+            return group_dense(n_items, p, |i| {
+                let t = rep(i);
+                let mut k = 0usize;
+                for d in 0..dims {
+                    k += g[d][codes[d][t] as usize] as usize * mult[d];
+                }
+                k
+            });
+        }
         match self.width {
-            KeyWidth::U64 => group_by(nt, |t| {
+            KeyWidth::U64 => group_by(n_items, |i| {
+                let t = rep(i);
                 let mut k = 0u64;
                 for d in 0..dims {
                     k |= u64::from(g[d][codes[d][t] as usize]) << self.offsets[d];
                 }
                 k
             }),
-            KeyWidth::U128 => group_by(nt, |t| {
+            KeyWidth::U128 => group_by(n_items, |i| {
+                let t = rep(i);
                 let mut k = 0u128;
                 for d in 0..dims {
                     k |= u128::from(g[d][codes[d][t] as usize]) << self.offsets[d];
                 }
                 k
             }),
-            KeyWidth::Wide => group_by(nt, |t| (0..dims).map(|d| g[d][codes[d][t] as usize]).collect::<Vec<u32>>()),
+            KeyWidth::Wide => group_by(n_items, |i| {
+                let t = rep(i);
+                (0..dims)
+                    .map(|d| g[d][codes[d][t] as usize])
+                    .collect::<Vec<u32>>()
+            }),
+        }
+    }
+
+    /// Merges item histograms into class histograms (counting sort by class).
+    fn merge_hist(
+        &self,
+        n_classes: usize,
+        assign: &[u32],
+        entries_of: impl Fn(usize, &mut dyn FnMut(u32, u64)),
+    ) -> (Vec<u32>, Vec<(u32, u64)>) {
+        let mut start = vec![0u32; n_classes + 1];
+        for a in assign {
+            start[*a as usize + 1] += 1;
+        }
+        for c in 0..n_classes {
+            start[c + 1] += start[c];
+        }
+        let mut pos = start.clone();
+        let mut order = vec![0u32; assign.len()];
+        for (i, a) in assign.iter().enumerate() {
+            order[pos[*a as usize] as usize] = i as u32;
+            pos[*a as usize] += 1;
+        }
+        let mut scratch = vec![0u64; self.sens_card];
+        let mut touched: Vec<u32> = Vec::new();
+        let mut off = Vec::with_capacity(n_classes + 1);
+        let mut out = Vec::new();
+        off.push(0u32);
+        for c in 0..n_classes {
+            for i in &order[start[c] as usize..start[c + 1] as usize] {
+                entries_of(*i as usize, &mut |s, cnt| {
+                    if scratch[s as usize] == 0 {
+                        touched.push(s);
+                    }
+                    scratch[s as usize] += cnt;
+                });
+            }
+            touched.sort_unstable();
+            for s in touched.drain(..) {
+                out.push((s, scratch[s as usize]));
+                scratch[s as usize] = 0;
+            }
+            off.push(out.len() as u32);
+        }
+        (off, out)
+    }
+
+    /// Classes of a node from all tuples; also returns the class of every tuple.
+    fn classes_full(&self, levels: &[usize]) -> (Vec<u32>, ClassTable) {
+        let nt = self.tuples.count.len();
+        let (class, nc) = self.group_items(levels, nt, |t| t);
+        let mut rep = vec![u32::MAX; nc];
+        let mut size = vec![0u64; nc];
+        for (t, c) in class.iter().enumerate() {
+            let c = *c as usize;
+            if rep[c] == u32::MAX {
+                rep[c] = t as u32;
+            }
+            size[c] += self.tuples.count[t];
+        }
+        let (hist_off, hist) = if self.sensitive_used {
+            self.merge_hist(nc, &class, |t, f| {
+                f(self.tuples.sens[t], self.tuples.count[t])
+            })
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let key = if matches!(self.width, KeyWidth::U64) {
+            rep.iter()
+                .map(|t| {
+                    let mut k = 0u64;
+                    for d in 0..self.dims() {
+                        k |= u64::from(
+                            self.gen_codes[d][levels[d]]
+                                [self.tuples.codes[d][*t as usize] as usize],
+                        ) << self.offsets[d];
+                    }
+                    k
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (
+            class,
+            ClassTable {
+                rep,
+                key,
+                size,
+                hist_off,
+                hist,
+            },
+        )
+    }
+
+    /// Classes of a node rolled up from the classes of one of its specializations.
+    /// `dim` is the one attribute whose level is one higher than in `from`: with packed u64
+    /// keys only that attribute's code is rewritten (one lookup per class).
+    fn classes_rollup(&self, levels: &[usize], from: &ClassTable, dim: usize) -> ClassTable {
+        let packed = !from.key.is_empty();
+        let new_keys: Vec<u64> = if packed {
+            let off = self.offsets[dim];
+            let mask = self.masks[dim];
+            let pm = &self.pmap[dim][levels[dim] - 1];
+            from.key
+                .iter()
+                .map(|k| {
+                    let code = (k >> off) & mask;
+                    (k & !(mask << off)) | (u64::from(pm[code as usize]) << off)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let (assign, nc) = if packed {
+            group_by(new_keys.len(), |i| new_keys[i])
+        } else {
+            self.group_items(levels, from.len(), |i| from.rep[i] as usize)
+        };
+        let mut rep = vec![u32::MAX; nc];
+        let mut key = if packed { vec![0u64; nc] } else { Vec::new() };
+        let mut size = vec![0u64; nc];
+        for (i, c) in assign.iter().enumerate() {
+            let c = *c as usize;
+            if rep[c] == u32::MAX {
+                rep[c] = from.rep[i];
+                if packed {
+                    key[c] = new_keys[i];
+                }
+            }
+            size[c] += from.size[i];
+        }
+        let (hist_off, hist) = if self.sensitive_used {
+            self.merge_hist(nc, &assign, |i, f| {
+                for (s, cnt) in from.entries(i) {
+                    f(*s, *cnt);
+                }
+            })
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        ClassTable {
+            rep,
+            key,
+            size,
+            hist_off,
+            hist,
         }
     }
 
     /// Which classes fail the privacy models.
-    fn failing(&self, class: &[u32], n_classes: usize) -> (Vec<bool>, Vec<u64>) {
-        let mut size = vec![0u64; n_classes];
-        for (t, c) in class.iter().enumerate() {
-            size[*c as usize] += self.tuples.count[t];
-        }
+    fn failing(&self, ct: &ClassTable) -> Vec<bool> {
         let k = self.cfg.k as u64;
-        let mut fail: Vec<bool> = size.iter().map(|s| *s < k).collect();
-        if self.cfg.l_diversity.is_some() || self.cfg.t_closeness.is_some() {
-            // (class, sensitive code, count) sorted by class → one histogram per class
-            let mut idx: Vec<u32> = (0..class.len() as u32).collect();
-            idx.sort_unstable_by_key(|t| class[*t as usize]);
-            let mut hist = vec![0u64; self.sens_card];
-            let mut touched: Vec<u32> = Vec::new();
-            let mut i = 0;
-            while i < idx.len() {
-                let c = class[idx[i] as usize];
-                let mut j = i;
-                while j < idx.len() && class[idx[j] as usize] == c {
-                    let t = idx[j] as usize;
-                    let s = self.tuples.sens[t] as usize;
-                    if hist[s] == 0 {
-                        touched.push(s as u32);
-                    }
-                    hist[s] += self.tuples.count[t];
-                    j += 1;
+        let mut fail: Vec<bool> = ct.size.iter().map(|s| *s < k).collect();
+        if self.sensitive_used {
+            let mut dense = vec![0u64; self.sens_card];
+            for (c, f) in fail.iter_mut().enumerate() {
+                if *f {
+                    continue;
                 }
-                if !fail[c as usize] {
-                    let mut ok = true;
-                    if let Some(ld) = &self.cfg.l_diversity {
-                        let h: Vec<u64> = touched.iter().map(|s| hist[*s as usize]).collect();
-                        ok &= ld.holds(&h);
-                    }
-                    if ok && let (Some(tc), Some(ctx)) = (&self.cfg.t_closeness, &self.tctx) {
-                        ok &= match *tc {
-                            TCloseness::EqualDistance { t } => ctx.equal_distance(&hist) <= t,
-                            TCloseness::Hierarchical { t } => ctx.hierarchical(&hist) <= t,
-                        };
-                    }
-                    fail[c as usize] = !ok;
+                let entries = ct.entries(c);
+                let mut ok = true;
+                if let Some(ld) = &self.cfg.l_diversity {
+                    let h: Vec<u64> = entries.iter().map(|(_, n)| *n).collect();
+                    ok &= ld.holds(&h);
                 }
-                for s in touched.drain(..) {
-                    hist[s as usize] = 0;
+                if ok && let (Some(tc), Some(ctx)) = (&self.cfg.t_closeness, &self.tctx) {
+                    for (s, n) in entries {
+                        dense[*s as usize] = *n;
+                    }
+                    ok &= match *tc {
+                        TCloseness::EqualDistance { t } => ctx.equal_distance(&dense) <= t,
+                        TCloseness::Hierarchical { t } => ctx.hierarchical(&dense) <= t,
+                    };
+                    for (s, _) in entries {
+                        dense[*s as usize] = 0;
+                    }
                 }
-                i = j;
+                *f = !ok;
             }
         }
-        (fail, size)
+        fail
     }
 
     /// Aggregates per-attribute values into one information loss.
@@ -514,60 +827,110 @@ impl<'a> Prepared<'a> {
         match self.cfg.metric {
             Metric::Discernibility => 0.0,
             _ => {
-                let v: Vec<f64> = levels.iter().enumerate().map(|(d, l)| self.lower[d][*l]).collect();
+                let v: Vec<f64> = levels
+                    .iter()
+                    .enumerate()
+                    .map(|(d, l)| self.lower[d][*l])
+                    .collect();
                 self.aggregate(&v)
             }
         }
     }
 
-    fn evaluate(&self, levels: &[usize]) -> NodeEvaluation {
-        let (class, n_classes) = self.classes(levels);
-        let (fail, size) = self.failing(&class, n_classes);
-        let suppressed: u64 = size.iter().zip(&fail).filter(|(_, f)| **f).map(|(s, _)| *s).sum();
+    /// Information loss and anonymity of a node from its classes: the generalization-only
+    /// part is precomputed per (attribute, level); only failing classes add a surcharge.
+    /// Without `always_il`, the loss of a failing node is not computed (reported as ∞).
+    fn evaluate(
+        &self,
+        levels: &[usize],
+        ct: &ClassTable,
+        always_il: bool,
+    ) -> (NodeEvaluation, Vec<bool>) {
+        let fail = self.failing(ct);
+        let suppressed: u64 = ct
+            .size
+            .iter()
+            .zip(&fail)
+            .filter(|(_, f)| **f)
+            .map(|(s, _)| *s)
+            .sum();
         let kept_classes = fail.iter().filter(|f| !**f).count();
         let anonymous = suppressed <= self.max_suppressed;
+        if !anonymous && !always_il {
+            let ev = NodeEvaluation {
+                anonymous,
+                information_loss: f64::INFINITY,
+                per_attribute: Vec::new(),
+                suppressed,
+                classes: kept_classes,
+            };
+            return (ev, fail);
+        }
         let dims = self.dims();
+        let failing: Vec<usize> = (0..ct.len()).filter(|c| fail[*c]).collect();
         let per_attribute: Vec<f64> = match self.cfg.metric {
             Metric::Loss => (0..dims)
                 .map(|d| {
+                    let l = levels[d];
                     let size_d = self.table.hierarchies[d].domain_size() as u64;
-                    let g = &self.loss_group[d][levels[d]];
-                    let mut num: u128 = 0;
-                    for (t, c) in class.iter().enumerate() {
-                        let cnt = u128::from(self.tuples.count[t]);
-                        num += if fail[*c as usize] {
-                            cnt * u128::from(size_d)
-                        } else {
-                            cnt * u128::from(g[self.tuples.codes[d][t] as usize])
-                        };
+                    let g = &self.gen_codes[d][l];
+                    let ex = &self.loss_extra[d][l];
+                    let mut num = self.loss_base[d][l];
+                    for c in &failing {
+                        let leaf = self.tuples.codes[d][ct.rep[*c] as usize] as usize;
+                        num += u128::from(ct.size[*c]) * u128::from(ex[g[leaf] as usize]);
                     }
                     loss_normalize(num, size_d, self.n)
                 })
                 .collect(),
             Metric::Precision | Metric::NonUniformEntropy => (0..dims)
                 .map(|d| {
-                    let kc = &self.kept_cost[d][levels[d]];
-                    let sc = &self.supp_cost[d];
+                    let l = levels[d];
+                    let g = &self.gen_codes[d][l];
+                    let ex = &self.extra[d][l];
                     let mut s = 0.0;
-                    for (t, c) in class.iter().enumerate() {
-                        let leaf = self.tuples.codes[d][t] as usize;
-                        let cost = if fail[*c as usize] { sc[leaf] } else { kc[leaf] };
-                        s += cost * self.tuples.count[t] as f64;
+                    for c in &failing {
+                        let leaf = self.tuples.codes[d][ct.rep[*c] as usize] as usize;
+                        s += ct.size[*c] as f64 * ex[g[leaf] as usize];
                     }
-                    if self.cfg.metric == Metric::Precision { s / self.n as f64 } else { s }
+                    if self.cfg.metric == Metric::Precision {
+                        self.lower[d][l] + s / self.n as f64
+                    } else {
+                        self.lower[d][l] + s
+                    }
                 })
                 .collect(),
             Metric::Discernibility => {
-                let kept: f64 = size.iter().zip(&fail).filter(|(_, f)| !**f).map(|(s, _)| (*s as f64) * (*s as f64)).sum();
+                let kept: f64 = ct
+                    .size
+                    .iter()
+                    .zip(&fail)
+                    .filter(|(_, f)| !**f)
+                    .map(|(s, _)| (*s as f64) * (*s as f64))
+                    .sum();
                 vec![kept + suppressed as f64 * self.n as f64]
             }
         };
         let information_loss = self.aggregate(&per_attribute);
-        NodeEvaluation { anonymous, information_loss, per_attribute, suppressed, classes: kept_classes }
+        (
+            NodeEvaluation {
+                anonymous,
+                information_loss,
+                per_attribute,
+                suppressed,
+                classes: kept_classes,
+            },
+            fail,
+        )
     }
 
     fn monotone(&self) -> bool {
-        self.cfg.t_closeness.is_none() && self.cfg.l_diversity.as_ref().is_none_or(|l| l.is_monotone())
+        self.cfg.t_closeness.is_none()
+            && self
+                .cfg
+                .l_diversity
+                .as_ref()
+                .is_none_or(|l| l.is_monotone())
     }
 }
 
@@ -599,7 +962,11 @@ impl Lattice {
             stride.push(size);
             size = size.checked_mul(*r)?;
         }
-        Some(Lattice { radix, stride, size })
+        Some(Lattice {
+            radix,
+            stride,
+            size,
+        })
     }
     fn levels(&self, mut idx: usize) -> Vec<usize> {
         self.radix
@@ -616,6 +983,124 @@ impl Lattice {
 /// Upper limit on lattice size for the exact search (memory for bounds and tags).
 pub const MAX_LATTICE: usize = 50_000_000;
 
+/// Budget of cached classes (summed over cached nodes) used for roll-up.
+const CACHE_CLASSES: usize = 4_000_000;
+
+/// Ties closer than this are broken by level sum, then lattice position.
+const EPS: f64 = 1e-12;
+
+/// Mutable state of one search: tags, best node, class-table cache.
+struct SearchState<'p, 'a> {
+    prep: &'p Prepared<'a>,
+    lattice: &'p Lattice,
+    level_sum: &'p [usize],
+    failed: Vec<bool>,
+    monotone: bool,
+    best: Option<(f64, usize)>,
+    checked: usize,
+    cache: HashMap<usize, Arc<ClassTable>>,
+    cache_order: VecDeque<usize>,
+    cached_classes: usize,
+}
+
+impl SearchState<'_, '_> {
+    /// Whether the node's classes were already computed (still cached).
+    fn done(&self, node: usize) -> bool {
+        self.cache.contains_key(&node)
+    }
+
+    /// Checks the nodes in parallel, updates tags, best node and cache; returns per node
+    /// whether it is acceptable.
+    fn check_batch(&mut self, nodes: &[usize]) -> Vec<bool> {
+        let prep = self.prep;
+        let lattice = self.lattice;
+        let work: Vec<(usize, Vec<usize>, Option<(usize, Arc<ClassTable>)>)> = nodes
+            .iter()
+            .map(|node| {
+                let lv = lattice.levels(*node);
+                // Roll up from the cached direct specialization with the fewest classes.
+                let source = lv
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| **l > 0)
+                    .filter_map(|(d, _)| {
+                        self.cache
+                            .get(&(node - lattice.stride[d]))
+                            .map(|ct| (d, ct))
+                    })
+                    .min_by_key(|(_, ct)| ct.len())
+                    .map(|(d, ct)| (d, Arc::clone(ct)));
+                (*node, lv, source)
+            })
+            .collect();
+        let results: Vec<(usize, NodeEvaluation, ClassTable)> = work
+            .par_iter()
+            .map(|(node, lv, source)| {
+                let ct = match source {
+                    Some((d, src)) => prep.classes_rollup(lv, src, *d),
+                    None => prep.classes_full(lv).1,
+                };
+                let (ev, _) = prep.evaluate(lv, &ct, false);
+                (*node, ev, ct)
+            })
+            .collect();
+        self.checked += results.len();
+        let mut out = Vec::with_capacity(results.len());
+        for (node, ev, ct) in results {
+            out.push(ev.anonymous);
+            if !ev.anonymous && self.monotone {
+                self.tag_failed(node);
+            }
+            if ev.anonymous {
+                let better = match self.best {
+                    None => true,
+                    Some((b, bn)) => {
+                        ev.information_loss < b - EPS
+                            || ((ev.information_loss - b).abs() <= EPS
+                                && (self.level_sum[node], node) < (self.level_sum[bn], bn))
+                    }
+                };
+                if better {
+                    self.best = Some((ev.information_loss, node));
+                }
+            }
+            // Cache for roll-up (FIFO within a budget of classes).
+            self.cached_classes += ct.len();
+            self.cache.insert(node, Arc::new(ct));
+            self.cache_order.push_back(node);
+            while self.cached_classes > CACHE_CLASSES {
+                let Some(old) = self.cache_order.pop_front() else {
+                    break;
+                };
+                if let Some(ct) = self.cache.remove(&old) {
+                    self.cached_classes -= ct.len();
+                }
+            }
+        }
+        out
+    }
+
+    /// Predictive tagging: every specialization of a failing node fails too (monotone models).
+    fn tag_failed(&mut self, node: usize) {
+        let mut stack = vec![node];
+        while let Some(x) = stack.pop() {
+            if self.failed[x] && x != node {
+                continue;
+            }
+            self.failed[x] = true;
+            let lv = self.lattice.levels(x);
+            for (d, l) in lv.iter().enumerate() {
+                if *l > 0 {
+                    let y = x - self.lattice.stride[d];
+                    if !self.failed[y] {
+                        stack.push(y);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Finds the transformation with minimal information loss that satisfies the privacy models
 /// within the suppression limit, and reports which rows it suppresses.
 ///
@@ -625,86 +1110,100 @@ pub fn anonymize_table(table: &QiTable, cfg: &AnonymizeConfig) -> Result<Solutio
     let radix: Vec<usize> = table.hierarchies.iter().map(|h| h.levels()).collect();
     let lattice = Lattice::new(radix)
         .filter(|l| l.size <= MAX_LATTICE)
-        .ok_or_else(|| AnonError::Config(format!("lattice larger than {MAX_LATTICE} nodes: reduce quasi-identifiers or levels")))?;
+        .ok_or_else(|| {
+            AnonError::Config(format!(
+                "lattice larger than {MAX_LATTICE} nodes: reduce quasi-identifiers or levels"
+            ))
+        })?;
 
-    let bounds: Vec<f64> = (0..lattice.size).map(|i| prep.lower_bound(&lattice.levels(i))).collect();
-    let level_sum: Vec<usize> = (0..lattice.size).map(|i| lattice.levels(i).iter().sum()).collect();
-    let mut order: Vec<u32> = (0..lattice.size as u32).collect();
-    order.sort_unstable_by(|a, b| {
-        let (a, b) = (*a as usize, *b as usize);
-        bounds[a].total_cmp(&bounds[b]).then(level_sum[a].cmp(&level_sum[b])).then(a.cmp(&b))
-    });
+    let bounds: Vec<f64> = (0..lattice.size)
+        .map(|i| prep.lower_bound(&lattice.levels(i)))
+        .collect();
+    let level_sum: Vec<usize> = (0..lattice.size)
+        .map(|i| lattice.levels(i).iter().sum())
+        .collect();
+    let mut st = SearchState {
+        prep: &prep,
+        lattice: &lattice,
+        level_sum: &level_sum,
+        failed: vec![false; lattice.size],
+        monotone: prep.monotone(),
+        best: None,
+        checked: 0,
+        cache: HashMap::new(),
+        cache_order: VecDeque::new(),
+        cached_classes: 0,
+    };
 
-    const EPS: f64 = 1e-12;
-    let monotone = prep.monotone();
-    let mut failed = vec![false; lattice.size];
-    let mut best: Option<(f64, usize)> = None;
-    let mut checked = 0usize;
-    let batch_size = 2 * rayon::current_num_threads().max(1);
-    let mut pos = 0;
-    let mut stack = Vec::new();
-    'outer: while pos < order.len() {
-        let mut batch = Vec::with_capacity(batch_size);
-        while pos < order.len() && batch.len() < batch_size {
-            let node = order[pos] as usize;
-            if let Some((b, _)) = best
-                && bounds[node] > b + EPS
-            {
-                if batch.is_empty() {
-                    break 'outer;
+    // Phase 1: greedy descent from the top node, always into the child with the smallest
+    // bound that is still acceptable — a good first solution makes the bound prune hard.
+    let top = lattice.size - 1;
+    st.check_batch(&[top]);
+    if st.best.is_some() {
+        let mut cur = top;
+        loop {
+            let lv = lattice.levels(cur);
+            let mut children: Vec<usize> = lv
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| **l > 0)
+                .map(|(d, _)| cur - lattice.stride[d])
+                .collect();
+            children.sort_by(|a, b| bounds[*a].total_cmp(&bounds[*b]));
+            let mut next = None;
+            for c in children {
+                if st.failed[c] || st.best.is_some_and(|(b, _)| bounds[c] > b + EPS) {
+                    continue;
                 }
-                pos = order.len();
-                break;
-            }
-            pos += 1;
-            if !failed[node] {
-                batch.push(node);
-            }
-        }
-        let results: Vec<(usize, NodeEvaluation)> =
-            batch.par_iter().map(|node| (*node, prep.evaluate(&lattice.levels(*node)))).collect();
-        checked += results.len();
-        for (node, ev) in results {
-            if !ev.anonymous {
-                if monotone {
-                    // Predictive tagging: every specialization fails too.
-                    stack.push(node);
-                    while let Some(x) = stack.pop() {
-                        if failed[x] && x != node {
-                            continue;
-                        }
-                        failed[x] = true;
-                        let lv = lattice.levels(x);
-                        for (d, l) in lv.iter().enumerate() {
-                            if *l > 0 {
-                                let y = x - lattice.stride[d];
-                                if !failed[y] {
-                                    stack.push(y);
-                                }
-                            }
-                        }
-                    }
+                if st.check_batch(&[c]).first().is_some_and(|ok| *ok) {
+                    next = Some(c);
+                    break;
                 }
-                continue;
             }
-            let better = match best {
-                None => true,
-                Some((b, bn)) => {
-                    ev.information_loss < b - EPS
-                        || ((ev.information_loss - b).abs() <= EPS
-                            && (level_sum[node], node) < (level_sum[bn], bn))
-                }
-            };
-            if better {
-                best = Some((ev.information_loss, node));
+            match next {
+                Some(c) => cur = c,
+                None => break,
             }
         }
     }
+
+    // Phase 2: every node whose bound is below the best loss must be checked or tagged.
+    // Top-down order: a failing node tags its whole down-set, so the maximal failing nodes
+    // are checked first and most of the region below them is never grouped.
+    let limit = st.best.map_or(f64::INFINITY, |(b, _)| b + EPS);
+    let mut order: Vec<u32> = (0..lattice.size as u32)
+        .filter(|n| bounds[*n as usize] <= limit)
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        let (a, b) = (*a as usize, *b as usize);
+        level_sum[b]
+            .cmp(&level_sum[a])
+            .then(bounds[a].total_cmp(&bounds[b]))
+            .then(a.cmp(&b))
+    });
+    let batch_size = 2 * rayon::current_num_threads().max(1);
+    let mut pos = 0;
+    while pos < order.len() {
+        let mut batch = Vec::with_capacity(batch_size);
+        while pos < order.len() && batch.len() < batch_size {
+            let node = order[pos] as usize;
+            pos += 1;
+            if st.failed[node]
+                || st.best.is_some_and(|(b, _)| bounds[node] > b + EPS)
+                || st.done(node)
+            {
+                continue;
+            }
+            batch.push(node);
+        }
+        st.check_batch(&batch);
+    }
+    let best = st.best;
+    let checked = st.checked;
     let (_, best_node) = best.ok_or(AnonError::NoSolution)?;
     let levels = lattice.levels(best_node);
-    let (class, n_classes) = prep.classes(&levels);
-    let (fail, _) = prep.failing(&class, n_classes);
-    let ev = prep.evaluate(&levels);
+    let (class, ct) = prep.classes_full(&levels);
+    let (ev, fail) = prep.evaluate(&levels, &ct, true);
     let suppressed_rows = prep
         .tuples
         .row_tuple
@@ -731,8 +1230,16 @@ pub fn evaluate_transformation(
     levels: &[usize],
 ) -> Result<NodeEvaluation, AnonError> {
     let prep = Prepared::new(table, cfg)?;
-    if levels.len() != prep.dims() || levels.iter().zip(table.hierarchies()).any(|(l, h)| *l >= h.levels()) {
-        return Err(AnonError::Config("levels do not match the quasi-identifiers' hierarchies".into()));
+    if levels.len() != prep.dims()
+        || levels
+            .iter()
+            .zip(table.hierarchies())
+            .any(|(l, h)| *l >= h.levels())
+    {
+        return Err(AnonError::Config(
+            "levels do not match the quasi-identifiers' hierarchies".into(),
+        ));
     }
-    Ok(prep.evaluate(levels))
+    let (_, ct) = prep.classes_full(levels);
+    Ok(prep.evaluate(levels, &ct, true).0)
 }

@@ -32,28 +32,54 @@ impl QiTable {
     /// name is the attribute name).
     pub fn new(hierarchies: Vec<Hierarchy>) -> Result<QiTable, AnonError> {
         if hierarchies.is_empty() {
-            return Err(AnonError::Config("at least one quasi-identifier is needed".into()));
+            return Err(AnonError::Config(
+                "at least one quasi-identifier is needed".into(),
+            ));
         }
         let names = hierarchies.iter().map(|h| h.name().to_string()).collect();
         let columns = vec![Vec::new(); hierarchies.len()];
-        Ok(QiTable { names, hierarchies, columns, sensitive: None, rows: 0 })
+        Ok(QiTable {
+            names,
+            hierarchies,
+            columns,
+            sensitive: None,
+            rows: 0,
+        })
     }
 
     /// Declares a sensitive attribute (before any row is pushed). With a hierarchy, values
     /// must be in it (hierarchical t-closeness); without, any value is accepted.
-    pub fn with_sensitive(mut self, name: &str, hierarchy: Option<Hierarchy>) -> Result<QiTable, AnonError> {
+    pub fn with_sensitive(
+        mut self,
+        name: &str,
+        hierarchy: Option<Hierarchy>,
+    ) -> Result<QiTable, AnonError> {
         if self.rows > 0 {
-            return Err(AnonError::Config("declare the sensitive attribute before adding rows".into()));
+            return Err(AnonError::Config(
+                "declare the sensitive attribute before adding rows".into(),
+            ));
         }
         let (labels, index) = match &hierarchy {
             Some(h) => {
-                let labels: Vec<String> = (0..h.domain_size()).map(|i| h.label(0, i as u32).to_string()).collect();
-                let index = labels.iter().enumerate().map(|(i, l)| (l.clone(), i as u32)).collect();
+                let labels: Vec<String> = (0..h.domain_size())
+                    .map(|i| h.label(0, i as u32).to_string())
+                    .collect();
+                let index = labels
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| (l.clone(), i as u32))
+                    .collect();
                 (labels, index)
             }
             None => (Vec::new(), Default::default()),
         };
-        self.sensitive = Some(Sensitive { name: name.to_string(), codes: Vec::new(), labels, index, hierarchy });
+        self.sensitive = Some(Sensitive {
+            name: name.to_string(),
+            codes: Vec::new(),
+            labels,
+            index,
+            hierarchy,
+        });
         Ok(self)
     }
 
@@ -62,9 +88,17 @@ impl QiTable {
     /// the row number and attribute, never the value.
     pub fn push_row(&mut self, qi: &[&str], sensitive: Option<&str>) -> Result<(), AnonError> {
         let line = self.rows + 1;
-        let table_err = |reason: String| AnonError::Table { path: "<table>".into(), line, reason };
+        let table_err = |reason: String| AnonError::Table {
+            path: "<table>".into(),
+            line,
+            reason,
+        };
         if qi.len() != self.hierarchies.len() {
-            return Err(table_err(format!("expected {} quasi-identifiers, got {}", self.hierarchies.len(), qi.len())));
+            return Err(table_err(format!(
+                "expected {} quasi-identifiers, got {}",
+                self.hierarchies.len(),
+                qi.len()
+            )));
         }
         let mut codes = Vec::with_capacity(qi.len());
         for (d, v) in qi.iter().enumerate() {

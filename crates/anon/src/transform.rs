@@ -75,7 +75,11 @@ pub fn date_shift_days(release_key: &[u8; 32], internal_id: &str, max_abs_days: 
     loop {
         let h = keyed_hash(
             release_key,
-            &[b"kiban-date-shift", internal_id.as_bytes(), &counter.to_be_bytes()],
+            &[
+                b"kiban-date-shift",
+                internal_id.as_bytes(),
+                &counter.to_be_bytes(),
+            ],
         );
         for chunk in h.chunks_exact(8) {
             let mut b = [0u8; 8];

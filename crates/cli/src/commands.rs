@@ -309,8 +309,14 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                     table(
                         lang.t("オプトアウト取り込み", "opt-out import"),
                         &[
-                            (lang.t("取り込み", "imported").into(), r.imported.to_string()),
-                            (lang.t("重複", "duplicates").into(), r.duplicates.to_string()),
+                            (
+                                lang.t("取り込み", "imported").into(),
+                                r.imported.to_string()
+                            ),
+                            (
+                                lang.t("重複", "duplicates").into(),
+                                r.duplicates.to_string()
+                            ),
                             (lang.t("不備", "rejected").into(), r.rejected.to_string()),
                         ]
                     )
@@ -351,10 +357,16 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                     table(
                         lang.t("オプトアウト判定", "opt-out decision"),
                         &[
-                            (lang.t("医療情報取扱事業者", "handler").into(), d.handler_code.clone()),
+                            (
+                                lang.t("医療情報取扱事業者", "handler").into(),
+                                d.handler_code.clone()
+                            ),
                             (lang.t("判定日", "as of").into(), d.on.to_string()),
                             (lang.t("判定", "decision").into(), verdict),
-                            (lang.t("参照した事象", "events considered").into(), d.events_considered.to_string()),
+                            (
+                                lang.t("参照した事象", "events considered").into(),
+                                d.events_considered.to_string()
+                            ),
                         ]
                     )
                 );
@@ -385,15 +397,30 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                 print_json(&s)?;
             } else {
                 let mut rows = vec![
-                    (lang.t("登録患者", "registrations").into(), s.registrations.to_string()),
-                    (lang.t("人（名寄せ後）", "persons (linked)").into(), s.persons.to_string()),
+                    (
+                        lang.t("登録患者", "registrations").into(),
+                        s.registrations.to_string(),
+                    ),
+                    (
+                        lang.t("人（名寄せ後）", "persons (linked)").into(),
+                        s.persons.to_string(),
+                    ),
                 ];
                 for (t, n) in &s.tables {
                     rows.push((t.clone(), n.to_string()));
                 }
-                rows.push((lang.t("隔離", "quarantined").into(), s.quarantined.to_string()));
-                rows.push((lang.t("ゲートで拒否", "rejected by gate").into(), s.rejected.to_string()));
-                print!("{}", table(lang.t("ワークスペースの内容", "workspace contents"), &rows));
+                rows.push((
+                    lang.t("隔離", "quarantined").into(),
+                    s.quarantined.to_string(),
+                ));
+                rows.push((
+                    lang.t("ゲートで拒否", "rejected by gate").into(),
+                    s.rejected.to_string(),
+                ));
+                print!(
+                    "{}",
+                    table(lang.t("ワークスペースの内容", "workspace contents"), &rows)
+                );
             }
             Ok(ok)
         }
@@ -405,7 +432,9 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             match kiban_records::verify(&dir) {
                 Ok(r) => {
                     if j.json {
-                        print_json(&serde_json::json!({"ok": true, "events": r.events, "segments": r.segments, "head": r.head}))?;
+                        print_json(
+                            &serde_json::json!({"ok": true, "events": r.events, "segments": r.segments, "head": r.head}),
+                        )?;
                     } else {
                         println!(
                             "{}: {} {}",
@@ -440,25 +469,52 @@ fn ingest_table(r: &kiban_pipeline::ingest::IngestReport, lang: Lang) -> String 
             lang.t("取り込み済みのため省略", "already ingested").into(),
             r.files_already_ingested.to_string(),
         ),
-        (lang.t("受領", "accepted").into(), r.units_accepted.to_string()),
-        (lang.t("ゲートで拒否", "rejected by gate").into(), r.units_rejected.to_string()),
-        (lang.t("隔離", "quarantined").into(), r.units_quarantined.to_string()),
-        (lang.t("版管理で置換", "superseded").into(), r.units_superseded.to_string()),
-        (lang.t("新規登録患者", "new registrations").into(), r.new_registrations.to_string()),
+        (
+            lang.t("受領", "accepted").into(),
+            r.units_accepted.to_string(),
+        ),
+        (
+            lang.t("ゲートで拒否", "rejected by gate").into(),
+            r.units_rejected.to_string(),
+        ),
+        (
+            lang.t("隔離", "quarantined").into(),
+            r.units_quarantined.to_string(),
+        ),
+        (
+            lang.t("版管理で置換", "superseded").into(),
+            r.units_superseded.to_string(),
+        ),
+        (
+            lang.t("新規登録患者", "new registrations").into(),
+            r.new_registrations.to_string(),
+        ),
     ];
     for (t, n) in &r.facts {
         rows.push((format!("  {t}"), n.to_string()));
     }
     for (reason, n) in &r.rejected_by_reason {
-        rows.push((format!("  {}: {reason}", lang.t("拒否理由", "rejected")), n.to_string()));
+        rows.push((
+            format!("  {}: {reason}", lang.t("拒否理由", "rejected")),
+            n.to_string(),
+        ));
     }
     table(
-        &format!("{} ({})", lang.t("取り込み結果", "ingest summary"), r.handler),
+        &format!(
+            "{} ({})",
+            lang.t("取り込み結果", "ingest summary"),
+            r.handler
+        ),
         &rows,
     )
 }
 
-async fn release(ws_dir: &Path, actor: &Option<String>, a: ReleaseArgs, lang: Lang) -> Result<ExitCode> {
+async fn release(
+    ws_dir: &Path,
+    actor: &Option<String>,
+    a: ReleaseArgs,
+    lang: Lang,
+) -> Result<ExitCode> {
     if let Some(name) = &a.print_profile {
         match kiban_release::profile_text(name) {
             Some(t) => {
@@ -486,7 +542,10 @@ async fn release(ws_dir: &Path, actor: &Option<String>, a: ReleaseArgs, lang: La
         ),
     };
     let Some(out) = a.out.clone() else {
-        bail!("{}", lang.t("--out を指定してください", "--out is required"));
+        bail!(
+            "{}",
+            lang.t("--out を指定してください", "--out is required")
+        );
     };
     let ws = open(ws_dir, actor).await?;
     let opts = ReleaseOptions {
@@ -509,10 +568,19 @@ fn release_table(r: &kiban_pipeline::release::ReleaseReport, lang: Lang) -> Stri
     let m = &r.manifest;
     let mut rows = vec![
         (lang.t("提供ID", "release").into(), m.release_id.clone()),
-        (lang.t("加工の種類", "level").into(), m.level.as_str().to_string()),
-        (lang.t("出力先", "folder").into(), r.out.display().to_string()),
+        (
+            lang.t("加工の種類", "level").into(),
+            m.level.as_str().to_string(),
+        ),
+        (
+            lang.t("出力先", "folder").into(),
+            r.out.display().to_string(),
+        ),
         (lang.t("人数", "persons").into(), m.persons.to_string()),
-        (lang.t("秘匿（抑制）", "suppressed").into(), m.persons_suppressed.to_string()),
+        (
+            lang.t("秘匿（抑制）", "suppressed").into(),
+            m.persons_suppressed.to_string(),
+        ),
         (
             lang.t("オプトアウト等で除外", "excluded by gate").into(),
             r.excluded_by_gate.values().sum::<u64>().to_string(),
@@ -527,7 +595,11 @@ fn release_table(r: &kiban_pipeline::release::ReleaseReport, lang: Lang) -> Stri
     if m.internal_evaluation {
         rows.push((
             lang.t("区分", "kind").into(),
-            lang.t("内部評価用（提供不可）", "internal evaluation (not for delivery)").into(),
+            lang.t(
+                "内部評価用（提供不可）",
+                "internal evaluation (not for delivery)",
+            )
+            .into(),
         ));
     }
     table(lang.t("提供データ", "release package"), &rows)
@@ -546,8 +618,9 @@ fn synth(a: SynthArgs, lang: Lang) -> Result<ExitCode> {
             .formats
             .iter()
             .map(|f| {
-                kiban_synth::SynthFormat::parse(f)
-                    .with_context(|| format!("--formats: unknown format {f:?} (ssmix2, fhir, uke, csv)"))
+                kiban_synth::SynthFormat::parse(f).with_context(|| {
+                    format!("--formats: unknown format {f:?} (ssmix2, fhir, uke, csv)")
+                })
             })
             .collect::<Result<_>>()?;
     }
@@ -594,9 +667,18 @@ async fn demo(a: DemoArgs, lang: Lang) -> Result<ExitCode> {
         });
     }
     let mut rows = vec![
-        (lang.t("合成した人数", "synthetic persons").into(), r.synth_persons.to_string()),
-        (lang.t("医療情報取扱事業者", "handlers").into(), r.handlers.to_string()),
-        (lang.t("オプトアウト事象", "opt-out events").into(), r.optout_imported.to_string()),
+        (
+            lang.t("合成した人数", "synthetic persons").into(),
+            r.synth_persons.to_string(),
+        ),
+        (
+            lang.t("医療情報取扱事業者", "handlers").into(),
+            r.handlers.to_string(),
+        ),
+        (
+            lang.t("オプトアウト事象", "opt-out events").into(),
+            r.optout_imported.to_string(),
+        ),
     ];
     for i in &r.ingests {
         rows.push((
@@ -627,7 +709,11 @@ async fn demo(a: DemoArgs, lang: Lang) -> Result<ExitCode> {
     }
     for rel in &r.releases {
         rows.push((
-            format!("{} {}", lang.t("提供データ", "release"), rel.manifest.profile),
+            format!(
+                "{} {}",
+                lang.t("提供データ", "release"),
+                rel.manifest.profile
+            ),
             format!(
                 "{} {} / {} {} / {}",
                 rel.manifest.persons,
@@ -657,9 +743,18 @@ async fn demo(a: DemoArgs, lang: Lang) -> Result<ExitCode> {
     for (t, n) in &s.tables {
         trows.push((t.clone(), n.to_string()));
     }
-    trows.push((lang.t("隔離", "quarantined").into(), s.quarantined.to_string()));
-    trows.push((lang.t("ゲートで拒否", "rejected by gate").into(), s.rejected.to_string()));
-    print!("{}", table(lang.t("臨床データストア", "clinical store"), &trows));
+    trows.push((
+        lang.t("隔離", "quarantined").into(),
+        s.quarantined.to_string(),
+    ));
+    trows.push((
+        lang.t("ゲートで拒否", "rejected by gate").into(),
+        s.rejected.to_string(),
+    ));
+    print!(
+        "{}",
+        table(lang.t("臨床データストア", "clinical store"), &trows)
+    );
     println!(
         "{}: {}",
         lang.t("ワークスペース", "workspace"),
@@ -685,11 +780,23 @@ async fn link(ws_dir: &Path, actor: &Option<String>, a: LinkArgs, lang: Lang) ->
                     table(
                         lang.t("名寄せ", "linkage"),
                         &[
-                            (lang.t("登録患者", "registrations").into(), r.registrations.to_string()),
+                            (
+                                lang.t("登録患者", "registrations").into(),
+                                r.registrations.to_string()
+                            ),
                             (lang.t("人", "persons").into(), r.persons.to_string()),
-                            (lang.t("要確認ペア", "pairs for review").into(), r.review_pairs.to_string()),
-                            (lang.t("推定誤結合率", "est. false-merge rate").into(), format!("{:.5}", r.estimated_false_merge_rate)),
-                            (lang.t("推定結合漏れ率", "est. missed-merge rate").into(), format!("{:.5}", r.estimated_missed_merge_rate)),
+                            (
+                                lang.t("要確認ペア", "pairs for review").into(),
+                                r.review_pairs.to_string()
+                            ),
+                            (
+                                lang.t("推定誤結合率", "est. false-merge rate").into(),
+                                format!("{:.5}", r.estimated_false_merge_rate)
+                            ),
+                            (
+                                lang.t("推定結合漏れ率", "est. missed-merge rate").into(),
+                                format!("{:.5}", r.estimated_missed_merge_rate)
+                            ),
                         ]
                     )
                 );
@@ -709,14 +816,35 @@ async fn link(ws_dir: &Path, actor: &Option<String>, a: LinkArgs, lang: Lang) ->
                     table(
                         lang.t("名寄せの評価", "linkage evaluation"),
                         &[
-                            (lang.t("対象レコード", "records").into(), m.records.to_string()),
-                            (lang.t("ペア適合率", "pairwise precision").into(), format!("{:.4}", m.precision)),
-                            (lang.t("ペア再現率", "pairwise recall").into(), format!("{:.4}", m.recall)),
+                            (
+                                lang.t("対象レコード", "records").into(),
+                                m.records.to_string()
+                            ),
+                            (
+                                lang.t("ペア適合率", "pairwise precision").into(),
+                                format!("{:.4}", m.precision)
+                            ),
+                            (
+                                lang.t("ペア再現率", "pairwise recall").into(),
+                                format!("{:.4}", m.recall)
+                            ),
                             ("F1".into(), format!("{:.4}", m.f1)),
-                            (lang.t("クラスタ適合率", "cluster precision").into(), format!("{:.4}", m.cluster_precision)),
-                            (lang.t("クラスタ再現率", "cluster recall").into(), format!("{:.4}", m.cluster_recall)),
-                            (lang.t("誤結合クラスタ", "merged clusters").into(), m.merged_clusters.to_string()),
-                            (lang.t("分割された人", "split persons").into(), m.split_persons.to_string()),
+                            (
+                                lang.t("クラスタ適合率", "cluster precision").into(),
+                                format!("{:.4}", m.cluster_precision)
+                            ),
+                            (
+                                lang.t("クラスタ再現率", "cluster recall").into(),
+                                format!("{:.4}", m.cluster_recall)
+                            ),
+                            (
+                                lang.t("誤結合クラスタ", "merged clusters").into(),
+                                m.merged_clusters.to_string()
+                            ),
+                            (
+                                lang.t("分割された人", "split persons").into(),
+                                m.split_persons.to_string()
+                            ),
                         ]
                     )
                 );
@@ -732,15 +860,21 @@ fn anonymize(a: AnonymizeArgs, lang: Lang) -> Result<ExitCode> {
         _ if a.sep == "\\t" || a.sep == "tab" => b'\t',
         _ => bail!(
             "{}: {:?}",
-            lang.t("--sep は1バイトの区切り文字です", "--sep takes one single-byte separator"),
+            lang.t(
+                "--sep は1バイトの区切り文字です",
+                "--sep takes one single-byte separator"
+            ),
             a.sep
         ),
     };
-    let mut opts = kiban_anon::AnonymizeOptions::new(&a.table, &a.hierarchies, a.k as usize, a.suppression);
+    let mut opts =
+        kiban_anon::AnonymizeOptions::new(&a.table, &a.hierarchies, a.k as usize, a.suppression);
     opts.metric = a.metric.parse()?;
     opts.l_diversity = match (a.l, a.l_variant.as_str()) {
         (None, _) => None,
-        (Some(l), "distinct") => Some(kiban_anon::LDiversity::Distinct { l: l.round().max(1.0) as usize }),
+        (Some(l), "distinct") => Some(kiban_anon::LDiversity::Distinct {
+            l: l.round().max(1.0) as usize,
+        }),
         (Some(l), "entropy") => Some(kiban_anon::LDiversity::Entropy { l }),
         (Some(l), "recursive") => Some(kiban_anon::LDiversity::Recursive {
             c: a.c,
@@ -767,15 +901,27 @@ fn anonymize(a: AnonymizeArgs, lang: Lang) -> Result<ExitCode> {
             .iter()
             .map(|(attr, l)| (attr.clone(), format!("{} {l}", lang.t("レベル", "level"))))
             .collect();
-        rows.push((lang.t("情報損失", "information loss").into(), format!("{:.6}", r.information_loss)));
-        rows.push((lang.t("秘匿レコード", "suppressed records").into(), r.suppressed.to_string()));
-        rows.push((lang.t("同値クラス", "classes").into(), r.classes.to_string()));
+        rows.push((
+            lang.t("情報損失", "information loss").into(),
+            format!("{:.6}", r.information_loss),
+        ));
+        rows.push((
+            lang.t("秘匿レコード", "suppressed records").into(),
+            r.suppressed.to_string(),
+        ));
+        rows.push((
+            lang.t("同値クラス", "classes").into(),
+            r.classes.to_string(),
+        ));
         rows.push((
             lang.t("評価した変換", "transformations checked").into(),
             r.transformations_checked.to_string(),
         ));
         rows.push((lang.t("出力", "output").into(), a.out.display().to_string()));
-        print!("{}", table(lang.t("匿名加工の結果", "anonymization result"), &rows));
+        print!(
+            "{}",
+            table(lang.t("匿名加工の結果", "anonymization result"), &rows)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -51,10 +51,15 @@ impl EventKind {
             .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
     }
 
-    /// A request made by or for the patient (needs channel/requester/relation and, for a
-    /// stop, a receipt).
+    /// A request made by or for the patient (channel/requester/relation apply).
     pub fn is_request(self) -> bool {
         !matches!(self, EventKind::Notice)
+    }
+
+    /// A stop request, and a deletion request (which implies a stop), get a receipt
+    /// (R-OPT-5).
+    pub fn needs_receipt(self) -> bool {
+        matches!(self, EventKind::Stop | EventKind::Delete)
     }
 }
 
@@ -186,9 +191,10 @@ pub struct ConsentEvent {
     /// Requests: who made it (personal data).
     pub requester: Option<Requester>,
     pub relation: Option<Relation>,
-    /// Stop requests: the receipt's number (R-OPT-5); assigned when recorded if absent.
+    /// Stop and deletion requests: the receipt's number (R-OPT-5); assigned when recorded
+    /// if absent.
     pub receipt_number: Option<String>,
-    /// Stop requests: when the receipt was issued.
+    /// Stop and deletion requests: when the receipt was issued.
     pub receipt_issued: Option<NaiveDate>,
 }
 
@@ -266,8 +272,11 @@ pub(crate) fn validate_event(e: &ConsentEvent) -> Result<(), ConsentError> {
             "notice version / guardian notified belong to notice events only",
         ));
     }
-    if e.kind != EventKind::Stop && (e.receipt_number.is_some() || e.receipt_issued.is_some()) {
-        return Err(invalid("receipt", "receipts belong to stop requests only"));
+    if !e.kind.needs_receipt() && (e.receipt_number.is_some() || e.receipt_issued.is_some()) {
+        return Err(invalid(
+            "receipt",
+            "receipts belong to stop and deletion requests only",
+        ));
     }
     Ok(())
 }
@@ -281,7 +290,9 @@ pub(crate) async fn insert_event(
 ) -> Result<(String, bool), ConsentError> {
     let id = new_event_id();
     let receipt = match (e.kind, &e.receipt_number) {
-        (EventKind::Stop, None) => Some(receipt_number(&e.handler_code, e.date, &id)),
+        (EventKind::Stop | EventKind::Delete, None) => {
+            Some(receipt_number(&e.handler_code, e.date, &id))
+        }
         (_, r) => r.clone(),
     };
     let inserted = sqlx::query(
@@ -348,14 +359,15 @@ pub async fn record_event(db: &Db, e: &ConsentEvent) -> Result<String, ConsentEr
     Ok(id)
 }
 
-/// Marks a stop's receipt as issued on `date` (when the receipt document is produced).
+/// Marks a stop's (or deletion's) receipt as issued on `date` (when the receipt document is
+/// produced).
 pub async fn set_receipt_issued(
     db: &Db,
     event_id: &str,
     date: NaiveDate,
 ) -> Result<(), ConsentError> {
     let n = sqlx::query(
-        "UPDATE consent_events SET receipt_issued_date = $1 WHERE event_id = $2 AND kind = 'stop'",
+        "UPDATE consent_events SET receipt_issued_date = $1 WHERE event_id = $2 AND kind IN ('stop', 'delete')",
     )
     .bind(date_str(date))
     .bind(event_id)
@@ -363,7 +375,10 @@ pub async fn set_receipt_issued(
     .await?
     .rows_affected();
     if n == 0 {
-        return Err(invalid("event ID", "no stop request with this ID"));
+        return Err(invalid(
+            "event ID",
+            "no stop or deletion request with this ID",
+        ));
     }
     Ok(())
 }

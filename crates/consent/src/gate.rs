@@ -93,10 +93,12 @@ impl Reason {
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Reason::HandlerNotFiled => f.write_str("医療情報取扱事業者が主務大臣に届出をしていません"),
-            Reason::HandlerNotPublished => {
-                f.write_str("届出の公表（主務大臣及び医療情報取扱事業者による公表）が済んでいません")
+            Reason::HandlerNotFiled => {
+                f.write_str("医療情報取扱事業者が主務大臣に届出をしていません")
             }
+            Reason::HandlerNotPublished => f.write_str(
+                "届出の公表（主務大臣及び医療情報取扱事業者による公表）が済んでいません",
+            ),
             Reason::NeverNotified => f.write_str("本人への通知がされていません"),
             Reason::WithinWaitingPeriod { until } => write!(
                 f,
@@ -163,7 +165,11 @@ pub(crate) struct Mark {
 
 /// The rules, over one patient's marks. Returns the decision and how many events (dated on
 /// or before `on`) were considered.
-pub(crate) fn decide_marks(h: &HandlerState, marks: &[Mark], on: NaiveDate) -> (Eligibility, usize) {
+pub(crate) fn decide_marks(
+    h: &HandlerState,
+    marks: &[Mark],
+    on: NaiveDate,
+) -> (Eligibility, usize) {
     let mut considered = 0usize;
     let mut first_notice: Option<NaiveDate> = None;
     let mut first_delete: Option<NaiveDate> = None;
@@ -408,11 +414,12 @@ async fn load_timelines(
 impl Gate {
     /// Loads one handler and all its patients' events.
     pub async fn load(db: &Db, handler_code: &str) -> Result<GateSnapshot, ConsentError> {
-        let h = get_handler(db, handler_code)
-            .await?
-            .ok_or_else(|| ConsentError::UnknownHandler {
-                code: handler_code.to_string(),
-            })?;
+        let h =
+            get_handler(db, handler_code)
+                .await?
+                .ok_or_else(|| ConsentError::UnknownHandler {
+                    code: handler_code.to_string(),
+                })?;
         Ok(GateSnapshot {
             handler: h.state(),
             timelines: load_timelines(db, handler_code).await?,
@@ -534,7 +541,10 @@ mod tests {
             })
         );
         e.push(ev(EventKind::Withdraw, "2024-04-01"));
-        assert!(!decide(&h, &e, d("2024-04-02")).is_eligible(), "same-day withdrawal");
+        assert!(
+            !decide(&h, &e, d("2024-04-02")).is_eligible(),
+            "same-day withdrawal"
+        );
         e.push(ev(EventKind::Withdraw, "2024-05-01"));
         assert_eq!(decide(&h, &e, d("2024-05-01")), Eligibility::Eligible);
         assert!(!decide(&h, &e, d("2024-04-30")).is_eligible());

@@ -34,7 +34,11 @@ pub struct HandlerInfo {
 
 impl HandlerInfo {
     /// A handler with no filing yet and the default waiting period.
-    pub fn new(code: impl Into<String>, name: impl Into<String>, address: impl Into<String>) -> Self {
+    pub fn new(
+        code: impl Into<String>,
+        name: impl Into<String>,
+        address: impl Into<String>,
+    ) -> Self {
         HandlerInfo {
             code: code.into(),
             name: name.into(),
@@ -241,7 +245,8 @@ pub async fn add_notice_version(
             code: handler_code.to_string(),
         });
     }
-    let items = serde_json::to_string(&v.items).map_err(|e| invalid("notice items", e.to_string()))?;
+    let items =
+        serde_json::to_string(&v.items).map_err(|e| invalid("notice items", e.to_string()))?;
     let n = sqlx::query(
         "INSERT INTO notice_versions (handler_code, version, items, acquisition_method, \
          provision_method, update_method, stop_method, valid_from, created_at) \

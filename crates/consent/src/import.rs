@@ -97,12 +97,11 @@ impl Columns {
                 source_name: source.to_string(),
                 reason: format!("header column {} is not UTF-8", i + 1),
             })?;
-            let name = name.trim_start_matches('\u{feff}').trim().to_ascii_lowercase();
-            let Some(known) = REQUIRED
-                .iter()
-                .chain(OPTIONAL.iter())
-                .find(|k| **k == name)
-            else {
+            let name = name
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_ascii_lowercase();
+            let Some(known) = REQUIRED.iter().chain(OPTIONAL.iter()).find(|k| **k == name) else {
                 return Err(ConsentError::CsvHeader {
                     source_name: source.to_string(),
                     reason: format!(
@@ -152,7 +151,12 @@ impl Row<'_> {
         };
         let raw = self.rec.get(i).unwrap_or(b"");
         let s = std::str::from_utf8(raw)
-            .map_err(|_| (Some(col), "not valid UTF-8 (save the file as UTF-8)".to_string()))?
+            .map_err(|_| {
+                (
+                    Some(col),
+                    "not valid UTF-8 (save the file as UTF-8)".to_string(),
+                )
+            })?
             .trim();
         Ok((!s.is_empty()).then_some(s))
     }
@@ -278,7 +282,7 @@ async fn flush(
     let mut tx = db.pool().begin().await?;
     let mut new_kinds: Vec<EventKind> = Vec::new();
     for e in pending.iter() {
-        let (_, inserted) = insert_event(&mut *tx, e, source).await?;
+        let (_, inserted) = insert_event(&mut tx, e, source).await?;
         if inserted {
             new_kinds.push(e.kind);
         }
@@ -339,11 +343,13 @@ pub async fn import_csv(
     let mut pending: Vec<ConsentEvent> = Vec::with_capacity(CHUNK);
     let mut rec = csv::ByteRecord::new();
     loop {
-        let more = rdr.read_byte_record(&mut rec).map_err(|e| ConsentError::Csv {
-            source_name: source_name.to_string(),
-            line: e.position().map_or(0, |p| p.line()),
-            reason: csv_reason(&e),
-        })?;
+        let more = rdr
+            .read_byte_record(&mut rec)
+            .map_err(|e| ConsentError::Csv {
+                source_name: source_name.to_string(),
+                line: e.position().map_or(0, |p| p.line()),
+                reason: csv_reason(&e),
+            })?;
         if !more {
             break;
         }
@@ -353,7 +359,14 @@ pub async fn import_csv(
             continue;
         }
         report.rows += 1;
-        match parse_row(&Row { rec: &rec, cols: &cols }, &known, key) {
+        match parse_row(
+            &Row {
+                rec: &rec,
+                cols: &cols,
+            },
+            &known,
+            key,
+        ) {
             Ok(e) => {
                 pending.push(e);
                 if pending.len() >= CHUNK {
@@ -392,8 +405,14 @@ mod tests {
 
     #[test]
     fn dates_in_both_forms_only() {
-        assert_eq!(parse_date("2024-02-29"), NaiveDate::from_ymd_opt(2024, 2, 29));
-        assert_eq!(parse_date("2024/02/29"), NaiveDate::from_ymd_opt(2024, 2, 29));
+        assert_eq!(
+            parse_date("2024-02-29"),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
+        assert_eq!(
+            parse_date("2024/02/29"),
+            NaiveDate::from_ymd_opt(2024, 2, 29)
+        );
         assert_eq!(parse_date("2023-02-29"), None);
         assert_eq!(parse_date("2024-2-9"), None);
         assert_eq!(parse_date("2024/02-29"), None);

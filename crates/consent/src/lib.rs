@@ -24,15 +24,15 @@ pub mod import;
 
 pub use error::ConsentError;
 pub use event::{
-    Channel, ConsentEvent, EventKind, RecordedEvent, Relation, Requester, events_for,
-    record_event, set_receipt_issued,
+    Channel, ConsentEvent, EventKind, RecordedEvent, Relation, Requester, events_for, record_event,
+    set_receipt_issued,
 };
 pub use gate::{
-    Decision, Eligibility, Gate, GateSet, GateSnapshot, HandlerState, Reason, decide,
-    eligibility, explain,
+    Decision, Eligibility, Gate, GateSet, GateSnapshot, HandlerState, Reason, decide, eligibility,
+    explain,
 };
 pub use handler::{
-    DEFAULT_WAITING_DAYS, HandlerInfo, NoticeVersion, add_handler, add_notice_version,
-    get_handler, list_handlers, list_notice_versions, update_handler,
+    DEFAULT_WAITING_DAYS, HandlerInfo, NoticeVersion, add_handler, add_notice_version, get_handler,
+    list_handlers, list_notice_versions, update_handler,
 };
 pub use import::{ImportReport, RowRejection, import_csv};

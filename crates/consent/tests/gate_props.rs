@@ -74,7 +74,9 @@ fn timeline(w: &World, h: usize, p: u8) -> Vec<ConsentEvent> {
     w.events
         .iter()
         .filter(|e| e.0 == h && e.1 == p)
-        .map(|&(h, p, k, d)| ConsentEvent::new(w.handlers[h].code.clone(), format!("p{p}"), k, day(d)))
+        .map(|&(h, p, k, d)| {
+            ConsentEvent::new(w.handlers[h].code.clone(), format!("p{p}"), k, day(d))
+        })
         .collect()
 }
 
@@ -128,27 +130,41 @@ fn oracle(h: &HandlerState, events: &[ConsentEvent], on: NaiveDate) -> Eligibili
 /// The safety rules, stated directly on the timeline (no shared logic with either side).
 fn check_safety(h: &HandlerState, ev: &[ConsentEvent], on: NaiveDate, got: Eligibility) {
     let dates = |k: EventKind| -> Vec<NaiveDate> {
-        ev.iter().filter(|e| e.kind == k && e.date <= on).map(|e| e.date).collect()
+        ev.iter()
+            .filter(|e| e.kind == k && e.date <= on)
+            .map(|e| e.date)
+            .collect()
     };
     let notices = dates(EventKind::Notice);
     let stops = dates(EventKind::Stop);
     let withdraws = dates(EventKind::Withdraw);
     let deletes = dates(EventKind::Delete);
-    let stop_in_force =
-        |s: NaiveDate| !withdraws.iter().any(|w| *w > s);
+    let stop_in_force = |s: NaiveDate| !withdraws.iter().any(|w| *w > s);
     let waited = notices
         .iter()
         .any(|n| *n + Days::new(u64::from(h.waiting_days)) <= on);
     if got.is_eligible() {
         // R-OPT-3: filed and published (minister and handler) on or before the date.
-        assert!(h.filed_date.is_some_and(|d| d <= on), "eligible but not filed");
-        assert!(h.minister_published_date.is_some_and(|d| d <= on), "eligible but not published by the minister");
-        assert!(h.own_published_date.is_some_and(|d| d <= on), "eligible but not published by the handler");
+        assert!(
+            h.filed_date.is_some_and(|d| d <= on),
+            "eligible but not filed"
+        );
+        assert!(
+            h.minister_published_date.is_some_and(|d| d <= on),
+            "eligible but not published by the minister"
+        );
+        assert!(
+            h.own_published_date.is_some_and(|d| d <= on),
+            "eligible but not published by the handler"
+        );
         // R-OPT-1/2: notified, and the waiting period has passed.
         assert!(!notices.is_empty(), "eligible but never notified");
         assert!(waited, "eligible within the waiting period");
         // R-OPT-4: never while a stop is in force.
-        assert!(!stops.iter().any(|s| stop_in_force(*s)), "eligible while stopped");
+        assert!(
+            !stops.iter().any(|s| stop_in_force(*s)),
+            "eligible while stopped"
+        );
         // R-OPT-6: never after deletion.
         assert!(deletes.is_empty(), "eligible after deletion");
     }
@@ -162,15 +178,19 @@ fn check_safety(h: &HandlerState, ev: &[ConsentEvent], on: NaiveDate, got: Eligi
                 assert!(stops.contains(&since) && stop_in_force(since));
                 assert!(deletes.is_empty());
             }
-            Reason::HandlerNotFiled => assert!(!h.filed_date.is_some_and(|d| d <= on)),
+            Reason::HandlerNotFiled => assert!(h.filed_date.is_none_or(|d| d > on)),
             Reason::HandlerNotPublished => assert!(
-                !h.minister_published_date.is_some_and(|d| d <= on)
-                    || !h.own_published_date.is_some_and(|d| d <= on)
+                h.minister_published_date.is_none_or(|d| d > on)
+                    || h.own_published_date.is_none_or(|d| d > on)
             ),
             Reason::NeverNotified => assert!(notices.is_empty()),
             Reason::WithinWaitingPeriod { until } => {
                 assert!(until > on && !waited);
-                assert!(notices.iter().any(|n| *n + Days::new(u64::from(h.waiting_days)) == until));
+                assert!(
+                    notices
+                        .iter()
+                        .any(|n| *n + Days::new(u64::from(h.waiting_days)) == until)
+                );
             }
         }
     }

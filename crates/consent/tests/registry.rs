@@ -54,20 +54,31 @@ async fn handlers_and_notice_versions() {
         ));
         let mut bad = hospital("H002");
         bad.name = " ".into();
-        assert!(matches!(add_handler(db, &bad).await, Err(ConsentError::Invalid { .. })));
+        assert!(matches!(
+            add_handler(db, &bad).await,
+            Err(ConsentError::Invalid { .. })
+        ));
         assert!(add_handler(db, &hospital(" H3")).await.is_err());
 
         let got = get_handler(db, "H001").await.unwrap().unwrap();
         assert_eq!(got, hospital("H001"), "{}", t.backend);
         assert_eq!(got.waiting_days, DEFAULT_WAITING_DAYS);
         assert!(get_handler(db, "nope").await.unwrap().is_none());
-        let codes: Vec<String> = list_handlers(db).await.unwrap().into_iter().map(|h| h.code).collect();
+        let codes: Vec<String> = list_handlers(db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|h| h.code)
+            .collect();
         assert_eq!(codes, ["H000", "H001"]);
 
         let mut upd = hospital("H001");
         upd.waiting_days = 45;
         update_handler(db, &upd).await.unwrap();
-        assert_eq!(get_handler(db, "H001").await.unwrap().unwrap().waiting_days, 45);
+        assert_eq!(
+            get_handler(db, "H001").await.unwrap().unwrap().waiting_days,
+            45
+        );
         assert!(matches!(
             update_handler(db, &hospital("H999")).await,
             Err(ConsentError::UnknownHandler { .. })
@@ -107,7 +118,11 @@ async fn events_are_idempotent_and_stops_get_receipts() {
         notice.method = Some("初診時に書面".into());
         notice.guardian_notified = true;
         let id1 = record_event(db, &notice).await.unwrap();
-        assert_eq!(record_event(db, &notice).await.unwrap(), id1, "same event twice is one event");
+        assert_eq!(
+            record_event(db, &notice).await.unwrap(),
+            id1,
+            "same event twice is one event"
+        );
 
         let mut unknown_v = notice.clone();
         unknown_v.notice_version = Some("v9".into());
@@ -118,14 +133,20 @@ async fn events_are_idempotent_and_stops_get_receipts() {
         ));
 
         // R-OPT-4 / R-OPT-8: a stop by the bereaved spouse at the producer, by mail.
-        let stop = ConsentEvent::new("H001", key.clone(), EventKind::Stop, d("2024-05-10")).requested_by(
-            Some(Channel::Mail),
-            Some(Requester::new("佐藤 花子")),
-            Some(Relation::Spouse),
+        let stop = ConsentEvent::new("H001", key.clone(), EventKind::Stop, d("2024-05-10"))
+            .requested_by(
+                Some(Channel::Mail),
+                Some(Requester::new("佐藤 花子")),
+                Some(Relation::Spouse),
+            );
+        assert!(
+            !format!("{stop:?}").contains("花子"),
+            "Debug must not show the requester"
         );
-        assert!(!format!("{stop:?}").contains("花子"), "Debug must not show the requester");
         let stop_id = record_event(db, &stop).await.unwrap();
-        set_receipt_issued(db, &stop_id, d("2024-05-11")).await.unwrap();
+        set_receipt_issued(db, &stop_id, d("2024-05-11"))
+            .await
+            .unwrap();
         assert!(set_receipt_issued(db, &id1, d("2024-05-11")).await.is_err());
 
         let unknown = ConsentEvent::new("H404", key.clone(), EventKind::Stop, d("2024-05-10"))
@@ -148,9 +169,13 @@ async fn events_are_idempotent_and_stops_get_receipts() {
         assert_eq!(s.receipt_issued, Some(d("2024-05-11")));
 
         // The explained single check.
-        let dec = eligibility(db, "H001", &key, d("2024-04-01")).await.unwrap();
+        let dec = eligibility(db, "H001", &key, d("2024-04-01"))
+            .await
+            .unwrap();
         assert_eq!(dec.eligibility, Eligibility::Eligible);
-        let dec = eligibility(db, "H001", &key, d("2024-06-01")).await.unwrap();
+        let dec = eligibility(db, "H001", &key, d("2024-06-01"))
+            .await
+            .unwrap();
         let j = serde_json::to_value(&dec).unwrap();
         assert_eq!(j["eligible"], false);
         assert_eq!(j["reason"], "stopped");
@@ -187,7 +212,9 @@ async fn import_csv_rejects_bad_rows_imports_good_ones_and_is_idempotent() {
         let db = &t.db;
         add_handler(db, &hospital("H001")).await.unwrap();
         let key = |h: &str, p: &str| pk(h, p);
-        let rep = import_csv(db, CSV.as_bytes(), "optout-2024.csv", &key).await.unwrap();
+        let rep = import_csv(db, CSV.as_bytes(), "optout-2024.csv", &key)
+            .await
+            .unwrap();
         assert_eq!(rep.rows, 14, "blank line is not a row");
         assert_eq!(rep.rejected, 6);
         assert_eq!(rep.imported, 7);
@@ -196,8 +223,11 @@ async fn import_csv_rejects_bad_rows_imports_good_ones_and_is_idempotent() {
         assert_eq!(rep.by_kind["stop"], 1);
         assert_eq!(rep.by_kind["delete"], 1);
         assert_eq!(rep.by_kind["withdraw"], 1);
-        let where_: Vec<(u64, Option<&str>)> =
-            rep.rejections.iter().map(|r| (r.line, r.column.as_deref())).collect();
+        let where_: Vec<(u64, Option<&str>)> = rep
+            .rejections
+            .iter()
+            .map(|r| (r.line, r.column.as_deref()))
+            .collect();
         assert_eq!(
             where_,
             vec![
@@ -210,48 +240,90 @@ async fn import_csv_rejects_bad_rows_imports_good_ones_and_is_idempotent() {
             ]
         );
         // Reasons name the place, never the personal values.
-        let all = format!("{rep:?} {}", rep.rejections.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(";"));
+        let all = format!(
+            "{rep:?} {}",
+            rep.rejections
+                .iter()
+                .map(|r| r.to_string())
+                .collect::<Vec<_>>()
+                .join(";")
+        );
         for secret in ["P005", "P006", "P007", "P008", "P009", "高橋", "鈴木"] {
             assert!(!all.contains(secret), "report leaks {secret}");
         }
 
         // Re-import: nothing new.
-        let again = import_csv(db, CSV.as_bytes(), "optout-2024.csv", &key).await.unwrap();
-        assert_eq!((again.imported, again.duplicates, again.rejected), (0, 8, 6));
+        let again = import_csv(db, CSV.as_bytes(), "optout-2024.csv", &key)
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.imported, again.duplicates, again.rejected),
+            (0, 8, 6)
+        );
 
         let p2 = events_for(db, "H001", &pk("H001", "P002")).await.unwrap();
         assert!(p2[0].event.guardian_notified);
         assert_eq!(p2[0].source, "import:optout-2024.csv");
         let p4 = events_for(db, "H001", &pk("H001", "P004")).await.unwrap();
         assert_eq!(p4[1].event.relation, Some(Relation::Child));
-        assert_eq!(p4[1].event.requester.as_ref().unwrap().expose(), "鈴木 次郎");
+        assert_eq!(
+            p4[1].event.requester.as_ref().unwrap().expose(),
+            "鈴木 次郎"
+        );
+        // A deletion implies a stop: it gets a receipt number too (R-OPT-5).
+        assert!(
+            p4[1]
+                .event
+                .receipt_number
+                .as_deref()
+                .unwrap()
+                .starts_with("H001-20240401-")
+        );
 
         // The gate over the imported registry (R-OPT-7).
         let snap = Gate::load(db, "H001").await.unwrap();
         assert_eq!(snap.patients(), 4);
         let on = d("2024-03-20");
-        assert_eq!(snap.eligibility(&pk("H001", "P001"), on), Eligibility::Eligible);
+        assert_eq!(
+            snap.eligibility(&pk("H001", "P001"), on),
+            Eligibility::Eligible
+        );
         assert_eq!(
             snap.eligibility(&pk("H001", "P001"), d("2024-03-01")),
-            Eligibility::Ineligible(Reason::WithinWaitingPeriod { until: d("2024-03-02") })
+            Eligibility::Ineligible(Reason::WithinWaitingPeriod {
+                until: d("2024-03-02")
+            })
         );
         assert_eq!(
             snap.eligibility(&pk("H001", "P003"), on),
-            Eligibility::Ineligible(Reason::Stopped { since: d("2024-03-15") })
+            Eligibility::Ineligible(Reason::Stopped {
+                since: d("2024-03-15")
+            })
         );
-        assert_eq!(snap.eligibility(&pk("H001", "P003"), d("2024-04-20")), Eligibility::Eligible);
+        assert_eq!(
+            snap.eligibility(&pk("H001", "P003"), d("2024-04-20")),
+            Eligibility::Eligible
+        );
         assert_eq!(
             snap.eligibility(&pk("H001", "P004"), d("2030-01-01")),
-            Eligibility::Ineligible(Reason::Deleted { since: d("2024-04-01") })
+            Eligibility::Ineligible(Reason::Deleted {
+                since: d("2024-04-01")
+            })
         );
         // Rejected rows never became events: P005 (bad date) is simply never notified.
         assert_eq!(
             snap.eligibility(&pk("H001", "P005"), on),
             Eligibility::Ineligible(Reason::NeverNotified)
         );
-        assert!(matches!(Gate::load(db, "H999").await, Err(ConsentError::UnknownHandler { .. })));
+        assert!(matches!(
+            Gate::load(db, "H999").await,
+            Err(ConsentError::UnknownHandler { .. })
+        ));
         let set = Gate::load_all(db).await.unwrap();
-        assert_eq!(set.eligibility("H001", &pk("H001", "P001"), on), Eligibility::Eligible);
+        assert_eq!(
+            set.eligibility("H001", &pk("H001", "P001"), on),
+            Eligibility::Eligible
+        );
         assert_eq!(
             set.eligibility("H999", &pk("H999", "P007"), on),
             Eligibility::Ineligible(Reason::HandlerNotFiled)
@@ -281,10 +353,13 @@ async fn import_requires_a_header_with_the_required_columns() {
         }
         // Non-UTF-8 bytes in a row reject that row only.
         add_handler(db, &hospital("H001")).await.unwrap();
-        let mut bytes = b"handler_code,patient_id,event,date\nH001,P1,notice,2024-01-01\nH001,".to_vec();
+        let mut bytes =
+            b"handler_code,patient_id,event,date\nH001,P1,notice,2024-01-01\nH001,".to_vec();
         bytes.extend_from_slice(&[0x83, 0x65]);
         bytes.extend_from_slice(b",notice,2024-01-01\n");
-        let rep = import_csv(db, bytes.as_slice(), "sjis.csv", &key).await.unwrap();
+        let rep = import_csv(db, bytes.as_slice(), "sjis.csv", &key)
+            .await
+            .unwrap();
         assert_eq!((rep.imported, rep.rejected), (1, 1));
         assert_eq!(rep.rejections[0].column.as_deref(), Some("patient_id"));
         t.cleanup().await;
@@ -317,8 +392,12 @@ async fn snapshot_agrees_with_decide_on_random_registry() {
         let mut seen = std::collections::HashSet::new();
         for p in 0..120 {
             let key = pk("H001", &format!("P{p}"));
-            let events: Vec<ConsentEvent> =
-                events_for(db, "H001", &key).await.unwrap().into_iter().map(|r| r.event).collect();
+            let events: Vec<ConsentEvent> = events_for(db, "H001", &key)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.event)
+                .collect();
             for off in [0u64, 20, 35, 50, 70, 100] {
                 let on = base + Days::new(off);
                 let expect = decide(&h.state(), &events, on);
@@ -331,7 +410,50 @@ async fn snapshot_agrees_with_decide_on_random_registry() {
                 decide(&h.state(), &events, on)
             );
         }
-        assert!(seen.len() >= 5, "the random registry exercises most outcomes: {seen:?}");
+        assert!(
+            seen.len() >= 5,
+            "the random registry exercises most outcomes: {seen:?}"
+        );
         t.cleanup().await;
     }
+}
+
+/// Measurement (run with `--ignored --nocapture`): import and snapshot throughput on SQLite.
+#[tokio::test]
+#[ignore]
+async fn measure_import_and_snapshot() {
+    let t = common::backends().await.into_iter().next().unwrap();
+    let db = &t.db;
+    add_handler(db, &hospital("H001")).await.unwrap();
+    let n = 50_000;
+    let mut csv = String::from("handler_code,patient_id,event,date\n");
+    for i in 0..n {
+        csv.push_str(&format!("H001,P{i},notice,2024-02-01\n"));
+        if i % 10 == 0 {
+            csv.push_str(&format!("H001,P{i},stop,2024-03-01\n"));
+        }
+    }
+    let key = |h: &str, p: &str| pk(h, p);
+    let t0 = std::time::Instant::now();
+    let rep = import_csv(db, csv.as_bytes(), "bench.csv", &key)
+        .await
+        .unwrap();
+    let import = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    let snap = Gate::load(db, "H001").await.unwrap();
+    let load = t1.elapsed();
+    let t2 = std::time::Instant::now();
+    let on = d("2024-04-01");
+    let eligible = (0..n)
+        .filter(|i| {
+            snap.eligibility(&pk("H001", &format!("P{i}")), on)
+                .is_eligible()
+        })
+        .count();
+    let checks = t2.elapsed();
+    assert_eq!(eligible, n - n / 10);
+    println!(
+        "import {} rows: {:?}; snapshot load: {:?}; {} checks (incl. HMAC): {:?}",
+        rep.rows, import, load, n, checks
+    );
 }

@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use kiban_model::{
-    Condition, Drug, Fact, Identity, ImageStudy, Measurement, ObservationFact, PersonFact, Procedure, Provenance,
-    Sex, SourceFacts, Visit, VisitType,
+    Condition, Drug, Fact, Identity, ImageStudy, Measurement, ObservationFact, PersonFact,
+    Procedure, Provenance, Sex, SourceFacts, Visit, VisitType,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -44,7 +44,10 @@ pub enum FhirError {
 #[derive(Debug, Clone, PartialEq)]
 pub enum FhirDocument {
     /// A Bundle: its type and entries (fullUrl, resource).
-    Bundle { bundle_type: Option<String>, entries: Vec<(Option<String>, Option<Value>)> },
+    Bundle {
+        bundle_type: Option<String>,
+        entries: Vec<(Option<String>, Option<Value>)>,
+    },
     /// Any other resource.
     Resource(Value),
 }
@@ -52,13 +55,19 @@ pub enum FhirDocument {
 /// Parses one FHIR JSON document (a Bundle or a resource). Never panics (serde_json limits
 /// nesting depth), whatever the bytes.
 pub fn parse_fhir_json(bytes: &[u8]) -> Result<FhirDocument, FhirError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| FhirError::Json { line: e.line(), column: e.column() })?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| FhirError::Json {
+        line: e.line(),
+        column: e.column(),
+    })?;
     document_from_value(v)
 }
 
 fn document_from_value(mut v: Value) -> Result<FhirDocument, FhirError> {
     let obj = v.as_object_mut().ok_or(FhirError::NotObject)?;
-    let rt = obj.get("resourceType").and_then(Value::as_str).ok_or(FhirError::NoResourceType)?;
+    let rt = obj
+        .get("resourceType")
+        .and_then(Value::as_str)
+        .ok_or(FhirError::NoResourceType)?;
     if rt != "Bundle" {
         return Ok(FhirDocument::Resource(v));
     }
@@ -74,7 +83,10 @@ fn document_from_value(mut v: Value) -> Result<FhirDocument, FhirError> {
             .collect(),
         _ => Vec::new(),
     };
-    Ok(FhirDocument::Bundle { bundle_type, entries })
+    Ok(FhirDocument::Bundle {
+        bundle_type,
+        entries,
+    })
 }
 
 // ---------------------------------------------------------------- serde model (subset of R4)
@@ -351,7 +363,11 @@ fn rtype(v: &Value) -> &str {
 fn patient_ref(v: &Value) -> Option<String> {
     ["subject", "patient", "beneficiary"]
         .iter()
-        .find_map(|k| v.get(*k).and_then(|r| r.get("reference")).and_then(Value::as_str))
+        .find_map(|k| {
+            v.get(*k)
+                .and_then(|r| r.get("reference"))
+                .and_then(Value::as_str)
+        })
         .map(str::to_string)
 }
 
@@ -388,18 +404,31 @@ fn codes(cc: Option<&CodeableConcept>) -> Codes {
     let empty = CodeableConcept::default();
     let cc = cc.unwrap_or(&empty);
     let sys = |c: &Coding| c.system.clone().unwrap_or_default();
-    let std = cc.coding.iter().find(|c| c.code.is_some() && standard_system(&sys(c)).is_some());
+    let std = cc
+        .coding
+        .iter()
+        .find(|c| c.code.is_some() && standard_system(&sys(c)).is_some());
     let jp = cc.coding.iter().find(|c| {
         let s = sys(c);
-        c.code.is_some() && (s.contains("1.2.392") || s.contains("medis.or.jp") || s.contains("jpfhir") || s.contains("jami.jp"))
+        c.code.is_some()
+            && (s.contains("1.2.392")
+                || s.contains("medis.or.jp")
+                || s.contains("jpfhir")
+                || s.contains("jami.jp"))
     });
     let src = jp.or(std).or(cc.coding.iter().find(|c| c.code.is_some()));
     Codes {
         code: std.and_then(|c| c.code.clone()),
-        code_system: std.and_then(|c| standard_system(&sys(c))).map(str::to_string),
+        code_system: std
+            .and_then(|c| standard_system(&sys(c)))
+            .map(str::to_string),
         source_code: src.and_then(|c| c.code.clone()),
         source_system: src.and_then(|c| opt(source_system_name(&sys(c)))),
-        source_name: cc.text.clone().and_then(opt).or_else(|| cc.coding.iter().find_map(|c| c.display.clone().and_then(opt))),
+        source_name: cc.text.clone().and_then(opt).or_else(|| {
+            cc.coding
+                .iter()
+                .find_map(|c| c.display.clone().and_then(opt))
+        }),
     }
 }
 
@@ -408,7 +437,9 @@ fn cc_code(cc: Option<&CodeableConcept>) -> Option<String> {
 }
 
 fn visit_ref(r: &Option<Reference>) -> Option<String> {
-    r.as_ref().and_then(|r| r.reference.clone()).map(|s| s.rsplit(['/', ':']).next().unwrap_or(&s).to_string())
+    r.as_ref()
+        .and_then(|r| r.reference.clone())
+        .map(|s| s.rsplit(['/', ':']).next().unwrap_or(&s).to_string())
 }
 
 /// The handler's patient ID among a Patient's identifiers (see the module doc for the order).
@@ -423,11 +454,25 @@ fn preferred_patient_id(p: &Patient, full_url: Option<&str>) -> Option<String> {
         .or_else(|| {
             p.identifier
                 .iter()
-                .find(|i| i.kind.as_ref().is_some_and(|k| k.coding.iter().any(|c| c.code.as_deref() == Some("MR"))))
+                .find(|i| {
+                    i.kind
+                        .as_ref()
+                        .is_some_and(|k| k.coding.iter().any(|c| c.code.as_deref() == Some("MR")))
+                })
                 .and_then(val)
         })
-        .or_else(|| p.identifier.iter().find(|i| sys(i).starts_with("urn:oid:1.2.392.200119.6.102.")).and_then(val))
-        .or_else(|| p.identifier.iter().find(|i| !insurance(i) && val(i).is_some()).and_then(val))
+        .or_else(|| {
+            p.identifier
+                .iter()
+                .find(|i| sys(i).starts_with("urn:oid:1.2.392.200119.6.102."))
+                .and_then(val)
+        })
+        .or_else(|| {
+            p.identifier
+                .iter()
+                .find(|i| !insurance(i) && val(i).is_some())
+                .and_then(val)
+        })
         .or_else(|| p.id.clone().and_then(opt))
         .or_else(|| full_url.map(str::to_string))
 }
@@ -439,7 +484,11 @@ enum NameKind {
 }
 
 fn name_kind(n: &HumanName, text: &str) -> NameKind {
-    let rep = n.extension.iter().find(|e| e.url.ends_with("iso21090-EN-representation")).and_then(|e| e.value_code.clone());
+    let rep = n
+        .extension
+        .iter()
+        .find(|e| e.url.ends_with("iso21090-EN-representation"))
+        .and_then(|e| e.value_code.clone());
     match rep.as_deref() {
         Some("IDE") => NameKind::Kanji,
         Some("SYL") => NameKind::Kana,
@@ -448,7 +497,10 @@ fn name_kind(n: &HumanName, text: &str) -> NameKind {
             let letters: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
             if letters.iter().all(|c| c.is_ascii()) {
                 NameKind::Alpha
-            } else if letters.iter().all(|c| matches!(*c as u32, 0x3040..=0x30FF | 0xFF65..=0xFF9F)) {
+            } else if letters
+                .iter()
+                .all(|c| matches!(*c as u32, 0x3040..=0x30FF | 0xFF65..=0xFF9F))
+            {
                 NameKind::Kana
             } else {
                 NameKind::Kanji
@@ -469,7 +521,11 @@ fn identity_of(p: &Patient, patient_id: &str) -> Identity {
         let text = n.text.clone().and_then(opt).unwrap_or_else(|| {
             let mut parts: Vec<String> = n.family.iter().cloned().collect();
             parts.push(n.given.join(" "));
-            parts.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ")
+            parts
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
         });
         if text.is_empty() {
             continue;
@@ -484,20 +540,42 @@ fn identity_of(p: &Patient, patient_id: &str) -> Identity {
         }
     }
     id.birth_date = p.birth_date.as_deref().and_then(parse_date).map(iso);
-    id.death_date = p.deceased_date_time.as_deref().and_then(parse_date).map(iso);
+    id.death_date = p
+        .deceased_date_time
+        .as_deref()
+        .and_then(parse_date)
+        .map(iso);
     id.sex = Sex::parse(p.gender.as_deref().unwrap_or(""));
     if let Some(a) = p.address.first() {
         id.postal_code = a.postal_code.clone().and_then(opt);
         id.address = a.text.clone().and_then(opt).or_else(|| {
-            let parts: Vec<String> =
-                [a.state.clone(), a.city.clone(), a.district.clone()].into_iter().flatten().chain(a.line.iter().cloned()).collect();
+            let parts: Vec<String> = [a.state.clone(), a.city.clone(), a.district.clone()]
+                .into_iter()
+                .flatten()
+                .chain(a.line.iter().cloned())
+                .collect();
             opt(parts.join(" "))
         });
     }
-    id.phone = p.telecom.iter().find(|t| t.system.as_deref() == Some("phone")).and_then(|t| t.value.clone()).and_then(opt);
+    id.phone = p
+        .telecom
+        .iter()
+        .find(|t| t.system.as_deref() == Some("phone"))
+        .and_then(|t| t.value.clone())
+        .and_then(opt);
     // JP-CLINS: `insurer:symbol:number:branch`.
-    if let Some(m) = p.identifier.iter().find(|i| i.system.as_deref().is_some_and(|s| s.ends_with("JP_Insurance_memberID"))) {
-        let parts: Vec<String> = m.value.clone().unwrap_or_default().split(':').map(str::to_string).collect();
+    if let Some(m) = p.identifier.iter().find(|i| {
+        i.system
+            .as_deref()
+            .is_some_and(|s| s.ends_with("JP_Insurance_memberID"))
+    }) {
+        let parts: Vec<String> = m
+            .value
+            .clone()
+            .unwrap_or_default()
+            .split(':')
+            .map(str::to_string)
+            .collect();
         id.insurer_number = parts.first().cloned().and_then(opt);
         id.insured_symbol = parts.get(1).cloned().and_then(opt);
         id.insured_number = parts.get(2).cloned().and_then(opt);
@@ -512,7 +590,10 @@ fn person_of(id: &Identity, p: &Patient) -> PersonFact {
         birth_date: id.birth_date.as_deref().and_then(parse_date),
         death_date: id.death_date.as_deref().and_then(parse_date),
         prefecture: p.address.first().and_then(|a| {
-            a.state.as_deref().and_then(prefecture_of).or_else(|| id.address.as_deref().and_then(prefecture_of))
+            a.state
+                .as_deref()
+                .and_then(prefecture_of)
+                .or_else(|| id.address.as_deref().and_then(prefecture_of))
         }),
     }
 }
@@ -533,7 +614,12 @@ struct ResErr {
 }
 
 fn shape_err(rt: &str) -> ResErr {
-    ResErr { field: Some(rt.to_string()), reason: format!("{rt} does not match the FHIR R4 shape (an element has the wrong JSON type)") }
+    ResErr {
+        field: Some(rt.to_string()),
+        reason: format!(
+            "{rt} does not match the FHIR R4 shape (an element has the wrong JSON type)"
+        ),
+    }
 }
 
 fn de<T: for<'a> Deserialize<'a>>(v: &Value, rt: &str) -> Result<T, ResErr> {
@@ -545,13 +631,19 @@ fn date_of(cands: &[Option<&str>]) -> Option<NaiveDate> {
 }
 
 /// Maps one resource. `orgs` resolves Coverage.payor to the insurer number.
-fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String>) -> Result<Mapped, ResErr> {
+fn map_resource(
+    v: &Value,
+    full_url: Option<&str>,
+    orgs: &HashMap<String, String>,
+) -> Result<Mapped, ResErr> {
     let rt = rtype(v);
     match rt {
         "Patient" => {
             let p: Patient = de(v, rt)?;
-            let pid = preferred_patient_id(&p, full_url)
-                .ok_or_else(|| ResErr { field: Some("Patient.identifier".into()), reason: "the Patient has no identifier and no id".into() })?;
+            let pid = preferred_patient_id(&p, full_url).ok_or_else(|| ResErr {
+                field: Some("Patient.identifier".into()),
+                reason: "the Patient has no identifier and no id".into(),
+            })?;
             let id = identity_of(&p, &pid);
             let person = person_of(&id, &p);
             Ok(Mapped::Patient(Box::new(id), person))
@@ -559,13 +651,24 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
         "Coverage" => {
             let c: Coverage = de(v, rt)?;
             let mut id = Identity::new("");
-            let ext = |suffix: &str| c.extension.iter().find(|e| e.url.ends_with(suffix)).and_then(|e| e.value_string.clone()).and_then(opt);
+            let ext = |suffix: &str| {
+                c.extension
+                    .iter()
+                    .find(|e| e.url.ends_with(suffix))
+                    .and_then(|e| e.value_string.clone())
+                    .and_then(opt)
+            };
             id.insured_symbol = ext("JP_Coverage_InsuredPersonSymbol");
             id.insured_number = ext("JP_Coverage_InsuredPersonNumber").or_else(|| {
                 // Without the JP extensions the subscriberId is the insured number.
-                if id.insured_symbol.is_none() { c.subscriber_id.clone().and_then(opt) } else { None }
+                if id.insured_symbol.is_none() {
+                    c.subscriber_id.clone().and_then(opt)
+                } else {
+                    None
+                }
             });
-            id.insured_branch = ext("JP_Coverage_InsuredPersonSubNumber").or_else(|| c.dependent.clone().and_then(opt));
+            id.insured_branch = ext("JP_Coverage_InsuredPersonSubNumber")
+                .or_else(|| c.dependent.clone().and_then(opt));
             id.insurer_number = c.payor.iter().find_map(|p| {
                 p.identifier
                     .as_ref()
@@ -578,16 +681,41 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
             let e: Encounter = de(v, rt)?;
             let start = date_of(&[
                 e.period.as_ref().and_then(|p| p.start.as_deref()),
-                e.class_history.first().and_then(|h| h.period.as_ref()).and_then(|p| p.start.as_deref()),
+                e.class_history
+                    .first()
+                    .and_then(|h| h.period.as_ref())
+                    .and_then(|p| p.start.as_deref()),
             ]);
-            let Some(start_date) = start else { return Ok(Mapped::Ignored("Encounter without a date".into())) };
-            let vt = VisitType::parse(e.class.as_ref().and_then(|c| c.code.as_deref()).unwrap_or(""));
+            let Some(start_date) = start else {
+                return Ok(Mapped::Ignored("Encounter without a date".into()));
+            };
+            let vt = VisitType::parse(
+                e.class
+                    .as_ref()
+                    .and_then(|c| c.code.as_deref())
+                    .unwrap_or(""),
+            );
             Ok(Mapped::Facts(vec![Fact::Visit(Visit {
-                source_visit_id: e.identifier.iter().find_map(|i| i.value.clone()).or(e.id.clone()),
+                source_visit_id: e
+                    .identifier
+                    .iter()
+                    .find_map(|i| i.value.clone())
+                    .or(e.id.clone()),
                 visit_type: vt,
                 start_date,
-                end_date: e.period.as_ref().and_then(|p| p.end.as_deref()).and_then(parse_date).filter(|d| *d >= start_date),
-                department: e.service_type.as_ref().and_then(|s| s.text.clone().or_else(|| s.coding.iter().find_map(|c| c.display.clone().or(c.code.clone())))),
+                end_date: e
+                    .period
+                    .as_ref()
+                    .and_then(|p| p.end.as_deref())
+                    .and_then(parse_date)
+                    .filter(|d| *d >= start_date),
+                department: e.service_type.as_ref().and_then(|s| {
+                    s.text.clone().or_else(|| {
+                        s.coding
+                            .iter()
+                            .find_map(|c| c.display.clone().or(c.code.clone()))
+                    })
+                }),
             })]))
         }
         "Condition" => {
@@ -596,8 +724,14 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
             if ver == "entered-in-error" || ver == "refuted" {
                 return Ok(Mapped::Ignored(format!("Condition {ver}")));
             }
-            let Some(start_date) = date_of(&[c.onset_date_time.as_deref(), c.onset_period.as_ref().and_then(|p| p.start.as_deref()), c.recorded_date.as_deref()]) else {
-                return Ok(Mapped::Ignored("Condition without onset or recorded date".into()));
+            let Some(start_date) = date_of(&[
+                c.onset_date_time.as_deref(),
+                c.onset_period.as_ref().and_then(|p| p.start.as_deref()),
+                c.recorded_date.as_deref(),
+            ]) else {
+                return Ok(Mapped::Ignored(
+                    "Condition without onset or recorded date".into(),
+                ));
             };
             let k = codes(c.code.as_ref());
             if k.source_code.is_none() && k.source_name.is_none() {
@@ -606,7 +740,11 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
             Ok(Mapped::Facts(vec![Fact::Condition(Condition {
                 source_visit_id: visit_ref(&c.encounter),
                 start_date,
-                end_date: c.abatement_date_time.as_deref().and_then(parse_date).filter(|d| *d >= start_date),
+                end_date: c
+                    .abatement_date_time
+                    .as_deref()
+                    .and_then(parse_date)
+                    .filter(|d| *d >= start_date),
                 code: k.code,
                 code_system: k.code_system,
                 source_code: k.source_code,
@@ -623,35 +761,73 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
                 m.authored_on.as_deref(),
                 m.effective_date_time.as_deref(),
                 m.effective_period.as_ref().and_then(|p| p.start.as_deref()),
-                m.dispense_request.as_ref().and_then(|d| d.validity_period.as_ref()).and_then(|p| p.start.as_deref()),
+                m.dispense_request
+                    .as_ref()
+                    .and_then(|d| d.validity_period.as_ref())
+                    .and_then(|p| p.start.as_deref()),
                 m.date_asserted.as_deref(),
             ]);
-            let Some(start_date) = start else { return Ok(Mapped::Ignored(format!("{rt} without a date"))) };
+            let Some(start_date) = start else {
+                return Ok(Mapped::Ignored(format!("{rt} without a date")));
+            };
             let mut k = codes(m.medication_codeable_concept.as_ref());
             if k.source_code.is_none() && k.source_name.is_none() {
-                k.source_name = m.medication_reference.as_ref().and_then(|r| r.display.clone());
+                k.source_name = m
+                    .medication_reference
+                    .as_ref()
+                    .and_then(|r| r.display.clone());
                 if k.source_name.is_none() {
-                    return Ok(Mapped::Ignored(format!("{rt} without a medication code (medicationReference not resolved)")));
+                    return Ok(Mapped::Ignored(format!(
+                        "{rt} without a medication code (medicationReference not resolved)"
+                    )));
                 }
             }
             let dosage = m.dosage_instruction.first().or(m.dosage.as_ref());
-            let dose = dosage.and_then(|d| d.dose_and_rate.first().and_then(|r| r.dose_quantity.clone()).or(d.dose.clone()));
-            let days = m.dispense_request.as_ref().and_then(|d| d.expected_supply_duration.as_ref()).and_then(|q| {
-                let unit = q.code.clone().or(q.unit.clone()).unwrap_or_default().to_ascii_lowercase();
-                (unit == "d" || unit.starts_with("day") || unit == "日").then_some(q.value).flatten().map(|v| v as i32)
+            let dose = dosage.and_then(|d| {
+                d.dose_and_rate
+                    .first()
+                    .and_then(|r| r.dose_quantity.clone())
+                    .or(d.dose.clone())
             });
-            let route = dosage.and_then(|d| d.route.as_ref()).and_then(|r| cc_code(Some(r)).or(r.text.clone()));
+            let days = m
+                .dispense_request
+                .as_ref()
+                .and_then(|d| d.expected_supply_duration.as_ref())
+                .and_then(|q| {
+                    let unit = q
+                        .code
+                        .clone()
+                        .or(q.unit.clone())
+                        .unwrap_or_default()
+                        .to_ascii_lowercase();
+                    (unit == "d" || unit.starts_with("day") || unit == "日")
+                        .then_some(q.value)
+                        .flatten()
+                        .map(|v| v as i32)
+                });
+            let route = dosage
+                .and_then(|d| d.route.as_ref())
+                .and_then(|r| cc_code(Some(r)).or(r.text.clone()));
             let kind = match rt {
                 "MedicationAdministration" => "administration",
                 _ if route.as_deref().is_some_and(|r| {
                     let r = r.to_ascii_lowercase();
                     r.contains("iv") || r.contains("inj") || r.contains("注")
-                }) => "injection",
+                }) =>
+                {
+                    "injection"
+                }
                 _ => "prescription",
             };
-            let end = m.effective_period.as_ref().and_then(|p| p.end.as_deref()).and_then(parse_date).or_else(|| {
-                days.filter(|d| *d > 0).and_then(|d| start_date.checked_add_days(chrono::Days::new(d as u64 - 1)))
-            });
+            let end = m
+                .effective_period
+                .as_ref()
+                .and_then(|p| p.end.as_deref())
+                .and_then(parse_date)
+                .or_else(|| {
+                    days.filter(|d| *d > 0)
+                        .and_then(|d| start_date.checked_add_days(chrono::Days::new(d as u64 - 1)))
+                });
             Ok(Mapped::Facts(vec![Fact::Drug(Drug {
                 source_visit_id: visit_ref(&m.encounter).or_else(|| visit_ref(&m.context)),
                 start_date,
@@ -690,7 +866,8 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
         "Observation" => map_observation(v),
         "AllergyIntolerance" => {
             let a: Allergy = de(v, rt)?;
-            let Some(date) = date_of(&[a.onset_date_time.as_deref(), a.recorded_date.as_deref()]) else {
+            let Some(date) = date_of(&[a.onset_date_time.as_deref(), a.recorded_date.as_deref()])
+            else {
                 return Ok(Mapped::Ignored("AllergyIntolerance without a date".into()));
             };
             let k = codes(a.code.as_ref());
@@ -709,10 +886,19 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
         }
         "Procedure" => {
             let p: ProcedureR = de(v, rt)?;
-            if matches!(p.status.as_deref(), Some("entered-in-error" | "not-done" | "preparation")) {
-                return Ok(Mapped::Ignored(format!("Procedure {}", p.status.unwrap_or_default())));
+            if matches!(
+                p.status.as_deref(),
+                Some("entered-in-error" | "not-done" | "preparation")
+            ) {
+                return Ok(Mapped::Ignored(format!(
+                    "Procedure {}",
+                    p.status.unwrap_or_default()
+                )));
             }
-            let Some(date) = date_of(&[p.performed_date_time.as_deref(), p.performed_period.as_ref().and_then(|x| x.start.as_deref())]) else {
+            let Some(date) = date_of(&[
+                p.performed_date_time.as_deref(),
+                p.performed_period.as_ref().and_then(|x| x.start.as_deref()),
+            ]) else {
                 return Ok(Mapped::Ignored("Procedure without a date".into()));
             };
             let k = codes(p.code.as_ref());
@@ -729,15 +915,30 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
         }
         "ImagingStudy" => {
             let s: ImagingStudyR = de(v, rt)?;
-            let Some(date) = date_of(&[s.started.as_deref(), s.series.first().and_then(|x| x.started.as_deref())]) else {
+            let Some(date) = date_of(&[
+                s.started.as_deref(),
+                s.series.first().and_then(|x| x.started.as_deref()),
+            ]) else {
                 return Ok(Mapped::Ignored("ImagingStudy without a date".into()));
             };
             Ok(Mapped::Facts(vec![Fact::ImageStudy(ImageStudy {
                 source_visit_id: visit_ref(&s.encounter),
                 date,
-                modality: s.modality.first().or(s.series.first().and_then(|x| x.modality.as_ref())).and_then(|c| c.code.clone()),
-                study_uid: s.identifier.iter().find_map(|i| i.value.clone()).map(|u| u.trim_start_matches("urn:oid:").to_string()),
-                body_part: s.series.first().and_then(|x| x.body_site.as_ref()).and_then(|c| c.display.clone().or(c.code.clone())),
+                modality: s
+                    .modality
+                    .first()
+                    .or(s.series.first().and_then(|x| x.modality.as_ref()))
+                    .and_then(|c| c.code.clone()),
+                study_uid: s
+                    .identifier
+                    .iter()
+                    .find_map(|i| i.value.clone())
+                    .map(|u| u.trim_start_matches("urn:oid:").to_string()),
+                body_part: s
+                    .series
+                    .first()
+                    .and_then(|x| x.body_site.as_ref())
+                    .and_then(|c| c.display.clone().or(c.code.clone())),
                 description: s.description,
                 file_ref: None,
             })]))
@@ -749,7 +950,10 @@ fn map_resource(v: &Value, full_url: Option<&str>, orgs: &HashMap<String, String
 fn map_observation(v: &Value) -> Result<Mapped, ResErr> {
     let o: Observation = de(v, "Observation")?;
     if matches!(o.status.as_deref(), Some("entered-in-error" | "cancelled")) {
-        return Ok(Mapped::Ignored(format!("Observation {}", o.status.unwrap_or_default())));
+        return Ok(Mapped::Ignored(format!(
+            "Observation {}",
+            o.status.unwrap_or_default()
+        )));
     }
     let Some(date) = date_of(&[
         o.effective_date_time.as_deref(),
@@ -759,16 +963,47 @@ fn map_observation(v: &Value) -> Result<Mapped, ResErr> {
     ]) else {
         return Ok(Mapped::Ignored("Observation without a date".into()));
     };
-    let cats: Vec<String> = o.category.iter().flat_map(|c| c.coding.iter().filter_map(|x| x.code.clone())).collect();
-    let lab_like = cats.iter().any(|c| matches!(c.as_str(), "laboratory" | "vital-signs" | "body-measurement"));
-    let (lo, hi) = o.reference_range.first().map(|r| (r.low.as_ref().and_then(|q| q.value), r.high.as_ref().and_then(|q| q.value))).unwrap_or((None, None));
+    let cats: Vec<String> = o
+        .category
+        .iter()
+        .flat_map(|c| c.coding.iter().filter_map(|x| x.code.clone()))
+        .collect();
+    let lab_like = cats.iter().any(|c| {
+        matches!(
+            c.as_str(),
+            "laboratory" | "vital-signs" | "body-measurement"
+        )
+    });
+    let (lo, hi) = o
+        .reference_range
+        .first()
+        .map(|r| {
+            (
+                r.low.as_ref().and_then(|q| q.value),
+                r.high.as_ref().and_then(|q| q.value),
+            )
+        })
+        .unwrap_or((None, None));
     let flag = o.interpretation.first().and_then(|i| cc_code(Some(i)));
     let visit = visit_ref(&o.encounter);
     let mut facts = Vec::new();
-    let mut one = |cc: Option<&CodeableConcept>, q: Option<&Quantity>, s: Option<String>, c: Option<&CodeableConcept>, with_range: bool| {
+    let mut one = |cc: Option<&CodeableConcept>,
+                   q: Option<&Quantity>,
+                   s: Option<String>,
+                   c: Option<&CodeableConcept>,
+                   with_range: bool| {
         let k = codes(cc);
-        let measurable = q.is_some() && (lab_like || matches!(k.code_system.as_deref(), Some("LOINC" | "JLAC10")));
-        let text = s.or_else(|| c.and_then(|c| c.text.clone().or_else(|| c.coding.iter().find_map(|x| x.display.clone().or(x.code.clone())))));
+        let measurable = q.is_some()
+            && (lab_like || matches!(k.code_system.as_deref(), Some("LOINC" | "JLAC10")));
+        let text = s.or_else(|| {
+            c.and_then(|c| {
+                c.text.clone().or_else(|| {
+                    c.coding
+                        .iter()
+                        .find_map(|x| x.display.clone().or(x.code.clone()))
+                })
+            })
+        });
         if measurable || (lab_like && q.is_some()) {
             facts.push(Fact::Measurement(Measurement {
                 source_visit_id: visit.clone(),
@@ -800,17 +1035,38 @@ fn map_observation(v: &Value) -> Result<Mapped, ResErr> {
             }));
         }
     };
-    let scalar = o.value_string.clone().or(o.value_boolean.map(|b| b.to_string())).or(o.value_integer.map(|i| i.to_string()));
-    let int_q = o.value_integer.map(|i| Quantity { value: Some(i as f64), ..Default::default() });
+    let scalar = o
+        .value_string
+        .clone()
+        .or(o.value_boolean.map(|b| b.to_string()))
+        .or(o.value_integer.map(|i| i.to_string()));
+    let int_q = o.value_integer.map(|i| Quantity {
+        value: Some(i as f64),
+        ..Default::default()
+    });
     let q = o.value_quantity.as_ref().or(int_q.as_ref());
     if q.is_some() || scalar.is_some() || o.value_codeable_concept.is_some() {
-        one(o.code.as_ref(), q, if q.is_some() { None } else { scalar }, o.value_codeable_concept.as_ref(), true);
+        one(
+            o.code.as_ref(),
+            q,
+            if q.is_some() { None } else { scalar },
+            o.value_codeable_concept.as_ref(),
+            true,
+        );
     }
     for c in &o.component {
-        one(c.code.as_ref(), c.value_quantity.as_ref(), c.value_string.clone(), c.value_codeable_concept.as_ref(), false);
+        one(
+            c.code.as_ref(),
+            c.value_quantity.as_ref(),
+            c.value_string.clone(),
+            c.value_codeable_concept.as_ref(),
+            false,
+        );
     }
     if facts.is_empty() {
-        return Ok(Mapped::Ignored("Observation without a value (panel or narrative)".into()));
+        return Ok(Mapped::Ignored(
+            "Observation without a value (panel or narrative)".into(),
+        ));
     }
     Ok(Mapped::Facts(facts))
 }
@@ -826,11 +1082,21 @@ pub struct FhirContext {
 
 impl FhirContext {
     fn patients_of(&mut self, dir: &Path) -> &HashMap<String, String> {
-        self.patients.entry(dir.to_path_buf()).or_insert_with(|| scan_patients(dir))
+        self.patients
+            .entry(dir.to_path_buf())
+            .or_insert_with(|| scan_patients(dir))
     }
 
-    pub(crate) fn read(&mut self, file: &SourceFile, handler: &str, em: &mut Emitter<'_>) -> Result<(), IngestError> {
-        let io = |source| IngestError::Io { path: file.path.clone(), source };
+    pub(crate) fn read(
+        &mut self,
+        file: &SourceFile,
+        handler: &str,
+        em: &mut Emitter<'_>,
+    ) -> Result<(), IngestError> {
+        let io = |source| IngestError::Io {
+            path: file.path.clone(),
+            source,
+        };
         let lower = file.rel_path.to_ascii_lowercase();
         let dir = file.path.parent().unwrap_or(Path::new("")).to_path_buf();
         if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
@@ -852,7 +1118,12 @@ impl FhirContext {
                 em.summary.units += 1;
                 let loc = format!("line {lineno}");
                 match serde_json::from_slice::<Value>(line) {
-                    Err(e) => em.quarantine(&file.rel_path, loc, None, format!("not valid JSON (column {})", e.column())),
+                    Err(e) => em.quarantine(
+                        &file.rel_path,
+                        loc,
+                        None,
+                        format!("not valid JSON (column {})", e.column()),
+                    ),
                     Ok(v) => self.single(v, file, &dir, handler, loc, em),
                 }
             }
@@ -874,14 +1145,28 @@ impl FhirContext {
     }
 
     /// One resource standing alone (an NDJSON line or a single-resource file).
-    fn single(&mut self, v: Value, file: &SourceFile, dir: &Path, handler: &str, loc: String, em: &mut Emitter<'_>) {
+    fn single(
+        &mut self,
+        v: Value,
+        file: &SourceFile,
+        dir: &Path,
+        handler: &str,
+        loc: String,
+        em: &mut Emitter<'_>,
+    ) {
         let rt = rtype(&v).to_string();
         if rt.is_empty() {
             if v.get("exportId").is_some() || v.get("eventId").is_some() {
                 em.summary.accepted += 1;
-                em.summary.ignore("Bulk Data export log entry: not clinical");
+                em.summary
+                    .ignore("Bulk Data export log entry: not clinical");
             } else {
-                em.quarantine(&file.rel_path, loc, Some("resourceType"), FhirError::NoResourceType.to_string());
+                em.quarantine(
+                    &file.rel_path,
+                    loc,
+                    Some("resourceType"),
+                    FhirError::NoResourceType.to_string(),
+                );
             }
             return;
         }
@@ -897,7 +1182,11 @@ impl FhirContext {
             em.summary.ignore(format!("{rt}: not read"));
             return;
         }
-        let prov = Provenance { handler_code: handler.to_string(), source_file: file.rel_path.clone(), source_record: loc.clone() };
+        let prov = Provenance {
+            handler_code: handler.to_string(),
+            source_file: file.rel_path.clone(),
+            source_record: loc.clone(),
+        };
         let mapped = match map_resource(&v, None, &HashMap::new()) {
             Ok(m) => m,
             Err(e) => {
@@ -908,7 +1197,11 @@ impl FhirContext {
         match mapped {
             Mapped::Patient(id, person) => {
                 let pid = id.patient_id.clone();
-                em.emit(Item::Facts(SourceFacts { patient_id: pid, identity: Some(*id), facts: vec![(Fact::Person(person), prov)] }));
+                em.emit(Item::Facts(SourceFacts {
+                    patient_id: pid,
+                    identity: Some(*id),
+                    facts: vec![(Fact::Person(person), prov)],
+                }));
             }
             Mapped::Ignored(why) => {
                 em.summary.accepted += 1;
@@ -916,10 +1209,19 @@ impl FhirContext {
             }
             other => {
                 let Some(reference) = patient_ref(&v) else {
-                    em.quarantine(&file.rel_path, loc, Some(&format!("{rt}.subject")), format!("{rt} names no patient (no subject/patient reference)"));
+                    em.quarantine(
+                        &file.rel_path,
+                        loc,
+                        Some(&format!("{rt}.subject")),
+                        format!("{rt} names no patient (no subject/patient reference)"),
+                    );
                     return;
                 };
-                let key = reference.rsplit('/').next().unwrap_or(&reference).to_string();
+                let key = reference
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(&reference)
+                    .to_string();
                 let found = {
                     let map = self.patients_of(dir);
                     map.get(&reference).or_else(|| map.get(&key)).cloned()
@@ -934,14 +1236,20 @@ impl FhirContext {
                     return;
                 };
                 let (identity, facts) = match other {
-                    Mapped::Facts(fs) => (None, fs.into_iter().map(|f| (f, prov.clone())).collect()),
+                    Mapped::Facts(fs) => {
+                        (None, fs.into_iter().map(|f| (f, prov.clone())).collect())
+                    }
                     Mapped::Insurance(mut ins) => {
                         ins.patient_id = patient_id.clone();
                         (Some(*ins), Vec::new())
                     }
                     _ => (None, Vec::new()),
                 };
-                em.emit(Item::Facts(SourceFacts { patient_id, identity, facts }));
+                em.emit(Item::Facts(SourceFacts {
+                    patient_id,
+                    identity,
+                    facts,
+                }));
             }
         }
     }
@@ -949,7 +1257,12 @@ impl FhirContext {
 
 fn trim_ascii(b: &[u8]) -> &[u8] {
     let start = b.iter().take_while(|c| c.is_ascii_whitespace()).count();
-    let end = b.len() - b[start..].iter().rev().take_while(|c| c.is_ascii_whitespace()).count();
+    let end = b.len()
+        - b[start..]
+            .iter()
+            .rev()
+            .take_while(|c| c.is_ascii_whitespace())
+            .count();
     &b[start..end]
 }
 
@@ -958,28 +1271,36 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
 /// quarantines them.
 fn scan_patients(dir: &Path) -> HashMap<String, String> {
     let mut map = HashMap::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return map };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return map;
+    };
     let mut files: Vec<PathBuf> = rd
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            let n = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-            n.starts_with("patient") && (n.ends_with(".ndjson") || n.ends_with(".json") || n.ends_with(".jsonl"))
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            n.starts_with("patient")
+                && (n.ends_with(".ndjson") || n.ends_with(".json") || n.ends_with(".jsonl"))
         })
         .collect();
     files.sort();
     for path in files {
-        let Ok(f) = std::fs::File::open(&path) else { continue };
-        let is_nd = !path.extension().is_some_and(|e| e == "json");
+        let Ok(f) = std::fs::File::open(&path) else {
+            continue;
+        };
+        let is_nd = path.extension().is_none_or(|e| e != "json");
         let mut add = |v: Value| {
             if rtype(&v) != "Patient" {
                 return;
             }
-            if let Ok(p) = Patient::deserialize(&v) {
-                if let (Some(lid), Some(pid)) = (p.id.clone(), preferred_patient_id(&p, None)) {
-                    map.insert(format!("Patient/{lid}"), pid.clone());
-                    map.insert(lid, pid);
-                }
+            if let Ok(p) = Patient::deserialize(&v)
+                && let (Some(lid), Some(pid)) = (p.id.clone(), preferred_patient_id(&p, None))
+            {
+                map.insert(format!("Patient/{lid}"), pid.clone());
+                map.insert(lid, pid);
             }
         };
         if is_nd {
@@ -1002,7 +1323,12 @@ fn scan_patients(dir: &Path) -> HashMap<String, String> {
 }
 
 /// Splits a Bundle into patient groups and emits each as one unit.
-fn read_bundle(entries: Vec<(Option<String>, Option<Value>)>, file: &SourceFile, handler: &str, em: &mut Emitter<'_>) {
+fn read_bundle(
+    entries: Vec<(Option<String>, Option<Value>)>,
+    file: &SourceFile,
+    handler: &str,
+    em: &mut Emitter<'_>,
+) {
     // Patients: every key a reference may use → group index.
     let mut keys: HashMap<String, usize> = HashMap::new();
     let mut patients: Vec<usize> = Vec::new();
@@ -1026,7 +1352,11 @@ fn read_bundle(entries: Vec<(Option<String>, Option<Value>)>, file: &SourceFile,
                     let insurer = o
                         .identifier
                         .iter()
-                        .find(|i| i.system.as_deref().is_some_and(|s| s.ends_with("1.2.392.100495.20.3.61")))
+                        .find(|i| {
+                            i.system
+                                .as_deref()
+                                .is_some_and(|s| s.ends_with("1.2.392.100495.20.3.61"))
+                        })
                         .or(o.identifier.first())
                         .and_then(|i| i.value.clone());
                     if let Some(ins) = insurer {
@@ -1054,7 +1384,14 @@ fn read_bundle(entries: Vec<(Option<String>, Option<Value>)>, file: &SourceFile,
             continue;
         }
         if !is_read(rt) {
-            em.summary.ignore(format!("{}: not read", if rt.is_empty() { "entry without resourceType" } else { rt }));
+            em.summary.ignore(format!(
+                "{}: not read",
+                if rt.is_empty() {
+                    "entry without resourceType"
+                } else {
+                    rt
+                }
+            ));
             continue;
         }
         let group = match patient_ref(v) {
@@ -1072,17 +1409,36 @@ fn read_bundle(entries: Vec<(Option<String>, Option<Value>)>, file: &SourceFile,
                 } else {
                     format!("{rt} names no patient and the Bundle holds several or none")
                 };
-                em.quarantine(&file.rel_path, format!("entry[{i}]"), Some(&format!("{rt}.subject")), reason);
+                em.quarantine(
+                    &file.rel_path,
+                    format!("entry[{i}]"),
+                    Some(&format!("{rt}.subject")),
+                    reason,
+                );
             }
         }
     }
     for (g, &pi) in patients.iter().enumerate() {
         em.summary.units += 1;
-        let prov = |i: usize| Provenance { handler_code: handler.to_string(), source_file: file.rel_path.clone(), source_record: format!("entry[{i}]") };
-        let (full, Some(pv)) = &entries[pi] else { continue };
+        let prov = |i: usize| Provenance {
+            handler_code: handler.to_string(),
+            source_file: file.rel_path.clone(),
+            source_record: format!("entry[{i}]"),
+        };
+        let (full, Some(pv)) = &entries[pi] else {
+            continue;
+        };
         let result = (|| -> Result<SourceFacts, (usize, ResErr)> {
-            let Mapped::Patient(mut identity, person) = map_resource(pv, full.as_deref(), &orgs).map_err(|e| (pi, e))? else {
-                return Err((pi, ResErr { field: None, reason: "Patient could not be read".into() }));
+            let Mapped::Patient(mut identity, person) =
+                map_resource(pv, full.as_deref(), &orgs).map_err(|e| (pi, e))?
+            else {
+                return Err((
+                    pi,
+                    ResErr {
+                        field: None,
+                        reason: "Patient could not be read".into(),
+                    },
+                ));
             };
             let mut facts = vec![(Fact::Person(person), prov(pi))];
             let mut ignored: Vec<String> = Vec::new();
@@ -1098,7 +1454,11 @@ fn read_bundle(entries: Vec<(Option<String>, Option<Value>)>, file: &SourceFile,
             for why in ignored {
                 em.summary.ignore(why);
             }
-            Ok(SourceFacts { patient_id: identity.patient_id.clone(), identity: Some(*identity), facts })
+            Ok(SourceFacts {
+                patient_id: identity.patient_id.clone(),
+                identity: Some(*identity),
+                facts,
+            })
         })();
         match result {
             Ok(sf) => em.emit(Item::Facts(sf)),
@@ -1140,7 +1500,9 @@ mod tests {
               "gender":"female","birthDate":"1930-06-28","address":[{"text":"東京都文京区","postalCode":"113-0033"}]}"#,
         )
         .unwrap();
-        let Ok(Mapped::Patient(id, person)) = map_resource(&v, None, &HashMap::new()) else { panic!("not a patient") };
+        let Ok(Mapped::Patient(id, person)) = map_resource(&v, None, &HashMap::new()) else {
+            panic!("not a patient")
+        };
         assert_eq!(id.patient_id, "000999739");
         assert_eq!(id.name_kanji.as_deref(), Some("牧野 爛漫"));
         assert_eq!(id.name_kana.as_deref(), Some("マキノ ランマン"));
@@ -1156,9 +1518,15 @@ mod tests {
     fn parse_fhir_json_reports_positions_not_content() {
         let e = parse_fhir_json(b"{\"resourceType\": \"Patient\", \"name\": [}").unwrap_err();
         assert!(matches!(e, FhirError::Json { line: 1, .. }));
-        assert_eq!(parse_fhir_json(b"{\"a\":1}"), Err(FhirError::NoResourceType));
+        assert_eq!(
+            parse_fhir_json(b"{\"a\":1}"),
+            Err(FhirError::NoResourceType)
+        );
         assert_eq!(parse_fhir_json(b"[1]"), Err(FhirError::NotObject));
-        assert!(matches!(parse_fhir_json(b"{\"resourceType\":\"Bundle\",\"entry\":[{}]}"), Ok(FhirDocument::Bundle { .. })));
+        assert!(matches!(
+            parse_fhir_json(b"{\"resourceType\":\"Bundle\",\"entry\":[{}]}"),
+            Ok(FhirDocument::Bundle { .. })
+        ));
     }
 
     #[test]
@@ -1170,8 +1538,12 @@ mod tests {
                "referenceRange":[{"low":{"value":6.7},"high":{"value":8.3}}]}"#,
         )
         .unwrap();
-        let Ok(Mapped::Facts(f)) = map_observation(&v) else { panic!() };
-        let Fact::Measurement(m) = &f[0] else { panic!("not a measurement") };
+        let Ok(Mapped::Facts(f)) = map_observation(&v) else {
+            panic!()
+        };
+        let Fact::Measurement(m) = &f[0] else {
+            panic!("not a measurement")
+        };
         assert_eq!(m.code_system.as_deref(), Some("JLAC10"));
         assert_eq!(m.value_number, Some(7.2));
         assert_eq!((m.range_low, m.range_high), (Some(6.7), Some(8.3)));
@@ -1179,7 +1551,11 @@ mod tests {
             r#"{"resourceType":"Observation","code":{"text":"腹部所見"},"effectiveDateTime":"2021-07-05","valueString":"圧痛なし"}"#,
         )
         .unwrap();
-        let Ok(Mapped::Facts(f)) = map_observation(&v) else { panic!() };
-        assert!(matches!(&f[0], Fact::Observation(o) if o.value_text.as_deref() == Some("圧痛なし")));
+        let Ok(Mapped::Facts(f)) = map_observation(&v) else {
+            panic!()
+        };
+        assert!(
+            matches!(&f[0], Fact::Observation(o) if o.value_text.as_deref() == Some("圧痛なし"))
+        );
     }
 }

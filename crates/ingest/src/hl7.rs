@@ -20,7 +20,9 @@ pub enum Hl7Error {
     NoMsh(usize),
     #[error("MSH segment has no field separator or encoding characters")]
     BadMsh,
-    #[error("segment {index} (line {line}) is not an HL7 segment: it does not start with a 3-character segment ID")]
+    #[error(
+        "segment {index} (line {line}) is not an HL7 segment: it does not start with a 3-character segment ID"
+    )]
     BadSegment { index: usize, line: usize },
 }
 
@@ -45,7 +47,13 @@ pub struct Delimiters {
 
 impl Default for Delimiters {
     fn default() -> Self {
-        Delimiters { field: '|', component: '^', repetition: '~', escape: '\\', subcomponent: '&' }
+        Delimiters {
+            field: '|',
+            component: '^',
+            repetition: '~',
+            escape: '\\',
+            subcomponent: '&',
+        }
     }
 }
 
@@ -89,7 +97,9 @@ impl Segment {
     /// Component `c` (1-based) of repetition `r` (0-based) of field `n`, unescaped and trimmed.
     pub fn rc(&self, n: usize, r: usize, c: usize) -> String {
         let reps = self.reps(n);
-        let Some(rep) = reps.get(r) else { return String::new() };
+        let Some(rep) = reps.get(r) else {
+            return String::new();
+        };
         comp_of(rep, self.delims, c)
     }
 
@@ -107,9 +117,17 @@ impl Segment {
     /// Subcomponent `s` of component `c` of repetition `r` of field `n`.
     pub fn sub(&self, n: usize, r: usize, c: usize, s: usize) -> String {
         let reps = self.reps(n);
-        let Some(rep) = reps.get(r) else { return String::new() };
-        let comp = rep.split(self.delims.component).nth(c.saturating_sub(1)).unwrap_or("");
-        let sc = comp.split(self.delims.subcomponent).nth(s.saturating_sub(1)).unwrap_or("");
+        let Some(rep) = reps.get(r) else {
+            return String::new();
+        };
+        let comp = rep
+            .split(self.delims.component)
+            .nth(c.saturating_sub(1))
+            .unwrap_or("");
+        let sc = comp
+            .split(self.delims.subcomponent)
+            .nth(s.saturating_sub(1))
+            .unwrap_or("");
         unescape(sc, self.delims).trim().to_string()
     }
 
@@ -122,7 +140,10 @@ impl Segment {
 /// Component `c` (1-based) of one raw repetition, with subcomponents kept as written but
 /// unescaped.
 pub fn comp_of(rep: &str, d: Delimiters, c: usize) -> String {
-    let comp = rep.split(d.component).nth(c.saturating_sub(1)).unwrap_or("");
+    let comp = rep
+        .split(d.component)
+        .nth(c.saturating_sub(1))
+        .unwrap_or("");
     // A component's first subcomponent is the value in every data type we read; keep the
     // rest only when the first is empty (`&text&system` style used by some senders).
     let mut subs = comp.split(d.subcomponent);
@@ -255,7 +276,11 @@ fn decode_line(line: &[u8], cs: Charset) -> (String, usize) {
             return (sj.into_owned(), 0);
         }
     }
-    let errs = if had_errors { text.chars().filter(|c| *c == '\u{FFFD}').count().max(1) } else { 0 };
+    let errs = if had_errors {
+        text.chars().filter(|c| *c == '\u{FFFD}').count().max(1)
+    } else {
+        0
+    };
     (text.into_owned(), errs)
 }
 
@@ -265,9 +290,13 @@ fn decode_line(line: &[u8], cs: Charset) -> (String, usize) {
 /// file may hold several messages.
 pub fn parse_hl7_message(bytes: &[u8]) -> Result<Hl7Message, Hl7Error> {
     let lines = split_lines(bytes);
-    let lines: Vec<(usize, &[u8])> =
-        lines.into_iter().map(|(n, l)| (n, strip_bom(trim_ascii_start(l)))).collect();
-    let Some(&(_, first)) = lines.first() else { return Err(Hl7Error::Empty) };
+    let lines: Vec<(usize, &[u8])> = lines
+        .into_iter()
+        .map(|(n, l)| (n, strip_bom(trim_ascii_start(l))))
+        .collect();
+    let Some(&(_, first)) = lines.first() else {
+        return Err(Hl7Error::Empty);
+    };
     if !first.starts_with(b"MSH") {
         return Err(Hl7Error::NoMsh(bytes.len()));
     }
@@ -278,7 +307,11 @@ pub fn parse_hl7_message(bytes: &[u8]) -> Result<Hl7Message, Hl7Error> {
     let (msh_text, _) = decode_line(first, charset);
     let chars: Vec<char> = msh_text.chars().take(8).collect();
     let field = chars.get(3).copied().ok_or(Hl7Error::BadMsh)?;
-    let enc: Vec<char> = chars[4..].iter().copied().take_while(|c| *c != field).collect();
+    let enc: Vec<char> = chars[4..]
+        .iter()
+        .copied()
+        .take_while(|c| *c != field)
+        .collect();
     if field.is_alphanumeric() || field.is_whitespace() || enc.len() < 2 {
         return Err(Hl7Error::BadMsh);
     }
@@ -297,20 +330,35 @@ pub fn parse_hl7_message(bytes: &[u8]) -> Result<Hl7Message, Hl7Error> {
         let text = text.trim_end_matches(['\r', '\n']);
         let id: String = text.chars().take(3).collect();
         let valid_id = id.chars().count() == 3
-            && id.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && id
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
             && id.chars().next().is_some_and(|c| c.is_ascii_uppercase())
             && text.chars().nth(3).is_none_or(|c| c == delims.field);
         if !valid_id {
-            return Err(Hl7Error::BadSegment { index: index + 1, line: *lineno });
+            return Err(Hl7Error::BadSegment {
+                index: index + 1,
+                line: *lineno,
+            });
         }
         let mut fields: Vec<String> = text.split(delims.field).map(str::to_string).collect();
         if id == "MSH" {
             // MSH-1 is the separator itself: shift so that numbering matches the standard.
             fields.insert(1, delims.field.to_string());
         }
-        segments.push(Segment { id, fields, line: *lineno, delims });
+        segments.push(Segment {
+            id,
+            fields,
+            line: *lineno,
+            delims,
+        });
     }
-    Ok(Hl7Message { segments, delimiters: delims, charset, decode_errors })
+    Ok(Hl7Message {
+        segments,
+        delimiters: delims,
+        charset,
+        decode_errors,
+    })
 }
 
 fn trim_ascii_start(b: &[u8]) -> &[u8] {
@@ -341,9 +389,16 @@ mod tests {
 
     #[test]
     fn decodes_iso2022jp_kanji_name_with_msh18_variants() {
-        for msh18 in ["~ISO IR87", "ISO IR87", "ISOIR87", "ISO IR6", "", "UNICODE UTF-8"] {
-            let mut bytes = format!("MSH|^~\\&|A|B|C|D|20200101||ADT^A08|1|P|2.5||||||{msh18}\r")
-                .into_bytes();
+        for msh18 in [
+            "~ISO IR87",
+            "ISO IR87",
+            "ISOIR87",
+            "ISO IR6",
+            "",
+            "UNICODE UTF-8",
+        ] {
+            let mut bytes =
+                format!("MSH|^~\\&|A|B|C|D|20200101||ADT^A08|1|P|2.5||||||{msh18}\r").into_bytes();
             bytes.extend(b"PID|1||123^^^^PI||");
             bytes.extend(jis("山田^太郎"));
             bytes.extend(b"^^^^^L^I~");
@@ -397,7 +452,8 @@ mod tests {
 
     #[test]
     fn msh_numbering_matches_the_standard() {
-        let m = parse_hl7_message(b"MSH|^~\\&|APP|FAC|||20111220||ADT^A08^ADT_A01|7|P|2.5\r").unwrap();
+        let m =
+            parse_hl7_message(b"MSH|^~\\&|APP|FAC|||20111220||ADT^A08^ADT_A01|7|P|2.5\r").unwrap();
         let msh = m.msh().unwrap();
         assert_eq!(msh.raw(1), "|");
         assert_eq!(msh.raw(2), "^~\\&");

@@ -19,7 +19,10 @@ use kiban_model::{
 };
 
 use crate::hl7::{self, Hl7Message, Segment};
-use crate::util::{iso, opt, parse_date, parse_number, parse_range, prefecture_of, source_system_name, standard_system};
+use crate::util::{
+    iso, opt, parse_date, parse_number, parse_range, prefecture_of, source_system_name,
+    standard_system,
+};
 use crate::{Emitter, Item, SourceFile};
 
 /// The parts of an SS-MIX2 file name:
@@ -55,7 +58,9 @@ impl Ssmix2Name {
         if parts.len() != 7 {
             return None;
         }
-        let (flag, dept, ts, order, dtype, date, pid) = (parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6]);
+        let (flag, dept, ts, order, dtype, date, pid) = (
+            parts[0], parts[1], parts[2], parts[3], parts[4], parts[5], parts[6],
+        );
         let condition_flag = match flag {
             "0" => 0,
             "1" => 1,
@@ -64,7 +69,9 @@ impl Ssmix2Name {
         let date_ok = date == "-" || (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()));
         let ts_ok = ts.len() >= 8 && ts.bytes().all(|b| b.is_ascii_digit());
         let type_ok = (3..=8).contains(&dtype.len())
-            && dtype.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+            && dtype
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
             && dtype.bytes().next().is_some_and(|b| b.is_ascii_uppercase());
         if pid.is_empty() || order.is_empty() || !date_ok || !ts_ok || !type_ok {
             return None;
@@ -113,7 +120,8 @@ pub(crate) fn mark_superseded(files: &mut [SourceFile]) {
             continue;
         }
         // A file misplaced in the tree is quarantined by its reader, never superseded.
-        let name = Ssmix2Name::from_rel_path(&f.rel_path).filter(|n| tree_problems(&f.rel_path, n).is_empty());
+        let name = Ssmix2Name::from_rel_path(&f.rel_path)
+            .filter(|n| tree_problems(&f.rel_path, n).is_empty());
         if let Some(key) = name.and_then(|n| n.order_key()) {
             groups.entry(key).or_default().push(i);
         }
@@ -122,8 +130,10 @@ pub(crate) fn mark_superseded(files: &mut [SourceFile]) {
         if idx.len() < 2 {
             continue;
         }
-        let names: Vec<(usize, Ssmix2Name)> =
-            idx.iter().filter_map(|i| Ssmix2Name::from_rel_path(&files[*i].rel_path).map(|n| (*i, n))).collect();
+        let names: Vec<(usize, Ssmix2Name)> = idx
+            .iter()
+            .filter_map(|i| Ssmix2Name::from_rel_path(&files[*i].rel_path).map(|n| (*i, n)))
+            .collect();
         let last_invalid = names
             .iter()
             .filter(|(_, n)| n.condition_flag == 0)
@@ -131,7 +141,9 @@ pub(crate) fn mark_superseded(files: &mut [SourceFile]) {
         let latest_valid = names
             .iter()
             .filter(|(_, n)| n.condition_flag == 1)
-            .filter(|(_, n)| last_invalid.is_none_or(|(_, z)| ts_key(&n.timestamp) > ts_key(&z.timestamp)))
+            .filter(|(_, n)| {
+                last_invalid.is_none_or(|(_, z)| ts_key(&n.timestamp) > ts_key(&z.timestamp))
+            })
             .max_by(|a, b| ts_key(&a.1.timestamp).cmp(&ts_key(&b.1.timestamp)));
         for (i, n) in &names {
             if n.condition_flag == 0 {
@@ -159,10 +171,18 @@ fn tree_problems(rel_path: &str, name: &Ssmix2Name) -> Vec<String> {
         return out;
     }
     let n = parts.len();
-    let (p1, p2, pid, date, dtype) = (parts[n - 6], parts[n - 5], parts[n - 4], parts[n - 3], parts[n - 2]);
+    let (p1, p2, pid, date, dtype) = (
+        parts[n - 6],
+        parts[n - 5],
+        parts[n - 4],
+        parts[n - 3],
+        parts[n - 2],
+    );
     if pid != name.patient_id {
         out.push("the patient-ID folder differs from the file name's patient ID".to_string());
-    } else if name.patient_id.len() >= 6 && (name.patient_id.get(0..3) != Some(p1) || name.patient_id.get(3..6) != Some(p2)) {
+    } else if name.patient_id.len() >= 6
+        && (name.patient_id.get(0..3) != Some(p1) || name.patient_id.get(3..6) != Some(p2))
+    {
         out.push("the two 3-character prefix folders do not match the patient ID".to_string());
     }
     if date != name.date.as_deref().unwrap_or("-") {
@@ -198,23 +218,39 @@ pub struct MapError {
 }
 
 fn err(location: impl Into<String>, field: Option<&str>, reason: impl Into<String>) -> MapError {
-    MapError { location: location.into(), field: field.map(str::to_string), reason: reason.into() }
+    MapError {
+        location: location.into(),
+        field: field.map(str::to_string),
+        reason: reason.into(),
+    }
 }
 
 /// Reads one SS-MIX2 file's bytes: checks name and tree, splits messages, maps each.
 pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: &mut Emitter<'_>) {
     let file_name = rel_path.rsplit('/').next().unwrap_or(rel_path);
     let name = Ssmix2Name::parse(file_name);
-    let mut file_problems = name.as_ref().map(|n| tree_problems(rel_path, n)).unwrap_or_default();
+    let mut file_problems = name
+        .as_ref()
+        .map(|n| tree_problems(rel_path, n))
+        .unwrap_or_default();
     let messages = hl7::split_messages(bytes);
     if messages.is_empty() {
         file_problems.push(format!("{} ({} bytes)", hl7::Hl7Error::Empty, bytes.len()));
-    } else if !messages[0].1.first().is_some_and(|l| l.starts_with(b"MSH") || l.starts_with(b"\xEF\xBB\xBFMSH")) {
+    } else if !messages[0]
+        .1
+        .first()
+        .is_some_and(|l| l.starts_with(b"MSH") || l.starts_with(b"\xEF\xBB\xBFMSH"))
+    {
         file_problems.push(hl7::Hl7Error::NoMsh(bytes.len()).to_string());
     }
     if !file_problems.is_empty() {
         em.summary.units += 1;
-        em.quarantine(rel_path, "file", None, format!("SS-MIX2 file rejected: {}", file_problems.join("; ")));
+        em.quarantine(
+            rel_path,
+            "file",
+            None,
+            format!("SS-MIX2 file rejected: {}", file_problems.join("; ")),
+        );
         return;
     }
     let base = MessageContext {
@@ -222,7 +258,10 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
         source_file: rel_path.to_string(),
         data_type: name.as_ref().map(|n| n.data_type.clone()),
         expected_patient_id: name.as_ref().map(|n| n.patient_id.clone()),
-        file_date: name.as_ref().and_then(|n| n.date.as_deref()).and_then(parse_date),
+        file_date: name
+            .as_ref()
+            .and_then(|n| n.date.as_deref())
+            .and_then(parse_date),
         department: name.as_ref().and_then(|n| n.department.clone()),
         record_prefix: String::new(),
     };
@@ -234,14 +273,21 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
             joined.extend_from_slice(l);
             joined.push(b'\r');
         }
-        let location = if multi { format!("message {} (line {first_line})", k + 1) } else { "message".to_string() };
+        let location = if multi {
+            format!("message {} (line {first_line})", k + 1)
+        } else {
+            "message".to_string()
+        };
         let msg = match hl7::parse_hl7_message(&joined) {
             Ok(m) => m,
             Err(e) => {
                 // Line numbers inside the message are relative to its first line.
                 let reason = match e {
                     hl7::Hl7Error::BadSegment { index, line } => {
-                        format!("segment {index} (file line {}) is not an HL7 segment", line + first_line - 1)
+                        format!(
+                            "segment {index} (file line {}) is not an HL7 segment",
+                            line + first_line - 1
+                        )
                     }
                     other => other.to_string(),
                 };
@@ -259,10 +305,15 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
                 if let Some(n) = name.as_ref().filter(|n| n.condition_flag == 0) {
                     // A flag-0 file withdraws its order: its own content is not a fact.
                     match n.order_key() {
-                        Some(order) => em.emit(Item::Invalidated { file: rel_path.to_string(), order, timestamp: n.timestamp.clone() }),
+                        Some(order) => em.emit(Item::Invalidated {
+                            file: rel_path.to_string(),
+                            order,
+                            timestamp: n.timestamp.clone(),
+                        }),
                         None => {
                             em.summary.accepted += 1;
-                            em.summary.ignore("SS-MIX2 condition flag 0 without an order number");
+                            em.summary
+                                .ignore("SS-MIX2 condition flag 0 without an order number");
                         }
                     }
                 } else {
@@ -270,7 +321,11 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
                 }
             }
             Err(e) => {
-                let loc = if multi { format!("{location}, {}", e.location) } else { e.location };
+                let loc = if multi {
+                    format!("{location}, {}", e.location)
+                } else {
+                    e.location
+                };
                 em.quarantine(rel_path, loc, e.field.as_deref(), e.reason);
             }
         }
@@ -291,7 +346,10 @@ fn comp_full(seg: &Segment, n: usize, r: usize, c: usize) -> String {
     let d = seg.delimiters();
     let reps = seg.reps(n);
     let rep = reps.get(r).copied().unwrap_or("");
-    let comp = rep.split(d.component).nth(c.saturating_sub(1)).unwrap_or("");
+    let comp = rep
+        .split(d.component)
+        .nth(c.saturating_sub(1))
+        .unwrap_or("");
     hl7::unescape(comp, d).trim().to_string()
 }
 
@@ -299,7 +357,11 @@ fn comp_full(seg: &Segment, n: usize, r: usize, c: usize) -> String {
 fn triplets(seg: &Segment, n: usize) -> Vec<Coded> {
     [1usize, 4]
         .iter()
-        .map(|&s| Coded { code: comp_full(seg, n, 0, s), text: seg.c(n, s + 1), system: seg.c(n, s + 2) })
+        .map(|&s| Coded {
+            code: comp_full(seg, n, 0, s),
+            text: seg.c(n, s + 1),
+            system: seg.c(n, s + 2),
+        })
         .filter(|c| !c.code.is_empty() || !c.text.is_empty())
         .collect()
 }
@@ -315,11 +377,15 @@ struct Codes {
 }
 
 fn pick(ts: &[Coded]) -> Codes {
-    let std = ts.iter().find(|c| !c.code.is_empty() && standard_system(&c.system).is_some());
+    let std = ts
+        .iter()
+        .find(|c| !c.code.is_empty() && standard_system(&c.system).is_some());
     let src = ts.iter().find(|c| !c.code.is_empty()).or(ts.first());
     Codes {
         code: std.map(|c| c.code.clone()),
-        code_system: std.and_then(|c| standard_system(&c.system)).map(str::to_string),
+        code_system: std
+            .and_then(|c| standard_system(&c.system))
+            .map(str::to_string),
         source_code: src.and_then(|c| opt(&c.code)),
         source_system: src.and_then(|c| opt(source_system_name(&c.system))),
         source_name: ts.iter().find_map(|c| opt(&c.text)),
@@ -334,10 +400,16 @@ struct Group<'a> {
 }
 
 fn groups(msg: &Hl7Message) -> Vec<Group<'_>> {
-    let mut out = vec![Group { orc: None, segs: Vec::new() }];
+    let mut out = vec![Group {
+        orc: None,
+        segs: Vec::new(),
+    }];
     for (i, s) in msg.segments.iter().enumerate() {
         if s.id == "ORC" {
-            out.push(Group { orc: Some(s), segs: Vec::new() });
+            out.push(Group {
+                orc: Some(s),
+                segs: Vec::new(),
+            });
         } else if let Some(g) = out.last_mut() {
             g.segs.push((i, s));
         }
@@ -346,17 +418,46 @@ fn groups(msg: &Hl7Message) -> Vec<Group<'_>> {
 }
 
 /// Maps one HL7 message to a patient's identity and facts. Errors name the segment and field.
-pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMap<String, usize>) -> Result<SourceFacts, MapError> {
-    let msh = msg.msh().ok_or_else(|| err("segment 1", Some("MSH"), "the message does not start with MSH"))?;
+pub fn map_message(
+    msg: &Hl7Message,
+    ctx: &MessageContext,
+    ignored: &mut BTreeMap<String, usize>,
+) -> Result<SourceFacts, MapError> {
+    let msh = msg.msh().ok_or_else(|| {
+        err(
+            "segment 1",
+            Some("MSH"),
+            "the message does not start with MSH",
+        )
+    })?;
     let msh_date = parse_date(&msh.f(7));
     let msg_type = msh.c(9, 1);
-    let pid = msg.first("PID").ok_or_else(|| err("message", Some("PID"), "no PID segment: the message names no patient"))?;
-    let pid_loc = format!("segment {} (PID)", msg.segments.iter().position(|s| s.id == "PID").map_or(0, |p| p + 1));
-    let ids: Vec<String> = (0..pid.reps(3).len()).map(|r| pid.rc(3, r, 1)).filter(|s| !s.is_empty()).collect();
+    let pid = msg.first("PID").ok_or_else(|| {
+        err(
+            "message",
+            Some("PID"),
+            "no PID segment: the message names no patient",
+        )
+    })?;
+    let pid_loc = format!(
+        "segment {} (PID)",
+        msg.segments
+            .iter()
+            .position(|s| s.id == "PID")
+            .map_or(0, |p| p + 1)
+    );
+    let ids: Vec<String> = (0..pid.reps(3).len())
+        .map(|r| pid.rc(3, r, 1))
+        .filter(|s| !s.is_empty())
+        .collect();
     let patient_id = match (&ctx.expected_patient_id, ids.first()) {
         (Some(exp), Some(_)) => {
             if !ids.iter().any(|i| i == exp) {
-                return Err(err(pid_loc, Some("PID-3"), "PID-3 patient ID differs from the patient ID of the SS-MIX2 storage path and file name"));
+                return Err(err(
+                    pid_loc,
+                    Some("PID-3"),
+                    "PID-3 patient ID differs from the patient ID of the SS-MIX2 storage path and file name",
+                ));
             }
             exp.clone()
         }
@@ -396,8 +497,10 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
 
     // Inpatient stays: admission (ADT-22) and discharge (ADT-52) describe the same stay; both
     // carry the same source_visit_id (PV1-19, or the admission date) so the store can merge them.
-    if matches!(dtype.as_str(), "ADT-22" | "ADT-52") {
-        if let Some(pv1) = msg.first("PV1") {
+    if matches!(dtype.as_str(), "ADT-22" | "ADT-52")
+        && let Some(pv1) = msg.first("PV1")
+    {
+        {
             let evn = msg.first("EVN");
             let evn_date = evn.and_then(|e| parse_date(&e.f(6)).or_else(|| parse_date(&e.f(2))));
             let admit = parse_date(&pv1.f(44));
@@ -411,8 +514,13 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                     let vt = VisitType::parse(&pv1.f(2));
                     facts.push((
                         Fact::Visit(Visit {
-                            source_visit_id: opt(pv1.f(19)).or_else(|| Some(format!("adm-{}", start_date.format("%Y%m%d")))),
-                            visit_type: if vt == VisitType::Other { VisitType::Inpatient } else { vt },
+                            source_visit_id: opt(pv1.f(19))
+                                .or_else(|| Some(format!("adm-{}", start_date.format("%Y%m%d")))),
+                            visit_type: if vt == VisitType::Other {
+                                VisitType::Inpatient
+                            } else {
+                                vt
+                            },
                             start_date,
                             end_date: end,
                             department: opt(pv1.f(10)).or_else(|| ctx.department.clone()),
@@ -421,13 +529,16 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                     ));
                 }
                 None => {
-                    *ignored.entry("ADT-52 discharge without admission date (PV1-44)".into()).or_default() += 1;
+                    *ignored
+                        .entry("ADT-52 discharge without admission date (PV1-44)".into())
+                        .or_default() += 1;
                 }
             }
         }
     }
 
-    let performed = dtype.starts_with("OMG-1") || (dtype.is_empty() && matches!(msg_type.as_str(), "OMI" | "ORU"));
+    let performed = dtype.starts_with("OMG-1")
+        || (dtype.is_empty() && matches!(msg_type.as_str(), "OMI" | "ORU"));
     let mut seen_studies: BTreeSet<String> = BTreeSet::new();
     let mut seen_procs: BTreeSet<String> = BTreeSet::new();
     let has_child_orders = msg.segments.iter().any(|s| s.id == "ORC" && s.f(1) == "CH");
@@ -438,16 +549,27 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
         let tq1 = g.segs.iter().find(|(_, s)| s.id == "TQ1").map(|(_, s)| *s);
         let rxr = g.segs.iter().find(|(_, s)| s.id == "RXR").map(|(_, s)| *s);
         let obr = g.segs.iter().find(|(_, s)| s.id == "OBR").map(|(_, s)| *s);
-        let spm_date = g.segs.iter().find(|(_, s)| s.id == "SPM").and_then(|(_, s)| parse_date(&s.f(17)));
+        let spm_date = g
+            .segs
+            .iter()
+            .find(|(_, s)| s.id == "SPM")
+            .and_then(|(_, s)| parse_date(&s.f(17)));
         let route = rxr.and_then(|r| opt(r.c(1, 1)).or_else(|| opt(r.c(1, 2))));
         let tq_start = tq1.and_then(|t| parse_date(&t.f(7)));
         let tq_end = tq1.and_then(|t| parse_date(&t.f(8)));
         let days = tq1.and_then(|t| {
             let unit = t.c(6, 2).to_ascii_lowercase();
-            (unit == "d" || unit == "day" || unit == "日").then(|| parse_number(&t.c(6, 1))).flatten().map(|v| v as i32)
+            (unit == "d" || unit == "day" || unit == "日")
+                .then(|| parse_number(&t.c(6, 1)))
+                .flatten()
+                .map(|v| v as i32)
         });
         let has_rxc = g.segs.iter().any(|(_, s)| s.id == "RXC");
-        let kind = if dtype == "OMP-02" || dtype == "OMP-12" || has_rxc { "injection" } else { "prescription" };
+        let kind = if dtype == "OMP-02" || dtype == "OMP-12" || has_rxc {
+            "injection"
+        } else {
+            "prescription"
+        };
         let order_date = tq_start.or(orc_date).or(fallback_date);
         let orc_is_child = g.orc.is_some_and(|o| o.f(1) == "CH");
         let orc_is_parent = g.orc.is_some_and(|o| o.f(1) == "PA");
@@ -458,25 +580,55 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                 "PRB" => {
                     let n = nth("PRB");
                     if s.f(1) == "DE" {
-                        *ignored.entry("PRB action code DE (entered in error)".into()).or_default() += 1;
+                        *ignored
+                            .entry("PRB action code DE (entered in error)".into())
+                            .or_default() += 1;
                         last_prb = None;
                         continue;
                     }
                     let mut ts = triplets(s, 3);
-                    ts.extend(triplets(s, 10).into_iter().filter(|c| standard_system(&c.system).is_some()));
+                    ts.extend(
+                        triplets(s, 10)
+                            .into_iter()
+                            .filter(|c| standard_system(&c.system).is_some()),
+                    );
                     let codes = pick(&ts);
-                    if codes.code.is_none() && codes.source_code.is_none() && codes.source_name.is_none() {
-                        return Err(err(loc(), Some("PRB-3"), "the problem has no code and no name"));
+                    if codes.code.is_none()
+                        && codes.source_code.is_none()
+                        && codes.source_name.is_none()
+                    {
+                        return Err(err(
+                            loc(),
+                            Some("PRB-3"),
+                            "the problem has no code and no name",
+                        ));
                     }
-                    let start = parse_date(&s.f(16)).or_else(|| parse_date(&s.f(7))).or_else(|| parse_date(&s.f(2))).or(fallback_date);
+                    let start = parse_date(&s.f(16))
+                        .or_else(|| parse_date(&s.f(7)))
+                        .or_else(|| parse_date(&s.f(2)))
+                        .or(fallback_date);
                     let Some(start_date) = start else {
-                        return Err(err(loc(), Some("PRB-16"), "no onset, set or action date (PRB-16, PRB-7, PRB-2) and no file date"));
+                        return Err(err(
+                            loc(),
+                            Some("PRB-16"),
+                            "no onset, set or action date (PRB-16, PRB-7, PRB-2) and no file date",
+                        ));
                     };
                     let name = codes.source_name.clone().or_else(|| opt(s.f(17)));
                     let conf = format!("{} {}", s.c(13, 1), s.c(13, 2)).to_lowercase();
-                    let suspected = ["疑", "suspect", "provisional", "differential", "unconfirmed"].iter().any(|w| conf.contains(w))
+                    let suspected = [
+                        "疑",
+                        "suspect",
+                        "provisional",
+                        "differential",
+                        "unconfirmed",
+                    ]
+                    .iter()
+                    .any(|w| conf.contains(w))
                         || s.c(13, 1).eq_ignore_ascii_case("S")
-                        || name.as_deref().is_some_and(|n| n.ends_with("疑い") || n.ends_with("の疑"));
+                        || name
+                            .as_deref()
+                            .is_some_and(|n| n.ends_with("疑い") || n.ends_with("の疑"));
                     facts.push((
                         Fact::Condition(Condition {
                             source_visit_id: None,
@@ -497,11 +649,14 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                 }
                 "ZPR" => {
                     // MEDIS modifier codes: 8002 is the suffix 「の疑い」.
-                    let susp = [3usize, 6].iter().any(|&f| s.c(f, 1) == "8002" || s.c(f, 2).contains("疑"));
-                    if let (true, Some(k)) = (susp, last_prb) {
-                        if let Some((Fact::Condition(c), _)) = facts.get_mut(k) {
-                            c.suspected = true;
-                        }
+                    let susp = [3usize, 6]
+                        .iter()
+                        .any(|&f| s.c(f, 1) == "8002" || s.c(f, 2).contains("疑"));
+                    if susp
+                        && let Some(k) = last_prb
+                        && let Some((Fact::Condition(c), _)) = facts.get_mut(k)
+                    {
+                        c.suspected = true;
                     }
                 }
                 "RXE" => {
@@ -515,10 +670,23 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                         return Err(err(loc(), Some("RXE-2"), "the give code is empty"));
                     }
                     let Some(start_date) = order_date else {
-                        return Err(err(loc(), Some("TQ1-7"), "no start date (TQ1-7, ORC-9) and no file date"));
+                        return Err(err(
+                            loc(),
+                            Some("TQ1-7"),
+                            "no start date (TQ1-7, ORC-9) and no file date",
+                        ));
                     };
                     facts.push((
-                        Fact::Drug(drug(codes, start_date, tq_end, parse_number(&s.f(3)), opt(s.c(5, 1)).or_else(|| opt(s.c(5, 2))), days, route.clone(), kind)),
+                        Fact::Drug(drug(
+                            codes,
+                            start_date,
+                            tq_end,
+                            parse_number(&s.f(3)),
+                            opt(s.c(5, 1)).or_else(|| opt(s.c(5, 2))),
+                            days,
+                            route.clone(),
+                            kind,
+                        )),
                         prov(format!("RXE[{n}]")),
                     ));
                 }
@@ -529,10 +697,23 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                         return Err(err(loc(), Some("RXC-2"), "the component code is empty"));
                     }
                     let Some(start_date) = order_date else {
-                        return Err(err(loc(), Some("TQ1-7"), "no start date (TQ1-7, ORC-9) and no file date"));
+                        return Err(err(
+                            loc(),
+                            Some("TQ1-7"),
+                            "no start date (TQ1-7, ORC-9) and no file date",
+                        ));
                     };
                     facts.push((
-                        Fact::Drug(drug(codes, start_date, tq_end, parse_number(&s.f(3)), opt(s.c(4, 1)).or_else(|| opt(s.c(4, 2))), days, route.clone(), "injection")),
+                        Fact::Drug(drug(
+                            codes,
+                            start_date,
+                            tq_end,
+                            parse_number(&s.f(3)),
+                            opt(s.c(4, 1)).or_else(|| opt(s.c(4, 2))),
+                            days,
+                            route.clone(),
+                            "injection",
+                        )),
                         prov(format!("RXC[{n}]")),
                     ));
                 }
@@ -543,9 +724,22 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                         return Err(err(loc(), Some("RXA-5"), "the administered code is empty"));
                     }
                     let Some(start_date) = parse_date(&s.f(3)).or(order_date) else {
-                        return Err(err(loc(), Some("RXA-3"), "no administration date (RXA-3, ORC-9) and no file date"));
+                        return Err(err(
+                            loc(),
+                            Some("RXA-3"),
+                            "no administration date (RXA-3, ORC-9) and no file date",
+                        ));
                     };
-                    let mut d = drug(codes, start_date, parse_date(&s.f(4)), parse_number(&s.f(6)), opt(s.c(7, 1)).or_else(|| opt(s.c(7, 2))), None, route.clone(), "administration");
+                    let mut d = drug(
+                        codes,
+                        start_date,
+                        parse_date(&s.f(4)),
+                        parse_number(&s.f(6)),
+                        opt(s.c(7, 1)).or_else(|| opt(s.c(7, 2))),
+                        None,
+                        route.clone(),
+                        "administration",
+                    );
                     if d.end_date.is_some_and(|e| e < start_date) {
                         d.end_date = None;
                     }
@@ -558,16 +752,22 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                         .or(spm_date)
                         .or(orc_date)
                         .or(fallback_date);
-                    if let Some(f) = obx_fact(s, date, ignored).map_err(|(field, reason)| err(loc(), Some(field), reason))? {
+                    if let Some(f) = obx_fact(s, date, ignored)
+                        .map_err(|(field, reason)| err(loc(), Some(field), reason))?
+                    {
                         facts.push((f, prov(format!("OBX[{n}]"))));
                     }
                 }
                 "AL1" | "IAM" => {
                     let n = nth(if s.id == "AL1" { "AL1" } else { "IAM" });
                     let codes = pick(&triplets(s, 3));
-                    let date = if s.id == "IAM" { parse_date(&s.f(11)) } else { parse_date(&s.f(6)) }
-                        .or_else(|| msg.first("EVN").and_then(|e| parse_date(&e.f(2))))
-                        .or(msh_date);
+                    let date = if s.id == "IAM" {
+                        parse_date(&s.f(11))
+                    } else {
+                        parse_date(&s.f(6))
+                    }
+                    .or_else(|| msg.first("EVN").and_then(|e| parse_date(&e.f(2))))
+                    .or(msh_date);
                     let Some(date) = date else {
                         return Err(err(loc(), Some("MSH-7"), "no date for the allergy record"));
                     };
@@ -581,7 +781,9 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                             source_system: codes.source_system,
                             source_name: codes.source_name,
                             value_number: None,
-                            value_text: opt(s.c(2, 2)).or_else(|| opt(s.c(2, 1))).map(|t| format!("allergy: {t}")),
+                            value_text: opt(s.c(2, 2))
+                                .or_else(|| opt(s.c(2, 1)))
+                                .map(|t| format!("allergy: {t}")),
                             unit: None,
                         }),
                         prov(format!("{}[{n}]", s.id)),
@@ -595,7 +797,11 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                         continue;
                     }
                     let Some(date) = parse_date(&s.f(7)).or(orc_date).or(fallback_date) else {
-                        return Err(err(loc(), Some("OBR-7"), "no observation date (OBR-7, ORC-9) and no file date"));
+                        return Err(err(
+                            loc(),
+                            Some("OBR-7"),
+                            "no observation date (OBR-7, ORC-9) and no file date",
+                        ));
                     };
                     facts.push((
                         Fact::Procedure(Procedure {
@@ -621,8 +827,16 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
                     if !seen_studies.insert(key) {
                         continue;
                     }
-                    let Some(date) = obr.and_then(|o| parse_date(&o.f(7))).or(orc_date).or(fallback_date) else {
-                        return Err(err(loc(), Some("OBR-7"), "no study date (OBR-7, ORC-9) and no file date"));
+                    let Some(date) = obr
+                        .and_then(|o| parse_date(&o.f(7)))
+                        .or(orc_date)
+                        .or(fallback_date)
+                    else {
+                        return Err(err(
+                            loc(),
+                            Some("OBR-7"),
+                            "no study date (OBR-7, ORC-9) and no file date",
+                        ));
                     };
                     facts.push((
                         Fact::ImageStudy(ImageStudy {
@@ -642,12 +856,28 @@ pub fn map_message(msg: &Hl7Message, ctx: &MessageContext, ignored: &mut BTreeMa
         }
     }
 
-    Ok(SourceFacts { patient_id, identity: Some(identity), facts })
+    Ok(SourceFacts {
+        patient_id,
+        identity: Some(identity),
+        facts,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
-fn drug(codes: Codes, start_date: NaiveDate, end: Option<NaiveDate>, quantity: Option<f64>, unit: Option<String>, days: Option<i32>, route: Option<String>, kind: &str) -> Drug {
-    let end_date = end.or_else(|| days.filter(|d| *d > 0).and_then(|d| start_date.checked_add_days(chrono::Days::new(d as u64 - 1))));
+fn drug(
+    codes: Codes,
+    start_date: NaiveDate,
+    end: Option<NaiveDate>,
+    quantity: Option<f64>,
+    unit: Option<String>,
+    days: Option<i32>,
+    route: Option<String>,
+    kind: &str,
+) -> Drug {
+    let end_date = end.or_else(|| {
+        days.filter(|d| *d > 0)
+            .and_then(|d| start_date.checked_add_days(chrono::Days::new(d as u64 - 1)))
+    });
     Drug {
         source_visit_id: None,
         start_date,
@@ -667,22 +897,41 @@ fn drug(codes: Codes, start_date: NaiveDate, end: Option<NaiveDate>, quantity: O
 
 /// One OBX: NM/SN → measurement; coded and short strings → observation; TX/FT → note (free text
 /// is kept apart because it can identify); staff (XCN), times, and the rest are counted as ignored.
-fn obx_fact(s: &Segment, date: Option<NaiveDate>, ignored: &mut BTreeMap<String, usize>) -> Result<Option<Fact>, (&'static str, &'static str)> {
+fn obx_fact(
+    s: &Segment,
+    date: Option<NaiveDate>,
+    ignored: &mut BTreeMap<String, usize>,
+) -> Result<Option<Fact>, (&'static str, &'static str)> {
     let vt = s.f(2).to_ascii_uppercase();
-    let value_reps: Vec<String> = (0..s.reps(5).len()).map(|r| comp_full(s, 5, r, 1)).collect();
+    let value_reps: Vec<String> = (0..s.reps(5).len())
+        .map(|r| comp_full(s, 5, r, 1))
+        .collect();
     let value = value_reps.first().cloned().unwrap_or_default();
     if value.is_empty() && s.c(5, 2).is_empty() {
         // Ordered item without a result yet (OML-01 orders list their items as bare OBX).
-        *ignored.entry("OBX without a value (order item)".into()).or_default() += 1;
+        *ignored
+            .entry("OBX without a value (order item)".into())
+            .or_default() += 1;
         return Ok(None);
     }
     let codes = pick(&triplets(s, 3));
-    let Some(date) = date else { return Err(("OBX-14", "no observation date (OBX-14, OBR-7, SPM-17, ORC-9) and no file date")) };
+    let Some(date) = date else {
+        return Err((
+            "OBX-14",
+            "no observation date (OBX-14, OBR-7, SPM-17, ORC-9) and no file date",
+        ));
+    };
     let fact = match vt.as_str() {
         "NM" | "SN" | "" => {
-            let num = if vt == "SN" { parse_number(&format!("{}{}", s.c(5, 1).replace('=', ""), s.c(5, 2))) } else { parse_number(&value) };
+            let num = if vt == "SN" {
+                parse_number(&format!("{}{}", s.c(5, 1).replace('=', ""), s.c(5, 2)))
+            } else {
+                parse_number(&value)
+            };
             if vt.is_empty() && num.is_none() {
-                *ignored.entry("OBX without a value type".into()).or_default() += 1;
+                *ignored
+                    .entry("OBX without a value type".into())
+                    .or_default() += 1;
                 return Ok(None);
             }
             let (lo, hi) = parse_range(&s.f(7));
@@ -703,7 +952,11 @@ fn obx_fact(s: &Segment, date: Option<NaiveDate>, ignored: &mut BTreeMap<String,
             })
         }
         "ST" | "CWE" | "CE" | "CNE" | "CF" | "IS" | "ID" => {
-            let text = if matches!(vt.as_str(), "CWE" | "CE" | "CNE" | "CF") { opt(s.c(5, 2)).or_else(|| opt(&value)) } else { opt(&value) };
+            let text = if matches!(vt.as_str(), "CWE" | "CE" | "CNE" | "CF") {
+                opt(s.c(5, 2)).or_else(|| opt(&value))
+            } else {
+                opt(&value)
+            };
             Fact::Observation(ObservationFact {
                 source_visit_id: None,
                 date,
@@ -725,7 +978,9 @@ fn obx_fact(s: &Segment, date: Option<NaiveDate>, ignored: &mut BTreeMap<String,
             text: value_reps.join("\n"),
         }),
         _ => {
-            *ignored.entry("OBX value type not read (staff, times, other)".into()).or_default() += 1;
+            *ignored
+                .entry("OBX value type not read (staff, times, other)".into())
+                .or_default() += 1;
             return Ok(None);
         }
     };
@@ -740,7 +995,11 @@ fn identity_from(pid: &Segment, msg: &Hl7Message, patient_id: &str) -> Identity 
     for r in 0..pid.reps(5).len() {
         let family = pid.rc(5, r, 1);
         let given = pid.rc(5, r, 2);
-        let full = [family, given].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ");
+        let full = [family, given]
+            .into_iter()
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
         if full.is_empty() {
             continue;
         }
@@ -768,7 +1027,9 @@ fn identity_from(pid: &Segment, msg: &Hl7Message, patient_id: &str) -> Identity 
     });
     id.address = full_addr;
     // XTN: 12 unformatted number (SS-MIX2), else 1, else area + local.
-    id.phone = opt(pid.c(13, 12)).or_else(|| opt(pid.c(13, 1))).or_else(|| opt(format!("{}{}", pid.c(13, 6), pid.c(13, 7))));
+    id.phone = opt(pid.c(13, 12))
+        .or_else(|| opt(pid.c(13, 1)))
+        .or_else(|| opt(format!("{}{}", pid.c(13, 6), pid.c(13, 7))));
     id.death_date = parse_date(&pid.f(29)).map(iso);
     // Insurance: IN1 (ADT-00) or ZI1 (PPR-01), same layout: 3 insurer number, 10 記号, 11 番号,
     // 枝番 in IN1-46 (JAHIS) or IN1-49.
@@ -791,7 +1052,10 @@ fn classify_script(s: &str) -> Script {
     let letters: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
     if letters.iter().all(|c| c.is_ascii()) {
         Script::Latin
-    } else if letters.iter().all(|c| matches!(*c as u32, 0x30A0..=0x30FF | 0x3040..=0x309F | 0xFF65..=0xFF9F)) {
+    } else if letters
+        .iter()
+        .all(|c| matches!(*c as u32, 0x30A0..=0x30FF | 0x3040..=0x309F | 0xFF65..=0xFF9F))
+    {
         Script::Kana
     } else {
         Script::Kanji
@@ -804,17 +1068,22 @@ mod tests {
 
     #[test]
     fn file_name_convention() {
-        let n = Ssmix2Name::parse("9999013_20110701_OMP-01_000000011000185_20110701224603984_01_1").unwrap();
+        let n = Ssmix2Name::parse("9999013_20110701_OMP-01_000000011000185_20110701224603984_01_1")
+            .unwrap();
         assert_eq!(n.patient_id, "9999013");
         assert_eq!(n.date.as_deref(), Some("20110701"));
         assert_eq!(n.data_type, "OMP-01");
         assert_eq!(n.department.as_deref(), Some("01"));
         assert_eq!(n.condition_flag, 1);
         assert!(n.order_key().is_some());
-        let adt = Ssmix2Name::parse("9999013_-_ADT-00_999999999999999_20111220224447339_-_1").unwrap();
+        let adt =
+            Ssmix2Name::parse("9999013_-_ADT-00_999999999999999_20111220224447339_-_1").unwrap();
         assert_eq!(adt.date, None);
         assert_eq!(adt.department, None);
-        assert!(adt.order_key().is_none(), "placeholder order numbers are never superseded");
+        assert!(
+            adt.order_key().is_none(),
+            "placeholder order numbers are never superseded"
+        );
         assert!(Ssmix2Name::parse("LICENSE").is_none());
         assert!(Ssmix2Name::parse("a_b_c_d_e_f_2").is_none());
         let us = Ssmix2Name::parse("A_B_20110701_OMD_1_20110701000000000_-_0").unwrap();
@@ -826,7 +1095,13 @@ mod tests {
     fn tree_consistency() {
         let n = Ssmix2Name::parse("9999013_20110630_OMP-11_1_20110701113813225_01_1").unwrap();
         assert!(tree_problems("999/901/9999013/20110630/OMP-11/x", &n).is_empty());
-        assert_eq!(tree_problems("000/000/0000001/20000401/ADT-31/x", &n).len(), 3);
-        assert!(tree_problems("x", &n).is_empty(), "a lone file has no tree to check");
+        assert_eq!(
+            tree_problems("000/000/0000001/20000401/ADT-31/x", &n).len(),
+            3
+        );
+        assert!(
+            tree_problems("x", &n).is_empty(),
+            "a lone file has no tree to check"
+        );
     }
 }

@@ -8,9 +8,17 @@ use unicode_normalization::UnicodeNormalization;
 /// the clinical store needs a day, and the first day is the convention OMOP ETLs use.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
-    let digits: String = s.chars().take_while(|c| *c != 'T' && *c != ' ').filter(|c| c.is_ascii_digit()).collect();
+    let digits: String = s
+        .chars()
+        .take_while(|c| *c != 'T' && *c != ' ')
+        .filter(|c| c.is_ascii_digit())
+        .collect();
     // HL7 timestamps run on past the date; FHIR dateTimes were cut at 'T'.
-    let d = if digits.len() >= 8 { &digits[..8] } else { digits.as_str() };
+    let d = if digits.len() >= 8 {
+        &digits[..8]
+    } else {
+        digits.as_str()
+    };
     let (y, m, day) = match d.len() {
         8 => (d.get(0..4)?, d.get(4..6)?, d.get(6..8)?),
         6 => (d.get(0..4)?, d.get(4..6)?, "01"),
@@ -85,10 +93,17 @@ pub fn standard_system(system: &str) -> Option<&'static str> {
                 "LOINC"
             } else if l.contains("rxnorm") {
                 "RxNorm"
-            } else if l.ends_with("1.2.392.200119.4.504") || l.ends_with("1.2.392.200119.6.1005") || l.contains("jlac10") || l.contains("jc10") {
+            } else if l.ends_with("1.2.392.200119.4.504")
+                || l.ends_with("1.2.392.200119.6.1005")
+                || l.contains("jlac10")
+                || l.contains("jc10")
+            {
                 // JLAC10 (臨床検査項目分類コード) and the 特定健診 item code system built on it.
                 "JLAC10"
-            } else if l.ends_with("1.2.392.100495.20.2.74") || l.contains("yj-code") || l.ends_with("/yj") {
+            } else if l.ends_with("1.2.392.100495.20.2.74")
+                || l.contains("yj-code")
+                || l.ends_with("/yj")
+            {
                 "YJ"
             } else if l.contains("1.2.392.200119.4.403") || l.contains("hot") {
                 "HOT"
@@ -106,25 +121,72 @@ pub fn source_system_name(system: &str) -> String {
     let u = system.trim();
     match u.to_ascii_uppercase().as_str() {
         "MDCDX2" | "MDCDX" => "MEDIS-DC".to_string(),
-        _ if u.contains("master-disease-keyNumber") || u.ends_with("1.2.392.200119.4.101.6") => "MEDIS-DC".to_string(),
+        _ if u.contains("master-disease-keyNumber") || u.ends_with("1.2.392.200119.4.101.6") => {
+            "MEDIS-DC".to_string()
+        }
         _ if u.contains("master-disease-modKeyNumber") => "MEDIS-DC-MOD".to_string(),
         _ => u.to_string(),
     }
 }
 
 const PREFECTURES: [&str; 47] = [
-    "北海道", "青森県", "岩手県", "宮城県", "秋田県", "山形県", "福島県", "茨城県", "栃木県", "群馬県",
-    "埼玉県", "千葉県", "東京都", "神奈川県", "新潟県", "富山県", "石川県", "福井県", "山梨県", "長野県",
-    "岐阜県", "静岡県", "愛知県", "三重県", "滋賀県", "京都府", "大阪府", "兵庫県", "奈良県", "和歌山県",
-    "鳥取県", "島根県", "岡山県", "広島県", "山口県", "徳島県", "香川県", "愛媛県", "高知県", "福岡県",
-    "佐賀県", "長崎県", "熊本県", "大分県", "宮崎県", "鹿児島県", "沖縄県",
+    "北海道",
+    "青森県",
+    "岩手県",
+    "宮城県",
+    "秋田県",
+    "山形県",
+    "福島県",
+    "茨城県",
+    "栃木県",
+    "群馬県",
+    "埼玉県",
+    "千葉県",
+    "東京都",
+    "神奈川県",
+    "新潟県",
+    "富山県",
+    "石川県",
+    "福井県",
+    "山梨県",
+    "長野県",
+    "岐阜県",
+    "静岡県",
+    "愛知県",
+    "三重県",
+    "滋賀県",
+    "京都府",
+    "大阪府",
+    "兵庫県",
+    "奈良県",
+    "和歌山県",
+    "鳥取県",
+    "島根県",
+    "岡山県",
+    "広島県",
+    "山口県",
+    "徳島県",
+    "香川県",
+    "愛媛県",
+    "高知県",
+    "福岡県",
+    "佐賀県",
+    "長崎県",
+    "熊本県",
+    "大分県",
+    "宮崎県",
+    "鹿児島県",
+    "沖縄県",
 ];
 
 /// The prefecture (都道府県) an address starts with; only the prefecture enters the clinical
 /// store (finer address is identity). Addresses without one (「静岡市…」) give None.
 pub fn prefecture_of(address: &str) -> Option<String> {
     let a: String = address.nfkc().filter(|c| !c.is_whitespace()).collect();
-    PREFECTURES.iter().find(|p| a.starts_with(**p)).map(|p| p.to_string())
+    PREFECTURES
+        .iter()
+        .find(|p| a.starts_with(**p))
+        .map(|p| p.to_string())
 }
 
 /// Trims and turns an empty string into None.
@@ -164,7 +226,10 @@ mod tests {
 
     #[test]
     fn prefecture_from_address() {
-        assert_eq!(prefecture_of("静岡県静岡市登呂１−３−５").as_deref(), Some("静岡県"));
+        assert_eq!(
+            prefecture_of("静岡県静岡市登呂１−３−５").as_deref(),
+            Some("静岡県")
+        );
         assert_eq!(prefecture_of("静岡市駿河区"), None);
     }
 
@@ -175,7 +240,10 @@ mod tests {
         assert_eq!(standard_system("JC10"), Some("JLAC10"));
         assert_eq!(standard_system("http://snomed.info/sct"), Some("SNOMED"));
         assert_eq!(standard_system("http://loinc.org"), Some("LOINC"));
-        assert_eq!(standard_system("urn:oid:1.2.392.200119.6.1005"), Some("JLAC10"));
+        assert_eq!(
+            standard_system("urn:oid:1.2.392.200119.6.1005"),
+            Some("JLAC10")
+        );
         assert_eq!(standard_system("MDCDX2"), None);
         assert_eq!(source_system_name("MDCDX2"), "MEDIS-DC");
     }

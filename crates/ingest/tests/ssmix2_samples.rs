@@ -9,7 +9,10 @@ use kiban_ingest::ssmix2::{MessageContext, map_message};
 use kiban_ingest::*;
 use kiban_model::Fact;
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/ss-mix2/nhoHQ-SSMIX2DataTestingTool/sampleData");
+const ROOT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/ss-mix2/nhoHQ-SSMIX2DataTestingTool/sampleData"
+);
 
 struct Outcome {
     summary: FileSummary,
@@ -23,7 +26,9 @@ fn read_all(root: &str) -> BTreeMap<String, Outcome> {
         .iter()
         .map(|f| {
             let mut items = Vec::new();
-            let summary = reader.read_file(f, "1312345678", &mut |i| items.push(i)).unwrap();
+            let summary = reader
+                .read_file(f, "1312345678", &mut |i| items.push(i))
+                .unwrap();
             (f.rel_path.clone(), Outcome { summary, items })
         })
         .collect()
@@ -33,13 +38,19 @@ fn reasons(o: &Outcome) -> Vec<String> {
     o.items
         .iter()
         .filter_map(|i| match i {
-            Item::Quarantine(q) => Some(format!("{} | {} | {}", q.location, q.field.clone().unwrap_or_default(), q.reason)),
+            Item::Quarantine(q) => Some(format!(
+                "{} | {} | {}",
+                q.location,
+                q.field.clone().unwrap_or_default(),
+                q.reason
+            )),
             _ => None,
         })
         .collect()
 }
 
-const PID_MISMATCH: &str = "PID-3 | PID-3 patient ID differs from the patient ID of the SS-MIX2 storage path";
+const PID_MISMATCH: &str =
+    "PID-3 | PID-3 patient ID differs from the patient ID of the SS-MIX2 storage path";
 
 /// (file name prefix, expected facts per table, or the expected quarantine reasons)
 #[test]
@@ -47,7 +58,10 @@ fn every_sample_file_has_its_outcome_r_std_1() {
     let out = read_all(ROOT);
     assert_eq!(out.len(), 22, "the sample tree holds 22 files");
     let accepted: &[(&str, &[(&str, usize)])] = &[
-        ("9999013_-_ADT-00_", &[("person", 1), ("measurement", 2), ("observation", 2)]),
+        (
+            "9999013_-_ADT-00_",
+            &[("person", 1), ("measurement", 2), ("observation", 2)],
+        ),
         ("9999013_20110630_OMP-11_", &[("drug_exposure", 2)]),
         ("9999013_20110701_OMP-01_", &[("drug_exposure", 3)]),
         ("9999013_20110701_OMP-02_", &[("drug_exposure", 6)]),
@@ -58,22 +72,42 @@ fn every_sample_file_has_its_outcome_r_std_1() {
         ("9999013_20111220_OML-01_", &[]),
     ];
     let mismatched = [
-        "9999013_-_ADT-61_", "9999013_-_PPR-01_", "9999013_20111013_OMD_", "9999013_20111220_OMG-01_", "9999013_20111220_OMG-02_",
-        "9999013_20111220_OMG-03_", "9999013_20111220_OMG-11_", "9999013_20111220_OMG-12_", "9999013_20111220_OMG-13_",
+        "9999013_-_ADT-61_",
+        "9999013_-_PPR-01_",
+        "9999013_20111013_OMD_",
+        "9999013_20111220_OMG-01_",
+        "9999013_20111220_OMG-02_",
+        "9999013_20111220_OMG-03_",
+        "9999013_20111220_OMG-11_",
+        "9999013_20111220_OMG-12_",
+        "9999013_20111220_OMG-13_",
         "9999013_20111220_OML-11_",
     ];
     let mut seen = 0;
     for (path, o) in &out {
         let name = path.rsplit('/').next().unwrap();
-        if let Some((_, tables)) = accepted.iter().find(|(p, _)| name.starts_with(p) && path.starts_with("999/")) {
+        if let Some((_, tables)) = accepted
+            .iter()
+            .find(|(p, _)| name.starts_with(p) && path.starts_with("999/"))
+        {
             seen += 1;
-            assert_eq!((o.summary.accepted, o.summary.quarantined), (1, 0), "{path}: {:?}", reasons(o));
-            let want: BTreeMap<String, usize> = tables.iter().map(|(t, n)| (t.to_string(), *n)).collect();
+            assert_eq!(
+                (o.summary.accepted, o.summary.quarantined),
+                (1, 0),
+                "{path}: {:?}",
+                reasons(o)
+            );
+            let want: BTreeMap<String, usize> =
+                tables.iter().map(|(t, n)| (t.to_string(), *n)).collect();
             assert_eq!(o.summary.facts, want, "{path}");
             assert_eq!(o.summary.identities, 1, "{path}: every message carries PID");
         } else if mismatched.iter().any(|p| name.starts_with(p)) {
             seen += 1;
-            assert_eq!((o.summary.accepted, o.summary.quarantined), (0, 1), "{path}");
+            assert_eq!(
+                (o.summary.accepted, o.summary.quarantined),
+                (0, 1),
+                "{path}"
+            );
             let r = reasons(o);
             assert!(r[0].contains(PID_MISMATCH), "{path}: {r:?}");
         } else if path.starts_with("000/000/0000001/20000401/ADT-31/") {
@@ -96,8 +130,16 @@ fn every_sample_file_has_its_outcome_r_std_1() {
             seen += 1;
             let r = reasons(o);
             assert_eq!(o.summary.accepted, 0);
-            assert!(r[0].starts_with("message 1 (line 1), segment 2 (PID) | PID-3"), "{r:?}");
-            assert!(r[1..].iter().all(|x| x.contains("MSH segment has no field separator")), "{r:?}");
+            assert!(
+                r[0].starts_with("message 1 (line 1), segment 2 (PID) | PID-3"),
+                "{r:?}"
+            );
+            assert!(
+                r[1..]
+                    .iter()
+                    .all(|x| x.contains("MSH segment has no field separator")),
+                "{r:?}"
+            );
             assert_eq!(r.len(), if name.ends_with("_0") { 2 } else { 3 });
         }
     }
@@ -108,21 +150,41 @@ fn every_sample_file_has_its_outcome_r_std_1() {
 fn adt00_identity_kanji_kana_address_insurance() {
     let out = read_all(ROOT);
     let o = out.iter().find(|(p, _)| p.contains("ADT-00")).unwrap().1;
-    let Item::Facts(sf) = &o.items[0] else { panic!() };
+    let Item::Facts(sf) = &o.items[0] else {
+        panic!()
+    };
     let id = sf.identity.as_ref().unwrap();
     assert_eq!(sf.patient_id, "9999013");
-    assert_eq!(id.name_kanji.as_deref(), Some("患者 太郎"), "ISO-2022-JP kanji decoded from PID-5 (I)");
-    assert_eq!(id.name_kana.as_deref(), Some("カンジャ タロウ"), "kana from PID-5 (P)");
+    assert_eq!(
+        id.name_kanji.as_deref(),
+        Some("患者 太郎"),
+        "ISO-2022-JP kanji decoded from PID-5 (I)"
+    );
+    assert_eq!(
+        id.name_kana.as_deref(),
+        Some("カンジャ タロウ"),
+        "kana from PID-5 (P)"
+    );
     assert_eq!(id.birth_date.as_deref(), Some("1948-04-05"));
     assert_eq!(id.postal_code.as_deref(), Some("422-8033"));
-    assert!(id.address.as_deref().unwrap().starts_with("静岡県静岡市登呂"));
+    assert!(
+        id.address
+            .as_deref()
+            .unwrap()
+            .starts_with("静岡県静岡市登呂")
+    );
     assert_eq!(id.phone.as_deref(), Some("054-000-0000"));
     assert_eq!(id.insurer_number.as_deref(), Some("67999991"));
-    let (Fact::Person(p), prov) = &sf.facts[0] else { panic!() };
+    let (Fact::Person(p), prov) = &sf.facts[0] else {
+        panic!()
+    };
     assert_eq!(p.prefecture.as_deref(), Some("静岡県"));
     assert_eq!(prov.source_record, "PID");
     assert_eq!(prov.handler_code, "1312345678");
-    assert!(prov.source_file.ends_with("ADT-00_999999999999999_20111220224447339_-_1"));
+    assert!(
+        prov.source_file
+            .ends_with("ADT-00_999999999999999_20111220224447339_-_1")
+    );
 }
 
 /// The mapping of the samples whose PID-3 disagrees with the path, read without the storage
@@ -132,7 +194,12 @@ fn map_sample(part: &str) -> kiban_model::SourceFacts {
     let f = files.iter().find(|f| f.rel_path.contains(part)).unwrap();
     let bytes = std::fs::read(&f.path).unwrap();
     let msg = parse_hl7_message(&bytes).unwrap();
-    let ctx = MessageContext { handler_code: "H".into(), source_file: f.rel_path.clone(), data_type: Some(part.trim_matches('/').into()), ..Default::default() };
+    let ctx = MessageContext {
+        handler_code: "H".into(),
+        source_file: f.rel_path.clone(),
+        data_type: Some(part.trim_matches('/').into()),
+        ..Default::default()
+    };
     map_message(&msg, &ctx, &mut BTreeMap::new()).unwrap()
 }
 
@@ -140,10 +207,18 @@ fn map_sample(part: &str) -> kiban_model::SourceFacts {
 fn ppr01_prb_to_condition_with_icd10_and_medis() {
     let sf = map_sample("/PPR-01/");
     assert_eq!(sf.facts.len(), 1);
-    let (Fact::Condition(c), prov) = &sf.facts[0] else { panic!() };
+    let (Fact::Condition(c), prov) = &sf.facts[0] else {
+        panic!()
+    };
     assert_eq!(prov.source_record, "PRB[1]");
-    assert_eq!((c.code.as_deref(), c.code_system.as_deref()), (Some("K297"), Some("ICD10")));
-    assert_eq!((c.source_code.as_deref(), c.source_system.as_deref()), (Some("20054174"), Some("MEDIS-DC")));
+    assert_eq!(
+        (c.code.as_deref(), c.code_system.as_deref()),
+        (Some("K297"), Some("ICD10"))
+    );
+    assert_eq!(
+        (c.source_code.as_deref(), c.source_system.as_deref()),
+        (Some("20054174"), Some("MEDIS-DC"))
+    );
     assert_eq!(c.source_name.as_deref(), Some("胃炎"));
     assert_eq!(c.start_date.to_string(), "2011-08-31", "PRB-16 onset");
     assert!(c.primary, "PRB-18 主診断");
@@ -158,10 +233,26 @@ fn ppr01_prb_to_condition_with_icd10_and_medis() {
 #[test]
 fn oml11_obx_to_measurement_with_jlac10_range() {
     let sf = map_sample("/OML-11/");
-    let ms: Vec<_> = sf.facts.iter().filter_map(|(f, _)| if let Fact::Measurement(m) = f { Some(m) } else { None }).collect();
+    let ms: Vec<_> = sf
+        .facts
+        .iter()
+        .filter_map(|(f, _)| {
+            if let Fact::Measurement(m) = f {
+                Some(m)
+            } else {
+                None
+            }
+        })
+        .collect();
     assert_eq!(ms.len(), 3);
-    let tp = ms.iter().find(|m| m.source_name.as_deref() == Some("総蛋白")).unwrap();
-    assert_eq!((tp.code.as_deref(), tp.code_system.as_deref()), (Some("3A010000002327101"), Some("JLAC10")));
+    let tp = ms
+        .iter()
+        .find(|m| m.source_name.as_deref() == Some("総蛋白"))
+        .unwrap();
+    assert_eq!(
+        (tp.code.as_deref(), tp.code_system.as_deref()),
+        (Some("3A010000002327101"), Some("JLAC10"))
+    );
     assert_eq!(tp.value_number, Some(7.2));
     assert_eq!(tp.unit.as_deref(), Some("g/dl"));
     assert_eq!((tp.range_low, tp.range_high), (Some(6.7), Some(8.3)));
@@ -171,18 +262,57 @@ fn oml11_obx_to_measurement_with_jlac10_range() {
 #[test]
 fn omg_performed_studies_to_procedure_and_image_study() {
     let sf = map_sample("/OMG-11/");
-    let t = |name: &str| sf.facts.iter().filter(|(f, _)| f.table().name() == name).count();
-    assert_eq!(t("procedure_occurrence"), 1, "the child order (CH) is the performed exam");
+    let t = |name: &str| {
+        sf.facts
+            .iter()
+            .filter(|(f, _)| f.table().name() == name)
+            .count()
+    };
+    assert_eq!(
+        t("procedure_occurrence"),
+        1,
+        "the child order (CH) is the performed exam"
+    );
     assert_eq!(t("image_study"), 1, "one study UID, repeated per ORC");
-    let img = sf.facts.iter().find_map(|(f, _)| if let Fact::ImageStudy(i) = f { Some(i) } else { None }).unwrap();
+    let img = sf
+        .facts
+        .iter()
+        .find_map(|(f, _)| {
+            if let Fact::ImageStudy(i) = f {
+                Some(i)
+            } else {
+                None
+            }
+        })
+        .unwrap();
     assert_eq!(img.modality.as_deref(), Some("US"));
-    assert_eq!(img.study_uid.as_deref(), Some("1.2.392.1114.20045.43233.5.300001"));
+    assert_eq!(
+        img.study_uid.as_deref(),
+        Some("1.2.392.1114.20045.43233.5.300001")
+    );
     let ecg = map_sample("/OMG-13/");
-    let t = |name: &str| ecg.facts.iter().filter(|(f, _)| f.table().name() == name).count();
-    assert_eq!((t("procedure_occurrence"), t("measurement"), t("note")), (1, 11, 1));
+    let t = |name: &str| {
+        ecg.facts
+            .iter()
+            .filter(|(f, _)| f.table().name() == name)
+            .count()
+    };
+    assert_eq!(
+        (t("procedure_occurrence"), t("measurement"), t("note")),
+        (1, 11, 1)
+    );
     let endo = map_sample("/OMG-12/");
-    let t = |name: &str| endo.facts.iter().filter(|(f, _)| f.table().name() == name).count();
-    assert_eq!(t("procedure_occurrence"), 2, "two CH items: endoscopy and biopsy");
+    let t = |name: &str| {
+        endo.facts
+            .iter()
+            .filter(|(f, _)| f.table().name() == name)
+            .count()
+    };
+    assert_eq!(
+        t("procedure_occurrence"),
+        2,
+        "two CH items: endoscopy and biopsy"
+    );
     assert_eq!(t("image_study"), 1);
     // staff names (XCN) are never read
     assert!(!format!("{:?}", endo.facts).contains("大江戸"));
@@ -191,7 +321,13 @@ fn omg_performed_studies_to_procedure_and_image_study() {
 #[test]
 fn adt61_allergies_to_observations() {
     let sf = map_sample("/ADT-61/");
-    assert_eq!(sf.facts.iter().filter(|(f, _)| f.table().name() == "observation").count(), 4);
+    assert_eq!(
+        sf.facts
+            .iter()
+            .filter(|(f, _)| f.table().name() == "observation")
+            .count(),
+        4
+    );
 }
 
 fn write(dir: &std::path::Path, rel: &str, body: &[u8]) {
@@ -213,29 +349,84 @@ fn rx(pid: &str, hot: &str) -> Vec<u8> {
 fn condition_flag_zero_supersedes_earlier_versions() {
     let tmp = tempfile::tempdir().unwrap();
     let d = "123/456/1234567/20200101/OMP-01";
-    write(tmp.path(), &format!("{d}/1234567_20200101_OMP-01_555_20200101100000000_01_1"), &rx("1234567", "111"));
-    write(tmp.path(), &format!("{d}/1234567_20200101_OMP-01_555_20200101110000000_01_1"), &rx("1234567", "222"));
-    write(tmp.path(), &format!("{d}/1234567_20200101_OMP-01_555_20200101120000000_01_0"), &rx("1234567", "222"));
-    write(tmp.path(), &format!("{d}/1234567_20200101_OMP-01_556_20200101100000000_01_1"), &rx("1234567", "333"));
-    write(tmp.path(), &format!("{d}/1234567_20200101_OMP-01_557_20200101100000000_01_1"), &rx("1234567", "444"));
-    write(tmp.path(), &format!("{d}/1234567_20200101_OMP-01_557_20200102100000000_01_1"), &rx("1234567", "445"));
+    write(
+        tmp.path(),
+        &format!("{d}/1234567_20200101_OMP-01_555_20200101100000000_01_1"),
+        &rx("1234567", "111"),
+    );
+    write(
+        tmp.path(),
+        &format!("{d}/1234567_20200101_OMP-01_555_20200101110000000_01_1"),
+        &rx("1234567", "222"),
+    );
+    write(
+        tmp.path(),
+        &format!("{d}/1234567_20200101_OMP-01_555_20200101120000000_01_0"),
+        &rx("1234567", "222"),
+    );
+    write(
+        tmp.path(),
+        &format!("{d}/1234567_20200101_OMP-01_556_20200101100000000_01_1"),
+        &rx("1234567", "333"),
+    );
+    write(
+        tmp.path(),
+        &format!("{d}/1234567_20200101_OMP-01_557_20200101100000000_01_1"),
+        &rx("1234567", "444"),
+    );
+    write(
+        tmp.path(),
+        &format!("{d}/1234567_20200101_OMP-01_557_20200102100000000_01_1"),
+        &rx("1234567", "445"),
+    );
     let files = discover(&[tmp.path().to_path_buf()], None).unwrap();
     let mut items = Vec::new();
     for f in &files {
         read_file(f, "H", &mut |i| items.push(i)).unwrap();
     }
-    let superseded: Vec<_> = items.iter().filter(|i| matches!(i, Item::Superseded { .. })).collect();
-    assert_eq!(superseded.len(), 3, "two versions of order 555 and the older version of 557");
+    let superseded: Vec<_> = items
+        .iter()
+        .filter(|i| matches!(i, Item::Superseded { .. }))
+        .collect();
+    assert_eq!(
+        superseded.len(),
+        3,
+        "two versions of order 555 and the older version of 557"
+    );
     let invalidated: Vec<_> = items
         .iter()
-        .filter_map(|i| if let Item::Invalidated { order, timestamp, .. } = i { Some((order.order_no.clone(), timestamp.clone())) } else { None })
+        .filter_map(|i| {
+            if let Item::Invalidated {
+                order, timestamp, ..
+            } = i
+            {
+                Some((order.order_no.clone(), timestamp.clone()))
+            } else {
+                None
+            }
+        })
         .collect();
-    assert_eq!(invalidated, vec![("555".to_string(), "20200101120000000".to_string())]);
+    assert_eq!(
+        invalidated,
+        vec![("555".to_string(), "20200101120000000".to_string())]
+    );
     let codes: Vec<String> = items
         .iter()
-        .filter_map(|i| if let Item::Facts(sf) = i { Some(sf) } else { None })
+        .filter_map(|i| {
+            if let Item::Facts(sf) = i {
+                Some(sf)
+            } else {
+                None
+            }
+        })
         .flat_map(|sf| sf.facts.iter())
-        .filter_map(|(f, _)| if let Fact::Drug(d) = f { d.code.clone() } else { None })
+        .filter_map(|(f, _)| {
+            if let Fact::Drug(d) = f {
+                d.code.clone()
+            } else {
+                None
+            }
+        })
         .collect();
     assert_eq!(codes, vec!["333", "445"]);
 }
@@ -248,11 +439,17 @@ fn several_messages_in_one_file_are_separate_units() {
     body.extend(rx("42", "222"));
     write(tmp.path(), "batch.hl7", &body);
     let files = discover(&[tmp.path().to_path_buf()], None).unwrap();
-    assert_eq!(files[0].format, Some(Format::Ssmix2), "detected by the MSH start");
+    assert_eq!(
+        files[0].format,
+        Some(Format::Ssmix2),
+        "detected by the MSH start"
+    );
     let mut items = Vec::new();
     let s = read_file(&files[0], "H", &mut |i| items.push(i)).unwrap();
     assert_eq!((s.units, s.accepted, s.quarantined), (3, 2, 1));
-    let Item::Quarantine(q) = &items[1] else { panic!() };
+    let Item::Quarantine(q) = &items[1] else {
+        panic!()
+    };
     assert_eq!(q.location, "message 2 (line 6)");
     assert!(q.reason.contains("file line 7"), "{}", q.reason);
     let Item::Facts(sf) = &items[2] else { panic!() };
@@ -264,7 +461,11 @@ mod fuzz {
     use proptest::prelude::*;
 
     fn sample_bytes() -> Vec<Vec<u8>> {
-        discover(&[PathBuf::from(ROOT)], None).unwrap().iter().map(|f| std::fs::read(&f.path).unwrap()).collect()
+        discover(&[PathBuf::from(ROOT)], None)
+            .unwrap()
+            .iter()
+            .map(|f| std::fs::read(&f.path).unwrap())
+            .collect()
     }
 
     proptest! {

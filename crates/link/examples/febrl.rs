@@ -20,14 +20,21 @@ fn main() {
     };
     let elapsed = t.elapsed();
     let m = kiban_link::evaluate(&res.clusters, &truth);
-    println!("FEBRL4 {} records, {} candidate pairs", records.len(), res.stats.candidate_pairs);
+    println!(
+        "FEBRL4 {} records, {} candidate pairs",
+        records.len(),
+        res.stats.candidate_pairs
+    );
     println!(
         "precision {:.4}  recall {:.4}  F1 {:.4}  (pairs: true {}, predicted {}, correct {})",
         m.precision, m.recall, m.f1, m.true_pairs, m.predicted_pairs, m.correct_pairs
     );
     println!(
         "cluster F1 {:.4}  merged clusters {}  split persons {}  review {}",
-        m.cluster_f1, m.merged_clusters, m.split_persons, res.review.len()
+        m.cluster_f1,
+        m.merged_clusters,
+        m.split_persons,
+        res.review.len()
     );
     println!(
         "model: lambda {:.4}, EM iterations {} (converged {}), expected false-merge {:.5}, missed-merge {:.5}",
@@ -40,7 +47,10 @@ fn main() {
     if std::env::args().any(|a| a == "-v") {
         for c in &res.model.comparisons {
             for l in &c.levels {
-                println!("  {:<12} {:<36} m {:.5} u {:.6} w {:+.2}", c.name, l.label, l.m, l.u, l.weight_bits);
+                println!(
+                    "  {:<12} {:<36} m {:.5} u {:.6} w {:+.2}",
+                    c.name, l.label, l.m, l.u, l.weight_bits
+                );
             }
         }
         println!("{:#?}", res.stats);
@@ -51,7 +61,25 @@ fn main() {
             if truth.get(&r.a) == truth.get(&r.b) {
                 e.1 += 1;
                 if std::env::args().any(|a| a == "-vv") {
-                    println!("  true match in review {:?} p={:.3} {:?}", r.reason, r.probability, r.levels);
+                    println!(
+                        "  true match in review {:?} p={:.3} {:?}",
+                        r.reason, r.probability, r.levels
+                    );
+                }
+            }
+        }
+        if std::env::args().any(|a| a == "-vv") {
+            for (reg, key) in &res.clusters {
+                let other = res
+                    .clusters
+                    .iter()
+                    .find(|(r2, k2)| *r2 != reg && *k2 == key);
+                if let Some((r2, _)) = other {
+                    if truth.get(reg) != truth.get(r2) && reg < r2 {
+                        println!("false merge {reg} {r2}");
+                    }
+                } else if reg.starts_with("A:") {
+                    println!("missed {reg} entity {}", truth[reg]);
                 }
             }
         }
@@ -59,5 +87,8 @@ fn main() {
             println!("review {k}: {n} pairs, {t} true matches");
         }
     }
-    println!("wall time {:.3} s (link only, excluding CSV load)", elapsed.as_secs_f64());
+    println!(
+        "wall time {:.3} s (link only, excluding CSV load)",
+        elapsed.as_secs_f64()
+    );
 }

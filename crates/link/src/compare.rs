@@ -42,7 +42,12 @@ pub const COMPARISONS: [(&str, &[&str]); N_CMP] = [
     ),
     (
         "birth_date",
-        &["exact", "day/month transposed", "one field differs", "different"],
+        &[
+            "exact",
+            "day/month transposed",
+            "one field differs",
+            "different",
+        ],
     ),
     ("sex", &["same", "different"]),
     (
@@ -57,7 +62,12 @@ pub const COMPARISONS: [(&str, &[&str]); N_CMP] = [
     ),
     (
         "postal_code",
-        &["exact", "one edit", "same area (first 3 digits)", "different"],
+        &[
+            "exact",
+            "one edit",
+            "same area (first 3 digits)",
+            "different",
+        ],
     ),
     (
         "insurance",
@@ -157,7 +167,9 @@ impl Rec {
             Sex::Female => 2,
             _ => 0,
         };
-        let addr = opt(&id.address).map(normalize::normalize_address).unwrap_or_default();
+        let addr = opt(&id.address)
+            .map(normalize::normalize_address)
+            .unwrap_or_default();
         let insured = {
             let sym = opt(&id.insured_symbol).and_then(normalize::insured_code);
             let num = opt(&id.insured_number).and_then(normalize::insured_code);
@@ -178,8 +190,14 @@ impl Rec {
                 .into_bytes()
                 .into(),
             pref: addr.prefecture.unwrap_or_default().into(),
-            city: addr.municipality.chars().collect(),
-            street: addr.rest.chars().collect(),
+            // spaces carry no meaning inside a street or locality (FEBRL inserts them as
+            // noise; Japanese addresses are already space-free)
+            city: addr
+                .municipality
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .collect(),
+            street: addr.rest.chars().filter(|c| !c.is_whitespace()).collect(),
             phone: opt(&id.phone)
                 .and_then(normalize::phone)
                 .unwrap_or_default()
@@ -216,7 +234,8 @@ fn close(s: Script, a: &[char], b: &[char]) -> bool {
         // kanji names are short: one differing character out of ≥ 2 is "close"
         Script::Kanji => a.len().min(b.len()) >= 2 && levenshtein(a, b) <= 1,
         Script::Kana | Script::Alpha => {
-            jaro_winkler(a, b) >= 0.88 || (a.len().min(b.len()) >= 3 && within_one_edit(a, b))
+            // one edit in a 3-character kana name is another name (ユウコ/ユウマ), not a typo
+            jaro_winkler(a, b) >= 0.88 || (a.len().min(b.len()) >= 4 && within_one_edit(a, b))
         }
     }
 }
@@ -249,14 +268,24 @@ fn script_cmp(s: Script, a: &Part, b: &Part) -> Option<(Agree, Agree, bool)> {
     let try_split = |sp: &Part, un: &Part| -> Option<(Agree, Agree, bool)> {
         (sp.split && un.full.starts_with(&sp.fam)).then(|| {
             let rest = &un.full[sp.fam.len()..];
-            let g = if rest.is_empty() { Agree::Missing } else { agree(s, &sp.giv, rest) };
+            let g = if rest.is_empty() {
+                Agree::Missing
+            } else {
+                agree(s, &sp.giv, rest)
+            };
             (Agree::Exact, g, false)
         })
     };
     if let Some(r) = try_split(a, b).or_else(|| try_split(b, a)) {
         return Some(r);
     }
-    let sp = if a.split { Some(a) } else if b.split { Some(b) } else { None };
+    let sp = if a.split {
+        Some(a)
+    } else if b.split {
+        Some(b)
+    } else {
+        None
+    };
     if let Some(sp) = sp {
         let un = if a.split { b } else { a };
         if un.full.ends_with(&sp.giv) && !sp.giv.is_empty() {
@@ -265,7 +294,11 @@ fn script_cmp(s: Script, a: &Part, b: &Part) -> Option<(Agree, Agree, bool)> {
             return Some((agree(s, &sp.fam, fam), Agree::Exact, false));
         }
     }
-    let full = if close(s, &a.full, &b.full) { Agree::Close } else { Agree::Differ };
+    let full = if close(s, &a.full, &b.full) {
+        Agree::Close
+    } else {
+        Agree::Differ
+    };
     Some((full, full, false))
 }
 
@@ -274,7 +307,11 @@ fn script_cmp(s: Script, a: &Part, b: &Part) -> Option<(Agree, Agree, bool)> {
 /// *differs* — independent transcriptions that are each merely "close" (健太/健二 and
 /// ケンタ/ケンジ) are the twin signature, not a typo.
 fn joint(xs: &[Agree]) -> Agree {
-    let present: Vec<Agree> = xs.iter().copied().filter(|a| *a != Agree::Missing).collect();
+    let present: Vec<Agree> = xs
+        .iter()
+        .copied()
+        .filter(|a| *a != Agree::Missing)
+        .collect();
     if present.contains(&Agree::Exact) {
         Agree::Exact
     } else if present.is_empty() {
@@ -311,7 +348,7 @@ pub(crate) fn name_level(a: &Rec, b: &Rec) -> (u8, Option<Script>) {
         (Close, Close) => 2,
         (Exact, Missing) | (Missing, Exact) => 3,
         (Differ, Exact) => 4,
-        (Exact, Differ) if givs[0] == Differ || givs[1] == Differ => NAME_GIVEN_DIFFERS,
+        (Exact, Differ) if givs[0] != Missing || givs[1] != Missing => NAME_GIVEN_DIFFERS,
         (Exact, Differ) => NAME_GIVEN_DIFFERS_LATIN,
         (Missing, Missing) => NULL,
         _ => 6,
@@ -419,7 +456,11 @@ fn phone_level(a: &[u8], b: &[u8]) -> u8 {
 /// Compares two records: the comparison vector and the script of an exact name match.
 pub(crate) fn compare(a: &Rec, b: &Rec) -> (Gamma, Option<Script>) {
     let (name, tf) = name_level(a, b);
-    let sex = if a.sex == 0 || b.sex == 0 { NULL } else { u8::from(a.sex != b.sex) };
+    let sex = if a.sex == 0 || b.sex == 0 {
+        NULL
+    } else {
+        u8::from(a.sex != b.sex)
+    };
     (
         [
             name,
@@ -442,28 +483,55 @@ pub enum HardNegative {
     GivenNameDiffers,
     /// Same insurance card, different branch number: another family member on the card.
     OtherCardBranch,
-    /// Same name (and typically birth date) but every available corroborating identifier
-    /// (address, postal code, insurance, phone — at least two of them) disagrees: a namesake.
+    /// Recorded sexes differ and the names are not identical: opposite-sex twins/siblings.
+    SexDiffers,
+    /// Same name (and typically birth date) but no corroborating identifier (residence,
+    /// phone, insurance) agrees — all disagree or none is available on both sides: a
+    /// namesake, or a person who moved and left nothing else to confirm it. A clerk decides.
     Namesake,
 }
 
+impl HardNegative {
+    /// Whether the pair *contradicts* being one person (twins, family members), as opposed
+    /// to merely lacking corroboration (namesake). Only contradictions veto a cluster merge
+    /// through another member; a lack of corroboration only stops the direct link.
+    pub fn is_contradiction(self) -> bool {
+        !matches!(self, HardNegative::Namesake)
+    }
+}
+
 /// Hard negatives of a comparison vector (see [`HardNegative`]).
-pub(crate) fn hard_negative(g: &Gamma, twin_guard: bool, namesake_guard: bool) -> Option<HardNegative> {
+pub(crate) fn hard_negative(
+    g: &Gamma,
+    twin_guard: bool,
+    namesake_guard: bool,
+) -> Option<HardNegative> {
     if twin_guard && g[C_NAME] == NAME_GIVEN_DIFFERS {
         return Some(HardNegative::GivenNameDiffers);
     }
     if g[C_INS] == INS_OTHER_BRANCH {
         return Some(HardNegative::OtherCardBranch);
     }
+    if twin_guard && g[C_SEX] == 1 && g[C_NAME] != 0 {
+        return Some(HardNegative::SexDiffers);
+    }
     if namesake_guard && g[C_NAME] <= 3 {
-        // (comparison, first level that counts as disagreement)
-        let corroborating = [(C_ADDR, 3u8), (C_POSTAL, 2), (C_INS, 3), (C_PHONE, 2)];
-        let present: Vec<bool> = corroborating
-            .iter()
-            .filter(|(c, _)| g[*c] != NULL)
-            .map(|(c, bad)| g[*c] >= *bad)
+        // independent corroborators: residence (address, else postal code — one piece of
+        // evidence, a move changes both), phone, insurance; Some(true) = disagrees
+        let residence = if g[C_ADDR] != NULL {
+            Some(g[C_ADDR] >= 3)
+        } else if g[C_POSTAL] != NULL {
+            Some(g[C_POSTAL] >= 2)
+        } else {
+            None
+        };
+        let phone = (g[C_PHONE] != NULL).then(|| g[C_PHONE] >= 2);
+        let insurance = (g[C_INS] != NULL).then(|| g[C_INS] >= 3);
+        let present: Vec<bool> = [residence, phone, insurance]
+            .into_iter()
+            .flatten()
             .collect();
-        if present.len() >= 2 && present.iter().all(|d| *d) {
+        if present.iter().all(|d| *d) {
             return Some(HardNegative::Namesake);
         }
     }
@@ -515,15 +583,27 @@ mod tests {
     #[test]
     fn hard_negatives_fire_for_twins_and_namesakes() {
         let mut g: Gamma = [NAME_GIVEN_DIFFERS, 0, 0, 0, 0, 0, 0];
-        assert_eq!(hard_negative(&g, true, true), Some(HardNegative::GivenNameDiffers));
+        assert_eq!(
+            hard_negative(&g, true, true),
+            Some(HardNegative::GivenNameDiffers)
+        );
         assert_eq!(hard_negative(&g, false, true), None);
         g = [0, 0, 0, 4, 3, NULL, 2];
         assert_eq!(hard_negative(&g, true, true), Some(HardNegative::Namesake));
         g = [0, 0, 0, 4, 3, NULL, 0];
         assert_eq!(hard_negative(&g, true, true), None);
-        g = [0, 0, 0, 4, NULL, NULL, NULL];
+        g = [0, 0, 0, NULL, 3, 4, NULL];
+        assert_eq!(hard_negative(&g, true, true), Some(HardNegative::Namesake));
+        g = [0, 0, 0, 4, 3, 0, NULL];
+        assert_eq!(hard_negative(&g, true, true), None);
+        g = [0, 0, 0, NULL, NULL, NULL, NULL];
+        assert_eq!(hard_negative(&g, true, true), Some(HardNegative::Namesake));
+        g = [6, 0, 0, NULL, NULL, NULL, NULL];
         assert_eq!(hard_negative(&g, true, true), None);
         g = [0, 0, 0, 0, 0, INS_OTHER_BRANCH, 0];
-        assert_eq!(hard_negative(&g, true, true), Some(HardNegative::OtherCardBranch));
+        assert_eq!(
+            hard_negative(&g, true, true),
+            Some(HardNegative::OtherCardBranch)
+        );
     }
 }

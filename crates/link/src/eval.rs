@@ -30,7 +30,11 @@ fn pairs(n: u64) -> u64 {
 }
 
 fn f1(p: f64, r: f64) -> f64 {
-    if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
+    if p + r == 0.0 {
+        0.0
+    } else {
+        2.0 * p * r / (p + r)
+    }
 }
 
 /// Compares predicted clusters (registration → person key) with the truth (registration →
@@ -88,22 +92,31 @@ mod tests {
     use super::*;
 
     fn m(xs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        xs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        xs.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn pairwise_and_cluster_measures() {
-        let truth: HashMap<String, String> = m(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "2"), ("e", "3")])
-            .into_iter()
-            .collect();
+        let truth: HashMap<String, String> =
+            m(&[("a", "1"), ("b", "1"), ("c", "1"), ("d", "2"), ("e", "3")])
+                .into_iter()
+                .collect();
         // perfect
         let pred = m(&[("a", "a"), ("b", "a"), ("c", "a"), ("d", "d"), ("e", "e")]);
         let x = evaluate(&pred, &truth);
-        assert_eq!((x.precision, x.recall, x.f1, x.cluster_f1), (1.0, 1.0, 1.0, 1.0));
+        assert_eq!(
+            (x.precision, x.recall, x.f1, x.cluster_f1),
+            (1.0, 1.0, 1.0, 1.0)
+        );
         // c split off, d merged with e
         let pred = m(&[("a", "a"), ("b", "a"), ("c", "c"), ("d", "d"), ("e", "d")]);
         let x = evaluate(&pred, &truth);
-        assert_eq!((x.true_pairs, x.predicted_pairs, x.correct_pairs), (3, 2, 1));
+        assert_eq!(
+            (x.true_pairs, x.predicted_pairs, x.correct_pairs),
+            (3, 2, 1)
+        );
         assert_eq!(x.precision, 0.5);
         assert!((x.recall - 1.0 / 3.0).abs() < 1e-12);
         assert_eq!((x.merged_clusters, x.split_persons), (1, 1));

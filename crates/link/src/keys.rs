@@ -55,7 +55,14 @@ pub fn id1_components(id: &Identity) -> Option<[String; 6]> {
         .as_deref()
         .and_then(normalize::insured_branch)
         .unwrap_or_default();
-    Some([insurer, symbol, number, branch, birth(id)?, sex_code(id.sex)?.to_string()])
+    Some([
+        insurer,
+        symbol,
+        number,
+        branch,
+        birth(id)?,
+        sex_code(id.sex)?.to_string(),
+    ])
 }
 
 /// The normalized components of ID2: kana name key (family+given, spacing-insensitive),
@@ -143,7 +150,9 @@ mod tests {
         assert_eq!(h.len(), 64);
         // no plain hash: the output is not SHA-256 of the concatenated components
         use sha2::Digest;
-        let plain = hex::encode(Sha256::digest(id1_components(&a).unwrap().concat().as_bytes()));
+        let plain = hex::encode(Sha256::digest(
+            id1_components(&a).unwrap().concat().as_bytes(),
+        ));
         assert_ne!(h, plain);
     }
 }

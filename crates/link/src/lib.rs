@@ -29,6 +29,6 @@ pub use compare::{COMPARISONS, HardNegative};
 pub use eval::{Metrics, evaluate};
 pub use linker::{
     BlockReason, BlockedMerge, ComparisonSummary, LevelSummary, LinkConfig, LinkError, LinkRecord,
-    LinkResult, LinkStats, MergeConstraint, ModelSummary, ReviewDecision, ReviewPair, ReviewReason, link,
-    link_with,
+    LinkResult, LinkStats, MergeConstraint, ModelSummary, ReviewDecision, ReviewPair, ReviewReason,
+    link, link_with,
 };

@@ -9,8 +9,8 @@ use kiban_model::Identity;
 use serde::Serialize;
 
 use crate::compare::{
-    self, C_DOB, C_INS, C_NAME, C_PHONE, C_POSTAL, COMPARISONS, Gamma, HardNegative, N_CMP, NULL, Rec, SCRIPTS,
-    Script, n_levels,
+    self, C_ADDR, C_DOB, C_INS, C_NAME, C_PHONE, C_POSTAL, COMPARISONS, Gamma, HardNegative, N_CMP,
+    NULL, Rec, SCRIPTS, Script, n_levels,
 };
 
 /// One handler's registration of a patient, the unit of linkage.
@@ -176,8 +176,11 @@ pub struct ComparisonSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {
     pub comparisons: Vec<ComparisonSummary>,
-    /// Proportion of candidate pairs that are matches (EM estimate).
+    /// Prior: proportion of all record pairs that are matches (EM estimate among candidates,
+    /// scaled to all pairs because u is estimated on random pairs).
     pub lambda: f64,
+    /// Proportion of candidate pairs that are matches (EM estimate).
+    pub lambda_candidates: f64,
     pub em_iterations: usize,
     pub em_converged: bool,
     /// Expected share of linked pairs that are false (Σ(1−p) / links).
@@ -226,7 +229,7 @@ pub fn link(records: &[LinkRecord], cfg: &LinkConfig) -> Result<LinkResult, Link
 
 /// Blocking rules: each maps a record to zero or more keys; records sharing a key are
 /// candidates. Together they keep recall ≥ 99.9 % (a pair needs to agree on only one).
-const RULES: [&str; 9] = [
+const RULES: [&str; 11] = [
     "kanji_name",
     "kana_name",
     "alpha_name",
@@ -236,6 +239,8 @@ const RULES: [&str; 9] = [
     "postal_code+birth_year",
     "family_name+birth_year",
     "given_name+birth_month_day",
+    "address (municipality+street)",
+    "postal_code+any_name_part",
 ];
 
 fn h<T: Hash>(t: T) -> u64 {
@@ -286,13 +291,29 @@ fn rule_keys(r: &Rec, rule: usize, out: &mut Vec<u64>) {
                 }
             }
         }
+        9 => {
+            if !r.street.is_empty() {
+                out.push(h((rule, &r.city, &r.street)));
+            }
+        }
+        10 => {
+            if !r.postal.is_empty() {
+                for p in &r.names {
+                    for part in [&p.fam, &p.giv] {
+                        if !part.is_empty() {
+                            out.push(h((rule, &r.postal, part)));
+                        }
+                    }
+                }
+            }
+        }
         _ => {}
     }
 }
 
 /// Comparisons a blocking rule's key determines: masked when training m on that rule's pairs
 /// (Splink's rule: a field used to select pairs says nothing about them).
-const RULE_MASK: [&[usize]; 9] = [
+const RULE_MASK: [&[usize]; 11] = [
     &[C_NAME],
     &[C_NAME],
     &[C_NAME],
@@ -302,6 +323,8 @@ const RULE_MASK: [&[usize]; 9] = [
     &[C_POSTAL, C_DOB],
     &[C_NAME, C_DOB],
     &[C_NAME, C_DOB],
+    &[C_ADDR],
+    &[C_POSTAL, C_NAME],
 ];
 
 /// Candidate pairs (a < b) with the bit set of rules that produced each.
@@ -329,14 +352,18 @@ fn blocking(recs: &[Rec], cfg: &LinkConfig, stats: &mut LinkStats) -> Vec<(u32, 
             }
             for (x, &(_, i)) in block.iter().enumerate() {
                 for &(_, j) in &block[x + 1..] {
-                    if i != j && (cfg.link_within_source || recs[i as usize].src != recs[j as usize].src) {
+                    if i != j
+                        && (cfg.link_within_source || recs[i as usize].src != recs[j as usize].src)
+                    {
                         let (a, b) = (i.min(j), i.max(j));
                         pairs.push(((u64::from(a) << 32) | u64::from(b), 1u16 << rule));
                     }
                 }
             }
         }
-        stats.pairs_per_rule.push((RULES[rule], pairs.len() - before));
+        stats
+            .pairs_per_rule
+            .push((RULES[rule], pairs.len() - before));
     }
     pairs.sort_unstable_by_key(|p| p.0);
     let mut out: Vec<(u32, u32, u16)> = Vec::new();
@@ -364,7 +391,9 @@ impl SplitMix {
 
 /// P(two random records agree exactly | both present) = Σ (n_v / n)², computed exactly from
 /// value counts (random sampling sees too few agreements on rare exact levels).
-fn exact_agreement<'a, T: Hash + Eq + 'a>(values: impl Iterator<Item = Option<&'a T>>) -> Option<f64> {
+fn exact_agreement<'a, T: Hash + Eq + 'a>(
+    values: impl Iterator<Item = Option<&'a T>>,
+) -> Option<f64> {
     let mut counts: HashMap<&T, u64> = HashMap::new();
     let mut n = 0u64;
     for v in values.flatten() {
@@ -401,7 +430,9 @@ impl Model {
             let k = s as usize;
             let f = f64::from(a.tf[k].max(1)) / self.name_total[k].max(1.0);
             if self.name_sumsq[k] > 0.0 {
-                w += (self.name_sumsq[k] / f).log2().clamp(-self.tf_cap, self.tf_cap);
+                w += (self.name_sumsq[k] / f)
+                    .log2()
+                    .clamp(-self.tf_cap, self.tf_cap);
             }
         }
         w
@@ -434,8 +465,20 @@ fn estimate_u(recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
     }
     let exact: [(usize, Option<f64>); 3] = [
         (C_DOB, exact_agreement(recs.iter().map(|r| r.dob.as_ref()))),
-        (C_POSTAL, exact_agreement(recs.iter().map(|r| Some(&r.postal).filter(|p| !p.is_empty())))),
-        (C_PHONE, exact_agreement(recs.iter().map(|r| Some(&r.phone).filter(|p| !p.is_empty())))),
+        (
+            C_POSTAL,
+            exact_agreement(
+                recs.iter()
+                    .map(|r| Some(&r.postal).filter(|p| !p.is_empty())),
+            ),
+        ),
+        (
+            C_PHONE,
+            exact_agreement(
+                recs.iter()
+                    .map(|r| Some(&r.phone).filter(|p| !p.is_empty())),
+            ),
+        ),
     ];
     let mut u: Vec<Vec<f64>> = counts
         .iter()
@@ -461,7 +504,9 @@ fn initial_m() -> Vec<Vec<f64>> {
     (0..N_CMP)
         .map(|c| {
             let l = n_levels(c);
-            (0..l).map(|k| if k == 0 { 0.9 } else { 0.1 / (l - 1) as f64 }).collect()
+            (0..l)
+                .map(|k| if k == 0 { 0.9 } else { 0.1 / (l - 1) as f64 })
+                .collect()
         })
         .collect()
 }
@@ -478,7 +523,13 @@ struct Em {
 
 /// EM over distinct comparison patterns with u fixed (Splink's procedure). With
 /// `update_m = false` only λ is fitted.
-fn run_em(patterns: &[(Gamma, f64)], u: &[Vec<f64>], m0: Vec<Vec<f64>>, update_m: bool, max_iter: usize) -> Em {
+fn run_em(
+    patterns: &[(Gamma, f64)],
+    u: &[Vec<f64>],
+    m0: Vec<Vec<f64>>,
+    update_m: bool,
+    max_iter: usize,
+) -> Em {
     let mut m = m0;
     let mut lambda: f64 = 0.1;
     let mut mass = vec![0.0; N_CMP];
@@ -640,7 +691,11 @@ pub fn link_with(
     constraint: &dyn MergeConstraint,
 ) -> Result<LinkResult, LinkError> {
     let ok01 = |x: f64| (0.0..=1.0).contains(&x);
-    if !(ok01(cfg.lower) && ok01(cfg.upper) && cfg.lower <= cfg.upper && ok01(cfg.min_cross_probability)) {
+    if !(ok01(cfg.lower)
+        && ok01(cfg.upper)
+        && cfg.lower <= cfg.upper
+        && ok01(cfg.min_cross_probability))
+    {
         return Err(LinkError::InvalidThresholds);
     }
     let mut stats = LinkStats {
@@ -679,7 +734,10 @@ pub fn link_with(
         let n: f64 = counts.values().map(|c| f64::from(*c)).sum();
         name_total[k] = n;
         if n > 1.0 {
-            let same: f64 = counts.values().map(|c| f64::from(*c) * f64::from(c.saturating_sub(1))).sum();
+            let same: f64 = counts
+                .values()
+                .map(|c| f64::from(*c) * f64::from(c.saturating_sub(1)))
+                .sum();
             name_sumsq[k] = (same / (n * (n - 1.0))).max(1.0 / (n * n));
         }
         let tf: Vec<u32> = recs
@@ -700,16 +758,33 @@ pub fn link_with(
 
     // 3. model
     let t = Instant::now();
-    let evals: Vec<(Gamma, Option<Script>)> =
-        cands.iter().map(|&(a, b, _)| compare::compare(&recs[a as usize], &recs[b as usize])).collect();
+    let evals: Vec<(Gamma, Option<Script>)> = cands
+        .iter()
+        .map(|&(a, b, _)| compare::compare(&recs[a as usize], &recs[b as usize]))
+        .collect();
     let u = estimate_u(&recs, cfg);
     let gammas: Vec<Gamma> = evals.iter().map(|e| e.0).collect();
     let em = train(&cands, &gammas, &u, cfg.em_max_iterations);
     let (em_iterations, em_converged) = (em.iterations, em.converged);
+    // EM fits λ among candidates; u is a population rate (random pairs), so the prior must be
+    // one too: expected matches (all inside the candidates, by blocking recall) / all pairs.
+    let total_pairs = if cfg.link_within_source {
+        let n = recs.len() as f64;
+        n * (n - 1.0) / 2.0
+    } else {
+        let mut per_src: HashMap<u32, f64> = HashMap::new();
+        for r in &recs {
+            *per_src.entry(r.src).or_default() += 1.0;
+        }
+        let n = recs.len() as f64;
+        (n * n - per_src.values().map(|k| k * k).sum::<f64>()) / 2.0
+    };
+    let lambda_candidates = em.lambda;
+    let lambda = (em.lambda * cands.len() as f64 / total_pairs.max(1.0)).clamp(1e-12, 0.5);
     let model = Model {
         m: em.m,
         u,
-        lambda: em.lambda,
+        lambda,
         name_sumsq,
         name_total,
         tf_cap: cfg.tf_cap_bits,
@@ -717,14 +792,23 @@ pub fn link_with(
     let score = |a: u32, b: u32| -> (f64, Gamma, Option<HardNegative>) {
         let (ra, rb) = (&recs[a as usize], &recs[b as usize]);
         let (g, tf) = compare::compare(ra, rb);
-        (model.weight(&g, tf, ra), g, compare::hard_negative(&g, cfg.twin_guard, cfg.namesake_guard))
+        (
+            model.weight(&g, tf, ra),
+            g,
+            compare::hard_negative(&g, cfg.twin_guard, cfg.namesake_guard),
+        )
     };
     let mut scored: Vec<(f64, u32, u32, Option<HardNegative>)> = cands
         .iter()
         .zip(&evals)
         .map(|(&(a, b, _), (g, tf))| {
             let w = model.weight(g, *tf, &recs[a as usize]);
-            (w, a, b, compare::hard_negative(g, cfg.twin_guard, cfg.namesake_guard))
+            (
+                w,
+                a,
+                b,
+                compare::hard_negative(g, cfg.twin_guard, cfg.namesake_guard),
+            )
         })
         .collect();
     stats.time_model = t.elapsed();
@@ -734,18 +818,19 @@ pub fn link_with(
     let mut review: Vec<ReviewPair> = Vec::new();
     let mut blocked: Vec<BlockedMerge> = Vec::new();
     let mut in_review: HashSet<(u32, u32)> = HashSet::new();
-    let mut push_review = |review: &mut Vec<ReviewPair>, a: u32, b: u32, w: f64, g: &Gamma, reason| {
-        if in_review.insert((a.min(b), a.max(b))) {
-            review.push(ReviewPair {
-                a: records[a as usize].registration_id.clone(),
-                b: records[b as usize].registration_id.clone(),
-                probability: prob(w),
-                match_weight_bits: w,
-                reason,
-                levels: levels_of(g),
-            });
-        }
-    };
+    let mut push_review =
+        |review: &mut Vec<ReviewPair>, a: u32, b: u32, w: f64, g: &Gamma, reason| {
+            if in_review.insert((a.min(b), a.max(b))) {
+                review.push(ReviewPair {
+                    a: records[a as usize].registration_id.clone(),
+                    b: records[b as usize].registration_id.clone(),
+                    probability: prob(w),
+                    match_weight_bits: w,
+                    reason,
+                    levels: levels_of(g),
+                });
+            }
+        };
     let (mut sum_fp, mut sum_p_linked, mut sum_p_missed) = (0.0, 0.0, 0.0);
     let mut edges: Vec<(f64, u32, u32, bool)> = Vec::new();
     for (k, &(w, a, b, hn)) in scored.iter().enumerate() {
@@ -759,7 +844,14 @@ pub fn link_with(
             if let Some(hn) = hn {
                 stats.hard_negative_pairs += 1;
                 if p >= cfg.lower {
-                    push_review(&mut review, a, b, w, &evals[k].0, ReviewReason::HardNegative(hn));
+                    push_review(
+                        &mut review,
+                        a,
+                        b,
+                        w,
+                        &evals[k].0,
+                        ReviewReason::HardNegative(hn),
+                    );
                 }
             } else if p >= cfg.lower {
                 push_review(&mut review, a, b, w, &evals[k].0, ReviewReason::Uncertain);
@@ -781,7 +873,10 @@ pub fn link_with(
     }
     review.retain(|r| {
         let (a, b) = (index[r.a.as_str()], index[r.b.as_str()]);
-        !cannot.contains(&(a.min(b), a.max(b))) && !cfg.decisions.iter().any(|d| d.same_person && ((d.a == r.a && d.b == r.b) || (d.a == r.b && d.b == r.a)))
+        !cannot.contains(&(a.min(b), a.max(b)))
+            && !cfg.decisions.iter().any(|d| {
+                d.same_person && ((d.a == r.a && d.b == r.b) || (d.a == r.b && d.b == r.a))
+            })
     });
     edges.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
     scored.clear();
@@ -826,7 +921,7 @@ pub fn link_with(
                     continue;
                 }
                 let (wx, _, hn) = score(x, y);
-                if let Some(hn) = hn {
+                if let Some(hn) = hn.filter(|h| h.is_contradiction()) {
                     verdict = Err(Err(ReviewReason::HardNegative(hn)));
                     break 'cross;
                 }
@@ -838,7 +933,8 @@ pub fn link_with(
         }
         match verdict {
             Ok(()) => {
-                let (big, small) = if uf.members[ra as usize].len() >= uf.members[rb as usize].len() {
+                let (big, small) = if uf.members[ra as usize].len() >= uf.members[rb as usize].len()
+                {
                     (ra, rb)
                 } else {
                     (rb, ra)
@@ -879,7 +975,9 @@ pub fn link_with(
             clusters.insert(records[i as usize].registration_id.clone(), key.to_string());
         }
     }
-    stats.clusters = (0..n as u32).filter(|&i| uf.parent[i as usize] == i).count();
+    stats.clusters = (0..n as u32)
+        .filter(|&i| uf.parent[i as usize] == i)
+        .count();
     stats.review_pairs = review.len();
     review.sort_by(|x, y| y.probability.total_cmp(&x.probability));
     stats.time_cluster = t.elapsed();
@@ -901,6 +999,7 @@ pub fn link_with(
     let model_summary = ModelSummary {
         comparisons,
         lambda: model.lambda,
+        lambda_candidates,
         em_iterations,
         em_converged,
         expected_false_merge_rate: sum_fp / n_linked,

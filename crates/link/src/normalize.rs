@@ -248,7 +248,9 @@ impl Ymd {
 
     /// Whether the date exists in the proleptic Gregorian calendar.
     pub fn is_valid(&self) -> bool {
-        (1..=12).contains(&self.month) && self.day >= 1 && self.day <= days_in_month(self.year, self.month)
+        (1..=12).contains(&self.month)
+            && self.day >= 1
+            && self.day <= days_in_month(self.year, self.month)
     }
 }
 
@@ -264,11 +266,56 @@ fn days_in_month(y: i32, m: u32) -> u32 {
 
 /// Japanese eras: (kanji, letter, UKE era code, first day).
 const ERAS: [(&str, char, char, Ymd); 5] = [
-    ("明治", 'M', '1', Ymd { year: 1868, month: 1, day: 25 }),
-    ("大正", 'T', '2', Ymd { year: 1912, month: 7, day: 30 }),
-    ("昭和", 'S', '3', Ymd { year: 1926, month: 12, day: 25 }),
-    ("平成", 'H', '4', Ymd { year: 1989, month: 1, day: 8 }),
-    ("令和", 'R', '5', Ymd { year: 2019, month: 5, day: 1 }),
+    (
+        "明治",
+        'M',
+        '1',
+        Ymd {
+            year: 1868,
+            month: 1,
+            day: 25,
+        },
+    ),
+    (
+        "大正",
+        'T',
+        '2',
+        Ymd {
+            year: 1912,
+            month: 7,
+            day: 30,
+        },
+    ),
+    (
+        "昭和",
+        'S',
+        '3',
+        Ymd {
+            year: 1926,
+            month: 12,
+            day: 25,
+        },
+    ),
+    (
+        "平成",
+        'H',
+        '4',
+        Ymd {
+            year: 1989,
+            month: 1,
+            day: 8,
+        },
+    ),
+    (
+        "令和",
+        'R',
+        '5',
+        Ymd {
+            year: 2019,
+            month: 5,
+            day: 1,
+        },
+    ),
 ];
 
 /// Parses a date in any notation hospitals use and validates it against the calendar:
@@ -324,7 +371,11 @@ pub fn parse_date_lenient(s: &str) -> Option<Ymd> {
     }
     let all_digits = s.chars().all(|c| c.is_ascii_digit());
     if all_digits && s.len() == 8 {
-        return ymd_checked(s[..4].parse().ok()?, s[4..6].parse().ok()?, s[6..8].parse().ok()?);
+        return ymd_checked(
+            s[..4].parse().ok()?,
+            s[4..6].parse().ok()?,
+            s[6..8].parse().ok()?,
+        );
     }
     if all_digits && s.len() == 7 {
         let code = s.chars().next()?;
@@ -333,7 +384,11 @@ pub fn parse_date_lenient(s: &str) -> Option<Ymd> {
         if yy < 1 {
             return None;
         }
-        return ymd_checked(start.year + yy - 1, s[3..5].parse().ok()?, s[5..7].parse().ok()?);
+        return ymd_checked(
+            start.year + yy - 1,
+            s[3..5].parse().ok()?,
+            s[5..7].parse().ok()?,
+        );
     }
     let nums = numbers(s);
     if nums.len() == 3 && s.chars().next().is_some_and(|c| c.is_ascii_digit()) {
@@ -358,17 +413,63 @@ fn ymd_checked(year: i32, month: u32, day: u32) -> Option<Ymd> {
 pub fn to_wareki(d: Ymd) -> Option<String> {
     let (kanji, _, _, start) = ERAS.iter().rev().find(|e| d >= e.3)?;
     let y = d.year - start.year + 1;
-    let ys = if y == 1 { "元".to_string() } else { y.to_string() };
+    let ys = if y == 1 {
+        "元".to_string()
+    } else {
+        y.to_string()
+    };
     Some(format!("{kanji}{ys}年{}月{}日", d.month, d.day))
 }
 
 /// The 47 prefectures, in JIS X 0401 order (index + 1 is the JIS code).
 pub const PREFECTURES: [&str; 47] = [
-    "北海道", "青森県", "岩手県", "宮城県", "秋田県", "山形県", "福島県", "茨城県", "栃木県", "群馬県",
-    "埼玉県", "千葉県", "東京都", "神奈川県", "新潟県", "富山県", "石川県", "福井県", "山梨県", "長野県",
-    "岐阜県", "静岡県", "愛知県", "三重県", "滋賀県", "京都府", "大阪府", "兵庫県", "奈良県", "和歌山県",
-    "鳥取県", "島根県", "岡山県", "広島県", "山口県", "徳島県", "香川県", "愛媛県", "高知県", "福岡県",
-    "佐賀県", "長崎県", "熊本県", "大分県", "宮崎県", "鹿児島県", "沖縄県",
+    "北海道",
+    "青森県",
+    "岩手県",
+    "宮城県",
+    "秋田県",
+    "山形県",
+    "福島県",
+    "茨城県",
+    "栃木県",
+    "群馬県",
+    "埼玉県",
+    "千葉県",
+    "東京都",
+    "神奈川県",
+    "新潟県",
+    "富山県",
+    "石川県",
+    "福井県",
+    "山梨県",
+    "長野県",
+    "岐阜県",
+    "静岡県",
+    "愛知県",
+    "三重県",
+    "滋賀県",
+    "京都府",
+    "大阪府",
+    "兵庫県",
+    "奈良県",
+    "和歌山県",
+    "鳥取県",
+    "島根県",
+    "岡山県",
+    "広島県",
+    "山口県",
+    "徳島県",
+    "香川県",
+    "愛媛県",
+    "高知県",
+    "福岡県",
+    "佐賀県",
+    "長崎県",
+    "熊本県",
+    "大分県",
+    "宮崎県",
+    "鹿児島県",
+    "沖縄県",
 ];
 
 /// An address split for comparison.
@@ -392,7 +493,10 @@ pub fn normalize_address(s: &str) -> Address {
     if !n.chars().any(is_cjk_or_kana) {
         return latin_address(&n);
     }
-    let t: String = fold_variant_kanji(&n).chars().filter(|c| !c.is_whitespace()).collect();
+    let t: String = fold_variant_kanji(&n)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let t = kanji_numerals_in_addresses(&t);
     let t = block_numbers(&t);
     let (prefecture, after) = match PREFECTURES.iter().find(|p| t.starts_with(**p)) {
@@ -485,7 +589,13 @@ pub fn kanji_number(run: &str) -> Option<u32> {
                 total = total.checked_add(cur.unwrap_or(1).checked_mul(unit)?)?;
                 cur = None;
             }
-            c => cur = Some(cur.unwrap_or(0).checked_mul(10)?.checked_add(kanji_digit(c)?)?),
+            c => {
+                cur = Some(
+                    cur.unwrap_or(0)
+                        .checked_mul(10)?
+                        .checked_add(kanji_digit(c)?)?,
+                )
+            }
         }
     }
     total.checked_add(cur.unwrap_or(0))
@@ -530,7 +640,10 @@ fn kanji_numerals_in_addresses(t: &str) -> String {
 }
 
 fn is_hyphen(c: char) -> bool {
-    matches!(c, '-' | 'ー' | '－' | '‐' | '‑' | '−' | '–' | '—' | '―' | '﹣' | 'ｰ')
+    matches!(
+        c,
+        '-' | 'ー' | '－' | '‐' | '‑' | '−' | '–' | '—' | '―' | '﹣' | 'ｰ'
+    )
 }
 
 /// Rewrites 丁目/番地/番/号/の and hyphen variants after digits to a plain `N-N-N` form.
@@ -539,7 +652,9 @@ fn block_numbers(t: &str) -> String {
     let mut out = String::with_capacity(t.len());
     let mut i = 0;
     let starts = |i: usize, pat: &str| -> bool {
-        pat.chars().enumerate().all(|(k, p)| chars.get(i + k) == Some(&p))
+        pat.chars()
+            .enumerate()
+            .all(|(k, p)| chars.get(i + k) == Some(&p))
     };
     while i < chars.len() {
         let c = chars[i];
@@ -564,7 +679,9 @@ fn block_numbers(t: &str) -> String {
             out.push('-');
         } else if starts(i, "号") {
             i += 1;
-        } else if (chars.get(i).is_some_and(|&h| is_hyphen(h)) || starts(i, "の")) && next_is_digit(i + 1) {
+        } else if (chars.get(i).is_some_and(|&h| is_hyphen(h)) || starts(i, "の"))
+            && next_is_digit(i + 1)
+        {
             i += 1;
             out.push('-');
         }
@@ -604,8 +721,16 @@ fn split_municipality(s: &str) -> (&str, &str) {
     let end = match first {
         Some((k, '市')) => {
             // 四日市市 / 廿日市市 keep both; a designated city's ward (横浜市中区) within 4 chars
-            let k = if chars.get(k + 1) == Some(&'市') { k + 1 } else { k };
-            Some((k + 1..(k + 5).min(chars.len())).find(|&w| chars[w] == '区').unwrap_or(k))
+            let k = if chars.get(k + 1) == Some(&'市') {
+                k + 1
+            } else {
+                k
+            };
+            Some(
+                (k + 1..(k + 5).min(chars.len()))
+                    .find(|&w| chars[w] == '区')
+                    .unwrap_or(k),
+            )
         }
         Some((k, '区')) => Some(k),
         Some((k, _)) => town(k + 2),
@@ -679,14 +804,20 @@ mod tests {
     #[test]
     fn names_split_on_any_space_or_none() {
         let a = normalize_kanji_name("渡邊　太郎");
-        assert_eq!((a.family.as_str(), a.given.as_str(), a.split), ("渡辺", "太郎", true));
+        assert_eq!(
+            (a.family.as_str(), a.given.as_str(), a.split),
+            ("渡辺", "太郎", true)
+        );
         let b = normalize_kanji_name("渡辺 太郎");
         assert_eq!(a, b);
         let c = normalize_kanji_name("渡辺太郎");
         assert!(!c.split);
         assert_eq!(c.joined(), a.joined());
         let k = normalize_kana_name("ﾜﾀﾅﾍﾞ  ﾀﾛｳ");
-        assert_eq!((k.family.as_str(), k.given.as_str()), ("ワタナベ", "タロウ"));
+        assert_eq!(
+            (k.family.as_str(), k.given.as_str()),
+            ("ワタナベ", "タロウ")
+        );
         let r = normalize_alpha_name("YAMADA^Taro");
         assert_eq!((r.family.as_str(), r.given.as_str()), ("yamada", "taro"));
         let w = normalize_alpha_name("Smith, John");
@@ -703,12 +834,19 @@ mod tests {
         assert_eq!(insured_branch("1"), insured_branch("０１"));
         assert_eq!(digits("０３－１２３４－５６７８"), "0312345678");
         assert_eq!(phone("+81 90-1234-5678").as_deref(), Some("09012345678"));
-        assert_eq!(postal_code("〒１００－０００１").as_deref(), Some("1000001"));
+        assert_eq!(
+            postal_code("〒１００－０００１").as_deref(),
+            Some("1000001")
+        );
     }
 
     #[test]
     fn wareki_and_seireki_dates_parse() {
-        let d = Ymd { year: 1975, month: 3, day: 1 };
+        let d = Ymd {
+            year: 1975,
+            month: 3,
+            day: 1,
+        };
         for s in [
             "1975-03-01",
             "1975/3/1",
@@ -723,21 +861,76 @@ mod tests {
         ] {
             assert_eq!(parse_date(s), Some(d), "{s}");
         }
-        assert_eq!(parse_date("平成元年1月8日"), Some(Ymd { year: 1989, month: 1, day: 8 }));
-        assert_eq!(parse_date("H1-1-8"), Some(Ymd { year: 1989, month: 1, day: 8 }));
-        assert_eq!(parse_date("令和元年5月1日"), Some(Ymd { year: 2019, month: 5, day: 1 }));
-        assert_eq!(parse_date("R2.2.29"), Some(Ymd { year: 2020, month: 2, day: 29 }));
-        assert_eq!(parse_date("大正3年4月5日"), Some(Ymd { year: 1914, month: 4, day: 5 }));
-        assert_eq!(parse_date("M45.7.29"), Some(Ymd { year: 1912, month: 7, day: 29 }));
+        assert_eq!(
+            parse_date("平成元年1月8日"),
+            Some(Ymd {
+                year: 1989,
+                month: 1,
+                day: 8
+            })
+        );
+        assert_eq!(
+            parse_date("H1-1-8"),
+            Some(Ymd {
+                year: 1989,
+                month: 1,
+                day: 8
+            })
+        );
+        assert_eq!(
+            parse_date("令和元年5月1日"),
+            Some(Ymd {
+                year: 2019,
+                month: 5,
+                day: 1
+            })
+        );
+        assert_eq!(
+            parse_date("R2.2.29"),
+            Some(Ymd {
+                year: 2020,
+                month: 2,
+                day: 29
+            })
+        );
+        assert_eq!(
+            parse_date("大正3年4月5日"),
+            Some(Ymd {
+                year: 1914,
+                month: 4,
+                day: 5
+            })
+        );
+        assert_eq!(
+            parse_date("M45.7.29"),
+            Some(Ymd {
+                year: 1912,
+                month: 7,
+                day: 29
+            })
+        );
         assert_eq!(parse_date("1975-02-30"), None);
-        assert_eq!(parse_date_lenient("19751131"), Some(Ymd { year: 1975, month: 11, day: 31 }));
+        assert_eq!(
+            parse_date_lenient("19751131"),
+            Some(Ymd {
+                year: 1975,
+                month: 11,
+                day: 31
+            })
+        );
         assert_eq!(parse_date("unknown"), None);
         assert_eq!(parse_date("S0.1.1"), None);
     }
 
     #[test]
     fn seireki_to_wareki_respects_era_boundaries() {
-        let w = |y, m, d| to_wareki(Ymd { year: y, month: m, day: d });
+        let w = |y, m, d| {
+            to_wareki(Ymd {
+                year: y,
+                month: m,
+                day: d,
+            })
+        };
         assert_eq!(w(1989, 1, 7).as_deref(), Some("昭和64年1月7日"));
         assert_eq!(w(1989, 1, 8).as_deref(), Some("平成元年1月8日"));
         assert_eq!(w(2019, 4, 30).as_deref(), Some("平成31年4月30日"));
@@ -745,7 +938,11 @@ mod tests {
         assert_eq!(w(1975, 3, 1).as_deref(), Some("昭和50年3月1日"));
         assert_eq!(w(1800, 1, 1), None);
         // round trip
-        let d = Ymd { year: 1926, month: 12, day: 25 };
+        let d = Ymd {
+            year: 1926,
+            month: 12,
+            day: 25,
+        };
         assert_eq!(parse_date(&w(1926, 12, 25).unwrap()), Some(d));
     }
 
@@ -789,7 +986,10 @@ mod tests {
         let g = normalize_address("北海道虻田郡倶知安町北1条東3丁目");
         assert_eq!(g.municipality, "虻田郡倶知安町");
         let w = normalize_address("東京都新宿区市谷本村町5番1号");
-        assert_eq!((w.municipality.as_str(), w.rest.as_str()), ("新宿区", "市谷本村町5-1"));
+        assert_eq!(
+            (w.municipality.as_str(), w.rest.as_str()),
+            ("新宿区", "市谷本村町5-1")
+        );
         let c = normalize_address("市川市八幡1-1");
         assert_eq!((c.prefecture, c.municipality.as_str()), (None, "市川市"));
     }

@@ -67,7 +67,10 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<DemoRepo
         persons: opts.persons,
         hospitals: opts.hospitals,
         seed: opts.seed,
-        formats: vec![kiban_synth::SynthFormat::Ssmix2, kiban_synth::SynthFormat::Fhir],
+        formats: vec![
+            kiban_synth::SynthFormat::Ssmix2,
+            kiban_synth::SynthFormat::Fhir,
+        ],
         ..Default::default()
     };
     progress.stage("synth", Some(opts.persons));
@@ -187,8 +190,11 @@ fn prepare_out(out: &Path) -> Result<(), PipelineError> {
     }
     std::fs::create_dir_all(out).map_err(|e| PipelineError::io(out, e))?;
     let m = out.join(MARKER);
-    std::fs::write(&m, "made by kiban demo; rerunning kiban demo replaces this folder\n")
-        .map_err(|e| PipelineError::io(&m, e))?;
+    std::fs::write(
+        &m,
+        "made by kiban demo; rerunning kiban demo replaces this folder\n",
+    )
+    .map_err(|e| PipelineError::io(&m, e))?;
     Ok(())
 }
 

@@ -12,7 +12,10 @@ impl Workspace {
             "handler.add",
             &format!("handler:{}", h.code),
             async {
-                if kiban_consent::get_handler(&self.db, &h.code).await?.is_some() {
+                if kiban_consent::get_handler(&self.db, &h.code)
+                    .await?
+                    .is_some()
+                {
                     return Err(PipelineError::Refused(format!(
                         "医療情報取扱事業者 {} は登録済みです / handler {} is already registered",
                         h.code, h.code

@@ -302,7 +302,9 @@ impl Workspace {
             fc.quarantined += row.quarantined;
             fc.accepted += row.units - row.rejected - row.quarantined;
             c.files.push(row);
-            if c.rows >= self.config.ingest.chunk_rows || c.files.len() >= self.config.ingest.chunk_files {
+            if c.rows >= self.config.ingest.chunk_rows
+                || c.files.len() >= self.config.ingest.chunk_files
+            {
                 if let Some(c) = chunk.take() {
                     self.commit_chunk(c, &handler, opts, &mut report).await?;
                 }
@@ -347,7 +349,8 @@ impl Workspace {
         }
         let patient_key = self.patient_key(&opts.handler, &unit.patient_id);
         // THE gate, per unit, as of the date of receipt (R-OPT-7).
-        if let Eligibility::Ineligible(reason) = snapshot.eligibility(&patient_key, opts.received_on)
+        if let Eligibility::Ineligible(reason) =
+            snapshot.eligibility(&patient_key, opts.received_on)
         {
             let code = reason.reason_code().to_string();
             row.rejected += 1;
@@ -478,7 +481,11 @@ impl Workspace {
             .collect()
     }
 
-    async fn start_chunk(&self, handler: &str, received_on: NaiveDate) -> Result<Chunk, PipelineError> {
+    async fn start_chunk(
+        &self,
+        handler: &str,
+        received_on: NaiveDate,
+    ) -> Result<Chunk, PipelineError> {
         let batch_id = format!("b{}", new_id());
         sqlx::query(
             "INSERT INTO ingest_batches (batch_id, handler_code, status, received_on, started_at) VALUES ($1, $2, 'started', $3, $4)",
@@ -650,8 +657,12 @@ pub(crate) async fn recover(ws: &Workspace) -> Result<(), PipelineError> {
             .await?;
         tx.commit().await?;
         ws.audit(
-            kiban_records::AuditEvent::new(ws.actor(), "ingest.recover", &format!("batch:{batch_id}"))
-                .count("parts_removed", parts as u64),
+            kiban_records::AuditEvent::new(
+                ws.actor(),
+                "ingest.recover",
+                &format!("batch:{batch_id}"),
+            )
+            .count("parts_removed", parts as u64),
         )?;
     }
     Ok(())

@@ -87,7 +87,8 @@ impl Workspace {
                 Some(Eligibility::Eligible) => "eligible",
                 _ => "ineligible",
             };
-            cfg.groups.insert(registration_id.clone(), group.to_string());
+            cfg.groups
+                .insert(registration_id.clone(), group.to_string());
             records.push(LinkRecord {
                 registration_id,
                 source: handler.clone(),

@@ -42,7 +42,10 @@ impl Workspace {
         patient_id: &str,
         on: NaiveDate,
     ) -> Result<Decision, PipelineError> {
-        if kiban_consent::get_handler(&self.db, handler).await?.is_none() {
+        if kiban_consent::get_handler(&self.db, handler)
+            .await?
+            .is_none()
+        {
             return Err(PipelineError::Refused(format!(
                 "医療情報取扱事業者 {handler} は登録されていません / handler {handler} is not registered"
             )));

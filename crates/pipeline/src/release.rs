@@ -54,10 +54,7 @@ impl Workspace {
                     ("persons", r.manifest.persons),
                     ("persons_suppressed", r.manifest.persons_suppressed),
                     ("registrations_checked", r.registrations_checked),
-                    (
-                        "excluded_by_gate",
-                        r.excluded_by_gate.values().sum::<u64>(),
-                    ),
+                    ("excluded_by_gate", r.excluded_by_gate.values().sum::<u64>()),
                 ];
                 for t in r.manifest.tables.values() {
                     c.push(("rows", t.rows));
@@ -101,7 +98,9 @@ impl Workspace {
                         eligible.insert(reg, person);
                     }
                     Eligibility::Ineligible(reason) => {
-                        *excluded.entry(reason.reason_code().to_string()).or_default() += 1;
+                        *excluded
+                            .entry(reason.reason_code().to_string())
+                            .or_default() += 1;
                     }
                 }
             }

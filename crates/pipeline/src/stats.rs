@@ -66,7 +66,10 @@ impl Workspace {
             .fetch_all(pool)
             .await?
         {
-            rejected_by_reason.insert(r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?.max(0) as u64);
+            rejected_by_reason.insert(
+                r.try_get::<String, _>(0)?,
+                r.try_get::<i64, _>(1)?.max(0) as u64,
+            );
         }
         let registrations = one("SELECT COUNT(*) FROM registrations").await?;
         let linked = one("SELECT COUNT(*) FROM person_links").await?;

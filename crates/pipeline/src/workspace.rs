@@ -222,6 +222,9 @@ mod tests {
             resolve_db_url(Path::new("/w"), "sqlite:///abs.db"),
             "sqlite:///abs.db"
         );
-        assert_eq!(resolve_db_url(Path::new("/w"), "postgres://x/y"), "postgres://x/y");
+        assert_eq!(
+            resolve_db_url(Path::new("/w"), "postgres://x/y"),
+            "postgres://x/y"
+        );
     }
 }

@@ -419,11 +419,15 @@ impl AuditLog {
         let last_line = lines.last().copied();
         let last_ev = match last_line {
             Some(l) => {
-                let ev: StoredEvent = serde_json::from_slice(l).map_err(|_| {
-                    broken(seg, lines.len() as u64, 0, BreakKind::Unparsable)
-                })?;
+                let ev: StoredEvent = serde_json::from_slice(l)
+                    .map_err(|_| broken(seg, lines.len() as u64, 0, BreakKind::Unparsable))?;
                 if ev.compute_hash().as_deref() != Some(ev.hash.as_str()) {
-                    return Err(broken(seg, lines.len() as u64, ev.seq, BreakKind::HashMismatch));
+                    return Err(broken(
+                        seg,
+                        lines.len() as u64,
+                        ev.seq,
+                        BreakKind::HashMismatch,
+                    ));
                 }
                 Some(ev)
             }

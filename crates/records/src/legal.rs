@@ -90,11 +90,7 @@ fn count_i64(n: u64) -> Result<i64, RecordsError> {
     i64::try_from(n).map_err(|_| RecordsError::Invalid("count exceeds 2^63".into()))
 }
 
-fn date_range(
-    col: &str,
-    from: Option<NaiveDate>,
-    to: Option<NaiveDate>,
-) -> (String, Vec<String>) {
+fn date_range(col: &str, from: Option<NaiveDate>, to: Option<NaiveDate>) -> (String, Vec<String>) {
     let mut conds = Vec::new();
     let mut binds = Vec::new();
     if let Some(f) = from {
@@ -132,7 +128,10 @@ async fn insert_patients(
 
 async fn patients(db: &Db, table: &str, record_id: &str) -> Result<Vec<String>, RecordsError> {
     let sql = format!("SELECT patient_key FROM {table} WHERE record_id = $1 ORDER BY patient_key");
-    let rows = sqlx::query(&sql).bind(record_id).fetch_all(db.pool()).await?;
+    let rows = sqlx::query(&sql)
+        .bind(record_id)
+        .fetch_all(db.pool())
+        .await?;
     rows.iter()
         .map(|r| r.try_get::<String, _>(0).map_err(RecordsError::from))
         .collect()

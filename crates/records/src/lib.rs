@@ -23,7 +23,7 @@ pub use audit::{
 };
 pub use legal::{
     ErasureEntry, ErasureRecord, Items, ProvisionEntry, ProvisionRecord, ReceiptEntry,
-    ReceiptRecord, RecordsError, list_erasures, list_provisions, list_receipts,
-    provision_patients, receipt_patients, record_erasure, record_provision, record_receipt,
+    ReceiptRecord, RecordsError, list_erasures, list_provisions, list_receipts, provision_patients,
+    receipt_patients, record_erasure, record_provision, record_receipt,
 };
 pub use retention::{PurgeEntry, PurgeReport, list_purges, purge};

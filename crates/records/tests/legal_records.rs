@@ -3,34 +3,10 @@
 
 use chrono::NaiveDate;
 use kiban_records::*;
-use kiban_store::Db;
+mod common;
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-}
-
-/// A migrated database per backend: a fresh SQLite file, and PostgreSQL in a fresh schema
-/// when `KIBAN_TEST_POSTGRES_URL` is set.
-async fn backends() -> Vec<(Db, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let db = Db::open_sqlite(&dir.path().join("kiban.db")).await.unwrap();
-    db.migrate().await.unwrap();
-    let mut v = vec![(db, Some(dir))];
-    if let Ok(url) = std::env::var("KIBAN_TEST_POSTGRES_URL") {
-        let schema = format!("t_{}", hex::encode(rand::random::<[u8; 6]>()));
-        let admin = Db::connect(&url).await.unwrap();
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(admin.pool())
-            .await
-            .unwrap();
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let db = Db::connect(&format!("{url}{sep}options=-csearch_path%3D{schema}"))
-            .await
-            .unwrap();
-        db.migrate().await.unwrap();
-        v.push((db, None));
-    }
-    v
 }
 
 fn receipt(date: &str, batch: &str) -> ReceiptRecord {
@@ -45,16 +21,23 @@ fn receipt(date: &str, batch: &str) -> ReceiptRecord {
         handler_published_date: Some(d("2020-01-20")),
         patient_keys: vec!["k1".into(), "k2".into(), "k1".into()],
         patient_count: 0,
-        items: [("condition_occurrence".to_string(), 12u64), ("person".into(), 2)].into(),
+        items: [
+            ("condition_occurrence".to_string(), 12u64),
+            ("person".into(), 2),
+        ]
+        .into(),
         batch_id: batch.into(),
     }
 }
 
 #[tokio::test]
 async fn records_round_trip_and_retention_purges_with_a_record() {
-    for (db, _dir) in backends().await {
+    for t in common::backends().await {
+        let db = t.db.clone();
         // R-REC-3 receipt record with per-patient rows (deduplicated).
-        let old = record_receipt(&db, &receipt("2020-03-01", "b-old")).await.unwrap();
+        let old = record_receipt(&db, &receipt("2020-03-01", "b-old"))
+            .await
+            .unwrap();
         let mut unpublished = receipt("2024-03-01", "b-new");
         unpublished.handler_published_date = Some(d("2024-03-02"));
         record_receipt(&db, &unpublished).await.unwrap();
@@ -67,7 +50,10 @@ async fn records_round_trip_and_retention_purges_with_a_record() {
         assert_eq!(list[0].record.items["condition_occurrence"], 12);
         assert_eq!(receipt_patients(&db, &old).await.unwrap(), vec!["k1", "k2"]);
         assert_eq!(
-            list_receipts(&db, Some(d("2021-01-01")), None).await.unwrap().len(),
+            list_receipts(&db, Some(d("2021-01-01")), None)
+                .await
+                .unwrap()
+                .len(),
             1
         );
 
@@ -102,7 +88,13 @@ async fn records_round_trip_and_retention_purges_with_a_record() {
         };
         let pid = record_provision(&db, &pr).await.unwrap();
         let pl = list_provisions(&db, None, None).await.unwrap();
-        assert_eq!(pl[0].record, ProvisionRecord { patient_keys: vec![], ..pr.clone() });
+        assert_eq!(
+            pl[0].record,
+            ProvisionRecord {
+                patient_keys: vec![],
+                ..pr.clone()
+            }
+        );
         assert_eq!(provision_patients(&db, &pid).await.unwrap(), vec!["k1"]);
 
         // R-REC-8: shorter than the legal period is refused.
@@ -119,6 +111,11 @@ async fn records_round_trip_and_retention_purges_with_a_record() {
         assert_eq!((rep2.receipts, rep2.erasures, rep2.provisions), (0, 1, 0));
         let purges = list_purges(&db).await.unwrap();
         assert_eq!(purges.len(), 6, "one purge row per kind per run");
-        assert!(purges.iter().any(|p| p.record_kind == "receipt" && p.rows_purged == 1));
+        assert!(
+            purges
+                .iter()
+                .any(|p| p.record_kind == "receipt" && p.rows_purged == 1)
+        );
+        t.cleanup().await;
     }
 }

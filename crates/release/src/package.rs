@@ -27,9 +27,9 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::ReleaseError;
 use crate::person::{PersonQi, choose_generalization};
 use crate::spec::{Birth, Level, Spec};
-use crate::ReleaseError;
 
 /// Demographics of one person, merged from the store's person rows of all their
 /// registrations.
@@ -286,8 +286,11 @@ impl PackageWriter {
                         if src.is_null(i) {
                             b.append_null();
                         } else {
-                            let id = format!("visit\u{1f}{}\u{1f}{}", handlers.value(i), src.value(i));
-                            b.append_value(keyed_pseudonym(&self.input.key, &id).replacen('P', "V", 1));
+                            let id =
+                                format!("visit\u{1f}{}\u{1f}{}", handlers.value(i), src.value(i));
+                            b.append_value(
+                                keyed_pseudonym(&self.input.key, &id).replacen('P', "V", 1),
+                            );
                         }
                     }
                     Arc::new(b.finish())
@@ -300,21 +303,26 @@ impl PackageWriter {
                             b.append_null();
                         } else {
                             let id = format!("study\u{1f}{}", src.value(i));
-                            b.append_value(keyed_pseudonym(&self.input.key, &id).replacen('P', "S", 1));
+                            b.append_value(
+                                keyed_pseudonym(&self.input.key, &id).replacen('P', "S", 1),
+                            );
                         }
                     }
                     Arc::new(b.finish())
                 }
                 _ => {
-                    let col = batch
-                        .column_by_name(name)
-                        .ok_or_else(|| ReleaseError::Store(format!("{table}: column {name} missing")))?;
+                    let col = batch.column_by_name(name).ok_or_else(|| {
+                        ReleaseError::Store(format!("{table}: column {name} missing"))
+                    })?;
                     let filtered = arrow::compute::filter(col, &mask)?;
                     if *field.data_type() == DataType::Date32 && self.spec.dates.shift {
-                        let d = filtered
-                            .as_any()
-                            .downcast_ref::<Date32Array>()
-                            .ok_or_else(|| ReleaseError::Store(format!("{table}.{name} is not a date")))?;
+                        let d =
+                            filtered
+                                .as_any()
+                                .downcast_ref::<Date32Array>()
+                                .ok_or_else(|| {
+                                    ReleaseError::Store(format!("{table}.{name} is not a date"))
+                                })?;
                         let shifted: Date32Array = d
                             .iter()
                             .zip(&shifts)
@@ -441,13 +449,13 @@ impl TableSink {
     }
 
     fn finish(self) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
-
         self.parquet.close()?;
         // A CSV with no rows still gets its header so that readers see the columns.
         if self.rows == 0 {
             drop(self.csv);
             let header = output_header(&self.parquet_path)?;
-            std::fs::write(&self.csv_path, header).map_err(|e| ReleaseError::io(&self.csv_path, e))?;
+            std::fs::write(&self.csv_path, header)
+                .map_err(|e| ReleaseError::io(&self.csv_path, e))?;
         } else {
             let mut w = self.csv.into_inner();
             w.flush().map_err(|e| ReleaseError::io(&self.csv_path, e))?;

@@ -5,13 +5,14 @@
 //! tuples are generalized together, and persons left in classes smaller than k are
 //! suppressed with all their rows.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::NaiveDate;
 
 use crate::ReleaseError;
 use crate::package::{Demographics, birth_value};
 use crate::spec::Spec;
+use kiban_anon::{AnonymizeConfig, Hierarchy, QiTable, anonymize_table};
 use kiban_model::geo::region_of;
 
 /// One person's quasi-identifier values at level 0.
@@ -54,7 +55,15 @@ fn levels(qi: &str) -> usize {
 
 /// A value of `qi` generalized to `level`.
 pub fn generalize(qi: &str, value: &str, level: usize) -> String {
-    if level == 0 || value.is_empty() {
+    if value.is_empty() {
+        // Unknown stays unknown, and joins everybody at the top of the hierarchy.
+        return if level + 1 >= levels(qi) {
+            "*".into()
+        } else {
+            String::new()
+        };
+    }
+    if level == 0 {
         return value.to_string();
     }
     match qi {
@@ -89,6 +98,8 @@ pub struct Solution {
     /// Indexes of suppressed persons.
     pub suppressed: HashSet<usize>,
     pub min_class: Option<u64>,
+    /// The anonymization engine's information loss (ARX Loss metric) of the transformation.
+    pub information_loss: Option<f64>,
     qis: Vec<String>,
 }
 
@@ -127,87 +138,84 @@ fn level_name(qi: &str, level: usize) -> &'static str {
     }
 }
 
-/// Chooses the least generalization of the person-level quasi-identifiers that reaches k
-/// with at most `suppression_limit` of persons suppressed. The lattice here is tiny (at most
-/// 4 × 2 × 3 nodes), so every node is evaluated; among nodes that satisfy the model the one
-/// with the least loss wins (loss = mean generalization height share, plus the share of
-/// suppressed persons; ties → fewer suppressed).
+/// Chooses the generalization of the person-level quasi-identifiers with the least
+/// information loss (ARX's Loss metric) that reaches k with at most `suppression_limit` of
+/// persons suppressed, using the anonymization engine's optimal lattice search.
 pub fn choose_generalization(spec: &Spec, persons: &[PersonQi]) -> Result<Solution, ReleaseError> {
     let qis = spec.person.quasi_identifiers.clone();
     let k = spec.person.k as usize;
-    if k == 0 || qis.is_empty() {
+    if k == 0 || qis.is_empty() || persons.is_empty() {
         return Ok(Solution {
             levels: vec![0; qis.len()],
             suppressed: HashSet::new(),
             min_class: None,
+            information_loss: None,
             qis,
         });
     }
-    let maxes: Vec<usize> = qis.iter().map(|q| levels(q)).collect();
-    let mut best: Option<(f64, Solution)> = None;
-    let mut node = vec![0usize; qis.len()];
-    loop {
-        let sol = evaluate(&qis, &node, persons, k);
-        let share = if persons.is_empty() {
-            0.0
-        } else {
-            sol.suppressed.len() as f64 / persons.len() as f64
-        };
-        if share <= spec.person.suppression_limit {
-            let height: f64 = node
-                .iter()
-                .zip(&maxes)
-                .map(|(l, m)| *l as f64 / (*m - 1) as f64)
-                .sum::<f64>()
-                / qis.len() as f64;
-            let loss = height + share;
-            if best.as_ref().is_none_or(|(b, _)| loss < *b - 1e-12) {
-                best = Some((loss, sol));
-            }
-        }
-        // Next node in mixed radix.
-        let mut i = 0;
-        loop {
-            if i == node.len() {
-                return best
-                    .map(|(_, s)| s)
-                    .ok_or(ReleaseError::PrivacyModel { k: spec.person.k });
-            }
-            node[i] += 1;
-            if node[i] < maxes[i] {
-                break;
-            }
-            node[i] = 0;
-            i += 1;
-        }
+    let engine =
+        |e: kiban_anon::AnonError| ReleaseError::Spec(format!("anonymization engine: {e}"));
+    // One hierarchy per quasi-identifier over the values that occur.
+    let mut hierarchies = Vec::with_capacity(qis.len());
+    for q in &qis {
+        let values: BTreeSet<&str> = persons.iter().map(|p| p.get(q)).collect();
+        let rows = values
+            .into_iter()
+            .map(|v| {
+                (0..levels(q))
+                    .map(|l| label(&generalize(q, v, l)))
+                    .collect::<Vec<String>>()
+            })
+            .collect();
+        hierarchies.push(Hierarchy::from_rows(q, rows).map_err(engine)?);
     }
-}
-
-fn evaluate(qis: &[String], node: &[usize], persons: &[PersonQi], k: usize) -> Solution {
-    let mut classes: HashMap<Vec<String>, Vec<usize>> = HashMap::new();
+    let mut table = QiTable::new(hierarchies).map_err(engine)?;
+    for p in persons {
+        let row: Vec<String> = qis.iter().map(|q| label(p.get(q))).collect();
+        let refs: Vec<&str> = row.iter().map(String::as_str).collect();
+        table.push_row(&refs, None).map_err(engine)?;
+    }
+    let cfg = AnonymizeConfig::k_anonymity(k, spec.person.suppression_limit);
+    let sol = match anonymize_table(&table, &cfg) {
+        Ok(s) => s,
+        Err(kiban_anon::AnonError::NoSolution) => {
+            return Err(ReleaseError::PrivacyModel { k: spec.person.k });
+        }
+        Err(e) => return Err(engine(e)),
+    };
+    let suppressed: HashSet<usize> = sol.suppressed_rows.iter().copied().collect();
+    // The smallest released class, recomputed here rather than trusted (R-ANON-5).
+    let mut classes: HashMap<Vec<String>, u64> = HashMap::new();
     for (i, p) in persons.iter().enumerate() {
-        let key: Vec<String> = qis
+        if suppressed.contains(&i) {
+            continue;
+        }
+        let key = qis
             .iter()
-            .zip(node)
+            .zip(&sol.levels)
             .map(|(q, l)| generalize(q, p.get(q), *l))
             .collect();
-        classes.entry(key).or_default().push(i);
+        *classes.entry(key).or_default() += 1;
     }
-    let mut suppressed = HashSet::new();
-    let mut min_class: Option<u64> = None;
-    for members in classes.values() {
-        if members.len() < k {
-            suppressed.extend(members.iter().copied());
-        } else {
-            let n = members.len() as u64;
-            min_class = Some(min_class.map_or(n, |m| m.min(n)));
-        }
+    let min_class = classes.values().copied().min();
+    if min_class.is_some_and(|m| m < k as u64) {
+        return Err(ReleaseError::PrivacyModel { k: spec.person.k });
     }
-    Solution {
-        levels: node.to_vec(),
+    Ok(Solution {
+        levels: sol.levels,
         suppressed,
         min_class,
-        qis: qis.to_vec(),
+        information_loss: Some(sol.information_loss),
+        qis,
+    })
+}
+
+/// Hierarchy labels cannot be empty: an unknown value is the label 「不明」 (unknown).
+fn label(v: &str) -> String {
+    if v.is_empty() {
+        "不明".into()
+    } else {
+        v.to_string()
     }
 }
 
@@ -263,7 +271,10 @@ mod tests {
         }
         assert!(classes.values().all(|n| *n >= spec.person.k as usize));
         assert!(sol.suppressed.len() as f64 <= 0.05 * ps.len() as f64);
-        assert!(sol.levels.iter().any(|l| *l > 0), "this data needs generalization");
+        assert!(
+            sol.levels.iter().any(|l| *l > 0),
+            "this data needs generalization"
+        );
     }
 
     #[test]

@@ -124,7 +124,9 @@ impl Spec {
                 // Free text can name the patient; it is released only once the free-text
                 // de-identification exists.
                 Some(Table::Note) => {
-                    return bad("tables.include: \"note\" (free text) cannot be released yet".into());
+                    return bad(
+                        "tables.include: \"note\" (free text) cannot be released yet".into(),
+                    );
                 }
                 Some(_) => {}
             }
@@ -184,7 +186,9 @@ mod tests {
 
     #[test]
     fn rejects_weak_anonymized_specs() {
-        let text = profile_text("anonymized").expect("text").replace("k = 5", "k = 1");
+        let text = profile_text("anonymized")
+            .expect("text")
+            .replace("k = 5", "k = 1");
         assert!(matches!(Spec::parse(&text), Err(ReleaseError::Spec(_))));
         let text = profile_text("anonymized")
             .expect("text")
@@ -198,7 +202,10 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let text = format!("{}\nextra = 1\n", profile_text("pseudonymized").expect("text"));
+        let text = format!(
+            "{}\nextra = 1\n",
+            profile_text("pseudonymized").expect("text")
+        );
         assert!(Spec::parse(&text).is_err());
     }
 }

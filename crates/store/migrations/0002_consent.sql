@@ -52,3 +52,5 @@ CREATE TABLE consent_events (
     UNIQUE (handler_code, patient_key, kind, event_date)
 );
 CREATE INDEX consent_events_patient ON consent_events (handler_code, patient_key);
+-- The gate snapshot pages through a handler's events by event_id.
+CREATE INDEX consent_events_handler ON consent_events (handler_code, event_id);

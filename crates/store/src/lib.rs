@@ -22,6 +22,6 @@ pub mod vault;
 
 pub use db::{Backend, Db, DbError};
 pub use keys::{SecretKey, patient_key};
-pub use lake::{Lake, LakeError, LakeWriter, PartInfo};
+pub use lake::{Lake, LakeError, LakeWriter, PartInfo, Scan};
 pub use registry::{Registration, Registry, RegistryError};
 pub use vault::{Vault, VaultError};

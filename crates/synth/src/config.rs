@@ -20,8 +20,12 @@ pub enum SynthFormat {
 }
 
 impl SynthFormat {
-    pub const ALL: [SynthFormat; 4] =
-        [SynthFormat::Ssmix2, SynthFormat::Fhir, SynthFormat::Uke, SynthFormat::Csv];
+    pub const ALL: [SynthFormat; 4] = [
+        SynthFormat::Ssmix2,
+        SynthFormat::Fhir,
+        SynthFormat::Uke,
+        SynthFormat::Csv,
+    ];
 
     /// The name used on the command line, in folder names and in `summary.json`.
     pub fn name(self) -> &'static str {
@@ -181,13 +185,17 @@ impl Default for SynthConfig {
 impl SynthConfig {
     /// The provision date actually used.
     pub fn effective_provision_date(&self) -> NaiveDate {
-        self.provision_date.unwrap_or(self.end_date + chrono::Duration::days(30))
+        self.provision_date
+            .unwrap_or(self.end_date + chrono::Duration::days(30))
     }
 
     /// Rejects configurations that cannot produce sensible output, naming the field.
     pub fn validate(&self) -> Result<(), SynthError> {
         let bad = |field: &'static str, reason: &str| {
-            Err(SynthError::Config { field, reason: reason.to_string() })
+            Err(SynthError::Config {
+                field,
+                reason: reason.to_string(),
+            })
         };
         if self.hospitals == 0 {
             return bad("hospitals", "must be at least 1");
@@ -208,7 +216,10 @@ impl SynthConfig {
             return bad("end_date", "must not be before start_date");
         }
         if self.start_date < NaiveDate::from_ymd_opt(2021, 1, 1).unwrap_or_default() {
-            return bad("start_date", "must be 2021-01-01 or later (birth dates reach 2020)");
+            return bad(
+                "start_date",
+                "must be 2021-01-01 or later (birth dates reach 2020)",
+            );
         }
         if self.effective_provision_date() <= self.end_date {
             return bad("provision_date", "must be after end_date");

@@ -37,10 +37,13 @@ use rand_chacha::ChaCha8Rng;
 pub use config::{NoiseConfig, SynthConfig, SynthFormat};
 pub use population::NoiseCounts;
 pub use summary::{
-    Counts, CsvCounts, FhirCounts, HospitalSummary, OptoutCounts, Ssmix2Counts, SynthSummary, UkeCounts,
+    Counts, CsvCounts, FhirCounts, HospitalSummary, OptoutCounts, Ssmix2Counts, SynthSummary,
+    UkeCounts,
 };
 
-use population::{Clinic, PersonSource, Registration, check_digit, registration_identity, weighted};
+use population::{
+    Clinic, PersonSource, Registration, check_digit, registration_identity, weighted,
+};
 use tables::{FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, HOSPITAL_STEMS, PLACES};
 use write::{Hospital, HospitalWriters};
 
@@ -75,7 +78,10 @@ pub enum SynthError {
 
 impl SynthError {
     pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
-        SynthError::Io { what: what.into(), source }
+        SynthError::Io {
+            what: what.into(),
+            source,
+        }
     }
 }
 
@@ -106,13 +112,28 @@ pub fn generate(
     let mut truth = csv::Writer::from_writer(BufWriter::new(
         File::create(out.join("truth.csv")).map_err(|e| SynthError::io("truth.csv", e))?,
     ));
-    let csv_err = |what: &'static str| move |e: csv::Error| SynthError::Csv { what: what.into(), source: e };
-    truth.write_record(["facility_code", "patient_id", "person_id"]).map_err(csv_err("truth.csv"))?;
+    let csv_err = |what: &'static str| {
+        move |e: csv::Error| SynthError::Csv {
+            what: what.into(),
+            source: e,
+        }
+    };
+    truth
+        .write_record(["facility_code", "patient_id", "person_id"])
+        .map_err(csv_err("truth.csv"))?;
     let mut optout = csv::Writer::from_writer(BufWriter::new(
         File::create(out.join("optout.csv")).map_err(|e| SynthError::io("optout.csv", e))?,
     ));
     optout
-        .write_record(["handler_code", "patient_id", "event", "date", "channel", "requester", "relation"])
+        .write_record([
+            "handler_code",
+            "patient_id",
+            "event",
+            "date",
+            "channel",
+            "requester",
+            "relation",
+        ])
         .map_err(csv_err("optout.csv"))?;
 
     let mut source = PersonSource::new(cfg);
@@ -145,20 +166,39 @@ pub fn generate(
             let patient_id = h.next_patient_id()?;
             let identity = registration_identity(&mut rng, &person, &cfg.noise, &mut noise);
             let visits = clinic.visits(&mut rng, cfg, &mut h.orders);
-            let reg = Registration { hospital: h.index, patient_id, identity, visits };
+            let reg = Registration {
+                hospital: h.index,
+                patient_id,
+                identity,
+                visits,
+            };
             writers[hi].write(h, &reg)?;
             truth
-                .write_record([h.code.as_str(), reg.patient_id.as_str(), person.person_id().as_str()])
+                .write_record([
+                    h.code.as_str(),
+                    reg.patient_id.as_str(),
+                    person.person_id().as_str(),
+                ])
                 .map_err(csv_err("truth.csv"))?;
             truth_rows += 1;
-            write_optout(&mut rng, cfg, h, &reg, provision, &mut optout, &mut opt_counts)?;
+            write_optout(
+                &mut rng,
+                cfg,
+                h,
+                &reg,
+                provision,
+                &mut optout,
+                &mut opt_counts,
+            )?;
         }
         if (done + 1) % PROGRESS_EVERY == 0 {
             progress(done + 1, cfg.persons);
         }
     }
     truth.flush().map_err(|e| SynthError::io("truth.csv", e))?;
-    optout.flush().map_err(|e| SynthError::io("optout.csv", e))?;
+    optout
+        .flush()
+        .map_err(|e| SynthError::io("optout.csv", e))?;
 
     let mut summary = SynthSummary {
         generator: format!("kiban-synth {}", env!("CARGO_PKG_VERSION")),
@@ -176,18 +216,26 @@ pub fn generate(
         ..Default::default()
     };
     for f in &cfg.formats {
-        summary.per_format.insert(f.name().to_string(), Counts::default());
+        summary
+            .per_format
+            .insert(f.name().to_string(), Counts::default());
     }
     for w in writers {
         let (hs, per_format) = w.finish()?;
         summary.totals.add(&hs.counts);
         for (f, c) in per_format {
-            summary.per_format.entry(f.name().to_string()).or_default().add(&c);
+            summary
+                .per_format
+                .entry(f.name().to_string())
+                .or_default()
+                .add(&c);
         }
         summary.per_hospital.push(hs);
     }
-    let json = serde_json::to_vec_pretty(&summary)
-        .map_err(|e| SynthError::Json { what: "summary.json".into(), source: e })?;
+    let json = serde_json::to_vec_pretty(&summary).map_err(|e| SynthError::Json {
+        what: "summary.json".into(),
+        source: e,
+    })?;
     fs::write(out.join("summary.json"), json).map_err(|e| SynthError::io("summary.json", e))?;
     progress(cfg.persons, cfg.persons);
     Ok(summary)
@@ -203,17 +251,38 @@ fn make_hospitals(rng: &mut ChaCha8Rng, cfg: &SynthConfig) -> Vec<Hospital> {
             let p = &PLACES[place_dist.sample(rng)];
             let body = format!("{:02}1{:02}{:04}", p.pref_code, rng.gen_range(1..30), i + 1);
             let code = format!("{body}{}", check_digit(&body));
-            let mut name = format!("{}{}", p.city, HOSPITAL_STEMS[i as usize % HOSPITAL_STEMS.len()]);
+            let mut name = format!(
+                "{}{}",
+                p.city,
+                HOSPITAL_STEMS[i as usize % HOSPITAL_STEMS.len()]
+            );
             let mut n = 1;
             while names.contains(&name) {
                 n += 1;
-                name = format!("{}{}第{}", p.city, HOSPITAL_STEMS[i as usize % HOSPITAL_STEMS.len()], n);
+                name = format!(
+                    "{}{}第{}",
+                    p.city,
+                    HOSPITAL_STEMS[i as usize % HOSPITAL_STEMS.len()],
+                    n
+                );
             }
             names.push(name.clone());
             let town = p.towns[rng.gen_range(0..p.towns.len())];
-            let address =
-                format!("{}{}{}{}丁目{}番{}号", p.prefecture, p.city, town, rng.gen_range(1..5), rng.gen_range(1..30), rng.gen_range(1..20));
-            let phone = format!("{}-{}-{:04}", p.area_code, rng.gen_range(200..1000), rng.gen_range(0..10000));
+            let address = format!(
+                "{}{}{}{}丁目{}番{}号",
+                p.prefecture,
+                p.city,
+                town,
+                rng.gen_range(1..5),
+                rng.gen_range(1..30),
+                rng.gen_range(1..20)
+            );
+            let phone = format!(
+                "{}-{}-{:04}",
+                p.area_code,
+                rng.gen_range(200..1000),
+                rng.gen_range(0..10000)
+            );
             let rep_family = FAMILY_NAMES[family.sample(rng)].0;
             let rep_given = if rng.gen_bool(0.7) {
                 GIVEN_MALE[rng.gen_range(0..GIVEN_MALE.len())].0
@@ -251,9 +320,20 @@ fn write_handlers(out: &Path, hospitals: &[Hospital]) -> Result<(), SynthError> 
     let mut w = csv::Writer::from_writer(BufWriter::new(
         File::create(out.join("handlers.csv")).map_err(|e| SynthError::io("handlers.csv", e))?,
     ));
-    let err = |e: csv::Error| SynthError::Csv { what: "handlers.csv".into(), source: e };
-    w.write_record(["code", "name", "address", "representative", "filed", "published", "own_published"])
-        .map_err(err)?;
+    let err = |e: csv::Error| SynthError::Csv {
+        what: "handlers.csv".into(),
+        source: e,
+    };
+    w.write_record([
+        "code",
+        "name",
+        "address",
+        "representative",
+        "filed",
+        "published",
+        "own_published",
+    ])
+    .map_err(err)?;
     for h in hospitals {
         w.write_record([
             h.code.as_str(),
@@ -271,7 +351,11 @@ fn write_handlers(out: &Path, hospitals: &[Hospital]) -> Result<(), SynthError> 
 
 fn random_day(rng: &mut ChaCha8Rng, from: NaiveDate, to: NaiveDate) -> NaiveDate {
     let span = (to - from).num_days();
-    if span <= 0 { from } else { from + Duration::days(rng.gen_range(0..=span)) }
+    if span <= 0 {
+        from
+    } else {
+        from + Duration::days(rng.gen_range(0..=span))
+    }
 }
 
 /// Opt-out events of one registration: a notice for `notice_rate` of registrations (most
@@ -286,18 +370,44 @@ fn write_optout(
     w: &mut csv::Writer<BufWriter<File>>,
     counts: &mut OptoutCounts,
 ) -> Result<(), SynthError> {
-    let err = |e: csv::Error| SynthError::Csv { what: "optout.csv".into(), source: e };
+    let err = |e: csv::Error| SynthError::Csv {
+        what: "optout.csv".into(),
+        source: e,
+    };
     let first_visit = reg.visits.first().map(|v| v.date).unwrap_or(cfg.start_date);
     let mut last = first_visit;
     if rng.gen_bool(cfg.notice_rate) {
         let date = if rng.gen_bool(0.95) {
-            random_day(rng, (first_visit - Duration::days(30)).max(h.published), first_visit)
+            random_day(
+                rng,
+                (first_visit - Duration::days(30)).max(h.published),
+                first_visit,
+            )
         } else {
             counts.notices_within_waiting_period += 1;
-            random_day(rng, provision - Duration::days(29), provision - Duration::days(1))
+            random_day(
+                rng,
+                provision - Duration::days(29),
+                provision - Duration::days(1),
+            )
         };
-        w.write_record([h.code.as_str(), reg.patient_id.as_str(), "notice", &date.to_string(), "", "", ""])
-            .map_err(err)?;
+        // Notices are handed over in writing (R-OPT-1 basic form); for minors the guardian
+        // is notified as well.
+        let relation = if date.years_since(reg.identity.birth).unwrap_or(0) < 16 {
+            "guardian"
+        } else {
+            ""
+        };
+        w.write_record([
+            h.code.as_str(),
+            reg.patient_id.as_str(),
+            "notice",
+            &date.to_string(),
+            "written",
+            "",
+            relation,
+        ])
+        .map_err(err)?;
         counts.notices += 1;
         counts.rows += 1;
         last = last.max(date);
@@ -313,26 +423,58 @@ fn write_optout(
         return Ok(());
     };
     let date = random_day(rng, last, provision - Duration::days(1));
-    let channel = if rng.gen_bool(0.7) { "desk" } else { "producer" };
+    let channel = if rng.gen_bool(0.7) {
+        "desk"
+    } else {
+        "producer"
+    };
     let id = &reg.identity;
-    let (requester, relation) = match rng.gen_range(0..100) {
-        0..=79 => (format!("{}　{}", id.family_kanji, id.given_kanji), "self"),
-        80..=89 => {
-            let g = &GIVEN_FEMALE[rng.gen_range(0..GIVEN_FEMALE.len())];
-            (format!("{}　{}", id.family_kanji, g.0), "guardian")
-        }
-        90..=94 => {
-            let g = &GIVEN_MALE[rng.gen_range(0..GIVEN_MALE.len())];
-            (format!("{}　{}", id.family_kanji, g.0), "family")
-        }
-        _ => {
-            let f = &FAMILY_NAMES[rng.gen_range(0..FAMILY_NAMES.len())];
-            let g = &GIVEN_MALE[rng.gen_range(0..GIVEN_MALE.len())];
-            (format!("{}　{}", f.0, g.0), "agent")
+    // Relations use the consent engine's vocabulary (R-OPT-8): a guardian acts for a minor
+    // (under 16 on the request date); adults mostly act themselves, sometimes family does.
+    let minor = date.years_since(id.birth).unwrap_or(0) < 16;
+    let other_given = |rng: &mut ChaCha8Rng| {
+        if rng.gen_bool(0.5) {
+            GIVEN_FEMALE[rng.gen_range(0..GIVEN_FEMALE.len())].0
+        } else {
+            GIVEN_MALE[rng.gen_range(0..GIVEN_MALE.len())].0
         }
     };
-    w.write_record([h.code.as_str(), reg.patient_id.as_str(), event, &date.to_string(), channel, &requester, relation])
-        .map_err(err)?;
+    let (requester, relation) = if minor {
+        (
+            format!("{}　{}", id.family_kanji, other_given(rng)),
+            "guardian",
+        )
+    } else {
+        match rng.gen_range(0..100) {
+            0..=84 => (format!("{}　{}", id.family_kanji, id.given_kanji), "self"),
+            85..=89 => (
+                format!("{}　{}", id.family_kanji, other_given(rng)),
+                "spouse",
+            ),
+            90..=94 => (
+                format!("{}　{}", id.family_kanji, other_given(rng)),
+                "child",
+            ),
+            95..=97 => (
+                format!("{}　{}", id.family_kanji, other_given(rng)),
+                "parent",
+            ),
+            _ => (
+                format!("{}　{}", id.family_kanji, other_given(rng)),
+                "sibling",
+            ),
+        }
+    };
+    w.write_record([
+        h.code.as_str(),
+        reg.patient_id.as_str(),
+        event,
+        &date.to_string(),
+        channel,
+        &requester,
+        relation,
+    ])
+    .map_err(err)?;
     counts.rows += 1;
     if event == "stop" {
         counts.stops += 1;

@@ -51,8 +51,14 @@ impl Address {
         let place = place_dist.sample(rng);
         let p = &PLACES[place];
         let town = rng.gen_range(0..p.towns.len());
-        let building =
-            if rng.gen_bool(0.35) { Some((rng.gen_range(0..BUILDINGS.len()), rng.gen_range(1..=12) * 100 + rng.gen_range(1..=9))) } else { None };
+        let building = if rng.gen_bool(0.35) {
+            Some((
+                rng.gen_range(0..BUILDINGS.len()),
+                rng.gen_range(1..=12) * 100 + rng.gen_range(1..=9),
+            ))
+        } else {
+            None
+        };
         Address {
             place,
             town,
@@ -83,10 +89,28 @@ impl Address {
             None => String::new(),
         };
         match style {
-            1 => format!("{town}{}-{}-{}{}", self.chome, self.ban, self.go, bld(false)),
-            2 => text::to_fullwidth_digits(&format!("{town}{}-{}-{}{}", self.chome, self.ban, self.go, bld(false))),
+            1 => format!(
+                "{town}{}-{}-{}{}",
+                self.chome,
+                self.ban,
+                self.go,
+                bld(false)
+            ),
+            2 => text::to_fullwidth_digits(&format!(
+                "{town}{}-{}-{}{}",
+                self.chome,
+                self.ban,
+                self.go,
+                bld(false)
+            )),
             3 => format!("{town}{}丁目{}番{}号", self.chome, self.ban, self.go),
-            _ => format!("{town}{}丁目{}番{}号{}", self.chome, self.ban, self.go, bld(true)),
+            _ => format!(
+                "{town}{}丁目{}番{}号{}",
+                self.chome,
+                self.ban,
+                self.go,
+                bld(true)
+            ),
         }
     }
 
@@ -164,10 +188,22 @@ impl Insurance {
         };
         let is_self = if age < 18 { false } else { rng.gen_bool(0.75) };
         let (symbol, number) = match kind {
-            InsuranceKind::Kouki => (String::new(), format!("{:08}", rng.gen_range(10_000_000..100_000_000u32))),
-            InsuranceKind::Kokuho => (format!("{:02}", rng.gen_range(1..100)), format!("{}", rng.gen_range(1..1_000_000))),
-            InsuranceKind::Kyokai => (format!("{:08}", rng.gen_range(1_000_000..100_000_000u32)), format!("{}", rng.gen_range(1..3000))),
-            _ => (format!("{}", rng.gen_range(1..10000)), format!("{}", rng.gen_range(1..100_000))),
+            InsuranceKind::Kouki => (
+                String::new(),
+                format!("{:08}", rng.gen_range(10_000_000..100_000_000u32)),
+            ),
+            InsuranceKind::Kokuho => (
+                format!("{:02}", rng.gen_range(1..100)),
+                format!("{}", rng.gen_range(1..1_000_000)),
+            ),
+            InsuranceKind::Kyokai => (
+                format!("{:08}", rng.gen_range(1_000_000..100_000_000u32)),
+                format!("{}", rng.gen_range(1..3000)),
+            ),
+            _ => (
+                format!("{}", rng.gen_range(1..10000)),
+                format!("{}", rng.gen_range(1..100_000)),
+            ),
         };
         let branch = if matches!(kind, InsuranceKind::Kouki) {
             String::new()
@@ -176,7 +212,14 @@ impl Insurance {
         } else {
             format!("{:02}", rng.gen_range(1..5))
         };
-        Insurance { kind, insurer, symbol, number, branch, is_self }
+        Insurance {
+            kind,
+            insurer,
+            symbol,
+            number,
+            branch,
+            is_self,
+        }
     }
 }
 
@@ -258,11 +301,18 @@ pub struct RegIdentity {
 
 impl RegIdentity {
     pub fn name_kanji(&self) -> String {
-        format!("{}{}{}", self.family_kanji, self.separator, self.given_kanji)
+        format!(
+            "{}{}{}",
+            self.family_kanji, self.separator, self.given_kanji
+        )
     }
 
     pub fn name_kana(&self) -> String {
-        let sep = if self.separator == "　" && is_halfwidth(&self.family_kana) { " " } else { self.separator };
+        let sep = if self.separator == "　" && is_halfwidth(&self.family_kana) {
+            " "
+        } else {
+            self.separator
+        };
         format!("{}{}{}", self.family_kana, sep, self.given_kana)
     }
 
@@ -335,7 +385,8 @@ pub struct PersonSource {
 pub fn weighted(weights: impl Iterator<Item = u32>) -> WeightedIndex<u32> {
     // All tables have positive weights (checked by a unit test), so this cannot fail; fall
     // back to a single-entry distribution rather than panic.
-    WeightedIndex::new(weights).unwrap_or_else(|_| WeightedIndex::new([1u32]).unwrap_or_else(|_| unreachable!()))
+    WeightedIndex::new(weights)
+        .unwrap_or_else(|_| WeightedIndex::new([1u32]).unwrap_or_else(|_| unreachable!()))
 }
 
 fn age_at(birth: NaiveDate, on: NaiveDate) -> i32 {
@@ -361,7 +412,11 @@ impl PersonSource {
     }
 
     fn given(&self, rng: &mut ChaCha8Rng, sex: Sex) -> (String, String) {
-        let (table, dist) = if sex == Sex::Female { (GIVEN_FEMALE, &self.female_dist) } else { (GIVEN_MALE, &self.male_dist) };
+        let (table, dist) = if sex == Sex::Female {
+            (GIVEN_FEMALE, &self.female_dist)
+        } else {
+            (GIVEN_MALE, &self.male_dist)
+        };
         let g = &table[dist.sample(rng)];
         (g.0.to_string(), g.1.to_string())
     }
@@ -374,7 +429,11 @@ impl PersonSource {
     fn phone(rng: &mut ChaCha8Rng, place: usize) -> String {
         if rng.gen_bool(0.5) {
             let pre = ["090", "080", "070"][rng.gen_range(0..3)];
-            format!("{pre}-{:04}-{:04}", rng.gen_range(0..10000), rng.gen_range(0..10000))
+            format!(
+                "{pre}-{:04}-{:04}",
+                rng.gen_range(0..10000),
+                rng.gen_range(0..10000)
+            )
         } else {
             let area = PLACES[place].area_code;
             let local_len = 6 - (area.len() - 2); // total 10 digits
@@ -385,7 +444,12 @@ impl PersonSource {
     }
 
     /// Generates the next person.
-    pub fn next(&mut self, rng: &mut ChaCha8Rng, cfg: &SynthConfig, noise: &mut NoiseCounts) -> Person {
+    pub fn next(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        cfg: &SynthConfig,
+        noise: &mut NoiseCounts,
+    ) -> Person {
         let index = self.next_index;
         self.next_index += 1;
         let person = if let Some(mut twin) = self.pending_twin.take() {
@@ -414,7 +478,11 @@ impl PersonSource {
     }
 
     fn make_twin(&self, rng: &mut ChaCha8Rng, p: &Person) -> Person {
-        let sex = if rng.gen_bool(0.5) { Sex::Male } else { Sex::Female };
+        let sex = if rng.gen_bool(0.5) {
+            Sex::Male
+        } else {
+            Sex::Female
+        };
         let mut given = self.given(rng, sex);
         let mut tries = 0;
         while (given.0 == p.given.0 || given.1 == p.given.1) && tries < 50 {
@@ -423,7 +491,11 @@ impl PersonSource {
         }
         if given.0 == p.given.0 || given.1 == p.given.1 {
             // Extremely unlikely; a deterministic distinct name keeps the twin a true negative.
-            given = if sex == Sex::Female { ("双葉".into(), "フタバ".into()) } else { ("双太".into(), "ソウタ".into()) };
+            given = if sex == Sex::Female {
+                ("双葉".into(), "フタバ".into())
+            } else {
+                ("双太".into(), "ソウタ".into())
+            };
         }
         let mut insurance = p.insurance.clone();
         insurance.is_self = false;
@@ -450,8 +522,18 @@ impl PersonSource {
         }
     }
 
-    fn fresh(&mut self, rng: &mut ChaCha8Rng, cfg: &SynthConfig, index: u64, noise: &mut NoiseCounts) -> Person {
-        let mut sex = if rng.gen_bool(0.5) { Sex::Male } else { Sex::Female };
+    fn fresh(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        cfg: &SynthConfig,
+        index: u64,
+        noise: &mut NoiseCounts,
+    ) -> Person {
+        let mut sex = if rng.gen_bool(0.5) {
+            Sex::Male
+        } else {
+            Sex::Female
+        };
         // Older people dominate hospital data: the minimum of two uniforms skews early.
         let u = rng.gen_range(0.0f64..1.0).min(rng.gen_range(0.0f64..1.0));
         let year = 1930 + (u * 91.0) as i32;
@@ -531,12 +613,12 @@ pub fn registration_identity(
     noise: &mut NoiseCounts,
 ) -> RegIdentity {
     let (mut family_kanji, mut family_kana) = p.family.clone();
-    if let Some(former) = &p.former_family {
-        if rng.gen_bool(0.5) {
-            family_kanji = former.0.clone();
-            family_kana = former.1.clone();
-            noise.marriage += 1;
-        }
+    if let Some(former) = &p.former_family
+        && rng.gen_bool(0.5)
+    {
+        family_kanji = former.0.clone();
+        family_kana = former.1.clone();
+        noise.marriage += 1;
     }
     let mut given_kanji = p.given.0.clone();
     let mut given_kana = p.given.1.clone();
@@ -553,7 +635,11 @@ pub fn registration_identity(
     if rng.gen_bool(noise_cfg.typo) {
         let pick = rng.gen_range(0..64usize);
         let in_family = rng.gen_bool(0.5);
-        let target = if in_family { &mut family_kana } else { &mut given_kana };
+        let target = if in_family {
+            &mut family_kana
+        } else {
+            &mut given_kana
+        };
         if let Some(t) = text::kana_typo(target, |n| pick % n) {
             *target = t;
             noise.typo += 1;
@@ -620,6 +706,12 @@ pub struct OrderCounter {
     pub next_problem: u64,
 }
 
+impl Default for Clinic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Clinic {
     pub fn new() -> Self {
         Clinic {
@@ -669,7 +761,10 @@ impl Clinic {
             for &(dx, at) in &dx_at {
                 if at == vi {
                     counter.next_problem += 1;
-                    conditions.push(CondRec { dx, problem_no: counter.next_problem });
+                    conditions.push(CondRec {
+                        dx,
+                        problem_no: counter.next_problem,
+                    });
                 }
             }
             let mut drugs = Vec::new();
@@ -681,7 +776,11 @@ impl Clinic {
                 }
                 let (lo, hi) = DRUGS[drug].per_day;
                 let days = [3u32, 5, 7, 14, 28, 30, 56, 90][rng.gen_range(0..8)];
-                drugs.push(DrugRec { drug, per_day: rng.gen_range(lo..=hi), days });
+                drugs.push(DrugRec {
+                    drug,
+                    per_day: rng.gen_range(lo..=hi),
+                    days,
+                });
             }
             let mut labs = Vec::new();
             if rng.gen_bool(0.45) || drugs.is_empty() {
@@ -689,7 +788,10 @@ impl Clinic {
                 let start = rng.gen_range(0..LABS.len());
                 for k in 0..n_labs {
                     let lab = (start + k) % LABS.len();
-                    labs.push(LabRec { lab, value: lab_value(rng, lab) });
+                    labs.push(LabRec {
+                        lab,
+                        value: lab_value(rng, lab),
+                    });
                 }
             }
             counter.next_order += 1;
@@ -746,7 +848,11 @@ mod tests {
 
     #[test]
     fn twins_share_family_birth_address_but_not_given_name() {
-        let cfg = SynthConfig { twins_rate: 1.0, namesake_rate: 0.0, ..Default::default() };
+        let cfg = SynthConfig {
+            twins_rate: 1.0,
+            namesake_rate: 0.0,
+            ..Default::default()
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut src = PersonSource::new(&cfg);
         let mut noise = NoiseCounts::default();
@@ -763,14 +869,21 @@ mod tests {
 
     #[test]
     fn namesakes_share_name_and_birth_only() {
-        let cfg = SynthConfig { twins_rate: 0.0, namesake_rate: 1.0, ..Default::default() };
+        let cfg = SynthConfig {
+            twins_rate: 0.0,
+            namesake_rate: 1.0,
+            ..Default::default()
+        };
         let mut rng = ChaCha8Rng::seed_from_u64(2);
         let mut src = PersonSource::new(&cfg);
         let mut noise = NoiseCounts::default();
         let a = src.next(&mut rng, &cfg, &mut noise);
         let b = src.next(&mut rng, &cfg, &mut noise);
         assert!(b.namesake);
-        assert_eq!((a.family.clone(), a.given.clone(), a.birth), (b.family.clone(), b.given.clone(), b.birth));
+        assert_eq!(
+            (a.family.clone(), a.given.clone(), a.birth),
+            (b.family.clone(), b.given.clone(), b.birth)
+        );
         assert_ne!(a.insurance, b.insurance);
         assert_eq!(noise.namesakes, 1);
     }
@@ -786,7 +899,10 @@ mod tests {
             assert!(!v.is_empty());
             assert!(v.windows(2).all(|w| w[0].date < w[1].date));
             assert!(v.iter().all(|x| !x.drugs.is_empty() || !x.labs.is_empty()));
-            assert!(v.iter().all(|x| x.date >= cfg.start_date && x.date <= cfg.end_date));
+            assert!(
+                v.iter()
+                    .all(|x| x.date >= cfg.start_date && x.date <= cfg.end_date)
+            );
             assert!(!v[0].conditions.is_empty());
         }
     }

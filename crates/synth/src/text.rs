@@ -33,25 +33,25 @@ fn push_halfwidth(c: char, out: &mut String) {
         out.push('ﾞ');
         return;
     }
-    if let Some(i) = VOICED.chars().position(|v| v == c) {
-        if let Some(b) = VOICED_BASE.chars().nth(i) {
-            push_halfwidth(b, out);
-            out.push('ﾞ');
-            return;
-        }
+    if let Some(i) = VOICED.chars().position(|v| v == c)
+        && let Some(b) = VOICED_BASE.chars().nth(i)
+    {
+        push_halfwidth(b, out);
+        out.push('ﾞ');
+        return;
     }
-    if let Some(i) = SEMI.chars().position(|v| v == c) {
-        if let Some(b) = SEMI_BASE.chars().nth(i) {
-            push_halfwidth(b, out);
-            out.push('ﾟ');
-            return;
-        }
+    if let Some(i) = SEMI.chars().position(|v| v == c)
+        && let Some(b) = SEMI_BASE.chars().nth(i)
+    {
+        push_halfwidth(b, out);
+        out.push('ﾟ');
+        return;
     }
-    if let Some(i) = FULL_KANA.chars().position(|v| v == c) {
-        if let Some(h) = char::from_u32(0xFF61 + i as u32) {
-            out.push(h);
-            return;
-        }
+    if let Some(i) = FULL_KANA.chars().position(|v| v == c)
+        && let Some(h) = char::from_u32(0xFF61 + i as u32)
+    {
+        out.push(h);
+        return;
     }
     out.push(c);
 }
@@ -66,13 +66,17 @@ pub fn to_fullwidth_kana(s: &str) -> String {
             let full = FULL_KANA.chars().nth((code - 0xFF61) as usize).unwrap_or(c);
             if (full == '゛' || full == '゜') && !out.is_empty() {
                 let prev = out[out.len() - 1];
-                let (from, to) = if full == '゛' { (VOICED_BASE, VOICED) } else { (SEMI_BASE, SEMI) };
-                if let Some(i) = from.chars().position(|b| b == prev) {
-                    if let Some(v) = to.chars().nth(i) {
-                        let last = out.len() - 1;
-                        out[last] = v;
-                        continue;
-                    }
+                let (from, to) = if full == '゛' {
+                    (VOICED_BASE, VOICED)
+                } else {
+                    (SEMI_BASE, SEMI)
+                };
+                if let Some(i) = from.chars().position(|b| b == prev)
+                    && let Some(v) = to.chars().nth(i)
+                {
+                    let last = out.len() - 1;
+                    out[last] = v;
+                    continue;
                 }
                 if full == '゛' && prev == 'ウ' {
                     let last = out.len() - 1;
@@ -175,10 +179,10 @@ pub fn variant_kanji(s: &str, pick: impl FnOnce(usize) -> usize) -> Option<Strin
 /// Substitutes `c` when `encodable` says the target charset lacks it: the common member of
 /// its variant group if that one is encodable, else the geta mark 〓 (as legacy systems do).
 fn fallback_char(c: char, encodable: &dyn Fn(char) -> bool) -> char {
-    if let Some(g) = variant_group(c) {
-        if let Some(&common) = g.iter().find(|&&v| encodable(v)) {
-            return common;
-        }
+    if let Some(g) = variant_group(c)
+        && let Some(&common) = g.iter().find(|&&v| encodable(v))
+    {
+        return common;
     }
     '〓'
 }
@@ -270,7 +274,13 @@ fn flush_iso(run: &mut String, out: &mut Vec<u8>) {
     if had_errors || !strict_jis_x_0208(&bytes) {
         let fixed: String = run
             .chars()
-            .map(|c| if iso2022_encodable(c) { c } else { fallback_char(c, &iso2022_encodable) })
+            .map(|c| {
+                if iso2022_encodable(c) {
+                    c
+                } else {
+                    fallback_char(c, &iso2022_encodable)
+                }
+            })
             .collect();
         let (bytes, _, _) = encoding_rs::ISO_2022_JP.encode(&fixed);
         out.extend_from_slice(&bytes);
@@ -287,8 +297,16 @@ pub fn encode_sjis(s: &str) -> Vec<u8> {
     if !had_errors {
         return bytes.into_owned();
     }
-    let fixed: String =
-        s.chars().map(|c| if sjis_encodable(c) { c } else { fallback_char(c, &sjis_encodable) }).collect();
+    let fixed: String = s
+        .chars()
+        .map(|c| {
+            if sjis_encodable(c) {
+                c
+            } else {
+                fallback_char(c, &sjis_encodable)
+            }
+        })
+        .collect();
     encoding_rs::SHIFT_JIS.encode(&fixed).0.into_owned()
 }
 
@@ -321,7 +339,11 @@ mod tests {
         let t = kana_typo("サトウ", |_| 0).unwrap();
         assert_ne!(t, "サトウ");
         assert_eq!(t.chars().count(), 3);
-        let diff = t.chars().zip("サトウ".chars()).filter(|(a, b)| a != b).count();
+        let diff = t
+            .chars()
+            .zip("サトウ".chars())
+            .filter(|(a, b)| a != b)
+            .count();
         assert_eq!(diff, 1);
         assert!(kana_typo("ミミ", |_| 0).is_none());
     }

@@ -13,7 +13,9 @@ use kiban_link::LinkRecord;
 use kiban_model::Identity;
 
 pub fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/febrl").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/febrl")
+        .join(name)
 }
 
 /// Reads one FEBRL CSV as `source`; returns records and registration → entity_id.
@@ -21,9 +23,24 @@ pub fn load(path: &Path, source: &str) -> (Vec<LinkRecord>, HashMap<String, Stri
     let mut rdr = csv::Reader::from_path(path).expect("open FEBRL csv");
     let headers = rdr.headers().expect("headers").clone();
     let col = |n: &str| headers.iter().position(|h| h == n).expect("column");
-    let (rec_id, entity, given, surname) = (col("rec_id"), col("entity_id"), col("given_name"), col("surname"));
-    let (num, a1, a2, suburb) = (col("street_number"), col("address_1"), col("address_2"), col("suburb"));
-    let (postcode, state, dob, ssid) = (col("postcode"), col("state"), col("date_of_birth"), col("soc_sec_id"));
+    let (rec_id, entity, given, surname) = (
+        col("rec_id"),
+        col("entity_id"),
+        col("given_name"),
+        col("surname"),
+    );
+    let (num, a1, a2, suburb) = (
+        col("street_number"),
+        col("address_1"),
+        col("address_2"),
+        col("suburb"),
+    );
+    let (postcode, state, dob, ssid) = (
+        col("postcode"),
+        col("state"),
+        col("date_of_birth"),
+        col("soc_sec_id"),
+    );
     let mut records = Vec::new();
     let mut truth = HashMap::new();
     for row in rdr.records() {
@@ -42,10 +59,18 @@ pub fn load(path: &Path, source: &str) -> (Vec<LinkRecord>, HashMap<String, Stri
         }
         id.postal_code = some(f(postcode));
         let d = f(dob);
-        id.birth_date = some(if d.len() == 8 { format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..]) } else { d });
+        id.birth_date = some(if d.len() == 8 {
+            format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..])
+        } else {
+            d
+        });
         id.phone = some(f(ssid));
         truth.insert(reg.clone(), f(entity));
-        records.push(LinkRecord { registration_id: reg, source: source.to_string(), identity: id });
+        records.push(LinkRecord {
+            registration_id: reg,
+            source: source.to_string(),
+            identity: id,
+        });
     }
     (records, truth)
 }

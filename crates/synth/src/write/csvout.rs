@@ -15,16 +15,51 @@ use crate::write::Hospital;
 type W = csv::Writer<BufWriter<File>>;
 
 pub const PERSONS_HEADER: &[&str] = &[
-    "patient_id", "name_kanji", "name_kana", "birth_date", "sex", "postal_code", "address", "phone",
-    "insurer_number", "insured_symbol", "insured_number", "insured_branch",
+    "patient_id",
+    "name_kanji",
+    "name_kana",
+    "birth_date",
+    "sex",
+    "postal_code",
+    "address",
+    "phone",
+    "insurer_number",
+    "insured_symbol",
+    "insured_number",
+    "insured_branch",
 ];
 pub const VISITS_HEADER: &[&str] = &["patient_id", "visit_id", "date", "visit_type", "department"];
-pub const CONDITIONS_HEADER: &[&str] =
-    &["patient_id", "visit_id", "date", "icd10", "receipt_code", "exchange_code", "name"];
-pub const DRUGS_HEADER: &[&str] =
-    &["patient_id", "visit_id", "date", "yj_code", "receipt_code", "name", "quantity_per_day", "unit", "days"];
-pub const LABS_HEADER: &[&str] =
-    &["patient_id", "visit_id", "date", "jlac10", "name", "value", "unit", "ref_low", "ref_high"];
+pub const CONDITIONS_HEADER: &[&str] = &[
+    "patient_id",
+    "visit_id",
+    "date",
+    "icd10",
+    "receipt_code",
+    "exchange_code",
+    "name",
+];
+pub const DRUGS_HEADER: &[&str] = &[
+    "patient_id",
+    "visit_id",
+    "date",
+    "yj_code",
+    "receipt_code",
+    "name",
+    "quantity_per_day",
+    "unit",
+    "days",
+];
+pub const LABS_HEADER: &[&str] = &[
+    "patient_id",
+    "visit_id",
+    "date",
+    "jlac10",
+    "name",
+    "value",
+    "unit",
+    "ref_low",
+    "ref_high",
+];
 
 pub struct CsvWriter {
     code: String,
@@ -43,7 +78,10 @@ impl CsvWriter {
         let open = |name: &str, header: &[&str]| -> Result<W, SynthError> {
             let f = File::create(root.join(name)).map_err(|e| SynthError::io(what(), e))?;
             let mut w = csv::Writer::from_writer(BufWriter::new(f));
-            w.write_record(header).map_err(|e| SynthError::Csv { what: what(), source: e })?;
+            w.write_record(header).map_err(|e| SynthError::Csv {
+                what: what(),
+                source: e,
+            })?;
             Ok(w)
         };
         Ok(CsvWriter {
@@ -59,7 +97,10 @@ impl CsvWriter {
 
     pub fn write(&mut self, reg: &Registration) -> Result<(), SynthError> {
         let code = self.code.clone();
-        let err = |e: csv::Error| SynthError::Csv { what: format!("csv files of hospital {code}"), source: e };
+        let err = |e: csv::Error| SynthError::Csv {
+            what: format!("csv files of hospital {code}"),
+            source: e,
+        };
         let id = &reg.identity;
         let pid = reg.patient_id.as_str();
         let birth = id.birth.format("%Y-%m-%d").to_string();
@@ -83,27 +124,61 @@ impl CsvWriter {
         for (vi, v) in reg.visits.iter().enumerate() {
             let visit_id = format!("{pid}-{:03}", vi + 1);
             let date = v.date.format("%Y-%m-%d").to_string();
-            let vt = if v.emergency { "emergency" } else { "outpatient" };
-            self.visits.write_record([pid, &visit_id, &date, vt, DEPARTMENTS[v.dept].1]).map_err(err)?;
+            let vt = if v.emergency {
+                "emergency"
+            } else {
+                "outpatient"
+            };
+            self.visits
+                .write_record([pid, &visit_id, &date, vt, DEPARTMENTS[v.dept].1])
+                .map_err(err)?;
             self.counts.visits += 1;
             for c in &v.conditions {
                 let dx = &DIAGNOSES[c.dx];
                 self.conditions
-                    .write_record([pid, &visit_id, &date, dx.icd10, dx.receipt, dx.exchange, dx.name])
+                    .write_record([
+                        pid,
+                        &visit_id,
+                        &date,
+                        dx.icd10,
+                        dx.receipt,
+                        dx.exchange,
+                        dx.name,
+                    ])
                     .map_err(err)?;
                 self.counts.conditions += 1;
             }
             for d in &v.drugs {
                 let e = &DRUGS[d.drug];
                 self.drugs
-                    .write_record([pid, &visit_id, &date, e.yj, e.receipt, e.name, &d.per_day.to_string(), e.unit, &d.days.to_string()])
+                    .write_record([
+                        pid,
+                        &visit_id,
+                        &date,
+                        e.yj,
+                        e.receipt,
+                        e.name,
+                        &d.per_day.to_string(),
+                        e.unit,
+                        &d.days.to_string(),
+                    ])
                     .map_err(err)?;
                 self.counts.drugs += 1;
             }
             for l in &v.labs {
                 let t = &LABS[l.lab];
                 self.labs
-                    .write_record([pid, &visit_id, &date, t.jlac10, t.name, &l.value, t.unit, &t.ref_low.to_string(), &t.ref_high.to_string()])
+                    .write_record([
+                        pid,
+                        &visit_id,
+                        &date,
+                        t.jlac10,
+                        t.name,
+                        &l.value,
+                        t.unit,
+                        &t.ref_low.to_string(),
+                        &t.ref_high.to_string(),
+                    ])
                     .map_err(err)?;
                 self.counts.labs += 1;
             }
@@ -114,7 +189,13 @@ impl CsvWriter {
     pub fn finish(&mut self) -> Result<(), SynthError> {
         let code = self.code.clone();
         let err = |e: std::io::Error| SynthError::io(format!("csv files of hospital {code}"), e);
-        for w in [&mut self.persons, &mut self.visits, &mut self.conditions, &mut self.drugs, &mut self.labs] {
+        for w in [
+            &mut self.persons,
+            &mut self.visits,
+            &mut self.conditions,
+            &mut self.drugs,
+            &mut self.labs,
+        ] {
             w.flush().map_err(err)?;
         }
         Ok(())

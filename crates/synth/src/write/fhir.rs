@@ -53,7 +53,8 @@ fn uuid(hospital: u32, seq: u64) -> String {
 
 impl FhirWriter {
     pub fn open(root: &Path, h: &Hospital, per_bundle: u32) -> Result<Self, SynthError> {
-        fs::create_dir_all(root).map_err(|e| SynthError::io(format!("fhir folder of hospital {}", h.code), e))?;
+        fs::create_dir_all(root)
+            .map_err(|e| SynthError::io(format!("fhir folder of hospital {}", h.code), e))?;
         Ok(FhirWriter {
             root: root.to_path_buf(),
             code: h.code.clone(),
@@ -79,10 +80,16 @@ impl FhirWriter {
     fn start_bundle(&mut self) -> Result<(), SynthError> {
         self.counts.files += 1;
         self.counts.bundles += 1;
-        let path = self.root.join(format!("bundle-{:06}.json", self.counts.files));
+        let path = self
+            .root
+            .join(format!("bundle-{:06}.json", self.counts.files));
         let mut f = BufWriter::new(File::create(path).map_err(|e| self.err(e))?);
         let id = uuid(self.hospital_index, u64::MAX - self.counts.files);
-        write!(f, "{{\"resourceType\":\"Bundle\",\"id\":\"{id}\",\"type\":\"collection\",\"entry\":[").map_err(|e| self.err(e))?;
+        write!(
+            f,
+            "{{\"resourceType\":\"Bundle\",\"id\":\"{id}\",\"type\":\"collection\",\"entry\":["
+        )
+        .map_err(|e| self.err(e))?;
         self.file = Some(f);
         self.in_bundle = 0;
         self.first_entry = true;
@@ -99,15 +106,19 @@ impl FhirWriter {
 
     fn entry(&mut self, full_url: &str, resource: &Value) -> Result<(), SynthError> {
         let code = self.code.clone();
-        let Some(f) = self.file.as_mut() else { return Ok(()) };
+        let Some(f) = self.file.as_mut() else {
+            return Ok(());
+        };
         let io = |e: std::io::Error| SynthError::io(format!("fhir bundle of hospital {code}"), e);
         if !self.first_entry {
             f.write_all(b",").map_err(io)?;
         }
         self.first_entry = false;
         let e = json!({"fullUrl": full_url, "resource": resource});
-        serde_json::to_writer(&mut *f, &e)
-            .map_err(|e| SynthError::Json { what: format!("fhir bundle of hospital {code}"), source: e })?;
+        serde_json::to_writer(&mut *f, &e).map_err(|e| SynthError::Json {
+            what: format!("fhir bundle of hospital {code}"),
+            source: e,
+        })?;
         Ok(())
     }
 
@@ -171,7 +182,11 @@ impl FhirWriter {
             let enc_url = self.next_url();
             let date = v.date.format("%Y-%m-%d").to_string();
             let (dcode, dname) = DEPARTMENTS[v.dept];
-            let (cls, cls_name) = if v.emergency { ("EMER", "emergency") } else { ("AMB", "ambulatory") };
+            let (cls, cls_name) = if v.emergency {
+                ("EMER", "emergency")
+            } else {
+                ("AMB", "ambulatory")
+            };
             let enc = json!({
                 "resourceType": "Encounter",
                 "status": "finished",

@@ -45,9 +45,12 @@ impl Hospital {
     pub fn next_patient_id(&mut self) -> Result<String, SynthError> {
         let modulus = 10u64.pow(self.pid_digits);
         if self.next_patient >= modulus {
-            return Err(SynthError::TooManyPatients { hospital: self.code.clone() });
+            return Err(SynthError::TooManyPatients {
+                hospital: self.code.clone(),
+            });
         }
-        let n = (self.next_patient as u128 * self.pid_mult as u128 + self.pid_offset as u128) % modulus as u128;
+        let n = (self.next_patient as u128 * self.pid_mult as u128 + self.pid_offset as u128)
+            % modulus as u128;
         self.next_patient += 1;
         Ok(format!("{:0width$}", n, width = self.pid_digits as usize))
     }
@@ -81,9 +84,15 @@ impl HospitalWriters {
         };
         for f in &h.formats {
             match f {
-                SynthFormat::Ssmix2 => w.ssmix2 = Some(ssmix2::Ssmix2Writer::open(&dir.join("ssmix2"), h)?),
+                SynthFormat::Ssmix2 => {
+                    w.ssmix2 = Some(ssmix2::Ssmix2Writer::open(&dir.join("ssmix2"), h)?)
+                }
                 SynthFormat::Fhir => {
-                    w.fhir = Some(fhir::FhirWriter::open(&dir.join("fhir"), h, cfg.fhir_patients_per_bundle)?)
+                    w.fhir = Some(fhir::FhirWriter::open(
+                        &dir.join("fhir"),
+                        h,
+                        cfg.fhir_patients_per_bundle,
+                    )?)
                 }
                 SynthFormat::Uke => w.uke = Some(uke::UkeWriter::open(&dir.join("uke"), h, cfg)?),
                 SynthFormat::Csv => w.csv = Some(csvout::CsvWriter::open(&dir.join("csv"), h)?),
@@ -97,7 +106,13 @@ impl HospitalWriters {
         let conditions: u64 = reg.visits.iter().map(|v| v.conditions.len() as u64).sum();
         let drugs: u64 = reg.visits.iter().map(|v| v.drugs.len() as u64).sum();
         let labs: u64 = reg.visits.iter().map(|v| v.labs.len() as u64).sum();
-        let all = Counts { registrations: 1, visits, conditions, drugs, labs };
+        let all = Counts {
+            registrations: 1,
+            visits,
+            conditions,
+            drugs,
+            labs,
+        };
         self.summary.counts.add(&all);
         if let Some(w) = self.ssmix2.as_mut() {
             w.write(h, reg)?;
@@ -113,7 +128,10 @@ impl HospitalWriters {
         }
         for (f, c) in self.per_format.iter_mut() {
             if *f == SynthFormat::Uke {
-                c.add(&Counts { labs: 0, ..all.clone() });
+                c.add(&Counts {
+                    labs: 0,
+                    ..all.clone()
+                });
             } else {
                 c.add(&all);
             }

@@ -9,11 +9,18 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 
 use crate::SynthError;
-use crate::population::{Registration, RegIdentity, VisitRec};
+use crate::population::{RegIdentity, Registration, VisitRec};
 use crate::summary::Ssmix2Counts;
 use crate::tables::{DEPARTMENTS, DIAGNOSES, DOCTORS, DRUGS, LABS};
 use crate::text::encode_iso2022jp;
 use crate::write::Hospital;
+
+/// The variable parts of an SS-MIX2 file name besides patient, date and data type.
+struct FileKey<'a> {
+    order: u64,
+    stamp: &'a str,
+    dept: Option<&'a str>,
+}
 
 pub struct Ssmix2Writer {
     root: PathBuf,
@@ -40,7 +47,14 @@ fn d8(d: NaiveDate) -> String {
 }
 
 fn ts(d: NaiveDate, secs: u32, millis: u32) -> String {
-    format!("{}{:02}{:02}{:02}{:03}", d8(d), secs / 3600, secs / 60 % 60, secs % 60, millis % 1000)
+    format!(
+        "{}{:02}{:02}{:02}{:03}",
+        d8(d),
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        millis % 1000
+    )
 }
 
 fn sex_code(id: &RegIdentity) -> &'static str {
@@ -59,8 +73,14 @@ fn doctor(dept: usize) -> String {
 
 impl Ssmix2Writer {
     pub fn open(root: &Path, h: &Hospital) -> Result<Self, SynthError> {
-        fs::create_dir_all(root).map_err(|e| SynthError::io(format!("ssmix2 folder of hospital {}", h.code), e))?;
-        Ok(Ssmix2Writer { root: root.to_path_buf(), code: h.code.clone(), counts: Ssmix2Counts::default(), msg_seq: 0 })
+        fs::create_dir_all(root)
+            .map_err(|e| SynthError::io(format!("ssmix2 folder of hospital {}", h.code), e))?;
+        Ok(Ssmix2Writer {
+            root: root.to_path_buf(),
+            code: h.code.clone(),
+            counts: Ssmix2Counts::default(),
+            msg_seq: 0,
+        })
     }
 
     fn msh(&mut self, h: &Hospital, stamp: &str, msg_type: &str) -> String {
@@ -110,12 +130,27 @@ impl Ssmix2Writer {
                 (3, format!("{dept}^^^^^C")),
                 (7, doctor(v.dept)),
                 (10, dept.to_string()),
-                (44, format!("{}{:02}{:02}", d8(v.date), v.time_secs / 3600, v.time_secs / 60 % 60)),
+                (
+                    44,
+                    format!(
+                        "{}{:02}{:02}",
+                        d8(v.date),
+                        v.time_secs / 3600,
+                        v.time_secs / 60 % 60
+                    ),
+                ),
             ],
         )
     }
 
-    fn orc(h: &Hospital, order_no: u64, group: usize, v: &VisitRec, stamp: &str, ctrl: &str) -> String {
+    fn orc(
+        h: &Hospital,
+        order_no: u64,
+        group: usize,
+        v: &VisitRec,
+        stamp: &str,
+        ctrl: &str,
+    ) -> String {
         let (dcode, dname) = DEPARTMENTS[v.dept];
         seg(
             "ORC",
@@ -132,31 +167,57 @@ impl Ssmix2Writer {
         )
     }
 
-    fn write_file(&mut self, reg: &Registration, date: Option<NaiveDate>, kind: &str, order: u64, stamp: &str, dept: Option<&str>, msg: &str) -> Result<(), SynthError> {
+    fn write_file(
+        &mut self,
+        reg: &Registration,
+        date: Option<NaiveDate>,
+        kind: &str,
+        key: FileKey<'_>,
+        msg: &str,
+    ) -> Result<(), SynthError> {
+        let FileKey { order, stamp, dept } = key;
         let pid = &reg.patient_id;
         let date_s = date.map(d8).unwrap_or_else(|| "-".to_string());
-        let dir = self.root.join(&pid[..3]).join(&pid[3..6]).join(pid).join(&date_s).join(kind);
+        let dir = self
+            .root
+            .join(&pid[..3])
+            .join(&pid[3..6])
+            .join(pid)
+            .join(&date_s)
+            .join(kind);
         let what = || format!("ssmix2 {kind} file of hospital {}", self.code);
         fs::create_dir_all(&dir).map_err(|e| SynthError::io(what(), e))?;
-        let name = format!("{pid}_{date_s}_{kind}_{order:015}_{stamp}_{}_1", dept.unwrap_or("-"));
+        let name = format!(
+            "{pid}_{date_s}_{kind}_{order:015}_{stamp}_{}_1",
+            dept.unwrap_or("-")
+        );
         fs::write(dir.join(name), encode_iso2022jp(msg)).map_err(|e| SynthError::io(what(), e))?;
         self.counts.files += 1;
         Ok(())
     }
 
     pub fn write(&mut self, h: &Hospital, reg: &Registration) -> Result<(), SynthError> {
-        let Some(first) = reg.visits.first() else { return Ok(()) };
+        let Some(first) = reg.visits.first() else {
+            return Ok(());
+        };
         let id = &reg.identity;
         let reg_stamp = ts(first.date, first.time_secs.saturating_sub(600), 0);
 
         // ADT-00: patient master (identity, insurance), under the `-` date folder.
         let mut m = self.msh(h, &reg_stamp, "ADT^A08^ADT_A01");
-        m.push_str(&seg("EVN", &[(2, reg_stamp[..12].to_string()), (7, "KIBAN".into())]));
+        m.push_str(&seg(
+            "EVN",
+            &[(2, reg_stamp[..12].to_string()), (7, "KIBAN".into())],
+        ));
         m.push_str(&Self::pid(reg, true, &reg_stamp));
         m.push_str(&seg("PV1", &[(1, "0001".into()), (2, "O".into())]));
         let ins = &id.insurance;
         let (plan_code, plan_name) = ins.kind.label();
-        let relation = if ins.is_self { "SEL^本人^HL70063" } else { "FMB^家族^HL70063" };
+        let relation = if ins.is_self {
+            "SEL^本人^HL70063"
+        } else {
+            "FMB^家族^HL70063"
+        };
         m.push_str(&seg(
             "IN1",
             &[
@@ -169,13 +230,28 @@ impl Ssmix2Writer {
                 (17, relation.into()),
             ],
         ));
-        self.write_file(reg, None, "ADT-00", 0, &reg_stamp, None, &m)?;
+        self.write_file(
+            reg,
+            None,
+            "ADT-00",
+            FileKey {
+                order: 0,
+                stamp: &reg_stamp,
+                dept: None,
+            },
+            &m,
+        )?;
         self.counts.adt00_files += 1;
 
         // PPR-01: the problem list, also under `-`.
         let n_cond: usize = reg.visits.iter().map(|v| v.conditions.len()).sum();
         if n_cond > 0 {
-            let last = reg.visits.iter().rev().find(|v| !v.conditions.is_empty()).unwrap_or(first);
+            let last = reg
+                .visits
+                .iter()
+                .rev()
+                .find(|v| !v.conditions.is_empty())
+                .unwrap_or(first);
             let stamp = ts(last.date, last.time_secs, 500);
             let mut m = self.msh(h, &stamp, "PPR^ZD1^PPR_ZD1");
             m.push_str(&Self::pid(reg, false, &stamp));
@@ -193,20 +269,39 @@ impl Ssmix2Writer {
                         (3, format!("{}^{}^MDCDX2", dx.receipt, dx.name)),
                         (4, format!("{:015}", c.problem_no)),
                         (7, d8(v.date)),
-                        (10, format!("{}^{}^I10^O^外来時^JHSD0004", dx.icd10, dx.name)),
+                        (
+                            10,
+                            format!("{}^{}^I10^O^外来時^JHSD0004", dx.icd10, dx.name),
+                        ),
                         (16, d8(v.date)),
                     ];
                     if k == 0 {
                         f.push((18, "1^主診断^JHSD0007".into()));
                     }
                     m.push_str(&seg("PRB", &f));
-                    m.push_str(&seg("ZPR", &[(2, format!("{}^{}^MDCDX2", dx.exchange, dx.name)), (5, format!("{}^{}^MDCDX2", dx.exchange, dx.name))]));
+                    m.push_str(&seg(
+                        "ZPR",
+                        &[
+                            (2, format!("{}^{}^MDCDX2", dx.exchange, dx.name)),
+                            (5, format!("{}^{}^MDCDX2", dx.exchange, dx.name)),
+                        ],
+                    ));
                     self.counts.prb_segments += 1;
                     k += 1;
                 }
             }
             let dept = DEPARTMENTS[first.dept].0;
-            self.write_file(reg, None, "PPR-01", first_problem, &stamp, Some(dept), &m)?;
+            self.write_file(
+                reg,
+                None,
+                "PPR-01",
+                FileKey {
+                    order: first_problem,
+                    stamp: &stamp,
+                    dept: Some(dept),
+                },
+                &m,
+            )?;
             self.counts.ppr01_files += 1;
         }
 
@@ -219,7 +314,13 @@ impl Ssmix2Writer {
                 m.push_str(&Self::pv1(v));
                 for (i, d) in v.drugs.iter().enumerate() {
                     let e = &DRUGS[d.drug];
-                    let times = if d.per_day % 3 == 0 { 3 } else if d.per_day % 2 == 0 { 2 } else { 1 };
+                    let times = if d.per_day % 3 == 0 {
+                        3
+                    } else if d.per_day % 2 == 0 {
+                        2
+                    } else {
+                        1
+                    };
                     let usage = match times {
                         3 => "1013044400000000&内服・経口・１日３回朝昼夕食後&JAMISDP01",
                         2 => "1012040400000000&内服・経口・１日２回朝夕食後&JAMISDP01",
@@ -240,20 +341,51 @@ impl Ssmix2Writer {
                             (21, "OHP^外来処方^MR9P~OHI^院内処方^MR9P".into()),
                         ],
                     ));
-                    m.push_str(&seg("TQ1", &[(1, "1".into()), (3, usage.into()), (6, format!("{}^d", d.days)), (7, format!("{}00", &stamp[..8]))]));
+                    m.push_str(&seg(
+                        "TQ1",
+                        &[
+                            (1, "1".into()),
+                            (3, usage.into()),
+                            (6, format!("{}^d", d.days)),
+                            (7, format!("{}00", &stamp[..8])),
+                        ],
+                    ));
                     m.push_str("RXR|PO^口^HL70162\r");
                     self.counts.rxe_segments += 1;
                 }
-                self.write_file(reg, Some(v.date), "OMP-01", v.rx_order, &stamp, Some(dept), &m)?;
+                self.write_file(
+                    reg,
+                    Some(v.date),
+                    "OMP-01",
+                    FileKey {
+                        order: v.rx_order,
+                        stamp: &stamp,
+                        dept: Some(dept),
+                    },
+                    &m,
+                )?;
                 self.counts.omp01_files += 1;
             }
             if !v.labs.is_empty() {
                 let stamp = ts(v.date, v.time_secs + 3600, 200);
-                let taken = format!("{}{:02}{:02}", d8(v.date), v.time_secs / 3600, v.time_secs / 60 % 60);
+                let taken = format!(
+                    "{}{:02}{:02}",
+                    d8(v.date),
+                    v.time_secs / 3600,
+                    v.time_secs / 60 % 60
+                );
                 let mut m = self.msh(h, &stamp, "OUL^R22^OUL_R22");
                 m.push_str(&Self::pid(reg, false, &stamp));
                 m.push_str(&Self::pv1(v));
-                m.push_str(&seg("SPM", &[(1, "1".into()), (2, format!("{:015}", v.lab_order)), (4, "023^血清^JC10".into()), (17, taken.clone())]));
+                m.push_str(&seg(
+                    "SPM",
+                    &[
+                        (1, "1".into()),
+                        (2, format!("{:015}", v.lab_order)),
+                        (4, "023^血清^JC10".into()),
+                        (17, taken.clone()),
+                    ],
+                ));
                 m.push_str(&seg(
                     "OBR",
                     &[
@@ -285,7 +417,17 @@ impl Ssmix2Writer {
                     ));
                     self.counts.obx_segments += 1;
                 }
-                self.write_file(reg, Some(v.date), "OML-11", v.lab_order, &stamp, Some(dept), &m)?;
+                self.write_file(
+                    reg,
+                    Some(v.date),
+                    "OML-11",
+                    FileKey {
+                        order: v.lab_order,
+                        stamp: &stamp,
+                        dept: Some(dept),
+                    },
+                    &m,
+                )?;
                 self.counts.oml11_files += 1;
             }
             self.counts.visit_dates += 1;

@@ -35,15 +35,40 @@ pub struct UkeWriter {
 /// 1 明治, 2 大正, 3 昭和, 4 平成, 5 令和.
 pub fn wareki(d: NaiveDate) -> String {
     let eras: [(NaiveDate, u8, i32); 5] = [
-        (NaiveDate::from_ymd_opt(2019, 5, 1).unwrap_or_default(), 5, 2018),
-        (NaiveDate::from_ymd_opt(1989, 1, 8).unwrap_or_default(), 4, 1988),
-        (NaiveDate::from_ymd_opt(1926, 12, 25).unwrap_or_default(), 3, 1925),
-        (NaiveDate::from_ymd_opt(1912, 7, 30).unwrap_or_default(), 2, 1911),
-        (NaiveDate::from_ymd_opt(1868, 1, 25).unwrap_or_default(), 1, 1867),
+        (
+            NaiveDate::from_ymd_opt(2019, 5, 1).unwrap_or_default(),
+            5,
+            2018,
+        ),
+        (
+            NaiveDate::from_ymd_opt(1989, 1, 8).unwrap_or_default(),
+            4,
+            1988,
+        ),
+        (
+            NaiveDate::from_ymd_opt(1926, 12, 25).unwrap_or_default(),
+            3,
+            1925,
+        ),
+        (
+            NaiveDate::from_ymd_opt(1912, 7, 30).unwrap_or_default(),
+            2,
+            1911,
+        ),
+        (
+            NaiveDate::from_ymd_opt(1868, 1, 25).unwrap_or_default(),
+            1,
+            1867,
+        ),
     ];
     for (start, code, offset) in eras {
         if d >= start {
-            return format!("{code}{:02}{:02}{:02}", d.year() - offset, d.month(), d.day());
+            return format!(
+                "{code}{:02}{:02}{:02}",
+                d.year() - offset,
+                d.month(),
+                d.day()
+            );
         }
     }
     d.format("%Y%m%d").to_string()
@@ -54,7 +79,12 @@ impl UkeWriter {
         let what = || format!("uke file of hospital {}", h.code);
         fs::create_dir_all(root).map_err(|e| SynthError::io(what(), e))?;
         let f = File::create(root.join("RECEIPTC.UKE")).map_err(|e| SynthError::io(what(), e))?;
-        let mut w = UkeWriter { code: h.code.clone(), out: BufWriter::new(f), total_points: 0, counts: UkeCounts::default() };
+        let mut w = UkeWriter {
+            code: h.code.clone(),
+            out: BufWriter::new(f),
+            total_points: 0,
+            counts: UkeCounts::default(),
+        };
         let claim = cfg.effective_provision_date();
         // IR: 審査支払機関 1 (社保), 都道府県, 点数表 1 (医科), 医療機関コード (7 digits after
         // prefecture and 点数表), 予備, 名称, 請求年月, マルチボリューム 00, 電話番号.
@@ -85,7 +115,11 @@ impl UkeWriter {
     pub fn write(&mut self, reg: &Registration) -> Result<(), SynthError> {
         let id = &reg.identity;
         let ins = &id.insurance;
-        let age = reg.visits.first().map(|v| v.date.year() - id.birth.year()).unwrap_or(0);
+        let age = reg
+            .visits
+            .first()
+            .map(|v| v.date.year() - id.birth.year())
+            .unwrap_or(0);
         let rtype = match (ins.kind, ins.is_self) {
             (InsuranceKind::Kouki, _) => "1318",
             _ if age < 6 => "1114",
@@ -105,7 +139,9 @@ impl UkeWriter {
         while i < reg.visits.len() {
             let ym = (reg.visits[i].date.year(), reg.visits[i].date.month());
             let mut j = i;
-            while j < reg.visits.len() && (reg.visits[j].date.year(), reg.visits[j].date.month()) == ym {
+            while j < reg.visits.len()
+                && (reg.visits[j].date.year(), reg.visits[j].date.month()) == ym
+            {
                 j += 1;
             }
             let month = &reg.visits[i..j];
@@ -130,7 +166,11 @@ impl UkeWriter {
             for v in month {
                 for c in &v.conditions {
                     let dx = &DIAGNOSES[c.dx];
-                    let main = if body.iter().all(|r| r[0] != "SY") { "01" } else { "" };
+                    let main = if body.iter().all(|r| r[0] != "SY") {
+                        "01"
+                    } else {
+                        ""
+                    };
                     body.push(vec![
                         "SY".into(),
                         dx.receipt.into(),
@@ -145,7 +185,11 @@ impl UkeWriter {
                 }
             }
             for v in month {
-                let (kind, code, pts) = if first_visit { ("11", "111000110", 288) } else { ("12", "112007410", 73) };
+                let (kind, code, pts) = if first_visit {
+                    ("11", "111000110", 288)
+                } else {
+                    ("12", "112007410", 73)
+                };
                 first_visit = false;
                 let mut si = vec![String::new(); 44];
                 si[0] = "SI".into();
@@ -198,7 +242,12 @@ impl UkeWriter {
     }
 
     pub fn finish(&mut self) -> Result<(), SynthError> {
-        let go = ["GO".to_string(), self.counts.receipts.to_string(), self.total_points.to_string(), "99".into()];
+        let go = [
+            "GO".to_string(),
+            self.counts.receipts.to_string(),
+            self.total_points.to_string(),
+            "99".into(),
+        ];
         self.record(&go)?;
         let code = &self.code;
         let io = |e| SynthError::io(format!("uke file of hospital {code}"), e);
@@ -213,9 +262,21 @@ mod tests {
 
     #[test]
     fn wareki_eras() {
-        assert_eq!(wareki(NaiveDate::from_ymd_opt(2019, 5, 1).unwrap()), "5010501");
-        assert_eq!(wareki(NaiveDate::from_ymd_opt(2019, 4, 30).unwrap()), "4310430");
-        assert_eq!(wareki(NaiveDate::from_ymd_opt(1948, 4, 5).unwrap()), "3230405");
-        assert_eq!(wareki(NaiveDate::from_ymd_opt(1926, 12, 24).unwrap()), "2151224");
+        assert_eq!(
+            wareki(NaiveDate::from_ymd_opt(2019, 5, 1).unwrap()),
+            "5010501"
+        );
+        assert_eq!(
+            wareki(NaiveDate::from_ymd_opt(2019, 4, 30).unwrap()),
+            "4310430"
+        );
+        assert_eq!(
+            wareki(NaiveDate::from_ymd_opt(1948, 4, 5).unwrap()),
+            "3230405"
+        );
+        assert_eq!(
+            wareki(NaiveDate::from_ymd_opt(1926, 12, 24).unwrap()),
+            "2151224"
+        );
     }
 }
