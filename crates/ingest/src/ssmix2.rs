@@ -537,6 +537,32 @@ pub fn map_message(
         }
     }
 
+    // Outpatient and other encounters: an order message (OMP, OML, OMG) carries the
+    // encounter in PV1. Every order of one encounter repeats it, so the visit number is PV1-19
+    // or, when the source leaves it empty, the patient class and the storage date; the store
+    // keeps one visit per number.
+    if (dtype.starts_with("OMP-") || dtype.starts_with("OML-") || dtype.starts_with("OMG-"))
+        && let Some(pv1) = msg.first("PV1")
+        && let Some(date) = ctx.file_date.or_else(|| parse_date(&pv1.f(44))).or(msh_date)
+    {
+        let class = pv1.f(2);
+        let vt = VisitType::parse(&class);
+        facts.push((
+            Fact::Visit(Visit {
+                source_visit_id: opt(pv1.f(19)).or_else(|| {
+                    Some(format!("{}-{}", vt.code(), date.format("%Y%m%d")))
+                }),
+                visit_type: vt,
+                start_date: date,
+                end_date: (vt != VisitType::Inpatient).then_some(date),
+                department: opt(pv1.c(3, 1))
+                    .or_else(|| opt(pv1.f(10)))
+                    .or_else(|| ctx.department.clone()),
+            }),
+            prov("PV1".into()),
+        ));
+    }
+
     let performed = dtype.starts_with("OMG-1")
         || (dtype.is_empty() && matches!(msg_type.as_str(), "OMI" | "ORU"));
     let mut seen_studies: BTreeSet<String> = BTreeSet::new();

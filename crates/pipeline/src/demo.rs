@@ -83,7 +83,7 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<DemoRepo
     let provision = cfg.effective_provision_date();
 
     // Handlers from the generator, plus the sample's hospital.
-    let mut handlers = read_handlers(&synth_dir.join("handlers.csv"))?;
+    let mut handlers = crate::handlers::read_handlers_csv(&synth_dir.join("handlers.csv"))?;
     let sample = Path::new(SAMPLE_SSMIX2);
     if sample.is_dir() {
         let mut h = HandlerInfo::new(SAMPLE_HANDLER, "SS-MIX2 サンプル病院", "東京都目黒区");
@@ -196,36 +196,4 @@ fn prepare_out(out: &Path) -> Result<(), PipelineError> {
     )
     .map_err(|e| PipelineError::io(&m, e))?;
     Ok(())
-}
-
-/// Reads the generator's `handlers.csv`
-/// (`code,name,address,representative,filed,published,own_published`).
-fn read_handlers(path: &Path) -> Result<Vec<HandlerInfo>, PipelineError> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| PipelineError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let mut out = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| PipelineError::Io {
-            path: path.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let field = |n: usize| rec.get(n).unwrap_or("").trim().to_string();
-        let date = |n: usize| NaiveDate::parse_from_str(&field(n), "%Y-%m-%d").ok();
-        if field(0).is_empty() {
-            return Err(PipelineError::Refused(format!(
-                "{}: line {}: code is empty",
-                path.display(),
-                i + 2
-            )));
-        }
-        let mut h = HandlerInfo::new(field(0), field(1), field(2));
-        h.representative = Some(field(3)).filter(|s| !s.is_empty());
-        h.filed_date = date(4);
-        h.minister_published_date = date(5);
-        h.own_published_date = date(6);
-        out.push(h);
-    }
-    Ok(out)
 }

@@ -193,9 +193,13 @@ impl Workspace {
             .filter(|r| r.handler_code == opts.handler)
             .map(|r| (r.patient_key, r.registration_id))
             .collect();
-        let mut persons_written: HashSet<String> = HashSet::new();
+        // Person rows and visits already written in this run (many units repeat them).
+        let mut seen: HashSet<String> = HashSet::new();
 
         progress.stage("ingest", Some(files.len() as u64));
+        // One reader for the whole run: it caches what files share (a Bulk export's
+        // Patient file is read once per folder).
+        let reader = std::sync::Arc::new(std::sync::Mutex::new(kiban_ingest::Reader::new()));
         let mut chunk: Option<Chunk> = None;
         for file in files {
             progress.advance(1);
@@ -239,13 +243,19 @@ impl Workspace {
             let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(256);
             let handler_code = opts.handler.clone();
             let reader_file = file.clone();
-            let reader = tokio::task::spawn_blocking(move || {
+            let shared = reader.clone();
+            let reading = tokio::task::spawn_blocking(move || {
                 let mut sink = |item: Item| {
                     // The receiver only goes away when the ingest fails; then the rest of
                     // this file is not needed.
                     let _ = tx.blocking_send(item);
                 };
-                kiban_ingest::read_file(&reader_file, &handler_code, &mut sink)
+                // Files are read one after another, so the lock is never contended; a
+                // poisoned lock only means an earlier file's reader panicked.
+                let mut r = shared
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                r.read_file(&reader_file, &handler_code, &mut sink)
             });
             while let Some(item) = rx.recv().await {
                 match item {
@@ -258,7 +268,7 @@ impl Workspace {
                             &snapshot,
                             opts,
                             &mut regs,
-                            &mut persons_written,
+                            &mut seen,
                             &mut row,
                             &mut report,
                         )
@@ -285,7 +295,7 @@ impl Workspace {
                     self.flush_builder(c)?;
                 }
             }
-            match reader.await {
+            match reading.await {
                 Ok(Ok(_summary)) => {}
                 Ok(Err(e)) => return Err(e.into()),
                 Err(join) => {
@@ -326,7 +336,7 @@ impl Workspace {
         snapshot: &GateSnapshot,
         opts: &IngestOptions,
         regs: &mut HashMap<String, String>,
-        persons_written: &mut HashSet<String>,
+        seen: &mut HashSet<String>,
         row: &mut FileRow,
         report: &mut IngestReport,
     ) -> Result<(), PipelineError> {
@@ -388,9 +398,16 @@ impl Workspace {
             .and_then(kiban_model::geo::prefecture_of);
         let mut has_person = false;
         for (fact, prov) in &unit.facts {
+            if let Fact::Visit(v) = fact
+                && let Some(id) = &v.source_visit_id
+                && !seen.insert(format!("v\u{1f}{registration_id}\u{1f}{id}"))
+            {
+                // One visit per visit number: every order of an encounter repeats it.
+                continue;
+            }
             if let Fact::Person(p) = fact {
                 has_person = true;
-                if !persons_written.insert(registration_id.clone()) {
+                if !seen.insert(format!("p\u{1f}{registration_id}")) {
                     continue;
                 }
                 if p.prefecture.is_none() && prefecture.is_some() {
@@ -405,7 +422,7 @@ impl Workspace {
         if let Some(identity) = &unit.identity {
             // Readers that carry identity but no person row still give the person table its
             // demographics (sex, birth date, prefecture): the release needs them.
-            if !has_person && persons_written.insert(registration_id.clone()) {
+            if !has_person && seen.insert(format!("p\u{1f}{registration_id}")) {
                 let person = Fact::Person(PersonFact {
                     sex: identity.sex,
                     birth_date: identity
