@@ -234,8 +234,10 @@ fn close(s: Script, a: &[char], b: &[char]) -> bool {
         // kanji names are short: one differing character out of ≥ 2 is "close"
         Script::Kanji => a.len().min(b.len()) >= 2 && levenshtein(a, b) <= 1,
         Script::Kana | Script::Alpha => {
-            // one edit in a 3-character kana name is another name (ユウコ/ユウマ), not a typo
-            jaro_winkler(a, b) >= 0.88 || (a.len().min(b.len()) >= 4 && within_one_edit(a, b))
+            // one edit in a 3-character kana name may be another name (ユウコ/ユウマ): alone it
+            // counts as close; twins are caught by the joint kanji+kana rule, the sex check
+            // and the cluster cross-check
+            jaro_winkler(a, b) >= 0.88 || (a.len().min(b.len()) >= 3 && within_one_edit(a, b))
         }
     }
 }

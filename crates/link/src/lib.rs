@@ -18,6 +18,10 @@
 //! review items (those carry registration IDs and comparison levels only), or hash identifiers
 //! without a key. It holds no database state: callers persist clusters and decisions.
 
+// Comparison vectors are fixed-size arrays indexed by comparison number; index loops over
+// `0..N_CMP` keep the m/u/γ tables visibly parallel.
+#![allow(clippy::needless_range_loop)]
+
 pub mod compare;
 pub mod eval;
 pub mod keys;

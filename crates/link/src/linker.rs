@@ -77,7 +77,7 @@ impl Default for LinkConfig {
             unique_within_source: false,
             link_within_source: true,
             max_block_size: 2000,
-            u_sample_pairs: 200_000,
+            u_sample_pairs: 50_000,
             em_max_iterations: 100,
             tf_cap_bits: 8.0,
             seed: 0x6b69_6261_6e21,
@@ -185,7 +185,10 @@ pub struct ModelSummary {
     pub em_converged: bool,
     /// Expected share of linked pairs that are false (Σ(1−p) / links).
     pub expected_false_merge_rate: f64,
-    /// Expected share of true matching candidate pairs left unlinked (Σp below upper / Σp).
+    /// Expected share of true matching candidate pairs left unlinked (Σp below upper / Σp),
+    /// over pairs not held back by a hard negative (those are counted in
+    /// `LinkStats::hard_negative_pairs` and listed for review; the model cannot tell twins
+    /// from typos, which is why they are held back).
     pub expected_missed_merge_rate: f64,
 }
 
@@ -249,6 +252,7 @@ fn h<T: Hash>(t: T) -> u64 {
     s.finish()
 }
 
+#[allow(clippy::collapsible_match)] // one arm per rule reads better than guards
 fn rule_keys(r: &Rec, rule: usize, out: &mut Vec<u64>) {
     match rule {
         0..=2 => {
@@ -601,7 +605,7 @@ fn patterns_of<'a>(gammas: impl Iterator<Item = &'a Gamma>, mask: &[usize]) -> V
         *pat.entry(g).or_default() += 1.0;
     }
     let mut patterns: Vec<(Gamma, f64)> = pat.into_iter().collect();
-    patterns.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    patterns.sort_unstable_by_key(|p| p.0);
     patterns
 }
 
@@ -610,7 +614,7 @@ fn patterns_of<'a>(gammas: impl Iterator<Item = &'a Gamma>, mask: &[usize]) -> V
 /// the sessions that could see it. Then λ is fitted on all candidates with m and u fixed.
 fn train(cands: &[(u32, u32, u16)], gammas: &[Gamma], u: &[Vec<f64>], max_iter: usize) -> Em {
     let mut acc: Vec<Vec<f64>> = (0..N_CMP).map(|c| vec![0.0; n_levels(c)]).collect();
-    let mut weight = vec![0.0; N_CMP];
+    let mut weight = [0.0; N_CMP];
     let mut iterations = 0;
     let mut converged = true;
     for (rule, mask) in RULE_MASK.iter().enumerate() {
@@ -840,7 +844,9 @@ pub fn link_with(
             sum_fp += 1.0 - p;
             sum_p_linked += p;
         } else {
-            sum_p_missed += p;
+            if hn.is_none() {
+                sum_p_missed += p;
+            }
             if let Some(hn) = hn {
                 stats.hard_negative_pairs += 1;
                 if p >= cfg.lower {
@@ -962,7 +968,6 @@ pub fn link_with(
             }
         }
     }
-    let _ = linked_by_score;
 
     let mut clusters = BTreeMap::new();
     for i in 0..n as u32 {
@@ -1005,7 +1010,6 @@ pub fn link_with(
         expected_false_merge_rate: sum_fp / n_linked,
         expected_missed_merge_rate: sum_p_missed / (sum_p_linked + sum_p_missed).max(1e-12),
     };
-    let _ = C_NAME;
     Ok(LinkResult {
         clusters,
         review,

@@ -342,7 +342,7 @@ pub fn parse_date_lenient(s: &str) -> Option<Ymd> {
             Some(r)
         } else if first.to_ascii_uppercase() == letter {
             Some(&s[first.len_utf8()..])
-        } else if kanji.chars().next() == Some(first) && !s.starts_with(kanji) {
+        } else if s.starts_with(first) && kanji.starts_with(first) && !s.starts_with(kanji) {
             // single-kanji abbreviation 昭50.3.1 (but not the full era name)
             Some(&s[first.len_utf8()..])
         } else {

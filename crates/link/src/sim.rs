@@ -22,14 +22,21 @@ pub fn jaro<T: PartialEq>(a: &[T], b: &[T]) -> f64 {
         &mut b_used_vec
     };
     let mut matches = 0usize;
-    let mut a_match_idx: Vec<usize> = Vec::with_capacity(a.len().min(b.len()));
+    let mut a_used = [false; 64];
+    let mut a_used_vec;
+    let a_used: &mut [bool] = if a.len() <= 64 {
+        &mut a_used[..a.len()]
+    } else {
+        a_used_vec = vec![false; a.len()];
+        &mut a_used_vec
+    };
     for (i, x) in a.iter().enumerate() {
         let lo = i.saturating_sub(window);
         let hi = (i + window + 1).min(b.len());
         for j in lo..hi {
             if !b_used[j] && b[j] == *x {
                 b_used[j] = true;
-                a_match_idx.push(i);
+                a_used[i] = true;
                 matches += 1;
                 break;
             }
@@ -38,14 +45,19 @@ pub fn jaro<T: PartialEq>(a: &[T], b: &[T]) -> f64 {
     if matches == 0 {
         return 0.0;
     }
+    // walk both match sequences in order; mismatched positions are half-transpositions
     let mut transpositions = 0usize;
-    let mut k = 0usize;
+    let mut ai = a_used
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| **u)
+        .map(|(i, _)| i);
     for (j, used) in b_used.iter().enumerate() {
-        if *used {
-            if a[a_match_idx[k]] != b[j] {
-                transpositions += 1;
-            }
-            k += 1;
+        if *used
+            && let Some(i) = ai.next()
+            && a[i] != b[j]
+        {
+            transpositions += 1;
         }
     }
     let m = matches as f64;
