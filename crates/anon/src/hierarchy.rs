@@ -267,7 +267,7 @@ pub fn age_intervals(
                     Some(t) if age >= t => r.push(format!("{t}歳以上")),
                     _ => {
                         let lo = age / w * w;
-                        let hi = lo + w - 1;
+                        let hi = lo.saturating_add(w - 1);
                         let hi = match top_code {
                             Some(t) if hi >= t => t - 1,
                             _ => hi,
@@ -432,8 +432,121 @@ pub fn yj_code(name: &str, codes: &[&str]) -> Result<Hierarchy, AnonError> {
     prefix_mask(name, codes, &[7, 4])
 }
 
+/// The 47 prefectures in JIS X 0401 order (code = index + 1) with their region.
+const PREFECTURES: [(&str, &str); 47] = [
+    ("北海道", "北海道"),
+    ("青森県", "東北"),
+    ("岩手県", "東北"),
+    ("宮城県", "東北"),
+    ("秋田県", "東北"),
+    ("山形県", "東北"),
+    ("福島県", "東北"),
+    ("茨城県", "関東"),
+    ("栃木県", "関東"),
+    ("群馬県", "関東"),
+    ("埼玉県", "関東"),
+    ("千葉県", "関東"),
+    ("東京都", "関東"),
+    ("神奈川県", "関東"),
+    ("新潟県", "中部"),
+    ("富山県", "中部"),
+    ("石川県", "中部"),
+    ("福井県", "中部"),
+    ("山梨県", "中部"),
+    ("長野県", "中部"),
+    ("岐阜県", "中部"),
+    ("静岡県", "中部"),
+    ("愛知県", "中部"),
+    ("三重県", "近畿"),
+    ("滋賀県", "近畿"),
+    ("京都府", "近畿"),
+    ("大阪府", "近畿"),
+    ("兵庫県", "近畿"),
+    ("奈良県", "近畿"),
+    ("和歌山県", "近畿"),
+    ("鳥取県", "中国"),
+    ("島根県", "中国"),
+    ("岡山県", "中国"),
+    ("広島県", "中国"),
+    ("山口県", "中国"),
+    ("徳島県", "四国"),
+    ("香川県", "四国"),
+    ("愛媛県", "四国"),
+    ("高知県", "四国"),
+    ("福岡県", "九州・沖縄"),
+    ("佐賀県", "九州・沖縄"),
+    ("長崎県", "九州・沖縄"),
+    ("熊本県", "九州・沖縄"),
+    ("大分県", "九州・沖縄"),
+    ("宮崎県", "九州・沖縄"),
+    ("鹿児島県", "九州・沖縄"),
+    ("沖縄県", "九州・沖縄"),
+];
+
+/// Prefecture → region (8 regions) → `*`. Values are the prefecture names (東京都) or, with
+/// `jis_codes`, their 2-digit JIS X 0401 codes ("13").
+pub fn prefecture_region(name: &str, jis_codes: bool) -> Result<Hierarchy, AnonError> {
+    let rows = PREFECTURES
+        .iter()
+        .enumerate()
+        .map(|(i, (p, r))| {
+            let v = if jis_codes {
+                format!("{:02}", i + 1)
+            } else {
+                p.to_string()
+            };
+            vec![v, r.to_string(), "*".to_string()]
+        })
+        .collect();
+    Hierarchy::from_rows(name, rows)
+}
+
+/// Municipality → prefecture → region → `*`, from (municipality, prefecture name) pairs (e.g.
+/// from the 全国地方公共団体コード list; use the codes as values when names repeat across
+/// prefectures). Unknown prefectures are reported by position.
+pub fn municipality(name: &str, pairs: &[(&str, &str)]) -> Result<Hierarchy, AnonError> {
+    let mut rows = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, (m, p)) in pairs.iter().enumerate() {
+        let region = PREFECTURES
+            .iter()
+            .find(|(q, _)| q == p)
+            .map(|(_, r)| *r)
+            .ok_or_else(|| AnonError::Hierarchy {
+                name: name.into(),
+                line: i + 1,
+                reason: "unknown prefecture".into(),
+            })?;
+        // The same name in two prefectures (府中市) is rejected by `from_rows`: use codes.
+        if seen.insert((*m, *p)) {
+            rows.push(vec![
+                m.to_string(),
+                p.to_string(),
+                region.to_string(),
+                "*".to_string(),
+            ]);
+        }
+    }
+    Hierarchy::from_rows(name, rows)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn address_builders() {
+        let h = prefecture_region("pref", false).unwrap();
+        assert_eq!(h.domain_size(), 47);
+        assert_eq!(h.cardinality(1), 8);
+        assert_eq!(h.generalize_str("東京都", 1), Some("関東"));
+        assert_eq!(h.generalize_str("沖縄県", 1), Some("九州・沖縄"));
+        let j = prefecture_region("pref", true).unwrap();
+        assert_eq!(j.generalize_str("13", 1), Some("関東"));
+        assert_eq!(j.generalize_str("01", 1), Some("北海道"));
+        let m = municipality("city", &[("港区", "東京都"), ("札幌市", "北海道")]).unwrap();
+        assert_eq!(m.generalize_str("港区", 2), Some("関東"));
+        assert!(municipality("city", &[("x", "東京県")]).is_err());
+    }
+
     use super::*;
 
     #[test]

@@ -4,12 +4,15 @@
 //! * [`transform`]: keyed per-release pseudonyms and per-person date shifts, top coding,
 //!   birth date → year, masking — the per-value steps of both release profiles.
 //! * [`hierarchy`]: generalization hierarchies (ARX CSV format, dictionary-encoded) and
-//!   builders for ages, dates, ICD-10, postal codes, YJ and JLAC10 codes.
+//!   builders for ages, dates, ICD-10, prefecture/municipality, postal codes, YJ and JLAC10.
+//! * [`rare`]: rare-value handling — codes held by too few persons climb their hierarchy or
+//!   are suppressed (R-ANON-4).
 //! * [`privacy`]: k-anonymity, l-diversity (distinct, entropy, recursive) and t-closeness
 //!   (equal and hierarchical distance) with a record-suppression limit.
 //! * [`search`]: the exact optimal full-domain generalization search (bound-ordered lattice
 //!   traversal with predictive tagging) under ARX's Loss, precision, non-uniform entropy or
 //!   discernibility; it reproduces ARX 3.9.2's optimum on the adult benchmark.
+//! * [`persons`]: person-level k-anonymity for longitudinal releases (one QI row per person).
 //! * [`csv_api`]: the table-level API behind `kiban anonymize`.
 //! * [`risk`]: re-identification risk measures of a released table.
 //!
@@ -20,7 +23,9 @@
 pub mod csv_api;
 pub mod error;
 pub mod hierarchy;
+pub mod persons;
 pub mod privacy;
+pub mod rare;
 pub mod risk;
 pub mod search;
 pub mod table;
@@ -29,7 +34,9 @@ pub mod transform;
 pub use csv_api::{AnonymizeOptions, AnonymizeReport, anonymize_csv};
 pub use error::AnonError;
 pub use hierarchy::Hierarchy;
+pub use persons::{PersonSolution, anonymize_persons};
 pub use privacy::{LDiversity, TCloseness};
+pub use rare::{RareValueMap, rare_value_map};
 pub use search::{
     AnonymizeConfig, Metric, NodeEvaluation, Solution, anonymize_table, evaluate_transformation,
 };
