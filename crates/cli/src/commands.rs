@@ -87,6 +87,16 @@ pub enum OptoutCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Record a notice (通知) for one patient.
+    Notice(crate::optout_cmds::OptoutEventArgs),
+    /// Record a stop request (提供停止の求め) and issue its receipt (PDF).
+    Stop(crate::optout_cmds::OptoutEventArgs),
+    /// Record a deletion request, issue its receipt, and erase the patient's data.
+    Delete(crate::optout_cmds::OptoutEventArgs),
+    /// Record the withdrawal of a stop request.
+    Withdraw(crate::optout_cmds::OptoutEventArgs),
+    /// Erase every patient with a deletion request (vault key, lake rows, links).
+    ApplyDeletions(crate::optout_cmds::ApplyDeletionsArgs),
     /// Show the gate's decision for one patient.
     Status {
         #[arg(long)]
@@ -372,6 +382,34 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                 );
             }
             Ok(ok)
+        }
+        Command::Optout(OptoutCmd::Notice(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_event(&ws, kiban_consent::EventKind::Notice, a, lang).await
+        }
+        Command::Optout(OptoutCmd::Stop(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_event(&ws, kiban_consent::EventKind::Stop, a, lang).await
+        }
+        Command::Optout(OptoutCmd::Delete(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_event(&ws, kiban_consent::EventKind::Delete, a, lang).await
+        }
+        Command::Optout(OptoutCmd::Withdraw(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_event(&ws, kiban_consent::EventKind::Withdraw, a, lang).await
+        }
+        Command::Optout(OptoutCmd::ApplyDeletions(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_apply_deletions(&ws, a, lang).await
+        }
+        Command::Export(a) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_export(&ws, a, lang).await
+        }
+        Command::Retention(c) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_retention(&ws, c, lang).await
         }
         Command::Ingest(a) => {
             let ws = open(&cli.workspace, &cli.actor).await?;

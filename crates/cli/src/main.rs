@@ -3,6 +3,7 @@
 //! English). Exit codes: 0 success, 1 refused or failed (with a message), 2 usage error.
 
 mod commands;
+mod optout_cmds;
 mod ui;
 
 use std::path::PathBuf;
@@ -44,8 +45,13 @@ pub enum Command {
     /// The opt-out registry: notices, stop and deletion requests, decisions.
     #[command(subcommand)]
     Optout(commands::OptoutCmd),
-    /// Ingest files or folders of one handler (SS-MIX2, FHIR R4).
+    /// Ingest files or folders of one handler (SS-MIX2, FHIR R4, UKE, DPC, CSV).
     Ingest(commands::IngestArgs),
+    /// Handler side: send eligible patients' data to a producer, with the provision record.
+    Export(optout_cmds::ExportArgs),
+    /// Records retention: purge records past their period (3 years), leaving a record.
+    #[command(subcommand)]
+    Retention(optout_cmds::RetentionCmd),
     /// Counts per table, quarantined, rejected by the gate.
     Stats(JsonFlag),
     /// Link registrations into persons (名寄せ).

@@ -34,6 +34,8 @@ pub enum PipelineError {
     Release(#[from] kiban_release::ReleaseError),
     #[error(transparent)]
     Synth(#[from] kiban_synth::SynthError),
+    #[error(transparent)]
+    Receipt(#[from] kiban_receipt::ReceiptError),
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
     #[error("arrow: {0}")]

@@ -14,14 +14,18 @@
 //! returned as values for the binary to present.
 
 pub mod config;
+pub mod deletion;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod handlers;
 pub mod ingest;
 pub mod link;
 pub mod optout;
+pub mod optout_events;
 pub mod progress;
 pub mod release;
+pub mod retention;
 pub mod stats;
 pub mod workspace;
 

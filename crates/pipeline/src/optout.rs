@@ -22,7 +22,12 @@ impl Workspace {
             async {
                 let f = std::fs::File::open(path).map_err(|e| PipelineError::io(path, e))?;
                 let key = |handler: &str, patient: &str| self.patient_key(handler, patient);
-                Ok(kiban_consent::import_csv(&self.db, f, &name, &key).await?)
+                let report = kiban_consent::import_csv(&self.db, f, &name, &key).await?;
+                // A deletion request is carried out as soon as it is recorded (R-OPT-6).
+                if report.by_kind.get("delete").is_some_and(|n| *n > 0) {
+                    self.apply_deletions(chrono::Local::now().date_naive()).await?;
+                }
+                Ok(report)
             },
             |r: &ImportReport| {
                 vec![

@@ -194,6 +194,7 @@ fn error_kind(e: &PipelineError) -> &'static str {
         PipelineError::Ingest(_) => "ingest",
         PipelineError::Release(_) => "release",
         PipelineError::Synth(_) => "synth",
+        PipelineError::Receipt(_) => "receipt",
     }
 }
 

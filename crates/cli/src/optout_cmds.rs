@@ -1,0 +1,434 @@
+//! `kiban optout notice|stop|delete|withdraw|apply-deletions`, `kiban export`,
+//! `kiban retention run`: argument structs and presentation. The work is done by
+//! `kiban-pipeline` (`record_optout_event`, `apply_deletions`, `export`, `retention_run`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use kiban_consent::{Channel, EventKind, Relation};
+use kiban_pipeline::Workspace;
+use kiban_pipeline::deletion::DeletionReport;
+use kiban_pipeline::export::ExportOptions;
+use kiban_pipeline::optout_events::OptoutEventRequest;
+use kiban_receipt::Paper;
+
+use crate::ui::{Lang, table};
+
+/// One opt-out event of one patient.
+#[derive(Args, Debug)]
+pub struct OptoutEventArgs {
+    /// Handler code.
+    #[arg(long)]
+    pub handler: String,
+    /// The handler's patient ID.
+    #[arg(long)]
+    pub patient: String,
+    /// Date of the notice or of receipt of the request (default: today).
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Who made the request (required for stop and delete: printed on the receipt).
+    #[arg(long)]
+    pub requester: Option<String>,
+    /// self | guardian | spouse | child | parent | grandchild | grandparent | sibling | bereaved
+    #[arg(long)]
+    pub relation: Option<String>,
+    /// desk | producer | mail | online | oral | written
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// Notice: how it was given.
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Notice: the notice version given.
+    #[arg(long)]
+    pub notice_version: Option<String>,
+    /// Notice: a guardian was notified as well.
+    #[arg(long)]
+    pub guardian_notified: bool,
+    /// Stop/delete: also write the receipt PDF here (a copy is always stored in the
+    /// workspace's receipts/ folder).
+    #[arg(long)]
+    pub pdf: Option<PathBuf>,
+    /// Receipt paper: a4 | a5.
+    #[arg(long, default_value = "a4")]
+    pub paper: String,
+    /// Receipt date of issue (default: today).
+    #[arg(long)]
+    pub issued: Option<String>,
+    /// A producer issuing the receipt on the handler's behalf: its name (with
+    /// --issuer-address). Default: the handler issues it.
+    #[arg(long, requires = "issuer_address")]
+    pub issuer_name: Option<String>,
+    #[arg(long, requires = "issuer_name")]
+    pub issuer_address: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyDeletionsArgs {
+    /// Apply deletion requests in force on this date (default: today).
+    #[arg(long)]
+    pub on: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kiban export`: the handler side (R-REC-1).
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Files or folders to export from.
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// The producer's name (提供先).
+    #[arg(long = "to")]
+    pub to: String,
+    /// The producer's address.
+    #[arg(long)]
+    pub producer_address: String,
+    /// This handler's code.
+    #[arg(long)]
+    pub handler: String,
+    /// Output folder (must not exist or be empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Provision date (default: today); the gate decides as of this date.
+    #[arg(long)]
+    pub on: Option<String>,
+    /// auto | ssmix2 | fhir | uke | dpc | csv
+    #[arg(long, default_value = "auto")]
+    pub format: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCmd {
+    /// Purge records and stored receipt copies older than the retention period (R-REC-8).
+    Run(RetentionRunArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RetentionRunArgs {
+    /// Retention period in years (at least 3, the legal minimum).
+    #[arg(long, default_value_t = 3)]
+    pub years: u32,
+    /// Run as of this date (default: today).
+    #[arg(long)]
+    pub today: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_date(s: &str, what: &str) -> Result<NaiveDate> {
+    let t = s.trim().replace('/', "-");
+    NaiveDate::parse_from_str(&t, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(&t, "%Y%m%d"))
+        .with_context(|| format!("{what}: {s:?} is not a date (YYYY-MM-DD)"))
+}
+
+fn date_or_today(s: &Option<String>, what: &str) -> Result<NaiveDate> {
+    match s {
+        Some(d) => parse_date(d, what),
+        None => Ok(chrono::Local::now().date_naive()),
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn kind_ja(kind: EventKind, lang: Lang) -> &'static str {
+    match kind {
+        EventKind::Notice => lang.t("通知", "notice"),
+        EventKind::Stop => lang.t("提供停止の求め", "stop request"),
+        EventKind::Delete => lang.t("削除の求め", "deletion request"),
+        EventKind::Withdraw => lang.t("停止の求めの撤回", "withdrawal of a stop"),
+    }
+}
+
+fn deletion_rows(d: &DeletionReport, lang: Lang) -> Vec<(String, String)> {
+    let mut rows = vec![
+        (
+            lang.t("削除した登録患者", "registrations erased").into(),
+            d.registrations.to_string(),
+        ),
+        (
+            lang.t("破棄した本人情報（暗号鍵）", "identities crypto-shredded")
+                .into(),
+            d.identities_shredded.to_string(),
+        ),
+    ];
+    for (t, n) in &d.facts_removed {
+        rows.push((format!("  {t}"), n.to_string()));
+    }
+    rows.push((
+        lang.t("消去の記録", "erasure records").into(),
+        d.erasure_records.len().to_string(),
+    ));
+    rows
+}
+
+/// `kiban optout notice|stop|delete|withdraw`.
+pub async fn run_event(
+    ws: &Workspace,
+    kind: EventKind,
+    a: OptoutEventArgs,
+    lang: Lang,
+) -> Result<ExitCode> {
+    let date = date_or_today(&a.date, "--date")?;
+    let mut req = OptoutEventRequest::new(&a.handler, &a.patient, kind, date);
+    req.issued_on = date_or_today(&a.issued, "--issued")?.max(date);
+    if !kind.is_request() && (a.requester.is_some() || a.relation.is_some() || a.channel.is_some())
+    {
+        bail!(
+            "{}",
+            lang.t(
+                "--requester/--relation/--channel は求め（stop, delete, withdraw）にのみ指定できます",
+                "--requester/--relation/--channel belong to requests (stop, delete, withdraw)"
+            )
+        );
+    }
+    if kind != EventKind::Notice
+        && (a.method.is_some() || a.notice_version.is_some() || a.guardian_notified)
+    {
+        bail!(
+            "{}",
+            lang.t(
+                "--method/--notice-version/--guardian-notified は通知 (notice) にのみ指定できます",
+                "--method/--notice-version/--guardian-notified belong to notices"
+            )
+        );
+    }
+    req.requester = a.requester;
+    req.relation = match &a.relation {
+        Some(r) => Some(Relation::parse(r).with_context(|| {
+            format!(
+                "--relation {r:?}: self, guardian, spouse, child, parent, grandchild, grandparent, sibling, bereaved"
+            )
+        })?),
+        None => None,
+    };
+    req.channel = match &a.channel {
+        Some(c) => Some(Channel::parse(c).with_context(|| {
+            format!("--channel {c:?}: desk, producer, mail, online, oral, written")
+        })?),
+        None => None,
+    };
+    req.method = a.method;
+    req.notice_version = a.notice_version;
+    req.guardian_notified = a.guardian_notified;
+    req.paper = match a.paper.to_ascii_lowercase().as_str() {
+        "a4" => Paper::A4,
+        "a5" => Paper::A5,
+        other => bail!("--paper {other:?}: a4, a5"),
+    };
+    req.producer_issuer = a.issuer_name.zip(a.issuer_address);
+    if a.pdf.is_some() && !kind.needs_receipt() {
+        bail!(
+            "{}",
+            lang.t(
+                "--pdf は stop と delete で受付書を出力するときに指定します",
+                "--pdf writes the receipt of a stop or delete request"
+            )
+        );
+    }
+    req.pdf_out = a.pdf;
+    let out = ws.record_optout_event(&req).await?;
+    if a.json {
+        print_json(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        (
+            lang.t("事象", "event").into(),
+            kind_ja(kind, lang).to_string(),
+        ),
+        (
+            lang.t("医療情報取扱事業者", "handler").into(),
+            a.handler.clone(),
+        ),
+        (lang.t("日付", "date").into(), date.to_string()),
+        (
+            lang.t("登録", "recorded").into(),
+            if out.new_event {
+                lang.t("新規", "new")
+            } else {
+                lang.t("登録済み（同一の事象）", "already recorded (same event)")
+            }
+            .into(),
+        ),
+    ];
+    if let Some(n) = &out.receipt_number {
+        rows.push((lang.t("受付番号", "receipt number").into(), n.clone()));
+    }
+    if let Some(p) = &out.receipt_pdf {
+        rows.push((lang.t("受付書", "receipt").into(), p.display().to_string()));
+    }
+    if let Some(p) = &out.receipt_copy {
+        rows.push((
+            lang.t("受付書の控え（3年保存）", "receipt copy (kept 3 years)")
+                .into(),
+            p.display().to_string(),
+        ));
+    }
+    let verdict = match &out.decision.eligibility {
+        kiban_consent::Eligibility::Eligible => lang.t("提供可", "eligible").to_string(),
+        kiban_consent::Eligibility::Ineligible(r) => format!(
+            "{}: {}",
+            lang.t("提供不可", "ineligible"),
+            match lang {
+                Lang::Ja => r.to_string(),
+                Lang::En => r.message_en(),
+            }
+        ),
+    };
+    rows.push((lang.t("判定", "decision").into(), verdict));
+    if let Some(d) = &out.deletion {
+        rows.extend(deletion_rows(d, lang));
+    }
+    print!(
+        "{}",
+        table(
+            lang.t("オプトアウト事象を登録しました", "opt-out event recorded"),
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiban optout apply-deletions`.
+pub async fn run_apply_deletions(
+    ws: &Workspace,
+    a: ApplyDeletionsArgs,
+    lang: Lang,
+) -> Result<ExitCode> {
+    let on = date_or_today(&a.on, "--on")?;
+    let r = ws.apply_deletions(on).await?;
+    if a.json {
+        print_json(&r)?;
+    } else {
+        print!(
+            "{}",
+            table(
+                lang.t("削除の求めの反映", "deletion requests applied"),
+                &deletion_rows(&r, lang)
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiban export`.
+pub async fn run_export(ws: &Workspace, a: ExportArgs, lang: Lang) -> Result<ExitCode> {
+    let opts = ExportOptions {
+        handler: a.handler,
+        producer_name: a.to,
+        producer_address: a.producer_address,
+        sources: a.sources,
+        out: a.out,
+        on: date_or_today(&a.on, "--on")?,
+        format: kiban_ingest::parse_format_arg(&a.format)?,
+    };
+    let r = ws.export(&opts).await?;
+    if a.json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut rows = vec![
+        (lang.t("提供先", "producer").into(), r.producer.clone()),
+        (lang.t("提供日", "date").into(), r.on.clone()),
+        (
+            lang.t("出力先", "folder").into(),
+            r.out.display().to_string(),
+        ),
+        (lang.t("ファイル", "files").into(), r.files_seen.to_string()),
+        (
+            lang.t("そのまま複製", "copied").into(),
+            r.files_copied.to_string(),
+        ),
+        (
+            lang.t("対象者の行のみ出力", "filtered (NDJSON)").into(),
+            r.files_filtered.to_string(),
+        ),
+        (
+            lang.t("提供しない", "withheld").into(),
+            r.files_withheld.to_string(),
+        ),
+    ];
+    for (why, n) in &r.withheld_by_reason {
+        rows.push((format!("  {why}"), n.to_string()));
+    }
+    rows.push((
+        lang.t("提供した患者", "patients provided").into(),
+        r.patients_exported.to_string(),
+    ));
+    rows.push((
+        lang.t("提供しない患者", "patients withheld").into(),
+        r.patients_withheld.to_string(),
+    ));
+    for (why, n) in &r.patients_withheld_by_reason {
+        rows.push((format!("  {why}"), n.to_string()));
+    }
+    rows.push((
+        lang.t("提供の記録", "provision record").into(),
+        r.provision_record
+            .clone()
+            .unwrap_or_else(|| lang.t("なし（提供なし）", "none (nothing provided)").into()),
+    ));
+    print!(
+        "{}",
+        table(
+            lang.t("認定作成事業者への提供", "export to producer"),
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiban retention run`.
+pub async fn run_retention(ws: &Workspace, cmd: RetentionCmd, lang: Lang) -> Result<ExitCode> {
+    let RetentionCmd::Run(a) = cmd;
+    let today = date_or_today(&a.today, "--today")?;
+    let r = ws.retention_run(today, a.years).await?;
+    if a.json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let rows = vec![
+        (
+            lang.t("基準日", "cutoff").into(),
+            r.records.cutoff.to_string(),
+        ),
+        (
+            lang.t("受領の記録", "receipt records").into(),
+            r.records.receipts.to_string(),
+        ),
+        (
+            lang.t("消去の記録", "erasure records").into(),
+            r.records.erasures.to_string(),
+        ),
+        (
+            lang.t("提供の記録", "provision records").into(),
+            r.records.provisions.to_string(),
+        ),
+        (
+            lang.t("受付書の控え", "receipt copies").into(),
+            r.receipt_copies_deleted.to_string(),
+        ),
+    ];
+    print!(
+        "{}",
+        table(
+            lang.t(
+                "保存期間を過ぎた記録を削除しました",
+                "records past retention purged"
+            ),
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,184 @@
+//! Deletion requests carried out (R-OPT-6, R-SEC-4, R-REC-5).
+//!
+//! For every registration whose gate decision is `Deleted` as of the given date:
+//! 1. its vault entry (wrapped data key and ciphertext) is crypto-shredded, then the vault's
+//!    deleted pages are purged from the database files;
+//! 2. its facts are removed from every lake table by compaction;
+//! 3. an erasure record (date, items = identity + rows per table) is written;
+//! 4. its person link and registration rows are removed.
+//!
+//! The registration row goes last on purpose: it is what marks the work as pending, so a
+//! crash part-way leaves it in place and the next run finishes the job (every step is
+//! idempotent). A later ingest of the same patient is refused by the gate (a deletion is
+//! final), and every later release leaves them out.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::NaiveDate;
+use kiban_consent::{Eligibility, Reason};
+use kiban_model::Table;
+use kiban_records::ErasureRecord;
+use serde::Serialize;
+
+use crate::{PipelineError, Workspace};
+
+/// What one [`Workspace::apply_deletions`] run erased.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DeletionReport {
+    pub on: Option<NaiveDate>,
+    /// Registrations erased (one per handler patient with a deletion request).
+    pub registrations: u64,
+    /// Vault entries (key and identity) destroyed.
+    pub identities_shredded: u64,
+    /// Lake rows removed per table.
+    pub facts_removed: BTreeMap<String, u64>,
+    /// IDs of the erasure records written, one per registration.
+    pub erasure_records: Vec<String>,
+}
+
+impl DeletionReport {
+    pub fn total_facts(&self) -> u64 {
+        self.facts_removed.values().sum()
+    }
+}
+
+struct Target {
+    registration_id: String,
+    handler_code: String,
+    patient_key: String,
+}
+
+impl Workspace {
+    /// Erases every registration whose deletion request is in force on `on` (see the module
+    /// documentation). Nothing to do is not an error: the report is then empty. Audited as
+    /// `optout.apply_deletions`.
+    pub async fn apply_deletions(&self, on: NaiveDate) -> Result<DeletionReport, PipelineError> {
+        self.audited(
+            "optout.apply_deletions",
+            "workspace",
+            self.apply_deletions_inner(on),
+            |r: &DeletionReport| {
+                vec![
+                    ("registrations", r.registrations),
+                    ("identities_shredded", r.identities_shredded),
+                    ("facts_removed", r.total_facts()),
+                ]
+            },
+        )
+        .await
+    }
+
+    async fn apply_deletions_inner(&self, on: NaiveDate) -> Result<DeletionReport, PipelineError> {
+        let mut report = DeletionReport {
+            on: Some(on),
+            ..Default::default()
+        };
+        let targets = self.deletion_targets(on).await?;
+        if targets.is_empty() {
+            return Ok(report);
+        }
+        let doomed: HashSet<&str> = targets.iter().map(|t| t.registration_id.as_str()).collect();
+
+        // 1. Crypto-shred identities.
+        let mut shredded: HashSet<String> = HashSet::new();
+        for t in &targets {
+            if self.vault.shred(&t.registration_id).await? {
+                shredded.insert(t.registration_id.clone());
+            }
+        }
+        self.vault.purge().await?;
+        report.identities_shredded = shredded.len() as u64;
+
+        // 2. Count each person's rows, then compact them away.
+        let mut per_reg: HashMap<&str, BTreeMap<String, u64>> = HashMap::new();
+        for table in Table::ALL {
+            for batch in self.lake.scan(table)? {
+                let batch = batch?;
+                let Some(col) = batch
+                    .column_by_name("registration_id")
+                    .and_then(|c| c.as_any().downcast_ref::<arrow::array::StringArray>())
+                else {
+                    continue;
+                };
+                for id in col.iter().flatten() {
+                    if let Some(r) = doomed.get(id) {
+                        *per_reg
+                            .entry(*r)
+                            .or_default()
+                            .entry(table.name().to_string())
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+        let removed = self.lake.compact_all(&|reg: &str| !doomed.contains(reg))?;
+        for (table, n) in removed {
+            report.facts_removed.insert(table.name().to_string(), n);
+        }
+
+        // 3. Erasure records; 4. links and registrations.
+        for t in &targets {
+            let mut items: BTreeMap<String, u64> = per_reg
+                .get(t.registration_id.as_str())
+                .cloned()
+                .unwrap_or_default();
+            items.insert(
+                "identity".into(),
+                u64::from(shredded.contains(&t.registration_id)),
+            );
+            let id = kiban_records::record_erasure(
+                &self.db,
+                &ErasureRecord {
+                    erased_date: on,
+                    items,
+                    handler_code: Some(t.handler_code.clone()),
+                    patient_key: Some(t.patient_key.clone()),
+                    registration_id: Some(t.registration_id.clone()),
+                    reason: "deletion_request".into(),
+                },
+            )
+            .await?;
+            report.erasure_records.push(id);
+            sqlx::query("DELETE FROM person_links WHERE registration_id = $1")
+                .bind(&t.registration_id)
+                .execute(self.db.pool())
+                .await?;
+            self.registry.remove(&t.registration_id).await?;
+            report.registrations += 1;
+        }
+        Ok(report)
+    }
+
+    /// Registrations whose gate decision on `on` is `Deleted`.
+    async fn deletion_targets(&self, on: NaiveDate) -> Result<Vec<Target>, PipelineError> {
+        let mut by_handler: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        for r in self.registry.all().await? {
+            by_handler
+                .entry(r.handler_code)
+                .or_default()
+                .push((r.registration_id, r.patient_key));
+        }
+        let mut out = Vec::new();
+        for (handler, regs) in by_handler {
+            if kiban_consent::get_handler(&self.db, &handler)
+                .await?
+                .is_none()
+            {
+                continue;
+            }
+            let snap = kiban_consent::Gate::load(&self.db, &handler).await?;
+            for (registration_id, patient_key) in regs {
+                if let Eligibility::Ineligible(Reason::Deleted { .. }) =
+                    snap.eligibility(&patient_key, on)
+                {
+                    out.push(Target {
+                        registration_id,
+                        handler_code: handler.clone(),
+                        patient_key,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,335 @@
+//! Single opt-out events by command (`kiban optout notice|stop|delete|withdraw`), with the
+//! receipt for stop and deletion requests (R-OPT-5).
+//!
+//! A stop or deletion request gets its receipt at once: the PDF is rendered by
+//! `kiban-receipt`, a copy is stored as `WORKSPACE/receipts/<receipt number>.pdf` (kept 3
+//! years from issue, purged by [`Workspace::retention_run`]) and the event is marked issued.
+//! A deletion request is applied at once ([`Workspace::apply_deletions`]).
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use kiban_consent::{Channel, ConsentEvent, Decision, EventKind, Relation, Requester};
+use kiban_receipt::{Issuer, IssuerRole, Paper, Receipt, RequestKind};
+use serde::Serialize;
+
+use crate::deletion::DeletionReport;
+use crate::{PipelineError, Workspace};
+
+/// The folder of stored receipt copies, inside the workspace.
+pub const RECEIPTS_DIR: &str = "receipts";
+
+/// One event to record.
+#[derive(Debug, Clone)]
+pub struct OptoutEventRequest {
+    pub handler: String,
+    /// The handler's patient ID (turned into the keyed `patient_key` at once; printed only on
+    /// the receipt, which the requester receives).
+    pub patient_id: String,
+    pub kind: EventKind,
+    /// The day the notice was given or the request received.
+    pub date: NaiveDate,
+    pub channel: Option<Channel>,
+    /// Who made a request (personal data; required for stop and deletion: the receipt must
+    /// name them).
+    pub requester: Option<String>,
+    /// Defaults to the patient (`self`) for requests.
+    pub relation: Option<Relation>,
+    /// Notice: how it was given, and which notice version.
+    pub method: Option<String>,
+    pub notice_version: Option<String>,
+    pub guardian_notified: bool,
+    /// The receipt's date of issue (normally today); never before `date`.
+    pub issued_on: NaiveDate,
+    pub paper: Paper,
+    /// Who issues the receipt when not the handler (a producer receiving the request on the
+    /// handler's behalf): name and address.
+    pub producer_issuer: Option<(String, String)>,
+    /// Also write the receipt here (besides the stored copy).
+    pub pdf_out: Option<PathBuf>,
+}
+
+impl OptoutEventRequest {
+    pub fn new(
+        handler: impl Into<String>,
+        patient_id: impl Into<String>,
+        kind: EventKind,
+        date: NaiveDate,
+    ) -> OptoutEventRequest {
+        OptoutEventRequest {
+            handler: handler.into(),
+            patient_id: patient_id.into(),
+            kind,
+            date,
+            channel: None,
+            requester: None,
+            relation: None,
+            method: None,
+            notice_version: None,
+            guardian_notified: false,
+            issued_on: date,
+            paper: Paper::A4,
+            producer_issuer: None,
+            pdf_out: None,
+        }
+    }
+}
+
+/// What recording the event did.
+#[derive(Debug, Clone, Serialize)]
+pub struct OptoutEventOutcome {
+    pub event_id: String,
+    pub kind: &'static str,
+    /// False when the same (handler, patient, kind, date) was already recorded.
+    pub new_event: bool,
+    pub receipt_number: Option<String>,
+    /// The stored copy of the receipt.
+    pub receipt_copy: Option<PathBuf>,
+    /// `pdf_out`, when given and written.
+    pub receipt_pdf: Option<PathBuf>,
+    pub receipt_bytes: Option<u64>,
+    /// The gate's decision for the patient as of the event date, after the event.
+    pub decision: Decision,
+    /// For a deletion request: what was erased.
+    pub deletion: Option<DeletionReport>,
+}
+
+/// 本人との関係 as printed on the receipt.
+pub fn relation_ja(r: Relation) -> &'static str {
+    match r {
+        Relation::SelfPerson => "本人",
+        Relation::Guardian => "法定代理人",
+        Relation::Spouse => "配偶者",
+        Relation::Child => "子",
+        Relation::Parent => "父母",
+        Relation::Grandchild => "孫",
+        Relation::Grandparent => "祖父母",
+        Relation::Sibling => "兄弟姉妹",
+        Relation::Bereaved => "遺族",
+    }
+}
+
+/// How a request was received, as printed on the receipt.
+pub fn channel_ja(c: Channel) -> &'static str {
+    match c {
+        Channel::Desk => "医療情報取扱事業者の窓口で受付",
+        Channel::Producer => "認定作成事業者の窓口で受付",
+        Channel::Mail => "郵送で受付",
+        Channel::Online => "オンラインで受付",
+        Channel::Oral => "口頭で受付",
+        Channel::Written => "書面で受付",
+    }
+}
+
+/// The stored copy's path for a receipt number (characters other than ASCII letters,
+/// digits, `-` and `_` become `_`).
+pub fn receipt_copy_path(root: &Path, receipt_number: &str) -> PathBuf {
+    let safe: String = receipt_number
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    root.join(RECEIPTS_DIR).join(format!("{safe}.pdf"))
+}
+
+impl Workspace {
+    /// Records one opt-out event (idempotent on handler, patient, kind and date). A stop or
+    /// deletion request gets its receipt (R-OPT-5); a deletion request is applied at once
+    /// (R-OPT-6). Audited as `optout.<kind>`; the audit event names the handler, never the
+    /// patient.
+    pub async fn record_optout_event(
+        &self,
+        req: &OptoutEventRequest,
+    ) -> Result<OptoutEventOutcome, PipelineError> {
+        let outcome = self
+            .audited(
+                &format!("optout.{}", req.kind.as_str()),
+                &format!("handler:{}", req.handler),
+                self.record_event_inner(req),
+                |o: &OptoutEventOutcome| {
+                    vec![
+                        ("new_event", u64::from(o.new_event)),
+                        ("receipts", u64::from(o.receipt_number.is_some())),
+                    ]
+                },
+            )
+            .await?;
+        if req.kind == EventKind::Delete {
+            let on = req.issued_on.max(req.date);
+            let report = self.apply_deletions(on).await?;
+            return Ok(OptoutEventOutcome {
+                deletion: Some(report),
+                ..outcome
+            });
+        }
+        Ok(outcome)
+    }
+
+    async fn record_event_inner(
+        &self,
+        req: &OptoutEventRequest,
+    ) -> Result<OptoutEventOutcome, PipelineError> {
+        let handler = kiban_consent::get_handler(&self.db, &req.handler)
+            .await?
+            .ok_or_else(|| {
+                PipelineError::Refused(format!(
+                    "医療情報取扱事業者 {} は登録されていません / handler {} is not registered",
+                    req.handler, req.handler
+                ))
+            })?;
+        if req.patient_id.trim().is_empty() {
+            return Err(PipelineError::Refused(
+                "患者IDが空です / the patient ID is empty".into(),
+            ));
+        }
+        let needs_receipt = req.kind.needs_receipt();
+        if needs_receipt {
+            if req.requester.as_deref().is_none_or(|r| r.trim().is_empty()) {
+                return Err(PipelineError::Refused(
+                    "求めを行った者の氏名 (--requester) が必要です（受付書に記載します） / the requester's name (--requester) is required: the receipt names who made the request".into(),
+                ));
+            }
+            if req.issued_on < req.date {
+                return Err(PipelineError::Refused(
+                    "受付書の交付日が求めを受けた日より前です / the receipt's issue date is before the request was received".into(),
+                ));
+            }
+        }
+        let key = self.patient_key(&req.handler, &req.patient_id);
+        let mut ev = ConsentEvent::new(&req.handler, &key, req.kind, req.date);
+        if req.kind.is_request() {
+            ev = ev.requested_by(
+                req.channel,
+                req.requester.clone().map(Requester::new),
+                Some(req.relation.unwrap_or(Relation::SelfPerson)),
+            );
+        } else {
+            ev.method = req.method.clone();
+            ev.notice_version = req.notice_version.clone();
+            ev.guardian_notified = req.guardian_notified;
+        }
+        let before = kiban_consent::events_for(&self.db, &req.handler, &key).await?;
+        let event_id = kiban_consent::record_event(&self.db, &ev).await?;
+        let new_event = !before.iter().any(|e| e.event_id == event_id);
+        let stored = kiban_consent::events_for(&self.db, &req.handler, &key)
+            .await?
+            .into_iter()
+            .find(|e| e.event_id == event_id)
+            .ok_or_else(|| {
+                PipelineError::Refused("the recorded event could not be read back".into())
+            })?;
+
+        let mut out = OptoutEventOutcome {
+            event_id: event_id.clone(),
+            kind: req.kind.as_str(),
+            new_event,
+            receipt_number: None,
+            receipt_copy: None,
+            receipt_pdf: None,
+            receipt_bytes: None,
+            decision: kiban_consent::eligibility(&self.db, &req.handler, &key, req.date).await?,
+            deletion: None,
+        };
+        if !needs_receipt {
+            return Ok(out);
+        }
+        // The receipt states the event as stored (for a repeated request: the first one).
+        let e = &stored.event;
+        let number = e.receipt_number.clone().ok_or_else(|| {
+            PipelineError::Refused("the stop request has no receipt number".into())
+        })?;
+        let issuer = match &req.producer_issuer {
+            Some((name, address)) => Issuer {
+                role: IssuerRole::Producer,
+                name: name.clone(),
+                address: address.clone(),
+                representative: None,
+            },
+            None => Issuer {
+                role: IssuerRole::Handler,
+                name: handler.name.clone(),
+                address: handler.address.clone(),
+                representative: handler.representative.clone(),
+            },
+        };
+        let receipt = Receipt {
+            receipt_number: number.clone(),
+            kind: if e.kind == EventKind::Delete {
+                RequestKind::Delete
+            } else {
+                RequestKind::Stop
+            },
+            requester_name: e
+                .requester
+                .as_ref()
+                .map(|r| r.expose().to_string())
+                .or_else(|| req.requester.clone())
+                .unwrap_or_default(),
+            relation: relation_ja(e.relation.unwrap_or(Relation::SelfPerson)).to_string(),
+            patient_reference: Some(format!("患者ID {}（{}）", req.patient_id, handler.name)),
+            handler_name: handler.name.clone(),
+            channel: e.channel.map(|c| channel_ja(c).to_string()),
+            received: e.date,
+            // The gate applies a stop from the day it is received.
+            stop_date: e.date,
+            issued: req.issued_on,
+            issuer,
+            paper: req.paper,
+        };
+        let pdf = kiban_receipt::render(&receipt)?;
+        let copy = receipt_copy_path(&self.root, &number);
+        if let Some(dir) = copy.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
+        }
+        write_atomic(&copy, &pdf)?;
+        if let Some(p) = &req.pdf_out {
+            write_atomic(p, &pdf)?;
+            out.receipt_pdf = Some(p.clone());
+        }
+        kiban_consent::set_receipt_issued(&self.db, &event_id, req.issued_on).await?;
+        out.receipt_number = Some(number);
+        out.receipt_copy = Some(copy);
+        out.receipt_bytes = Some(pdf.len() as u64);
+        Ok(out)
+    }
+}
+
+/// Writes through a temporary file and a rename, so a receipt is never half-written.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "receipt".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    std::fs::write(&tmp, bytes).map_err(|e| PipelineError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        PipelineError::io(path, e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receipt_copies_have_safe_names() {
+        let p = receipt_copy_path(Path::new("/w"), "H/1-20240501-AB CD");
+        assert_eq!(p, Path::new("/w/receipts/H_1-20240501-AB_CD.pdf"));
+    }
+
+    #[test]
+    fn every_relation_and_channel_has_a_japanese_label() {
+        for r in Relation::ALL {
+            assert!(!relation_ja(r).is_empty());
+        }
+        for c in Channel::ALL {
+            assert!(channel_ja(c).ends_with("受付"));
+        }
+    }
+}
