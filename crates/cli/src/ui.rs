@@ -89,18 +89,18 @@ impl Progress for Bars {
     }
 
     fn advance(&self, n: u64) {
-        if let Ok(b) = self.bar.lock() {
-            if let Some(bar) = b.as_ref() {
-                bar.inc(n);
-            }
+        if let Ok(b) = self.bar.lock()
+            && let Some(bar) = b.as_ref()
+        {
+            bar.inc(n);
         }
     }
 
     fn finish_stage(&self) {
-        if let Ok(mut b) = self.bar.lock() {
-            if let Some(bar) = b.take() {
-                bar.finish_and_clear();
-            }
+        if let Ok(mut b) = self.bar.lock()
+            && let Some(bar) = b.take()
+        {
+            bar.finish_and_clear();
         }
     }
 }

@@ -28,7 +28,14 @@ fn anonymize_prints_the_documented_json_and_writes_a_k_anonymous_table() {
         .expect("runs");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
-    for key in ["levels", "information_loss", "suppressed", "classes", "transformations_checked", "elapsed_ms"] {
+    for key in [
+        "levels",
+        "information_loss",
+        "suppressed",
+        "classes",
+        "transformations_checked",
+        "elapsed_ms",
+    ] {
         assert!(v.get(key).is_some(), "{key}");
     }
     assert_eq!(v["levels"].as_object().expect("levels").len(), 3);
@@ -58,7 +65,18 @@ fn anonymize_prints_the_documented_json_and_writes_a_k_anonymous_table() {
 #[test]
 fn anonymize_reports_a_bad_separator_as_a_usage_problem() {
     let o = Command::new(env!("CARGO_BIN_EXE_kiban"))
-        .args(["anonymize", "x.csv", "--hierarchies", ".", "--k", "2", "--sep", ";;", "--out", "y.csv"])
+        .args([
+            "anonymize",
+            "x.csv",
+            "--hierarchies",
+            ".",
+            "--k",
+            "2",
+            "--sep",
+            ";;",
+            "--out",
+            "y.csv",
+        ])
         .env("KIBAN_LANG", "en")
         .output()
         .expect("runs");

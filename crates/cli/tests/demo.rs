@@ -249,10 +249,10 @@ fn releases_contain_no_input_identifier_r_anon_1_r_anon_2() {
             if let Some(rest) = seg.strip_prefix("IN1|") {
                 let fields: Vec<&str> = rest.split('|').collect();
                 for idx in [2usize, 9, 48] {
-                    if let Some(f) = fields.get(idx) {
-                        if let Some(c) = f.split('^').next() {
-                            needles.extend(variants(c));
-                        }
+                    if let Some(f) = fields.get(idx)
+                        && let Some(c) = f.split('^').next()
+                    {
+                        needles.extend(variants(c));
                     }
                 }
             }

@@ -25,32 +25,90 @@ fn stop_issues_a_receipt_with_every_item_and_the_gate_refuses_r_opt_4_r_opt_5() 
         .args(["init", ws.to_str().expect("path")])
         .output()
         .expect("init"));
-    ok(kiban(&ws, &[
-        "handler", "add", "--code", "1310000017", "--name", "テスト病院", "--address",
-        "東京都千代田区1-1", "--filed", "2024-01-10", "--published", "2024-02-01",
-    ]));
-    ok(kiban(&ws, &["optout", "notice", "--handler", "1310000017", "--patient", "0001234", "--date", "2024-03-01"]));
+    ok(kiban(
+        &ws,
+        &[
+            "handler",
+            "add",
+            "--code",
+            "1310000017",
+            "--name",
+            "テスト病院",
+            "--address",
+            "東京都千代田区1-1",
+            "--filed",
+            "2024-01-10",
+            "--published",
+            "2024-02-01",
+        ],
+    ));
+    ok(kiban(
+        &ws,
+        &[
+            "optout",
+            "notice",
+            "--handler",
+            "1310000017",
+            "--patient",
+            "0001234",
+            "--date",
+            "2024-03-01",
+        ],
+    ));
     let status = |on: &str| -> serde_json::Value {
-        let out = ok(kiban(&ws, &[
-            "optout", "status", "--handler", "1310000017", "--patient", "0001234", "--on", on, "--json",
-        ]));
+        let out = ok(kiban(
+            &ws,
+            &[
+                "optout",
+                "status",
+                "--handler",
+                "1310000017",
+                "--patient",
+                "0001234",
+                "--on",
+                on,
+                "--json",
+            ],
+        ));
         serde_json::from_str(&out).expect("json")
     };
-    assert_eq!(status("2024-03-15")["eligible"], false, "within the waiting period (R-OPT-2)");
+    assert_eq!(
+        status("2024-03-15")["eligible"],
+        false,
+        "within the waiting period (R-OPT-2)"
+    );
     assert_eq!(status("2024-04-15")["eligible"], true);
     let pdf = dir.path().join("receipt.pdf");
-    ok(kiban(&ws, &[
-        "optout", "stop", "--handler", "1310000017", "--patient", "0001234", "--date", "2024-05-01",
-        "--requester", "山田 花子", "--relation", "guardian", "--channel", "desk", "--pdf",
-        pdf.to_str().expect("path"),
-    ]));
+    ok(kiban(
+        &ws,
+        &[
+            "optout",
+            "stop",
+            "--handler",
+            "1310000017",
+            "--patient",
+            "0001234",
+            "--date",
+            "2024-05-01",
+            "--requester",
+            "山田 花子",
+            "--relation",
+            "guardian",
+            "--channel",
+            "desk",
+            "--pdf",
+            pdf.to_str().expect("path"),
+        ],
+    ));
     let after = status("2024-05-02");
     assert_eq!(after["eligible"], false);
     assert_eq!(after["reason"], "stopped");
     let bytes = std::fs::read(&pdf).expect("the receipt PDF");
     assert!(bytes.starts_with(b"%PDF"));
     // The stored copy, kept 3 years.
-    let copies: Vec<_> = std::fs::read_dir(ws.join("receipts")).expect("receipts").collect();
+    let copies: Vec<_> = std::fs::read_dir(ws.join("receipts"))
+        .expect("receipts")
+        .collect();
     assert_eq!(copies.len(), 1);
     match Command::new("pdftotext").arg(&pdf).arg("-").output() {
         Ok(o) if o.status.success() => {

@@ -29,34 +29,62 @@ fn setup_workspace(ws: &Path, synth: &Path, chunk_files: usize) -> (String, Stri
     let text = std::fs::read_to_string(&cfg).expect("config");
     std::fs::write(
         &cfg,
-        text.replace("chunk_files = 2000", &format!("chunk_files = {chunk_files}")),
+        text.replace(
+            "chunk_files = 2000",
+            &format!("chunk_files = {chunk_files}"),
+        ),
     )
     .expect("write config");
     let mut rdr = csv::Reader::from_path(synth.join("handlers.csv")).expect("handlers");
     let h = rdr.records().next().expect("one handler").expect("row");
     ok(kiban(&[
-        "--workspace", w, "handler", "add", "--code", &h[0], "--name", &h[1], "--address",
-        &h[2], "--filed", &h[4], "--published", &h[5], "--own-published", &h[6],
+        "--workspace",
+        w,
+        "handler",
+        "add",
+        "--code",
+        &h[0],
+        "--name",
+        &h[1],
+        "--address",
+        &h[2],
+        "--filed",
+        &h[4],
+        "--published",
+        &h[5],
+        "--own-published",
+        &h[6],
     ])
     .output()
     .expect("handler add"));
     let optout = synth.join("optout.csv");
-    ok(kiban(&["--workspace", w, "optout", "import", optout.to_str().expect("path")])
-        .output()
-        .expect("optout"));
+    ok(kiban(&[
+        "--workspace",
+        w,
+        "optout",
+        "import",
+        optout.to_str().expect("path"),
+    ])
+    .output()
+    .expect("optout"));
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(synth.join("summary.json")).expect("summary"))
             .expect("json");
     (
         h[0].to_string(),
-        summary["provision_date"].as_str().expect("date").to_string(),
+        summary["provision_date"]
+            .as_str()
+            .expect("date")
+            .to_string(),
     )
 }
 
 fn stats(ws: &Path) -> serde_json::Value {
-    let out = ok(kiban(&["--workspace", ws.to_str().expect("path"), "stats", "--json"])
-        .output()
-        .expect("stats"));
+    let out = ok(
+        kiban(&["--workspace", ws.to_str().expect("path"), "stats", "--json"])
+            .output()
+            .expect("stats"),
+    );
     serde_json::from_str(&out).expect("json")
 }
 
@@ -81,8 +109,17 @@ fn ingest_killed_mid_run_resumes_without_duplicates_or_losses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let synth = dir.path().join("synth");
     ok(kiban(&[
-        "synth", "--persons", "600", "--hospitals", "1", "--seed", "5", "--formats", "ssmix2",
-        "--out", synth.to_str().expect("path"),
+        "synth",
+        "--persons",
+        "600",
+        "--hospitals",
+        "1",
+        "--seed",
+        "5",
+        "--formats",
+        "ssmix2",
+        "--out",
+        synth.to_str().expect("path"),
     ])
     .output()
     .expect("synth"));
@@ -93,8 +130,14 @@ fn ingest_killed_mid_run_resumes_without_duplicates_or_losses() {
     let src = synth.join("hospitals").join(&code);
     let src_s = src.to_str().expect("path");
     ok(kiban(&[
-        "--workspace", clean.to_str().expect("path"), "ingest", src_s, "--handler", &code,
-        "--received", &date,
+        "--workspace",
+        clean.to_str().expect("path"),
+        "ingest",
+        src_s,
+        "--handler",
+        &code,
+        "--received",
+        &date,
     ])
     .output()
     .expect("ingest"));
@@ -104,8 +147,14 @@ fn ingest_killed_mid_run_resumes_without_duplicates_or_losses() {
     let killed = dir.path().join("killed");
     setup_workspace(&killed, &synth, 50);
     let mut child = kiban(&[
-        "--workspace", killed.to_str().expect("path"), "ingest", src_s, "--handler", &code,
-        "--received", &date,
+        "--workspace",
+        killed.to_str().expect("path"),
+        "ingest",
+        src_s,
+        "--handler",
+        &code,
+        "--received",
+        &date,
     ])
     .stdout(std::process::Stdio::null())
     .stderr(std::process::Stdio::null())
@@ -129,20 +178,41 @@ fn ingest_killed_mid_run_resumes_without_duplicates_or_losses() {
     }
     let _ = child.wait();
     assert!(interrupted, "the ingest was killed while running");
-    assert_ne!(stats(&killed)["tables"], reference["tables"], "the kill left work undone");
+    assert_ne!(
+        stats(&killed)["tables"],
+        reference["tables"],
+        "the kill left work undone"
+    );
 
     // Resume: the same command again.
     ok(kiban(&[
-        "--workspace", killed.to_str().expect("path"), "ingest", src_s, "--handler", &code,
-        "--received", &date,
+        "--workspace",
+        killed.to_str().expect("path"),
+        "ingest",
+        src_s,
+        "--handler",
+        &code,
+        "--received",
+        &date,
     ])
     .output()
     .expect("resume"));
     let resumed = stats(&killed);
-    for key in ["tables", "registrations", "rejected", "quarantined", "files_ingested"] {
+    for key in [
+        "tables",
+        "registrations",
+        "rejected",
+        "quarantined",
+        "files_ingested",
+    ] {
         assert_eq!(resumed[key], reference[key], "{key} after resume");
     }
-    ok(kiban(&["--workspace", killed.to_str().expect("path"), "audit", "verify"])
-        .output()
-        .expect("verify"));
+    ok(kiban(&[
+        "--workspace",
+        killed.to_str().expect("path"),
+        "audit",
+        "verify",
+    ])
+    .output()
+    .expect("verify"));
 }

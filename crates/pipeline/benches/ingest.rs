@@ -16,7 +16,10 @@ use kiban_pipeline::ingest::IngestOptions;
 use kiban_pipeline::{NoProgress, Workspace};
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.first().map(String::as_str) == Some("--child") {
         let persons: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);
         let format = args.get(2).cloned().unwrap_or_else(|| "ssmix2".into());
@@ -74,7 +77,8 @@ fn main() {
 }
 
 fn child(persons: u64, format: &str) -> Result<String, String> {
-    let f = kiban_synth::SynthFormat::parse(format).ok_or_else(|| format!("unknown format {format}"))?;
+    let f = kiban_synth::SynthFormat::parse(format)
+        .ok_or_else(|| format!("unknown format {format}"))?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let synth = dir.path().join("synth");
     let cfg = kiban_synth::SynthConfig {
@@ -91,12 +95,16 @@ fn child(persons: u64, format: &str) -> Result<String, String> {
         .build()
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
-        let ws = Workspace::init(&dir.path().join("ws")).await.map_err(|e| e.to_string())?;
+        let ws = Workspace::init(&dir.path().join("ws"))
+            .await
+            .map_err(|e| e.to_string())?;
         let handlers = kiban_pipeline::handlers::read_handlers_csv(&synth.join("handlers.csv"))
             .map_err(|e| e.to_string())?;
         let h = handlers.first().ok_or("no handler")?;
         ws.add_handler(h).await.map_err(|e| e.to_string())?;
-        ws.import_optout(&synth.join("optout.csv")).await.map_err(|e| e.to_string())?;
+        ws.import_optout(&synth.join("optout.csv"))
+            .await
+            .map_err(|e| e.to_string())?;
         let src = synth.join("hospitals").join(&h.code);
         let bytes = dir_bytes(&src);
         let opts = IngestOptions {
@@ -105,7 +113,10 @@ fn child(persons: u64, format: &str) -> Result<String, String> {
             received_on: cfg.effective_provision_date(),
         };
         let t = Instant::now();
-        let r = ws.ingest(&[src], &opts, &NoProgress).await.map_err(|e| e.to_string())?;
+        let r = ws
+            .ingest(&[src], &opts, &NoProgress)
+            .await
+            .map_err(|e| e.to_string())?;
         let secs = t.elapsed().as_secs_f64();
         if r.by_format.contains_key("unknown") {
             return Err(format!("{format}: no reader recognizes these files yet"));
@@ -145,9 +156,11 @@ fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|k| k.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|k| k.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }

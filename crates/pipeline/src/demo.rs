@@ -1,9 +1,11 @@
 //! `kiban demo`: the whole pipeline on synthetic data and the bundled real samples.
 //!
-//! 1. a fresh workspace; 2. a synthetic population (kiban-synth) with its handlers and
-//! opt-out events; 3. every hospital's export ingested through the gate, plus the bundled
-//! real SS-MIX2 sample (two of its files are deliberately broken and end in quarantine);
-//! 4. linkage; 5. an anonymized and a pseudonymized internal evaluation release;
+//! 1. a fresh workspace;
+//! 2. a synthetic population (kiban-synth) with its handlers and opt-out events;
+//! 3. every hospital's export ingested through the gate, plus the bundled real SS-MIX2
+//!    sample (two of its files are deliberately broken and end in quarantine);
+//! 4. linkage;
+//! 5. an anonymized and a pseudonymized internal evaluation release;
 //! 6. the audit log verified.
 
 use std::path::{Path, PathBuf};

@@ -312,10 +312,11 @@ impl Workspace {
             fc.quarantined += row.quarantined;
             fc.accepted += row.units - row.rejected - row.quarantined;
             c.files.push(row);
-            if c.rows >= self.config.ingest.chunk_rows
-                || c.files.len() >= self.config.ingest.chunk_files
+            if (c.rows >= self.config.ingest.chunk_rows
+                || c.files.len() >= self.config.ingest.chunk_files)
+                && let Some(c) = chunk.take()
             {
-                if let Some(c) = chunk.take() {
+                {
                     self.commit_chunk(c, &handler, opts, &mut report).await?;
                 }
             }
@@ -677,7 +678,7 @@ pub(crate) async fn recover(ws: &Workspace) -> Result<(), PipelineError> {
             kiban_records::AuditEvent::new(
                 ws.actor(),
                 "ingest.recover",
-                &format!("batch:{batch_id}"),
+                format!("batch:{batch_id}"),
             )
             .count("parts_removed", parts as u64),
         )?;

@@ -25,7 +25,8 @@ impl Workspace {
                 let report = kiban_consent::import_csv(&self.db, f, &name, &key).await?;
                 // A deletion request is carried out as soon as it is recorded (R-OPT-6).
                 if report.by_kind.get("delete").is_some_and(|n| *n > 0) {
-                    self.apply_deletions(chrono::Local::now().date_naive()).await?;
+                    self.apply_deletions(chrono::Local::now().date_naive())
+                        .await?;
                 }
                 Ok(report)
             },

@@ -23,18 +23,24 @@ async fn fixture(persons: u64) -> Fixture {
         persons,
         hospitals: 2,
         seed: 7,
-        formats: vec![kiban_synth::SynthFormat::Ssmix2, kiban_synth::SynthFormat::Fhir],
+        formats: vec![
+            kiban_synth::SynthFormat::Ssmix2,
+            kiban_synth::SynthFormat::Fhir,
+        ],
         ..Default::default()
     };
     kiban_synth::generate(&cfg, &synth, &mut |_, _| {}).expect("synth");
     let ws = Workspace::init(&dir.path().join("ws")).await.expect("init");
     let mut handlers = Vec::new();
-    for h in kiban_pipeline::handlers::read_handlers_csv(&synth.join("handlers.csv")).expect("handlers")
+    for h in
+        kiban_pipeline::handlers::read_handlers_csv(&synth.join("handlers.csv")).expect("handlers")
     {
         ws.add_handler(&h).await.expect("add handler");
         handlers.push(h.code);
     }
-    ws.import_optout(&synth.join("optout.csv")).await.expect("optout");
+    ws.import_optout(&synth.join("optout.csv"))
+        .await
+        .expect("optout");
     Fixture {
         _dir: dir,
         ws,
@@ -66,16 +72,25 @@ fn summary(synth: &Path) -> serde_json::Value {
 async fn gate_rejects_and_records_every_ineligible_unit_r_opt_7() {
     let f = fixture(120).await;
     let (dir, opts) = hospital(&f, 0);
-    let r = f.ws.ingest(&[dir], &opts, &NoProgress).await.expect("ingest");
+    let r =
+        f.ws.ingest(&[dir], &opts, &NoProgress)
+            .await
+            .expect("ingest");
     assert!(r.units_accepted > 0);
-    assert!(r.units_rejected > 0, "the generator leaves some patients ineligible");
+    assert!(
+        r.units_rejected > 0,
+        "the generator leaves some patients ineligible"
+    );
     assert_eq!(
         r.rejected_by_reason.values().sum::<u64>(),
         r.units_rejected,
         "every rejection has a reason"
     );
     let stats = f.ws.stats().await.expect("stats");
-    assert_eq!(stats.rejected, r.units_rejected, "every rejection is recorded");
+    assert_eq!(
+        stats.rejected, r.units_rejected,
+        "every rejection is recorded"
+    );
     // No identity of a rejected unit reached the vault: registrations = vault identities.
     assert_eq!(stats.identities_in_vault, stats.registrations);
 }
@@ -84,9 +99,15 @@ async fn gate_rejects_and_records_every_ineligible_unit_r_opt_7() {
 async fn reingesting_the_same_files_changes_nothing() {
     let f = fixture(60).await;
     let (dir, opts) = hospital(&f, 1);
-    let first = f.ws.ingest(&[dir.clone()], &opts, &NoProgress).await.expect("first");
+    let first =
+        f.ws.ingest(std::slice::from_ref(&dir), &opts, &NoProgress)
+            .await
+            .expect("first");
     let before = f.ws.stats().await.expect("stats");
-    let second = f.ws.ingest(&[dir], &opts, &NoProgress).await.expect("second");
+    let second =
+        f.ws.ingest(&[dir], &opts, &NoProgress)
+            .await
+            .expect("second");
     let after = f.ws.stats().await.expect("stats");
     assert!(first.total_facts() > 0);
     assert_eq!(second.files_already_ingested, second.files);
@@ -101,7 +122,9 @@ async fn reingesting_the_same_files_changes_nothing() {
 async fn interrupted_chunk_is_rolled_back_on_open() {
     let f = fixture(40).await;
     let (dir, opts) = hospital(&f, 0);
-    f.ws.ingest(&[dir.clone()], &opts, &NoProgress).await.expect("ingest");
+    f.ws.ingest(std::slice::from_ref(&dir), &opts, &NoProgress)
+        .await
+        .expect("ingest");
     let clean = f.ws.stats().await.expect("stats");
     // Simulate a crash mid-chunk: a started batch with a written part.
     sqlx::query(
@@ -111,7 +134,13 @@ async fn interrupted_chunk_is_rolled_back_on_open() {
     .execute(f.ws.db().pool())
     .await
     .expect("insert");
-    let person = f.ws.lake().scan(Table::Person).expect("scan").next().expect("a batch").expect("ok");
+    let person =
+        f.ws.lake()
+            .scan(Table::Person)
+            .expect("scan")
+            .next()
+            .expect("a batch")
+            .expect("ok");
     let mut w = f.ws.lake().writer(Table::Person, "bcrash").expect("writer");
     w.write(&person).expect("write");
     w.finish().expect("finish");
@@ -120,7 +149,10 @@ async fn interrupted_chunk_is_rolled_back_on_open() {
     drop(f.ws);
     let ws = Workspace::open(&root).await.expect("reopen");
     let after = ws.stats().await.expect("stats");
-    assert_eq!(after.tables, clean.tables, "the interrupted chunk left nothing");
+    assert_eq!(
+        after.tables, clean.tables,
+        "the interrupted chunk left nothing"
+    );
     // Ingesting again changes nothing either: the committed files are known.
     let again = ws.ingest(&[dir], &opts, &NoProgress).await.expect("again");
     assert_eq!(again.total_facts(), 0);
@@ -137,7 +169,10 @@ async fn counts_match_the_generator_per_format() {
         persons: 80,
         hospitals: 2,
         seed: 11,
-        formats: vec![kiban_synth::SynthFormat::Ssmix2, kiban_synth::SynthFormat::Fhir],
+        formats: vec![
+            kiban_synth::SynthFormat::Ssmix2,
+            kiban_synth::SynthFormat::Fhir,
+        ],
         notice_rate: 1.0,
         stop_rate: 0.0,
         delete_rate: 0.0,
@@ -151,7 +186,9 @@ async fn counts_match_the_generator_per_format() {
     for h in &handlers {
         ws.add_handler(h).await.expect("add");
     }
-    ws.import_optout(&synth.join("optout.csv")).await.expect("optout");
+    ws.import_optout(&synth.join("optout.csv"))
+        .await
+        .expect("optout");
     let mut rejected = 0;
     for h in &handlers {
         let opts = IngestOptions {
@@ -182,6 +219,8 @@ async fn counts_match_the_generator_per_format() {
     }
     assert_eq!(
         stats.registrations,
-        s["totals"]["registrations"].as_u64().expect("registrations")
+        s["totals"]["registrations"]
+            .as_u64()
+            .expect("registrations")
     );
 }
