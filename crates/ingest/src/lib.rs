@@ -13,18 +13,26 @@
 //!   the good units next to it.
 //! * SS-MIX2 standardized storage (HL7 v2.5, ISO-2022-JP, the JAMI SS-MIX2→FHIR ConceptMaps as
 //!   reference mapping) in [`ssmix2`] over the tolerant tokenizer in [`hl7`]; FHIR R4 Bundles
-//!   and Bulk Data NDJSON with JP Core conventions in [`fhir`]. UKE, DPC, DICOM and CSV slot in
-//!   as further [`Format`] variants with their own module.
+//!   and Bulk Data NDJSON with JP Core conventions in [`fhir`]; レセプト電算 医科 claims
+//!   (RECEIPTC.UKE, Shift_JIS, one receipt per unit) in [`uke`]; DPC 入院EF統合ファイル (one
+//!   admission per unit) in [`dpc`]; CSV exports with a declared TOML column mapping
+//!   (`kiban-csv.toml` beside the files, one row per unit) in [`csvmap`]. DICOM slots in as a
+//!   further [`Format`] variant with its own module.
 //!
 //! What it must never do: touch the database, the consent gate, keys or the network (the
 //! pipeline does that); print or log; panic on input (the entry points
-//! [`hl7::parse_hl7_message`] and [`fhir::parse_fhir_json`] are fuzzed); or put personal data
+//! [`hl7::parse_hl7_message`], [`fhir::parse_fhir_json`], [`uke::parse_uke`], [`dpc::parse_dpc`]
+//! and [`csvmap::parse_csv`] are fuzzed); hold a whole UKE/DPC/CSV file in memory (they stream
+//! line by line, one unit buffered); or put personal data
 //! (names, IDs, values) into error or quarantine messages — those name the file, the
 //! segment or entry, and the field.
 
+pub mod csvmap;
+pub mod dpc;
 pub mod fhir;
 pub mod hl7;
 pub mod ssmix2;
+pub mod uke;
 pub mod util;
 
 use std::collections::BTreeMap;
@@ -36,17 +44,28 @@ use std::str::FromStr;
 use kiban_model::SourceFacts;
 use sha2::{Digest, Sha256};
 
+pub use csvmap::{CsvMapping, parse_csv};
+pub use dpc::parse_dpc;
 pub use fhir::parse_fhir_json;
 pub use hl7::parse_hl7_message;
 pub use ssmix2::{OrderKey, Ssmix2Name};
+pub use uke::parse_uke;
 
-/// A standard input format. UKE, DPC, DICOM and CSV join here when their readers land.
+/// A standard input format. DICOM joins here when its reader lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Format {
     /// SS-MIX2 standardized storage: HL7 v2.5 messages, one per file, ISO-2022-JP.
     Ssmix2,
     /// FHIR R4 JSON: a Bundle, a single resource, or Bulk Data NDJSON.
     Fhir,
+    /// レセプト電算処理システム 医科 claims file (RECEIPTC.UKE), Shift_JIS.
+    Uke,
+    /// DPC 入院EF統合ファイル (tab-separated, Shift_JIS or UTF-8).
+    Dpc,
+    /// CSV with a declared column mapping (`kiban-csv.toml` beside the file).
+    Csv,
+    /// DICOM Part 10 file: header identity and an image study (pixel data stays a file).
+    Dicom,
 }
 
 impl Format {
@@ -54,6 +73,10 @@ impl Format {
         match self {
             Format::Ssmix2 => "ssmix2",
             Format::Fhir => "fhir",
+            Format::Uke => "uke",
+            Format::Dpc => "dpc",
+            Format::Csv => "csv",
+            Format::Dicom => "dicom",
         }
     }
 }
@@ -66,7 +89,8 @@ impl fmt::Display for Format {
 
 impl FromStr for Format {
     type Err = IngestError;
-    /// `ssmix2` / `ss-mix2` / `hl7`, `fhir` / `ndjson`. `auto` is not a format: callers map it
+    /// `ssmix2` / `ss-mix2` / `hl7`, `fhir` / `ndjson`, `uke` / `receipt`, `dpc` / `ef`, `csv`.
+    /// `auto` is not a format: callers map it
     /// to `None` (detection per file) — see [`parse_format_arg`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s
@@ -77,6 +101,10 @@ impl FromStr for Format {
         {
             "ssmix2" | "ssmix" | "hl7" | "hl7v2" => Ok(Format::Ssmix2),
             "fhir" | "fhirr4" | "ndjson" | "bulk" => Ok(Format::Fhir),
+            "uke" | "receipt" | "receiptc" | "rece" => Ok(Format::Uke),
+            "dpc" | "ef" | "dpcef" => Ok(Format::Dpc),
+            "csv" => Ok(Format::Csv),
+            "dicom" | "dcm" => Ok(Format::Dicom),
             _ => Err(IngestError::UnknownFormat(s.chars().take(40).collect())),
         }
     }
@@ -95,7 +123,7 @@ pub fn parse_format_arg(s: &str) -> Result<Option<Format>, IngestError> {
 /// [`Quarantined`] item.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    #[error("unknown format {0:?} (expected auto, ssmix2 or fhir)")]
+    #[error("unknown format {0:?} (expected auto, ssmix2, fhir, uke, dpc, csv or dicom)")]
     UnknownFormat(String),
     #[error("cannot read {path}: {source}")]
     Io {
@@ -331,6 +359,18 @@ pub fn detect(path: &Path, head: &[u8]) -> Option<Format> {
     if trimmed.starts_with(b"{") && contains(head, b"\"resourceType\"") {
         return Some(Format::Fhir);
     }
+    if kiban_dicom::looks_like_dicom(head) {
+        return Some(Format::Dicom);
+    }
+    if uke::looks_like_uke(&lower, head) {
+        return Some(Format::Uke);
+    }
+    if dpc::looks_like_dpc(&lower, head) {
+        return Some(Format::Dpc);
+    }
+    if csvmap::looks_like_mapped_csv(path) {
+        return Some(Format::Csv);
+    }
     if Ssmix2Name::parse(&name).is_some() {
         // The SS-MIX2 file-name convention, whatever the content: the reader quarantines it
         // with a precise reason if the content is not HL7.
@@ -348,6 +388,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 #[derive(Debug, Default)]
 pub struct Reader {
     fhir: fhir::FhirContext,
+    csv: csvmap::CsvContext,
 }
 
 impl Reader {
@@ -385,6 +426,50 @@ impl Reader {
                 ssmix2::read_ssmix2(&file.rel_path, &bytes, handler_code, &mut em);
             }
             Some(Format::Fhir) => self.fhir.read(file, handler_code, &mut em)?,
+            Some(Format::Uke) => {
+                let f = open_buffered(&file.path)?;
+                uke::read_uke_into(f, &file.rel_path, handler_code, &mut em).map_err(|source| {
+                    IngestError::Io {
+                        path: file.path.clone(),
+                        source,
+                    }
+                })?;
+            }
+            Some(Format::Dpc) => {
+                let f = open_buffered(&file.path)?;
+                dpc::read_dpc_into(f, &file.rel_path, handler_code, &mut em).map_err(|source| {
+                    IngestError::Io {
+                        path: file.path.clone(),
+                        source,
+                    }
+                })?;
+            }
+            Some(Format::Csv) => self.csv.read(file, handler_code, &mut em)?,
+            Some(Format::Dicom) => {
+                em.summary.units = 1;
+                match kiban_dicom::read_dicom(&file.path, handler_code, &file.rel_path) {
+                    Ok(unit) => em.emit(Item::Facts(unit.facts)),
+                    Err(kiban_dicom::DicomError::Io { source, .. }) => {
+                        return Err(IngestError::Io {
+                            path: file.path.clone(),
+                            source,
+                        });
+                    }
+                    // One DICOM file is one unit: quarantined whole, naming the tag.
+                    Err(e) => {
+                        let (field, reason) = match &e {
+                            kiban_dicom::DicomError::Malformed { tag, reason, .. } => {
+                                (tag.clone(), format!("not a readable DICOM object: {reason}"))
+                            }
+                            kiban_dicom::DicomError::Attribute {
+                                tag, name, reason, ..
+                            } => (Some(format!("{tag} {name}")), reason.clone()),
+                            other => (None, other.to_string()),
+                        };
+                        em.quarantine(&file.rel_path, "file", field.as_deref(), reason);
+                    }
+                }
+            }
             None => {
                 return Err(IngestError::NoFormat {
                     path: file.path.clone(),
@@ -393,6 +478,16 @@ impl Reader {
         }
         Ok(em.summary)
     }
+}
+
+/// Opens a file for the streaming readers (UKE, DPC).
+fn open_buffered(path: &Path) -> Result<std::io::BufReader<std::fs::File>, IngestError> {
+    std::fs::File::open(path)
+        .map(|f| std::io::BufReader::with_capacity(256 * 1024, f))
+        .map_err(|source| IngestError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Reads one file with a fresh [`Reader`]. Prefer one `Reader` per run for Bulk NDJSON exports.

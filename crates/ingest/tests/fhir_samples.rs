@@ -457,7 +457,8 @@ fn discover_hashes_detects_and_keeps_unknown_files() {
     );
     assert_eq!(parse_format_arg("auto").unwrap(), None);
     assert_eq!(parse_format_arg("SS-MIX2").unwrap(), Some(Format::Ssmix2));
-    assert!(parse_format_arg("dicom").is_err());
+    assert_eq!(parse_format_arg("dicom").unwrap(), Some(Format::Dicom));
+    assert!(parse_format_arg("openEHR").is_err());
     let mut items = Vec::new();
     assert!(matches!(
         read_file(&files[2], "H", &mut |i| items.push(i)),

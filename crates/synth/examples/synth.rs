@@ -12,12 +12,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let hospitals = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(4);
     let out = args.get(3).cloned().unwrap_or_else(|| "synth-out".into());
     let all = args.get(4).is_some_and(|s| s == "all");
-    let cfg = SynthConfig {
+    let mut cfg = SynthConfig {
         persons,
         hospitals,
         all_formats_per_hospital: all,
         ..Default::default()
     };
+    if let Some(list) = args.get(5) {
+        cfg.formats = list.split(',').filter_map(SynthFormat::parse).collect();
+    }
     let t = Instant::now();
     let s = generate(&cfg, std::path::Path::new(&out), &mut |_, _| {})?;
     let secs = t.elapsed().as_secs_f64();

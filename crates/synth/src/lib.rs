@@ -429,41 +429,21 @@ fn write_optout(
         "producer"
     };
     let id = &reg.identity;
-    // Relations use the consent engine's vocabulary (R-OPT-8): a guardian acts for a minor
-    // (under 16 on the request date); adults mostly act themselves, sometimes family does.
-    let minor = date.years_since(id.birth).unwrap_or(0) < 16;
-    let other_given = |rng: &mut ChaCha8Rng| {
-        if rng.gen_bool(0.5) {
+    // R-OPT-8: the patient acts, or a guardian for a minor (under 16 on the request date) or
+    // for a patient without capacity (modelled as some of the very old). The generator
+    // models no deaths, so no bereaved-family requests. Relation words are the consent
+    // engine's vocabulary.
+    let age = date.years_since(id.birth).unwrap_or(0);
+    let guardian = age < 16 || (age >= 85 && rng.gen_bool(0.3));
+    let (requester, relation) = if guardian {
+        let g = if rng.gen_bool(0.5) {
             GIVEN_FEMALE[rng.gen_range(0..GIVEN_FEMALE.len())].0
         } else {
             GIVEN_MALE[rng.gen_range(0..GIVEN_MALE.len())].0
-        }
-    };
-    let (requester, relation) = if minor {
-        (
-            format!("{}　{}", id.family_kanji, other_given(rng)),
-            "guardian",
-        )
+        };
+        (format!("{}　{}", id.family_kanji, g), "guardian")
     } else {
-        match rng.gen_range(0..100) {
-            0..=84 => (format!("{}　{}", id.family_kanji, id.given_kanji), "self"),
-            85..=89 => (
-                format!("{}　{}", id.family_kanji, other_given(rng)),
-                "spouse",
-            ),
-            90..=94 => (
-                format!("{}　{}", id.family_kanji, other_given(rng)),
-                "child",
-            ),
-            95..=97 => (
-                format!("{}　{}", id.family_kanji, other_given(rng)),
-                "parent",
-            ),
-            _ => (
-                format!("{}　{}", id.family_kanji, other_given(rng)),
-                "sibling",
-            ),
-        }
+        (format!("{}　{}", id.family_kanji, id.given_kanji), "self")
     };
     w.write_record([
         h.code.as_str(),

@@ -75,6 +75,12 @@ impl CsvWriter {
     pub fn open(root: &Path, h: &Hospital) -> Result<Self, SynthError> {
         let what = || format!("csv folder of hospital {}", h.code);
         fs::create_dir_all(root).map_err(|e| SynthError::io(what(), e))?;
+        // The column mapping that makes this export readable by `kiban ingest` as it is.
+        fs::write(
+            root.join(kiban_ingest::csvmap::MAPPING_FILE),
+            kiban_ingest::csvmap::SYNTH_CSV_MAPPING,
+        )
+        .map_err(|e| SynthError::io(what(), e))?;
         let open = |name: &str, header: &[&str]| -> Result<W, SynthError> {
             let f = File::create(root.join(name)).map_err(|e| SynthError::io(what(), e))?;
             let mut w = csv::Writer::from_writer(BufWriter::new(f));

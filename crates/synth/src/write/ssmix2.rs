@@ -42,6 +42,14 @@ fn seg(name: &str, fields: &[(usize, String)]) -> String {
     s
 }
 
+/// mkdir that accepts an existing folder.
+fn mkdir(p: &Path) -> std::io::Result<()> {
+    match fs::create_dir(p) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
+}
+
 fn d8(d: NaiveDate) -> String {
     d.format("%Y%m%d").to_string()
 }
@@ -178,15 +186,18 @@ impl Ssmix2Writer {
         let FileKey { order, stamp, dept } = key;
         let pid = &reg.patient_id;
         let date_s = date.map(d8).unwrap_or_else(|| "-".to_string());
-        let dir = self
-            .root
-            .join(&pid[..3])
-            .join(&pid[3..6])
-            .join(pid)
-            .join(&date_s)
-            .join(kind);
         let what = || format!("ssmix2 {kind} file of hospital {}", self.code);
-        fs::create_dir_all(&dir).map_err(|e| SynthError::io(what(), e))?;
+        // The patient folder is made once per registration (ADT-00 is always written first);
+        // below it single mkdir calls suffice. One file per message makes SS-MIX2 output
+        // filesystem-bound, so avoiding create_dir_all's failing probes matters.
+        let patient_dir = self.root.join(&pid[..3]).join(&pid[3..6]).join(pid);
+        if kind == "ADT-00" {
+            fs::create_dir_all(&patient_dir).map_err(|e| SynthError::io(what(), e))?;
+        }
+        let date_dir = patient_dir.join(&date_s);
+        mkdir(&date_dir).map_err(|e| SynthError::io(what(), e))?;
+        let dir = date_dir.join(kind);
+        mkdir(&dir).map_err(|e| SynthError::io(what(), e))?;
         let name = format!(
             "{pid}_{date_s}_{kind}_{order:015}_{stamp}_{}_1",
             dept.unwrap_or("-")
