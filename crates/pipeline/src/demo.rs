@@ -1,7 +1,8 @@
 //! `kiban demo`: the whole pipeline on synthetic data and the bundled real samples.
 //!
 //! 1. a fresh workspace;
-//! 2. a synthetic population (kiban-synth) with its handlers and opt-out events;
+//! 2. a synthetic population (kiban-synth) with its handlers and opt-out events, each
+//!    hospital exporting one format in turn (SS-MIX2, FHIR, UKE, CSV);
 //! 3. every hospital's export ingested through the gate, plus the bundled real SS-MIX2
 //!    sample (two of its files are deliberately broken and end in quarantine);
 //! 4. linkage;
@@ -69,10 +70,8 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<DemoRepo
         persons: opts.persons,
         hospitals: opts.hospitals,
         seed: opts.seed,
-        formats: vec![
-            kiban_synth::SynthFormat::Ssmix2,
-            kiban_synth::SynthFormat::Fhir,
-        ],
+        // Hospitals take turns: SS-MIX2, FHIR, UKE claims, mapped CSV.
+        formats: kiban_synth::SynthFormat::ALL.to_vec(),
         ..Default::default()
     };
     progress.stage("synth", Some(opts.persons));

@@ -112,7 +112,31 @@ impl Workspace {
         let release_id = format!("rel-{}-{}", opts.on.format("%Y%m%d"), &new_id()[..8]);
         let demographics =
             kiban_release::collect_demographics(self.lake.scan(Table::Person)?, &eligible)?;
+        // R-PSEUDO-3: NDB-compatible keys come from identities, which the release crate never
+        // reads: computed here, keyed per release, only when the spec asks.
+        let ndb_keys = if opts.spec.person.ndb_keys {
+            let ndb_key = kiban_release::ndb_release_key(&key);
+            let mut ids: Vec<(String, kiban_model::Identity)> = self.vault.list().await?;
+            ids.sort_by(|a, b| a.0.cmp(&b.0));
+            let mut map: HashMap<String, kiban_release::NdbKeys> = HashMap::new();
+            for (reg, identity) in &ids {
+                let Some(person) = eligible.get(reg) else {
+                    continue;
+                };
+                let k = map.entry(person.clone()).or_default();
+                if k.id1.is_none() {
+                    k.id1 = kiban_link::keys::id1(&ndb_key, identity);
+                }
+                if k.id2.is_none() {
+                    k.id2 = kiban_link::keys::id2(&ndb_key, identity);
+                }
+            }
+            Some(map)
+        } else {
+            None
+        };
         let input = ReleaseInput {
+            ndb_keys,
             release_id: release_id.clone(),
             key,
             on: opts.on,
@@ -127,6 +151,10 @@ impl Workspace {
             if t == Table::Person {
                 writer.write_person_table()?;
             } else {
+                if writer.needs_prepass(t) {
+                    // R-ANON-4: rare codes / lab percentiles are counted over the table first.
+                    writer.prepare_table(t, self.lake.scan(t)?)?;
+                }
                 writer.write_table(t, self.lake.scan(t)?)?;
             }
             progress.advance(1);

@@ -160,19 +160,16 @@ async fn interrupted_chunk_is_rolled_back_on_open() {
 }
 
 /// Counts in the lake equal the generator's own counts when every patient is eligible:
-/// every fact arrives, nothing twice (issue 3's count check, SS-MIX2 and FHIR).
+/// every fact arrives, nothing twice (issue 3's count check: SS-MIX2, FHIR, UKE, CSV).
 #[tokio::test]
 async fn counts_match_the_generator_per_format() {
     let dir = tempfile::tempdir().expect("tempdir");
     let synth = dir.path().join("synth");
     let cfg = kiban_synth::SynthConfig {
-        persons: 80,
-        hospitals: 2,
+        persons: 120,
+        hospitals: 4,
         seed: 11,
-        formats: vec![
-            kiban_synth::SynthFormat::Ssmix2,
-            kiban_synth::SynthFormat::Fhir,
-        ],
+        formats: kiban_synth::SynthFormat::ALL.to_vec(),
         notice_rate: 1.0,
         stop_rate: 0.0,
         delete_rate: 0.0,
@@ -211,7 +208,7 @@ async fn counts_match_the_generator_per_format() {
         ("measurement", "labs"),
         ("visit_occurrence", "visits"),
     ] {
-        let expected: u64 = ["ssmix2", "fhir"]
+        let expected: u64 = ["ssmix2", "fhir", "uke", "csv"]
             .iter()
             .map(|f| s["per_format"][f][key].as_u64().unwrap_or(0))
             .sum();

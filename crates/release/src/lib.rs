@@ -4,18 +4,30 @@
 //! or a user's TOML) applied by a [`PackageWriter`] to the clinical store's batches: only the
 //! registrations the caller found eligible, person-level k-anonymity with suppression,
 //! per-release keyed pseudonyms, per-person date shifts, Parquet + CSV per table and a
-//! `manifest.json` with the hash of every file.
+//! `manifest.json` with the hash of every file. Peculiar values are handled per spec: rare
+//! ICD-10 codes climb their hierarchy and take their source text with them, extreme lab
+//! values are top/bottom coded (R-ANON-4). Every release gets a risk report ([`risk`]:
+//! prosecutor/journalist/marketer risk, uniques, Zayatz population uniques, a
+//! re-identification test) as `risk.json`, `risk_report.html` and `risk_report.pdf`
+//! (R-ANON-7). NDB-compatible keys (R-PSEUDO-3) are written when the caller supplies them.
 //!
 //! This crate never decides eligibility (the consent gate does, in the caller), never reads
 //! identity, and never delivers: delivery and book entries belong to the release workflow.
 
 pub mod package;
 pub mod person;
+pub mod report_html;
+pub mod report_pdf;
+pub mod risk;
 pub mod spec;
 
 use std::path::Path;
 
-pub use package::{Demographics, Manifest, PackageWriter, ReleaseInput, collect_demographics};
+pub use package::{
+    Demographics, Manifest, NdbKeys, PackageWriter, ReleaseInput, collect_demographics,
+    ndb_release_key, person_pseudonym,
+};
+pub use risk::RiskAssessment;
 pub use spec::{Level, PROFILES, Spec, profile_text};
 
 #[derive(Debug, thiserror::Error)]

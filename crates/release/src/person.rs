@@ -32,7 +32,7 @@ impl PersonQi {
         }
     }
 
-    fn get(&self, qi: &str) -> &str {
+    pub(crate) fn get(&self, qi: &str) -> &str {
         match qi {
             "birth_year" => &self.birth,
             "sex" => &self.sex,
@@ -153,28 +153,7 @@ pub fn choose_generalization(spec: &Spec, persons: &[PersonQi]) -> Result<Soluti
             qis,
         });
     }
-    let engine =
-        |e: kiban_anon::AnonError| ReleaseError::Spec(format!("anonymization engine: {e}"));
-    // One hierarchy per quasi-identifier over the values that occur.
-    let mut hierarchies = Vec::with_capacity(qis.len());
-    for q in &qis {
-        let values: BTreeSet<&str> = persons.iter().map(|p| p.get(q)).collect();
-        let rows = values
-            .into_iter()
-            .map(|v| {
-                (0..levels(q))
-                    .map(|l| label(&generalize(q, v, l)))
-                    .collect::<Vec<String>>()
-            })
-            .collect();
-        hierarchies.push(Hierarchy::from_rows(q, rows).map_err(engine)?);
-    }
-    let mut table = QiTable::new(hierarchies).map_err(engine)?;
-    for p in persons {
-        let row: Vec<String> = qis.iter().map(|q| label(p.get(q))).collect();
-        let refs: Vec<&str> = row.iter().map(String::as_str).collect();
-        table.push_row(&refs, None).map_err(engine)?;
-    }
+    let table = qi_table(&qis, persons, &[])?;
     let cfg = AnonymizeConfig::k_anonymity(k, spec.person.suppression_limit);
     let sol = match anonymize_table(&table, &cfg) {
         Ok(s) => s,
@@ -208,6 +187,59 @@ pub fn choose_generalization(spec: &Spec, persons: &[PersonQi]) -> Result<Soluti
         information_loss: Some(sol.information_loss),
         qis,
     })
+}
+
+pub(crate) fn engine(e: kiban_anon::AnonError) -> ReleaseError {
+    ReleaseError::Spec(format!("anonymization engine: {e}"))
+}
+
+/// One hierarchy per quasi-identifier over the values of `values` (level 0 → top).
+pub(crate) fn hierarchies(
+    qis: &[String],
+    values: &[&PersonQi],
+) -> Result<Vec<Hierarchy>, ReleaseError> {
+    let mut out = Vec::with_capacity(qis.len());
+    for q in qis {
+        let set: BTreeSet<&str> = values.iter().map(|p| p.get(q)).collect();
+        let rows = set
+            .into_iter()
+            .map(|v| {
+                (0..levels(q))
+                    .map(|l| label(&generalize(q, v, l)))
+                    .collect::<Vec<String>>()
+            })
+            .collect();
+        out.push(Hierarchy::from_rows(q, rows).map_err(engine)?);
+    }
+    Ok(out)
+}
+
+/// The engine's table of `persons` over `qis`, with hierarchies that also cover the values
+/// of `also` (so that an attack table built from the same hierarchies never meets an unknown
+/// value).
+pub(crate) fn qi_table(
+    qis: &[String],
+    persons: &[PersonQi],
+    also: &[PersonQi],
+) -> Result<QiTable, ReleaseError> {
+    let all: Vec<&PersonQi> = persons.iter().chain(also).collect();
+    let hs = hierarchies(qis, &all)?;
+    table_with(qis, hs, persons)
+}
+
+/// Fills a table with `persons` over existing hierarchies.
+pub(crate) fn table_with(
+    qis: &[String],
+    hs: Vec<Hierarchy>,
+    persons: &[PersonQi],
+) -> Result<QiTable, ReleaseError> {
+    let mut table = QiTable::new(hs).map_err(engine)?;
+    for p in persons {
+        let row: Vec<String> = qis.iter().map(|q| label(p.get(q))).collect();
+        let refs: Vec<&str> = row.iter().map(String::as_str).collect();
+        table.push_row(&refs, None).map_err(engine)?;
+    }
+    Ok(table)
 }
 
 /// Hierarchy labels cannot be empty: an unknown value is the label 「不明」 (unknown).

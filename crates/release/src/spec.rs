@@ -57,6 +57,62 @@ pub struct PersonSpec {
     pub k: u32,
     #[serde(default)]
     pub suppression_limit: f64,
+    /// NDB-compatible linkage keys (R-PSEUDO-3): the person table gets `id1`/`id2`, keyed
+    /// per release. They come from identities, so the caller computes them
+    /// ([`crate::ReleaseInput::ndb_keys`]); pseudonymized releases only.
+    #[serde(default)]
+    pub ndb_keys: bool,
+}
+
+/// Rare-value handling of codes (R-ANON-4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodesSpec {
+    /// ICD-10 codes of `condition_occurrence` held by fewer than this many released persons
+    /// climb their hierarchy (4 → 3 characters → chapter → 「その他」); the rows' source code
+    /// and name are dropped with them. 0 = off.
+    #[serde(default)]
+    pub rare_condition_min_persons: u32,
+}
+
+/// Extreme lab values (R-ANON-4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurementSpec {
+    /// Per analyte, values at or below this percentile (in %) and at or above its mirror
+    /// (100 − p) lose `value_number` and get `value_text` 「X以下」/「X以上」. 0 = off.
+    #[serde(default)]
+    pub top_bottom_percentile: f64,
+}
+
+/// The risk report (R-ANON-7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RiskSpec {
+    /// A record is "at risk" when its prosecutor risk 1/|class| exceeds this.
+    #[serde(default = "default_threshold")]
+    pub threshold: f64,
+    /// Share of the population the release covers (released persons / population); used by
+    /// the population-uniqueness estimate and the journalist risk. 1.0 = the release is the
+    /// population (the conservative default, ARX's without a population model).
+    #[serde(default = "default_fraction")]
+    pub sampling_fraction: f64,
+}
+
+fn default_threshold() -> f64 {
+    0.2
+}
+fn default_fraction() -> f64 {
+    1.0
+}
+
+impl Default for RiskSpec {
+    fn default() -> RiskSpec {
+        RiskSpec {
+            threshold: default_threshold(),
+            sampling_fraction: default_fraction(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +129,12 @@ pub struct Spec {
     pub level: Level,
     pub dates: DateSpec,
     pub person: PersonSpec,
+    #[serde(default)]
+    pub codes: CodesSpec,
+    #[serde(default)]
+    pub measurement: MeasurementSpec,
+    #[serde(default)]
+    pub risk: RiskSpec,
     pub tables: TableSpec,
 }
 
@@ -157,6 +219,20 @@ impl Spec {
         if self.person.k > 0 && self.person.quasi_identifiers.is_empty() {
             return bad("person.k is set but no quasi_identifiers are named".into());
         }
+        if self.person.ndb_keys && self.level != Level::Pseudonymized {
+            // R-PSEUDO-3 keys join a release with NDB: that is pseudonymized data's privilege.
+            return bad("person.ndb_keys is allowed only at level pseudonymized".into());
+        }
+        let p = self.measurement.top_bottom_percentile;
+        if !(0.0..50.0).contains(&p) {
+            return bad("measurement.top_bottom_percentile must be in [0, 50)".into());
+        }
+        if !(self.risk.threshold > 0.0 && self.risk.threshold <= 1.0) {
+            return bad("risk.threshold must be in (0, 1]".into());
+        }
+        if !(self.risk.sampling_fraction > 0.0 && self.risk.sampling_fraction <= 1.0) {
+            return bad("risk.sampling_fraction must be in (0, 1]".into());
+        }
         if self.dates.shift && self.dates.max_shift_days == 0 {
             return bad("dates.shift needs dates.max_shift_days > 0".into());
         }
@@ -180,8 +256,15 @@ mod tests {
         assert_eq!(a.level, Level::Anonymized);
         assert_eq!(a.person.birth, Birth::Year);
         assert!(a.person.k >= 2);
+        assert!(a.codes.rare_condition_min_persons >= 2, "R-ANON-4");
+        assert!(a.measurement.top_bottom_percentile > 0.0, "R-ANON-4");
         let p = Spec::profile("pseudonymized").expect("pseudonymized");
         assert!(!p.dates.shift, "R-PSEUDO-1 keeps exact dates");
+        assert_eq!(
+            p.codes.rare_condition_min_persons, 0,
+            "R-PSEUDO-1 keeps peculiar values"
+        );
+        assert_eq!(p.measurement.top_bottom_percentile, 0.0);
     }
 
     #[test]
@@ -194,6 +277,20 @@ mod tests {
             .expect("text")
             .replace("\"image_study\"]", "\"image_study\", \"note\"]");
         assert!(matches!(Spec::parse(&text), Err(ReleaseError::Spec(_))));
+        let text = profile_text("anonymized").expect("text").replace(
+            "suppression_limit = 0.05",
+            "suppression_limit = 0.05\nndb_keys = true",
+        );
+        assert!(matches!(Spec::parse(&text), Err(ReleaseError::Spec(_))));
+        let text = profile_text("pseudonymized")
+            .expect("text")
+            .replace("ndb_keys = false", "ndb_keys = true");
+        assert!(
+            Spec::parse(&text)
+                .expect("pseudonymized + ndb")
+                .person
+                .ndb_keys
+        );
         assert!(matches!(
             Spec::profile("nope"),
             Err(ReleaseError::UnknownProfile(_))
