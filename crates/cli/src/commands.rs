@@ -135,12 +135,17 @@ pub struct LinkArgs {
     /// Match probability at or above which records are linked.
     #[arg(long)]
     pub threshold: Option<f64>,
+    /// Link only registrations new since the last run, with the stored model.
+    #[arg(long)]
+    pub incremental: bool,
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Subcommand, Debug)]
 pub enum LinkCmd {
+    /// The clerical review queue; record a decision with --decide A B same|different.
+    Review(crate::link_cmds::LinkReviewArgs),
     /// Write handler_code,patient_id,person_key.
     Export { file: PathBuf },
     /// Pairwise and cluster precision/recall/F1 against facility_code,patient_id,person_id.
@@ -809,37 +814,14 @@ async fn link(ws_dir: &Path, actor: &Option<String>, a: LinkArgs, lang: Lang) ->
     let ws = open(ws_dir, actor).await?;
     match a.cmd {
         None => {
-            let r = ws.link(a.threshold).await?;
-            if a.json {
-                print_json(&r)?;
+            let r = if a.incremental {
+                ws.link_incremental(a.threshold).await?
             } else {
-                print!(
-                    "{}",
-                    table(
-                        lang.t("名寄せ", "linkage"),
-                        &[
-                            (
-                                lang.t("登録患者", "registrations").into(),
-                                r.registrations.to_string()
-                            ),
-                            (lang.t("人", "persons").into(), r.persons.to_string()),
-                            (
-                                lang.t("要確認ペア", "pairs for review").into(),
-                                r.review_pairs.to_string()
-                            ),
-                            (
-                                lang.t("推定誤結合率", "est. false-merge rate").into(),
-                                format!("{:.5}", r.estimated_false_merge_rate)
-                            ),
-                            (
-                                lang.t("推定結合漏れ率", "est. missed-merge rate").into(),
-                                format!("{:.5}", r.estimated_missed_merge_rate)
-                            ),
-                        ]
-                    )
-                );
-            }
+                ws.link(a.threshold).await?
+            };
+            return crate::link_cmds::print_link_report(&r, a.json, lang);
         }
+        Some(LinkCmd::Review(r)) => return crate::link_cmds::run_review(&ws, r, lang).await,
         Some(LinkCmd::Export { file }) => {
             let n = ws.link_export(&file).await?;
             println!("{}: {n}", lang.t("書き出した行", "rows written"));

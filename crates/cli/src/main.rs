@@ -3,6 +3,7 @@
 //! English). Exit codes: 0 success, 1 refused or failed (with a message), 2 usage error.
 
 mod commands;
+mod link_cmds;
 mod optout_cmds;
 mod ui;
 

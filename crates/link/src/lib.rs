@@ -12,6 +12,11 @@
 //!   namesakes, other card branch) and clustering that refuses chained merges. Merges across
 //!   constraint boundaries (eligible vs ineligible, clerical "different" decisions) are blocked
 //!   and reported, never silently made.
+//! * [`link_incremental`]: new registrations linked against existing clusters with a
+//!   persisted [`FittedModel`] (no re-training, only pairs involving a new record);
+//!   [`remove_registrations`] carries a deletion into a cluster map.
+//! * [`pprl`]: privacy-preserving linkage — keyed field-level Bloom filters (CLK, HMAC double
+//!   hashing) of normalized identifiers, and linkage on the encodings alone.
 //! * [`evaluate`]: pairwise and cluster precision/recall/F1 against a ground truth.
 //!
 //! What it must never do: print or log, panic on input, put identity values into errors or
@@ -27,12 +32,13 @@ pub mod eval;
 pub mod keys;
 pub mod linker;
 pub mod normalize;
+pub mod pprl;
 pub mod sim;
 
 pub use compare::{COMPARISONS, HardNegative};
 pub use eval::{Metrics, evaluate};
 pub use linker::{
-    BlockReason, BlockedMerge, ComparisonSummary, LevelSummary, LinkConfig, LinkError, LinkRecord,
-    LinkResult, LinkStats, MergeConstraint, ModelSummary, ReviewDecision, ReviewPair, ReviewReason,
-    link, link_with,
+    BlockReason, BlockedMerge, ComparisonSummary, FittedModel, LevelSummary, LinkConfig, LinkError,
+    LinkRecord, LinkResult, LinkStats, MergeConstraint, ModelSummary, ReviewDecision, ReviewPair,
+    ReviewReason, link, link_incremental, link_with, remove_registrations,
 };

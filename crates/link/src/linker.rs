@@ -6,7 +6,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use kiban_model::Identity;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::compare::{
     self, C_ADDR, C_DOB, C_INS, C_NAME, C_PHONE, C_POSTAL, COMPARISONS, Gamma, HardNegative, N_CMP,
@@ -104,6 +104,10 @@ pub enum LinkError {
     DuplicateRegistration { index: usize },
     #[error("thresholds must satisfy 0 <= lower <= upper <= 1 and min_cross_probability in [0, 1]")]
     InvalidThresholds,
+    #[error(
+        "the fitted model does not match this version's comparisons (levels or values invalid)"
+    )]
+    InvalidModel,
 }
 
 /// Why a pair is in the review queue.
@@ -213,6 +217,43 @@ pub struct LinkStats {
     pub time_cluster: Duration,
 }
 
+/// The fitted Fellegi–Sunter parameters of a run, kept so that later incremental runs
+/// ([`link_incremental`]) score new records with the same model instead of re-training.
+/// Holds only probabilities: no identity value, safe to persist in the control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FittedModel {
+    /// m[comparison][level] = P(level | same person).
+    pub m: Vec<Vec<f64>>,
+    /// u[comparison][level] = P(level | different persons).
+    pub u: Vec<Vec<f64>>,
+    /// Prior P(match) over all pairs of `records` records.
+    pub lambda: f64,
+    /// Number of records the model was fitted on (λ is rescaled when the population grows:
+    /// matches grow like n, pairs like n²).
+    pub records: usize,
+}
+
+impl FittedModel {
+    fn check(&self) -> Result<(), LinkError> {
+        let shape_ok = |t: &Vec<Vec<f64>>| {
+            t.len() == N_CMP
+                && t.iter().enumerate().all(|(c, l)| {
+                    l.len() == n_levels(c) && l.iter().all(|x| x.is_finite() && *x > 0.0)
+                })
+        };
+        if shape_ok(&self.m)
+            && shape_ok(&self.u)
+            && self.lambda.is_finite()
+            && self.lambda > 0.0
+            && self.lambda < 1.0
+        {
+            Ok(())
+        } else {
+            Err(LinkError::InvalidModel)
+        }
+    }
+}
+
 /// The outcome of one linkage run.
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkResult {
@@ -222,6 +263,8 @@ pub struct LinkResult {
     pub review: Vec<ReviewPair>,
     pub blocked: Vec<BlockedMerge>,
     pub model: ModelSummary,
+    /// The parameters to persist for incremental runs.
+    pub fitted: FittedModel,
     pub stats: LinkStats,
 }
 
@@ -332,7 +375,15 @@ const RULE_MASK: [&[usize]; 11] = [
 ];
 
 /// Candidate pairs (a < b) with the bit set of rules that produced each.
-fn blocking(recs: &[Rec], cfg: &LinkConfig, stats: &mut LinkStats) -> Vec<(u32, u32, u16)> {
+///
+/// Only pairs with at least one record at index ≥ `new_from` are produced (0: all pairs);
+/// incremental runs block the new records against the existing ones this way.
+fn blocking(
+    recs: &[Rec],
+    cfg: &LinkConfig,
+    new_from: u32,
+    stats: &mut LinkStats,
+) -> Vec<(u32, u32, u16)> {
     let mut pairs: Vec<(u64, u16)> = Vec::new();
     let mut keys = Vec::new();
     for rule in 0..RULES.len() {
@@ -350,6 +401,9 @@ fn blocking(recs: &[Rec], cfg: &LinkConfig, stats: &mut LinkStats) -> Vec<(u32, 
             if block.len() < 2 {
                 continue;
             }
+            if new_from > 0 && block.iter().all(|e| e.1 < new_from) {
+                continue;
+            }
             if block.len() > cfg.max_block_size {
                 stats.oversized_blocks_skipped += 1;
                 continue;
@@ -357,6 +411,7 @@ fn blocking(recs: &[Rec], cfg: &LinkConfig, stats: &mut LinkStats) -> Vec<(u32, 
             for (x, &(_, i)) in block.iter().enumerate() {
                 for &(_, j) in &block[x + 1..] {
                     if i != j
+                        && (i >= new_from || j >= new_from)
                         && (cfg.link_within_source || recs[i as usize].src != recs[j as usize].src)
                     {
                         let (a, b) = (i.min(j), i.max(j));
@@ -694,6 +749,77 @@ pub fn link_with(
     cfg: &LinkConfig,
     constraint: &dyn MergeConstraint,
 ) -> Result<LinkResult, LinkError> {
+    let refs: Vec<&LinkRecord> = records.iter().collect();
+    run(&refs, cfg, constraint, None)
+}
+
+/// Links `new` registrations (e.g. one handler's latest delivery) against `existing` ones
+/// already clustered in `clusters` (registration → person key, as returned by an earlier
+/// run), with the earlier run's `model`: no re-training and no comparison among existing
+/// records — only pairs involving a new record are blocked and scored. Existing clusters are
+/// kept as they are (a registration of `existing` missing from `clusters` is a singleton), so
+/// a deletion is carried out by leaving the deleted registrations out of `existing` (see
+/// [`remove_registrations`]). The result covers existing and new registrations; its review
+/// queue and blocked merges concern new pairs only.
+pub fn link_incremental(
+    existing: &[LinkRecord],
+    clusters: &BTreeMap<String, String>,
+    new: &[LinkRecord],
+    model: &FittedModel,
+    cfg: &LinkConfig,
+) -> Result<LinkResult, LinkError> {
+    model.check()?;
+    let refs: Vec<&LinkRecord> = existing.iter().chain(new).collect();
+    let init = Incremental {
+        new_from: existing.len() as u32,
+        clusters,
+        model,
+    };
+    run(
+        &refs,
+        cfg,
+        &|_: &LinkRecord, _: &LinkRecord| true,
+        Some(init),
+    )
+}
+
+/// Drops `deleted` registrations from a cluster map (a deletion request carried out,
+/// R-OPT-6): the person loses those registrations, and a cluster whose key was a deleted
+/// registration is re-keyed to its smallest remaining registration, so no key refers to an
+/// erased registration. Returns how many entries were removed.
+pub fn remove_registrations(clusters: &mut BTreeMap<String, String>, deleted: &[&str]) -> usize {
+    let gone: HashSet<&str> = deleted.iter().copied().collect();
+    let before = clusters.len();
+    clusters.retain(|reg, _| !gone.contains(reg.as_str()));
+    let mut rekey: HashMap<String, String> = HashMap::new();
+    for (reg, key) in clusters.iter() {
+        if gone.contains(key.as_str()) {
+            let e = rekey.entry(key.clone()).or_insert_with(|| reg.clone());
+            if reg < e {
+                *e = reg.clone();
+            }
+        }
+    }
+    for key in clusters.values_mut() {
+        if let Some(k) = rekey.get(key.as_str()) {
+            *key = k.clone();
+        }
+    }
+    before - clusters.len()
+}
+
+struct Incremental<'a> {
+    new_from: u32,
+    clusters: &'a BTreeMap<String, String>,
+    model: &'a FittedModel,
+}
+
+fn run(
+    records: &[&LinkRecord],
+    cfg: &LinkConfig,
+    constraint: &dyn MergeConstraint,
+    incremental: Option<Incremental<'_>>,
+) -> Result<LinkResult, LinkError> {
     let ok01 = |x: f64| (0.0..=1.0).contains(&x);
     if !(ok01(cfg.lower)
         && ok01(cfg.upper)
@@ -756,7 +882,8 @@ pub fn link_with(
 
     // 2. blocking
     let t = Instant::now();
-    let cands = blocking(&recs, cfg, &mut stats);
+    let new_from = incremental.as_ref().map_or(0, |i| i.new_from);
+    let cands = blocking(&recs, cfg, new_from, &mut stats);
     stats.candidate_pairs = cands.len();
     stats.time_blocking = t.elapsed();
 
@@ -766,9 +893,23 @@ pub fn link_with(
         .iter()
         .map(|&(a, b, _)| compare::compare(&recs[a as usize], &recs[b as usize]))
         .collect();
-    let u = estimate_u(&recs, cfg);
-    let gammas: Vec<Gamma> = evals.iter().map(|e| e.0).collect();
-    let em = train(&cands, &gammas, &u, cfg.em_max_iterations);
+    let (em, u) = match &incremental {
+        None => {
+            let u = estimate_u(&recs, cfg);
+            let gammas: Vec<Gamma> = evals.iter().map(|e| e.0).collect();
+            (train(&cands, &gammas, &u, cfg.em_max_iterations), u)
+        }
+        Some(inc) => (
+            Em {
+                m: inc.model.m.clone(),
+                lambda: 0.0,
+                iterations: 0,
+                converged: true,
+                mass: Vec::new(),
+            },
+            inc.model.u.clone(),
+        ),
+    };
     let (em_iterations, em_converged) = (em.iterations, em.converged);
     // EM fits λ among candidates; u is a population rate (random pairs), so the prior must be
     // one too: expected matches (all inside the candidates, by blocking recall) / all pairs.
@@ -783,8 +924,19 @@ pub fn link_with(
         let n = recs.len() as f64;
         (n * n - per_src.values().map(|k| k * k).sum::<f64>()) / 2.0
     };
-    let lambda_candidates = em.lambda;
-    let lambda = (em.lambda * cands.len() as f64 / total_pairs.max(1.0)).clamp(1e-12, 0.5);
+    let (lambda, lambda_candidates) = match &incremental {
+        None => (
+            (em.lambda * cands.len() as f64 / total_pairs.max(1.0)).clamp(1e-12, 0.5),
+            em.lambda,
+        ),
+        Some(inc) => {
+            // matches grow like n, pairs like n²: rescale the prior to the new population
+            let n0 = inc.model.records.max(2) as f64;
+            let n = recs.len().max(2) as f64;
+            let l = (inc.model.lambda * (n0 - 1.0) / (n - 1.0)).clamp(1e-12, 0.5);
+            (l, l * total_pairs / cands.len().max(1) as f64)
+        }
+    };
     let model = Model {
         m: em.m,
         u,
@@ -892,6 +1044,28 @@ pub fn link_with(
         parent: (0..n as u32).collect(),
         members: (0..n as u32).map(|i| vec![i]).collect(),
     };
+    if let Some(inc) = &incremental {
+        // existing clusters are taken as they are
+        let mut root_of: HashMap<&str, u32> = HashMap::new();
+        for i in 0..inc.new_from {
+            let Some(key) = inc
+                .clusters
+                .get(records[i as usize].registration_id.as_str())
+            else {
+                continue;
+            };
+            match root_of.get(key.as_str()) {
+                None => {
+                    root_of.insert(key.as_str(), i);
+                }
+                Some(&r) => {
+                    let moved = std::mem::take(&mut uf.members[i as usize]);
+                    uf.members[r as usize].extend(moved);
+                    uf.parent[i as usize] = r;
+                }
+            }
+        }
+    }
     let group_of = |i: u32| cfg.groups.get(records[i as usize].registration_id.as_str());
     for &(w, a, b, forced) in &edges {
         let (ra, rb) = (uf.find(a), uf.find(b));
@@ -912,7 +1086,7 @@ pub fn link_with(
                     verdict = Err(Ok((BlockReason::Decision, x, y)));
                     break 'cross;
                 }
-                if !constraint.allows(&records[x as usize], &records[y as usize]) {
+                if !constraint.allows(records[x as usize], records[y as usize]) {
                     verdict = Err(Ok((BlockReason::Constraint, x, y)));
                     break 'cross;
                 }
@@ -1010,11 +1184,21 @@ pub fn link_with(
         expected_false_merge_rate: sum_fp / n_linked,
         expected_missed_merge_rate: sum_p_missed / (sum_p_linked + sum_p_missed).max(1e-12),
     };
+    let fitted = match &incremental {
+        Some(inc) => inc.model.clone(),
+        None => FittedModel {
+            m: model.m,
+            u: model.u,
+            lambda: model.lambda,
+            records: recs.len(),
+        },
+    };
     Ok(LinkResult {
         clusters,
         review,
         blocked,
         model: model_summary,
+        fitted,
         stats,
     })
 }

@@ -139,10 +139,17 @@ impl Workspace {
             )
             .await?;
             report.erasure_records.push(id);
-            sqlx::query("DELETE FROM person_links WHERE registration_id = $1")
-                .bind(&t.registration_id)
-                .execute(self.db.pool())
-                .await?;
+            // The person leaves every cluster, review pair and decision.
+            for sql in [
+                "DELETE FROM person_links WHERE registration_id = $1",
+                "DELETE FROM link_review WHERE reg_a = $1 OR reg_b = $1",
+                "DELETE FROM link_decisions WHERE reg_a = $1 OR reg_b = $1",
+            ] {
+                sqlx::query(sql)
+                    .bind(&t.registration_id)
+                    .execute(self.db.pool())
+                    .await?;
+            }
             self.registry.remove(&t.registration_id).await?;
             report.registrations += 1;
         }

@@ -1,55 +1,253 @@
 //! Linkage orchestration (名寄せ, R-LINK-1/2): identities from the vault → `kiban-link` →
-//! person clusters in the control plane.
+//! person clusters in the control plane, with the clerical review queue, decisions and the
+//! fitted model persisted (tables of `0005_link.sql`) so that later runs respect decisions
+//! and incremental runs reuse the model.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use chrono::NaiveDate;
 use kiban_consent::Eligibility;
-use kiban_link::{LinkConfig, LinkRecord};
+use kiban_link::{BlockedMerge, FittedModel, LinkConfig, LinkRecord, LinkResult, ReviewDecision};
 use serde::Serialize;
+use sqlx::Row;
 
 use crate::ingest::now;
 use crate::{PipelineError, Workspace};
 
+/// What `kiban link` shows (and prints as JSON).
 #[derive(Debug, Clone, Serialize)]
 pub struct LinkReport {
+    pub run_id: String,
+    /// "full" or "incremental".
+    pub mode: &'static str,
     pub registrations: u64,
+    /// Registrations compared in this run as new (all of them in a full run).
+    pub new_registrations: u64,
     pub persons: u64,
     pub linked_pairs: u64,
     pub review_pairs: u64,
     /// Merges refused because they would join an eligible and an ineligible registration
     /// (R-LINK-2) or contradict a clerical decision.
     pub blocked_merges: u64,
+    pub decisions_applied: u64,
     pub estimated_false_merge_rate: f64,
     pub estimated_missed_merge_rate: f64,
+    /// Every blocked merge (registration IDs, probability, reason): reported, never silent.
+    pub blocked: Vec<BlockedMerge>,
+}
+
+/// One pair of the clerical review queue: registration IDs, probability and field-level
+/// agreement levels only — no identity value (R-LINK-2).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReviewItem {
+    pub run_id: String,
+    pub a: String,
+    pub b: String,
+    pub probability: f64,
+    pub match_weight_bits: f64,
+    pub reason: serde_json::Value,
+    pub levels: Vec<(String, String)>,
+}
+
+/// A recorded clerical decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkDecision {
+    pub a: String,
+    pub b: String,
+    pub same_person: bool,
+    pub decided_by: String,
+    pub decided_at: String,
+}
+
+fn refused(e: impl std::fmt::Display) -> PipelineError {
+    PipelineError::Refused(format!("linkage: {e}"))
+}
+
+fn report_counts(r: &LinkReport) -> Vec<(&'static str, u64)> {
+    vec![
+        ("registrations", r.registrations),
+        ("persons", r.persons),
+        ("review_pairs", r.review_pairs),
+        ("blocked_merges", r.blocked_merges),
+        ("decisions_applied", r.decisions_applied),
+    ]
+}
+
+fn ordered<'a>(a: &'a str, b: &'a str) -> (&'a str, &'a str) {
+    if a <= b { (a, b) } else { (b, a) }
 }
 
 impl Workspace {
     /// (Re)builds person clusters from every identity in the vault. A merge that would join
-    /// a registration eligible today with an ineligible one is blocked (R-LINK-2).
+    /// a registration eligible today with an ineligible one is blocked and reported
+    /// (R-LINK-2); clerical decisions are respected; the review queue and the fitted model
+    /// are stored.
     pub async fn link(&self, threshold: Option<f64>) -> Result<LinkReport, PipelineError> {
         self.audited(
             "link",
             "person_links",
-            self.link_inner(threshold, chrono::Local::now().date_naive()),
-            |r: &LinkReport| {
-                vec![
-                    ("registrations", r.registrations),
-                    ("persons", r.persons),
-                    ("review_pairs", r.review_pairs),
-                    ("blocked_merges", r.blocked_merges),
-                ]
-            },
+            self.link_inner(threshold, chrono::Local::now().date_naive(), false),
+            report_counts,
         )
         .await
+    }
+
+    /// Links only registrations without a person yet (a handler's new delivery) against the
+    /// existing clusters with the last run's fitted model. Falls back to a full run when
+    /// there is no stored model, when a decision was recorded since the last run, or when an
+    /// existing cluster now mixes eligible and ineligible registrations (a stop arrived).
+    pub async fn link_incremental(
+        &self,
+        threshold: Option<f64>,
+    ) -> Result<LinkReport, PipelineError> {
+        self.audited(
+            "link.incremental",
+            "person_links",
+            self.link_inner(threshold, chrono::Local::now().date_naive(), true),
+            report_counts,
+        )
+        .await
+    }
+
+    /// The review queue of the latest run, most probable first, without pairs decided since.
+    pub async fn link_review(&self) -> Result<Vec<ReviewItem>, PipelineError> {
+        let decided: HashSet<(String, String)> = self
+            .link_decisions()
+            .await?
+            .into_iter()
+            .map(|d| (d.a, d.b))
+            .collect();
+        let rows = sqlx::query(
+            "SELECT run_id, reg_a, reg_b, probability, match_weight_bits, reason, levels_json \
+             FROM link_review ORDER BY probability DESC, reg_a, reg_b",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let (a, b): (String, String) = (r.try_get(1)?, r.try_get(2)?);
+            if decided.contains(&(a.clone(), b.clone())) {
+                continue;
+            }
+            let reason: String = r.try_get(5)?;
+            let levels: String = r.try_get(6)?;
+            out.push(ReviewItem {
+                run_id: r.try_get(0)?,
+                a,
+                b,
+                probability: r.try_get(3)?,
+                match_weight_bits: r.try_get(4)?,
+                reason: serde_json::from_str(&reason).map_err(refused)?,
+                levels: serde_json::from_str(&levels).map_err(refused)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every recorded clerical decision.
+    pub async fn link_decisions(&self) -> Result<Vec<LinkDecision>, PipelineError> {
+        let rows = sqlx::query(
+            "SELECT reg_a, reg_b, same_person, decided_by, decided_at FROM link_decisions ORDER BY decided_at, reg_a, reg_b",
+        )
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LinkDecision {
+                    a: r.try_get(0)?,
+                    b: r.try_get(1)?,
+                    same_person: r.try_get::<i64, _>(2)? != 0,
+                    decided_by: r.try_get(3)?,
+                    decided_at: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a clerical decision on two registrations (audited); it replaces an earlier
+    /// decision on the same pair and is respected by every later run. `by` defaults to the
+    /// workspace actor.
+    pub async fn link_decide(
+        &self,
+        a: &str,
+        b: &str,
+        same_person: bool,
+        by: Option<&str>,
+    ) -> Result<LinkDecision, PipelineError> {
+        self.audited(
+            "link.decide",
+            if same_person {
+                "link_decisions:same"
+            } else {
+                "link_decisions:different"
+            },
+            async {
+                if a == b {
+                    return Err(PipelineError::Refused(
+                        "同じ登録どうしは判定できません / a and b must be different registrations"
+                            .into(),
+                    ));
+                }
+                for r in [a, b] {
+                    if self.registry.get(r).await?.is_none() {
+                        return Err(PipelineError::Refused(format!(
+                            "登録 {r} はありません / no registration {r}"
+                        )));
+                    }
+                }
+                let (x, y) = ordered(a, b);
+                let d = LinkDecision {
+                    a: x.to_string(),
+                    b: y.to_string(),
+                    same_person,
+                    decided_by: by.unwrap_or(self.actor()).to_string(),
+                    decided_at: now(),
+                };
+                let mut tx = self.db.pool().begin().await?;
+                sqlx::query("DELETE FROM link_decisions WHERE reg_a = $1 AND reg_b = $2")
+                    .bind(&d.a)
+                    .bind(&d.b)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "INSERT INTO link_decisions (reg_a, reg_b, same_person, decided_by, decided_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&d.a)
+                .bind(&d.b)
+                .bind(i64::from(same_person))
+                .bind(&d.decided_by)
+                .bind(&d.decided_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(d)
+            },
+            |_| vec![("decisions", 1)],
+        )
+        .await
+    }
+
+    async fn last_run(&self) -> Result<Option<(String, FittedModel)>, PipelineError> {
+        let row = sqlx::query(
+            "SELECT started_at, model_json FROM link_runs ORDER BY started_at DESC LIMIT 1",
+        )
+        .fetch_optional(self.db.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let json: String = row.try_get(1)?;
+        Ok(serde_json::from_str(&json)
+            .ok()
+            .map(|m| (row.try_get::<String, _>(0).unwrap_or_default(), m)))
     }
 
     async fn link_inner(
         &self,
         threshold: Option<f64>,
         on: NaiveDate,
+        incremental: bool,
     ) -> Result<LinkReport, PipelineError> {
+        let started_at = now();
         let regs = self.registry.all().await?;
         let handler_of: HashMap<String, (String, String)> = regs
             .iter()
@@ -95,9 +293,64 @@ impl Workspace {
                 identity,
             });
         }
-        let result = kiban_link::link(&records, &cfg)
-            .map_err(|e| PipelineError::Refused(format!("linkage: {e}")))?;
-        let at = now();
+        let decisions = self.link_decisions().await?;
+        let stale: Vec<&LinkDecision> = {
+            let present: HashSet<&str> =
+                records.iter().map(|r| r.registration_id.as_str()).collect();
+            decisions
+                .iter()
+                .filter(|d| !present.contains(d.a.as_str()) || !present.contains(d.b.as_str()))
+                .collect()
+        };
+        cfg.decisions = decisions
+            .iter()
+            .map(|d| ReviewDecision {
+                a: d.a.clone(),
+                b: d.b.clone(),
+                same_person: d.same_person,
+            })
+            .collect();
+
+        // incremental when possible
+        let mut plan: Option<(FittedModel, BTreeMap<String, String>)> = None;
+        if incremental && let Some((last_at, model)) = self.last_run().await? {
+            let links = self.person_links().await?;
+            let decided_since = decisions.iter().any(|d| d.decided_at > last_at);
+            let mut group_of_person: HashMap<&str, &str> = HashMap::new();
+            let mut mixed = false;
+            for (reg, person) in &links {
+                if let Some(g) = cfg.groups.get(reg) {
+                    let e = group_of_person.entry(person.as_str()).or_insert(g.as_str());
+                    mixed |= *e != g.as_str();
+                }
+            }
+            if !decided_since && !mixed {
+                plan = Some((model, links.into_iter().collect()));
+            }
+        }
+        let (result, new_count, mode): (LinkResult, usize, &'static str) = match plan {
+            Some((model, clusters)) => {
+                let (existing, new): (Vec<LinkRecord>, Vec<LinkRecord>) = records
+                    .into_iter()
+                    .partition(|r| clusters.contains_key(&r.registration_id));
+                let n = new.len();
+                let r = kiban_link::link_incremental(&existing, &clusters, &new, &model, &cfg)
+                    .map_err(refused)?;
+                (r, n, "incremental")
+            }
+            None => {
+                let n = records.len();
+                (
+                    kiban_link::link(&records, &cfg).map_err(refused)?,
+                    n,
+                    "full",
+                )
+            }
+        };
+
+        let persons = result.clusters.values().collect::<HashSet<_>>().len() as u64;
+        let run_id = format!("L{}", hex::encode(rand::random::<[u8; 8]>()));
+        let model_json = serde_json::to_string(&result.fitted).map_err(refused)?;
         let mut tx = self.db.pool().begin().await?;
         sqlx::query("DELETE FROM person_links")
             .execute(&mut *tx)
@@ -108,24 +361,63 @@ impl Workspace {
             )
             .bind(reg)
             .bind(person)
-            .bind(&at)
+            .bind(&started_at)
             .execute(&mut *tx)
             .await?;
         }
+        sqlx::query("DELETE FROM link_review")
+            .execute(&mut *tx)
+            .await?;
+        for r in &result.review {
+            let (a, b) = ordered(&r.a, &r.b);
+            sqlx::query(
+                "INSERT INTO link_review (run_id, reg_a, reg_b, probability, match_weight_bits, reason, levels_json) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&run_id)
+            .bind(a)
+            .bind(b)
+            .bind(r.probability)
+            .bind(r.match_weight_bits)
+            .bind(serde_json::to_string(&r.reason).map_err(refused)?)
+            .bind(serde_json::to_string(&r.levels).map_err(refused)?)
+            .execute(&mut *tx)
+            .await?;
+        }
+        // decisions about erased registrations go with them
+        for d in stale {
+            sqlx::query("DELETE FROM link_decisions WHERE reg_a = $1 AND reg_b = $2")
+                .bind(&d.a)
+                .bind(&d.b)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO link_runs (run_id, started_at, mode, registrations, persons, review_pairs, blocked_merges, model_json) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&run_id)
+        .bind(&started_at)
+        .bind(mode)
+        .bind(result.clusters.len() as i64)
+        .bind(persons as i64)
+        .bind(result.review.len() as i64)
+        .bind(result.blocked.len() as i64)
+        .bind(&model_json)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        let persons = result
-            .clusters
-            .values()
-            .collect::<std::collections::HashSet<_>>()
-            .len() as u64;
         Ok(LinkReport {
-            registrations: records.len() as u64,
+            run_id,
+            mode,
+            registrations: result.clusters.len() as u64,
+            new_registrations: new_count as u64,
             persons,
             linked_pairs: result.stats.linked_pairs as u64,
             review_pairs: result.review.len() as u64,
             blocked_merges: result.blocked.len() as u64,
+            decisions_applied: result.stats.decisions_applied as u64,
             estimated_false_merge_rate: result.model.expected_false_merge_rate,
             estimated_missed_merge_rate: result.model.expected_missed_merge_rate,
+            blocked: result.blocked,
         })
     }
 

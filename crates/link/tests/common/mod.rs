@@ -1,1 +1,4 @@
+#[allow(dead_code)]
 pub mod febrl;
+#[allow(dead_code)]
+pub mod japanese;
