@@ -193,8 +193,9 @@ impl Workspace {
             .filter(|r| r.handler_code == opts.handler)
             .map(|r| (r.patient_key, r.registration_id))
             .collect();
-        // Person rows and visits already written in this run (many units repeat them).
-        let mut seen: HashSet<String> = HashSet::new();
+        // Person rows and visits already written (many units repeat them). Person rows of
+        // earlier runs count too, so a resumed or repeated ingest adds no second row.
+        let mut seen: HashSet<String> = self.known_rows(&opts.handler)?;
 
         progress.stage("ingest", Some(files.len() as u64));
         // One reader for the whole run: it caches what files share (a Bulk export's
@@ -486,6 +487,43 @@ impl Workspace {
             w.write(&batch)?;
         }
         Ok(())
+    }
+
+    /// Rows that must not be written twice, as `seen` keys: `p␟{registration}` for every
+    /// registration with a person row, `v␟{registration}␟{visit}` for every visit of this
+    /// handler (a later delivery often repeats a visit an earlier one already brought).
+    fn known_rows(&self, handler: &str) -> Result<HashSet<String>, PipelineError> {
+        use arrow::array::{Array, StringArray};
+        let col = |b: &arrow::record_batch::RecordBatch, name: &str| {
+            b.column_by_name(name)
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .cloned()
+        };
+        let mut out = HashSet::new();
+        for batch in self.lake.scan(Table::Person)? {
+            let batch = batch?;
+            if let Some(regs) = col(&batch, kiban_model::table::REGISTRATION_ID) {
+                for r in regs.iter().flatten() {
+                    out.insert(format!("p\u{1f}{r}"));
+                }
+            }
+        }
+        for batch in self.lake.scan(Table::VisitOccurrence)? {
+            let batch = batch?;
+            let (Some(regs), Some(ids), Some(handlers)) = (
+                col(&batch, kiban_model::table::REGISTRATION_ID),
+                col(&batch, "source_visit_id"),
+                col(&batch, "handler_code"),
+            ) else {
+                continue;
+            };
+            for i in 0..batch.num_rows() {
+                if handlers.value(i) == handler && !ids.is_null(i) {
+                    out.insert(format!("v\u{1f}{}\u{1f}{}", regs.value(i), ids.value(i)));
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn ingested_hashes(&self, handler: &str) -> Result<HashSet<String>, PipelineError> {
