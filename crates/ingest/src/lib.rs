@@ -458,9 +458,10 @@ impl Reader {
                     // One DICOM file is one unit: quarantined whole, naming the tag.
                     Err(e) => {
                         let (field, reason) = match &e {
-                            kiban_dicom::DicomError::Malformed { tag, reason, .. } => {
-                                (tag.clone(), format!("not a readable DICOM object: {reason}"))
-                            }
+                            kiban_dicom::DicomError::Malformed { tag, reason, .. } => (
+                                tag.clone(),
+                                format!("not a readable DICOM object: {reason}"),
+                            ),
                             kiban_dicom::DicomError::Attribute {
                                 tag, name, reason, ..
                             } => (Some(format!("{tag} {name}")), reason.clone()),

@@ -543,15 +543,17 @@ pub fn map_message(
     // keeps one visit per number.
     if (dtype.starts_with("OMP-") || dtype.starts_with("OML-") || dtype.starts_with("OMG-"))
         && let Some(pv1) = msg.first("PV1")
-        && let Some(date) = ctx.file_date.or_else(|| parse_date(&pv1.f(44))).or(msh_date)
+        && let Some(date) = ctx
+            .file_date
+            .or_else(|| parse_date(&pv1.f(44)))
+            .or(msh_date)
     {
         let class = pv1.f(2);
         let vt = VisitType::parse(&class);
         facts.push((
             Fact::Visit(Visit {
-                source_visit_id: opt(pv1.f(19)).or_else(|| {
-                    Some(format!("{}-{}", vt.code(), date.format("%Y%m%d")))
-                }),
+                source_visit_id: opt(pv1.f(19))
+                    .or_else(|| Some(format!("{}-{}", vt.code(), date.format("%Y%m%d")))),
                 visit_type: vt,
                 start_date: date,
                 end_date: (vt != VisitType::Inpatient).then_some(date),

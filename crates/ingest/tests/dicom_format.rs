@@ -31,7 +31,11 @@ fn every_dicom_fixture_is_read_or_quarantined_with_a_reason() {
             Item::Facts(sf) => {
                 assert_eq!(f.format, Some(Format::Dicom));
                 assert!(!sf.patient_id.is_empty());
-                assert!(sf.facts.iter().any(|(fact, _)| fact.table().name() == "image_study"));
+                assert!(
+                    sf.facts
+                        .iter()
+                        .any(|(fact, _)| fact.table().name() == "image_study")
+                );
                 accepted += 1;
             }
             Item::Quarantine(q) => {

@@ -62,10 +62,22 @@ fn every_sample_file_has_its_outcome_r_std_1() {
             "9999013_-_ADT-00_",
             &[("person", 1), ("measurement", 2), ("observation", 2)],
         ),
-        ("9999013_20110630_OMP-11_", &[("drug_exposure", 2), ("visit_occurrence", 1)]),
-        ("9999013_20110701_OMP-01_", &[("drug_exposure", 3), ("visit_occurrence", 1)]),
-        ("9999013_20110701_OMP-02_", &[("drug_exposure", 6), ("visit_occurrence", 1)]),
-        ("9999013_20110701_OMP-12_", &[("drug_exposure", 2), ("visit_occurrence", 1)]),
+        (
+            "9999013_20110630_OMP-11_",
+            &[("drug_exposure", 2), ("visit_occurrence", 1)],
+        ),
+        (
+            "9999013_20110701_OMP-01_",
+            &[("drug_exposure", 3), ("visit_occurrence", 1)],
+        ),
+        (
+            "9999013_20110701_OMP-02_",
+            &[("drug_exposure", 6), ("visit_occurrence", 1)],
+        ),
+        (
+            "9999013_20110701_OMP-12_",
+            &[("drug_exposure", 2), ("visit_occurrence", 1)],
+        ),
         ("9999013_20111120_ADT-22_", &[("visit_occurrence", 1)]),
         ("9999013_20111220_ADT-42_", &[]),
         ("9999013_20111220_ADT-52_", &[]),
