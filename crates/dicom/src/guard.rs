@@ -48,23 +48,41 @@ fn u32_at(b: &[u8], p: usize, big: bool) -> Option<u32> {
     })
 }
 
-fn long_length_vr(vr: &[u8]) -> bool {
+/// The 2-byte-length VRs of PS3.5 Table 7.1-2.
+fn short_length_vr(vr: &[u8]) -> bool {
     matches!(
         vr,
-        b"OB"
-            | b"OD"
-            | b"OF"
-            | b"OL"
-            | b"OV"
-            | b"OW"
-            | b"SQ"
-            | b"SV"
-            | b"UC"
-            | b"UN"
-            | b"UR"
-            | b"UT"
-            | b"UV"
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
     )
+}
+
+/// Whether the header of an explicit-VR element carries a 4-byte length. A VR that is not
+/// in the standard is read as UN by dicom-rs, with UN's 4-byte length: the guard must read
+/// the same length the parser will (found by fuzzing: a bogus VR made the two disagree, and
+/// dicom-rs then zero-filled a multi-gigabyte value).
+fn long_length_vr(vr: &[u8]) -> bool {
+    // OB, OD, OF, OL, OV, OW, SQ, SV, UC, UN, UR, UT, UV, and anything unknown.
+    !short_length_vr(vr)
 }
 
 fn dictionary_says_sequence(tag: (u16, u16)) -> bool {
