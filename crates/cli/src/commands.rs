@@ -10,7 +10,7 @@ use kiban_pipeline::Workspace;
 use kiban_pipeline::ingest::IngestOptions;
 use kiban_pipeline::release::ReleaseOptions;
 
-use crate::ui::{Bars, Lang, table};
+use crate::ui::{Bars, Lang, row, table};
 use crate::{Cli, Command, JsonFlag};
 
 #[derive(Args, Debug)]
@@ -324,15 +324,9 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                     table(
                         lang.t("オプトアウト取り込み", "opt-out import"),
                         &[
-                            (
-                                lang.t("取り込み", "imported").into(),
-                                r.imported.to_string()
-                            ),
-                            (
-                                lang.t("重複", "duplicates").into(),
-                                r.duplicates.to_string()
-                            ),
-                            (lang.t("不備", "rejected").into(), r.rejected.to_string()),
+                            row(lang, "取り込み", "imported", r.imported.to_string()),
+                            row(lang, "重複", "duplicates", r.duplicates.to_string()),
+                            row(lang, "不備", "rejected", r.rejected.to_string()),
                         ]
                     )
                 );
@@ -372,14 +366,18 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                     table(
                         lang.t("オプトアウト判定", "opt-out decision"),
                         &[
-                            (
-                                lang.t("医療情報取扱事業者", "handler").into(),
+                            row(
+                                lang,
+                                "医療情報取扱事業者",
+                                "handler",
                                 d.handler_code.clone()
                             ),
-                            (lang.t("判定日", "as of").into(), d.on.to_string()),
-                            (lang.t("判定", "decision").into(), verdict),
-                            (
-                                lang.t("参照した事象", "events considered").into(),
+                            row(lang, "判定日", "as of", d.on.to_string()),
+                            row(lang, "判定", "decision", verdict),
+                            row(
+                                lang,
+                                "参照した事象",
+                                "events considered",
                                 d.events_considered.to_string()
                             ),
                         ]
@@ -440,24 +438,27 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                 print_json(&s)?;
             } else {
                 let mut rows = vec![
-                    (
-                        lang.t("登録患者", "registrations").into(),
+                    row(
+                        lang,
+                        "登録患者",
+                        "registrations",
                         s.registrations.to_string(),
                     ),
-                    (
-                        lang.t("人（名寄せ後）", "persons (linked)").into(),
+                    row(
+                        lang,
+                        "人（名寄せ後）",
+                        "persons (linked)",
                         s.persons.to_string(),
                     ),
                 ];
                 for (t, n) in &s.tables {
                     rows.push((t.clone(), n.to_string()));
                 }
-                rows.push((
-                    lang.t("隔離", "quarantined").into(),
-                    s.quarantined.to_string(),
-                ));
-                rows.push((
-                    lang.t("ゲートで拒否", "rejected by gate").into(),
+                rows.push(row(lang, "隔離", "quarantined", s.quarantined.to_string()));
+                rows.push(row(
+                    lang,
+                    "ゲートで拒否",
+                    "rejected by gate",
                     s.rejected.to_string(),
                 ));
                 print!(
@@ -507,29 +508,31 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
 
 fn ingest_table(r: &kiban_pipeline::ingest::IngestReport, lang: Lang) -> String {
     let mut rows = vec![
-        (lang.t("ファイル", "files").into(), r.files.to_string()),
-        (
-            lang.t("取り込み済みのため省略", "already ingested").into(),
+        row(lang, "ファイル", "files", r.files.to_string()),
+        row(
+            lang,
+            "取り込み済みのため省略",
+            "already ingested",
             r.files_already_ingested.to_string(),
         ),
-        (
-            lang.t("受領", "accepted").into(),
-            r.units_accepted.to_string(),
-        ),
-        (
-            lang.t("ゲートで拒否", "rejected by gate").into(),
+        row(lang, "受領", "accepted", r.units_accepted.to_string()),
+        row(
+            lang,
+            "ゲートで拒否",
+            "rejected by gate",
             r.units_rejected.to_string(),
         ),
-        (
-            lang.t("隔離", "quarantined").into(),
-            r.units_quarantined.to_string(),
-        ),
-        (
-            lang.t("版管理で置換", "superseded").into(),
+        row(lang, "隔離", "quarantined", r.units_quarantined.to_string()),
+        row(
+            lang,
+            "版管理で置換",
+            "superseded",
             r.units_superseded.to_string(),
         ),
-        (
-            lang.t("新規登録患者", "new registrations").into(),
+        row(
+            lang,
+            "新規登録患者",
+            "new registrations",
             r.new_registrations.to_string(),
         ),
     ];
@@ -610,22 +613,20 @@ async fn release(
 fn release_table(r: &kiban_pipeline::release::ReleaseReport, lang: Lang) -> String {
     let m = &r.manifest;
     let mut rows = vec![
-        (lang.t("提供ID", "release").into(), m.release_id.clone()),
-        (
-            lang.t("加工の種類", "level").into(),
-            m.level.as_str().to_string(),
-        ),
-        (
-            lang.t("出力先", "folder").into(),
-            r.out.display().to_string(),
-        ),
-        (lang.t("人数", "persons").into(), m.persons.to_string()),
-        (
-            lang.t("秘匿（抑制）", "suppressed").into(),
+        row(lang, "提供ID", "release", m.release_id.clone()),
+        row(lang, "加工の種類", "level", m.level.as_str().to_string()),
+        row(lang, "出力先", "folder", r.out.display().to_string()),
+        row(lang, "人数", "persons", m.persons.to_string()),
+        row(
+            lang,
+            "秘匿（抑制）",
+            "suppressed",
             m.persons_suppressed.to_string(),
         ),
-        (
-            lang.t("オプトアウト等で除外", "excluded by gate").into(),
+        row(
+            lang,
+            "オプトアウト等で除外",
+            "excluded by gate",
             r.excluded_by_gate.values().sum::<u64>().to_string(),
         ),
     ];
@@ -636,13 +637,15 @@ fn release_table(r: &kiban_pipeline::release::ReleaseReport, lang: Lang) -> Stri
         rows.push((format!("  {t}"), e.rows.to_string()));
     }
     if m.internal_evaluation {
-        rows.push((
-            lang.t("区分", "kind").into(),
+        rows.push(row(
+            lang,
+            "区分",
+            "kind",
             lang.t(
                 "内部評価用（提供不可）",
                 "internal evaluation (not for delivery)",
             )
-            .into(),
+            .to_string(),
         ));
     }
     table(lang.t("提供データ", "release package"), &rows)
@@ -710,16 +713,22 @@ async fn demo(a: DemoArgs, lang: Lang) -> Result<ExitCode> {
         });
     }
     let mut rows = vec![
-        (
-            lang.t("合成した人数", "synthetic persons").into(),
+        row(
+            lang,
+            "合成した人数",
+            "synthetic persons",
             r.synth_persons.to_string(),
         ),
-        (
-            lang.t("医療情報取扱事業者", "handlers").into(),
+        row(
+            lang,
+            "医療情報取扱事業者",
+            "handlers",
             r.handlers.to_string(),
         ),
-        (
-            lang.t("オプトアウト事象", "opt-out events").into(),
+        row(
+            lang,
+            "オプトアウト事象",
+            "opt-out events",
             r.optout_imported.to_string(),
         ),
     ];
@@ -740,8 +749,10 @@ async fn demo(a: DemoArgs, lang: Lang) -> Result<ExitCode> {
         ));
     }
     if let Some(l) = &r.link {
-        rows.push((
-            lang.t("名寄せ", "linkage").into(),
+        rows.push(row(
+            lang,
+            "名寄せ",
+            "linkage",
             format!(
                 "{} → {} {}",
                 l.registrations,
@@ -767,8 +778,10 @@ async fn demo(a: DemoArgs, lang: Lang) -> Result<ExitCode> {
             ),
         ));
     }
-    rows.push((
-        lang.t("監査ログ", "audit log").into(),
+    rows.push(row(
+        lang,
+        "監査ログ",
+        "audit log",
         format!(
             "{} {} ({})",
             r.audit_events,
@@ -786,12 +799,11 @@ async fn demo(a: DemoArgs, lang: Lang) -> Result<ExitCode> {
     for (t, n) in &s.tables {
         trows.push((t.clone(), n.to_string()));
     }
-    trows.push((
-        lang.t("隔離", "quarantined").into(),
-        s.quarantined.to_string(),
-    ));
-    trows.push((
-        lang.t("ゲートで拒否", "rejected by gate").into(),
+    trows.push(row(lang, "隔離", "quarantined", s.quarantined.to_string()));
+    trows.push(row(
+        lang,
+        "ゲートで拒否",
+        "rejected by gate",
         s.rejected.to_string(),
     ));
     print!(
@@ -836,33 +848,42 @@ async fn link(ws_dir: &Path, actor: &Option<String>, a: LinkArgs, lang: Lang) ->
                     table(
                         lang.t("名寄せの評価", "linkage evaluation"),
                         &[
-                            (
-                                lang.t("対象レコード", "records").into(),
-                                m.records.to_string()
-                            ),
-                            (
-                                lang.t("ペア適合率", "pairwise precision").into(),
+                            row(lang, "対象レコード", "records", m.records.to_string()),
+                            row(
+                                lang,
+                                "ペア適合率",
+                                "pairwise precision",
                                 format!("{:.4}", m.precision)
                             ),
-                            (
-                                lang.t("ペア再現率", "pairwise recall").into(),
+                            row(
+                                lang,
+                                "ペア再現率",
+                                "pairwise recall",
                                 format!("{:.4}", m.recall)
                             ),
                             ("F1".into(), format!("{:.4}", m.f1)),
-                            (
-                                lang.t("クラスタ適合率", "cluster precision").into(),
+                            row(
+                                lang,
+                                "クラスタ適合率",
+                                "cluster precision",
                                 format!("{:.4}", m.cluster_precision)
                             ),
-                            (
-                                lang.t("クラスタ再現率", "cluster recall").into(),
+                            row(
+                                lang,
+                                "クラスタ再現率",
+                                "cluster recall",
                                 format!("{:.4}", m.cluster_recall)
                             ),
-                            (
-                                lang.t("誤結合クラスタ", "merged clusters").into(),
+                            row(
+                                lang,
+                                "誤結合クラスタ",
+                                "merged clusters",
                                 m.merged_clusters.to_string()
                             ),
-                            (
-                                lang.t("分割された人", "split persons").into(),
+                            row(
+                                lang,
+                                "分割された人",
+                                "split persons",
                                 m.split_persons.to_string()
                             ),
                         ]
@@ -921,23 +942,26 @@ fn anonymize(a: AnonymizeArgs, lang: Lang) -> Result<ExitCode> {
             .iter()
             .map(|(attr, l)| (attr.clone(), format!("{} {l}", lang.t("レベル", "level"))))
             .collect();
-        rows.push((
-            lang.t("情報損失", "information loss").into(),
+        rows.push(row(
+            lang,
+            "情報損失",
+            "information loss",
             format!("{:.6}", r.information_loss),
         ));
-        rows.push((
-            lang.t("秘匿レコード", "suppressed records").into(),
+        rows.push(row(
+            lang,
+            "秘匿レコード",
+            "suppressed records",
             r.suppressed.to_string(),
         ));
-        rows.push((
-            lang.t("同値クラス", "classes").into(),
-            r.classes.to_string(),
-        ));
-        rows.push((
-            lang.t("評価した変換", "transformations checked").into(),
+        rows.push(row(lang, "同値クラス", "classes", r.classes.to_string()));
+        rows.push(row(
+            lang,
+            "評価した変換",
+            "transformations checked",
             r.transformations_checked.to_string(),
         ));
-        rows.push((lang.t("出力", "output").into(), a.out.display().to_string()));
+        rows.push(row(lang, "出力", "output", a.out.display().to_string()));
         print!(
             "{}",
             table(lang.t("匿名加工の結果", "anonymization result"), &rows)

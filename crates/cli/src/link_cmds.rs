@@ -9,7 +9,7 @@ use clap::Args;
 use kiban_pipeline::Workspace;
 use kiban_pipeline::link::LinkReport;
 
-use crate::ui::{Lang, table};
+use crate::ui::{Lang, row, table};
 
 /// `kiban link review`: list the queue, or record a decision with `--decide A B same|different`.
 #[derive(Args, Debug)]
@@ -48,37 +48,48 @@ pub fn print_link_report(r: &LinkReport, json: bool, lang: Lang) -> Result<ExitC
         table(
             lang.t("名寄せ", "linkage"),
             &[
-                (
-                    lang.t("実行", "run").into(),
-                    format!("{} ({mode})", r.run_id)
-                ),
-                (
-                    lang.t("登録患者", "registrations").into(),
+                row(lang, "実行", "run", format!("{} ({mode})", r.run_id)),
+                row(
+                    lang,
+                    "登録患者",
+                    "registrations",
                     r.registrations.to_string()
                 ),
-                (
-                    lang.t("今回の新規登録", "new registrations").into(),
+                row(
+                    lang,
+                    "今回の新規登録",
+                    "new registrations",
                     r.new_registrations.to_string()
                 ),
-                (lang.t("人", "persons").into(), r.persons.to_string()),
-                (
-                    lang.t("要確認ペア", "pairs for review").into(),
+                row(lang, "人", "persons", r.persons.to_string()),
+                row(
+                    lang,
+                    "要確認ペア",
+                    "pairs for review",
                     r.review_pairs.to_string()
                 ),
-                (
-                    lang.t("阻止した結合", "blocked merges").into(),
+                row(
+                    lang,
+                    "阻止した結合",
+                    "blocked merges",
                     r.blocked_merges.to_string()
                 ),
-                (
-                    lang.t("適用した判定", "decisions applied").into(),
+                row(
+                    lang,
+                    "適用した判定",
+                    "decisions applied",
                     r.decisions_applied.to_string()
                 ),
-                (
-                    lang.t("推定誤結合率", "est. false-merge rate").into(),
+                row(
+                    lang,
+                    "推定誤結合率",
+                    "est. false-merge rate",
                     format!("{:.5}", r.estimated_false_merge_rate)
                 ),
-                (
-                    lang.t("推定結合漏れ率", "est. missed-merge rate").into(),
+                row(
+                    lang,
+                    "推定結合漏れ率",
+                    "est. missed-merge rate",
                     format!("{:.5}", r.estimated_missed_merge_rate)
                 ),
             ]

@@ -15,7 +15,7 @@ use kiban_pipeline::export::ExportOptions;
 use kiban_pipeline::optout_events::OptoutEventRequest;
 use kiban_receipt::Paper;
 
-use crate::ui::{Lang, table};
+use crate::ui::{Lang, row, table};
 
 /// One opt-out event of one patient.
 #[derive(Args, Debug)]
@@ -152,21 +152,26 @@ fn kind_ja(kind: EventKind, lang: Lang) -> &'static str {
 
 fn deletion_rows(d: &DeletionReport, lang: Lang) -> Vec<(String, String)> {
     let mut rows = vec![
-        (
-            lang.t("削除した登録患者", "registrations erased").into(),
+        row(
+            lang,
+            "削除した登録患者",
+            "registrations erased",
             d.registrations.to_string(),
         ),
-        (
-            lang.t("破棄した本人情報（暗号鍵）", "identities crypto-shredded")
-                .into(),
+        row(
+            lang,
+            "破棄した本人情報（暗号鍵）",
+            "identities crypto-shredded",
             d.identities_shredded.to_string(),
         ),
     ];
     for (t, n) in &d.facts_removed {
         rows.push((format!("  {t}"), n.to_string()));
     }
-    rows.push((
-        lang.t("消去の記録", "erasure records").into(),
+    rows.push(row(
+        lang,
+        "消去の記録",
+        "erasure records",
         d.erasure_records.len().to_string(),
     ));
     rows
@@ -243,35 +248,32 @@ pub async fn run_event(
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![
-        (
-            lang.t("事象", "event").into(),
-            kind_ja(kind, lang).to_string(),
-        ),
-        (
-            lang.t("医療情報取扱事業者", "handler").into(),
-            a.handler.clone(),
-        ),
-        (lang.t("日付", "date").into(), date.to_string()),
-        (
-            lang.t("登録", "recorded").into(),
+        row(lang, "事象", "event", kind_ja(kind, lang).to_string()),
+        row(lang, "医療情報取扱事業者", "handler", a.handler.clone()),
+        row(lang, "日付", "date", date.to_string()),
+        row(
+            lang,
+            "登録",
+            "recorded",
             if out.new_event {
                 lang.t("新規", "new")
             } else {
                 lang.t("登録済み（同一の事象）", "already recorded (same event)")
             }
-            .into(),
+            .to_string(),
         ),
     ];
     if let Some(n) = &out.receipt_number {
-        rows.push((lang.t("受付番号", "receipt number").into(), n.clone()));
+        rows.push(row(lang, "受付番号", "receipt number", n.clone()));
     }
     if let Some(p) = &out.receipt_pdf {
-        rows.push((lang.t("受付書", "receipt").into(), p.display().to_string()));
+        rows.push(row(lang, "受付書", "receipt", p.display().to_string()));
     }
     if let Some(p) = &out.receipt_copy {
-        rows.push((
-            lang.t("受付書の控え（3年保存）", "receipt copy (kept 3 years)")
-                .into(),
+        rows.push(row(
+            lang,
+            "受付書の控え（3年保存）",
+            "receipt copy (kept 3 years)",
             p.display().to_string(),
         ));
     }
@@ -286,7 +288,7 @@ pub async fn run_event(
             }
         ),
     };
-    rows.push((lang.t("判定", "decision").into(), verdict));
+    rows.push(row(lang, "判定", "decision", verdict));
     if let Some(d) = &out.deletion {
         rows.extend(deletion_rows(d, lang));
     }
@@ -339,42 +341,41 @@ pub async fn run_export(ws: &Workspace, a: ExportArgs, lang: Lang) -> Result<Exi
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![
-        (lang.t("提供先", "producer").into(), r.producer.clone()),
-        (lang.t("提供日", "date").into(), r.on.clone()),
-        (
-            lang.t("出力先", "folder").into(),
-            r.out.display().to_string(),
-        ),
-        (lang.t("ファイル", "files").into(), r.files_seen.to_string()),
-        (
-            lang.t("そのまま複製", "copied").into(),
-            r.files_copied.to_string(),
-        ),
-        (
-            lang.t("対象者の行のみ出力", "filtered (NDJSON)").into(),
+        row(lang, "提供先", "producer", r.producer.clone()),
+        row(lang, "提供日", "date", r.on.clone()),
+        row(lang, "出力先", "folder", r.out.display().to_string()),
+        row(lang, "ファイル", "files", r.files_seen.to_string()),
+        row(lang, "そのまま複製", "copied", r.files_copied.to_string()),
+        row(
+            lang,
+            "対象者の行のみ出力",
+            "filtered (NDJSON)",
             r.files_filtered.to_string(),
         ),
-        (
-            lang.t("提供しない", "withheld").into(),
-            r.files_withheld.to_string(),
-        ),
+        row(lang, "提供しない", "withheld", r.files_withheld.to_string()),
     ];
     for (why, n) in &r.withheld_by_reason {
         rows.push((format!("  {why}"), n.to_string()));
     }
-    rows.push((
-        lang.t("提供した患者", "patients provided").into(),
+    rows.push(row(
+        lang,
+        "提供した患者",
+        "patients provided",
         r.patients_exported.to_string(),
     ));
-    rows.push((
-        lang.t("提供しない患者", "patients withheld").into(),
+    rows.push(row(
+        lang,
+        "提供しない患者",
+        "patients withheld",
         r.patients_withheld.to_string(),
     ));
     for (why, n) in &r.patients_withheld_by_reason {
         rows.push((format!("  {why}"), n.to_string()));
     }
-    rows.push((
-        lang.t("提供の記録", "provision record").into(),
+    rows.push(row(
+        lang,
+        "提供の記録",
+        "provision record",
         r.provision_record
             .clone()
             .unwrap_or_else(|| lang.t("なし（提供なし）", "none (nothing provided)").into()),
@@ -399,24 +400,29 @@ pub async fn run_retention(ws: &Workspace, cmd: RetentionCmd, lang: Lang) -> Res
         return Ok(ExitCode::SUCCESS);
     }
     let rows = vec![
-        (
-            lang.t("基準日", "cutoff").into(),
-            r.records.cutoff.to_string(),
-        ),
-        (
-            lang.t("受領の記録", "receipt records").into(),
+        row(lang, "基準日", "cutoff", r.records.cutoff.to_string()),
+        row(
+            lang,
+            "受領の記録",
+            "receipt records",
             r.records.receipts.to_string(),
         ),
-        (
-            lang.t("消去の記録", "erasure records").into(),
+        row(
+            lang,
+            "消去の記録",
+            "erasure records",
             r.records.erasures.to_string(),
         ),
-        (
-            lang.t("提供の記録", "provision records").into(),
+        row(
+            lang,
+            "提供の記録",
+            "provision records",
             r.records.provisions.to_string(),
         ),
-        (
-            lang.t("受付書の控え", "receipt copies").into(),
+        row(
+            lang,
+            "受付書の控え",
+            "receipt copies",
             r.receipt_copies_deleted.to_string(),
         ),
     ];

@@ -105,6 +105,11 @@ impl Progress for Bars {
     }
 }
 
+/// One row of a summary table: the label in the user's language, then the value.
+pub fn row(lang: Lang, ja: &str, en: &str, value: impl Into<String>) -> (String, String) {
+    (lang.t(ja, en).to_string(), value.into())
+}
+
 /// A two-column table with a title, aligned for terminals (East Asian wide characters count
 /// as two columns).
 pub fn table(title: &str, rows: &[(String, String)]) -> String {
