@@ -25,3 +25,6 @@ pub use keys::{SecretKey, patient_key};
 pub use lake::{Lake, LakeError, LakeWriter, PartInfo, Scan};
 pub use registry::{Registration, Registry, RegistryError};
 pub use vault::{Vault, VaultError};
+
+#[cfg(feature = "testing")]
+pub mod testing;
