@@ -49,6 +49,7 @@ fuzz_target!(|data: &[u8]| {
         sha256: String::new(),
         size: body.len() as u64,
         superseded_by: None,
+        attachment_of: None,
     };
     let mut n = 0usize;
     let _ = Reader::new().read_file(&file, "H0001", &mut |_item| n += 1);

@@ -455,12 +455,35 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                     rows.push((t.clone(), n.to_string()));
                 }
                 rows.push(row(lang, "隔離", "quarantined", s.quarantined.to_string()));
+                // Per reason code (stable machine codes, the same in --json).
+                for (code, n) in &s.quarantined_by_reason {
+                    rows.push((format!("  {code}"), n.to_string()));
+                }
                 rows.push(row(
                     lang,
                     "ゲートで拒否",
                     "rejected by gate",
                     s.rejected.to_string(),
                 ));
+                for (code, n) in &s.rejected_by_reason {
+                    rows.push((format!("  {code}"), n.to_string()));
+                }
+                if s.facts_retracted > 0 || !s.orders_retracted.is_empty() {
+                    rows.push(row(
+                        lang,
+                        "取消・差替で削除した事実",
+                        "facts retracted (invalidated/replaced orders)",
+                        s.facts_retracted.to_string(),
+                    ));
+                }
+                if s.attachments > 0 {
+                    rows.push(row(
+                        lang,
+                        "添付ファイル",
+                        "attachments",
+                        s.attachments.to_string(),
+                    ));
+                }
                 print!(
                     "{}",
                     table(lang.t("ワークスペースの内容", "workspace contents"), &rows)

@@ -63,7 +63,7 @@ use kiban_model::{
 use serde::Deserialize;
 
 use crate::util::{iso, parse_date, parse_number, prefecture_of};
-use crate::{Emitter, FileSummary, IngestError, Item, SourceFile};
+use crate::{Emitter, FileSummary, IngestError, Item, QuarantineCode, SourceFile};
 
 /// The mapping file's name.
 pub const MAPPING_FILE: &str = "kiban-csv.toml";
@@ -569,7 +569,13 @@ impl CsvContext {
             Ok(m) => m,
             Err(reason) => {
                 em.summary.units += 1;
-                em.quarantine(&file.rel_path, "file", Some(MAPPING_FILE), reason);
+                em.quarantine(
+                    &file.rel_path,
+                    "file",
+                    Some(MAPPING_FILE),
+                    QuarantineCode::Mapping,
+                    reason,
+                );
                 return Ok(());
             }
         };
@@ -579,6 +585,7 @@ impl CsvContext {
                 &file.rel_path,
                 "file",
                 Some(MAPPING_FILE),
+                QuarantineCode::Mapping,
                 format!("{MAPPING_FILE} has no [[file]] entry named {name:?}"),
             );
             return Ok(());
@@ -625,7 +632,8 @@ pub fn parse_csv(
 }
 
 /// A row's problem: field, column description, reason.
-type RowError = (String, String, String);
+/// (field, column, code, reason).
+type RowError = (String, String, QuarantineCode, String);
 
 fn decode(enc: CsvEncoding, b: &[u8], errors: &mut usize) -> String {
     match enc {
@@ -696,6 +704,7 @@ pub(crate) fn read_csv_into<R: Read>(
                     file,
                     format!("line {line}"),
                     None,
+                    QuarantineCode::Parse,
                     "unreadable CSV record; the rest of the file is not read",
                 );
                 return Ok(());
@@ -719,7 +728,13 @@ pub(crate) fn read_csv_into<R: Read>(
                     Ok(r) => resolved = Some(r),
                     Err(reason) => {
                         em.summary.units += 1;
-                        em.quarantine(file, format!("line {line}"), Some("header"), reason);
+                        em.quarantine(
+                            file,
+                            format!("line {line}"),
+                            Some("header"),
+                            QuarantineCode::Mapping,
+                            reason,
+                        );
                         return Ok(());
                     }
                 }
@@ -737,17 +752,24 @@ pub(crate) fn read_csv_into<R: Read>(
         em.summary.units += 1;
         match build_row(spec, res, &fields, line, file, handler) {
             Ok(sf) => em.emit(Item::Facts(sf)),
-            Err((field, column, reason)) => em.quarantine(
+            Err((field, column, code, reason)) => em.quarantine(
                 file,
                 format!("line {line}"),
                 Some(&format!("{field} ({column})")),
+                code,
                 reason,
             ),
         }
     }
     if !any {
         em.summary.units += 1;
-        em.quarantine(file, "file", None, "empty file: no CSV rows");
+        em.quarantine(
+            file,
+            "file",
+            None,
+            QuarantineCode::Empty,
+            "empty file: no CSV rows",
+        );
     }
     Ok(())
 }
@@ -873,7 +895,12 @@ impl RowView<'_> {
             .get(field)
             .map(|(_, d)| d.clone())
             .unwrap_or_default();
-        (field.to_string(), col, reason.to_string())
+        (
+            field.to_string(),
+            col,
+            QuarantineCode::InvalidValue,
+            reason.to_string(),
+        )
     }
 
     fn date(&self, field: &str) -> Result<Option<NaiveDate>, RowError> {
@@ -903,8 +930,10 @@ impl RowView<'_> {
     }
 
     fn required_date(&self, field: &str) -> Result<NaiveDate, RowError> {
-        self.date(field)?
-            .ok_or_else(|| self.err(field, "empty: this table needs a date"))
+        self.date(field)?.ok_or_else(|| {
+            let (f, c, _, r) = self.err(field, "empty: this table needs a date");
+            (f, c, QuarantineCode::MissingField, r)
+        })
     }
 
     fn number(&self, field: &str) -> Result<Option<f64>, RowError> {
@@ -949,6 +978,7 @@ fn build_row(
             (
                 "patient_id".to_string(),
                 res.pid_desc.clone(),
+                QuarantineCode::MissingField,
                 "empty: the row has no patient".to_string(),
             )
         })?;

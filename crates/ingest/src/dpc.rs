@@ -35,7 +35,7 @@ use kiban_model::{
 
 use crate::uke::{Decoder, Lines, MAX_LINE, SYSTEM_DEVICE, SYSTEM_DRUG, SYSTEM_PROCEDURE};
 use crate::util::{opt, parse_number};
-use crate::{Emitter, FileSummary, Item, Quarantined};
+use crate::{Emitter, FileSummary, Item, QuarantineCode, Quarantined};
 
 /// Column names (EF-1 … EF-31) for quarantine reasons.
 const COLUMNS: [&str; 31] = [
@@ -151,9 +151,13 @@ pub(crate) fn read_dpc_into<R: BufRead>(
     let mut cur: Option<Admission> = None;
     let mut seen: HashSet<(String, NaiveDate)> = HashSet::new();
     let mut any_line = false;
-    let line_q = |em: &mut Emitter<'_>, line: usize, field: Option<&str>, reason: &str| {
+    let line_q = |em: &mut Emitter<'_>,
+                  line: usize,
+                  field: Option<&str>,
+                  code: QuarantineCode,
+                  reason: &str| {
         em.summary.units += 1;
-        em.quarantine(file, format!("line {line}"), field, reason);
+        em.quarantine(file, format!("line {line}"), field, code, reason);
     };
     while let Some(raw) = lines.next_line()? {
         any_line = true;
@@ -165,6 +169,7 @@ pub(crate) fn read_dpc_into<R: BufRead>(
                     em,
                     raw.no,
                     None,
+                    QuarantineCode::TooLarge,
                     &format!("line longer than {MAX_LINE} bytes"),
                 ),
             }
@@ -187,6 +192,7 @@ pub(crate) fn read_dpc_into<R: BufRead>(
                 em,
                 raw.no,
                 None,
+                QuarantineCode::Parse,
                 &format!(
                     "not an EF row: {} tab-separated column(s), 30 or 31 expected",
                     row.c.len()
@@ -196,7 +202,13 @@ pub(crate) fn read_dpc_into<R: BufRead>(
         }
         let pid = row.get(1).to_string();
         if pid.is_empty() {
-            line_q(em, raw.no, Some(&col(1)), "empty: the row has no patient");
+            line_q(
+                em,
+                raw.no,
+                Some(&col(1)),
+                QuarantineCode::MissingField,
+                "empty: the row has no patient",
+            );
             continue;
         }
         let Some(admitted) = ymd(row.get(3)) else {
@@ -204,6 +216,7 @@ pub(crate) fn read_dpc_into<R: BufRead>(
                 em,
                 raw.no,
                 Some(&col(3)),
+                QuarantineCode::InvalidValue,
                 "must be a date YYYYMMDD: the row belongs to no admission",
             );
             continue;
@@ -231,7 +244,13 @@ pub(crate) fn read_dpc_into<R: BufRead>(
     }
     if !any_line {
         em.summary.units += 1;
-        em.quarantine(file, "file", None, "empty file: no EF rows");
+        em.quarantine(
+            file,
+            "file",
+            None,
+            QuarantineCode::Empty,
+            "empty file: no EF rows",
+        );
     }
     Ok(())
 }
@@ -280,17 +299,24 @@ fn build(
     first_visit: bool,
     summary: &mut FileSummary,
 ) -> Result<SourceFacts, Quarantined> {
-    let q = |line: usize, field: Option<String>, reason: String| Quarantined {
-        file: file.to_string(),
-        location: format!(
-            "line {line} (admission starting at line {})",
-            a.rows.first().map_or(line, |r| r.line)
-        ),
-        field,
-        reason,
-    };
+    let q =
+        |line: usize, field: Option<String>, code: QuarantineCode, reason: String| Quarantined {
+            file: file.to_string(),
+            location: format!(
+                "line {line} (admission starting at line {})",
+                a.rows.first().map_or(line, |r| r.line)
+            ),
+            field,
+            code,
+            reason,
+        };
     if let Some(line) = a.broken {
-        return Err(q(line, None, format!("line longer than {MAX_LINE} bytes")));
+        return Err(q(
+            line,
+            None,
+            QuarantineCode::TooLarge,
+            format!("line longer than {MAX_LINE} bytes"),
+        ));
     }
     let prov = |line: usize| Provenance {
         handler_code: handler.to_string(),
@@ -308,6 +334,7 @@ fn build(
             return Err(q(
                 r.line,
                 None,
+                QuarantineCode::Parse,
                 format!("{} tab-separated columns, 30 or 31 expected", r.c.len()),
             ));
         }
@@ -315,7 +342,12 @@ fn build(
             "" | "00000000" => {}
             s => {
                 let d = ymd(s).ok_or_else(|| {
-                    q(r.line, Some(col(2)), "must be YYYYMMDD or 00000000".into())
+                    q(
+                        r.line,
+                        Some(col(2)),
+                        QuarantineCode::InvalidValue,
+                        "must be YYYYMMDD or 00000000".into(),
+                    )
                 })?;
                 discharged = Some(d);
             }
@@ -331,21 +363,42 @@ fn build(
         }
         let detail = r.get(6);
         if detail.len() != 3 || !detail.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(q(r.line, Some(col(6)), "must be 3 digits (000–999)".into()));
+            return Err(q(
+                r.line,
+                Some(col(6)),
+                QuarantineCode::InvalidValue,
+                "must be 3 digits (000–999)".into(),
+            ));
         }
-        let date = ymd(r.get(23))
-            .ok_or_else(|| q(r.line, Some(col(23)), "must be a date YYYYMMDD".into()))?;
+        let date = ymd(r.get(23)).ok_or_else(|| {
+            q(
+                r.line,
+                Some(col(23)),
+                QuarantineCode::InvalidValue,
+                "must be a date YYYYMMDD".into(),
+            )
+        })?;
         let amount = match r.get(11) {
             "" => None,
-            s => Some(
-                parse_number(s).ok_or_else(|| q(r.line, Some(col(11)), "not a number".into()))?,
-            ),
+            s => Some(parse_number(s).ok_or_else(|| {
+                q(
+                    r.line,
+                    Some(col(11)),
+                    QuarantineCode::InvalidValue,
+                    "not a number".into(),
+                )
+            })?),
         };
         let times = match r.get(20) {
             "" => None,
-            s => Some(
-                parse_number(s).ok_or_else(|| q(r.line, Some(col(20)), "not a number".into()))?,
-            ),
+            s => Some(parse_number(s).ok_or_else(|| {
+                q(
+                    r.line,
+                    Some(col(20)),
+                    QuarantineCode::InvalidValue,
+                    "not a number".into(),
+                )
+            })?),
         };
         if detail == "000" {
             summary.ignore("EF E-file row (行為明細番号 000): summarized by its F rows");

@@ -27,17 +27,44 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::util::{iso, opt, parse_date, prefecture_of, source_system_name, standard_system};
-use crate::{Emitter, IngestError, Item, SourceFile};
+use crate::{Emitter, IngestError, Item, QuarantineCode, SourceFile};
 
 /// Why bytes are not FHIR JSON. Positions only, never content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FhirError {
     #[error("not valid JSON (line {line}, column {column})")]
     Json { line: usize, column: usize },
+    #[error("not UTF-8 text (invalid byte sequence at byte {offset}); FHIR JSON must be UTF-8")]
+    NotUtf8 { offset: usize },
     #[error("not a FHIR resource: the JSON object has no resourceType")]
     NoResourceType,
     #[error("not a FHIR resource: the JSON value is not an object")]
     NotObject,
+}
+
+impl FhirError {
+    /// The quarantine code of this error.
+    pub fn code(&self) -> QuarantineCode {
+        match self {
+            FhirError::Json { .. } | FhirError::NotObject => QuarantineCode::Parse,
+            FhirError::NotUtf8 { .. } => QuarantineCode::Encoding,
+            FhirError::NoResourceType => QuarantineCode::MissingField,
+        }
+    }
+}
+
+/// The JSON error for `bytes`, refined to [`FhirError::NotUtf8`] when the bytes are not text
+/// at all (only computed on the error path, so valid input pays nothing).
+fn json_error(bytes: &[u8], e: &serde_json::Error) -> FhirError {
+    match std::str::from_utf8(bytes) {
+        Err(u) => FhirError::NotUtf8 {
+            offset: u.valid_up_to(),
+        },
+        Ok(_) => FhirError::Json {
+            line: e.line(),
+            column: e.column(),
+        },
+    }
 }
 
 /// A parsed FHIR JSON document.
@@ -55,10 +82,7 @@ pub enum FhirDocument {
 /// Parses one FHIR JSON document (a Bundle or a resource). Never panics (serde_json limits
 /// nesting depth), whatever the bytes.
 pub fn parse_fhir_json(bytes: &[u8]) -> Result<FhirDocument, FhirError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| FhirError::Json {
-        line: e.line(),
-        column: e.column(),
-    })?;
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| json_error(bytes, &e))?;
     document_from_value(v)
 }
 
@@ -610,12 +634,14 @@ enum Mapped {
 /// Why a resource could not be read: the field and reason, never a value.
 struct ResErr {
     field: Option<String>,
+    code: QuarantineCode,
     reason: String,
 }
 
 fn shape_err(rt: &str) -> ResErr {
     ResErr {
         field: Some(rt.to_string()),
+        code: QuarantineCode::Parse,
         reason: format!(
             "{rt} does not match the FHIR R4 shape (an element has the wrong JSON type)"
         ),
@@ -642,6 +668,7 @@ fn map_resource(
             let p: Patient = de(v, rt)?;
             let pid = preferred_patient_id(&p, full_url).ok_or_else(|| ResErr {
                 field: Some("Patient.identifier".into()),
+                code: QuarantineCode::MissingField,
                 reason: "the Patient has no identifier and no id".into(),
             })?;
             let id = identity_of(&p, &pid);
@@ -1118,12 +1145,16 @@ impl FhirContext {
                 em.summary.units += 1;
                 let loc = format!("line {lineno}");
                 match serde_json::from_slice::<Value>(line) {
-                    Err(e) => em.quarantine(
-                        &file.rel_path,
-                        loc,
-                        None,
-                        format!("not valid JSON (column {})", e.column()),
-                    ),
+                    Err(e) => {
+                        let err = json_error(line, &e);
+                        let reason = match &err {
+                            FhirError::Json { column, .. } => {
+                                format!("not valid JSON (column {column})")
+                            }
+                            other => other.to_string(),
+                        };
+                        em.quarantine(&file.rel_path, loc, None, err.code(), reason)
+                    }
                     Ok(v) => self.single(v, file, &dir, handler, loc, em),
                 }
             }
@@ -1133,7 +1164,7 @@ impl FhirContext {
         match parse_fhir_json(&bytes) {
             Err(e) => {
                 em.summary.units += 1;
-                em.quarantine(&file.rel_path, "file", None, e.to_string());
+                em.quarantine(&file.rel_path, "file", None, e.code(), e.to_string());
             }
             Ok(FhirDocument::Resource(v)) => {
                 em.summary.units += 1;
@@ -1165,6 +1196,7 @@ impl FhirContext {
                     &file.rel_path,
                     loc,
                     Some("resourceType"),
+                    FhirError::NoResourceType.code(),
                     FhirError::NoResourceType.to_string(),
                 );
             }
@@ -1173,7 +1205,13 @@ impl FhirContext {
         if rt == "Bundle" {
             match document_from_value(v) {
                 Ok(FhirDocument::Bundle { entries, .. }) => read_bundle(entries, file, handler, em),
-                _ => em.quarantine(&file.rel_path, loc, None, "malformed Bundle"),
+                _ => em.quarantine(
+                    &file.rel_path,
+                    loc,
+                    None,
+                    QuarantineCode::Parse,
+                    "malformed Bundle",
+                ),
             }
             return;
         }
@@ -1190,7 +1228,7 @@ impl FhirContext {
         let mapped = match map_resource(&v, None, &HashMap::new()) {
             Ok(m) => m,
             Err(e) => {
-                em.quarantine(&file.rel_path, loc, e.field.as_deref(), e.reason);
+                em.quarantine(&file.rel_path, loc, e.field.as_deref(), e.code, e.reason);
                 return;
             }
         };
@@ -1213,6 +1251,7 @@ impl FhirContext {
                         &file.rel_path,
                         loc,
                         Some(&format!("{rt}.subject")),
+                        QuarantineCode::MissingField,
                         format!("{rt} names no patient (no subject/patient reference)"),
                     );
                     return;
@@ -1231,6 +1270,7 @@ impl FhirContext {
                         &file.rel_path,
                         loc,
                         Some(&format!("{rt}.subject")),
+                        QuarantineCode::UnresolvedReference,
                         format!("{rt} references a Patient that is not in this export (no Patient file beside it resolves the reference)"),
                     );
                     return;
@@ -1404,15 +1444,22 @@ fn read_bundle(
             Some(g) => members[g].push(i),
             None => {
                 em.summary.units += 1;
-                let reason = if patient_ref(v).is_some() {
-                    format!("{rt} references a Patient that is not in this Bundle")
+                let (code, reason) = if patient_ref(v).is_some() {
+                    (
+                        QuarantineCode::UnresolvedReference,
+                        format!("{rt} references a Patient that is not in this Bundle"),
+                    )
                 } else {
-                    format!("{rt} names no patient and the Bundle holds several or none")
+                    (
+                        QuarantineCode::MissingField,
+                        format!("{rt} names no patient and the Bundle holds several or none"),
+                    )
                 };
                 em.quarantine(
                     &file.rel_path,
                     format!("entry[{i}]"),
                     Some(&format!("{rt}.subject")),
+                    code,
                     reason,
                 );
             }
@@ -1436,6 +1483,7 @@ fn read_bundle(
                     pi,
                     ResErr {
                         field: None,
+                        code: QuarantineCode::Parse,
                         reason: "Patient could not be read".into(),
                     },
                 ));
@@ -1466,6 +1514,7 @@ fn read_bundle(
                 &file.rel_path,
                 format!("entry[{i}] (patient group of entry[{pi}])"),
                 e.field.as_deref(),
+                e.code,
                 format!("{}; the patient's whole group is quarantined", e.reason),
             ),
         }

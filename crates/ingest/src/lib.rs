@@ -11,8 +11,13 @@
 //!   message, a FHIR Bundle's patient group, an NDJSON line. Each unit is accepted or
 //!   quarantined as a whole (with file, location, field and reason) and a bad unit never costs
 //!   the good units next to it.
+//! * Every quarantined unit carries a [`QuarantineCode`] (a stable machine code for counts)
+//!   beside its human reason.
 //! * SS-MIX2 standardized storage (HL7 v2.5, ISO-2022-JP, the JAMI SS-MIX2→FHIR ConceptMaps as
-//!   reference mapping) in [`ssmix2`] over the tolerant tokenizer in [`hl7`]; FHIR R4 Bundles
+//!   reference mapping) in [`ssmix2`] over the tolerant tokenizer in [`hl7`], and extended
+//!   storage: an item folder's `main_document.hl7` goes through the same mapping, its other
+//!   files become [`Item::Attachment`]s (kind, media type, size, SHA-256) that the pipeline
+//!   keeps; FHIR R4 Bundles
 //!   and Bulk Data NDJSON with JP Core conventions in [`fhir`]; レセプト電算 医科 claims
 //!   (RECEIPTC.UKE, Shift_JIS, one receipt per unit) in [`uke`]; DPC 入院EF統合ファイル (one
 //!   admission per unit) in [`dpc`]; CSV exports with a declared TOML column mapping
@@ -48,7 +53,10 @@ pub use csvmap::{CsvMapping, parse_csv};
 pub use dpc::parse_dpc;
 pub use fhir::parse_fhir_json;
 pub use hl7::parse_hl7_message;
-pub use ssmix2::{OrderKey, Ssmix2Name};
+pub use ssmix2::{
+    ExtendedItemName, OrderKey, OrderVersion, Ssmix2Location, Ssmix2Name, Ssmix2Role,
+    order_version, timestamp_cmp,
+};
 pub use uke::parse_uke;
 
 /// A standard input format. DICOM joins here when its reader lands.
@@ -152,6 +160,62 @@ pub struct SourceFile {
     /// same order, or a condition-flag-0 file invalidating it). Reading a superseded file
     /// yields one [`Item::Superseded`] and no facts.
     pub superseded_by: Option<String>,
+    /// SS-MIX2 extended storage only: this file is an attachment (PDF, image, CDA…) of the
+    /// item whose main document has this rel_path. Reading it yields one [`Item::Attachment`].
+    pub attachment_of: Option<String>,
+}
+
+impl SourceFile {
+    /// The idempotency key of re-ingest: the content hash, and for files in an SS-MIX2 tree
+    /// also their name (and item folder), because there the name carries the version and the
+    /// condition flag — a flag-0 file often repeats, byte for byte, the version it withdraws,
+    /// and a new item version may carry the same attachment as the old one.
+    pub fn ingest_key(&self) -> String {
+        if self.format != Some(Format::Ssmix2) || Ssmix2Location::of(&self.rel_path).is_none() {
+            return self.sha256.clone();
+        }
+        let mut parts = self.rel_path.rsplit('/');
+        let file = parts.next().unwrap_or("");
+        let folder = parts.next().unwrap_or("");
+        let mut h = Sha256::new();
+        h.update(self.sha256.as_bytes());
+        h.update([0x1f]);
+        h.update(folder.as_bytes());
+        h.update([0x1f]);
+        h.update(file.as_bytes());
+        hex::encode(h.finalize())
+    }
+
+    /// The SS-MIX2 order version this file carries (see [`ssmix2::order_version`]).
+    pub fn order_version(&self) -> Option<OrderVersion> {
+        if self.format != Some(Format::Ssmix2) || self.attachment_of.is_some() {
+            return None;
+        }
+        order_version(&self.rel_path)
+    }
+}
+
+/// A file kept beside an SS-MIX2 extended-storage item's main document. The reader names and
+/// measures it; the pipeline decides (gate) and keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// rel_path of the attachment.
+    pub file: String,
+    /// rel_path of the item's main document.
+    pub main_document: String,
+    /// The handler's patient ID the item folder names (for the gate and the registry only).
+    pub patient_id: String,
+    /// The item's order, when it has a real order number.
+    pub order: Option<OrderKey>,
+    /// The item's timestamp (`yyyyMMddHHmmssfff`).
+    pub timestamp: String,
+    /// `pdf`, `image`, `cda`, `xml`, `dicom`, `hl7`, `text`, `other`.
+    pub kind: String,
+    /// Media type from the content's magic bytes (then the extension).
+    pub mime: String,
+    pub size: u64,
+    /// Hex SHA-256 of the content (as [`discover`] computed it).
+    pub sha256: String,
 }
 
 /// Something a reader hands to the pipeline.
@@ -179,6 +243,8 @@ pub enum Item {
         order: OrderKey,
         timestamp: String,
     },
+    /// An SS-MIX2 extended-storage attachment (see [`SourceFile::attachment_of`]).
+    Attachment(Attachment),
 }
 
 /// A quarantined unit. `reason` never contains field values.
@@ -189,7 +255,87 @@ pub struct Quarantined {
     pub location: String,
     /// `PID-3`, `Condition.onset`, …
     pub field: Option<String>,
+    /// The kind of problem as a stable machine code (for counts and scripts); `reason` is the
+    /// human explanation.
+    pub code: QuarantineCode,
     pub reason: String,
+}
+
+/// Why a unit was quarantined, as a stable machine code. The codes are part of kiban's
+/// interface (`kiban stats --json`, the `quarantine.code` column): never rename one, only add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum QuarantineCode {
+    /// No reader recognizes the file.
+    UnknownFormat,
+    /// The file or unit holds nothing to read.
+    Empty,
+    /// Bytes that are not text in any character set the format allows.
+    Encoding,
+    /// Syntax: not an HL7 segment, not JSON, a record of the wrong shape.
+    Parse,
+    /// A field the unit cannot do without is absent or empty.
+    MissingField,
+    /// A field is present but unusable (not a date, not a number, an unknown code).
+    InvalidValue,
+    /// Parts of the input contradict each other (storage path vs. file name vs. content,
+    /// declared counts vs. records).
+    Inconsistent,
+    /// A reference (FHIR `Patient/…`) that nothing in the delivery resolves.
+    UnresolvedReference,
+    /// The file ends before its closing record.
+    Truncated,
+    /// A line or object over the reader's size limits.
+    TooLarge,
+    /// The declared mapping (`kiban-csv.toml`) is missing or invalid.
+    Mapping,
+    /// Quarantined because the unit it belongs to was (an SS-MIX2 extended-storage attachment
+    /// whose main document was quarantined or is missing).
+    Dependent,
+}
+
+impl QuarantineCode {
+    pub const ALL: [QuarantineCode; 12] = [
+        QuarantineCode::UnknownFormat,
+        QuarantineCode::Empty,
+        QuarantineCode::Encoding,
+        QuarantineCode::Parse,
+        QuarantineCode::MissingField,
+        QuarantineCode::InvalidValue,
+        QuarantineCode::Inconsistent,
+        QuarantineCode::UnresolvedReference,
+        QuarantineCode::Truncated,
+        QuarantineCode::TooLarge,
+        QuarantineCode::Mapping,
+        QuarantineCode::Dependent,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineCode::UnknownFormat => "unknown_format",
+            QuarantineCode::Empty => "empty",
+            QuarantineCode::Encoding => "encoding",
+            QuarantineCode::Parse => "parse",
+            QuarantineCode::MissingField => "missing_field",
+            QuarantineCode::InvalidValue => "invalid_value",
+            QuarantineCode::Inconsistent => "inconsistent",
+            QuarantineCode::UnresolvedReference => "unresolved_reference",
+            QuarantineCode::Truncated => "truncated",
+            QuarantineCode::TooLarge => "too_large",
+            QuarantineCode::Mapping => "mapping",
+            QuarantineCode::Dependent => "dependent",
+        }
+    }
+
+    /// The code named `s` (as [`QuarantineCode::as_str`] writes it).
+    pub fn from_code(s: &str) -> Option<QuarantineCode> {
+        QuarantineCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for QuarantineCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Counts for one file, for the run's summary and the receipt record.
@@ -209,6 +355,8 @@ pub struct FileSummary {
     pub ignored: BTreeMap<String, usize>,
     /// Characters that could not be decoded and were replaced (stray bytes).
     pub decode_errors: usize,
+    /// SS-MIX2 extended-storage attachments emitted.
+    pub attachments: usize,
 }
 
 impl FileSummary {
@@ -226,6 +374,10 @@ impl FileSummary {
             }
             Item::Quarantine(_) => self.quarantined += 1,
             Item::Superseded { .. } | Item::Invalidated { .. } => self.superseded += 1,
+            Item::Attachment(_) => {
+                self.accepted += 1;
+                self.attachments += 1;
+            }
         }
     }
 
@@ -256,12 +408,14 @@ impl Emitter<'_> {
         file: &str,
         location: impl Into<String>,
         field: Option<&str>,
+        code: QuarantineCode,
         reason: impl Into<String>,
     ) {
         self.emit(Item::Quarantine(Quarantined {
             file: file.to_string(),
             location: location.into(),
             field: field.map(str::to_string),
+            code,
             reason: reason.into(),
         }));
     }
@@ -301,7 +455,20 @@ pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceF
                 .collect::<Vec<_>>()
                 .join("/");
             let (sha256, size, head) = hash_file(&path)?;
-            let detected = format.or_else(|| detect(&path, &head));
+            let mut detected = format.or_else(|| detect(&path, &head));
+            let mut attachment_of = None;
+            // SS-MIX2 extended storage is recognized by its item folders: the main document
+            // is read as SS-MIX2 whatever its first bytes (so that a broken one is quarantined
+            // with a precise reason), the item's other files are its attachments.
+            if matches!(format, None | Some(Format::Ssmix2))
+                && let Some(loc) = Ssmix2Location::of(&rel_path)
+                && loc.is_extended()
+            {
+                detected = Some(Format::Ssmix2);
+                if let Ssmix2Role::ExtendedAttachment { main_document } = loc.role {
+                    attachment_of = Some(main_document);
+                }
+            }
             out.push(SourceFile {
                 path,
                 rel_path,
@@ -309,6 +476,7 @@ pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceF
                 sha256,
                 size,
                 superseded_by: None,
+                attachment_of,
             });
         }
     }
@@ -389,6 +557,9 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 pub struct Reader {
     fhir: fhir::FhirContext,
     csv: csvmap::CsvContext,
+    /// SS-MIX2 extended items whose main document was checked: main document path → the
+    /// reason it is not acceptable, if any.
+    ext_items: std::collections::HashMap<PathBuf, Result<(), String>>,
 }
 
 impl Reader {
@@ -415,6 +586,11 @@ impl Reader {
                 by: by.clone(),
                 reason: "a later SS-MIX2 file of the same order (patient, data type, order number) supersedes this one".into(),
             });
+            return Ok(em.summary);
+        }
+        if let Some(main) = &file.attachment_of {
+            em.summary.units = 1;
+            self.read_attachment(file, main, &mut em)?;
             return Ok(em.summary);
         }
         match file.format {
@@ -457,17 +633,24 @@ impl Reader {
                     }
                     // One DICOM file is one unit: quarantined whole, naming the tag.
                     Err(e) => {
-                        let (field, reason) = match &e {
+                        let (field, code, reason) = match &e {
                             kiban_dicom::DicomError::Malformed { tag, reason, .. } => (
                                 tag.clone(),
+                                QuarantineCode::Parse,
                                 format!("not a readable DICOM object: {reason}"),
                             ),
+                            // The reader raises Attribute only for attributes it needs and
+                            // does not find.
                             kiban_dicom::DicomError::Attribute {
                                 tag, name, reason, ..
-                            } => (Some(format!("{tag} {name}")), reason.clone()),
-                            other => (None, other.to_string()),
+                            } => (
+                                Some(format!("{tag} {name}")),
+                                QuarantineCode::MissingField,
+                                reason.clone(),
+                            ),
+                            other => (None, QuarantineCode::Parse, other.to_string()),
                         };
-                        em.quarantine(&file.rel_path, "file", field.as_deref(), reason);
+                        em.quarantine(&file.rel_path, "file", field.as_deref(), code, reason);
                     }
                 }
             }
@@ -478,6 +661,123 @@ impl Reader {
             }
         }
         Ok(em.summary)
+    }
+}
+
+impl Reader {
+    /// One SS-MIX2 extended-storage attachment: measured and typed when its item's main
+    /// document is acceptable, quarantined (`dependent`) when it is missing or quarantined.
+    fn read_attachment(
+        &mut self,
+        file: &SourceFile,
+        main_rel: &str,
+        em: &mut Emitter<'_>,
+    ) -> Result<(), IngestError> {
+        let main_path = file
+            .path
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(ssmix2::MAIN_DOCUMENT);
+        let verdict = match self.ext_items.get(&main_path) {
+            Some(v) => v.clone(),
+            None => {
+                let v = match std::fs::read(&main_path) {
+                    Ok(bytes) => ssmix2::check_main_document(main_rel, &bytes),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        Err(format!("the item folder has no {}", ssmix2::MAIN_DOCUMENT))
+                    }
+                    Err(source) => {
+                        return Err(IngestError::Io {
+                            path: main_path,
+                            source,
+                        });
+                    }
+                };
+                self.ext_items.insert(main_path, v.clone());
+                v
+            }
+        };
+        let loc = Ssmix2Location::of(&file.rel_path);
+        match (verdict, loc) {
+            (Ok(()), Some(loc)) => {
+                let mut head = vec![0u8; 1024];
+                let n = std::fs::File::open(&file.path)
+                    .and_then(|mut f| f.read(&mut head))
+                    .map_err(|source| IngestError::Io {
+                        path: file.path.clone(),
+                        source,
+                    })?;
+                head.truncate(n);
+                let (kind, mime) = sniff_attachment(&file.rel_path, &head);
+                em.emit(Item::Attachment(Attachment {
+                    file: file.rel_path.clone(),
+                    main_document: main_rel.to_string(),
+                    order: loc.order_key(),
+                    patient_id: loc.patient_id,
+                    timestamp: loc.timestamp,
+                    kind: kind.to_string(),
+                    mime: mime.to_string(),
+                    size: file.size,
+                    sha256: file.sha256.clone(),
+                }));
+            }
+            (Err(reason), _) => em.quarantine(
+                &file.rel_path,
+                "file",
+                Some(ssmix2::MAIN_DOCUMENT),
+                QuarantineCode::Dependent,
+                format!("SS-MIX2 extended-storage attachment not kept: {reason}"),
+            ),
+            (Ok(()), None) => em.quarantine(
+                &file.rel_path,
+                "file",
+                None,
+                QuarantineCode::Inconsistent,
+                "not inside an SS-MIX2 extended-storage item folder",
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// (kind, media type) of an attachment, from its first bytes, then its extension.
+pub fn sniff_attachment(name: &str, head: &[u8]) -> (&'static str, &'static str) {
+    let body = head.strip_prefix(&[0xEF, 0xBB, 0xBF][..]).unwrap_or(head);
+    let trimmed = &body[body.iter().take_while(|b| b.is_ascii_whitespace()).count()..];
+    if head.starts_with(b"%PDF-") {
+        return ("pdf", "application/pdf");
+    }
+    if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        return ("image", "image/png");
+    }
+    if head.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return ("image", "image/jpeg");
+    }
+    if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        return ("image", "image/gif");
+    }
+    if head.starts_with(b"II*\0") || head.starts_with(b"MM\0*") {
+        return ("image", "image/tiff");
+    }
+    if kiban_dicom::looks_like_dicom(head) {
+        return ("dicom", "application/dicom");
+    }
+    if trimmed.starts_with(b"MSH") {
+        return ("hl7", "application/hl7-v2");
+    }
+    if trimmed.starts_with(b"<") {
+        return if contains(head, b"ClinicalDocument") {
+            ("cda", "application/hl7-cda+xml")
+        } else {
+            ("xml", "application/xml")
+        };
+    }
+    let lower = name.to_ascii_lowercase();
+    match lower.rsplit_once('.').map(|(_, e)| e) {
+        Some("txt") => ("text", "text/plain"),
+        Some("csv") => ("text", "text/csv"),
+        Some("htm" | "html") => ("text", "text/html"),
+        _ => ("other", "application/octet-stream"),
     }
 }
 

@@ -1,5 +1,9 @@
 //! SS-MIX2 standardized storage: the file-name convention, the storage tree, condition-flag
-//! supersession, and the mapping of HL7 v2.5 messages to kiban's model. The JAMI
+//! supersession, and the mapping of HL7 v2.5 messages to kiban's model. Extended storage
+//! (拡張ストレージ, `{p1}/{p2}/{pid}/{date}/{kind}/{item}/main_document.hl7` + attachments) is
+//! located by [`Ssmix2Location`]: its main documents use the same reader and mapping (their
+//! data kind, e.g. `L-OBSERVATIONS^OBSERVATIONS^99ZL01`, matches none of the data-type rules,
+//! so OBX results map exactly as in an OML-11 result). The JAMI
 //! SS-MIX2→FHIR ConceptMaps (fixtures/ss-mix2/jami-ssmix2-to-fhir-conceptmaps) are the
 //! reference for which field means what.
 //!
@@ -23,7 +27,7 @@ use crate::util::{
     iso, opt, parse_date, parse_number, parse_range, prefecture_of, source_system_name,
     standard_system,
 };
-use crate::{Emitter, Item, SourceFile};
+use crate::{Emitter, Item, QuarantineCode, SourceFile};
 
 /// The parts of an SS-MIX2 file name:
 /// `{patientID}_{date|-}_{datatype}_{orderNo}_{timestamp}_{dept|-}_{condflag}`.
@@ -105,6 +109,215 @@ impl Ssmix2Name {
     }
 }
 
+/// The name of an SS-MIX2 extended-storage (拡張ストレージ) item folder:
+/// `{patientID}_{date|-}_{kind}_{orderNo}_{timestamp}_{condflag}`, where `kind` is the data-kind
+/// folder's name (`L-OBSERVATIONS^OBSERVATIONS^99ZL01`). The folder holds `main_document.hl7`
+/// and any other files of the item (PDF, images, CDA…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendedItemName {
+    pub patient_id: String,
+    pub date: Option<String>,
+    pub kind: String,
+    pub order_no: String,
+    pub timestamp: String,
+    pub condition_flag: u8,
+}
+
+/// The file of an extended-storage item that carries its HL7 message.
+pub const MAIN_DOCUMENT: &str = "main_document.hl7";
+
+impl ExtendedItemName {
+    /// Parses an item folder name; None if it does not follow the convention. Split from the
+    /// right (the kind never holds `_`; a patient ID may).
+    pub fn parse(folder: &str) -> Option<Self> {
+        let parts: Vec<&str> = folder.rsplitn(4, '_').collect();
+        let [flag, ts, order, rest] = parts.as_slice() else {
+            return None;
+        };
+        let head: Vec<&str> = rest.rsplitn(3, '_').collect();
+        let [kind, date, pid] = head.as_slice() else {
+            return None;
+        };
+        let condition_flag = match *flag {
+            "0" => 0,
+            "1" => 1,
+            _ => return None,
+        };
+        let date_ok = *date == "-" || (date.len() == 8 && date.bytes().all(|b| b.is_ascii_digit()));
+        let ts_ok = ts.len() >= 8 && ts.bytes().all(|b| b.is_ascii_digit());
+        let kind_ok = !kind.is_empty() && kind.bytes().all(|b| b.is_ascii_graphic());
+        if pid.is_empty() || order.is_empty() || !date_ok || !ts_ok || !kind_ok {
+            return None;
+        }
+        Some(ExtendedItemName {
+            patient_id: pid.to_string(),
+            date: (*date != "-").then(|| date.to_string()),
+            kind: kind.to_string(),
+            order_no: order.to_string(),
+            timestamp: ts.to_string(),
+            condition_flag,
+        })
+    }
+}
+
+/// What a file's place in an SS-MIX2 tree says about it: the standardized-storage file name,
+/// or an extended-storage item's main document or attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ssmix2Location {
+    pub patient_id: String,
+    /// `YYYYMMDD`; None for `-`.
+    pub date: Option<String>,
+    /// The data type (`OMP-01`) or, in extended storage, the data kind
+    /// (`L-OBSERVATIONS^OBSERVATIONS^99ZL01`).
+    pub data_type: String,
+    pub order_no: String,
+    pub timestamp: String,
+    pub department: Option<String>,
+    pub condition_flag: u8,
+    pub role: Ssmix2Role,
+}
+
+/// Which part of SS-MIX2 storage a file is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ssmix2Role {
+    /// A standardized-storage message file.
+    Standard,
+    /// `main_document.hl7` of an extended-storage item.
+    ExtendedMain,
+    /// Another file of an extended-storage item; `main_document` is the rel_path of the
+    /// item's main document (which may be missing).
+    ExtendedAttachment { main_document: String },
+}
+
+impl Ssmix2Location {
+    /// Locates a `/`-separated relative path: an extended-storage item file when its folder is
+    /// named like an item, else a standardized-storage file name. None for anything else.
+    pub fn of(rel_path: &str) -> Option<Self> {
+        let mut parts = rel_path.rsplit('/');
+        let file = parts.next().unwrap_or(rel_path);
+        if let Some(folder) = parts.next()
+            && let Some(item) = ExtendedItemName::parse(folder)
+        {
+            let dir = &rel_path[..rel_path.len() - file.len()];
+            let role = if file.eq_ignore_ascii_case(MAIN_DOCUMENT) {
+                Ssmix2Role::ExtendedMain
+            } else {
+                Ssmix2Role::ExtendedAttachment {
+                    main_document: format!("{dir}{MAIN_DOCUMENT}"),
+                }
+            };
+            return Some(Ssmix2Location {
+                patient_id: item.patient_id,
+                date: item.date,
+                data_type: item.kind,
+                order_no: item.order_no,
+                timestamp: item.timestamp,
+                department: None,
+                condition_flag: item.condition_flag,
+                role,
+            });
+        }
+        let n = Ssmix2Name::parse(file)?;
+        Some(Ssmix2Location {
+            patient_id: n.patient_id,
+            date: n.date,
+            data_type: n.data_type,
+            order_no: n.order_no,
+            timestamp: n.timestamp,
+            department: n.department,
+            condition_flag: n.condition_flag,
+            role: Ssmix2Role::Standard,
+        })
+    }
+
+    pub fn is_extended(&self) -> bool {
+        !matches!(self.role, Ssmix2Role::Standard)
+    }
+
+    /// The order this file is a version of (see [`Ssmix2Name::order_key`]).
+    pub fn order_key(&self) -> Option<OrderKey> {
+        let o = self.order_no.as_str();
+        let placeholder = o == "-" || o.bytes().all(|b| b == b'9') || o.bytes().all(|b| b == b'0');
+        (!placeholder).then(|| OrderKey {
+            patient_id: self.patient_id.clone(),
+            data_type: self.data_type.clone(),
+            order_no: self.order_no.clone(),
+        })
+    }
+
+    /// Where the storage tree disagrees with the name (reasons name no values); empty when
+    /// the relative path is too shallow to hold a tree.
+    pub fn tree_problems(&self, rel_path: &str) -> Vec<String> {
+        let parts: Vec<&str> = rel_path.split('/').collect();
+        // Standard: {p1}/{p2}/{pid}/{date}/{type}/{file};
+        // extended: {p1}/{p2}/{pid}/{date}/{kind}/{item}/{file}.
+        let depth = if self.is_extended() { 7 } else { 6 };
+        let mut out = Vec::new();
+        let n = parts.len();
+        if self.is_extended() && n >= 3 && parts[n - 3] != self.data_type {
+            out.push("the data-kind folder differs from the item folder's data kind".to_string());
+        }
+        if n < depth {
+            return out;
+        }
+        let off = n - depth;
+        let (p1, p2, pid, date, dtype) = (
+            parts[off],
+            parts[off + 1],
+            parts[off + 2],
+            parts[off + 3],
+            parts[off + 4],
+        );
+        if pid != self.patient_id {
+            out.push("the patient-ID folder differs from the file name's patient ID".to_string());
+        } else if self.patient_id.len() >= 6
+            && (self.patient_id.get(0..3) != Some(p1) || self.patient_id.get(3..6) != Some(p2))
+        {
+            out.push("the two 3-character prefix folders do not match the patient ID".to_string());
+        }
+        if date != self.date.as_deref().unwrap_or("-") {
+            out.push("the date folder differs from the file name's date".to_string());
+        }
+        if !self.is_extended() && dtype != self.data_type {
+            out.push("the data-type folder differs from the file name's data type".to_string());
+        }
+        out
+    }
+}
+
+/// One version of one order, as a file's SS-MIX2 location states it: what the pipeline needs
+/// to retract facts of earlier versions ingested in earlier deliveries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderVersion {
+    pub key: OrderKey,
+    /// `yyyyMMddHHmmssfff` (compare with [`timestamp_cmp`]).
+    pub timestamp: String,
+    /// 1 valid, 0 invalidated.
+    pub condition_flag: u8,
+}
+
+/// The order version of the SS-MIX2 file at `rel_path` (a standardized-storage file or an
+/// extended item's main document) when it names a real order and sits in a consistent tree;
+/// None otherwise (attachments, ADT data without order number, misplaced files).
+pub fn order_version(rel_path: &str) -> Option<OrderVersion> {
+    let loc = Ssmix2Location::of(rel_path)?;
+    if matches!(loc.role, Ssmix2Role::ExtendedAttachment { .. })
+        || !loc.tree_problems(rel_path).is_empty()
+    {
+        return None;
+    }
+    Some(OrderVersion {
+        key: loc.order_key()?,
+        timestamp: loc.timestamp,
+        condition_flag: loc.condition_flag,
+    })
+}
+
+/// Orders SS-MIX2 timestamps (digits; a longer one is the more precise, later form).
+pub fn timestamp_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    ts_key(a).cmp(&ts_key(b))
+}
+
 fn ts_key(ts: &str) -> (usize, &str) {
     (ts.len(), ts)
 }
@@ -119,20 +332,19 @@ pub(crate) fn mark_superseded(files: &mut [SourceFile]) {
         if f.format != Some(crate::Format::Ssmix2) {
             continue;
         }
-        // A file misplaced in the tree is quarantined by its reader, never superseded.
-        let name = Ssmix2Name::from_rel_path(&f.rel_path)
-            .filter(|n| tree_problems(&f.rel_path, n).is_empty());
-        if let Some(key) = name.and_then(|n| n.order_key()) {
-            groups.entry(key).or_default().push(i);
+        // A file misplaced in the tree is quarantined by its reader, never superseded;
+        // attachments follow their main document below.
+        if let Some(v) = order_version(&f.rel_path) {
+            groups.entry(v.key).or_default().push(i);
         }
     }
     for idx in groups.values() {
         if idx.len() < 2 {
             continue;
         }
-        let names: Vec<(usize, Ssmix2Name)> = idx
+        let names: Vec<(usize, OrderVersion)> = idx
             .iter()
-            .filter_map(|i| Ssmix2Name::from_rel_path(&files[*i].rel_path).map(|n| (*i, n)))
+            .filter_map(|i| order_version(&files[*i].rel_path).map(|n| (*i, n)))
             .collect();
         let last_invalid = names
             .iter()
@@ -160,38 +372,48 @@ pub(crate) fn mark_superseded(files: &mut [SourceFile]) {
             }
         }
     }
+    // Extended storage: an item's other files share its main document's fate, and the files
+    // of a condition-flag-0 item are not kept (the item is withdrawn).
+    let mains: BTreeMap<String, (Option<String>, u8)> = files
+        .iter()
+        .filter(|f| f.format == Some(crate::Format::Ssmix2))
+        .filter_map(|f| {
+            let loc = Ssmix2Location::of(&f.rel_path)?;
+            (loc.role == Ssmix2Role::ExtendedMain).then(|| {
+                (
+                    f.rel_path.clone(),
+                    (f.superseded_by.clone(), loc.condition_flag),
+                )
+            })
+        })
+        .collect();
+    for f in files.iter_mut() {
+        let Some(main) = f.attachment_of.clone() else {
+            continue;
+        };
+        match mains.get(&main) {
+            Some((Some(by), _)) => f.superseded_by = Some(by.clone()),
+            Some((None, 0)) => f.superseded_by = Some(main),
+            _ => {}
+        }
+    }
 }
 
 /// Checks the storage tree `{id[0..3]}/{id[3..6]}/{id}/{date|-}/{type}/{file}` against the
 /// file name, when the relative path is deep enough to hold it. Reasons name no values.
+#[cfg(test)]
 fn tree_problems(rel_path: &str, name: &Ssmix2Name) -> Vec<String> {
-    let parts: Vec<&str> = rel_path.split('/').collect();
-    let mut out = Vec::new();
-    if parts.len() < 6 {
-        return out;
+    Ssmix2Location {
+        patient_id: name.patient_id.clone(),
+        date: name.date.clone(),
+        data_type: name.data_type.clone(),
+        order_no: name.order_no.clone(),
+        timestamp: name.timestamp.clone(),
+        department: name.department.clone(),
+        condition_flag: name.condition_flag,
+        role: Ssmix2Role::Standard,
     }
-    let n = parts.len();
-    let (p1, p2, pid, date, dtype) = (
-        parts[n - 6],
-        parts[n - 5],
-        parts[n - 4],
-        parts[n - 3],
-        parts[n - 2],
-    );
-    if pid != name.patient_id {
-        out.push("the patient-ID folder differs from the file name's patient ID".to_string());
-    } else if name.patient_id.len() >= 6
-        && (name.patient_id.get(0..3) != Some(p1) || name.patient_id.get(3..6) != Some(p2))
-    {
-        out.push("the two 3-character prefix folders do not match the patient ID".to_string());
-    }
-    if date != name.date.as_deref().unwrap_or("-") {
-        out.push("the date folder differs from the file name's date".to_string());
-    }
-    if dtype != name.data_type {
-        out.push("the data-type folder differs from the file name's data type".to_string());
-    }
-    out
+    .tree_problems(rel_path)
 }
 
 /// Context of one message for the mapping.
@@ -214,55 +436,73 @@ pub struct MessageContext {
 pub struct MapError {
     pub location: String,
     pub field: Option<String>,
+    pub code: QuarantineCode,
     pub reason: String,
 }
 
+/// A field the mapping needs is absent or empty (the usual mapping failure).
 fn err(location: impl Into<String>, field: Option<&str>, reason: impl Into<String>) -> MapError {
     MapError {
         location: location.into(),
         field: field.map(str::to_string),
+        code: QuarantineCode::MissingField,
         reason: reason.into(),
     }
 }
 
-/// Reads one SS-MIX2 file's bytes: checks name and tree, splits messages, maps each.
+/// Reads one SS-MIX2 file's bytes (a standardized-storage file or an extended-storage item's
+/// main document): checks name and tree, splits messages, maps each.
 pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: &mut Emitter<'_>) {
-    let file_name = rel_path.rsplit('/').next().unwrap_or(rel_path);
-    let name = Ssmix2Name::parse(file_name);
-    let mut file_problems = name
+    let loc = Ssmix2Location::of(rel_path);
+    let mut file_problems = loc
         .as_ref()
-        .map(|n| tree_problems(rel_path, n))
+        .map(|n| n.tree_problems(rel_path))
         .unwrap_or_default();
+    let mut code = QuarantineCode::Inconsistent;
     let messages = hl7::split_messages(bytes);
     if messages.is_empty() {
+        code = QuarantineCode::Empty;
         file_problems.push(format!("{} ({} bytes)", hl7::Hl7Error::Empty, bytes.len()));
     } else if !messages[0]
         .1
         .first()
         .is_some_and(|l| l.starts_with(b"MSH") || l.starts_with(b"\xEF\xBB\xBFMSH"))
     {
+        // Binary or mis-encoded content is an encoding problem, text that is not HL7 a
+        // syntax one.
+        code = if looks_like_text(bytes) {
+            QuarantineCode::Parse
+        } else {
+            QuarantineCode::Encoding
+        };
         file_problems.push(hl7::Hl7Error::NoMsh(bytes.len()).to_string());
     }
     if !file_problems.is_empty() {
         em.summary.units += 1;
+        let what = if loc.as_ref().is_some_and(Ssmix2Location::is_extended) {
+            "SS-MIX2 extended-storage item rejected"
+        } else {
+            "SS-MIX2 file rejected"
+        };
         em.quarantine(
             rel_path,
             "file",
             None,
-            format!("SS-MIX2 file rejected: {}", file_problems.join("; ")),
+            code,
+            format!("{what}: {}", file_problems.join("; ")),
         );
         return;
     }
     let base = MessageContext {
         handler_code: handler_code.to_string(),
         source_file: rel_path.to_string(),
-        data_type: name.as_ref().map(|n| n.data_type.clone()),
-        expected_patient_id: name.as_ref().map(|n| n.patient_id.clone()),
-        file_date: name
+        data_type: loc.as_ref().map(|n| n.data_type.clone()),
+        expected_patient_id: loc.as_ref().map(|n| n.patient_id.clone()),
+        file_date: loc
             .as_ref()
             .and_then(|n| n.date.as_deref())
             .and_then(parse_date),
-        department: name.as_ref().and_then(|n| n.department.clone()),
+        department: loc.as_ref().and_then(|n| n.department.clone()),
         record_prefix: String::new(),
     };
     let multi = messages.len() > 1;
@@ -291,7 +531,7 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
                     }
                     other => other.to_string(),
                 };
-                em.quarantine(rel_path, location, None, reason);
+                em.quarantine(rel_path, location, None, QuarantineCode::Parse, reason);
                 continue;
             }
         };
@@ -302,7 +542,7 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
         }
         match map_message(&msg, &ctx, &mut em.summary.ignored) {
             Ok(sf) => {
-                if let Some(n) = name.as_ref().filter(|n| n.condition_flag == 0) {
+                if let Some(n) = loc.as_ref().filter(|n| n.condition_flag == 0) {
                     // A flag-0 file withdraws its order: its own content is not a fact.
                     match n.order_key() {
                         Some(order) => em.emit(Item::Invalidated {
@@ -326,9 +566,42 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
                 } else {
                     e.location
                 };
-                em.quarantine(rel_path, loc, e.field.as_deref(), e.reason);
+                em.quarantine(rel_path, loc, e.field.as_deref(), e.code, e.reason);
             }
         }
+    }
+}
+
+/// Whether bytes read as text: valid UTF-8, or 7-bit (ISO-2022-JP), or Shift_JIS without
+/// errors. Used only to tell an encoding problem from a syntax one.
+fn looks_like_text(bytes: &[u8]) -> bool {
+    let sample = &bytes[..bytes.len().min(4096)];
+    let printable = |c: char| !c.is_control() || matches!(c, '\r' | '\n' | '\t' | '\u{1b}');
+    if let Ok(t) = std::str::from_utf8(sample) {
+        return t.chars().all(printable);
+    }
+    let (t, _, errors) = encoding_rs::SHIFT_JIS.decode(sample);
+    !errors && t.chars().all(printable)
+}
+
+/// Whether the extended-storage item's main document is acceptable: it exists, sits in a
+/// consistent tree and every message in it maps. `Err` holds the reason (no values).
+pub(crate) fn check_main_document(rel_path: &str, bytes: &[u8]) -> Result<(), String> {
+    let mut problems = 0usize;
+    let mut units = 0usize;
+    let mut sink = |item: Item| match item {
+        Item::Quarantine(_) => problems += 1,
+        _ => units += 1,
+    };
+    let mut em = Emitter {
+        sink: &mut sink,
+        summary: crate::FileSummary::default(),
+    };
+    read_ssmix2(rel_path, bytes, "", &mut em);
+    if problems > 0 || units == 0 {
+        Err("the item's main document (main_document.hl7) is quarantined".into())
+    } else {
+        Ok(())
     }
 }
 
@@ -423,8 +696,9 @@ pub fn map_message(
     ctx: &MessageContext,
     ignored: &mut BTreeMap<String, usize>,
 ) -> Result<SourceFacts, MapError> {
-    let msh = msg.msh().ok_or_else(|| {
-        err(
+    let msh = msg.msh().ok_or_else(|| MapError {
+        code: QuarantineCode::Parse,
+        ..err(
             "segment 1",
             Some("MSH"),
             "the message does not start with MSH",
@@ -453,11 +727,14 @@ pub fn map_message(
     let patient_id = match (&ctx.expected_patient_id, ids.first()) {
         (Some(exp), Some(_)) => {
             if !ids.iter().any(|i| i == exp) {
-                return Err(err(
-                    pid_loc,
-                    Some("PID-3"),
-                    "PID-3 patient ID differs from the patient ID of the SS-MIX2 storage path and file name",
-                ));
+                return Err(MapError {
+                    code: QuarantineCode::Inconsistent,
+                    ..err(
+                        pid_loc,
+                        Some("PID-3"),
+                        "PID-3 patient ID differs from the patient ID of the SS-MIX2 storage path and file name",
+                    )
+                });
             }
             exp.clone()
         }

@@ -50,7 +50,7 @@ use kiban_model::{
 use unicode_normalization::UnicodeNormalization;
 
 use crate::util::{iso, parse_number};
-use crate::{Emitter, FileSummary, Item, Quarantined};
+use crate::{Emitter, FileSummary, Item, QuarantineCode, Quarantined};
 
 /// Longest line kept (the longest UKE record, SJ, is about 2.5 KB): longer lines are
 /// quarantined without being held in memory.
@@ -337,7 +337,8 @@ struct Receipt {
     re: Rec,
     body: Vec<Rec>,
     /// The first problem met while collecting (a line that is not a record, a line too long).
-    broken: Option<(usize, String, String)>,
+    /// (line, field, code, reason) of the first malformed line of the receipt.
+    broken: Option<(usize, String, QuarantineCode, String)>,
 }
 
 /// Reads a UKE file from bytes into items (the fuzzed entry point; file name `RECEIPTC.UKE`,
@@ -399,6 +400,7 @@ impl State<'_> {
                 self.file,
                 location,
                 None,
+                QuarantineCode::Parse,
                 format!(
                     "{n} line(s) outside any receipt (before the first RE or after GO) that are not IR/GO records"
                 ),
@@ -449,6 +451,7 @@ pub(crate) fn read_uke_into<R: BufRead>(
                     r.broken = Some((
                         raw.no,
                         "record".into(),
+                        QuarantineCode::TooLarge,
                         format!("line longer than {MAX_LINE} bytes"),
                     ));
                 }
@@ -476,6 +479,7 @@ pub(crate) fn read_uke_into<R: BufRead>(
                     file,
                     format!("line {}", raw.no),
                     Some("IR"),
+                    QuarantineCode::MissingField,
                     "the file does not start with an IR record (医療機関情報); receipts are still read",
                 );
             }
@@ -516,6 +520,7 @@ pub(crate) fn read_uke_into<R: BufRead>(
                         r.broken = Some((
                             raw.no,
                             "record ID".into(),
+                            QuarantineCode::Parse,
                             "not a UKE record (the line does not start with a 2-letter record ID)"
                                 .into(),
                         ));
@@ -539,13 +544,20 @@ pub(crate) fn read_uke_into<R: BufRead>(
     }
     if st.last_line == 0 {
         em.summary.units += 1;
-        em.quarantine(file, "file", None, "empty file: no UKE records");
+        em.quarantine(
+            file,
+            "file",
+            None,
+            QuarantineCode::Empty,
+            "empty file: no UKE records",
+        );
     } else if !st.seen_go {
         em.summary.units += 1;
         em.quarantine(
             file,
             format!("line {}", st.last_line),
             Some("GO"),
+            QuarantineCode::Truncated,
             "the file ends without a GO record (診療報酬請求書): truncated file?",
         );
     }
@@ -567,6 +579,7 @@ fn check_go(go: &Rec, st: &State<'_>, em: &mut Emitter<'_>) {
             st.file,
             format!("line {}", go.line),
             Some("GO-2 総件数"),
+            QuarantineCode::Inconsistent,
             format!(
                 "総件数 says {total} receipts but the file holds {}: truncated or edited file?",
                 st.receipts
@@ -666,25 +679,32 @@ fn build_receipt(
     handler: &str,
     summary: &mut FileSummary,
 ) -> Result<SourceFacts, Quarantined> {
-    let q = |(line, field, reason): (usize, String, String)| Quarantined {
+    let qc = |(line, field, code, reason): (usize, String, QuarantineCode, String)| Quarantined {
         file: file.to_string(),
         location: format!("line {line} (receipt {})", r.no),
         field: Some(field),
+        code,
         reason,
     };
+    // Field-level problems of a well-formed record: the value is unusable.
+    let q = |(line, field, reason): (usize, String, String)| {
+        qc((line, field, QuarantineCode::InvalidValue, reason))
+    };
     if let Some(b) = &r.broken {
-        return Err(q(b.clone()));
+        return Err(qc(b.clone()));
     }
     let re = &r.re;
     let err = |field: &str, reason: &str| q((re.line, field.to_string(), reason.to_string()));
     if re.f.len() < 7 {
-        return Err(err(
-            "RE",
-            &format!(
+        return Err(qc((
+            re.line,
+            "RE".to_string(),
+            QuarantineCode::Parse,
+            format!(
                 "RE has {} fields, at least 7 expected (up to 生年月日)",
                 re.f.len()
             ),
-        ));
+        )));
     }
     let rtype = re.get(2);
     if rtype.len() != 4 || !rtype.bytes().all(|b| b.is_ascii_digit()) {

@@ -49,12 +49,28 @@ pub fn parse_number(s: &str) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// A reference range `low-high`, `low～high`, `-high`, `low-`.
+/// A reference range `low-high`, `low～high`, `-high`, `low-`, or a one-sided bound
+/// `<130`, `<=130`, `≦130`, `>40` (SS-MIX2 vital signs write upper limits that way).
 pub fn parse_range(s: &str) -> (Option<f64>, Option<f64>) {
     let n: String = s.nfkc().collect::<String>();
     let n = n.trim();
     if n.is_empty() {
         return (None, None);
+    }
+    for (prefix, upper) in [
+        ("<=", true),
+        ("≦", true),
+        ("≤", true),
+        ("<", true),
+        (">=", false),
+        ("≧", false),
+        ("≥", false),
+        (">", false),
+    ] {
+        if let Some(rest) = n.strip_prefix(prefix) {
+            let v = parse_number(rest);
+            return if upper { (None, v) } else { (v, None) };
+        }
     }
     // Split at a separator that is not a leading minus sign.
     for sep in ['～', '~', '-', '－', '—'] {
@@ -172,6 +188,9 @@ mod tests {
         assert_eq!(parse_range("-1.0-2"), (Some(-1.0), Some(2.0)));
         assert_eq!(parse_range("3.7～5.5"), (Some(3.7), Some(5.5)));
         assert_eq!(parse_range(""), (None, None));
+        assert_eq!(parse_range("<85"), (None, Some(85.0)));
+        assert_eq!(parse_range("≦130"), (None, Some(130.0)));
+        assert_eq!(parse_range(">40"), (Some(40.0), None));
     }
 
     #[test]

@@ -115,6 +115,8 @@ impl Workspace {
         for (table, n) in removed {
             report.facts_removed.insert(table.name().to_string(), n);
         }
+        // Kept files (SS-MIX2 extended-storage attachments) go with the facts.
+        let attachments = self.remove_attachments_of(&doomed).await?;
 
         // 3. Erasure records; 4. links and registrations.
         for t in &targets {
@@ -126,6 +128,9 @@ impl Workspace {
                 "identity".into(),
                 u64::from(shredded.contains(&t.registration_id)),
             );
+            if let Some(n) = attachments.get(&t.registration_id) {
+                items.insert("attachments".into(), *n);
+            }
             let id = kiban_records::record_erasure(
                 &self.db,
                 &ErasureRecord {

@@ -114,6 +114,13 @@ fn read_units(file: SourceFile, handler: String) -> Result<FileInfo, PipelineErr
             identity: false,
         }),
         Item::Superseded { .. } | Item::Invalidated { .. } => superseded = true,
+        // An SS-MIX2 extended-storage attachment belongs to its item's patient.
+        Item::Attachment(a) => units.push(UnitInfo {
+            line: None,
+            patient_id: Some(a.patient_id),
+            facts: BTreeMap::new(),
+            identity: false,
+        }),
     };
     kiban_ingest::read_file(&file, &handler, &mut sink)?;
     Ok(if superseded {

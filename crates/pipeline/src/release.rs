@@ -87,15 +87,17 @@ impl Workspace {
                 .or_default()
                 .push((r.registration_id.clone(), r.patient_key.clone()));
         }
-        let mut eligible: HashMap<String, String> = HashMap::new();
+        let mut population = kiban_release::Population::with_capacity(regs.len());
         let mut excluded: BTreeMap<String, u64> = BTreeMap::new();
         for (handler, list) in by_handler {
             let snap = kiban_consent::Gate::load(&self.db, &handler).await?;
             for (reg, key) in list {
                 match snap.eligibility(&key, opts.on) {
                     Eligibility::Eligible => {
-                        let person = links.get(&reg).cloned().unwrap_or_else(|| reg.clone());
-                        eligible.insert(reg, person);
+                        let person = links.get(&reg).map_or(reg.as_str(), String::as_str);
+                        population
+                            .add(&reg, person)
+                            .map_err(|e| PipelineError::Refused(e.to_string()))?;
                     }
                     Eligibility::Ineligible(reason) => {
                         *excluded
@@ -105,13 +107,13 @@ impl Workspace {
                 }
             }
         }
+        drop(links);
         progress.finish_stage();
 
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let release_id = format!("rel-{}-{}", opts.on.format("%Y%m%d"), &new_id()[..8]);
-        let demographics =
-            kiban_release::collect_demographics(self.lake.scan(Table::Person)?, &eligible)?;
+        kiban_release::collect_demographics(self.lake.scan(Table::Person)?, &mut population)?;
         // R-PSEUDO-3: NDB-compatible keys come from identities, which the release crate never
         // reads: computed here, keyed per release, only when the spec asks.
         let ndb_keys = if opts.spec.person.ndb_keys {
@@ -120,10 +122,12 @@ impl Workspace {
             ids.sort_by(|a, b| a.0.cmp(&b.0));
             let mut map: HashMap<String, kiban_release::NdbKeys> = HashMap::new();
             for (reg, identity) in &ids {
-                let Some(person) = eligible.get(reg) else {
+                let Some(person) = population.person_of(reg) else {
                     continue;
                 };
-                let k = map.entry(person.clone()).or_default();
+                let k = map
+                    .entry(population.person_key(person).to_string())
+                    .or_default();
                 if k.id1.is_none() {
                     k.id1 = kiban_link::keys::id1(&ndb_key, identity);
                 }
@@ -141,8 +145,7 @@ impl Workspace {
             key,
             on: opts.on,
             internal_evaluation: true,
-            registrations: eligible,
-            demographics,
+            population,
         };
         let tables = opts.spec.tables();
         progress.stage("release", Some(tables.len() as u64));

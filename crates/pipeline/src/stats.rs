@@ -25,6 +25,18 @@ pub struct Stats {
     pub files_ingested: u64,
     pub by_format: BTreeMap<String, FormatCounts>,
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Quarantined units per reason code (`parse`, `missing_field`, `encoding`, … — see
+    /// `kiban_ingest::QuarantineCode`; `unclassified` for rows recorded before codes existed).
+    /// The human reason of each unit stays in the quarantine table.
+    pub quarantined_by_reason: BTreeMap<String, u64>,
+    /// SS-MIX2 retractions carried out, per kind (`invalidated` by a condition-flag-0 file,
+    /// `replaced` by a newer version in a later delivery). A flag-0 file always runs one, also
+    /// when no earlier delivery brought facts of its order (then it removes nothing).
+    pub orders_retracted: BTreeMap<String, u64>,
+    /// Lake rows removed by those retractions.
+    pub facts_retracted: u64,
+    /// SS-MIX2 extended-storage attachments kept (rows; identical content is stored once).
+    pub attachments: u64,
     pub identities_in_vault: u64,
     pub releases: u64,
 }
@@ -71,6 +83,28 @@ impl Workspace {
                 r.try_get::<i64, _>(1)?.max(0) as u64,
             );
         }
+        let mut quarantined_by_reason: BTreeMap<String, u64> = BTreeMap::new();
+        for r in sqlx::query("SELECT code, COUNT(*) FROM quarantine GROUP BY code")
+            .fetch_all(pool)
+            .await?
+        {
+            let code: Option<String> = r.try_get(0)?;
+            *quarantined_by_reason
+                .entry(code.unwrap_or_else(|| "unclassified".into()))
+                .or_default() += r.try_get::<i64, _>(1)?.max(0) as u64;
+        }
+        let mut orders_retracted: BTreeMap<String, u64> = BTreeMap::new();
+        for r in sqlx::query(
+            "SELECT r.kind, COUNT(*) FROM ingest_retractions r JOIN ingest_batches b ON b.batch_id = r.batch_id WHERE b.retraction = 'done' GROUP BY r.kind",
+        )
+        .fetch_all(pool)
+        .await?
+        {
+            orders_retracted.insert(
+                r.try_get::<String, _>(0)?,
+                r.try_get::<i64, _>(1)?.max(0) as u64,
+            );
+        }
         let registrations = one("SELECT COUNT(*) FROM registrations").await?;
         let linked = one("SELECT COUNT(*) FROM person_links").await?;
         let persons = if linked == 0 {
@@ -91,6 +125,10 @@ impl Workspace {
             files_ingested: one("SELECT COUNT(*) FROM ingest_files").await?,
             by_format,
             rejected_by_reason,
+            quarantined_by_reason,
+            orders_retracted,
+            facts_retracted: one("SELECT COALESCE(SUM(retracted), 0) FROM ingest_batches").await?,
+            attachments: one("SELECT COUNT(*) FROM ingest_attachments").await?,
             identities_in_vault: self.vault.count().await?,
             releases: one("SELECT COUNT(*) FROM releases").await?,
         })

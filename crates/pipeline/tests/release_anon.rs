@@ -328,11 +328,12 @@ async fn per_person_date_intervals_are_identical_to_the_source_r_anon_6c() {
     // Keep every person (no suppression needed to compare), dates shifted by up to 30 days.
     spec.person.quasi_identifiers = vec!["sex".into()];
     spec.person.k = 2;
-    let demographics = kiban_release::collect_demographics(
-        lake.scan(Table::Person).expect("scan"),
-        &registrations,
-    )
-    .expect("demographics");
+    let mut population = kiban_release::Population::new();
+    for (r, p) in &registrations {
+        population.add(r, p).expect("add");
+    }
+    kiban_release::collect_demographics(lake.scan(Table::Person).expect("scan"), &mut population)
+        .expect("demographics");
     let out = f.dir.path().join("rel-dates");
     let mut w = PackageWriter::new(
         spec.clone(),
@@ -342,8 +343,7 @@ async fn per_person_date_intervals_are_identical_to_the_source_r_anon_6c() {
             key,
             on: f.on,
             internal_evaluation: true,
-            registrations: registrations.clone(),
-            demographics,
+            population,
             ndb_keys: None,
         },
     )

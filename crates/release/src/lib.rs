@@ -16,6 +16,7 @@
 
 pub mod package;
 pub mod person;
+pub mod population;
 pub mod report_html;
 pub mod report_pdf;
 pub mod risk;
@@ -27,6 +28,7 @@ pub use package::{
     Demographics, Manifest, NdbKeys, PackageWriter, ReleaseInput, collect_demographics,
     ndb_release_key, person_pseudonym,
 };
+pub use population::{Population, PopulationFull};
 pub use risk::RiskAssessment;
 pub use spec::{Level, PROFILES, Spec, profile_text};
 

@@ -20,7 +20,6 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{Datelike, NaiveDate};
 use kiban_anon::hierarchy::icd10;
 use kiban_anon::transform::{date_shift_days, keyed_pseudonym, top_bottom_code};
-use kiban_anon::{RareValueMap, rare_value_map};
 use kiban_model::batch::{date_to_days, days_to_date};
 use kiban_model::table::REGISTRATION_ID;
 use kiban_model::{Sex, Table};
@@ -31,7 +30,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::ReleaseError;
-use crate::person::{PersonQi, choose_generalization, engine};
+use crate::person::{PersonQi, QiDict, choose_generalization, engine};
+use crate::population::Population;
 use crate::report_html::{ReportContext, render_html};
 use crate::report_pdf::render_pdf;
 use crate::risk::{RiskAssessment, assess_release};
@@ -55,10 +55,9 @@ pub struct ReleaseInput {
     pub on: NaiveDate,
     /// Without an approved request a release is an internal evaluation: never delivered.
     pub internal_evaluation: bool,
-    /// Eligible registration → person key. Only these registrations' rows are released.
-    pub registrations: HashMap<String, String>,
-    /// Person key → demographics.
-    pub demographics: HashMap<String, Demographics>,
+    /// Eligible registrations → persons, with each person's demographics (see
+    /// [`collect_demographics`]). Only these registrations' rows are released.
+    pub population: Population,
     /// Person key → NDB-compatible keys, computed by the caller from identities with
     /// `kiban_link::keys::{id1, id2}` under [`ndb_release_key`] (this crate never reads
     /// identity). Required when the spec sets `person.ndb_keys`, ignored otherwise.
@@ -141,9 +140,21 @@ pub struct RiskSummary {
     pub pdf: String,
 }
 
+/// A released person: the release pseudonym ('P' + 16 Crockford base-32 characters, kept as
+/// bytes: no heap block per person) and the date offset.
+#[derive(Clone, Copy)]
 struct PersonOut {
-    pseudonym: String,
+    pseudonym: [u8; PSEUDONYM_LEN],
     shift: i32,
+}
+
+const PSEUDONYM_LEN: usize = 17;
+
+impl PersonOut {
+    fn pseudonym(&self) -> &str {
+        // Built from an ASCII string in `PackageWriter::new`; never fails.
+        std::str::from_utf8(&self.pseudonym).unwrap_or("")
+    }
 }
 
 /// Rare-code replacement of `condition_occurrence` (R-ANON-4), from the prepass.
@@ -154,55 +165,83 @@ struct RareCodes {
     common_sources: HashSet<(Option<String>, Option<String>)>,
 }
 
-/// `rare_value_map` lifts each rare code to the lowest ancestor whose *subtree* holds ≥ n
-/// persons, but the persons who end up with that label can still be fewer than n (E11.2 of
-/// one person becomes 「E11」 while the common E11.9 keeps its own label). This closes the
-/// gap: while some released label is held by fewer than n persons, every code released
-/// under it climbs one more level, and codes already at the top are suppressed. Levels only
-/// rise, so it terminates; afterwards every released label is held by ≥ n persons.
-fn close_rare_labels(
+/// Sorts and deduplicates (value, person) pairs, then counts the persons of each value.
+fn persons_per_value(pairs: &mut Vec<(u32, u32)>) -> HashMap<u32, usize> {
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for (v, _) in pairs.iter() {
+        *counts.entry(*v).or_default() += 1;
+    }
+    counts
+}
+
+/// The released label of each ICD-10 code (R-ANON-4), counted by persons: `codes[c]` is
+/// the code with id `c`, `pairs` the distinct (code id, person) pairs.
+///
+/// Each code starts at the lowest level of `h` whose *subtree* holds ≥ n persons (a rare
+/// disease becomes its category, then its chapter, then 「その他」), as
+/// `kiban_anon::rare_value_map` does. That alone is not enough: the persons who end up with
+/// a label can still be fewer than n (E11.2 of one person becomes 「E11」 while the common
+/// E11.9 keeps its own label). So, while some released label is held by fewer than n
+/// persons, every code released under it climbs one more level, and codes already at the
+/// top are suppressed. Levels only rise, so it terminates; afterwards every released label
+/// is held by ≥ n persons. Integers throughout: a 10 M-person release has tens of millions
+/// of pairs.
+fn rare_labels(
     h: &kiban_anon::Hierarchy,
-    first: &RareValueMap,
-    person_codes: &HashSet<(String, String)>,
+    codes: &[String],
+    pairs: &[(u32, u32)],
     n: usize,
 ) -> HashMap<String, Option<String>> {
-    // code → Some(level) or None (suppressed)
-    let mut level: HashMap<&str, Option<usize>> = HashMap::new();
-    for (_, c) in person_codes {
-        let l = match (h.leaf_code(c), first.apply(c)) {
-            (Some(leaf), Some(label)) => {
-                (0..h.levels()).find(|l| h.label(*l, h.generalize(leaf, *l)) == label)
-            }
-            _ => None,
-        };
-        level.insert(c.as_str(), l);
-    }
-    let label = |c: &str, l: usize| -> Option<&str> {
-        h.leaf_code(c).map(|leaf| h.label(l, h.generalize(leaf, l)))
-    };
-    loop {
-        let mut holders: HashMap<&str, HashSet<&str>> = HashMap::new();
-        for (p, c) in person_codes {
-            if let Some(Some(l)) = level.get(c.as_str())
-                && let Some(lab) = label(c, *l)
+    let levels = h.levels();
+    let leaf: Vec<Option<u32>> = codes.iter().map(|c| h.leaf_code(c)).collect();
+    // Label ids shared across levels: a label is one released value whatever its level.
+    let mut label_ids: HashMap<&str, u32> = HashMap::new();
+    let label_of: Vec<Vec<u32>> = leaf
+        .iter()
+        .map(|l| match l {
+            Some(leaf) => (0..levels)
+                .map(|lv| {
+                    let text = h.label(lv, h.generalize(*leaf, lv));
+                    let next = label_ids.len() as u32;
+                    *label_ids.entry(text).or_insert(next)
+                })
+                .collect(),
+            None => Vec::new(),
+        })
+        .collect();
+    // Start levels: the lowest level whose subtree holds ≥ n persons.
+    let mut level: Vec<Option<usize>> = vec![None; codes.len()];
+    let mut open: Vec<bool> = leaf.iter().map(Option::is_some).collect();
+    for lv in 0..levels {
+        let mut node_pairs: Vec<(u32, u32)> = pairs
+            .iter()
+            .filter_map(|&(c, p)| leaf[c as usize].map(|l| (h.generalize(l, lv), p)))
+            .collect();
+        let counts = persons_per_value(&mut node_pairs);
+        for (c, l) in leaf.iter().enumerate() {
+            if let Some(l) = l
+                && open[c]
+                && counts.get(&h.generalize(*l, lv)).copied().unwrap_or(0) >= n
             {
-                holders.entry(lab).or_default().insert(p.as_str());
+                level[c] = Some(lv);
+                open[c] = false;
             }
         }
+    }
+    loop {
+        let mut held: Vec<(u32, u32)> = pairs
+            .iter()
+            .filter_map(|&(c, p)| level[c as usize].map(|lv| (label_of[c as usize][lv], p)))
+            .collect();
+        let holders = persons_per_value(&mut held);
+        drop(held);
         let mut changed = false;
-        for (c, l) in level.iter_mut() {
+        for (c, l) in level.iter_mut().enumerate() {
             let Some(cur) = *l else { continue };
-            let Some(lab) = label(c, cur) else {
-                *l = None;
-                changed = true;
-                continue;
-            };
-            if holders.get(lab).map_or(0, HashSet::len) < n {
-                *l = if cur + 1 < h.levels() {
-                    Some(cur + 1)
-                } else {
-                    None
-                };
+            if holders.get(&label_of[c][cur]).copied().unwrap_or(0) < n {
+                *l = (cur + 1 < levels).then_some(cur + 1);
                 changed = true;
             }
         }
@@ -210,13 +249,14 @@ fn close_rare_labels(
             break;
         }
     }
-    level
-        .into_iter()
-        .map(|(c, l)| {
-            (
-                c.to_string(),
-                l.and_then(|l| label(c, l)).map(str::to_string),
-            )
+    codes
+        .iter()
+        .enumerate()
+        .map(|(c, code)| {
+            let released = level[c]
+                .zip(leaf[c])
+                .map(|(lv, l)| h.label(lv, h.generalize(l, lv)).to_string());
+            (code.clone(), released)
         })
         .collect()
 }
@@ -235,9 +275,17 @@ pub struct PackageWriter {
     spec: Spec,
     out: PathBuf,
     input: ReleaseInput,
-    persons: HashMap<String, PersonOut>,
-    /// (pseudonym, released QI values, person key), sorted by pseudonym.
-    person_rows: Vec<(String, [String; 3], String)>,
+    /// Person indexes of the population in person-key order (the engine's input order, so
+    /// that its choices do not depend on the order the caller added registrations in).
+    order: Vec<u32>,
+    /// Level-0 quasi-identifiers, one per entry of `order`.
+    qis: Vec<PersonQi>,
+    /// Per person index: `Some` when released.
+    released: Vec<Option<PersonOut>>,
+    released_count: u64,
+    /// Entries of `order` that are released, sorted by pseudonym (the person table's order).
+    person_rows: Vec<u32>,
+    solution: crate::person::Solution,
     generalization: BTreeMap<String, String>,
     suppressed: u64,
     min_class: Option<u64>,
@@ -246,7 +294,7 @@ pub struct PackageWriter {
     risk: RiskAssessment,
     rare: Option<RareCodes>,
     /// Analyte → (low, high) bounds of top/bottom coding.
-    lab_bounds: Option<HashMap<String, (f64, f64)>>,
+    lab_bounds: Option<LabBounds>,
     peculiar: BTreeMap<String, u64>,
 }
 
@@ -262,76 +310,84 @@ impl PackageWriter {
         {
             return Err(ReleaseError::OutputNotEmpty(out.display().to_string()));
         }
-        // Persons that have at least one eligible registration.
-        let mut keys: Vec<&String> = input
-            .registrations
-            .values()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        keys.sort();
-        let shifts: Vec<i32> = keys
-            .iter()
-            .map(|k| {
-                if spec.dates.shift {
-                    date_shift_days(&input.key, k, spec.dates.max_shift_days)
-                } else {
-                    0
-                }
-            })
-            .collect();
-        let qis: Vec<PersonQi> = keys
-            .iter()
-            .zip(&shifts)
-            .map(|(k, s)| {
-                let d = input.demographics.get(*k).cloned().unwrap_or_default();
-                PersonQi::new(&spec, &d, input.on, *s)
-            })
-            .collect();
-        let solution = choose_generalization(&spec, &qis)?;
         if spec.person.ndb_keys && input.ndb_keys.is_none() {
             return Err(ReleaseError::Spec(
                 "person.ndb_keys is set but the caller supplied no NDB keys".into(),
             ));
         }
-        // R-ANON-7 再識別テスト: the producer's own values, unshifted and ungeneralized.
-        let attack: Vec<PersonQi> = keys
+        let pop = &input.population;
+        let persons = u32::try_from(pop.persons())
+            .map_err(|_| ReleaseError::Spec("too many persons".into()))?;
+        let mut order: Vec<u32> = (0..persons).collect();
+        order.sort_unstable_by(|a, b| pop.person_key(*a).cmp(pop.person_key(*b)));
+        let shifts: Vec<i32> = order
             .iter()
-            .map(|k| {
-                let d = input.demographics.get(*k).cloned().unwrap_or_default();
-                PersonQi::new(&spec, &d, input.on, 0)
+            .map(|&p| {
+                if spec.dates.shift {
+                    date_shift_days(&input.key, pop.person_key(p), spec.dates.max_shift_days)
+                } else {
+                    0
+                }
             })
             .collect();
+        let mut dict = QiDict::default();
+        let qis: Vec<PersonQi> = order
+            .iter()
+            .zip(&shifts)
+            .map(|(&p, s)| dict.person(&spec, pop, p, input.on, *s))
+            .collect();
+        let solution = choose_generalization(&spec, &qis)?;
+        // R-ANON-7 再識別テスト: the producer's own values, unshifted and ungeneralized. Only a
+        // released birth *date* moves with the shift; otherwise they are the released values.
+        let attack_own: Option<Vec<PersonQi>> =
+            (spec.dates.shift && spec.person.birth == Birth::Date).then(|| {
+                order
+                    .iter()
+                    .map(|&p| dict.person(&spec, pop, p, input.on, 0))
+                    .collect()
+            });
         let risk = assess_release(
             &spec.person.quasi_identifiers,
             &solution.levels,
             &qis,
             &solution.suppressed,
-            &attack,
+            attack_own.as_deref().unwrap_or(&qis),
             spec.risk.threshold,
             spec.risk.sampling_fraction,
         )?;
-        let mut persons = HashMap::new();
-        let mut person_rows = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
+        drop(attack_own);
+        let mut released: Vec<Option<PersonOut>> = vec![None; order.len()];
+        let mut person_rows: Vec<u32> = Vec::with_capacity(order.len());
+        for (i, &p) in order.iter().enumerate() {
             if solution.suppressed.contains(&i) {
                 continue;
             }
-            let pseudonym = keyed_pseudonym(&input.key, k);
-            let shift = shifts[i];
-            let row = solution.values(&qis[i]);
-            person_rows.push((pseudonym.clone(), row, (*k).clone()));
-            persons.insert((*k).clone(), PersonOut { pseudonym, shift });
+            let pseudonym: [u8; PSEUDONYM_LEN] = keyed_pseudonym(&input.key, pop.person_key(p))
+                .as_bytes()
+                .try_into()
+                .map_err(|_| ReleaseError::Spec("unexpected pseudonym length".into()))?;
+            released[p as usize] = Some(PersonOut {
+                pseudonym,
+                shift: shifts[i],
+            });
+            person_rows.push(i as u32);
         }
-        person_rows.sort();
+        let pseudonym_of = |i: &u32| {
+            released[order[*i as usize] as usize].map_or([0; PSEUDONYM_LEN], |o| o.pseudonym)
+        };
+        person_rows.sort_unstable_by_key(pseudonym_of);
         Ok(PackageWriter {
             generalization: solution.describe(&spec),
             suppressed: solution.suppressed.len() as u64,
             min_class: solution.min_class,
+            released_count: person_rows.len() as u64,
+            solution,
             spec,
             out: out.to_path_buf(),
             input,
-            persons,
+            order,
+            qis,
+            released,
             person_rows,
             tables: BTreeMap::new(),
             files: Vec::new(),
@@ -340,6 +396,12 @@ impl PackageWriter {
             lab_bounds: None,
             peculiar: BTreeMap::new(),
         })
+    }
+
+    /// The released person of a registration, `None` for anyone else.
+    fn released_person(&self, registration_id: &str) -> Option<(u32, PersonOut)> {
+        let p = self.input.population.person_of(registration_id)?;
+        self.released[p as usize].map(|o| (p, o))
     }
 
     /// The release's risk assessment (R-ANON-7).
@@ -378,15 +440,18 @@ impl PackageWriter {
     }
 
     /// Person index of each row's registration, `None` for rows not released.
-    fn row_persons(&self, batch: &RecordBatch) -> Result<Vec<Option<&str>>, ReleaseError> {
+    fn row_persons(&self, batch: &RecordBatch) -> Result<Vec<Option<u32>>, ReleaseError> {
         let regs = string_col(batch, REGISTRATION_ID)?;
+        // Rows of one registration are adjacent in the lake: look each run up once.
+        let mut last: Option<(usize, Option<u32>)> = None;
         Ok((0..batch.num_rows())
-            .map(|i| {
-                self.input
-                    .registrations
-                    .get(regs.value(i))
-                    .filter(|p| self.persons.contains_key(*p))
-                    .map(String::as_str)
+            .map(|i| match last {
+                Some((j, p)) if regs.value(j) == regs.value(i) => p,
+                _ => {
+                    let p = self.released_person(regs.value(i)).map(|(p, _)| p);
+                    last = Some((i, p));
+                    p
+                }
             })
             .collect())
     }
@@ -396,70 +461,105 @@ impl PackageWriter {
         batches: impl Iterator<Item = Result<RecordBatch, E>>,
     ) -> Result<RareCodes, ReleaseError> {
         let n = self.spec.codes.rare_condition_min_persons as usize;
-        let mut person_codes: HashSet<(String, String)> = HashSet::new();
-        let mut sources: HashMap<(Option<String>, Option<String>), HashSet<String>> =
-            HashMap::new();
+        // Distinct codes and source texts are few; (value, person) pairs are many, so they
+        // are integers, deduplicated whenever they have doubled.
+        let mut code_ids: HashMap<String, u32> = HashMap::new();
+        let mut codes: Vec<String> = Vec::new();
+        let mut source_ids: HashMap<(Option<String>, Option<String>), u32> = HashMap::new();
+        let mut sources: Vec<(Option<String>, Option<String>)> = Vec::new();
+        let mut code_pairs: Vec<(u32, u32)> = Vec::new();
+        let mut source_pairs: Vec<(u32, u32)> = Vec::new();
+        let (mut code_mark, mut source_mark) = (1usize << 20, 1usize << 20);
         for batch in batches {
             let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
             let code = string_col(&batch, "code")?;
             let scode = string_col(&batch, "source_code")?;
             let sname = string_col(&batch, "source_name")?;
-            let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
+            fn opt(a: &StringArray, i: usize) -> Option<&str> {
+                (!a.is_null(i)).then(|| a.value(i))
+            }
             for (i, p) in self.row_persons(&batch)?.into_iter().enumerate() {
                 let Some(p) = p else { continue };
                 if !code.is_null(i) {
-                    person_codes.insert((p.to_string(), code.value(i).to_string()));
+                    let c = match code_ids.get(code.value(i)) {
+                        Some(c) => *c,
+                        None => {
+                            let c = codes.len() as u32;
+                            codes.push(code.value(i).to_string());
+                            code_ids.insert(code.value(i).to_string(), c);
+                            c
+                        }
+                    };
+                    code_pairs.push((c, p));
                 }
                 if !scode.is_null(i) || !sname.is_null(i) {
-                    sources
-                        .entry((opt(scode, i), opt(sname, i)))
-                        .or_default()
-                        .insert(p.to_string());
+                    let key = (opt(scode, i), opt(sname, i));
+                    let owned = || (key.0.map(str::to_string), key.1.map(str::to_string));
+                    let s = match source_ids.get(&owned()) {
+                        Some(s) => *s,
+                        None => {
+                            let s = sources.len() as u32;
+                            sources.push(owned());
+                            source_ids.insert(owned(), s);
+                            s
+                        }
+                    };
+                    source_pairs.push((s, p));
+                }
+            }
+            for (pairs, mark) in [
+                (&mut code_pairs, &mut code_mark),
+                (&mut source_pairs, &mut source_mark),
+            ] {
+                if pairs.len() >= *mark {
+                    pairs.sort_unstable();
+                    pairs.dedup();
+                    *mark = (pairs.len() * 2).max(1 << 20);
                 }
             }
         }
-        // Only well-formed ICD-10 codes enter the hierarchy; anything else is suppressed.
-        let codes: Vec<&str> = person_codes
-            .iter()
-            .map(|(_, c)| c.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .filter(|c| icd10("icd10", &[c], &[]).is_ok())
-            .collect();
-        let mut codes = codes;
-        codes.sort_unstable();
-        let map = if codes.is_empty() {
-            // Nothing well-formed: every code is suppressed.
-            person_codes
-                .iter()
-                .map(|(_, c)| (c.clone(), None))
-                .collect()
-        } else {
-            let h = icd10("icd10", &codes, &[]).map_err(engine)?;
-            let first = rare_value_map(
-                &h,
-                person_codes.iter().map(|(p, c)| (p.as_str(), c.as_str())),
-                n,
-            )
-            .map_err(engine)?;
-            close_rare_labels(&h, &first, &person_codes, n)
-        };
+        drop(source_ids);
+        let per_source = persons_per_value(&mut source_pairs);
         let common_sources = sources
             .into_iter()
-            .filter(|(_, ps)| ps.len() >= n)
-            .map(|(k, _)| k)
+            .enumerate()
+            .filter(|(s, _)| per_source.get(&(*s as u32)).copied().unwrap_or(0) >= n)
+            .map(|(_, k)| k)
             .collect();
+        code_pairs.sort_unstable();
+        code_pairs.dedup();
+        // Only well-formed ICD-10 codes enter the hierarchy; anything else is suppressed.
+        let mut well_formed: Vec<&str> = codes
+            .iter()
+            .map(String::as_str)
+            .filter(|c| icd10("icd10", &[c], &[]).is_ok())
+            .collect();
+        well_formed.sort_unstable();
+        let map = if well_formed.is_empty() {
+            codes.iter().map(|c| (c.clone(), None)).collect()
+        } else {
+            let h = icd10("icd10", &well_formed, &[]).map_err(engine)?;
+            rare_labels(&h, &codes, &code_pairs, n)
+        };
         Ok(RareCodes {
             map,
             common_sources,
         })
     }
 
+    /// Per analyte, the values at the requested percentiles from both ends. Values are
+    /// counted in a histogram (lab values are written with fixed decimals, so an analyte has
+    /// few distinct values): exact, and memory grows with distinct values, not with rows.
     fn lab_percentiles<E: std::fmt::Display>(
         &self,
         batches: impl Iterator<Item = Result<RecordBatch, E>>,
-    ) -> Result<HashMap<String, (f64, f64)>, ReleaseError> {
-        let mut values: HashMap<String, Vec<f64>> = HashMap::new();
+    ) -> Result<LabBounds, ReleaseError> {
+        // Keyed by the borrowed code, so that a row costs no allocation: standard codes and
+        // source codes apart, as `analyte` names them.
+        type Hist = HashMap<u64, u64>;
+        let mut by_code: hashbrown::HashMap<String, Hist> = hashbrown::HashMap::new();
+        let mut by_source: hashbrown::HashMap<String, Hist> = hashbrown::HashMap::new();
+        let mut unnamed: Hist = HashMap::new();
         for batch in batches {
             let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
             let v = f64_col(&batch, "value_number")?;
@@ -469,22 +569,44 @@ impl PackageWriter {
                 if p.is_none() || v.is_null(i) || !v.value(i).is_finite() {
                     continue;
                 }
-                values
-                    .entry(analyte(code, scode, i))
-                    .or_default()
-                    .push(v.value(i));
+                let hist = if !code.is_null(i) {
+                    hist_of(&mut by_code, code.value(i))
+                } else if !scode.is_null(i) {
+                    hist_of(&mut by_source, scode.value(i))
+                } else {
+                    &mut unnamed
+                };
+                // -0.0 and 0.0 are one value.
+                *hist.entry((v.value(i) + 0.0).to_bits()).or_default() += 1;
             }
         }
         let p = self.spec.measurement.top_bottom_percentile / 100.0;
-        Ok(values
-            .into_iter()
-            .map(|(k, mut v)| {
-                v.sort_unstable_by(f64::total_cmp);
-                // Nearest rank: the r-th smallest and r-th largest values, r = ⌈p·n⌉ ≥ 1.
-                let r = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-                (k, (v[r - 1], v[v.len() - r]))
-            })
-            .collect())
+        let bounds = |hist: Hist| {
+            let mut hist: Vec<(f64, u64)> = hist
+                .into_iter()
+                .map(|(b, c)| (f64::from_bits(b), c))
+                .collect();
+            hist.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            let n: u64 = hist.iter().map(|(_, c)| c).sum();
+            // Nearest rank: the r-th smallest and r-th largest values, r = ⌈p·n⌉ ≥ 1.
+            let r = ((p * n as f64).ceil() as u64).clamp(1, n.max(1));
+            let nth = |rank: u64| {
+                let mut seen = 0;
+                for (v, c) in &hist {
+                    seen += c;
+                    if seen >= rank {
+                        return *v;
+                    }
+                }
+                f64::NAN
+            };
+            (nth(r), nth(n + 1 - r))
+        };
+        Ok(LabBounds {
+            by_code: by_code.into_iter().map(|(k, h)| (k, bounds(h))).collect(),
+            by_source: by_source.into_iter().map(|(k, h)| (k, bounds(h))).collect(),
+            unnamed: (!unnamed.is_empty()).then(|| bounds(unnamed)),
+        })
     }
 
     /// Rare codes (R-ANON-4) on a released `condition_occurrence` batch.
@@ -567,9 +689,11 @@ impl PackageWriter {
         let mut t_out = StringBuilder::new();
         let mut coded = 0u64;
         for i in 0..batch.num_rows() {
-            let b = (!v.is_null(i))
-                .then(|| bounds.get(&analyte(code, scode, i)))
-                .flatten();
+            let b = if v.is_null(i) {
+                None
+            } else {
+                bounds.get(code, scode, i)
+            };
             match b {
                 Some((lo, hi)) if v.value(i) <= *lo || v.value(i) >= *hi => {
                     coded += 1;
@@ -597,7 +721,7 @@ impl PackageWriter {
 
     /// Persons that will appear in the release.
     pub fn persons(&self) -> usize {
-        self.persons.len()
+        self.released_count as usize
     }
 
     /// Writes the person table from the prepared demographics.
@@ -626,11 +750,17 @@ impl PackageWriter {
         let ncols = fields.len();
         let schema = Arc::new(Schema::new(fields));
         let mut sink = TableSink::create(&self.out, Table::Person.name(), schema.clone())?;
+        let pop = &self.input.population;
         for chunk in self.person_rows.chunks(65_536) {
             let mut cols: Vec<StringBuilder> = (0..ncols).map(|_| StringBuilder::new()).collect();
-            for (pseudonym, row, key) in chunk {
-                cols[0].append_value(pseudonym);
-                for (c, v) in cols[1..4].iter_mut().zip(row) {
+            for &i in chunk {
+                let p = self.order[i as usize];
+                let Some(out) = self.released[p as usize] else {
+                    continue;
+                };
+                cols[0].append_value(out.pseudonym());
+                let row = self.solution.values(&self.qis[i as usize]);
+                for (c, v) in cols[1..4].iter_mut().zip(&row) {
                     if v.is_empty() {
                         c.append_null();
                     } else {
@@ -638,7 +768,7 @@ impl PackageWriter {
                     }
                 }
                 if let Some(ndb) = ndb {
-                    let k = ndb.get(key);
+                    let k = ndb.get(pop.person_key(p));
                     cols[4].append_option(k.and_then(|k| k.id1.as_deref()));
                     cols[5].append_option(k.and_then(|k| k.id2.as_deref()));
                 }
@@ -705,15 +835,20 @@ impl PackageWriter {
         let mut person_id = StringBuilder::new();
         let mut shifts = Vec::new();
         let mut rows = Vec::new();
+        // Rows of one registration are adjacent in the lake: look each run up once.
+        let mut last: Option<(usize, Option<PersonOut>)> = None;
         for i in 0..batch.num_rows() {
-            let out = self
-                .input
-                .registrations
-                .get(regs.value(i))
-                .and_then(|p| self.persons.get(p));
+            let out = match last {
+                Some((j, o)) if regs.value(j) == regs.value(i) => o,
+                _ => {
+                    let o = self.released_person(regs.value(i)).map(|(_, o)| o);
+                    last = Some((i, o));
+                    o
+                }
+            };
             keep.push(out.is_some());
             if let Some(o) = out {
-                person_id.append_value(&o.pseudonym);
+                person_id.append_value(o.pseudonym());
                 shifts.push(o.shift);
                 rows.push(i);
             }
@@ -725,62 +860,75 @@ impl PackageWriter {
         let mut arrays: Vec<ArrayRef> = vec![Arc::new(person_id.finish())];
         for field in schema.fields().iter().skip(1) {
             let name = field.name().as_str();
-            let arr: ArrayRef = match name {
-                "visit_id" => {
-                    let src = string_col(batch, "source_visit_id")?;
-                    let mut b = StringBuilder::new();
-                    for &i in &rows {
-                        if src.is_null(i) {
-                            b.append_null();
-                        } else {
-                            let id =
-                                format!("visit\u{1f}{}\u{1f}{}", handlers.value(i), src.value(i));
-                            b.append_value(
-                                keyed_pseudonym(&self.input.key, &id).replacen('P', "V", 1),
-                            );
+            let arr: ArrayRef =
+                match name {
+                    "visit_id" => {
+                        let src = string_col(batch, "source_visit_id")?;
+                        let mut b = StringBuilder::new();
+                        // Rows of one visit are adjacent: one keyed hash per run, not per row.
+                        let mut last: Option<(usize, String)> = None;
+                        for &i in &rows {
+                            if src.is_null(i) {
+                                b.append_null();
+                                continue;
+                            }
+                            match &last {
+                                Some((j, v))
+                                    if src.value(*j) == src.value(i)
+                                        && handlers.value(*j) == handlers.value(i) =>
+                                {
+                                    b.append_value(v);
+                                }
+                                _ => {
+                                    let id = format!(
+                                        "visit\u{1f}{}\u{1f}{}",
+                                        handlers.value(i),
+                                        src.value(i)
+                                    );
+                                    let v =
+                                        keyed_pseudonym(&self.input.key, &id).replacen('P', "V", 1);
+                                    b.append_value(&v);
+                                    last = Some((i, v));
+                                }
+                            }
                         }
+                        Arc::new(b.finish())
                     }
-                    Arc::new(b.finish())
-                }
-                "study_uid" => {
-                    let src = string_col(batch, "study_uid")?;
-                    let mut b = StringBuilder::new();
-                    for &i in &rows {
-                        if src.is_null(i) {
-                            b.append_null();
-                        } else {
-                            let id = format!("study\u{1f}{}", src.value(i));
-                            b.append_value(
-                                keyed_pseudonym(&self.input.key, &id).replacen('P', "S", 1),
-                            );
+                    "study_uid" => {
+                        let src = string_col(batch, "study_uid")?;
+                        let mut b = StringBuilder::new();
+                        for &i in &rows {
+                            if src.is_null(i) {
+                                b.append_null();
+                            } else {
+                                let id = format!("study\u{1f}{}", src.value(i));
+                                b.append_value(
+                                    keyed_pseudonym(&self.input.key, &id).replacen('P', "S", 1),
+                                );
+                            }
                         }
+                        Arc::new(b.finish())
                     }
-                    Arc::new(b.finish())
-                }
-                _ => {
-                    let col = batch.column_by_name(name).ok_or_else(|| {
-                        ReleaseError::Store(format!("{table}: column {name} missing"))
-                    })?;
-                    let filtered = arrow::compute::filter(col, &mask)?;
-                    if *field.data_type() == DataType::Date32 && self.spec.dates.shift {
-                        let d =
+                    _ => {
+                        let col = batch.column_by_name(name).ok_or_else(|| {
+                            ReleaseError::Store(format!("{table}: column {name} missing"))
+                        })?;
+                        let filtered = arrow::compute::filter(col, &mask)?;
+                        if *field.data_type() == DataType::Date32 && self.spec.dates.shift {
+                            let d = filtered.as_any().downcast_ref::<Date32Array>().ok_or_else(
+                                || ReleaseError::Store(format!("{table}.{name} is not a date")),
+                            )?;
+                            let shifted: Date32Array = d
+                                .iter()
+                                .zip(&shifts)
+                                .map(|(v, s)| v.map(|x| x.saturating_add(*s)))
+                                .collect();
+                            Arc::new(shifted)
+                        } else {
                             filtered
-                                .as_any()
-                                .downcast_ref::<Date32Array>()
-                                .ok_or_else(|| {
-                                    ReleaseError::Store(format!("{table}.{name} is not a date"))
-                                })?;
-                        let shifted: Date32Array = d
-                            .iter()
-                            .zip(&shifts)
-                            .map(|(v, s)| v.map(|x| x.saturating_add(*s)))
-                            .collect();
-                        Arc::new(shifted)
-                    } else {
-                        filtered
+                        }
                     }
-                }
-            };
+                };
             arrays.push(arr);
         }
         Ok(Some(RecordBatch::try_new(schema.clone(), arrays)?))
@@ -858,7 +1006,7 @@ impl PackageWriter {
             internal_evaluation: self.input.internal_evaluation,
             delivered: false,
             created_on: self.input.on,
-            persons: self.persons.len() as u64,
+            persons: self.released_count,
             persons_suppressed: self.suppressed,
             quasi_identifiers: self.spec.person.quasi_identifiers.clone(),
             generalization: self.generalization,
@@ -906,14 +1054,31 @@ fn f64_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Float64Array, R
         .ok_or_else(|| ReleaseError::Store(format!("column {name} missing or not a number")))
 }
 
-/// The analyte of a measurement row: its standard code, else its source code.
-fn analyte(code: &StringArray, scode: &StringArray, i: usize) -> String {
-    if !code.is_null(i) {
-        format!("c:{}", code.value(i))
-    } else if !scode.is_null(i) {
-        format!("s:{}", scode.value(i))
-    } else {
-        String::new()
+/// The histogram of `k`, allocating its key only the first time.
+fn hist_of<'a>(
+    m: &'a mut hashbrown::HashMap<String, HashMap<u64, u64>>,
+    k: &str,
+) -> &'a mut HashMap<u64, u64> {
+    m.entry_ref(k).or_default()
+}
+
+/// Top/bottom coding bounds per analyte: a measurement row's analyte is its standard code,
+/// else its source code (R-ANON-4). Looked up by borrowed code: no allocation per row.
+struct LabBounds {
+    by_code: hashbrown::HashMap<String, (f64, f64)>,
+    by_source: hashbrown::HashMap<String, (f64, f64)>,
+    unnamed: Option<(f64, f64)>,
+}
+
+impl LabBounds {
+    fn get(&self, code: &StringArray, scode: &StringArray, i: usize) -> Option<&(f64, f64)> {
+        if !code.is_null(i) {
+            self.by_code.get(code.value(i))
+        } else if !scode.is_null(i) {
+            self.by_source.get(scode.value(i))
+        } else {
+            self.unnamed.as_ref()
+        }
     }
 }
 
@@ -939,12 +1104,15 @@ fn string_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray,
         .ok_or_else(|| ReleaseError::Store(format!("column {name} missing or not text")))
 }
 
+/// One table's Parquet and CSV files. The CSV is written on its own thread (text formatting
+/// costs as much as Parquet encoding, and the machine has two cores).
 struct TableSink {
     rows: u64,
     parquet_path: PathBuf,
     csv_path: PathBuf,
     parquet: ArrowWriter<File>,
-    csv: arrow::csv::Writer<BufWriter<File>>,
+    csv: Option<std::sync::mpsc::SyncSender<RecordBatch>>,
+    csv_thread: Option<std::thread::JoinHandle<Result<(), ReleaseError>>>,
 }
 
 impl TableSink {
@@ -955,53 +1123,68 @@ impl TableSink {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .build();
-        let parquet = ArrowWriter::try_new(pf, schema, Some(props))?;
+        let parquet = ArrowWriter::try_new(pf, schema.clone(), Some(props))?;
         let cf = File::create(&csv_path).map_err(|e| ReleaseError::io(&csv_path, e))?;
-        let csv = arrow::csv::WriterBuilder::new()
-            .with_header(true)
-            .build(BufWriter::new(cf));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(4);
+        let path = csv_path.clone();
+        let csv_thread = std::thread::spawn(move || -> Result<(), ReleaseError> {
+            let mut w = BufWriter::new(cf);
+            let mut any = false;
+            {
+                let mut csv = arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(&mut w);
+                for batch in rx {
+                    csv.write(&batch)?;
+                    any = true;
+                }
+            }
+            // A CSV with no rows still gets its header so that readers see the columns.
+            if !any {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                writeln!(w, "{}", names.join(",")).map_err(|e| ReleaseError::io(&path, e))?;
+            }
+            w.flush().map_err(|e| ReleaseError::io(&path, e))
+        });
         Ok(TableSink {
             rows: 0,
             parquet_path,
             csv_path,
             parquet,
-            csv,
+            csv: Some(tx),
+            csv_thread: Some(csv_thread),
         })
     }
 
     fn write(&mut self, batch: &RecordBatch) -> Result<(), ReleaseError> {
+        let sent = self
+            .csv
+            .as_ref()
+            .is_some_and(|tx| tx.send(batch.clone()).is_ok());
+        if !sent {
+            // The CSV thread stopped: its error says why.
+            self.join_csv()?;
+            return Err(ReleaseError::Spec("CSV writer stopped".into()));
+        }
         self.parquet.write(batch)?;
-        self.csv.write(batch)?;
         self.rows += batch.num_rows() as u64;
         Ok(())
     }
 
-    fn finish(self) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
-        self.parquet.close()?;
-        // A CSV with no rows still gets its header so that readers see the columns.
-        if self.rows == 0 {
-            drop(self.csv);
-            let header = output_header(&self.parquet_path)?;
-            std::fs::write(&self.csv_path, header)
-                .map_err(|e| ReleaseError::io(&self.csv_path, e))?;
-        } else {
-            let mut w = self.csv.into_inner();
-            w.flush().map_err(|e| ReleaseError::io(&self.csv_path, e))?;
+    fn join_csv(&mut self) -> Result<(), ReleaseError> {
+        self.csv = None;
+        match self.csv_thread.take().map(std::thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(ReleaseError::Spec("CSV writer thread panicked".into())),
+            None => Ok(()),
         }
+    }
+
+    fn finish(mut self) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
+        self.join_csv()?;
+        self.parquet.close()?;
         Ok((self.rows, self.parquet_path, self.csv_path))
     }
-}
-
-fn output_header(parquet: &Path) -> Result<String, ReleaseError> {
-    let f = File::open(parquet).map_err(|e| ReleaseError::io(parquet, e))?;
-    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)?;
-    let names: Vec<String> = reader
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    Ok(format!("{}\n", names.join(",")))
 }
 
 fn rel(base: &Path, p: &Path) -> String {
@@ -1031,13 +1214,13 @@ fn file_entry(base: &Path, p: &Path) -> Result<FileEntry, ReleaseError> {
     })
 }
 
-/// Merges the store's person rows into per-person demographics: for each person the first
-/// non-empty value of each field wins, in batch order.
+/// Merges the store's person rows into the population's per-person demographics: for each
+/// person the first non-empty value of each field wins, in batch order. Rows of
+/// registrations outside the population are skipped.
 pub fn collect_demographics<E: std::fmt::Display>(
     batches: impl Iterator<Item = Result<RecordBatch, E>>,
-    registrations: &HashMap<String, String>,
-) -> Result<HashMap<String, Demographics>, ReleaseError> {
-    let mut out: HashMap<String, Demographics> = HashMap::new();
+    population: &mut Population,
+) -> Result<(), ReleaseError> {
     for batch in batches {
         let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
         let regs = string_col(&batch, REGISTRATION_ID)?;
@@ -1048,22 +1231,21 @@ pub fn collect_demographics<E: std::fmt::Display>(
             .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
             .ok_or_else(|| ReleaseError::Store("person.birth_date missing".into()))?;
         for i in 0..batch.num_rows() {
-            let Some(person) = registrations.get(regs.value(i)) else {
-                continue;
-            };
-            let d = out.entry(person.clone()).or_default();
-            if d.sex == Sex::Unknown && !sex.is_null(i) {
-                d.sex = Sex::parse(sex.value(i));
-            }
-            if d.birth_date.is_none() && !birth.is_null(i) {
-                d.birth_date = days_to_date(birth.value(i));
-            }
-            if d.prefecture.is_none() && !pref.is_null(i) && !pref.value(i).is_empty() {
-                d.prefecture = Some(pref.value(i).to_string());
-            }
+            population.merge_demographics(
+                regs.value(i),
+                if sex.is_null(i) {
+                    Sex::Unknown
+                } else {
+                    Sex::parse(sex.value(i))
+                },
+                (!birth.is_null(i))
+                    .then(|| days_to_date(birth.value(i)))
+                    .flatten(),
+                (!pref.is_null(i)).then(|| pref.value(i)),
+            );
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The released birth value before generalization.

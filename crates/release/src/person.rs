@@ -6,29 +6,32 @@
 //! suppressed with all their rows.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 
 use crate::ReleaseError;
 use crate::package::{Demographics, birth_value};
+use crate::population::Population;
 use crate::spec::Spec;
 use kiban_anon::{AnonymizeConfig, Hierarchy, QiTable, anonymize_table};
 use kiban_model::geo::region_of;
 
-/// One person's quasi-identifier values at level 0.
+/// One person's quasi-identifier values at level 0. The values are shared (`Arc<str>`,
+/// interned by [`QiDict`]): a 10 M-person release has only a few thousand distinct values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonQi {
-    pub birth: String,
-    pub sex: String,
-    pub prefecture: String,
+    pub birth: Arc<str>,
+    pub sex: Arc<str>,
+    pub prefecture: Arc<str>,
 }
 
 impl PersonQi {
     pub fn new(spec: &Spec, d: &Demographics, on: NaiveDate, shift: i32) -> PersonQi {
         PersonQi {
-            birth: birth_value(spec, d, on, shift),
-            sex: d.sex.code().to_string(),
-            prefecture: d.prefecture.clone().unwrap_or_default(),
+            birth: birth_value(spec, d, on, shift).into(),
+            sex: d.sex.code().into(),
+            prefecture: d.prefecture.as_deref().unwrap_or_default().into(),
         }
     }
 
@@ -37,6 +40,38 @@ impl PersonQi {
             "birth_year" => &self.birth,
             "sex" => &self.sex,
             _ => &self.prefecture,
+        }
+    }
+}
+
+/// Interns quasi-identifier values so that persons share them.
+#[derive(Default)]
+pub(crate) struct QiDict(HashSet<Arc<str>>);
+
+impl QiDict {
+    fn value(&mut self, v: &str) -> Arc<str> {
+        if let Some(a) = self.0.get(v) {
+            return a.clone();
+        }
+        let a: Arc<str> = v.into();
+        self.0.insert(a.clone());
+        a
+    }
+
+    /// The level-0 values of person `person` of `pop`.
+    pub(crate) fn person(
+        &mut self,
+        spec: &Spec,
+        pop: &Population,
+        person: u32,
+        on: NaiveDate,
+        shift: i32,
+    ) -> PersonQi {
+        let d = pop.demographics(person);
+        PersonQi {
+            birth: self.value(&birth_value(spec, &d, on, shift)),
+            sex: self.value(d.sex.code()),
+            prefecture: self.value(pop.prefecture(person).unwrap_or_default()),
         }
     }
 }

@@ -22,7 +22,7 @@ fn risk_of_100k_persons_agrees_with_a_recount() {
         .map(|i| {
             let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
             PersonQi {
-                birth: (1930 + x % 80).to_string(),
+                birth: (1930 + x % 80).to_string().into(),
                 sex: if x % 3 == 0 { "M" } else { "F" }.into(),
                 prefecture: prefs[(x / 7 % prefs.len() as u64) as usize].into(),
             }

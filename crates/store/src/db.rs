@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "link",
         sql: include_str!("../migrations/0005_link.sql"),
     },
+    Migration {
+        version: 6,
+        name: "ingest_orders",
+        sql: include_str!("../migrations/0006_ingest_orders.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.

@@ -15,7 +15,12 @@
 //! * **Bounded memory.** Row groups are capped in rows and bytes, so a writer holds at most one
 //!   row group whatever the input size; scans stream record batches.
 //! * **Deletion is physical** ([`Lake::compact`], R-OPT-6): the rows of a deleted registration
-//!   are rewritten out of every part, each part replaced atomically.
+//!   are rewritten out of every part, each part replaced atomically. [`Lake::compact_rows`]
+//!   does the same for any row predicate over string columns (retraction of an invalidated
+//!   SS-MIX2 order, keyed on the provenance columns).
+//! * **Attachments are content-addressed** (`<root>/attachments/<sha[0..2]>/<sha256>`): files
+//!   kept beside the facts (SS-MIX2 extended-storage PDFs, images) are written once per
+//!   content, through a temporary file and a rename, after their hash is checked.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -60,6 +65,27 @@ pub enum LakeError {
     BatchId { len: usize },
     #[error("arrow: {0}")]
     Arrow(#[from] ArrowError),
+    #[error("table {table} has no UTF-8 column {column}")]
+    Column { table: Table, column: String },
+    #[error("invalid attachment digest (64 lower-case hex characters expected)")]
+    Digest,
+    #[error("attachment {path}: content changed since it was hashed (SHA-256 differs)")]
+    AttachmentChanged { path: PathBuf },
+}
+
+/// The folder (under the lake root) of kept attachments.
+pub const ATTACHMENTS_DIR: &str = "attachments";
+
+fn check_digest(sha256: &str) -> Result<(), LakeError> {
+    if sha256.len() == 64
+        && sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(LakeError::Digest)
+    }
 }
 
 /// A finished part.
@@ -365,6 +391,22 @@ impl Lake {
     /// Run one compaction per table at a time (the pipeline holds the workspace lock): a
     /// compaction first deletes the temporaries an interrupted compaction left behind.
     pub fn compact(&self, table: Table, keep: &dyn Fn(&str) -> bool) -> Result<u64, LakeError> {
+        // A row without a registration cannot be the target of a deletion request: keep it.
+        self.compact_rows(table, &[REGISTRATION_ID], &mut |v| v[0].is_none_or(keep))
+    }
+
+    /// Rewrites the parts of `table` without the rows for which `keep` returns false; `keep`
+    /// gets the values of the UTF-8 `columns` of each row (in that order, `None` for null).
+    /// Returns the number of rows removed. Same guarantees as [`Lake::compact`]: each part
+    /// replaced atomically, emptied parts deleted, untouched parts not rewritten (a first pass
+    /// reads only `columns`), so running it twice removes nothing the second time. `keep` may
+    /// be called more than once per row and must answer the same each time.
+    pub fn compact_rows(
+        &self,
+        table: Table,
+        columns: &[&str],
+        keep: &mut dyn FnMut(&[Option<&str>]) -> bool,
+    ) -> Result<u64, LakeError> {
         let dir = self.table_dir(table);
         for n in self.part_names(table)? {
             if n.starts_with(".compact-") && n.ends_with(".tmp") {
@@ -374,7 +416,7 @@ impl Lake {
         }
         let mut removed = 0u64;
         for part in self.parts(table)? {
-            removed += self.compact_part(table, &part, keep)?;
+            removed += self.compact_part(table, &part, columns, keep)?;
         }
         Ok(removed)
     }
@@ -396,14 +438,15 @@ impl Lake {
         &self,
         table: Table,
         part: &Path,
-        keep: &dyn Fn(&str) -> bool,
+        columns: &[&str],
+        keep: &mut dyn FnMut(&[Option<&str>]) -> bool,
     ) -> Result<u64, LakeError> {
-        // Pass 1: registration ids only.
+        // Pass 1: the predicate's columns only.
         let drops = {
             let file = File::open(part).map_err(io(part))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(part))?;
-            let idx = registration_column(table, builder.schema())?;
-            let mask = ProjectionMask::roots(builder.parquet_schema(), [idx]);
+            let idx = column_indices(table, builder.schema(), columns)?;
+            let mask = ProjectionMask::roots(builder.parquet_schema(), idx.iter().copied());
             let reader = builder
                 .with_projection(mask)
                 .with_batch_size(SCAN_BATCH_ROWS)
@@ -412,7 +455,9 @@ impl Lake {
             let mut drops = 0u64;
             for b in reader {
                 let b = b?;
-                let mask = keep_mask(table, b.column(0).as_ref(), keep)?;
+                // The projection keeps schema order: find each column by name again.
+                let idx = column_indices(table, &b.schema(), columns)?;
+                let mask = keep_mask(table, &b, &idx, keep)?;
                 drops += (mask.len() - mask.true_count()) as u64;
             }
             drops
@@ -431,7 +476,7 @@ impl Lake {
         let result = (|| -> Result<u64, LakeError> {
             let file = File::open(part).map_err(io(part))?;
             let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(part))?;
-            let idx = registration_column(table, builder.schema())?;
+            let idx = column_indices(table, builder.schema(), columns)?;
             let reader = builder
                 .with_batch_size(SCAN_BATCH_ROWS)
                 .build()
@@ -442,7 +487,7 @@ impl Lake {
             let mut kept = 0u64;
             for b in reader {
                 let b = b?;
-                let mask = keep_mask(table, b.column(idx).as_ref(), keep)?;
+                let mask = keep_mask(table, &b, &idx, keep)?;
                 let filtered = arrow::compute::filter_record_batch(&b, &mask)?;
                 if filtered.num_rows() > 0 {
                     kept += filtered.num_rows() as u64;
@@ -471,32 +516,154 @@ impl Lake {
     }
 }
 
-fn registration_column(
+fn column_indices(
     table: Table,
     schema: &arrow::datatypes::Schema,
-) -> Result<usize, LakeError> {
-    schema
-        .index_of(REGISTRATION_ID)
-        .map_err(|_| LakeError::Schema {
-            table,
-            reason: "part has no registration_id column".into(),
+    columns: &[&str],
+) -> Result<Vec<usize>, LakeError> {
+    columns
+        .iter()
+        .map(|c| {
+            schema.index_of(c).map_err(|_| LakeError::Column {
+                table,
+                column: (*c).to_string(),
+            })
         })
+        .collect()
 }
 
 fn keep_mask(
     table: Table,
-    col: &dyn Array,
-    keep: &dyn Fn(&str) -> bool,
+    batch: &RecordBatch,
+    idx: &[usize],
+    keep: &mut dyn FnMut(&[Option<&str>]) -> bool,
 ) -> Result<BooleanArray, LakeError> {
-    let ids = col
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| LakeError::Schema {
-            table,
-            reason: "registration_id is not a UTF-8 column".into(),
-        })?;
-    // A row without a registration cannot be the target of a deletion request: keep it.
-    Ok(ids.iter().map(|v| Some(v.is_none_or(keep))).collect())
+    let cols: Vec<&StringArray> = idx
+        .iter()
+        .map(|&i| {
+            batch
+                .column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .ok_or_else(|| LakeError::Column {
+                    table,
+                    column: batch.schema().field(i).name().clone(),
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut values: Vec<Option<&str>> = vec![None; cols.len()];
+    Ok((0..batch.num_rows())
+        .map(|r| {
+            for (v, c) in values.iter_mut().zip(&cols) {
+                *v = (!c.is_null(r)).then(|| c.value(r));
+            }
+            Some(keep(&values))
+        })
+        .collect())
+}
+
+impl Lake {
+    /// The folder of kept attachments.
+    pub fn attachments_dir(&self) -> PathBuf {
+        self.root.join(ATTACHMENTS_DIR)
+    }
+
+    /// Where the attachment with this SHA-256 is (or would be) kept.
+    pub fn attachment_path(&self, sha256: &str) -> Result<PathBuf, LakeError> {
+        check_digest(sha256)?;
+        Ok(self.attachments_dir().join(&sha256[..2]).join(sha256))
+    }
+
+    /// Keeps a copy of `src`, whose content must hash to `sha256`, and returns the reference
+    /// recorded beside the facts (`attachments/<sha256>`, relative to the lake root).
+    /// Idempotent: content already kept is not copied again. The copy is written to a hidden
+    /// temporary file, its hash checked, synced and renamed into place, so a kept attachment
+    /// is always whole; a content that changed since it was hashed is refused.
+    pub fn keep_attachment(&self, src: &Path, sha256: &str) -> Result<String, LakeError> {
+        use sha2::Digest;
+        use std::io::{Read, Write};
+        let dest = self.attachment_path(sha256)?;
+        let reference = format!("{ATTACHMENTS_DIR}/{sha256}");
+        if dest.exists() {
+            return Ok(reference);
+        }
+        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
+        let result = (|| -> Result<(), LakeError> {
+            let mut input = File::open(src).map_err(io(src))?;
+            let mut out = File::create(&tmp).map_err(io(&tmp))?;
+            let mut hasher = sha2::Sha256::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = input.read(&mut buf).map_err(io(src))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+                out.write_all(&buf[..n]).map_err(io(&tmp))?;
+            }
+            if hex::encode(hasher.finalize()) != sha256 {
+                return Err(LakeError::AttachmentChanged {
+                    path: src.to_path_buf(),
+                });
+            }
+            out.sync_all().map_err(io(&tmp))?;
+            std::fs::rename(&tmp, &dest).map_err(io(&dest))?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        sync_dir(&dir)?;
+        Ok(reference)
+    }
+
+    /// The SHA-256 of every kept attachment, sorted. Temporaries of interrupted copies are
+    /// deleted on the way.
+    pub fn attachments(&self) -> Result<Vec<String>, LakeError> {
+        let root = self.attachments_dir();
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(&root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(io(&root)(e)),
+        };
+        for sub in rd {
+            let sub = sub.map_err(io(&root))?.path();
+            if !sub.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(&sub).map_err(io(&sub))? {
+                let f = f.map_err(io(&sub))?;
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let p = f.path();
+                    std::fs::remove_file(&p).map_err(io(&p))?;
+                } else if check_digest(&name).is_ok() {
+                    out.push(name);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes the kept attachment with this SHA-256; false when it was not kept.
+    pub fn remove_attachment(&self, sha256: &str) -> Result<bool, LakeError> {
+        let p = self.attachment_path(sha256)?;
+        match std::fs::remove_file(&p) {
+            Ok(()) => {
+                if let Some(d) = p.parent() {
+                    sync_dir(d)?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&p)(e)),
+        }
+    }
 }
 
 /// Row count of one part from its footer.
@@ -638,6 +805,137 @@ mod tests {
             Some(("b1", 1))
         );
         assert_eq!(parse_part_name("notes.txt"), None);
+    }
+
+    fn measurement_part(lake: &Lake, batch: &str, rows: &[(&str, &str, &str)]) {
+        let mut b = kiban_model::FactBatchBuilder::new(batch);
+        for (reg, handler, file) in rows {
+            let f = kiban_model::Fact::Measurement(kiban_model::Measurement {
+                date: chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("date"),
+                ..Default::default()
+            });
+            let p = kiban_model::Provenance {
+                handler_code: (*handler).into(),
+                source_file: (*file).into(),
+                source_record: "OBX[1]".into(),
+            };
+            b.push(reg, &f, &p);
+        }
+        let mut w = lake.writer(Table::Measurement, batch).expect("writer");
+        for (_, rb) in b.finish().expect("finish") {
+            w.write(&rb).expect("write");
+        }
+        w.finish().expect("part");
+    }
+
+    fn files_of(lake: &Lake) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for b in lake.scan(Table::Measurement).expect("scan") {
+            let b = b.expect("batch");
+            let col = |n: &str| {
+                b.column_by_name(n)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    .expect("column")
+                    .clone()
+            };
+            let (f, batch) = (col("source_file"), col("ingest_batch"));
+            for i in 0..b.num_rows() {
+                out.push((f.value(i).to_string(), batch.value(i).to_string()));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn compact_rows_removes_rows_by_provenance_atomically_and_idempotently() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let lake = Lake::open(tmp.path()).expect("lake");
+        measurement_part(
+            &lake,
+            "b1",
+            &[("r1", "H1", "a"), ("r1", "H1", "b"), ("r2", "H2", "a")],
+        );
+        measurement_part(&lake, "b2", &[("r1", "H1", "a")]);
+        measurement_part(&lake, "b3", &[("r3", "H1", "a")]);
+        let mut calls = 0usize;
+        // Drop H1's rows from file "a", except those of batch b2.
+        let mut keep = |v: &[Option<&str>]| {
+            calls += 1;
+            !(v[0] == Some("H1") && v[1] == Some("a") && v[2] != Some("b2"))
+        };
+        let cols = ["handler_code", "source_file", "ingest_batch"];
+        let n = lake
+            .compact_rows(Table::Measurement, &cols, &mut keep)
+            .expect("compact");
+        assert_eq!(n, 2);
+        assert!(calls >= 5);
+        assert_eq!(
+            files_of(&lake),
+            vec![
+                ("a".to_string(), "b1".to_string()),
+                ("a".to_string(), "b2".to_string()),
+                ("b".to_string(), "b1".to_string()),
+            ]
+        );
+        // b3 lost its only row: its part is gone, no temporary is left.
+        assert_eq!(lake.parts(Table::Measurement).expect("parts").len(), 2);
+        let leftovers = std::fs::read_dir(lake.table_dir(Table::Measurement))
+            .expect("dir")
+            .filter(|e| {
+                e.as_ref()
+                    .map(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                    .unwrap_or(false)
+            })
+            .count();
+        assert_eq!(leftovers, 0);
+        let again = lake
+            .compact_rows(Table::Measurement, &cols, &mut |v: &[Option<&str>]| {
+                !(v[0] == Some("H1") && v[1] == Some("a") && v[2] != Some("b2"))
+            })
+            .expect("again");
+        assert_eq!(again, 0, "idempotent");
+        assert!(matches!(
+            lake.compact_rows(Table::Measurement, &["no_such_column"], &mut |_| true),
+            Err(LakeError::Column { .. })
+        ));
+        // The registration-keyed compaction behaves as before on top of it.
+        assert_eq!(
+            lake.compact(Table::Measurement, &|r| r != "r2").expect("c"),
+            1
+        );
+    }
+
+    #[test]
+    fn attachments_are_content_addressed_and_checked() {
+        use sha2::Digest;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let lake = Lake::open(&tmp.path().join("lake")).expect("lake");
+        let src = tmp.path().join("report.pdf");
+        std::fs::write(&src, b"%PDF-1.4 kiban\n").expect("write");
+        let sha = hex::encode(sha2::Sha256::digest(b"%PDF-1.4 kiban\n"));
+        let r = lake.keep_attachment(&src, &sha).expect("keep");
+        assert_eq!(r, format!("attachments/{sha}"));
+        let kept = lake.attachment_path(&sha).expect("path");
+        assert_eq!(std::fs::read(&kept).expect("kept"), b"%PDF-1.4 kiban\n");
+        assert_eq!(lake.keep_attachment(&src, &sha).expect("again"), r);
+        assert_eq!(lake.attachments().expect("list"), vec![sha.clone()]);
+        // A file that changed since it was hashed is refused and leaves nothing behind.
+        let other = hex::encode(sha2::Sha256::digest(b"something else"));
+        assert!(matches!(
+            lake.keep_attachment(&src, &other),
+            Err(LakeError::AttachmentChanged { .. })
+        ));
+        assert_eq!(lake.attachments().expect("list"), vec![sha.clone()]);
+        assert!(matches!(
+            lake.attachment_path("../../etc/passwd"),
+            Err(LakeError::Digest)
+        ));
+        assert!(lake.remove_attachment(&sha).expect("rm"));
+        assert!(!lake.remove_attachment(&sha).expect("rm again"));
+        assert!(lake.attachments().expect("list").is_empty());
+        // Attachments are not a table: batches and scans do not see them.
+        assert!(lake.batches().expect("batches").is_empty());
     }
 
     #[test]
