@@ -183,11 +183,10 @@ fn persons_per_value(pairs: &mut Vec<(u32, u32)>) -> HashMap<u32, usize> {
 /// disease becomes its category, then its chapter, then 「その他」), as
 /// `kiban_anon::rare_value_map` does. That alone is not enough: the persons who end up with
 /// a label can still be fewer than n (E11.2 of one person becomes 「E11」 while the common
-/// E11.9 keeps its own label). So, while some released label is held by fewer than n
-/// persons, every code released under it climbs one more level, and codes already at the
-/// top are suppressed. Levels only rise, so it terminates; afterwards every released label
-/// is held by ≥ n persons. Integers throughout: a 10 M-person release has tens of millions
-/// of pairs.
+/// E11.9 keeps its own label). So, level by level from the bottom, every code released under
+/// a label held by fewer than n persons climbs one more level, and codes already at the top
+/// are suppressed; afterwards every released label is held by ≥ n persons. Integers
+/// throughout: a 10 M-person release has tens of millions of pairs.
 fn rare_labels(
     h: &kiban_anon::Hierarchy,
     codes: &[String],
@@ -230,23 +229,21 @@ fn rare_labels(
             }
         }
     }
-    loop {
+    // Bottom-up, one level at a time: a label only gains holders from codes climbing from
+    // below, so once the levels under it are settled its holder count is final. (Climbing
+    // every deficient code at once instead can pass two codes that would have met one level
+    // up, and suppress both.)
+    for lv in 0..levels {
         let mut held: Vec<(u32, u32)> = pairs
             .iter()
-            .filter_map(|&(c, p)| level[c as usize].map(|lv| (label_of[c as usize][lv], p)))
+            .filter_map(|&(c, p)| level[c as usize].map(|l| (label_of[c as usize][l], p)))
             .collect();
         let holders = persons_per_value(&mut held);
         drop(held);
-        let mut changed = false;
         for (c, l) in level.iter_mut().enumerate() {
-            let Some(cur) = *l else { continue };
-            if holders.get(&label_of[c][cur]).copied().unwrap_or(0) < n {
-                *l = (cur + 1 < levels).then_some(cur + 1);
-                changed = true;
+            if *l == Some(lv) && holders.get(&label_of[c][lv]).copied().unwrap_or(0) < n {
+                *l = (lv + 1 < levels).then_some(lv + 1);
             }
-        }
-        if !changed {
-            break;
         }
     }
     codes
@@ -259,6 +256,32 @@ fn rare_labels(
             (code.clone(), released)
         })
         .collect()
+}
+
+/// `0..n` sorted by `key`. Sorting on (8-byte prefix, index) pairs first keeps the sort in
+/// contiguous memory; only runs that share a prefix compare whole keys.
+fn sorted_by_key<'a>(n: u32, key: impl Fn(u32) -> &'a [u8]) -> Vec<u32> {
+    let prefix = |k: &[u8]| {
+        let mut b = [0u8; 8];
+        let l = k.len().min(8);
+        b[..l].copy_from_slice(&k[..l]);
+        u64::from_be_bytes(b)
+    };
+    let mut pairs: Vec<(u64, u32)> = (0..n).map(|i| (prefix(key(i)), i)).collect();
+    pairs.sort_unstable();
+    let mut out: Vec<u32> = pairs.iter().map(|(_, i)| *i).collect();
+    let mut start = 0;
+    while start < pairs.len() {
+        let mut end = start + 1;
+        while end < pairs.len() && pairs[end].0 == pairs[start].0 {
+            end += 1;
+        }
+        if end - start > 1 {
+            out[start..end].sort_unstable_by(|a, b| key(*a).cmp(key(*b)));
+        }
+        start = end;
+    }
+    out
 }
 
 /// The pseudonym `person_key` gets in a release made with `release_key` (R-ANON-3): lets
@@ -318,8 +341,7 @@ impl PackageWriter {
         let pop = &input.population;
         let persons = u32::try_from(pop.persons())
             .map_err(|_| ReleaseError::Spec("too many persons".into()))?;
-        let mut order: Vec<u32> = (0..persons).collect();
-        order.sort_unstable_by(|a, b| pop.person_key(*a).cmp(pop.person_key(*b)));
+        let order = sorted_by_key(persons, |p| pop.person_key(p).as_bytes());
         let shifts: Vec<i32> = order
             .iter()
             .map(|&p| {
@@ -372,10 +394,17 @@ impl PackageWriter {
             });
             person_rows.push(i as u32);
         }
-        let pseudonym_of = |i: &u32| {
-            released[order[*i as usize] as usize].map_or([0; PSEUDONYM_LEN], |o| o.pseudonym)
-        };
-        person_rows.sort_unstable_by_key(pseudonym_of);
+        // Sorted on a contiguous copy: comparing through `released` would be a cache miss
+        // per comparison at 10 M persons.
+        let mut by_pseudonym: Vec<([u8; PSEUDONYM_LEN], u32)> = person_rows
+            .iter()
+            .map(|&i| {
+                let o = released[order[i as usize] as usize];
+                (o.map_or([0; PSEUDONYM_LEN], |o| o.pseudonym), i)
+            })
+            .collect();
+        by_pseudonym.sort_unstable();
+        let person_rows: Vec<u32> = by_pseudonym.into_iter().map(|(_, i)| i).collect();
         Ok(PackageWriter {
             generalization: solution.describe(&spec),
             suppressed: solution.suppressed.len() as u64,
@@ -751,6 +780,7 @@ impl PackageWriter {
         let schema = Arc::new(Schema::new(fields));
         let mut sink = TableSink::create(&self.out, Table::Person.name(), schema.clone())?;
         let pop = &self.input.population;
+        let mut g = self.solution.generalizer();
         for chunk in self.person_rows.chunks(65_536) {
             let mut cols: Vec<StringBuilder> = (0..ncols).map(|_| StringBuilder::new()).collect();
             for &i in chunk {
@@ -759,7 +789,7 @@ impl PackageWriter {
                     continue;
                 };
                 cols[0].append_value(out.pseudonym());
-                let row = self.solution.values(&self.qis[i as usize]);
+                let row = g.values(&self.qis[i as usize]);
                 for (c, v) in cols[1..4].iter_mut().zip(&row) {
                     if v.is_empty() {
                         c.append_null();
@@ -1266,5 +1296,70 @@ pub(crate) fn birth_value(spec: &Spec, d: &Demographics, on: NaiveDate, shift: i
         Birth::Date => days_to_date(date_to_days(b).saturating_add(shift))
             .map(|x| x.to_string())
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorted_by_key_matches_a_plain_sort_with_shared_prefixes() {
+        // Many keys share their first 8 bytes; some are shorter than 8 bytes.
+        let keys: Vec<String> = (0..5_000u32)
+            .map(|i| match i % 4 {
+                0 => format!("samepref{:05}", (i * 7919) % 5_000),
+                1 => format!("p{:x}", i.wrapping_mul(2_654_435_761)),
+                2 => format!("s{}", i % 13),
+                _ => format!("samepref{}", i % 97),
+            })
+            .collect();
+        let got = sorted_by_key(keys.len() as u32, |i| keys[i as usize].as_bytes());
+        let mut want: Vec<u32> = (0..keys.len() as u32).collect();
+        want.sort_by(|a, b| keys[*a as usize].cmp(&keys[*b as usize]));
+        let as_keys = |v: &[u32]| {
+            v.iter()
+                .map(|i| keys[*i as usize].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(as_keys(&got), as_keys(&want));
+        assert_eq!(got.len(), keys.len());
+    }
+
+    #[test]
+    fn rare_labels_lift_until_every_label_has_n_persons() {
+        let codes: Vec<String> = ["E11.9", "E11.2", "E10.1", "I21.0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
+        let h = icd10("icd10", &refs, &[]).expect("hierarchy");
+        let mut pairs = Vec::new();
+        // E11.9: 5 persons; E11.2: 1 person; E10.1: 2 persons; I21.0: 1 person.
+        for p in 0..5 {
+            pairs.push((0u32, p));
+        }
+        pairs.push((1, 10));
+        pairs.push((2, 11));
+        pairs.push((2, 12));
+        pairs.push((3, 13));
+        pairs.sort_unstable();
+        let m = rare_labels(&h, &codes, &pairs, 3);
+        assert_eq!(m["E11.9"].as_deref(), Some("E11.9"));
+        // E11.2 alone under 「E11」 would be held by 1 person: it climbs further, together
+        // with E10.1 (the E10–E14 block holds 3 persons).
+        let e112 = m["E11.2"].clone().expect("kept");
+        assert_eq!(m["E10.1"].as_ref(), Some(&e112));
+        assert_ne!(e112, "E11");
+        // Every released label is held by at least 3 persons.
+        let mut holders: HashMap<String, HashSet<u32>> = HashMap::new();
+        for (c, p) in &pairs {
+            if let Some(l) = &m[&codes[*c as usize]] {
+                holders.entry(l.clone()).or_default().insert(*p);
+            }
+        }
+        assert!(holders.values().all(|h| h.len() >= 3), "{holders:?}");
+        // I21.0, one person, alone in its chapter: suppressed or lifted to the top.
+        assert!(m["I21.0"].as_deref().is_none_or(|l| holders[l].len() >= 3));
     }
 }

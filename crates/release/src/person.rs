@@ -139,19 +139,28 @@ pub struct Solution {
 }
 
 impl Solution {
+    fn level_of(&self, name: &str) -> usize {
+        self.qis
+            .iter()
+            .position(|q| q == name)
+            .map_or(0, |i| self.levels[i])
+    }
+
     /// The released (birth, sex, prefecture) values of one person.
     pub fn values(&self, p: &PersonQi) -> [String; 3] {
-        let lvl = |name: &str| {
-            self.qis
-                .iter()
-                .position(|q| q == name)
-                .map_or(0, |i| self.levels[i])
-        };
         [
-            generalize("birth_year", &p.birth, lvl("birth_year")),
-            generalize("sex", &p.sex, lvl("sex")),
-            generalize("prefecture", &p.prefecture, lvl("prefecture")),
+            generalize("birth_year", &p.birth, self.level_of("birth_year")),
+            generalize("sex", &p.sex, self.level_of("sex")),
+            generalize("prefecture", &p.prefecture, self.level_of("prefecture")),
         ]
+    }
+
+    /// [`Solution::values`] for many persons: each distinct value is generalized once.
+    pub(crate) fn generalizer(&self) -> Generalizer<'_> {
+        Generalizer {
+            solution: self,
+            cache: Default::default(),
+        }
     }
 
     pub fn describe(&self, _spec: &Spec) -> BTreeMap<String, String> {
@@ -160,6 +169,30 @@ impl Solution {
             .zip(&self.levels)
             .map(|(q, l)| (q.clone(), level_name(q, *l).to_string()))
             .collect()
+    }
+}
+
+/// Generalizes persons' values with a cache per quasi-identifier (a release has millions of
+/// persons but only hundreds of distinct values).
+pub(crate) struct Generalizer<'a> {
+    solution: &'a Solution,
+    cache: [HashMap<Arc<str>, Arc<str>>; 3],
+}
+
+impl Generalizer<'_> {
+    /// The released (birth, sex, prefecture) values of one person.
+    pub(crate) fn values(&mut self, p: &PersonQi) -> [Arc<str>; 3] {
+        let names = ["birth_year", "sex", "prefecture"];
+        let values = [&p.birth, &p.sex, &p.prefecture];
+        std::array::from_fn(|i| {
+            if let Some(g) = self.cache[i].get(values[i]) {
+                return g.clone();
+            }
+            let g: Arc<str> =
+                generalize(names[i], values[i], self.solution.level_of(names[i])).into();
+            self.cache[i].insert(values[i].clone(), g.clone());
+            g
+        })
     }
 }
 
@@ -199,16 +232,27 @@ pub fn choose_generalization(spec: &Spec, persons: &[PersonQi]) -> Result<Soluti
     };
     let suppressed: HashSet<usize> = sol.suppressed_rows.iter().copied().collect();
     // The smallest released class, recomputed here rather than trusted (R-ANON-5).
-    let mut classes: HashMap<Vec<String>, u64> = HashMap::new();
+    let partial = Solution {
+        levels: sol.levels.clone(),
+        suppressed: HashSet::new(),
+        min_class: None,
+        information_loss: None,
+        qis: qis.clone(),
+    };
+    let mut g = partial.generalizer();
+    let used: Vec<usize> = ["birth_year", "sex", "prefecture"]
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| qis.iter().any(|q| q == *n))
+        .map(|(i, _)| i)
+        .collect();
+    let mut classes: HashMap<[Option<Arc<str>>; 3], u64> = HashMap::new();
     for (i, p) in persons.iter().enumerate() {
         if suppressed.contains(&i) {
             continue;
         }
-        let key = qis
-            .iter()
-            .zip(&sol.levels)
-            .map(|(q, l)| generalize(q, p.get(q), *l))
-            .collect();
+        let v = g.values(p);
+        let key = std::array::from_fn(|j| used.contains(&j).then(|| v[j].clone()));
         *classes.entry(key).or_default() += 1;
     }
     let min_class = classes.values().copied().min();
@@ -269,21 +313,22 @@ pub(crate) fn table_with(
     persons: &[PersonQi],
 ) -> Result<QiTable, ReleaseError> {
     let mut table = QiTable::new(hs).map_err(engine)?;
+    let mut row: Vec<&str> = Vec::with_capacity(qis.len());
     for p in persons {
-        let row: Vec<String> = qis.iter().map(|q| label(p.get(q))).collect();
-        let refs: Vec<&str> = row.iter().map(String::as_str).collect();
-        table.push_row(&refs, None).map_err(engine)?;
+        row.clear();
+        row.extend(qis.iter().map(|q| label_str(p.get(q))));
+        table.push_row(&row, None).map_err(engine)?;
     }
     Ok(table)
 }
 
 /// Hierarchy labels cannot be empty: an unknown value is the label 「不明」 (unknown).
 fn label(v: &str) -> String {
-    if v.is_empty() {
-        "不明".into()
-    } else {
-        v.to_string()
-    }
+    label_str(v).to_string()
+}
+
+fn label_str(v: &str) -> &str {
+    if v.is_empty() { "不明" } else { v }
 }
 
 #[cfg(test)]
