@@ -7,6 +7,7 @@
 
 use kiban_model::{Identity, Sex};
 
+use crate::intern::{FastMap, Strs};
 use crate::normalize::{self, NameParts};
 use crate::sim::{jaro_winkler, levenshtein, within_one_edit};
 
@@ -95,27 +96,32 @@ pub(crate) const NAME_GIVEN_DIFFERS_LATIN: u8 = 7;
 /// Insurance level "same card, different branch": a family member on the same card.
 pub(crate) const INS_OTHER_BRANCH: u8 = 2;
 
-/// One script's name: family, given and their concatenation, as characters.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Part {
-    pub fam: Box<[char]>,
-    pub giv: Box<[char]>,
-    pub full: Box<[char]>,
+/// One script's name as interned ids: family, given and their concatenation (0 = missing).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Name {
+    pub fam: u32,
+    pub giv: u32,
+    pub full: u32,
     pub split: bool,
 }
 
-impl Part {
-    fn from(p: NameParts) -> Part {
-        let full: Box<[char]> = p.joined().chars().collect();
-        Part {
-            fam: p.family.chars().collect(),
-            giv: p.given.chars().collect(),
+impl Name {
+    fn from(p: NameParts, strs: &mut Strs) -> Name {
+        let full = strs.intern_chars(p.family.chars().chain(p.given.chars()));
+        Name {
+            fam: strs.intern_str(&p.family),
+            giv: strs.intern_str(&p.given),
             full,
             split: p.split && !p.given.is_empty() && !p.family.is_empty(),
         }
     }
     pub fn is_empty(&self) -> bool {
-        self.full.is_empty()
+        self.full == 0
+    }
+    fn remap(&mut self, map: &[u32]) {
+        self.fam = map[self.fam as usize];
+        self.giv = map[self.giv as usize];
+        self.full = map[self.full as usize];
     }
 }
 
@@ -126,98 +132,179 @@ pub(crate) enum Script {
     Alpha,
 }
 
-/// A record normalized once for comparison.
+/// A record normalized once for comparison: every value an id into the run's [`Strs`].
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Rec {
     pub src: u32,
-    pub names: [Part; 3],
-    pub dob: Option<(i32, u8, u8)>,
+    pub names: [Name; 3],
+    /// `(year << 9) | (month << 5) | day`, 0 when missing.
+    pub dob: u32,
     /// 0 unknown/other, 1 male, 2 female.
     pub sex: u8,
-    pub postal: Box<[u8]>,
-    pub pref: Box<str>,
-    pub city: Box<[char]>,
-    pub street: Box<[char]>,
-    pub phone: Box<[u8]>,
-    pub insurer: Box<str>,
-    pub insured: Box<str>,
-    pub branch: Box<str>,
+    pub postal: u32,
+    pub pref: u32,
+    pub city: u32,
+    pub street: u32,
+    pub phone: u32,
+    pub insurer: u32,
+    pub insured: u32,
+    pub branch: u32,
     /// Records sharing this record's full name, per script (term frequencies).
     pub tf: [u32; 3],
 }
 
 pub(crate) const SCRIPTS: [Script; 3] = [Script::Kanji, Script::Kana, Script::Alpha];
 
-impl Rec {
-    pub fn from_identity(src: u32, id: &Identity) -> Rec {
+pub(crate) fn pack_dob(y: i32, m: u32, d: u32) -> u32 {
+    ((y.clamp(0, 0x3F_FFFF) as u32) << 9) | ((m & 15) << 5) | (d & 31)
+}
+
+pub(crate) fn dob_parts(d: u32) -> (u32, u32, u32) {
+    (d >> 9, (d >> 5) & 15, d & 31)
+}
+
+/// Per-thread memo of normalized values by their raw spelling: names and dates repeat
+/// across registrations (of one person, of namesakes, of one birthday), and normalizing
+/// them costs more than a lookup. (Addresses rarely repeat verbatim: not memoized.)
+#[derive(Default)]
+pub(crate) struct Normalizer<'a> {
+    pub strs: Strs,
+    names: [FastMap<&'a str, Name>; 3],
+    dates: FastMap<&'a str, u32>,
+}
+
+impl<'a> Normalizer<'a> {
+    #[cfg(test)]
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// Sized for `n` records (the tables then never grow on the way).
+    pub fn with_capacity(n: usize) -> Self {
+        fn map<K: Eq + std::hash::Hash, V>(k: usize) -> FastMap<K, V> {
+            let mut m = FastMap::default();
+            m.reserve(k);
+            m
+        }
+        Normalizer {
+            strs: Strs::with_capacity(n * 3),
+            names: [map(n / 2), map(n / 2), map(0)],
+            dates: map(n / 8),
+        }
+    }
+
+    fn name(&mut self, k: usize, raw: &'a str) -> Name {
+        if let Some(n) = self.names[k].get(raw) {
+            return *n;
+        }
+        let p = match k {
+            0 => normalize::normalize_kanji_name(raw),
+            1 => normalize::normalize_kana_name(raw),
+            _ => normalize::normalize_alpha_name(raw),
+        };
+        let n = Name::from(p, &mut self.strs);
+        self.names[k].insert(raw, n);
+        n
+    }
+
+    pub fn rec(&mut self, src: u32, id: &'a Identity) -> Rec {
         fn opt(s: &Option<String>) -> Option<&str> {
             s.as_deref().filter(|s| !s.trim().is_empty())
         }
-        let names = [
-            opt(&id.name_kanji).map(normalize::normalize_kanji_name),
-            opt(&id.name_kana).map(normalize::normalize_kana_name),
-            opt(&id.name_alpha).map(normalize::normalize_alpha_name),
-        ]
-        .map(|p| p.map(Part::from).unwrap_or_default());
-        let dob = opt(&id.birth_date)
-            .and_then(normalize::parse_date_lenient)
-            .map(|d| (d.year, d.month as u8, d.day as u8));
+        let mut names = [Name::default(); 3];
+        for (k, raw) in [&id.name_kanji, &id.name_kana, &id.name_alpha]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(raw) = opt(raw) {
+                names[k] = self.name(k, raw);
+            }
+        }
+        let dob = match opt(&id.birth_date) {
+            None => 0,
+            Some(raw) => match self.dates.get(raw) {
+                Some(d) => *d,
+                None => {
+                    let d = normalize::parse_date_lenient(raw)
+                        .map_or(0, |d| pack_dob(d.year, d.month, d.day));
+                    self.dates.insert(raw, d);
+                    d
+                }
+            },
+        };
         let sex = match id.sex {
             Sex::Male => 1,
             Sex::Female => 2,
             _ => 0,
         };
-        let addr = opt(&id.address)
-            .map(normalize::normalize_address)
-            .unwrap_or_default();
+        let (pref, city, street) = match opt(&id.address) {
+            None => (0, 0, 0),
+            Some(raw) => {
+                let a = normalize::normalize_address(raw);
+                // spaces carry no meaning inside a street or locality (FEBRL inserts them as
+                // noise; Japanese addresses are already space-free)
+                let nows = |c: &char| !c.is_whitespace();
+                (
+                    self.strs.intern_str(a.prefecture.as_deref().unwrap_or("")),
+                    self.strs.intern_chars(a.municipality.chars().filter(nows)),
+                    self.strs.intern_chars(a.rest.chars().filter(nows)),
+                )
+            }
+        };
         let insured = {
             let sym = opt(&id.insured_symbol).and_then(normalize::insured_code);
             let num = opt(&id.insured_number).and_then(normalize::insured_code);
             match (sym, num) {
-                (_, None) => String::new(),
-                (Some(s), Some(n)) => format!("{s}|{n}"),
-                (None, Some(n)) => format!("|{n}"),
+                (_, None) => 0,
+                (s, Some(n)) => {
+                    let s = s.unwrap_or_default();
+                    self.strs
+                        .intern_chars(s.chars().chain(std::iter::once('|')).chain(n.chars()))
+                }
             }
         };
+        let strs = &mut self.strs;
+        let mut field = |v: Option<String>| v.map_or(0, |v| strs.intern_str(&v));
         Rec {
             src,
             names,
             dob,
             sex,
-            postal: opt(&id.postal_code)
-                .and_then(normalize::postal_code)
-                .unwrap_or_default()
-                .into_bytes()
-                .into(),
-            pref: addr.prefecture.unwrap_or_default().into(),
-            // spaces carry no meaning inside a street or locality (FEBRL inserts them as
-            // noise; Japanese addresses are already space-free)
-            city: addr
-                .municipality
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .collect(),
-            street: addr.rest.chars().filter(|c| !c.is_whitespace()).collect(),
-            phone: opt(&id.phone)
-                .and_then(normalize::phone)
-                .unwrap_or_default()
-                .into_bytes()
-                .into(),
-            insurer: opt(&id.insurer_number)
-                .and_then(normalize::insurer_number)
-                .unwrap_or_default()
-                .into(),
-            insured: insured.into(),
-            branch: opt(&id.insured_branch)
-                .and_then(normalize::insured_branch)
-                .unwrap_or_default()
-                .into(),
+            postal: field(opt(&id.postal_code).and_then(normalize::postal_code)),
+            pref,
+            city,
+            street,
+            phone: field(opt(&id.phone).and_then(normalize::phone)),
+            insurer: field(opt(&id.insurer_number).and_then(normalize::insurer_number)),
+            insured,
+            branch: field(opt(&id.insured_branch).and_then(normalize::insured_branch)),
             tf: [0; 3],
         }
     }
+}
 
-    pub fn part(&self, s: Script) -> &Part {
+impl Rec {
+    pub fn part(&self, s: Script) -> &Name {
         &self.names[s as usize]
+    }
+
+    /// Rewrites the ids of a record normalized with another table (see [`Strs::absorb`]).
+    pub fn remap(&mut self, map: &[u32]) {
+        for n in &mut self.names {
+            n.remap(map);
+        }
+        for v in [
+            &mut self.postal,
+            &mut self.pref,
+            &mut self.city,
+            &mut self.street,
+            &mut self.phone,
+            &mut self.insurer,
+            &mut self.insured,
+            &mut self.branch,
+        ] {
+            *v = map[*v as usize];
+        }
     }
 }
 
@@ -225,55 +312,78 @@ impl Rec {
 enum Agree {
     Missing,
     Differ,
+    /// Close, but only one kanji apart in a name of at most two: a misconversion, or as
+    /// often another name (twins 真男/修男); only a reading can tell.
+    CloseShort,
     Close,
     Exact,
 }
 
 fn close(s: Script, a: &[char], b: &[char]) -> bool {
     match s {
-        // kanji names are short: one differing character out of ≥ 2 is "close"
+        // kanji names are short: one differing character out of ≥ 2 is "close" (but see
+        // `Agree::CloseShort`)
         Script::Kanji => a.len().min(b.len()) >= 2 && levenshtein(a, b) <= 1,
         Script::Kana | Script::Alpha => {
             // one edit in a 3-character kana name may be another name (ユウコ/ユウマ): alone it
             // counts as close; twins are caught by the joint kanji+kana rule, the sex check
             // and the cluster cross-check
-            jaro_winkler(a, b) >= 0.88 || (a.len().min(b.len()) >= 3 && within_one_edit(a, b))
+            (a.len().min(b.len()) >= 3 && within_one_edit(a, b)) || jaro_winkler(a, b) >= 0.88
         }
     }
 }
 
-fn agree(s: Script, a: &[char], b: &[char]) -> Agree {
+fn agree_chars(s: Script, a: &[char], b: &[char]) -> Agree {
     if a.is_empty() || b.is_empty() {
         Agree::Missing
     } else if a == b {
         Agree::Exact
     } else if close(s, a, b) {
-        Agree::Close
+        if s == Script::Kanji && a.len().max(b.len()) <= 2 {
+            Agree::CloseShort
+        } else {
+            Agree::Close
+        }
     } else {
         Agree::Differ
     }
 }
 
+fn agree(s: Script, strs: &Strs, a: u32, b: u32) -> Agree {
+    if a == 0 || b == 0 {
+        Agree::Missing
+    } else if a == b {
+        Agree::Exact
+    } else {
+        agree_chars(s, strs.get(a), strs.get(b))
+    }
+}
+
 /// (family, given, swapped) agreement within one script, `None` if a side lacks the script.
-fn script_cmp(s: Script, a: &Part, b: &Part) -> Option<(Agree, Agree, bool)> {
+fn script_cmp(s: Script, strs: &Strs, a: &Name, b: &Name) -> Option<(Agree, Agree, bool)> {
     if a.is_empty() || b.is_empty() {
         return None;
-    }
-    if a.split && b.split {
-        let swapped = a.fam == b.giv && a.giv == b.fam && a.fam != a.giv;
-        return Some((agree(s, &a.fam, &b.fam), agree(s, &a.giv, &b.giv), swapped));
     }
     if a.full == b.full {
         return Some((Agree::Exact, Agree::Exact, false));
     }
+    if a.split && b.split {
+        let swapped = a.fam == b.giv && a.giv == b.fam && a.fam != a.giv;
+        return Some((
+            agree(s, strs, a.fam, b.fam),
+            agree(s, strs, a.giv, b.giv),
+            swapped,
+        ));
+    }
     // one side unsplit: split it where the other side's family name ends, if it starts so
-    let try_split = |sp: &Part, un: &Part| -> Option<(Agree, Agree, bool)> {
-        (sp.split && un.full.starts_with(&sp.fam)).then(|| {
-            let rest = &un.full[sp.fam.len()..];
+    let try_split = |sp: &Name, un: &Name| -> Option<(Agree, Agree, bool)> {
+        let (fam, full) = (strs.get(sp.fam), strs.get(un.full));
+        (sp.split && full.starts_with(fam)).then(|| {
+            let rest = &full[fam.len()..];
             let g = if rest.is_empty() {
                 Agree::Missing
             } else {
-                agree(s, &sp.giv, rest)
+                agree_chars(s, strs.get(sp.giv), rest)
             };
             (Agree::Exact, g, false)
         })
@@ -290,17 +400,14 @@ fn script_cmp(s: Script, a: &Part, b: &Part) -> Option<(Agree, Agree, bool)> {
     };
     if let Some(sp) = sp {
         let un = if a.split { b } else { a };
-        if un.full.ends_with(&sp.giv) && !sp.giv.is_empty() {
+        let (giv, full) = (strs.get(sp.giv), strs.get(un.full));
+        if !giv.is_empty() && full.ends_with(giv) {
             // unsplit side ends with the given name: family differs or is close
-            let fam = &un.full[..un.full.len() - sp.giv.len()];
-            return Some((agree(s, &sp.fam, fam), Agree::Exact, false));
+            let fam = &full[..full.len() - giv.len()];
+            return Some((agree_chars(s, strs.get(sp.fam), fam), Agree::Exact, false));
         }
     }
-    let full = if close(s, &a.full, &b.full) {
-        Agree::Close
-    } else {
-        Agree::Differ
-    };
+    let full = agree_chars(s, strs.get(a.full), strs.get(b.full));
     Some((full, full, false))
 }
 
@@ -308,31 +415,39 @@ fn script_cmp(s: Script, a: &Part, b: &Part) -> Option<(Agree, Agree, bool)> {
 /// script decides; when two or more scripts are available and none is exact, the name
 /// *differs* — independent transcriptions that are each merely "close" (健太/健二 and
 /// ケンタ/ケンジ) are the twin signature, not a typo.
-fn joint(xs: &[Agree]) -> Agree {
-    let present: Vec<Agree> = xs
-        .iter()
-        .copied()
-        .filter(|a| *a != Agree::Missing)
-        .collect();
-    if present.contains(&Agree::Exact) {
-        Agree::Exact
-    } else if present.is_empty() {
-        Agree::Missing
-    } else if present.len() == 1 {
-        present[0]
-    } else {
-        Agree::Differ
+fn joint(xs: &[Agree; 3]) -> Agree {
+    let mut n = 0;
+    let mut last = Agree::Missing;
+    for &a in xs {
+        if a == Agree::Exact {
+            return Agree::Exact;
+        }
+        if a != Agree::Missing {
+            n += 1;
+            last = if a == Agree::CloseShort {
+                Agree::Close
+            } else {
+                a
+            };
+        }
+    }
+    match n {
+        0 => Agree::Missing,
+        1 => last,
+        _ => Agree::Differ,
     }
 }
 
-/// The joint name level and, for the exact level, the script whose term frequency applies.
-pub(crate) fn name_level(a: &Rec, b: &Rec) -> (u8, Option<Script>) {
+/// The joint name level, for the exact level the script whose term frequency applies, and
+/// whether the given names agree only as one kanji apart (no reading to confirm) under the
+/// same family name: the sibling risk.
+pub(crate) fn name_level(strs: &Strs, a: &Rec, b: &Rec) -> (u8, Option<Script>, bool) {
     let mut fams = [Agree::Missing; 3];
     let mut givs = [Agree::Missing; 3];
     let mut swapped = false;
     let mut tf_script = None;
     for (k, s) in SCRIPTS.iter().enumerate() {
-        if let Some((f, g, sw)) = script_cmp(*s, a.part(*s), b.part(*s)) {
+        if let Some((f, g, sw)) = script_cmp(*s, strs, a.part(*s), b.part(*s)) {
             fams[k] = f;
             givs[k] = g;
             swapped |= sw;
@@ -342,6 +457,10 @@ pub(crate) fn name_level(a: &Rec, b: &Rec) -> (u8, Option<Script>) {
         }
     }
     let (f, g) = (joint(&fams), joint(&givs));
+    let sibling_risk = f == Agree::Exact
+        && givs[0] == Agree::CloseShort
+        && givs[1] == Agree::Missing
+        && givs[2] == Agree::Missing;
     use Agree::*;
     let level = match (f, g) {
         (Exact, Exact) => 0,
@@ -355,16 +474,22 @@ pub(crate) fn name_level(a: &Rec, b: &Rec) -> (u8, Option<Script>) {
         (Missing, Missing) => NULL,
         _ => 6,
     };
-    (level, if level == 0 { tf_script } else { None })
+    (
+        level,
+        if level == 0 { tf_script } else { None },
+        sibling_risk,
+    )
 }
 
-fn dob_level(a: Option<(i32, u8, u8)>, b: Option<(i32, u8, u8)>) -> u8 {
-    let (Some((ya, ma, da)), Some((yb, mb, db))) = (a, b) else {
+fn dob_level(a: u32, b: u32) -> u8 {
+    if a == 0 || b == 0 {
         return NULL;
-    };
-    if (ya, ma, da) == (yb, mb, db) {
-        0
-    } else if ya == yb && ma == db && da == mb {
+    }
+    if a == b {
+        return 0;
+    }
+    let ((ya, ma, da), (yb, mb, db)) = (dob_parts(a), dob_parts(b));
+    if ya == yb && ma == db && da == mb {
         1
     } else if u8::from(ya != yb) + u8::from(ma != mb) + u8::from(da != db) == 1 {
         2
@@ -381,36 +506,40 @@ fn str_close(a: &[char], b: &[char]) -> bool {
     (s.len() >= 4 && l.starts_with(s)) || jaro_winkler(a, b) >= 0.9
 }
 
-fn address_level(a: &Rec, b: &Rec) -> u8 {
-    let empty = |r: &Rec| r.pref.is_empty() && r.city.is_empty() && r.street.is_empty();
+fn address_level(strs: &Strs, a: &Rec, b: &Rec) -> u8 {
+    let empty = |r: &Rec| r.pref == 0 && r.city == 0 && r.street == 0;
     if empty(a) || empty(b) {
         return NULL;
     }
-    let pref_conflict = !a.pref.is_empty() && !b.pref.is_empty() && a.pref != b.pref;
-    let st_eq = !a.street.is_empty() && a.street == b.street;
-    let ct_eq = !a.city.is_empty() && a.city == b.city;
-    let no_city = a.city.is_empty() && b.city.is_empty();
-    let st_close = st_eq || str_close(&a.street, &b.street);
-    let ct_close = ct_eq || str_close(&a.city, &b.city);
+    let pref_conflict = a.pref != 0 && b.pref != 0 && a.pref != b.pref;
+    let st_eq = a.street != 0 && a.street == b.street;
+    let ct_eq = a.city != 0 && a.city == b.city;
+    let no_city = a.city == 0 && b.city == 0;
     if !pref_conflict && st_eq && (ct_eq || no_city) {
-        0
-    } else if !pref_conflict && st_close && (ct_close || no_city) {
+        return 0;
+    }
+    let st_close = st_eq || str_close(strs.get(a.street), strs.get(b.street));
+    let ct_close = ct_eq || str_close(strs.get(a.city), strs.get(b.city));
+    if !pref_conflict && st_close && (ct_close || no_city) {
         1
     } else if st_close || ct_close {
         2
-    } else if !a.pref.is_empty() && a.pref == b.pref {
+    } else if a.pref != 0 && a.pref == b.pref {
         3
     } else {
         4
     }
 }
 
-fn postal_level(a: &[u8], b: &[u8]) -> u8 {
-    if a.is_empty() || b.is_empty() {
-        NULL
-    } else if a == b {
-        0
-    } else if a.len() == b.len() && within_one_edit(a, b) {
+fn postal_level(strs: &Strs, a: u32, b: u32) -> u8 {
+    if a == 0 || b == 0 {
+        return NULL;
+    }
+    if a == b {
+        return 0;
+    }
+    let (a, b) = (strs.get(a), strs.get(b));
+    if a.len() == b.len() && within_one_edit(a, b) {
         1
     } else if a.len() >= 3 && b.len() >= 3 && a[..3] == b[..3] {
         2
@@ -420,15 +549,15 @@ fn postal_level(a: &[u8], b: &[u8]) -> u8 {
 }
 
 fn insurance_level(a: &Rec, b: &Rec) -> u8 {
-    let has = |r: &Rec| !r.insured.is_empty() || !r.insurer.is_empty();
+    let has = |r: &Rec| r.insured != 0 || r.insurer != 0;
     if !has(a) || !has(b) {
         return NULL;
     }
-    let insurer_eq = !a.insurer.is_empty() && a.insurer == b.insurer;
-    let insurer_missing = a.insurer.is_empty() || b.insurer.is_empty();
-    if !a.insured.is_empty() && a.insured == b.insured {
+    let insurer_eq = a.insurer != 0 && a.insurer == b.insurer;
+    let insurer_missing = a.insurer == 0 || b.insurer == 0;
+    if a.insured != 0 && a.insured == b.insured {
         if insurer_eq || insurer_missing {
-            if !a.branch.is_empty() && !b.branch.is_empty() && a.branch != b.branch {
+            if a.branch != 0 && b.branch != 0 && a.branch != b.branch {
                 INS_OTHER_BRANCH
             } else {
                 0
@@ -443,38 +572,90 @@ fn insurance_level(a: &Rec, b: &Rec) -> u8 {
     }
 }
 
-fn phone_level(a: &[u8], b: &[u8]) -> u8 {
-    if a.is_empty() || b.is_empty() {
+fn phone_level(strs: &Strs, a: u32, b: u32) -> u8 {
+    if a == 0 || b == 0 {
         NULL
     } else if a == b {
         0
-    } else if within_one_edit(a, b) {
+    } else if within_one_edit(strs.get(a), strs.get(b)) {
         1
     } else {
         2
     }
 }
 
-/// Compares two records: the comparison vector and the script of an exact name match.
-pub(crate) fn compare(a: &Rec, b: &Rec) -> (Gamma, Option<Script>) {
-    let (name, tf) = name_level(a, b);
+/// A comparison: the levels, the script of an exact name match (for the term-frequency
+/// adjustment) and whether both sides show the same insurance card *and* branch number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cmp {
+    pub g: Gamma,
+    pub tf: Option<Script>,
+    /// Same insurer, card and branch (枝番), both recorded: the branch number identifies the
+    /// insured individual, so this is one person's card, never a family member's.
+    pub same_member: bool,
+    /// Same family name, given names one kanji apart with no reading on one side.
+    pub sibling_risk: bool,
+}
+
+impl Cmp {
+    /// Eight bytes: the seven levels and a flag byte.
+    pub fn pack(&self) -> u64 {
+        let mut x = 0u64;
+        for c in 0..N_CMP {
+            x |= u64::from(self.g[c]) << (8 * c);
+        }
+        let tf = match self.tf {
+            None => 0u64,
+            Some(Script::Kanji) => 1,
+            Some(Script::Kana) => 2,
+            Some(Script::Alpha) => 3,
+        };
+        x | ((tf | (u64::from(self.same_member) << 2) | (u64::from(self.sibling_risk) << 3)) << 56)
+    }
+
+    pub fn unpack(x: u64) -> Cmp {
+        let mut g = [0u8; N_CMP];
+        for (c, v) in g.iter_mut().enumerate() {
+            *v = (x >> (8 * c)) as u8;
+        }
+        let flags = x >> 56;
+        Cmp {
+            g,
+            tf: match flags & 3 {
+                1 => Some(Script::Kanji),
+                2 => Some(Script::Kana),
+                3 => Some(Script::Alpha),
+                _ => None,
+            },
+            same_member: flags & 4 != 0,
+            sibling_risk: flags & 8 != 0,
+        }
+    }
+}
+
+/// Compares two records.
+pub(crate) fn compare(strs: &Strs, a: &Rec, b: &Rec) -> Cmp {
+    let (name, tf, sibling_risk) = name_level(strs, a, b);
     let sex = if a.sex == 0 || b.sex == 0 {
         NULL
     } else {
         u8::from(a.sex != b.sex)
     };
-    (
-        [
+    let ins = insurance_level(a, b);
+    Cmp {
+        g: [
             name,
             dob_level(a.dob, b.dob),
             sex,
-            address_level(a, b),
-            postal_level(&a.postal, &b.postal),
-            insurance_level(a, b),
-            phone_level(&a.phone, &b.phone),
+            address_level(strs, a, b),
+            postal_level(strs, a.postal, b.postal),
+            ins,
+            phone_level(strs, a.phone, b.phone),
         ],
         tf,
-    )
+        same_member: ins == 0 && a.insurer != 0 && a.branch != 0 && a.branch == b.branch,
+        sibling_risk,
+    }
 }
 
 /// Why a pair must not be linked automatically whatever its score.
@@ -487,6 +668,10 @@ pub enum HardNegative {
     OtherCardBranch,
     /// Recorded sexes differ and the names are not identical: opposite-sex twins/siblings.
     SexDiffers,
+    /// Same family name, given names one kanji apart (真男/修男) and no reading (kana) on one
+    /// side to tell a misconversion from a sibling's name, and no card branch identifying the
+    /// individual. Not a contradiction: only the direct link waits for a clerk.
+    SimilarGivenName,
     /// Same name (and typically birth date) but no corroborating identifier (residence,
     /// phone, insurance) agrees — all disagree or none is available on both sides: a
     /// namesake, or a person who moved and left nothing else to confirm it. A clerk decides.
@@ -498,17 +683,86 @@ impl HardNegative {
     /// to merely lacking corroboration (namesake). Only contradictions veto a cluster merge
     /// through another member; a lack of corroboration only stops the direct link.
     pub fn is_contradiction(self) -> bool {
-        !matches!(self, HardNegative::Namesake)
+        !matches!(
+            self,
+            HardNegative::Namesake | HardNegative::SimilarGivenName
+        )
     }
 }
 
-/// Hard negatives of a comparison vector (see [`HardNegative`]).
+/// Number of corroboration cells (see [`corroboration`]).
+pub(crate) const N_CELLS: usize = 12;
+
+/// The corroborators of a pair that agrees on name and birth date: residence (address and
+/// postal code — one piece of evidence, a move changes both), phone and insurance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Corroboration {
+    /// Residence absent/differs/close (same municipality or postal area) × phone
+    /// absent/differs × insurance absent/differs, as `res * 4 + phone * 2 + ins`;
+    /// meaningful when `unsupported`.
+    pub cell: usize,
+    /// No observed corroborator agrees (vacuously true when none is observed).
+    pub unsupported: bool,
+    /// Nothing agrees and the residence, if observed, is not even close: what the namesake
+    /// guard holds back.
+    pub contradicted: bool,
+}
+
+pub(crate) fn corroboration(g: &Gamma) -> Corroboration {
+    let (addr, postal) = (g[C_ADDR], g[C_POSTAL]);
+    let seen = |l: u8| l != NULL;
+    // 0 absent, 1 differs, 2 close, 3 agrees
+    let res = if (seen(addr) && addr <= 1) || (seen(postal) && postal <= 1) {
+        3
+    } else if addr == 2 || postal == 2 {
+        2
+    } else if seen(addr) || seen(postal) {
+        1
+    } else {
+        0
+    };
+    let phone = seen(g[C_PHONE]).then(|| g[C_PHONE] <= 1);
+    let insurance = seen(g[C_INS]).then(|| g[C_INS] <= 2);
+    let unsupported = res != 3 && phone != Some(true) && insurance != Some(true);
+    Corroboration {
+        cell: (res % 3) * 4 + usize::from(phone.is_some()) * 2 + usize::from(insurance.is_some()),
+        unsupported,
+        contradicted: unsupported && res != 2,
+    }
+}
+
+/// Whether the residence was observed on both sides and is neither the same nor close
+/// (address, else postal code): a move.
+pub(crate) fn residence_differs(g: &Gamma) -> bool {
+    let (addr, postal) = (g[C_ADDR], g[C_POSTAL]);
+    let seen = |l: u8| l != NULL;
+    (seen(addr) || seen(postal)) && !(seen(addr) && addr <= 2) && !(seen(postal) && postal <= 2)
+}
+
+/// How many corroborators a cell observes.
+pub(crate) fn cell_observed(cell: usize) -> u32 {
+    u32::from(cell / 4 != 0) + (cell % 4).count_ones()
+}
+
+/// Whether a pair is in the stratum where namesakes hide: exact name, exact birth date,
+/// sexes not recorded as different.
+pub(crate) fn namesake_stratum(g: &Gamma) -> bool {
+    g[C_NAME] == 0 && g[C_DOB] == 0 && g[C_SEX] != 1
+}
+
+/// Hard negatives of a comparison (see [`HardNegative`]). `lift[cell]` says, per
+/// corroboration cell, whether a pair of the namesake stratum that no corroborator supports
+/// is nevertheless a match with a probability at the link threshold (estimated from the
+/// population, see `linker::namesake_cells`).
 pub(crate) fn hard_negative(
-    g: &Gamma,
+    c: &Cmp,
     twin_guard: bool,
     namesake_guard: bool,
+    lift: &[bool; N_CELLS],
 ) -> Option<HardNegative> {
-    if twin_guard && g[C_NAME] == NAME_GIVEN_DIFFERS {
+    let g = &c.g;
+    // the same card *and* branch is one insured individual: a sibling has another branch
+    if twin_guard && g[C_NAME] == NAME_GIVEN_DIFFERS && !c.same_member {
         return Some(HardNegative::GivenNameDiffers);
     }
     if g[C_INS] == INS_OTHER_BRANCH {
@@ -517,23 +771,12 @@ pub(crate) fn hard_negative(
     if twin_guard && g[C_SEX] == 1 && g[C_NAME] != 0 {
         return Some(HardNegative::SexDiffers);
     }
+    if twin_guard && c.sibling_risk && !c.same_member {
+        return Some(HardNegative::SimilarGivenName);
+    }
     if namesake_guard && g[C_NAME] <= 3 {
-        // independent corroborators: residence (address, else postal code — one piece of
-        // evidence, a move changes both), phone, insurance; Some(true) = disagrees
-        let residence = if g[C_ADDR] != NULL {
-            Some(g[C_ADDR] >= 3)
-        } else if g[C_POSTAL] != NULL {
-            Some(g[C_POSTAL] >= 2)
-        } else {
-            None
-        };
-        let phone = (g[C_PHONE] != NULL).then(|| g[C_PHONE] >= 2);
-        let insurance = (g[C_INS] != NULL).then(|| g[C_INS] >= 3);
-        let present: Vec<bool> = [residence, phone, insurance]
-            .into_iter()
-            .flatten()
-            .collect();
-        if present.iter().all(|d| *d) {
+        let k = corroboration(g);
+        if k.contradicted && !(namesake_stratum(g) && lift[k.cell]) {
             return Some(HardNegative::Namesake);
         }
     }
@@ -544,68 +787,189 @@ pub(crate) fn hard_negative(
 mod tests {
     use super::*;
 
-    fn rec(kanji: &str, kana: &str, dob: &str) -> Rec {
+    fn recs(ids: &[Identity]) -> (Strs, Vec<Rec>) {
+        let mut n = Normalizer::new();
+        let v: Vec<Rec> = ids.iter().map(|i| n.rec(0, i)).collect();
+        (n.strs, v)
+    }
+
+    fn id(kanji: &str, kana: &str, dob: &str) -> Identity {
         let mut id = Identity::new("x");
         id.name_kanji = Some(kanji.into());
         id.name_kana = Some(kana.into());
         id.birth_date = Some(dob.into());
-        Rec::from_identity(0, &id)
+        id
     }
 
     #[test]
     fn joint_name_comparison_counts_scripts_once() {
-        let a = rec("渡邊 太郎", "ワタナベ タロウ", "1975-03-01");
-        let b = rec("渡辺太郎", "ﾜﾀﾅﾍﾞ ﾀﾛｳ", "S50.3.1");
-        assert_eq!(compare(&a, &b).0[C_NAME], 0);
-        assert_eq!(compare(&a, &b).0[C_DOB], 0);
-        // kanji misconversion but same reading: still exact through kana
-        let c = rec("渡辺 太朗", "ワタナベ タロウ", "1975-03-01");
-        assert_eq!(name_level(&a, &c).0, 0);
-        // twins: both scripts only "close" on the given name → differs
-        let t1 = rec("山田 健太", "ヤマダ ケンタ", "1990-01-01");
-        let t2 = rec("山田 健二", "ヤマダ ケンジ", "1990-01-01");
-        assert_eq!(name_level(&t1, &t2).0, NAME_GIVEN_DIFFERS);
-        // a kana typo alone stays close
-        let k = rec("山田 健太", "ヤマダ ケンダ", "1990-01-01");
-        assert_eq!(name_level(&t1, &k).0, 0);
         let mut only_kana = Identity::new("y");
         only_kana.name_kana = Some("ヤマダ ケンダ".into());
-        let ok = Rec::from_identity(0, &only_kana);
-        assert_eq!(name_level(&t1, &ok).0, 1);
+        let (s, r) = recs(&[
+            id("渡邊 太郎", "ワタナベ タロウ", "1975-03-01"),
+            id("渡辺太郎", "ﾜﾀﾅﾍﾞ ﾀﾛｳ", "S50.3.1"),
+            // kanji misconversion but same reading: still exact through kana
+            id("渡辺 太朗", "ワタナベ タロウ", "1975-03-01"),
+            // twins: both scripts only "close" on the given name → differs
+            id("山田 健太", "ヤマダ ケンタ", "1990-01-01"),
+            id("山田 健二", "ヤマダ ケンジ", "1990-01-01"),
+            // a kana typo alone stays close
+            id("山田 健太", "ヤマダ ケンダ", "1990-01-01"),
+            only_kana,
+        ]);
+        assert_eq!(compare(&s, &r[0], &r[1]).g[C_NAME], 0);
+        assert_eq!(compare(&s, &r[0], &r[1]).g[C_DOB], 0);
+        assert_eq!(compare(&s, &r[0], &r[1]).tf, Some(Script::Kanji));
+        assert_eq!(name_level(&s, &r[0], &r[2]).0, 0);
+        assert_eq!(name_level(&s, &r[3], &r[4]).0, NAME_GIVEN_DIFFERS);
+        assert_eq!(name_level(&s, &r[3], &r[5]).0, 0);
+        assert_eq!(name_level(&s, &r[3], &r[6]).0, 1);
+    }
+
+    #[test]
+    fn one_kanji_apart_without_a_reading_is_a_sibling_risk() {
+        let mut twin = Identity::new("t");
+        twin.name_kanji = Some("下内 修男".into());
+        twin.birth_date = Some("1982-01-11".into());
+        let (s, r) = recs(&[id("下内 真男", "シモウチ シンオ", "1982-01-11"), twin]);
+        let c = compare(&s, &r[0], &r[1]);
+        assert_eq!(c.g[C_NAME], 1);
+        assert!(c.sibling_risk);
+        assert_eq!(
+            hard_negative(&c, true, true, &[true; N_CELLS]),
+            Some(HardNegative::SimilarGivenName)
+        );
+        assert!(!HardNegative::SimilarGivenName.is_contradiction());
+        // a reading on both sides decides instead
+        let (s, r) = recs(&[
+            id("下内 真男", "シモウチ シンオ", "1982-01-11"),
+            id("下内 修男", "シモウチ シンオ", "1982-01-11"),
+        ]);
+        assert!(!compare(&s, &r[0], &r[1]).sibling_risk);
     }
 
     #[test]
     fn birth_date_levels() {
-        assert_eq!(dob_level(Some((1990, 3, 4)), Some((1990, 4, 3))), 1);
-        assert_eq!(dob_level(Some((1990, 3, 4)), Some((1991, 3, 4))), 2);
-        assert_eq!(dob_level(Some((1990, 3, 4)), Some((1991, 5, 4))), 3);
-        assert_eq!(dob_level(None, Some((1991, 5, 4))), NULL);
+        let d = |y, m, dd| pack_dob(y, m, dd);
+        assert_eq!(dob_level(d(1990, 3, 4), d(1990, 4, 3)), 1);
+        assert_eq!(dob_level(d(1990, 3, 4), d(1991, 3, 4)), 2);
+        assert_eq!(dob_level(d(1990, 3, 4), d(1991, 5, 4)), 3);
+        assert_eq!(dob_level(0, d(1991, 5, 4)), NULL);
+        assert_eq!(dob_parts(d(2024, 12, 31)), (2024, 12, 31));
+    }
+
+    #[test]
+    fn comparisons_pack_into_eight_bytes() {
+        let c = Cmp {
+            g: [0, 1, NULL, 3, 4, 2, NULL],
+            tf: Some(Script::Kana),
+            same_member: true,
+            sibling_risk: true,
+        };
+        assert_eq!(Cmp::unpack(c.pack()), c);
+        let c = Cmp {
+            g: [NULL; N_CMP],
+            tf: None,
+            same_member: false,
+            sibling_risk: false,
+        };
+        assert_eq!(Cmp::unpack(c.pack()), c);
+    }
+
+    fn cmp(g: Gamma) -> Cmp {
+        Cmp {
+            g,
+            tf: None,
+            same_member: false,
+            sibling_risk: false,
+        }
     }
 
     #[test]
     fn hard_negatives_fire_for_twins_and_namesakes() {
+        let none = [false; N_CELLS];
         let mut g: Gamma = [NAME_GIVEN_DIFFERS, 0, 0, 0, 0, 0, 0];
         assert_eq!(
-            hard_negative(&g, true, true),
+            hard_negative(&cmp(g), true, true, &none),
             Some(HardNegative::GivenNameDiffers)
         );
-        assert_eq!(hard_negative(&g, false, true), None);
+        assert_eq!(hard_negative(&cmp(g), false, true, &none), None);
+        // one insured individual (same card and branch) is not a sibling
+        let mut same = cmp(g);
+        same.same_member = true;
+        assert_eq!(hard_negative(&same, true, true, &none), None);
         g = [0, 0, 0, 4, 3, NULL, 2];
-        assert_eq!(hard_negative(&g, true, true), Some(HardNegative::Namesake));
+        assert_eq!(
+            hard_negative(&cmp(g), true, true, &none),
+            Some(HardNegative::Namesake)
+        );
         g = [0, 0, 0, 4, 3, NULL, 0];
-        assert_eq!(hard_negative(&g, true, true), None);
+        assert_eq!(hard_negative(&cmp(g), true, true, &none), None);
         g = [0, 0, 0, NULL, 3, 4, NULL];
-        assert_eq!(hard_negative(&g, true, true), Some(HardNegative::Namesake));
+        assert_eq!(
+            hard_negative(&cmp(g), true, true, &none),
+            Some(HardNegative::Namesake)
+        );
         g = [0, 0, 0, 4, 3, 0, NULL];
-        assert_eq!(hard_negative(&g, true, true), None);
+        assert_eq!(hard_negative(&cmp(g), true, true, &none), None);
         g = [0, 0, 0, NULL, NULL, NULL, NULL];
-        assert_eq!(hard_negative(&g, true, true), Some(HardNegative::Namesake));
+        assert_eq!(
+            hard_negative(&cmp(g), true, true, &none),
+            Some(HardNegative::Namesake)
+        );
         g = [6, 0, 0, NULL, NULL, NULL, NULL];
-        assert_eq!(hard_negative(&g, true, true), None);
+        assert_eq!(hard_negative(&cmp(g), true, true, &none), None);
         g = [0, 0, 0, 0, 0, INS_OTHER_BRANCH, 0];
         assert_eq!(
-            hard_negative(&g, true, true),
+            hard_negative(&cmp(g), true, true, &none),
             Some(HardNegative::OtherCardBranch)
         );
+    }
+
+    #[test]
+    fn the_namesake_guard_lifts_only_where_the_population_says_so() {
+        // residence and insurance observed, both disagree
+        let g: Gamma = [0, 0, 0, 4, 3, 4, NULL];
+        let k = corroboration(&g);
+        assert_eq!((k.cell, k.unsupported, k.contradicted), (0b101, true, true));
+        assert_eq!(cell_observed(0b101), 2);
+        let mut lift = [false; N_CELLS];
+        assert_eq!(
+            hard_negative(&cmp(g), true, true, &lift),
+            Some(HardNegative::Namesake)
+        );
+        lift[0b101] = true;
+        assert_eq!(hard_negative(&cmp(g), true, true, &lift), None);
+        // outside the stratum (birth date only close) the guard stays
+        let g: Gamma = [0, 1, 0, 4, 3, 4, NULL];
+        assert_eq!(
+            hard_negative(&cmp(g), true, true, &lift),
+            Some(HardNegative::Namesake)
+        );
+        let cell = |g: Gamma| {
+            let k = corroboration(&g);
+            (k.cell, k.unsupported, k.contradicted)
+        };
+        // nothing observed: cell 0
+        assert_eq!(cell([0, 0, 0, NULL, NULL, NULL, NULL]), (0, true, true));
+        // same municipality (close), phone differs: its own cell, not a contradiction
+        assert_eq!(cell([0, 0, 0, 2, 2, NULL, 2]), (2 * 4 + 2, true, false));
+        assert_eq!(cell_observed(2 * 4 + 2), 2);
+        assert_eq!(
+            hard_negative(
+                &cmp([0, 0, 0, 2, 2, NULL, 2]),
+                true,
+                true,
+                &[false; N_CELLS]
+            ),
+            None
+        );
+        // insurance agrees: supported
+        assert!(!cell([0, 0, 0, 4, NULL, 0, NULL]).1);
+        // an exact postal code supports even when the address is only close
+        assert!(!cell([0, 0, 0, 2, 0, NULL, 2]).1);
+        // postal code alone decides residence when the address is missing
+        assert!(!cell([0, 0, 0, NULL, 1, NULL, NULL]).1);
+        assert_eq!(cell([0, 0, 0, NULL, 3, NULL, NULL]), (0b100, true, true));
     }
 }

@@ -6,12 +6,16 @@
 //!   insurance numbers, 和暦 ↔ 西暦, addresses), each rule unit-tested.
 //! * [`keys`]: NDB-style deterministic keys ID1/ID2 as keyed HMAC-SHA256 after normalization.
 //! * [`link`]/[`link_with`]: Fellegi–Sunter probabilistic linkage over in-memory records —
-//!   blocking, per-character string comparisons, one joint kanji+kana+Latin name comparison,
-//!   u from random pairs, m by EM without labels, term-frequency adjustment, calibrated
-//!   probabilities, two thresholds (link / clerical review / no link), hard negatives (twins,
-//!   namesakes, other card branch) and clustering that refuses chained merges. Merges across
-//!   constraint boundaries (eligible vs ineligible, clerical "different" decisions) are blocked
-//!   and reported, never silently made.
+//!   records normalized once (in parallel) into interned ids, blocking on paired keys
+//!   (candidates sorted and merged as integers), per-character string comparisons, one joint
+//!   kanji+kana+Latin name comparison, u from random pairs, m by EM on pattern counts without
+//!   labels, term-frequency adjustment, calibrated probabilities (the namesake stratum
+//!   calibrated on the population's own namesake share), two thresholds (link / clerical
+//!   review / no link), hard negatives (twins, similar given names without a reading,
+//!   namesakes, other card branch) and clustering that refuses chained and ambiguous merges.
+//!   Merges across constraint boundaries (eligible vs ineligible, clerical "different"
+//!   decisions) are blocked and reported, never silently made. A million registrations link
+//!   in seconds on two cores (`examples/synth_1m.rs`).
 //! * [`link_incremental`]: new registrations linked against existing clusters with a
 //!   persisted [`FittedModel`] (no re-training, only pairs involving a new record);
 //!   [`remove_registrations`] carries a deletion into a cluster map.
@@ -27,8 +31,10 @@
 // `0..N_CMP` keep the m/u/γ tables visibly parallel.
 #![allow(clippy::needless_range_loop)]
 
+mod blocking;
 pub mod compare;
 pub mod eval;
+mod intern;
 pub mod keys;
 pub mod linker;
 pub mod normalize;

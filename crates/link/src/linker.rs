@@ -2,16 +2,18 @@
 //! adjustment, calibrated probabilities, two thresholds, and clustering that resists chaining.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use kiban_model::Identity;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::blocking::{self, Candidates, RULE_MASK, RULES};
 use crate::compare::{
-    self, C_ADDR, C_DOB, C_INS, C_NAME, C_PHONE, C_POSTAL, COMPARISONS, Gamma, HardNegative, N_CMP,
-    NULL, Rec, SCRIPTS, Script, n_levels,
+    self, C_ADDR, C_DOB, C_INS, C_PHONE, C_POSTAL, COMPARISONS, Cmp, Gamma, HardNegative, N_CELLS,
+    N_CMP, NULL, Normalizer, Rec, SCRIPTS, n_levels,
 };
+use crate::intern::{FastMap, Strs};
 
 /// One handler's registration of a patient, the unit of linkage.
 #[derive(Debug, Clone)]
@@ -108,6 +110,8 @@ pub enum LinkError {
         "the fitted model does not match this version's comparisons (levels or values invalid)"
     )]
     InvalidModel,
+    #[error("too many registrations for one run (at most {max})")]
+    TooManyRecords { max: usize },
 }
 
 /// Why a pair is in the review queue.
@@ -122,6 +126,9 @@ pub enum ReviewReason {
     Incoherent,
     /// Would link, but both clusters already hold a registration of the same source.
     SameSource,
+    /// Would link on the namesake-calibrated probability, but a side links as well to a
+    /// third person that contradicts the other side: the registration could be either's.
+    Ambiguous,
 }
 
 /// A pair for clerical review. Carries no identity values, only levels.
@@ -185,6 +192,10 @@ pub struct ModelSummary {
     pub lambda: f64,
     /// Proportion of candidate pairs that are matches (EM estimate).
     pub lambda_candidates: f64,
+    /// Estimated share of namesakes (different persons) among candidate pairs with the same
+    /// name, birth date and sex; it calibrates the namesake guard (see the linker's
+    /// `namesake_cells`).
+    pub namesake_share: f64,
     pub em_iterations: usize,
     pub em_converged: bool,
     /// Expected share of linked pairs that are false (Σ(1−p) / links).
@@ -231,10 +242,27 @@ pub struct FittedModel {
     /// Number of records the model was fitted on (λ is rescaled when the population grows:
     /// matches grow like n, pairs like n²).
     pub records: usize,
+    /// Estimated namesake share of the name+birth-date stratum (see `namesake_cells`).
+    #[serde(default)]
+    pub namesake_share: f64,
+    /// Calibrated match probability of each namesake corroboration cell; empty in models
+    /// persisted before it existed (incremental runs with such a model keep every namesake
+    /// guard).
+    #[serde(default)]
+    pub namesake_cells: Vec<f64>,
 }
 
 impl FittedModel {
     fn check(&self) -> Result<(), LinkError> {
+        let cells_ok = self.namesake_cells.is_empty()
+            || (self.namesake_cells.len() == N_CELLS
+                && self
+                    .namesake_cells
+                    .iter()
+                    .all(|p| p.is_finite() && *p > 0.0 && *p < 1.0));
+        if !cells_ok {
+            return Err(LinkError::InvalidModel);
+        }
         let shape_ok = |t: &Vec<Vec<f64>>| {
             t.len() == N_CMP
                 && t.iter().enumerate().all(|(c, l)| {
@@ -273,166 +301,6 @@ pub fn link(records: &[LinkRecord], cfg: &LinkConfig) -> Result<LinkResult, Link
     link_with(records, cfg, &|_: &LinkRecord, _: &LinkRecord| true)
 }
 
-/// Blocking rules: each maps a record to zero or more keys; records sharing a key are
-/// candidates. Together they keep recall ≥ 99.9 % (a pair needs to agree on only one).
-const RULES: [&str; 11] = [
-    "kanji_name",
-    "kana_name",
-    "alpha_name",
-    "birth_date (day/month unordered)",
-    "phone",
-    "insured_number",
-    "postal_code+birth_year",
-    "family_name+birth_year",
-    "given_name+birth_month_day",
-    "address (municipality+street)",
-    "postal_code+any_name_part",
-];
-
-fn h<T: Hash>(t: T) -> u64 {
-    let mut s = DefaultHasher::new();
-    t.hash(&mut s);
-    s.finish()
-}
-
-#[allow(clippy::collapsible_match)] // one arm per rule reads better than guards
-fn rule_keys(r: &Rec, rule: usize, out: &mut Vec<u64>) {
-    match rule {
-        0..=2 => {
-            let p = &r.names[rule];
-            if !p.full.is_empty() {
-                out.push(h((rule, &p.full)));
-            }
-        }
-        3 => {
-            if let Some((y, m, d)) = r.dob {
-                out.push(h((rule, y, m.min(d), m.max(d))));
-            }
-        }
-        4 => {
-            if r.phone.len() >= 4 {
-                out.push(h((rule, &r.phone)));
-            }
-        }
-        5 => {
-            if !r.insured.is_empty() {
-                out.push(h((rule, &r.insured)));
-            }
-        }
-        6 => {
-            if let (false, Some((y, _, _))) = (r.postal.is_empty(), r.dob) {
-                out.push(h((rule, &r.postal, y)));
-            }
-        }
-        7 | 8 => {
-            if let Some((y, m, d)) = r.dob {
-                for (k, p) in r.names.iter().enumerate() {
-                    let part = if rule == 7 { &p.fam } else { &p.giv };
-                    if !part.is_empty() {
-                        if rule == 7 {
-                            out.push(h((rule, k, part, y)));
-                        } else {
-                            out.push(h((rule, k, part, m, d)));
-                        }
-                    }
-                }
-            }
-        }
-        9 => {
-            if !r.street.is_empty() {
-                out.push(h((rule, &r.city, &r.street)));
-            }
-        }
-        10 => {
-            if !r.postal.is_empty() {
-                for p in &r.names {
-                    for part in [&p.fam, &p.giv] {
-                        if !part.is_empty() {
-                            out.push(h((rule, &r.postal, part)));
-                        }
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Comparisons a blocking rule's key determines: masked when training m on that rule's pairs
-/// (Splink's rule: a field used to select pairs says nothing about them).
-const RULE_MASK: [&[usize]; 11] = [
-    &[C_NAME],
-    &[C_NAME],
-    &[C_NAME],
-    &[C_DOB],
-    &[C_PHONE],
-    &[C_INS],
-    &[C_POSTAL, C_DOB],
-    &[C_NAME, C_DOB],
-    &[C_NAME, C_DOB],
-    &[C_ADDR],
-    &[C_POSTAL, C_NAME],
-];
-
-/// Candidate pairs (a < b) with the bit set of rules that produced each.
-///
-/// Only pairs with at least one record at index ≥ `new_from` are produced (0: all pairs);
-/// incremental runs block the new records against the existing ones this way.
-fn blocking(
-    recs: &[Rec],
-    cfg: &LinkConfig,
-    new_from: u32,
-    stats: &mut LinkStats,
-) -> Vec<(u32, u32, u16)> {
-    let mut pairs: Vec<(u64, u16)> = Vec::new();
-    let mut keys = Vec::new();
-    for rule in 0..RULES.len() {
-        let mut entries: Vec<(u64, u32)> = Vec::with_capacity(recs.len());
-        for (i, r) in recs.iter().enumerate() {
-            keys.clear();
-            rule_keys(r, rule, &mut keys);
-            keys.sort_unstable();
-            keys.dedup();
-            entries.extend(keys.iter().map(|k| (*k, i as u32)));
-        }
-        entries.sort_unstable();
-        let before = pairs.len();
-        for block in entries.chunk_by(|x, y| x.0 == y.0) {
-            if block.len() < 2 {
-                continue;
-            }
-            if new_from > 0 && block.iter().all(|e| e.1 < new_from) {
-                continue;
-            }
-            if block.len() > cfg.max_block_size {
-                stats.oversized_blocks_skipped += 1;
-                continue;
-            }
-            for (x, &(_, i)) in block.iter().enumerate() {
-                for &(_, j) in &block[x + 1..] {
-                    if i != j
-                        && (i >= new_from || j >= new_from)
-                        && (cfg.link_within_source || recs[i as usize].src != recs[j as usize].src)
-                    {
-                        let (a, b) = (i.min(j), i.max(j));
-                        pairs.push(((u64::from(a) << 32) | u64::from(b), 1u16 << rule));
-                    }
-                }
-            }
-        }
-        stats
-            .pairs_per_rule
-            .push((RULES[rule], pairs.len() - before));
-    }
-    pairs.sort_unstable_by_key(|p| p.0);
-    let mut out: Vec<(u32, u32, u16)> = Vec::new();
-    for run in pairs.chunk_by(|x, y| x.0 == y.0) {
-        let bits = run.iter().fold(0u16, |acc, p| acc | p.1);
-        out.push(((run[0].0 >> 32) as u32, run[0].0 as u32, bits));
-    }
-    out
-}
-
 /// splitmix64: a tiny deterministic generator for random-pair sampling.
 struct SplitMix(u64);
 impl SplitMix {
@@ -450,12 +318,10 @@ impl SplitMix {
 
 /// P(two random records agree exactly | both present) = Σ (n_v / n)², computed exactly from
 /// value counts (random sampling sees too few agreements on rare exact levels).
-fn exact_agreement<'a, T: Hash + Eq + 'a>(
-    values: impl Iterator<Item = Option<&'a T>>,
-) -> Option<f64> {
-    let mut counts: HashMap<&T, u64> = HashMap::new();
+fn exact_agreement(values: impl Iterator<Item = u32>) -> Option<f64> {
+    let mut counts: FastMap<u32, u64> = FastMap::default();
     let mut n = 0u64;
-    for v in values.flatten() {
+    for v in values.filter(|v| *v != 0) {
         *counts.entry(v).or_default() += 1;
         n += 1;
     }
@@ -467,6 +333,14 @@ fn exact_agreement<'a, T: Hash + Eq + 'a>(
 }
 
 struct Model {
+    /// log2(m/u) per comparison and level.
+    bits: Vec<Vec<f64>>,
+    /// log2(m/u) of the insurance levels among pairs whose residence differs.
+    ins_moved_bits: Option<Vec<f64>>,
+    /// Match weight of each namesake corroboration cell (see [`namesake_cells`]), used
+    /// instead of the score for the stratum pairs no corroborator supports; `None` when the
+    /// namesake guard is off.
+    cells: Option<[f64; N_CELLS]>,
     m: Vec<Vec<f64>>,
     u: Vec<Vec<f64>>,
     lambda: f64,
@@ -477,15 +351,79 @@ struct Model {
 }
 
 impl Model {
-    fn weight(&self, g: &Gamma, tf: Option<Script>, a: &Rec) -> f64 {
+    fn new(
+        m: Vec<Vec<f64>>,
+        u: Vec<Vec<f64>>,
+        lambda: f64,
+        tf: ([f64; 3], [f64; 3]),
+        cap: f64,
+        cells: Option<&NamesakeCells>,
+    ) -> Model {
+        let bits = m
+            .iter()
+            .zip(&u)
+            .map(|(m, u)| m.iter().zip(u).map(|(m, u)| (m / u).log2()).collect())
+            .collect();
+        Model {
+            ins_moved_bits: None,
+            bits,
+            cells: cells.map(|c| c.p.map(|p| (p / (1.0 - p)).log2())),
+            m,
+            u,
+            lambda,
+            name_sumsq: tf.0,
+            name_total: tf.1,
+            tf_cap: cap,
+        }
+    }
+
+    /// The namesake cell whose calibrated weight replaces the score of this comparison.
+    fn cell(&self, c: &Cmp) -> Option<usize> {
+        self.cells.as_ref()?;
+        if !compare::namesake_stratum(&c.g) {
+            return None;
+        }
+        let k = compare::corroboration(&c.g);
+        k.unsupported.then_some(k.cell)
+    }
+
+    /// The calibrated match weight: the score, or the namesake cell's weight for the pairs
+    /// the cells calibrate.
+    fn weight(&self, c: &Cmp, a: &Rec) -> f64 {
+        if let (Some(cells), Some(cell)) = (&self.cells, self.cell(c)) {
+            return cells[cell];
+        }
+        self.score(c, a)
+    }
+
+    /// The Fellegi–Sunter score. Cluster coherence is judged on it: a namesake cell's low
+    /// probability says "nothing corroborates this pair", which another member of the
+    /// cluster may well do; only the score's disagreement is evidence against.
+    fn score(&self, c: &Cmp, a: &Rec) -> f64 {
+        let g = &c.g;
         let mut w = (self.lambda / (1.0 - self.lambda)).log2();
-        for c in 0..N_CMP {
-            let l = g[c];
-            if l != NULL {
-                w += (self.m[c][l as usize] / self.u[c][l as usize]).log2();
+        for (k, &l) in g.iter().enumerate() {
+            if l != NULL && k != C_POSTAL && k != C_INS {
+                w += self.bits[k][l as usize];
             }
         }
-        if let Some(s) = tf {
+        // The postal code is nested in the address: a move changes both, and one move
+        // counted twice would call every mover a stranger. When both differ, the address
+        // alone carries that evidence.
+        if g[C_POSTAL] != NULL && (g[C_ADDR] == NULL || !compare::residence_differs(g)) {
+            w += self.bits[C_POSTAL][g[C_POSTAL] as usize];
+        }
+        // A move often changes the insurance card too (国民健康保険 is the municipality's):
+        // when the residence differs, the card's evidence is weighed with m conditional on
+        // that (estimated by EM, see `insurance_given_move`).
+        if g[C_INS] != NULL {
+            let moved = compare::residence_differs(g);
+            w += match (&self.ins_moved_bits, moved) {
+                (Some(b), true) => b[g[C_INS] as usize],
+                _ => self.bits[C_INS][g[C_INS] as usize],
+            };
+        }
+        if let Some(s) = c.tf {
             let k = s as usize;
             let f = f64::from(a.tf[k].max(1)) / self.name_total[k].max(1.0);
             if self.name_sumsq[k] > 0.0 {
@@ -502,7 +440,7 @@ fn prob(w: f64) -> f64 {
     1.0 / (1.0 + (-w).exp2())
 }
 
-fn estimate_u(recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
+fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
     let mut counts: Vec<Vec<f64>> = (0..N_CMP).map(|c| vec![0.0; n_levels(c)]).collect();
     let n = recs.len();
     let mut rng = SplitMix(cfg.seed);
@@ -515,7 +453,7 @@ fn estimate_u(recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
             continue;
         }
         drawn += 1;
-        let (g, _) = compare::compare(&recs[i], &recs[j]);
+        let g = compare::compare(strs, &recs[i], &recs[j]).g;
         for c in 0..N_CMP {
             if g[c] != NULL {
                 counts[c][g[c] as usize] += 1.0;
@@ -523,21 +461,9 @@ fn estimate_u(recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
         }
     }
     let exact: [(usize, Option<f64>); 3] = [
-        (C_DOB, exact_agreement(recs.iter().map(|r| r.dob.as_ref()))),
-        (
-            C_POSTAL,
-            exact_agreement(
-                recs.iter()
-                    .map(|r| Some(&r.postal).filter(|p| !p.is_empty())),
-            ),
-        ),
-        (
-            C_PHONE,
-            exact_agreement(
-                recs.iter()
-                    .map(|r| Some(&r.phone).filter(|p| !p.is_empty())),
-            ),
-        ),
+        (C_DOB, exact_agreement(recs.iter().map(|r| r.dob))),
+        (C_POSTAL, exact_agreement(recs.iter().map(|r| r.postal))),
+        (C_PHONE, exact_agreement(recs.iter().map(|r| r.phone))),
     ];
     let mut u: Vec<Vec<f64>> = counts
         .iter()
@@ -581,7 +507,8 @@ struct Em {
 }
 
 /// EM over distinct comparison patterns with u fixed (Splink's procedure). With
-/// `update_m = false` only λ is fitted.
+/// `update_m = false` only λ is fitted. Works on pattern counts, never on pairs: its cost
+/// does not grow with the population.
 fn run_em(
     patterns: &[(Gamma, f64)],
     u: &[Vec<f64>],
@@ -650,14 +577,51 @@ fn run_em(
     }
 }
 
-fn patterns_of<'a>(gammas: impl Iterator<Item = &'a Gamma>, mask: &[usize]) -> Vec<(Gamma, f64)> {
-    let mut pat: HashMap<Gamma, f64> = HashMap::new();
-    for g in gammas {
-        let mut g = *g;
+const GAMMA_BITS: u64 = (1 << (8 * N_CMP)) - 1;
+
+fn gamma_of(packed: u64) -> Gamma {
+    Cmp::unpack(packed & GAMMA_BITS).g
+}
+
+/// Distinct (comparison vector, rule set) of the candidates with their counts: everything
+/// EM and the namesake estimate need, a few thousand entries whatever the population.
+fn pattern_counts(cmps: &[u64], rules: &[u16]) -> Vec<(u64, u16, f64)> {
+    let map = cmps
+        .par_iter()
+        .zip(rules)
+        .fold(
+            FastMap::default,
+            |mut acc: FastMap<(u64, u16), f64>, (c, r)| {
+                *acc.entry((c & GAMMA_BITS, *r)).or_default() += 1.0;
+                acc
+            },
+        )
+        .reduce(FastMap::default, |mut a, b| {
+            for (k, v) in b {
+                *a.entry(k).or_default() += v;
+            }
+            a
+        });
+    let mut v: Vec<(u64, u16, f64)> = map.into_iter().map(|((g, r), n)| (g, r, n)).collect();
+    v.sort_unstable_by_key(|x| (x.0, x.1));
+    v
+}
+
+fn patterns_of(
+    counts: &[(u64, u16, f64)],
+    rule: Option<usize>,
+    mask: &[usize],
+) -> Vec<(Gamma, f64)> {
+    let mut pat: FastMap<Gamma, f64> = FastMap::default();
+    for &(g, r, n) in counts {
+        if rule.is_some_and(|k| r & (1 << k) == 0) {
+            continue;
+        }
+        let mut g = gamma_of(g);
         for &c in mask {
             g[c] = NULL;
         }
-        *pat.entry(g).or_default() += 1.0;
+        *pat.entry(g).or_default() += n;
     }
     let mut patterns: Vec<(Gamma, f64)> = pat.into_iter().collect();
     patterns.sort_unstable_by_key(|p| p.0);
@@ -667,18 +631,13 @@ fn patterns_of<'a>(gammas: impl Iterator<Item = &'a Gamma>, mask: &[usize]) -> V
 /// Trains m like Splink: one EM session per blocking rule on the pairs that rule produced,
 /// with the rule's own comparisons masked; each comparison's m is the mass-weighted mean over
 /// the sessions that could see it. Then λ is fitted on all candidates with m and u fixed.
-fn train(cands: &[(u32, u32, u16)], gammas: &[Gamma], u: &[Vec<f64>], max_iter: usize) -> Em {
+fn train(counts: &[(u64, u16, f64)], u: &[Vec<f64>], max_iter: usize) -> Em {
     let mut acc: Vec<Vec<f64>> = (0..N_CMP).map(|c| vec![0.0; n_levels(c)]).collect();
     let mut weight = [0.0; N_CMP];
     let mut iterations = 0;
     let mut converged = true;
     for (rule, mask) in RULE_MASK.iter().enumerate() {
-        let sel = cands
-            .iter()
-            .zip(gammas)
-            .filter(|(c, _)| c.2 & (1 << rule) != 0)
-            .map(|(_, g)| g);
-        let patterns = patterns_of(sel, mask);
+        let patterns = patterns_of(counts, Some(rule), mask);
         if patterns.iter().map(|p| p.1).sum::<f64>() < 10.0 {
             continue;
         }
@@ -705,7 +664,7 @@ fn train(cands: &[(u32, u32, u16)], gammas: &[Gamma], u: &[Vec<f64>], max_iter: 
             }
         })
         .collect();
-    let all = patterns_of(gammas.iter(), &[]);
+    let all = patterns_of(counts, None, &[]);
     let fin = run_em(&all, u, m, false, max_iter);
     Em {
         iterations: iterations + fin.iterations,
@@ -714,12 +673,167 @@ fn train(cands: &[(u32, u32, u16)], gammas: &[Gamma], u: &[Vec<f64>], max_iter: 
     }
 }
 
+/// m of the insurance levels among matching pairs whose residence differs, from the EM
+/// posteriors of the candidate patterns (`m`, `u`, `lambda` over candidates): a move and a
+/// new card go together far more often than the marginal m says. `None` when fewer than ten
+/// such matches are expected (too little to estimate; the marginal m is used).
+fn insurance_given_move(
+    counts: &[(u64, u16, f64)],
+    m: &[Vec<f64>],
+    u: &[Vec<f64>],
+    lambda: f64,
+) -> Option<Vec<f64>> {
+    let lambda = lambda.clamp(1e-9, 1.0 - 1e-9);
+    let mut acc = vec![0.0; n_levels(C_INS)];
+    for &(packed, _, n) in counts {
+        let g = gamma_of(packed);
+        if g[C_INS] == NULL || !compare::residence_differs(&g) {
+            continue;
+        }
+        let (mut pm, mut pu) = (lambda.ln(), (1.0 - lambda).ln());
+        for c in 0..N_CMP {
+            if g[c] != NULL {
+                pm += m[c][g[c] as usize].ln();
+                pu += u[c][g[c] as usize].ln();
+            }
+        }
+        let post = 1.0 / (1.0 + (pu - pm).exp());
+        acc[g[C_INS] as usize] += post * n;
+    }
+    let total: f64 = acc.iter().sum();
+    if total < 10.0 {
+        return None;
+    }
+    let l = acc.len() as f64;
+    Some(
+        acc.iter()
+            .zip(&u[C_INS])
+            .map(|(a, u)| (((a + 0.5) / (total + 0.5 * l)) / u).log2())
+            .collect(),
+    )
+}
+
+/// The namesake guard, calibrated on the population.
+///
+/// Pairs with the same name, birth date and sex (the *stratum*) are a mixture of one
+/// person's registrations and of namesakes — different people who share all three, far more
+/// often than the independence assumption of Fellegi–Sunter predicts (a common name and one
+/// of ~30,000 birth dates). Name and birth date cannot tell them apart; residence, phone and
+/// insurance can, and for a namesake those are a random pair's: the probability that none of
+/// the observed ones agrees is the product of their u. For one person they are *not*
+/// independent (a move changes address, postal code and often the insurance card together),
+/// so the score, which multiplies them, calls such a person's registrations non-matches —
+/// and calls namesakes certain matches whenever nothing was recorded to contradict them.
+///
+/// So, per corroboration cell (which corroborators were observed on both sides, and whether
+/// the residence differs or is merely close; see [`compare::corroboration`]), with D the
+/// stratum pairs that no observed corroborator supports and G = Σ over the stratum pairs that
+/// observed the same corroborators of Π u(not agreeing), the expected number of namesakes
+/// in the cell is π·G, where π is the namesake share of the stratum. π comes from the cells
+/// that observe the most corroborators, where a true match rarely disagrees on all (method
+/// of moments: D / G there, an over-estimate when some matches do, which only makes the
+/// guard stricter; no such pair at all gives π = ½). Then P(match | cell) ≈
+/// (D − π̂·G) / (D + 1), with π̂ an upper confidence bound of π and the +1 keeping small
+/// cells guarded. This probability replaces the score of the cell's pairs: where it reaches
+/// the link threshold (typically when nothing or only a nearby residence was recorded and
+/// namesakes are rare) the pairs link, elsewhere they are held back as namesakes for
+/// clerical review. Links made on it alone come last, must not join registrations that look
+/// like different persons, and are refused when the registration links as well to a third
+/// person (exclusivity: see `ReviewReason::Ambiguous`).
+struct NamesakeCells {
+    p: [f64; N_CELLS],
+    lift: [bool; N_CELLS],
+    share: f64,
+}
+
+impl NamesakeCells {
+    fn from_model(m: &FittedModel, upper: f64) -> Option<NamesakeCells> {
+        let p: [f64; N_CELLS] = m.namesake_cells.as_slice().try_into().ok()?;
+        Some(NamesakeCells {
+            p,
+            lift: p.map(|p| p >= upper),
+            share: m.namesake_share,
+        })
+    }
+}
+
+fn namesake_cells(counts: &[(u64, u16, f64)], u: &[Vec<f64>], upper: f64) -> NamesakeCells {
+    let u_from = |c: usize, from: usize| -> f64 { u[c][from..].iter().sum::<f64>() };
+    let mut d = [0.0f64; N_CELLS];
+    let mut gsum = [0.0f64; N_CELLS];
+    for &(packed, _, n) in counts {
+        let g = gamma_of(packed);
+        if !compare::namesake_stratum(&g) {
+            continue;
+        }
+        let k = compare::corroboration(&g);
+        let cell = k.cell;
+        if k.unsupported {
+            d[cell] += n;
+        }
+        let rest = cell % 4;
+        let mut p = 1.0;
+        if rest & 2 != 0 {
+            p *= u_from(C_PHONE, 2);
+        }
+        if rest & 1 != 0 {
+            p *= u_from(C_INS, 3);
+        }
+        if g[C_ADDR] == NULL && g[C_POSTAL] == NULL {
+            gsum[rest] += n * p;
+        } else {
+            let (differ, close) = if g[C_ADDR] != NULL {
+                (u_from(C_ADDR, 3), u[C_ADDR][2])
+            } else {
+                (u_from(C_POSTAL, 3), u[C_POSTAL][2])
+            };
+            gsum[4 + rest] += n * p * differ;
+            gsum[8 + rest] += n * p * close;
+        }
+    }
+    // π from the most informative cells: the more corroborators observed, the rarer a true
+    // match that disagrees on all of them (a mover who also changed card and phone)
+    let (mut dd, mut gg) = (0.0, 0.0);
+    for k in (2..=3u32).rev() {
+        for cell in (0..N_CELLS).filter(|c| compare::cell_observed(*c) == k) {
+            dd += d[cell];
+            gg += gsum[cell];
+        }
+        if gg >= 100.0 {
+            break;
+        }
+    }
+    let share = ((dd + 1.0) / (gg + 2.0)).clamp(0.0, 1.0);
+    // the cells' probabilities use an upper confidence bound on π (about two Poisson
+    // standard errors of the all-disagree count it rests on): a noisy π must not make the
+    // cells where it was estimated — almost all namesakes — look like possible matches
+    let share_hi = (share * (1.0 + 2.0 / (dd + 1.0).sqrt())).min(1.0);
+    let mut p = [0.0; N_CELLS];
+    let mut lift = [false; N_CELLS];
+    for cell in 0..N_CELLS {
+        p[cell] = ((d[cell] - share_hi * gsum[cell]) / (d[cell] + 1.0)).clamp(1e-9, 1.0 - 1e-9);
+        lift[cell] = p[cell] >= upper;
+    }
+    NamesakeCells { p, lift, share }
+}
+
+/// Union-find whose clusters are also circular member lists (`next`), so a merge is O(1)
+/// and members are walked without a vector per record.
 struct Uf {
     parent: Vec<u32>,
-    members: Vec<Vec<u32>>,
+    next: Vec<u32>,
+    size: Vec<u32>,
 }
 
 impl Uf {
+    fn new(n: usize) -> Uf {
+        Uf {
+            parent: (0..n as u32).collect(),
+            next: (0..n as u32).collect(),
+            size: vec![1; n],
+        }
+    }
+
     fn find(&mut self, x: u32) -> u32 {
         let mut r = x;
         while self.parent[r as usize] != r {
@@ -732,6 +846,31 @@ impl Uf {
             x = next;
         }
         r
+    }
+
+    fn members(&self, root: u32, out: &mut Vec<u32>) {
+        out.clear();
+        let mut x = root;
+        loop {
+            out.push(x);
+            x = self.next[x as usize];
+            if x == root {
+                break;
+            }
+        }
+    }
+
+    /// Joins two roots; returns the new root.
+    fn union(&mut self, a: u32, b: u32) -> u32 {
+        let (big, small) = if self.size[a as usize] >= self.size[b as usize] {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        self.parent[small as usize] = big;
+        self.size[big as usize] += self.size[small as usize];
+        self.next.swap(big as usize, small as usize);
+        big
     }
 }
 
@@ -814,6 +953,62 @@ struct Incremental<'a> {
     model: &'a FittedModel,
 }
 
+/// Normalizes every record once, in parallel: each worker interns into its own table, and
+/// the tables are merged afterwards (cost proportional to distinct values, not records).
+fn normalize_all(records: &[&LinkRecord], sources: &[u32]) -> (Strs, Vec<Rec>) {
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = records.len().div_ceil(threads * 4).max(1024);
+    let parts: Vec<(Strs, Vec<Rec>)> = records
+        .par_chunks(chunk)
+        .zip(sources.par_chunks(chunk))
+        .map(|(rs, ss)| {
+            let mut n = Normalizer::with_capacity(rs.len());
+            let recs: Vec<Rec> = rs
+                .iter()
+                .zip(ss)
+                .map(|(r, &s)| n.rec(s, &r.identity))
+                .collect();
+            (n.strs, recs)
+        })
+        .collect();
+    let mut strs = Strs::with_capacity(parts.iter().map(|p| p.0.len()).sum::<usize>() / 2);
+    let mut recs = Vec::with_capacity(records.len());
+    for (local, mut part) in parts {
+        let map = strs.absorb(&local);
+        drop(local);
+        part.par_iter_mut().for_each(|r| r.remap(&map));
+        recs.append(&mut part);
+    }
+    (strs, recs)
+}
+
+/// Term frequencies of full names per script: `tf` of every record, Σ f² and totals.
+fn term_frequencies(recs: &mut [Rec]) -> ([f64; 3], [f64; 3]) {
+    let mut name_sumsq = [0.0; 3];
+    let mut name_total = [0.0; 3];
+    for k in 0..SCRIPTS.len() {
+        let mut counts: FastMap<u32, u32> = FastMap::default();
+        for r in recs.iter() {
+            if r.names[k].full != 0 {
+                *counts.entry(r.names[k].full).or_default() += 1;
+            }
+        }
+        let n: f64 = counts.values().map(|c| f64::from(*c)).sum();
+        name_total[k] = n;
+        if n > 1.0 {
+            let same: f64 = counts
+                .values()
+                .map(|c| f64::from(*c) * f64::from(c.saturating_sub(1)))
+                .sum();
+            name_sumsq[k] = (same / (n * (n - 1.0))).max(1.0 / (n * n));
+        }
+        recs.par_iter_mut().for_each(|r| {
+            r.tf[k] = counts.get(&r.names[k].full).copied().unwrap_or(0);
+        });
+    }
+    (name_sumsq, name_total)
+}
+
 fn run(
     records: &[&LinkRecord],
     cfg: &LinkConfig,
@@ -828,76 +1023,88 @@ fn run(
     {
         return Err(LinkError::InvalidThresholds);
     }
+    if records.len() >= blocking::MAX_RECORDS {
+        return Err(LinkError::TooManyRecords {
+            max: blocking::MAX_RECORDS - 1,
+        });
+    }
     let mut stats = LinkStats {
         records: records.len(),
         ..LinkStats::default()
     };
-    let mut index: HashMap<&str, u32> = HashMap::with_capacity(records.len());
-    for (i, r) in records.iter().enumerate() {
-        if index.insert(r.registration_id.as_str(), i as u32).is_some() {
-            return Err(LinkError::DuplicateRegistration { index: i });
-        }
+    // registrations sorted by id: duplicate check and id → index lookups without a map
+    let mut by_id: Vec<u32> = (0..records.len() as u32).collect();
+    by_id.par_sort_unstable_by(|&a, &b| {
+        records[a as usize]
+            .registration_id
+            .cmp(&records[b as usize].registration_id)
+            .then(a.cmp(&b))
+    });
+    if let Some(w) = by_id
+        .windows(2)
+        .find(|w| records[w[0] as usize].registration_id == records[w[1] as usize].registration_id)
+    {
+        return Err(LinkError::DuplicateRegistration {
+            index: w[1] as usize,
+        });
     }
+    let index_of = |id: &str| -> Option<u32> {
+        by_id
+            .binary_search_by(|&i| records[i as usize].registration_id.as_str().cmp(id))
+            .ok()
+            .map(|k| by_id[k])
+    };
 
     // 1. normalize once
     let t = Instant::now();
-    let mut sources: HashMap<&str, u32> = HashMap::new();
-    let mut recs: Vec<Rec> = records
+    let mut source_ids: HashMap<&str, u32> = HashMap::new();
+    let sources: Vec<u32> = records
         .iter()
         .map(|r| {
-            let n = sources.len() as u32;
-            let s = *sources.entry(r.source.as_str()).or_insert(n);
-            Rec::from_identity(s, &r.identity)
+            let n = source_ids.len() as u32;
+            *source_ids.entry(r.source.as_str()).or_insert(n)
         })
         .collect();
-    stats.sources = sources.len();
-    let mut name_sumsq = [0.0; 3];
-    let mut name_total = [0.0; 3];
-    for s in SCRIPTS {
-        let k = s as usize;
-        let mut counts: HashMap<&[char], u32> = HashMap::new();
-        for r in &recs {
-            if !r.names[k].full.is_empty() {
-                *counts.entry(&r.names[k].full).or_default() += 1;
-            }
-        }
-        let n: f64 = counts.values().map(|c| f64::from(*c)).sum();
-        name_total[k] = n;
-        if n > 1.0 {
-            let same: f64 = counts
-                .values()
-                .map(|c| f64::from(*c) * f64::from(c.saturating_sub(1)))
-                .sum();
-            name_sumsq[k] = (same / (n * (n - 1.0))).max(1.0 / (n * n));
-        }
-        let tf: Vec<u32> = recs
-            .iter()
-            .map(|r| counts.get(&r.names[k].full[..]).copied().unwrap_or(0))
-            .collect();
-        for (r, c) in recs.iter_mut().zip(tf) {
-            r.tf[k] = c;
-        }
-    }
+    stats.sources = source_ids.len();
+    let (mut strs, mut recs) = normalize_all(records, &sources);
+    strs.freeze();
+    drop(sources);
+    let tf = term_frequencies(&mut recs);
     stats.time_normalize = t.elapsed();
 
     // 2. blocking
     let t = Instant::now();
     let new_from = incremental.as_ref().map_or(0, |i| i.new_from);
-    let cands = blocking(&recs, cfg, new_from, &mut stats);
-    stats.candidate_pairs = cands.len();
+    let cands = blocking::candidates(
+        &strs,
+        &recs,
+        cfg.link_within_source,
+        cfg.max_block_size,
+        new_from,
+    );
+    stats.candidate_pairs = cands.pairs.len();
+    stats.pairs_per_rule = RULES.iter().copied().zip(cands.per_rule.clone()).collect();
+    stats.oversized_blocks_skipped = cands.oversized;
     stats.time_blocking = t.elapsed();
 
-    // 3. model
+    // 3. compare every candidate once, then fit the model on pattern counts
     let t = Instant::now();
-    let evals: Vec<(Gamma, Option<Script>)> = cands
-        .iter()
-        .map(|&(a, b, _)| compare::compare(&recs[a as usize], &recs[b as usize]))
+    let ab = |p: u64| ((p >> 32) as u32, p as u32);
+    let cmps: Vec<u64> = cands
+        .pairs
+        .par_iter()
+        .map(|&p| {
+            let (a, b) = ab(p);
+            compare::compare(&strs, &recs[a as usize], &recs[b as usize]).pack()
+        })
         .collect();
+    let counts = pattern_counts(&cmps, &cands.rules);
+    let Candidates { pairs, rules, .. } = cands;
+    drop(rules);
     let (em, u) = match &incremental {
         None => {
-            let u = estimate_u(&recs, cfg);
-            let gammas: Vec<Gamma> = evals.iter().map(|e| e.0).collect();
-            (train(&cands, &gammas, &u, cfg.em_max_iterations), u)
+            let u = estimate_u(&strs, &recs, cfg);
+            (train(&counts, &u, cfg.em_max_iterations), u)
         }
         Some(inc) => (
             Em {
@@ -926,7 +1133,7 @@ fn run(
     };
     let (lambda, lambda_candidates) = match &incremental {
         None => (
-            (em.lambda * cands.len() as f64 / total_pairs.max(1.0)).clamp(1e-12, 0.5),
+            (em.lambda * pairs.len() as f64 / total_pairs.max(1.0)).clamp(1e-12, 0.5),
             em.lambda,
         ),
         Some(inc) => {
@@ -934,43 +1141,93 @@ fn run(
             let n0 = inc.model.records.max(2) as f64;
             let n = recs.len().max(2) as f64;
             let l = (inc.model.lambda * (n0 - 1.0) / (n - 1.0)).clamp(1e-12, 0.5);
-            (l, l * total_pairs / cands.len().max(1) as f64)
+            (l, l * total_pairs / pairs.len().max(1) as f64)
         }
     };
-    let model = Model {
-        m: em.m,
+    // an incremental run keeps the calibration of the run that fitted the model: its own
+    // pairs (new records only) are too few to estimate the namesake share
+    let cells = match &incremental {
+        None => Some(namesake_cells(&counts, &u, cfg.upper)),
+        Some(inc) => NamesakeCells::from_model(inc.model, cfg.upper),
+    };
+    let model = Model::new(
+        em.m,
         u,
         lambda,
-        name_sumsq,
-        name_total,
-        tf_cap: cfg.tf_cap_bits,
-    };
-    let score = |a: u32, b: u32| -> (f64, Gamma, Option<HardNegative>) {
+        tf,
+        cfg.tf_cap_bits,
+        cells.as_ref().filter(|_| cfg.namesake_guard),
+    );
+    let lift = cells.as_ref().map_or([false; N_CELLS], |c| c.lift);
+    let mut model = model;
+    model.ins_moved_bits = insurance_given_move(&counts, &model.m, &model.u, lambda_candidates);
+    drop(counts);
+    let hard = |c: &Cmp| compare::hard_negative(c, cfg.twin_guard, cfg.namesake_guard, &lift);
+    // (score, comparison, hard negative) of any pair, for cluster coherence checks
+    let score = |a: u32, b: u32| -> (f64, Cmp, Option<HardNegative>) {
         let (ra, rb) = (&recs[a as usize], &recs[b as usize]);
-        let (g, tf) = compare::compare(ra, rb);
-        (
-            model.weight(&g, tf, ra),
-            g,
-            compare::hard_negative(&g, cfg.twin_guard, cfg.namesake_guard),
-        )
+        let c = compare::compare(&strs, ra, rb);
+        (model.score(&c, ra), c, hard(&c))
     };
-    let mut scored: Vec<(f64, u32, u32, Option<HardNegative>)> = cands
-        .iter()
-        .zip(&evals)
-        .map(|(&(a, b, _), (g, tf))| {
-            let w = model.weight(g, *tf, &recs[a as usize]);
-            (
-                w,
-                a,
-                b,
-                compare::hard_negative(g, cfg.twin_guard, cfg.namesake_guard),
-            )
-        })
-        .collect();
     stats.time_model = t.elapsed();
 
     // 4. classify and cluster
     let t = Instant::now();
+    // (weight, pair index, hard negative): links, and everything the review queue needs
+    struct Tally {
+        /// (weight, pair, namesake-calibrated)
+        edges: Vec<(f64, u32, bool)>,
+        review: Vec<(f64, u32, Option<HardNegative>)>,
+        hard: usize,
+        fp: f64,
+        p_linked: f64,
+        p_missed: f64,
+    }
+    let empty = || Tally {
+        edges: Vec::new(),
+        review: Vec::new(),
+        hard: 0,
+        fp: 0.0,
+        p_linked: 0.0,
+        p_missed: 0.0,
+    };
+    let tally = (0..pairs.len())
+        .into_par_iter()
+        .fold(empty, |mut t, k| {
+            let (a, _) = ab(pairs[k]);
+            let c = Cmp::unpack(cmps[k]);
+            let w = model.weight(&c, &recs[a as usize]);
+            let hn = hard(&c);
+            let p = prob(w);
+            if p >= cfg.upper && hn.is_none() {
+                t.edges.push((w, k as u32, model.cell(&c).is_some()));
+                t.fp += 1.0 - p;
+                t.p_linked += p;
+            } else {
+                if hn.is_some() {
+                    t.hard += 1;
+                } else {
+                    t.p_missed += p;
+                }
+                if p >= cfg.lower {
+                    t.review.push((w, k as u32, hn));
+                }
+            }
+            t
+        })
+        .reduce(empty, |mut a, mut b| {
+            a.edges.append(&mut b.edges);
+            a.review.append(&mut b.review);
+            a.hard += b.hard;
+            a.fp += b.fp;
+            a.p_linked += b.p_linked;
+            a.p_missed += b.p_missed;
+            a
+        });
+    stats.hard_negative_pairs = tally.hard;
+    let (sum_fp, sum_p_linked, sum_p_missed) = (tally.fp, tally.p_linked, tally.p_missed);
+    let linked_by_score = tally.edges.len();
+
     let mut review: Vec<ReviewPair> = Vec::new();
     let mut blocked: Vec<BlockedMerge> = Vec::new();
     let mut in_review: HashSet<(u32, u32)> = HashSet::new();
@@ -987,63 +1244,70 @@ fn run(
                 });
             }
         };
-    let (mut sum_fp, mut sum_p_linked, mut sum_p_missed) = (0.0, 0.0, 0.0);
-    let mut edges: Vec<(f64, u32, u32, bool)> = Vec::new();
-    for (k, &(w, a, b, hn)) in scored.iter().enumerate() {
-        let p = prob(w);
-        if p >= cfg.upper && hn.is_none() {
-            edges.push((w, a, b, false));
-            sum_fp += 1.0 - p;
-            sum_p_linked += p;
-        } else {
-            if hn.is_none() {
-                sum_p_missed += p;
-            }
-            if let Some(hn) = hn {
-                stats.hard_negative_pairs += 1;
-                if p >= cfg.lower {
-                    push_review(
-                        &mut review,
-                        a,
-                        b,
-                        w,
-                        &evals[k].0,
-                        ReviewReason::HardNegative(hn),
-                    );
-                }
-            } else if p >= cfg.lower {
-                push_review(&mut review, a, b, w, &evals[k].0, ReviewReason::Uncertain);
-            }
-        }
+    let mut review_src = tally.review;
+    review_src.sort_unstable_by_key(|r| r.1);
+    for &(w, k, hn) in &review_src {
+        let (a, b) = ab(pairs[k as usize]);
+        let g = gamma_of(cmps[k as usize]);
+        let reason = hn.map_or(ReviewReason::Uncertain, ReviewReason::HardNegative);
+        push_review(&mut review, a, b, w, &g, reason);
     }
-    let linked_by_score = edges.len();
+    drop(review_src);
+    // edges: (weight, a, b, kind)
+    const NORMAL: u8 = 0;
+    const WEAK: u8 = 1;
+    const FORCED: u8 = 2;
+    let mut edges: Vec<(f64, u32, u32, u8)> = tally
+        .edges
+        .into_iter()
+        .map(|(w, k, weak)| {
+            let (a, b) = ab(pairs[k as usize]);
+            (w, a, b, if weak { WEAK } else { NORMAL })
+        })
+        .collect();
+    drop(cmps);
+    drop(pairs);
     // clerical decisions
     let mut cannot: HashSet<(u32, u32)> = HashSet::new();
+    let mut same: HashSet<(u32, u32)> = HashSet::new();
     for d in &cfg.decisions {
-        if let (Some(&a), Some(&b)) = (index.get(d.a.as_str()), index.get(d.b.as_str())) {
+        if let (Some(a), Some(b)) = (index_of(&d.a), index_of(&d.b)) {
             stats.decisions_applied += 1;
             if d.same_person {
-                edges.push((f64::INFINITY, a, b, true));
+                edges.push((f64::INFINITY, a, b, FORCED));
+                same.insert((a.min(b), a.max(b)));
             } else {
                 cannot.insert((a.min(b), a.max(b)));
             }
         }
     }
-    review.retain(|r| {
-        let (a, b) = (index[r.a.as_str()], index[r.b.as_str()]);
-        !cannot.contains(&(a.min(b), a.max(b)))
-            && !cfg.decisions.iter().any(|d| {
-                d.same_person && ((d.a == r.a && d.b == r.b) || (d.a == r.b && d.b == r.a))
-            })
+    review.retain(|r| match (index_of(&r.a), index_of(&r.b)) {
+        (Some(a), Some(b)) => {
+            let k = (a.min(b), a.max(b));
+            !cannot.contains(&k) && !same.contains(&k)
+        }
+        _ => true,
     });
-    edges.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
-    scored.clear();
+    // namesake-calibrated links come last (second phase), after every link the score
+    // supports on its own has shaped the clusters
+    edges.par_sort_unstable_by(|x, y| {
+        (x.3 == WEAK)
+            .cmp(&(y.3 == WEAK))
+            .then(y.0.total_cmp(&x.0))
+            .then(x.1.cmp(&y.1))
+            .then(x.2.cmp(&y.2))
+    });
+    // the other end of every namesake-calibrated link, per record
+    let mut weak_of: HashMap<u32, Vec<u32>> = HashMap::new();
+    for &(_, a, b, kind) in &edges {
+        if kind == WEAK {
+            weak_of.entry(a).or_default().push(b);
+            weak_of.entry(b).or_default().push(a);
+        }
+    }
 
     let n = recs.len();
-    let mut uf = Uf {
-        parent: (0..n as u32).collect(),
-        members: (0..n as u32).map(|i| vec![i]).collect(),
-    };
+    let mut uf = Uf::new(n);
     if let Some(inc) = &incremental {
         // existing clusters are taken as they are
         let mut root_of: HashMap<&str, u32> = HashMap::new();
@@ -1059,69 +1323,110 @@ fn run(
                     root_of.insert(key.as_str(), i);
                 }
                 Some(&r) => {
-                    let moved = std::mem::take(&mut uf.members[i as usize]);
-                    uf.members[r as usize].extend(moved);
-                    uf.parent[i as usize] = r;
+                    let r = uf.find(r);
+                    uf.union(r, i);
                 }
             }
         }
     }
-    let group_of = |i: u32| cfg.groups.get(records[i as usize].registration_id.as_str());
-    for &(w, a, b, forced) in &edges {
-        let (ra, rb) = (uf.find(a), uf.find(b));
-        if ra == rb {
-            continue;
-        }
-        let mut verdict: Result<(), Result<(BlockReason, u32, u32), ReviewReason>> = Ok(());
-        'cross: for &x in &uf.members[ra as usize] {
-            for &y in &uf.members[rb as usize] {
+    // group labels as small integers (0: none)
+    let mut group_ids: HashMap<&str, u32> = HashMap::new();
+    let group: Vec<u32> = if cfg.groups.is_empty() {
+        Vec::new()
+    } else {
+        records
+            .iter()
+            .map(|r| match cfg.groups.get(r.registration_id.as_str()) {
+                None => 0,
+                Some(g) => {
+                    let k = group_ids.len() as u32 + 1;
+                    *group_ids.entry(g.as_str()).or_insert(k)
+                }
+            })
+            .collect()
+    };
+    let group_of = |i: u32| group.get(i as usize).copied().unwrap_or(0);
+    type Verdict = Result<(), Result<(BlockReason, u32, u32), ReviewReason>>;
+    // whether the clusters `xs` and `ys` may become one: no constraint, no contradiction and
+    // no cross pair below `min_p` (the edge a–b itself is not re-checked; forced merges skip
+    // the score checks)
+    let verdict = |xs: &[u32], ys: &[u32], a: u32, b: u32, forced: bool, min_p: f64| -> Verdict {
+        for &x in xs {
+            for &y in ys {
                 let (gx, gy) = (group_of(x), group_of(y));
-                if let (Some(gx), Some(gy)) = (gx, gy)
-                    && gx != gy
-                {
-                    verdict = Err(Ok((BlockReason::Group, x, y)));
-                    break 'cross;
+                if gx != 0 && gy != 0 && gx != gy {
+                    return Err(Ok((BlockReason::Group, x, y)));
                 }
                 if cannot.contains(&(x.min(y), x.max(y))) {
-                    verdict = Err(Ok((BlockReason::Decision, x, y)));
-                    break 'cross;
+                    return Err(Ok((BlockReason::Decision, x, y)));
                 }
                 if !constraint.allows(records[x as usize], records[y as usize]) {
-                    verdict = Err(Ok((BlockReason::Constraint, x, y)));
-                    break 'cross;
+                    return Err(Ok((BlockReason::Constraint, x, y)));
                 }
                 if forced {
                     continue;
                 }
                 if cfg.unique_within_source && recs[x as usize].src == recs[y as usize].src {
-                    verdict = Err(Err(ReviewReason::SameSource));
-                    break 'cross;
+                    return Err(Err(ReviewReason::SameSource));
                 }
                 if (x, y) == (a, b) || (x, y) == (b, a) {
                     continue;
                 }
                 let (wx, _, hn) = score(x, y);
                 if let Some(hn) = hn.filter(|h| h.is_contradiction()) {
-                    verdict = Err(Err(ReviewReason::HardNegative(hn)));
-                    break 'cross;
+                    return Err(Err(ReviewReason::HardNegative(hn)));
                 }
-                if prob(wx) < cfg.min_cross_probability {
-                    verdict = Err(Err(ReviewReason::Incoherent));
-                    break 'cross;
+                if prob(wx) < min_p {
+                    return Err(Err(ReviewReason::Incoherent));
                 }
             }
         }
-        match verdict {
+        Ok(())
+    };
+    let (mut ma, mut mb, mut mc) = (Vec::new(), Vec::new(), Vec::new());
+    for &(w, a, b, kind) in &edges {
+        let (ra, rb) = (uf.find(a), uf.find(b));
+        if ra == rb {
+            continue;
+        }
+        uf.members(ra, &mut ma);
+        uf.members(rb, &mut mb);
+        let forced = kind == FORCED;
+        // a merge that rests on the namesake-calibrated probability alone must not put two
+        // registrations that look like different persons (below the review threshold) into
+        // one cluster
+        let distinct = cfg.lower.max(cfg.min_cross_probability);
+        let min_p = if kind == WEAK {
+            distinct
+        } else {
+            cfg.min_cross_probability
+        };
+        let mut v = verdict(&ma, &mb, a, b, forced, min_p);
+        if v.is_ok() && kind == WEAK {
+            // exclusivity: a registration is one person's. When either side also has a
+            // namesake-calibrated link to a third cluster that looks like another person
+            // than the other side (a cross pair below the review threshold), the
+            // registration could be either person's: a clerk decides.
+            'alt: for (own, other, other_root) in [(&ma, &mb, rb), (&mb, &ma, ra)] {
+                let own_root = uf.find(own[0]);
+                for &x in own.iter() {
+                    for &y in weak_of.get(&x).map_or(&[][..], |v| v.as_slice()) {
+                        let ry = uf.find(y);
+                        if ry == own_root || ry == other_root {
+                            continue;
+                        }
+                        uf.members(ry, &mut mc);
+                        if verdict(other, &mc, u32::MAX, u32::MAX, false, distinct).is_err() {
+                            v = Err(Err(ReviewReason::Ambiguous));
+                            break 'alt;
+                        }
+                    }
+                }
+            }
+        }
+        match v {
             Ok(()) => {
-                let (big, small) = if uf.members[ra as usize].len() >= uf.members[rb as usize].len()
-                {
-                    (ra, rb)
-                } else {
-                    (rb, ra)
-                };
-                let moved = std::mem::take(&mut uf.members[small as usize]);
-                uf.members[big as usize].extend(moved);
-                uf.parent[small as usize] = big;
+                uf.union(ra, rb);
                 stats.linked_pairs += 1;
             }
             Err(Ok((reason, x, y))) => {
@@ -1137,23 +1442,32 @@ fn run(
             }
             Err(Err(reason)) => {
                 stats.refused_merges += 1;
-                let (_, g, _) = score(a, b);
-                push_review(&mut review, a, b, w, &g, reason);
+                let (_, c, _) = score(a, b);
+                push_review(&mut review, a, b, w, &c.g, reason);
             }
         }
     }
+    drop(edges);
 
-    let mut clusters = BTreeMap::new();
-    for i in 0..n as u32 {
-        let r = uf.find(i);
-        if let Some(key) = uf.members[r as usize]
-            .iter()
-            .map(|&k| records[k as usize].registration_id.as_str())
-            .min()
-        {
-            clusters.insert(records[i as usize].registration_id.clone(), key.to_string());
+    // person key: the smallest registration id of each cluster (ids sorted in `by_id`, so
+    // the first member met in that order is the smallest)
+    let mut key_of_root: Vec<u32> = vec![u32::MAX; n];
+    for &i in &by_id {
+        let r = uf.find(i) as usize;
+        if key_of_root[r] == u32::MAX {
+            key_of_root[r] = i;
         }
     }
+    let clusters: BTreeMap<String, String> = by_id
+        .iter()
+        .map(|&i| {
+            let r = uf.find(i) as usize;
+            (
+                records[i as usize].registration_id.clone(),
+                records[key_of_root[r] as usize].registration_id.clone(),
+            )
+        })
+        .collect();
     stats.clusters = (0..n as u32)
         .filter(|&i| uf.parent[i as usize] == i)
         .count();
@@ -1169,7 +1483,7 @@ fn run(
                     label: COMPARISONS[c].1[l],
                     m: model.m[c][l],
                     u: model.u[c][l],
-                    weight_bits: (model.m[c][l] / model.u[c][l]).log2(),
+                    weight_bits: model.bits[c][l],
                 })
                 .collect(),
         })
@@ -1177,6 +1491,7 @@ fn run(
     let n_linked = linked_by_score.max(1) as f64;
     let model_summary = ModelSummary {
         comparisons,
+        namesake_share: cells.as_ref().map_or(f64::NAN, |c| c.share),
         lambda: model.lambda,
         lambda_candidates,
         em_iterations,
@@ -1191,6 +1506,8 @@ fn run(
             u: model.u,
             lambda: model.lambda,
             records: recs.len(),
+            namesake_share: cells.as_ref().map_or(0.5, |c| c.share),
+            namesake_cells: cells.as_ref().map_or(Vec::new(), |c| c.p.to_vec()),
         },
     };
     Ok(LinkResult {
@@ -1201,4 +1518,94 @@ fn run(
         fitted,
         stats,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn packed(g: Gamma) -> u64 {
+        Cmp {
+            g,
+            tf: None,
+            same_member: false,
+            sibling_risk: false,
+        }
+        .pack()
+            & GAMMA_BITS
+    }
+
+    /// u where "differs" is the usual level of random pairs.
+    fn u() -> Vec<Vec<f64>> {
+        (0..N_CMP)
+            .map(|c| {
+                let l = n_levels(c);
+                (0..l)
+                    .map(|k| {
+                        if k == l - 1 {
+                            0.97
+                        } else {
+                            0.03 / (l - 1) as f64
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A stratum with `n` corroborated pairs, `ns` namesakes among the fully observed pairs
+    /// and 200 pairs that observed only the residence, which differs (movers, or namesakes).
+    fn counts(n: f64, ns: f64) -> Vec<(u64, u16, f64)> {
+        vec![
+            (packed([0, 0, 0, 0, 0, 0, 0]), 1, n),
+            (packed([0, 0, 0, 4, 3, 4, 2]), 1, ns),
+            (packed([0, 0, 0, 4, 3, NULL, NULL]), 1, 200.0),
+        ]
+    }
+
+    #[test]
+    fn namesake_cells_lift_only_where_namesakes_are_rare() {
+        let moved_cell = compare::corroboration(&[0, 0, 0, 4, 3, NULL, NULL]).cell;
+        let full_cell = compare::corroboration(&[0, 0, 0, 4, 3, 4, 2]).cell;
+        // 20 namesakes in 10,000 fully observed pairs: the 200 movers are matches
+        let rare = namesake_cells(&counts(10_000.0, 20.0), &u(), 0.9);
+        assert!((rare.share - 0.002).abs() < 0.001, "{}", rare.share);
+        assert!(rare.lift[moved_cell] && rare.p[moved_cell] > 0.95);
+        // the fully observed all-disagree cell is where π comes from: never lifted
+        assert!(!rare.lift[full_cell] && rare.p[full_cell] < 0.1);
+        // one fully observed pair in five is a namesake: the movers are held back
+        let common = namesake_cells(&counts(8_000.0, 2_000.0), &u(), 0.9);
+        assert!(common.share > 0.15);
+        assert!(!common.lift[moved_cell] && common.p[moved_cell] < 0.9);
+        // nothing to estimate from: assume the worst
+        let none = namesake_cells(
+            &[(packed([0, 0, 0, NULL, NULL, NULL, NULL]), 1, 50.0)],
+            &u(),
+            0.9,
+        );
+        assert_eq!(none.share, 0.5);
+        assert!(!none.lift.iter().any(|l| *l));
+    }
+
+    #[test]
+    fn a_move_and_a_new_card_are_weighed_together() {
+        // matches (strong name, birth date and phone evidence) that moved: half changed card
+        let m: Vec<Vec<f64>> = (0..N_CMP)
+            .map(|c| {
+                let l = n_levels(c);
+                (0..l)
+                    .map(|k| if k == 0 { 0.9 } else { 0.1 / (l - 1) as f64 })
+                    .collect()
+            })
+            .collect();
+        let counts = vec![
+            (packed([0, 0, 0, 4, 3, 0, 0]), 1, 50.0),
+            (packed([0, 0, 0, 4, 3, 4, 0]), 1, 50.0),
+        ];
+        let bits = insurance_given_move(&counts, &m, &u(), 0.01).expect("enough movers");
+        // the conditional m of "different card" is about one half, far above the marginal
+        let marginal = (m[C_INS][4] / u()[C_INS][4]).log2();
+        assert!(bits[4] > marginal + 2.0, "{} vs {}", bits[4], marginal);
+        assert!(insurance_given_move(&counts[..0], &m, &u(), 0.01).is_none());
+    }
 }

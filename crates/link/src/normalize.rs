@@ -6,15 +6,61 @@
 //! address spelling (三丁目五番地 vs 3-5). NDB's hashed IDs lost links on exactly these; every
 //! rule here is about making *equal things compare equal*, never about display.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 /// Unicode NFKC. Folds full-width ASCII/digits to ASCII, U+3000 to a space, and half-width
 /// katakana (including the separate voiced marks ﾞ/ﾟ) to composed full-width katakana.
 pub fn nfkc(s: &str) -> String {
-    s.nfkc().collect()
+    nfkc_cow(s).into_owned()
+}
+
+/// Characters that NFKC leaves alone whatever surrounds them (no decomposition, starters
+/// that never compose with a neighbour): ASCII, kana without the separate voicing marks, the
+/// CJK ideograph blocks. A string made only of these is NFKC already — the common case of
+/// names and addresses, checked without the Unicode tables.
+fn nfkc_stable(c: char) -> bool {
+    matches!(c as u32,
+        0x20..=0x7E
+        | 0x3005..=0x3007
+        | 0x3041..=0x3096
+        | 0x30A1..=0x30FC
+        | 0x3400..=0x4DBF
+        | 0x4E00..=0x9FFF
+        | 0x20000..=0x2A6DF)
+}
+
+/// [`nfkc`] without work when there is none: ASCII is NFKC already, full-width ASCII and the
+/// ideographic space map to one ASCII character each (done directly), and the Unicode quick
+/// check spares the full algorithm for strings already normalized (most kanji and
+/// katakana). Same result as `nfkc`; this is only the hot path of normalizing millions of
+/// identity fields.
+pub(crate) fn nfkc_cow(s: &str) -> Cow<'_, str> {
+    if s.is_ascii() {
+        return Cow::Borrowed(s);
+    }
+    let wide = |c: char| matches!(c, '\u{FF01}'..='\u{FF5E}' | '\u{3000}');
+    let mapped: Cow<'_, str> = if s.chars().any(wide) {
+        Cow::Owned(
+            s.chars()
+                .map(|c| match c {
+                    '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+                    '\u{3000}' => ' ',
+                    c => c,
+                })
+                .collect(),
+        )
+    } else {
+        Cow::Borrowed(s)
+    };
+    if mapped.chars().all(nfkc_stable) || is_nfkc_quick(mapped.chars()) == IsNormalized::Yes {
+        mapped
+    } else {
+        Cow::Owned(mapped.nfkc().collect())
+    }
 }
 
 /// Half-width → full-width katakana, composing split voiced marks (ｶﾞ → ガ, ﾊﾟ → パ).
@@ -42,7 +88,7 @@ fn hira_to_kata_char(c: char) -> char {
 /// hospitals enter inconsistently unified (ヂ→ジ, ヅ→ズ, ヲ→オ, ヴ→ブ, ヰ→イ, ヱ→エ).
 /// Why: registration clerks type what they hear; these are the distinctions they blur.
 pub fn kana_key(s: &str) -> String {
-    let s = nfkc(s);
+    let s = nfkc_cow(s);
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         let c = hira_to_kata_char(c);
@@ -93,10 +139,42 @@ pub fn variant_table() -> &'static HashMap<char, char> {
     })
 }
 
+/// The variant table as a sorted array (binary search beats hashing a char).
+fn variant_pairs() -> &'static [(char, char)] {
+    static PAIRS: OnceLock<Vec<(char, char)>> = OnceLock::new();
+    PAIRS.get_or_init(|| {
+        let mut v: Vec<(char, char)> = variant_table().iter().map(|(a, b)| (*a, *b)).collect();
+        v.sort_unstable();
+        v
+    })
+}
+
+fn fold_char(pairs: &[(char, char)], c: char) -> Option<char> {
+    // every variant is a CJK ideograph (U+3400 and above): kana, Latin and digits skip
+    if (c as u32) < 0x3400 {
+        return None;
+    }
+    pairs
+        .binary_search_by_key(&c, |p| p.0)
+        .ok()
+        .map(|k| pairs[k].1)
+}
+
 /// Folds variant kanji (異体字) to their canonical form: 渡邊 → 渡辺, 髙橋 → 高橋, 𠮷田 → 吉田.
 pub fn fold_variant_kanji(s: &str) -> String {
-    let t = variant_table();
-    s.chars().map(|c| *t.get(&c).unwrap_or(&c)).collect()
+    fold_variant_cow(s).into_owned()
+}
+
+fn fold_variant_cow(s: &str) -> Cow<'_, str> {
+    let pairs = variant_pairs();
+    if !s.chars().any(|c| fold_char(pairs, c).is_some()) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| fold_char(pairs, c).unwrap_or(c))
+            .collect(),
+    )
 }
 
 /// A personal name split into family and given parts.
@@ -147,12 +225,12 @@ pub fn split_name(s: &str) -> NameParts {
 /// A kanji name for comparison: NFKC, variant kanji folded, hiragana/katakana untouched,
 /// split into family/given.
 pub fn normalize_kanji_name(s: &str) -> NameParts {
-    split_name(&fold_variant_kanji(&nfkc(s)))
+    split_name(&fold_variant_cow(&nfkc_cow(s)))
 }
 
 /// A kana name for comparison: each part reduced to its [`kana_key`].
 pub fn normalize_kana_name(s: &str) -> NameParts {
-    let p = split_name(&hiragana_to_katakana(&nfkc(s)));
+    let p = split_name(&hiragana_to_katakana(&nfkc_cow(s)));
     NameParts {
         family: kana_key(&p.family),
         given: kana_key(&p.given),
@@ -163,7 +241,7 @@ pub fn normalize_kana_name(s: &str) -> NameParts {
 /// A Latin-alphabet name: NFKC, lower-case, letters only inside each part. Family comes first
 /// (Japanese and DICOM order); '^' or ',' separate family from given.
 pub fn normalize_alpha_name(s: &str) -> NameParts {
-    let s = nfkc(s).to_lowercase();
+    let s = nfkc_cow(s).to_lowercase();
     let p = split_name(&s);
     let clean = |x: &str| -> String { x.chars().filter(|c| c.is_alphanumeric()).collect() };
     NameParts {
@@ -175,7 +253,7 @@ pub fn normalize_alpha_name(s: &str) -> NameParts {
 
 /// ASCII digits only, after NFKC (full-width digits become ASCII; hyphens and spaces drop).
 pub fn digits(s: &str) -> String {
-    nfkc(s).chars().filter(|c| c.is_ascii_digit()).collect()
+    nfkc_cow(s).chars().filter(|c| c.is_ascii_digit()).collect()
 }
 
 /// 保険者番号: digits, left zero-filled to 8 (国民健康保険 insurers have 6 digits and some
@@ -191,7 +269,7 @@ pub fn insurer_number(s: &str) -> Option<String> {
 /// 被保険者証記号/番号: NFKC, variant kanji folded, spaces/hyphens/dots removed, and leading
 /// zeros of an all-digit value stripped (systems zero-fill to different widths).
 pub fn insured_code(s: &str) -> Option<String> {
-    let t: String = fold_variant_kanji(&nfkc(s))
+    let t: String = fold_variant_cow(&nfkc_cow(s))
         .chars()
         .filter(|c| !(c.is_whitespace() || matches!(c, '-' | '‐' | '−' | 'ー' | '・' | '.')))
         .collect();
@@ -217,8 +295,9 @@ pub fn insured_branch(s: &str) -> Option<String> {
 
 /// Phone number: digits; an international +81 prefix becomes the domestic leading 0.
 pub fn phone(s: &str) -> Option<String> {
-    let d = digits(s);
-    let d = if nfkc(s).trim_start().starts_with('+') && d.starts_with("81") && d.len() >= 11 {
+    let n = nfkc_cow(s);
+    let d: String = n.chars().filter(|c| c.is_ascii_digit()).collect();
+    let d = if n.trim_start().starts_with('+') && d.starts_with("81") && d.len() >= 11 {
         format!("0{}", &d[2..])
     } else {
         d
@@ -330,7 +409,7 @@ pub fn parse_date(s: &str) -> Option<Ymd> {
 /// Like [`parse_date`] but accepts impossible days such as 11-31 (month 1–12, day 1–31):
 /// a corrupted date is still evidence for comparison, so linkage keeps it.
 pub fn parse_date_lenient(s: &str) -> Option<Ymd> {
-    let s = nfkc(s);
+    let s = nfkc_cow(s);
     let s = s.trim();
     if s.is_empty() {
         return None;
@@ -441,15 +520,19 @@ pub struct Address {
 /// comma-separated from most to least specific: the last part is the state, the one before
 /// it the locality, the rest the street.
 pub fn normalize_address(s: &str) -> Address {
-    let n = nfkc(s);
+    let n = nfkc_cow(s);
     if !n.chars().any(is_cjk_or_kana) {
         return latin_address(&n);
     }
-    let t: String = fold_variant_kanji(&n)
+    let t: String = fold_variant_cow(&n)
         .chars()
         .filter(|c| !c.is_whitespace())
         .collect();
-    let t = kanji_numerals_in_addresses(&t);
+    let t = if t.chars().any(is_kanji_numeral) {
+        kanji_numerals_in_addresses(&t)
+    } else {
+        t
+    };
     let t = block_numbers(&t);
     let (prefecture, after) = match PREFECTURES.iter().find(|p| t.starts_with(**p)) {
         Some(p) => (Some((*p).to_string()), &t[p.len()..]),

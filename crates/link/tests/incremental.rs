@@ -14,7 +14,7 @@ use kiban_link::{
 fn r_link_1_incremental_matches_full_run_within_0_005_f1() {
     let w = common::japanese::world(424242, 400);
     let cfg = LinkConfig::default();
-    let full = evaluate(&link(&w.records, &cfg).unwrap().clusters, &w.truth);
+    let full = evaluate(&link(&w.records, &cfg).unwrap().clusters, &w.truth());
     // split: hospital H07's registrations arrive later
     let (new, old): (Vec<LinkRecord>, Vec<LinkRecord>) =
         w.records.iter().cloned().partition(|r| r.source == "H07");
@@ -27,7 +27,7 @@ fn r_link_1_incremental_matches_full_run_within_0_005_f1() {
     assert_eq!(inc.clusters.len(), w.records.len());
     // only pairs involving a new record were compared
     assert!(inc.stats.candidate_pairs < first.stats.candidate_pairs);
-    let m = evaluate(&inc.clusters, &w.truth);
+    let m = evaluate(&inc.clusters, &w.truth());
     assert!(
         (m.f1 - full.f1).abs() <= 0.005,
         "incremental F1 {:.4} vs full {:.4}",

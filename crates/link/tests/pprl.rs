@@ -48,11 +48,11 @@ fn r_link_1_pprl_cost_on_japanese_noise() {
     let w = common::japanese::world(20240601, 400);
     let plain = evaluate(
         &link(&w.records, &LinkConfig::default()).unwrap().clusters,
-        &w.truth,
+        &w.truth(),
     );
     let enc = encoded(&w.records);
     let res = link_encoded(&enc, &PprlConfig::default()).unwrap();
-    let m = evaluate(&res.clusters, &w.truth);
+    let m = evaluate(&res.clusters, &w.truth());
     eprintln!(
         "Japanese noise plain P {:.4} R {:.4} F1 {:.4} | PPRL P {:.4} R {:.4} F1 {:.4} merged {} ({} candidates)",
         plain.precision,
