@@ -193,6 +193,15 @@ fn walk(b: &[u8], mut p: usize, end: usize, l: Layout, depth: usize) -> R<usize>
             return Ok(end);
         };
         if tag.0 == 0xFFFE {
+            if depth == 0 {
+                // Outside any sequence an item or delimiter tag is corrupt. Stopping here
+                // would leave the rest unchecked while dicom-rs reads on (found by fuzzing:
+                // a stray delimiter hid a multi-gigabyte OB length behind it).
+                return Err(GuardError {
+                    tag: Some(tag),
+                    reason: "item or delimiter tag outside a sequence",
+                });
+            }
             // An item or sequence delimiter ends this (undefined-length) data set.
             return Ok(p + 8);
         }
@@ -306,6 +315,21 @@ mod tests {
         // Implicit VR, 32-bit length.
         let b = [0x10, 0x00, 0x10, 0x00, 0xF0, 0xFF, 0xFF, 0xFF, b'A'];
         assert!(check(&b).is_err());
+    }
+
+    #[test]
+    fn a_stray_delimiter_does_not_hide_what_follows() {
+        // (0008,0005) CS "ISO_IR 100", then an item delimiter outside any sequence, then an
+        // OB whose 4-byte length far exceeds the file (fuzzing: dicom-rs read on past the
+        // delimiter and zero-filled gigabytes while the guard had stopped at it).
+        let mut b = vec![0x08, 0x00, 0x05, 0x00, b'C', b'S', 10, 0];
+        b.extend_from_slice(b"ISO_IR 100");
+        b.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+        b.extend_from_slice(&[
+            0x09, 0x00, 0x10, 0x10, b'O', b'B', 0, 0, 0xF0, 0xFF, 0xFF, 0x7F,
+        ]);
+        let e = check(&b).unwrap_err();
+        assert_eq!(e.tag, Some((0xFFFE, 0xE00D)));
     }
 
     #[test]
