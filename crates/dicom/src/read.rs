@@ -136,7 +136,8 @@ fn parse(bytes: &[u8], file: &str) -> Result<DicomFile, DicomError> {
     let obj =
         InMemDicomObject::read_dataset_with_ts(bytes, &ts).map_err(|e| malformed(file, &e))?;
     let uid = |tag: Tag, name: &'static str| {
-        obj.get(tag)
+        let value = obj
+            .get(tag)
             .and_then(|e| e.to_str().ok())
             .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
             .filter(|s| !s.is_empty())
@@ -145,7 +146,19 @@ fn parse(bytes: &[u8], file: &str) -> Result<DicomFile, DicomError> {
                 tag: fmt_tag(tag.0, tag.1),
                 name,
                 reason: "missing in a data set without file meta information".into(),
-            })
+            })?;
+        // It goes into the file meta we build, which dicom-rs validates on every later read
+        // (found by fuzzing: a control byte in the UID made the de-identified output
+        // unreadable). PS3.5 §9.1: digits and dots, at most 64 characters.
+        if value.len() > 64 || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+            return Err(DicomError::Attribute {
+                file: file.to_string(),
+                tag: fmt_tag(tag.0, tag.1),
+                name,
+                reason: "not a valid UID (digits and dots, at most 64 characters)".into(),
+            });
+        }
+        Ok(value)
     };
     let meta = FileMetaTableBuilder::new()
         .media_storage_sop_class_uid(uid(SOP_CLASS_UID, "SOPClassUID")?)
@@ -463,6 +476,23 @@ mod tests {
         assert_eq!(id.name_alpha, None);
         assert_eq!(id.name_kana.as_deref(), Some("ﾔﾏﾀﾞ ﾀﾛｳ"));
         assert_eq!(id.name_kanji.as_deref(), Some("山田 太郎"));
+    }
+
+    #[test]
+    fn a_bare_data_set_with_an_invalid_uid_is_refused() {
+        // (0008,0016) UI "1.2\x04" and (0008,0018) UI "1.2\0", explicit VR little endian.
+        let mut b = vec![0x08, 0x00, 0x16, 0x00, b'U', b'I', 4, 0];
+        b.extend_from_slice(b"1.2\x04");
+        b.extend_from_slice(&[0x08, 0x00, 0x18, 0x00, b'U', b'I', 4, 0]);
+        b.extend_from_slice(b"1.2\0");
+        match open_dicom_bytes(&b, "x.dcm") {
+            Err(DicomError::Attribute { name, .. }) => assert_eq!(name, "SOPClassUID"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("accepted an invalid UID"),
+        }
+        // The same with a valid UID reads.
+        b[8..12].copy_from_slice(b"1.23");
+        assert!(open_dicom_bytes(&b, "x.dcm").is_ok());
     }
 
     #[test]
