@@ -226,6 +226,21 @@ fn walk(b: &[u8], mut p: usize, end: usize, l: Layout, depth: usize) -> R<usize>
                 }
             }
         }
+        if len == UNDEFINED
+            && vr.is_none()
+            && tag.0 % 2 == 0
+            && tag != (0x7FE0, 0x0010)
+            && !dictionary_says_sequence(tag)
+        {
+            // Implicit VR: dicom-rs reads an undefined length on a standard (even-group) tag
+            // its dictionary does not know as a sequence as a 4 GiB UN value (found by
+            // fuzzing), so the guard must not take it for a sequence and walk on. Private
+            // tags with undefined length are read as sequences (a real sample has one).
+            return Err(GuardError {
+                tag: Some(tag),
+                reason: "undefined length on an attribute that is not a known sequence or pixel data (implicit VR)",
+            });
+        }
         let is_fragments = len == UNDEFINED && !is_seq;
         // The content of a UN sequence is encoded implicit VR little endian (PS3.5 §6.2.2).
         let inner = if vr == Some(*b"UN") {
@@ -330,6 +345,19 @@ mod tests {
         ]);
         let e = check(&b).unwrap_err();
         assert_eq!(e.tag, Some((0xFFFE, 0xE00D)));
+    }
+
+    #[test]
+    fn implicit_undefined_length_on_an_unknown_standard_tag_is_refused() {
+        // (0012,5500) implicit VR little endian, undefined length, then garbage, no item.
+        let mut b = vec![0x12, 0x00, 0x00, 0x55, 0xFF, 0xFF, 0xFF, 0xFF];
+        b.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0xFF, 0x44, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(check(&b).unwrap_err().tag, Some((0x0012, 0x5500)));
+        // A known sequence, (0008,1140), with one empty item and a delimiter, is fine.
+        let mut b = vec![0x08, 0x00, 0x40, 0x11, 0xFF, 0xFF, 0xFF, 0xFF];
+        b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0, 0, 0, 0]);
+        b.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        assert_eq!(check(&b), Ok(()));
     }
 
     #[test]
