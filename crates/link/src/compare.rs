@@ -77,6 +77,7 @@ pub const COMPARISONS: [(&str, &[&str]); N_CMP] = [
             "same insured number, other insurer",
             "same card, different branch",
             "same insurer",
+            "same insurer prefecture",
             "different",
         ],
     ),
@@ -95,6 +96,14 @@ pub(crate) const NAME_GIVEN_DIFFERS: u8 = 5;
 pub(crate) const NAME_GIVEN_DIFFERS_LATIN: u8 = 7;
 /// Insurance level "same card, different branch": a family member on the same card.
 pub(crate) const INS_OTHER_BRANCH: u8 = 2;
+/// Insurance levels from here to [`INS_DIFFERENT`] are "close": another card, but at the same
+/// insurer or at an insurer of the same prefecture. A person who changes jobs or retires
+/// mostly stays in the prefecture (the 協会けんぽ branch, the 国保 of the municipality, the
+/// 後期高齢者 union are all prefectural), a namesake lives anywhere.
+pub(crate) const INS_CLOSE: u8 = 3;
+/// Insurance level "different": another card at an insurer of another (or unknown)
+/// prefecture.
+pub(crate) const INS_DIFFERENT: u8 = 5;
 
 /// One script's name as interned ids: family, given and their concatenation (0 = missing).
 #[derive(Debug, Default, Clone, Copy)]
@@ -147,6 +156,8 @@ pub(crate) struct Rec {
     pub street: u32,
     pub phone: u32,
     pub insurer: u32,
+    /// The insurer's prefecture (digits 3–4 of the 8-digit 保険者番号, 1–47), 0 unknown.
+    pub ins_pref: u8,
     pub insured: u32,
     pub branch: u32,
     /// Records sharing this record's full name, per script (term frequencies).
@@ -263,6 +274,8 @@ impl<'a> Normalizer<'a> {
                 }
             }
         };
+        let insurer = opt(&id.insurer_number).and_then(normalize::insurer_number);
+        let ins_pref = insurer.as_deref().map_or(0, insurer_prefecture);
         let strs = &mut self.strs;
         let mut field = |v: Option<String>| v.map_or(0, |v| strs.intern_str(&v));
         Rec {
@@ -275,7 +288,8 @@ impl<'a> Normalizer<'a> {
             city,
             street,
             phone: field(opt(&id.phone).and_then(normalize::phone)),
-            insurer: field(opt(&id.insurer_number).and_then(normalize::insurer_number)),
+            insurer: field(insurer),
+            ins_pref,
             insured,
             branch: field(opt(&id.insured_branch).and_then(normalize::insured_branch)),
             tf: [0; 3],
@@ -548,6 +562,20 @@ fn postal_level(strs: &Strs, a: u32, b: u32) -> u8 {
     }
 }
 
+/// The prefecture code an 8-digit 保険者番号 carries in its digits 3–4 (法別番号 first, or
+/// `00` for a zero-filled 国保 number; then the 都道府県番号), 0 when not 1–47 or when the
+/// number is not 8 digits long.
+fn insurer_prefecture(insurer: &str) -> u8 {
+    if insurer.len() != 8 {
+        return 0;
+    }
+    insurer
+        .get(2..4)
+        .and_then(|d| d.parse::<u8>().ok())
+        .filter(|p| (1..=47).contains(p))
+        .unwrap_or(0)
+}
+
 fn insurance_level(a: &Rec, b: &Rec) -> u8 {
     let has = |r: &Rec| r.insured != 0 || r.insurer != 0;
     if !has(a) || !has(b) {
@@ -566,9 +594,11 @@ fn insurance_level(a: &Rec, b: &Rec) -> u8 {
             1
         }
     } else if insurer_eq {
-        3
+        INS_CLOSE
+    } else if a.ins_pref != 0 && a.ins_pref == b.ins_pref {
+        INS_CLOSE + 1
     } else {
-        4
+        INS_DIFFERENT
     }
 }
 
@@ -691,15 +721,31 @@ impl HardNegative {
 }
 
 /// Number of corroboration cells (see [`corroboration`]).
-pub(crate) const N_CELLS: usize = 12;
+pub(crate) const N_CELLS: usize = 18;
+
+/// The state of one corroborator in a pair that no corroborator supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unsupported {
+    /// Not observed on both sides.
+    Absent = 0,
+    /// Observed and different.
+    Differs = 1,
+    /// Observed, not the same, but near: the same municipality or postal area; another card
+    /// at the same insurer or at an insurer of the same prefecture. Not a contradiction.
+    Close = 2,
+}
+
+/// The cell of a combination of corroborator states: residence × phone (absent or differs:
+/// a phone one edit apart agrees) × insurance.
+pub(crate) fn cell_of(res: Unsupported, phone: Unsupported, ins: Unsupported) -> usize {
+    res as usize * 6 + phone as usize * 3 + ins as usize
+}
 
 /// The corroborators of a pair that agrees on name and birth date: residence (address and
 /// postal code — one piece of evidence, a move changes both), phone and insurance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Corroboration {
-    /// Residence absent/differs/close (same municipality or postal area) × phone
-    /// absent/differs × insurance absent/differs, as `res * 4 + phone * 2 + ins`;
-    /// meaningful when `unsupported`.
+    /// [`cell_of`] the corroborators' states; meaningful when `unsupported`.
     pub cell: usize,
     /// No observed corroborator agrees (vacuously true when none is observed).
     pub unsupported: bool,
@@ -709,25 +755,33 @@ pub(crate) struct Corroboration {
 }
 
 pub(crate) fn corroboration(g: &Gamma) -> Corroboration {
+    use Unsupported::*;
     let (addr, postal) = (g[C_ADDR], g[C_POSTAL]);
     let seen = |l: u8| l != NULL;
-    // 0 absent, 1 differs, 2 close, 3 agrees
-    let res = if (seen(addr) && addr <= 1) || (seen(postal) && postal <= 1) {
-        3
-    } else if addr == 2 || postal == 2 {
-        2
+    let res_agrees = (seen(addr) && addr <= 1) || (seen(postal) && postal <= 1);
+    let res = if addr == 2 || postal == 2 {
+        Close
     } else if seen(addr) || seen(postal) {
-        1
+        Differs
     } else {
-        0
+        Absent
     };
-    let phone = seen(g[C_PHONE]).then(|| g[C_PHONE] <= 1);
-    let insurance = seen(g[C_INS]).then(|| g[C_INS] <= 2);
-    let unsupported = res != 3 && phone != Some(true) && insurance != Some(true);
+    let phone_agrees = seen(g[C_PHONE]) && g[C_PHONE] <= 1;
+    let phone = if seen(g[C_PHONE]) { Differs } else { Absent };
+    let ins_agrees = seen(g[C_INS]) && g[C_INS] < INS_CLOSE;
+    let ins = match g[C_INS] {
+        NULL => Absent,
+        INS_DIFFERENT => Differs,
+        _ => Close,
+    };
+    let unsupported = !res_agrees && !phone_agrees && !ins_agrees;
     Corroboration {
-        cell: (res % 3) * 4 + usize::from(phone.is_some()) * 2 + usize::from(insurance.is_some()),
+        cell: cell_of(res, phone, ins),
         unsupported,
-        contradicted: unsupported && res != 2,
+        // an insurer in the same prefecture is far weaker evidence than a residence in the
+        // same municipality: it feeds the cell's calibrated probability, it does not by
+        // itself stop the namesake guard
+        contradicted: unsupported && res != Close,
     }
 }
 
@@ -741,7 +795,7 @@ pub(crate) fn residence_differs(g: &Gamma) -> bool {
 
 /// How many corroborators a cell observes.
 pub(crate) fn cell_observed(cell: usize) -> u32 {
-    u32::from(cell / 4 != 0) + (cell % 4).count_ones()
+    u32::from(cell / 6 != 0) + u32::from((cell % 6) / 3 != 0) + u32::from(!cell.is_multiple_of(3))
 }
 
 /// Whether a pair is in the stratum where namesakes hide: exact name, exact birth date,
@@ -905,11 +959,21 @@ mod tests {
         );
         g = [0, 0, 0, 4, 3, NULL, 0];
         assert_eq!(hard_negative(&cmp(g), true, true, &none), None);
-        g = [0, 0, 0, NULL, 3, 4, NULL];
+        g = [0, 0, 0, NULL, 3, INS_DIFFERENT, NULL];
         assert_eq!(
             hard_negative(&cmp(g), true, true, &none),
             Some(HardNegative::Namesake)
         );
+        // another card at an insurer of the same prefecture: its own cell, still guarded
+        // unless the population lifts that cell
+        g = [0, 0, 0, NULL, NULL, INS_CLOSE + 1, NULL];
+        assert_eq!(
+            hard_negative(&cmp(g), true, true, &none),
+            Some(HardNegative::Namesake)
+        );
+        let mut lift = [false; N_CELLS];
+        lift[corroboration(&g).cell] = true;
+        assert_eq!(hard_negative(&cmp(g), true, true, &lift), None);
         g = [0, 0, 0, 4, 3, 0, NULL];
         assert_eq!(hard_negative(&cmp(g), true, true, &none), None);
         g = [0, 0, 0, NULL, NULL, NULL, NULL];
@@ -929,19 +993,21 @@ mod tests {
     #[test]
     fn the_namesake_guard_lifts_only_where_the_population_says_so() {
         // residence and insurance observed, both disagree
-        let g: Gamma = [0, 0, 0, 4, 3, 4, NULL];
+        use Unsupported::*;
+        let g: Gamma = [0, 0, 0, 4, 3, INS_DIFFERENT, NULL];
         let k = corroboration(&g);
-        assert_eq!((k.cell, k.unsupported, k.contradicted), (0b101, true, true));
-        assert_eq!(cell_observed(0b101), 2);
+        let both = cell_of(Differs, Absent, Differs);
+        assert_eq!((k.cell, k.unsupported, k.contradicted), (both, true, true));
+        assert_eq!(cell_observed(both), 2);
         let mut lift = [false; N_CELLS];
         assert_eq!(
             hard_negative(&cmp(g), true, true, &lift),
             Some(HardNegative::Namesake)
         );
-        lift[0b101] = true;
+        lift[both] = true;
         assert_eq!(hard_negative(&cmp(g), true, true, &lift), None);
         // outside the stratum (birth date only close) the guard stays
-        let g: Gamma = [0, 1, 0, 4, 3, 4, NULL];
+        let g: Gamma = [0, 1, 0, 4, 3, INS_DIFFERENT, NULL];
         assert_eq!(
             hard_negative(&cmp(g), true, true, &lift),
             Some(HardNegative::Namesake)
@@ -953,8 +1019,9 @@ mod tests {
         // nothing observed: cell 0
         assert_eq!(cell([0, 0, 0, NULL, NULL, NULL, NULL]), (0, true, true));
         // same municipality (close), phone differs: its own cell, not a contradiction
-        assert_eq!(cell([0, 0, 0, 2, 2, NULL, 2]), (2 * 4 + 2, true, false));
-        assert_eq!(cell_observed(2 * 4 + 2), 2);
+        let near = cell_of(Close, Differs, Absent);
+        assert_eq!(cell([0, 0, 0, 2, 2, NULL, 2]), (near, true, false));
+        assert_eq!(cell_observed(near), 2);
         assert_eq!(
             hard_negative(
                 &cmp([0, 0, 0, 2, 2, NULL, 2]),
@@ -970,6 +1037,68 @@ mod tests {
         assert!(!cell([0, 0, 0, 2, 0, NULL, 2]).1);
         // postal code alone decides residence when the address is missing
         assert!(!cell([0, 0, 0, NULL, 1, NULL, NULL]).1);
-        assert_eq!(cell([0, 0, 0, NULL, 3, NULL, NULL]), (0b100, true, true));
+        assert_eq!(
+            cell([0, 0, 0, NULL, 3, NULL, NULL]),
+            (cell_of(Differs, Absent, Absent), true, true)
+        );
+        // another card: at the same insurer or in the same prefecture it is close (a cell of
+        // its own), elsewhere it differs; neither supports
+        for (level, state) in [
+            (INS_CLOSE, Close),
+            (INS_CLOSE + 1, Close),
+            (INS_DIFFERENT, Differs),
+        ] {
+            assert_eq!(
+                cell([0, 0, 0, NULL, NULL, level, NULL]),
+                (cell_of(Absent, Absent, state), true, true)
+            );
+        }
+        // every cell has its own index
+        let mut seen = [false; N_CELLS];
+        for r in [Absent, Differs, Close] {
+            for p in [Absent, Differs] {
+                for i in [Absent, Differs, Close] {
+                    assert!(!std::mem::replace(&mut seen[cell_of(r, p, i)], true));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod insurance_tests {
+    use super::*;
+
+    fn card(insurer: &str, number: &str) -> Identity {
+        let mut id = Identity::new("x");
+        id.insurer_number = Some(insurer.into());
+        id.insured_number = Some(number.into());
+        id
+    }
+
+    #[test]
+    fn another_card_in_the_same_prefecture_is_close() {
+        assert_eq!(insurer_prefecture("01130012"), 13);
+        // a 6-digit 国保 number, zero-filled: the prefecture follows the two zeros
+        assert_eq!(insurer_prefecture("00138014"), 13);
+        assert_eq!(insurer_prefecture("06990012"), 0);
+        assert_eq!(insurer_prefecture("0613"), 0);
+        assert_eq!(insurer_prefecture("06"), 0);
+        let mut n = Normalizer::new();
+        let r: Vec<Rec> = [
+            card("01130012", "1"),
+            card("06131234", "2"),
+            card("06271234", "3"),
+            card("01130012", "4"),
+            card("138014", "5"),
+        ]
+        .iter()
+        .map(|i| n.rec(0, i))
+        .collect();
+        assert_eq!(insurance_level(&r[0], &r[1]), INS_CLOSE + 1);
+        assert_eq!(insurance_level(&r[0], &r[2]), INS_DIFFERENT);
+        assert_eq!(insurance_level(&r[0], &r[3]), INS_CLOSE);
+        assert_eq!(insurance_level(&r[1], &r[4]), INS_CLOSE + 1);
+        assert_eq!(n_levels(C_INS), usize::from(INS_DIFFERENT) + 1);
     }
 }

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking::{self, Candidates, RULE_MASK, RULES};
 use crate::compare::{
-    self, C_ADDR, C_DOB, C_INS, C_PHONE, C_POSTAL, COMPARISONS, Cmp, Gamma, HardNegative, N_CELLS,
-    N_CMP, NULL, Normalizer, Rec, SCRIPTS, n_levels,
+    self, C_ADDR, C_DOB, C_INS, C_PHONE, C_POSTAL, COMPARISONS, Cmp, Gamma, HardNegative,
+    INS_CLOSE, INS_DIFFERENT, N_CELLS, N_CMP, NULL, Normalizer, Rec, SCRIPTS, n_levels,
 };
 use crate::intern::{FastMap, Strs};
 
@@ -253,6 +253,12 @@ pub struct FittedModel {
 }
 
 impl FittedModel {
+    /// Whether this model fits this version's comparisons (a model persisted by an earlier
+    /// version may have other levels: a caller then runs a full link, which refits).
+    pub fn is_current(&self) -> bool {
+        self.check().is_ok()
+    }
+
     fn check(&self) -> Result<(), LinkError> {
         let cells_ok = self.namesake_cells.is_empty()
             || (self.namesake_cells.len() == N_CELLS
@@ -771,24 +777,38 @@ fn namesake_cells(counts: &[(u64, u16, f64)], u: &[Vec<f64>], upper: f64) -> Nam
         if k.unsupported {
             d[cell] += n;
         }
-        let rest = cell % 4;
-        let mut p = 1.0;
-        if rest & 2 != 0 {
-            p *= u_from(C_PHONE, 2);
-        }
-        if rest & 1 != 0 {
-            p *= u_from(C_INS, 3);
-        }
-        if g[C_ADDR] == NULL && g[C_POSTAL] == NULL {
-            gsum[rest] += n * p;
+        // the namesakes expected in each unsupported state of the corroborators this pair
+        // observed: a random pair's chance of each state
+        use compare::Unsupported::{Absent, Close, Differs};
+        let res: &[(compare::Unsupported, f64)] = if g[C_ADDR] == NULL && g[C_POSTAL] == NULL {
+            &[(Absent, 1.0)]
+        } else if g[C_ADDR] != NULL {
+            &[(Differs, u_from(C_ADDR, 3)), (Close, u[C_ADDR][2])]
         } else {
-            let (differ, close) = if g[C_ADDR] != NULL {
-                (u_from(C_ADDR, 3), u[C_ADDR][2])
-            } else {
-                (u_from(C_POSTAL, 3), u[C_POSTAL][2])
-            };
-            gsum[4 + rest] += n * p * differ;
-            gsum[8 + rest] += n * p * close;
+            &[(Differs, u_from(C_POSTAL, 3)), (Close, u[C_POSTAL][2])]
+        };
+        let phone: &[(compare::Unsupported, f64)] = if g[C_PHONE] == NULL {
+            &[(Absent, 1.0)]
+        } else {
+            &[(Differs, u_from(C_PHONE, 2))]
+        };
+        let ins_close = u[C_INS][usize::from(INS_CLOSE)..usize::from(INS_DIFFERENT)]
+            .iter()
+            .sum::<f64>();
+        let ins: &[(compare::Unsupported, f64)] = if g[C_INS] == NULL {
+            &[(Absent, 1.0)]
+        } else {
+            &[
+                (Differs, u[C_INS][usize::from(INS_DIFFERENT)]),
+                (Close, ins_close),
+            ]
+        };
+        for &(r, pr) in res {
+            for &(ph, pp) in phone {
+                for &(i, pi) in ins {
+                    gsum[compare::cell_of(r, ph, i)] += n * pr * pp * pi;
+                }
+            }
         }
     }
     // π from the most informative cells: the more corroborators observed, the rarer a true
@@ -1350,39 +1370,47 @@ fn run(
     // whether the clusters `xs` and `ys` may become one: no constraint, no contradiction and
     // no cross pair below `min_p` (the edge a–b itself is not re-checked; forced merges skip
     // the score checks)
-    let verdict = |xs: &[u32], ys: &[u32], a: u32, b: u32, forced: bool, min_p: f64| -> Verdict {
-        for &x in xs {
-            for &y in ys {
-                let (gx, gy) = (group_of(x), group_of(y));
-                if gx != 0 && gy != 0 && gx != gy {
-                    return Err(Ok((BlockReason::Group, x, y)));
-                }
-                if cannot.contains(&(x.min(y), x.max(y))) {
-                    return Err(Ok((BlockReason::Decision, x, y)));
-                }
-                if !constraint.allows(records[x as usize], records[y as usize]) {
-                    return Err(Ok((BlockReason::Constraint, x, y)));
-                }
-                if forced {
-                    continue;
-                }
-                if cfg.unique_within_source && recs[x as usize].src == recs[y as usize].src {
-                    return Err(Err(ReviewReason::SameSource));
-                }
-                if (x, y) == (a, b) || (x, y) == (b, a) {
-                    continue;
-                }
-                let (wx, _, hn) = score(x, y);
-                if let Some(hn) = hn.filter(|h| h.is_contradiction()) {
-                    return Err(Err(ReviewReason::HardNegative(hn)));
-                }
-                if prob(wx) < min_p {
-                    return Err(Err(ReviewReason::Incoherent));
+    //
+    // `weak`: the merge rests on a namesake-calibrated probability alone. It must then not
+    // join two registrations of one handler either: a hospital that issued two patient
+    // numbers to the same name and birth date saw both patients and their insurance cards
+    // and kept them apart; with nothing else corroborating, a clerk decides.
+    let verdict =
+        |xs: &[u32], ys: &[u32], a: u32, b: u32, forced: bool, weak: bool, min_p: f64| -> Verdict {
+            for &x in xs {
+                for &y in ys {
+                    let (gx, gy) = (group_of(x), group_of(y));
+                    if gx != 0 && gy != 0 && gx != gy {
+                        return Err(Ok((BlockReason::Group, x, y)));
+                    }
+                    if cannot.contains(&(x.min(y), x.max(y))) {
+                        return Err(Ok((BlockReason::Decision, x, y)));
+                    }
+                    if !constraint.allows(records[x as usize], records[y as usize]) {
+                        return Err(Ok((BlockReason::Constraint, x, y)));
+                    }
+                    if forced {
+                        continue;
+                    }
+                    if (cfg.unique_within_source || weak)
+                        && recs[x as usize].src == recs[y as usize].src
+                    {
+                        return Err(Err(ReviewReason::SameSource));
+                    }
+                    if (x, y) == (a, b) || (x, y) == (b, a) {
+                        continue;
+                    }
+                    let (wx, _, hn) = score(x, y);
+                    if let Some(hn) = hn.filter(|h| h.is_contradiction()) {
+                        return Err(Err(ReviewReason::HardNegative(hn)));
+                    }
+                    if prob(wx) < min_p {
+                        return Err(Err(ReviewReason::Incoherent));
+                    }
                 }
             }
-        }
-        Ok(())
-    };
+            Ok(())
+        };
     let (mut ma, mut mb, mut mc) = (Vec::new(), Vec::new(), Vec::new());
     for &(w, a, b, kind) in &edges {
         let (ra, rb) = (uf.find(a), uf.find(b));
@@ -1401,7 +1429,7 @@ fn run(
         } else {
             cfg.min_cross_probability
         };
-        let mut v = verdict(&ma, &mb, a, b, forced, min_p);
+        let mut v = verdict(&ma, &mb, a, b, forced, kind == WEAK, min_p);
         if v.is_ok() && kind == WEAK {
             // exclusivity: a registration is one person's. When either side also has a
             // namesake-calibrated link to a third cluster that looks like another person
@@ -1416,7 +1444,8 @@ fn run(
                             continue;
                         }
                         uf.members(ry, &mut mc);
-                        if verdict(other, &mc, u32::MAX, u32::MAX, false, distinct).is_err() {
+                        if verdict(other, &mc, u32::MAX, u32::MAX, false, false, distinct).is_err()
+                        {
                             v = Err(Err(ReviewReason::Ambiguous));
                             break 'alt;
                         }
@@ -1558,7 +1587,7 @@ mod tests {
     fn counts(n: f64, ns: f64) -> Vec<(u64, u16, f64)> {
         vec![
             (packed([0, 0, 0, 0, 0, 0, 0]), 1, n),
-            (packed([0, 0, 0, 4, 3, 4, 2]), 1, ns),
+            (packed([0, 0, 0, 4, 3, INS_DIFFERENT, 2]), 1, ns),
             (packed([0, 0, 0, 4, 3, NULL, NULL]), 1, 200.0),
         ]
     }
@@ -1566,7 +1595,7 @@ mod tests {
     #[test]
     fn namesake_cells_lift_only_where_namesakes_are_rare() {
         let moved_cell = compare::corroboration(&[0, 0, 0, 4, 3, NULL, NULL]).cell;
-        let full_cell = compare::corroboration(&[0, 0, 0, 4, 3, 4, 2]).cell;
+        let full_cell = compare::corroboration(&[0, 0, 0, 4, 3, INS_DIFFERENT, 2]).cell;
         // 20 namesakes in 10,000 fully observed pairs: the 200 movers are matches
         let rare = namesake_cells(&counts(10_000.0, 20.0), &u(), 0.9);
         assert!((rare.share - 0.002).abs() < 0.001, "{}", rare.share);
@@ -1600,12 +1629,13 @@ mod tests {
             .collect();
         let counts = vec![
             (packed([0, 0, 0, 4, 3, 0, 0]), 1, 50.0),
-            (packed([0, 0, 0, 4, 3, 4, 0]), 1, 50.0),
+            (packed([0, 0, 0, 4, 3, INS_DIFFERENT, 0]), 1, 50.0),
         ];
         let bits = insurance_given_move(&counts, &m, &u(), 0.01).expect("enough movers");
         // the conditional m of "different card" is about one half, far above the marginal
-        let marginal = (m[C_INS][4] / u()[C_INS][4]).log2();
-        assert!(bits[4] > marginal + 2.0, "{} vs {}", bits[4], marginal);
+        let d = usize::from(INS_DIFFERENT);
+        let marginal = (m[C_INS][d] / u()[C_INS][d]).log2();
+        assert!(bits[d] > marginal + 2.0, "{} vs {}", bits[d], marginal);
         assert!(insurance_given_move(&counts[..0], &m, &u(), 0.01).is_none());
     }
 }

@@ -313,7 +313,11 @@ impl Workspace {
 
         // incremental when possible
         let mut plan: Option<(FittedModel, BTreeMap<String, String>)> = None;
-        if incremental && let Some((last_at, model)) = self.last_run().await? {
+        // a model from an earlier version with other comparison levels is refitted
+        if incremental
+            && let Some((last_at, model)) = self.last_run().await?
+            && model.is_current()
+        {
             let links = self.person_links().await?;
             let decided_since = decisions.iter().any(|d| d.decided_at > last_at);
             let mut group_of_person: HashMap<&str, &str> = HashMap::new();
