@@ -45,6 +45,7 @@ fuzz_target!(|data: &[u8]| {
     let file = SourceFile {
         path,
         rel_path: format!("fhir/{name}"),
+        label: format!("fhir/{name}"),
         format: Some(Format::Fhir),
         sha256: String::new(),
         size: body.len() as u64,

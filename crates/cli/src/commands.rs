@@ -219,6 +219,18 @@ pub struct ReleaseArgs {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum FilesCmd {
+    /// Print the original path of file references (f-…) shown by ingest, quarantine and
+    /// gate rejections: REF, handler, path, tab-separated. Audited.
+    Show {
+        #[arg(required = true)]
+        refs: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum AuditCmd {
     /// Re-check the hash chain; exit 1 naming the first broken event.
     Verify(JsonFlag),
@@ -428,8 +440,38 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                 print_json(&r)?;
             } else {
                 print!("{}", ingest_table(&r, lang));
+                print_quarantine(&r, lang);
             }
             Ok(ok)
+        }
+        Command::Files(FilesCmd::Show { refs, json }) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            let shown = ws.show_files(&refs).await?;
+            if json {
+                print_json(&shown)?;
+            }
+            let mut unknown = 0;
+            for f in &shown {
+                match (&f.handler, &f.path) {
+                    (Some(h), Some(p)) => {
+                        if !json {
+                            println!("{}\t{h}\t{p}", f.file_ref);
+                        }
+                    }
+                    _ => {
+                        unknown += 1;
+                        eprintln!(
+                            "{}: {}",
+                            lang.t(
+                                "このワークスペースにないファイル参照です",
+                                "no such file reference in this workspace"
+                            ),
+                            f.file_ref
+                        );
+                    }
+                }
+            }
+            Ok(if unknown > 0 { ExitCode::from(1) } else { ok })
         }
         Command::Stats(j) => {
             let ws = open(&cli.workspace, &cli.actor).await?;
@@ -527,6 +569,48 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// Quarantined units of an ingest run (at most 20), files named by reference.
+fn print_quarantine(r: &kiban_pipeline::ingest::IngestReport, lang: Lang) {
+    const SHOWN: usize = 20;
+    if r.quarantine.is_empty() {
+        return;
+    }
+    println!(
+        "{}",
+        lang.t(
+            "隔離（ファイル参照・位置・項目・理由）:",
+            "quarantined (file reference, location, field, reason):"
+        )
+    );
+    for q in r.quarantine.iter().take(SHOWN) {
+        println!(
+            "  {}  {}  {}  {}: {}",
+            q.file,
+            q.location,
+            q.field.as_deref().unwrap_or("-"),
+            q.code,
+            q.reason
+        );
+    }
+    if r.units_quarantined > SHOWN as u64 {
+        println!(
+            "  … {} {}",
+            r.units_quarantined - SHOWN as u64,
+            lang.t(
+                "件ほか（隔離テーブルに記録）",
+                "more (in the quarantine table)"
+            )
+        );
+    }
+    println!(
+        "{}",
+        lang.t(
+            "元のファイルパスの表示: kiban files show 参照…",
+            "original paths: kiban files show REF…"
+        )
+    );
 }
 
 fn ingest_table(r: &kiban_pipeline::ingest::IngestReport, lang: Lang) -> String {

@@ -55,6 +55,9 @@ pub enum Command {
     Retention(optout_cmds::RetentionCmd),
     /// Counts per table, quarantined, rejected by the gate.
     Stats(JsonFlag),
+    /// Input files: the workspace names them by reference (their paths carry patient IDs).
+    #[command(subcommand)]
+    Files(commands::FilesCmd),
     /// Link registrations into persons (名寄せ).
     Link(commands::LinkArgs),
     /// Table-level anonymization of a CSV file (ARX-style).

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use dicom_core::Tag;
+use dicom_encoding::transfer_syntax::TransferSyntax;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{FileDicomObject, FileMetaTableBuilder, InMemDicomObject, OpenFileOptions};
 use dicom_transfer_syntax_registry::entries;
@@ -60,13 +61,14 @@ pub fn looks_like_dicom(head: &[u8]) -> bool {
     head.get(128..132) == Some(b"DICM") || head.starts_with(b"DICM")
 }
 
-/// Opens a file. `rel_path` is how errors name it.
-pub fn open_dicom(path: &Path, rel_path: &str) -> Result<DicomFile, DicomError> {
+/// Opens a file. `file_label` is how errors name it (a caller's label, e.g. a reference that
+/// names no patient; the path itself is only opened).
+pub fn open_dicom(path: &Path, file_label: &str) -> Result<DicomFile, DicomError> {
     let bytes = std::fs::read(path).map_err(|source| DicomError::Io {
-        file: rel_path.to_string(),
+        file: file_label.to_string(),
         source,
     })?;
-    open_dicom_bytes(&bytes, rel_path)
+    open_dicom_bytes(&bytes, file_label)
 }
 
 /// Parses a file image: Part 10 (with or without the 128-byte preamble) or a bare data set
@@ -117,22 +119,13 @@ fn parse(bytes: &[u8], file: &str) -> Result<DicomFile, DicomError> {
             reason: "too short to be a DICOM object".into(),
         });
     }
-    // A bare data set: guess the transfer syntax from the first element.
-    let le = u16::from_le_bytes([bytes[0], bytes[1]]);
-    let be = u16::from_be_bytes([bytes[0], bytes[1]]);
-    let explicit = bytes[4..6].iter().all(u8::is_ascii_uppercase);
-    let ts = match (explicit, be < le) {
-        (true, true) => entries::EXPLICIT_VR_BIG_ENDIAN.erased(),
-        (true, false) => entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
-        (false, _) => entries::IMPLICIT_VR_LITTLE_ENDIAN.erased(),
-    };
-    if le > 0x0008 && be > 0x0008 {
+    let Some(ts) = bare_transfer_syntax(bytes) else {
         return Err(DicomError::Malformed {
             file: file.to_string(),
             tag: None,
             reason: "no DICM magic and no data set at the start: not a DICOM object".into(),
         });
-    }
+    };
     let obj =
         InMemDicomObject::read_dataset_with_ts(bytes, &ts).map_err(|e| malformed(file, &e))?;
     let uid = |tag: Tag, name: &'static str| {
@@ -169,6 +162,25 @@ fn parse(bytes: &[u8], file: &str) -> Result<DicomFile, DicomError> {
         .build()
         .map_err(|e| malformed(file, &e))?;
     Ok(obj.with_exact_meta(meta))
+}
+
+/// The transfer syntax a data set without file meta is read in, guessed from its first
+/// element; `None` when the bytes are not read as a data set at all (shorter than one element
+/// header, or a first group above 0008 in both byte orders). The guard walks the data set with
+/// the same guess, so the two never read the bytes differently.
+pub(crate) fn bare_transfer_syntax(bytes: &[u8]) -> Option<TransferSyntax> {
+    let head = bytes.get(..8)?;
+    let le = u16::from_le_bytes([head[0], head[1]]);
+    let be = u16::from_be_bytes([head[0], head[1]]);
+    if le > 0x0008 && be > 0x0008 {
+        return None;
+    }
+    let explicit = head[4..6].iter().all(u8::is_ascii_uppercase);
+    Some(match (explicit, be < le) {
+        (true, true) => entries::EXPLICIT_VR_BIG_ENDIAN.erased(),
+        (true, false) => entries::EXPLICIT_VR_LITTLE_ENDIAN.erased(),
+        (false, _) => entries::IMPLICIT_VR_LITTLE_ENDIAN.erased(),
+    })
 }
 
 /// The Specific Character Set of a data set.
@@ -310,23 +322,25 @@ pub fn burned_in_risk(obj: &InMemDicomObject) -> Option<&'static str> {
 }
 
 /// Reads one file into a unit. Quarantine-worthy problems are errors naming file and tag.
+/// `file_label` is used only as the unit's `Provenance::source_file` and in errors: callers
+/// pass a label that names no patient when they store either.
 pub fn read_dicom(
     path: &Path,
     handler_code: &str,
-    rel_path: &str,
+    file_label: &str,
 ) -> Result<DicomUnit, DicomError> {
-    let obj = open_dicom(path, rel_path)?;
-    unit_from_object(&obj, handler_code, rel_path)
+    let obj = open_dicom(path, file_label)?;
+    unit_from_object(&obj, handler_code, file_label)
 }
 
 /// [`read_dicom`] over bytes already in memory.
 pub fn read_dicom_bytes(
     bytes: &[u8],
     handler_code: &str,
-    rel_path: &str,
+    file_label: &str,
 ) -> Result<DicomUnit, DicomError> {
-    let obj = open_dicom_bytes(bytes, rel_path)?;
-    unit_from_object(&obj, handler_code, rel_path)
+    let obj = open_dicom_bytes(bytes, file_label)?;
+    unit_from_object(&obj, handler_code, file_label)
 }
 
 /// The identity an object states (Patient module), decoded with its character set; the

@@ -570,7 +570,7 @@ impl CsvContext {
             Err(reason) => {
                 em.summary.units += 1;
                 em.quarantine(
-                    &file.rel_path,
+                    &file.label,
                     "file",
                     Some(MAPPING_FILE),
                     QuarantineCode::Mapping,
@@ -582,11 +582,13 @@ impl CsvContext {
         let Some(spec) = mapping.spec_for(&name) else {
             em.summary.units += 1;
             em.quarantine(
-                &file.rel_path,
+                &file.label,
                 "file",
                 Some(MAPPING_FILE),
                 QuarantineCode::Mapping,
-                format!("{MAPPING_FILE} has no [[file]] entry named {name:?}"),
+                // Not the name itself: quarantine reasons are stored, and a file name can
+                // name a patient.
+                format!("{MAPPING_FILE} has no [[file]] entry for this file's name"),
             );
             return Ok(());
         };
@@ -597,7 +599,7 @@ impl CsvContext {
         read_csv_into(
             io::BufReader::with_capacity(256 * 1024, f),
             spec,
-            &file.rel_path,
+            &file.label,
             handler_code,
             em,
         )

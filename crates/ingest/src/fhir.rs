@@ -1153,7 +1153,7 @@ impl FhirContext {
                             }
                             other => other.to_string(),
                         };
-                        em.quarantine(&file.rel_path, loc, None, err.code(), reason)
+                        em.quarantine(&file.label, loc, None, err.code(), reason)
                     }
                     Ok(v) => self.single(v, file, &dir, handler, loc, em),
                 }
@@ -1164,7 +1164,7 @@ impl FhirContext {
         match parse_fhir_json(&bytes) {
             Err(e) => {
                 em.summary.units += 1;
-                em.quarantine(&file.rel_path, "file", None, e.code(), e.to_string());
+                em.quarantine(&file.label, "file", None, e.code(), e.to_string());
             }
             Ok(FhirDocument::Resource(v)) => {
                 em.summary.units += 1;
@@ -1193,7 +1193,7 @@ impl FhirContext {
                     .ignore("Bulk Data export log entry: not clinical");
             } else {
                 em.quarantine(
-                    &file.rel_path,
+                    &file.label,
                     loc,
                     Some("resourceType"),
                     FhirError::NoResourceType.code(),
@@ -1206,7 +1206,7 @@ impl FhirContext {
             match document_from_value(v) {
                 Ok(FhirDocument::Bundle { entries, .. }) => read_bundle(entries, file, handler, em),
                 _ => em.quarantine(
-                    &file.rel_path,
+                    &file.label,
                     loc,
                     None,
                     QuarantineCode::Parse,
@@ -1222,13 +1222,13 @@ impl FhirContext {
         }
         let prov = Provenance {
             handler_code: handler.to_string(),
-            source_file: file.rel_path.clone(),
+            source_file: file.label.clone(),
             source_record: loc.clone(),
         };
         let mapped = match map_resource(&v, None, &HashMap::new()) {
             Ok(m) => m,
             Err(e) => {
-                em.quarantine(&file.rel_path, loc, e.field.as_deref(), e.code, e.reason);
+                em.quarantine(&file.label, loc, e.field.as_deref(), e.code, e.reason);
                 return;
             }
         };
@@ -1248,7 +1248,7 @@ impl FhirContext {
             other => {
                 let Some(reference) = patient_ref(&v) else {
                     em.quarantine(
-                        &file.rel_path,
+                        &file.label,
                         loc,
                         Some(&format!("{rt}.subject")),
                         QuarantineCode::MissingField,
@@ -1267,7 +1267,7 @@ impl FhirContext {
                 };
                 let Some(patient_id) = found else {
                     em.quarantine(
-                        &file.rel_path,
+                        &file.label,
                         loc,
                         Some(&format!("{rt}.subject")),
                         QuarantineCode::UnresolvedReference,
@@ -1456,7 +1456,7 @@ fn read_bundle(
                     )
                 };
                 em.quarantine(
-                    &file.rel_path,
+                    &file.label,
                     format!("entry[{i}]"),
                     Some(&format!("{rt}.subject")),
                     code,
@@ -1469,7 +1469,7 @@ fn read_bundle(
         em.summary.units += 1;
         let prov = |i: usize| Provenance {
             handler_code: handler.to_string(),
-            source_file: file.rel_path.clone(),
+            source_file: file.label.clone(),
             source_record: format!("entry[{i}]"),
         };
         let (full, Some(pv)) = &entries[pi] else {
@@ -1511,7 +1511,7 @@ fn read_bundle(
         match result {
             Ok(sf) => em.emit(Item::Facts(sf)),
             Err((i, e)) => em.quarantine(
-                &file.rel_path,
+                &file.label,
                 format!("entry[{i}] (patient group of entry[{pi}])"),
                 e.field.as_deref(),
                 e.code,

@@ -30,7 +30,9 @@
 //! and [`csvmap::parse_csv`] are fuzzed); hold a whole UKE/DPC/CSV file in memory (they stream
 //! line by line, one unit buffered); or put personal data
 //! (names, IDs, values) into error or quarantine messages — those name the file, the
-//! segment or entry, and the field.
+//! segment or entry, and the field. Everything emitted names a file by its
+//! [`SourceFile::label`], never by the path parsed in memory (paths carry patient IDs and
+//! names): a caller that stores what readers emit [`relabel`]s the files first.
 
 pub mod csvmap;
 pub mod dpc;
@@ -149,19 +151,27 @@ pub enum IngestError {
 pub struct SourceFile {
     pub path: PathBuf,
     /// Path relative to the root it was found under (the root's own name for a file given
-    /// directly), with `/` separators. This is `Provenance::source_file`.
+    /// directly), with `/` separators. Readers parse it in memory (the SS-MIX2 name
+    /// convention, extended-storage item folders) but never emit it: SS-MIX2 paths carry the
+    /// hospital's patient ID, other exports often a patient's name.
     pub rel_path: String,
+    /// What everything a reader emits calls this file: quarantine `file`,
+    /// `Provenance::source_file`, [`Item::Superseded`], [`Item::Invalidated`],
+    /// [`Attachment`]. [`discover`] sets it to `rel_path`; a caller that stores or shows
+    /// what readers emit replaces it with a reference that names no patient, for every file
+    /// at once with [`relabel`].
+    pub label: String,
     /// Detected (or forced) format; `None` when no reader recognizes the file.
     pub format: Option<Format>,
     /// Hex SHA-256 of the content: the idempotency key of re-ingest.
     pub sha256: String,
     pub size: u64,
-    /// SS-MIX2 only: the rel_path of a file that supersedes this one (a newer version of the
+    /// SS-MIX2 only: the label of a file that supersedes this one (a newer version of the
     /// same order, or a condition-flag-0 file invalidating it). Reading a superseded file
     /// yields one [`Item::Superseded`] and no facts.
     pub superseded_by: Option<String>,
     /// SS-MIX2 extended storage only: this file is an attachment (PDF, image, CDA…) of the
-    /// item whose main document has this rel_path. Reading it yields one [`Item::Attachment`].
+    /// item whose main document has this label. Reading it yields one [`Item::Attachment`].
     pub attachment_of: Option<String>,
 }
 
@@ -199,9 +209,9 @@ impl SourceFile {
 /// measures it; the pipeline decides (gate) and keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attachment {
-    /// rel_path of the attachment.
+    /// Label of the attachment ([`SourceFile::label`]).
     pub file: String,
-    /// rel_path of the item's main document.
+    /// Label of the item's main document.
     pub main_document: String,
     /// The handler's patient ID the item folder names (for the gate and the registry only).
     pub patient_id: String,
@@ -228,16 +238,15 @@ pub enum Item {
     Facts(SourceFacts),
     /// A unit that could not be read, with where and why.
     Quarantine(Quarantined),
-    /// An SS-MIX2 file replaced by `by` (see [`SourceFile::superseded_by`]).
+    /// An SS-MIX2 file replaced by `by` (labels; see [`SourceFile::superseded_by`]).
     Superseded {
         file: String,
         by: String,
         reason: String,
     },
     /// An SS-MIX2 condition-flag-0 file: every earlier version of `order` is invalid. The
-    /// pipeline retracts facts ingested earlier from files of this order
-    /// ([`Ssmix2Name::order_key`] of their `source_file`) whose timestamp is not later than
-    /// `timestamp`.
+    /// pipeline retracts facts ingested earlier from files of this order whose timestamp is
+    /// not later than `timestamp`. `file` is the flag-0 file's label.
     Invalidated {
         file: String,
         order: OrderKey,
@@ -250,6 +259,7 @@ pub enum Item {
 /// A quarantined unit. `reason` never contains field values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Quarantined {
+    /// The file's label ([`SourceFile::label`]).
     pub file: String,
     /// `file`, `segment 3 (PID)`, `line 12`, `entry[4]`, `message 2`.
     pub location: String,
@@ -471,6 +481,7 @@ pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceF
             }
             out.push(SourceFile {
                 path,
+                label: rel_path.clone(),
                 rel_path,
                 format: detected,
                 sha256,
@@ -482,6 +493,36 @@ pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceF
     }
     ssmix2::mark_superseded(&mut out);
     Ok(out)
+}
+
+/// Gives every file of `files` (what [`discover`] returned) the label `label_of(rel_path)`,
+/// and points `superseded_by` and `attachment_of` at the new labels of the files they name,
+/// so that readers emit only labels. `label_of` must give different files different labels.
+/// A name that is not among `files` (an attachment whose item has no main document) was
+/// given as a rel_path by [`discover`] and is labelled the same way.
+pub fn relabel(files: &mut [SourceFile], mut label_of: impl FnMut(&str) -> String) {
+    let index: std::collections::HashMap<String, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.label.clone(), i))
+        .collect();
+    let labels: Vec<String> = files.iter().map(|f| label_of(&f.rel_path)).collect();
+    let mut map = |old: &String| match index.get(old) {
+        Some(i) => labels[*i].clone(),
+        None => label_of(old),
+    };
+    let mut mapped = Vec::with_capacity(files.len());
+    for f in files.iter() {
+        mapped.push((
+            f.superseded_by.as_ref().map(&mut map),
+            f.attachment_of.as_ref().map(&mut map),
+        ));
+    }
+    for ((f, label), (by, of)) in files.iter_mut().zip(labels).zip(mapped) {
+        f.label = label;
+        f.superseded_by = by;
+        f.attachment_of = of;
+    }
 }
 
 /// Streams the file through SHA-256 and keeps its first 64 KiB for detection.
@@ -582,7 +623,7 @@ impl Reader {
         if let Some(by) = &file.superseded_by {
             em.summary.units = 1;
             em.emit(Item::Superseded {
-                file: file.rel_path.clone(),
+                file: file.label.clone(),
                 by: by.clone(),
                 reason: "a later SS-MIX2 file of the same order (patient, data type, order number) supersedes this one".into(),
             });
@@ -599,12 +640,12 @@ impl Reader {
                     path: file.path.clone(),
                     source,
                 })?;
-                ssmix2::read_ssmix2(&file.rel_path, &bytes, handler_code, &mut em);
+                ssmix2::read_ssmix2(&file.rel_path, &file.label, &bytes, handler_code, &mut em);
             }
             Some(Format::Fhir) => self.fhir.read(file, handler_code, &mut em)?,
             Some(Format::Uke) => {
                 let f = open_buffered(&file.path)?;
-                uke::read_uke_into(f, &file.rel_path, handler_code, &mut em).map_err(|source| {
+                uke::read_uke_into(f, &file.label, handler_code, &mut em).map_err(|source| {
                     IngestError::Io {
                         path: file.path.clone(),
                         source,
@@ -613,7 +654,7 @@ impl Reader {
             }
             Some(Format::Dpc) => {
                 let f = open_buffered(&file.path)?;
-                dpc::read_dpc_into(f, &file.rel_path, handler_code, &mut em).map_err(|source| {
+                dpc::read_dpc_into(f, &file.label, handler_code, &mut em).map_err(|source| {
                     IngestError::Io {
                         path: file.path.clone(),
                         source,
@@ -623,7 +664,7 @@ impl Reader {
             Some(Format::Csv) => self.csv.read(file, handler_code, &mut em)?,
             Some(Format::Dicom) => {
                 em.summary.units = 1;
-                match kiban_dicom::read_dicom(&file.path, handler_code, &file.rel_path) {
+                match kiban_dicom::read_dicom(&file.path, handler_code, &file.label) {
                     Ok(unit) => em.emit(Item::Facts(unit.facts)),
                     Err(kiban_dicom::DicomError::Io { source, .. }) => {
                         return Err(IngestError::Io {
@@ -650,7 +691,7 @@ impl Reader {
                             ),
                             other => (None, QuarantineCode::Parse, other.to_string()),
                         };
-                        em.quarantine(&file.rel_path, "file", field.as_deref(), code, reason);
+                        em.quarantine(&file.label, "file", field.as_deref(), code, reason);
                     }
                 }
             }
@@ -667,12 +708,33 @@ impl Reader {
 impl Reader {
     /// One SS-MIX2 extended-storage attachment: measured and typed when its item's main
     /// document is acceptable, quarantined (`dependent`) when it is missing or quarantined.
+    /// `main_label` is the main document's label; its path comes from the attachment's own.
     fn read_attachment(
         &mut self,
         file: &SourceFile,
-        main_rel: &str,
+        main_label: &str,
         em: &mut Emitter<'_>,
     ) -> Result<(), IngestError> {
+        let not_in_item = |em: &mut Emitter<'_>| {
+            em.quarantine(
+                &file.label,
+                "file",
+                None,
+                QuarantineCode::Inconsistent,
+                "not inside an SS-MIX2 extended-storage item folder",
+            )
+        };
+        let Some(loc) = Ssmix2Location::of(&file.rel_path) else {
+            not_in_item(em);
+            return Ok(());
+        };
+        let Ssmix2Role::ExtendedAttachment {
+            main_document: main_rel,
+        } = &loc.role
+        else {
+            not_in_item(em);
+            return Ok(());
+        };
         let main_path = file
             .path
             .parent()
@@ -697,9 +759,8 @@ impl Reader {
                 v
             }
         };
-        let loc = Ssmix2Location::of(&file.rel_path);
-        match (verdict, loc) {
-            (Ok(()), Some(loc)) => {
+        match verdict {
+            Ok(()) => {
                 let mut head = vec![0u8; 1024];
                 let n = std::fs::File::open(&file.path)
                     .and_then(|mut f| f.read(&mut head))
@@ -710,30 +771,23 @@ impl Reader {
                 head.truncate(n);
                 let (kind, mime) = sniff_attachment(&file.rel_path, &head);
                 em.emit(Item::Attachment(Attachment {
-                    file: file.rel_path.clone(),
-                    main_document: main_rel.to_string(),
+                    file: file.label.clone(),
+                    main_document: main_label.to_string(),
                     order: loc.order_key(),
-                    patient_id: loc.patient_id,
-                    timestamp: loc.timestamp,
+                    patient_id: loc.patient_id.clone(),
+                    timestamp: loc.timestamp.clone(),
                     kind: kind.to_string(),
                     mime: mime.to_string(),
                     size: file.size,
                     sha256: file.sha256.clone(),
                 }));
             }
-            (Err(reason), _) => em.quarantine(
-                &file.rel_path,
+            Err(reason) => em.quarantine(
+                &file.label,
                 "file",
                 Some(ssmix2::MAIN_DOCUMENT),
                 QuarantineCode::Dependent,
                 format!("SS-MIX2 extended-storage attachment not kept: {reason}"),
-            ),
-            (Ok(()), None) => em.quarantine(
-                &file.rel_path,
-                "file",
-                None,
-                QuarantineCode::Inconsistent,
-                "not inside an SS-MIX2 extended-storage item folder",
             ),
         }
         Ok(())

@@ -367,13 +367,14 @@ pub(crate) fn mark_superseded(files: &mut [SourceFile]) {
                 _ => None,
             };
             if let Some(b) = by {
-                let by_path = files[b].rel_path.clone();
-                files[*i].superseded_by = Some(by_path);
+                let by_label = files[b].label.clone();
+                files[*i].superseded_by = Some(by_label);
             }
         }
     }
     // Extended storage: an item's other files share its main document's fate, and the files
-    // of a condition-flag-0 item are not kept (the item is withdrawn).
+    // of a condition-flag-0 item are not kept (the item is withdrawn). Keyed by label, the
+    // name `attachment_of` uses.
     let mains: BTreeMap<String, (Option<String>, u8)> = files
         .iter()
         .filter(|f| f.format == Some(crate::Format::Ssmix2))
@@ -381,7 +382,7 @@ pub(crate) fn mark_superseded(files: &mut [SourceFile]) {
             let loc = Ssmix2Location::of(&f.rel_path)?;
             (loc.role == Ssmix2Role::ExtendedMain).then(|| {
                 (
-                    f.rel_path.clone(),
+                    f.label.clone(),
                     (f.superseded_by.clone(), loc.condition_flag),
                 )
             })
@@ -451,8 +452,15 @@ fn err(location: impl Into<String>, field: Option<&str>, reason: impl Into<Strin
 }
 
 /// Reads one SS-MIX2 file's bytes (a standardized-storage file or an extended-storage item's
-/// main document): checks name and tree, splits messages, maps each.
-pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: &mut Emitter<'_>) {
+/// main document): checks name and tree, splits messages, maps each. `rel_path` is parsed
+/// (name convention, tree), `label` is what the items name the file by.
+pub(crate) fn read_ssmix2(
+    rel_path: &str,
+    label: &str,
+    bytes: &[u8],
+    handler_code: &str,
+    em: &mut Emitter<'_>,
+) {
     let loc = Ssmix2Location::of(rel_path);
     let mut file_problems = loc
         .as_ref()
@@ -485,7 +493,7 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
             "SS-MIX2 file rejected"
         };
         em.quarantine(
-            rel_path,
+            label,
             "file",
             None,
             code,
@@ -495,7 +503,7 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
     }
     let base = MessageContext {
         handler_code: handler_code.to_string(),
-        source_file: rel_path.to_string(),
+        source_file: label.to_string(),
         data_type: loc.as_ref().map(|n| n.data_type.clone()),
         expected_patient_id: loc.as_ref().map(|n| n.patient_id.clone()),
         file_date: loc
@@ -531,7 +539,7 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
                     }
                     other => other.to_string(),
                 };
-                em.quarantine(rel_path, location, None, QuarantineCode::Parse, reason);
+                em.quarantine(label, location, None, QuarantineCode::Parse, reason);
                 continue;
             }
         };
@@ -546,7 +554,7 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
                     // A flag-0 file withdraws its order: its own content is not a fact.
                     match n.order_key() {
                         Some(order) => em.emit(Item::Invalidated {
-                            file: rel_path.to_string(),
+                            file: label.to_string(),
                             order,
                             timestamp: n.timestamp.clone(),
                         }),
@@ -566,7 +574,7 @@ pub(crate) fn read_ssmix2(rel_path: &str, bytes: &[u8], handler_code: &str, em: 
                 } else {
                     e.location
                 };
-                em.quarantine(rel_path, loc, e.field.as_deref(), e.code, e.reason);
+                em.quarantine(label, loc, e.field.as_deref(), e.code, e.reason);
             }
         }
     }
@@ -597,7 +605,7 @@ pub(crate) fn check_main_document(rel_path: &str, bytes: &[u8]) -> Result<(), St
         sink: &mut sink,
         summary: crate::FileSummary::default(),
     };
-    read_ssmix2(rel_path, bytes, "", &mut em);
+    read_ssmix2(rel_path, rel_path, bytes, "", &mut em);
     if problems > 0 || units == 0 {
         Err("the item's main document (main_document.hl7) is quarantined".into())
     } else {

@@ -1,13 +1,25 @@
 //! Ingest: files → readers → the consent gate per unit → vault + lake, chunk by chunk.
 //!
 //! A *chunk* (one `ingest_batches` row) is the unit of atomic commit: its lake parts become
-//! visible, its files are marked ingested and its quarantine and gate-rejection rows are
-//! written in one transaction. A chunk found `started` when the workspace opens was
-//! interrupted (a crash, kill -9): [`recover`] deletes its parts and rows, so the next
-//! ingest of the same files neither duplicates nor loses anything.
+//! visible, and its new registrations, the identities of its patients (vault), its files
+//! (marked ingested), quarantine and gate-rejection rows are written in one transaction. A
+//! chunk found `started` when the workspace opens was interrupted (a crash, kill -9):
+//! [`recover`] deletes its parts and rows, so the next ingest of the same files neither
+//! duplicates nor loses anything (registrations and identities the chunk would have added
+//! were never committed).
 //!
-//! Memory is bounded: the reader runs on a blocking thread and hands units over a bounded
-//! channel; facts are flushed to Parquet every `chunk_rows` rows.
+//! Throughput: files are read and parsed on up to four blocking threads (one per
+//! core), dealt round-robin and taken back in order, so results do not depend on the number
+//! of readers. The handler's registrations are loaded once per run; a chunk's new
+//! registrations, identities and ledger rows are written at its commit with multi-row
+//! statements (identities sealed only when the merge changed them).
+//!
+//! Memory: units arrive over bounded channels; facts are flushed to Parquet every 65,536
+//! rows. What grows with the number of persons: the handler's registrations (~90 bytes each)
+//! and the person/visit rows already written (16-byte digests), both kept for the whole run
+//! like the rows of earlier runs; and, per chunk, the chunk's patients and their identities
+//! (a few hundred bytes each, serialized). A chunk ends at a file boundary, so one large file
+//! (a claims file of a whole hospital) is one chunk.
 //!
 //! **SS-MIX2 orders across deliveries.** Every SS-MIX2 file names one version of one order
 //! (handler, patient, data type, order number; timestamp; condition flag). Within one delivery
@@ -16,7 +28,9 @@
 //! older than what was delivered before is superseded without being read; a flag-0 file or a
 //! newer version schedules a *retraction* — the facts of that order from files not later than
 //! its timestamp, written by earlier batches, leave the lake (the order's facts are found by
-//! their `source_file` provenance, which names the order). The retraction is recorded in the
+//! their `source_file` provenance: the file's reference, which the ledger maps to the file's
+//! order and timestamp; rows written before references existed hold the path, which names
+//! them). The retraction is recorded in the
 //! chunk's transaction (`ingest_retractions`, batch `retraction = 'pending'`) and carried out
 //! right after the commit by rewriting the affected Parquet parts ([`kiban_store::lake::Lake::compact_rows`]);
 //! a crash in between is finished when the workspace opens ([`recover`]). Rewriting is
@@ -26,6 +40,11 @@
 //! **Attachments** (SS-MIX2 extended storage: PDFs, images beside `main_document.hl7`) pass
 //! the gate like a unit, are kept content-addressed in the lake (`lake/attachments/`) and
 //! recorded in `ingest_attachments` with kind, media type, size and SHA-256.
+//!
+//! **File names** never leave memory in clear: right after discovery every file is labelled
+//! with its reference ([`crate::files`]), which is all that readers emit and this module
+//! stores, reports or puts into an error; a chunk seals the paths of the references it
+//! stores into `source_files` in its own transaction.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -36,6 +55,7 @@ use kiban_ingest::{Attachment, Format, Item, OrderKey, QuarantineCode, SourceFil
 use kiban_model::fact::PersonFact;
 use kiban_model::{Fact, FactBatchBuilder, Identity, Provenance, SourceFacts, Table};
 use kiban_records::ReceiptRecord;
+use kiban_store::bulk::{Val, insert_rows};
 use kiban_store::lake::LakeWriter;
 use serde::Serialize;
 
@@ -93,6 +113,25 @@ pub struct IngestReport {
     /// SS-MIX2 extended-storage attachments kept.
     pub attachments: u64,
     pub chunks: u64,
+    /// The first [`QUARANTINE_SHOWN`] quarantined units of the run, files named by reference
+    /// (`kiban files show REF` gives the path); every one is in the `quarantine` table.
+    pub quarantine: Vec<QuarantineEntry>,
+}
+
+/// Quarantined units listed in an [`IngestReport`] at most.
+pub const QUARANTINE_SHOWN: usize = 100;
+
+/// One quarantined unit as the run reports it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QuarantineEntry {
+    /// The file's reference (see [`crate::files`]).
+    pub file: String,
+    pub format: String,
+    pub location: String,
+    pub field: Option<String>,
+    /// The stable machine code (`kiban_ingest::QuarantineCode`).
+    pub code: String,
+    pub reason: String,
 }
 
 impl IngestReport {
@@ -115,6 +154,9 @@ struct AttachmentRow {
     attachment: Attachment,
     stored_ref: String,
     order_key: Option<String>,
+    /// Path of the item's main document, sealed with the chunk under
+    /// `attachment.main_document` (the main document may be in another chunk).
+    main_path: Option<String>,
 }
 
 /// A retraction to record with the chunk: facts of `order_key` from files not later than
@@ -162,6 +204,8 @@ struct FileRow {
     quarantined: u64,
     /// (order key hash, timestamp, condition flag) of an SS-MIX2 order file.
     order: Option<(String, String, u8)>,
+    /// SS-MIX2: the keyed hash of the name and item folder (`ingest_files.name_key`).
+    name_key: Option<String>,
 }
 
 /// The state of the chunk being built.
@@ -169,15 +213,110 @@ struct Chunk {
     batch_id: String,
     builder: FactBatchBuilder,
     writers: BTreeMap<Table, LakeWriter>,
-    identities: HashMap<String, Identity>,
+    /// Registration → the chunk's merged identity of it, serialized (a few hundred bytes
+    /// instead of the struct and its strings: a chunk of one large claims file holds every
+    /// patient's), zeroized when dropped.
+    identities: HashMap<String, SealedInMemory>,
     quarantine: Vec<QuarantineRow>,
     rejections: Vec<RejectionRow>,
     files: Vec<FileRow>,
     attachments: Vec<AttachmentRow>,
     retractions: Vec<RetractionRow>,
-    patients: HashSet<String>,
+    /// The chunk's patients (for the receipt record), as patient-key bytes.
+    patients: HashSet<[u8; 32]>,
+    /// Registrations first named in this chunk (patient-key bytes; their ids are in
+    /// [`Registrations`]), written in the chunk's transaction.
+    new_regs: Vec<[u8; 32]>,
     facts: BTreeMap<String, u64>,
     rows: usize,
+}
+
+/// The handler's registrations: patient key → registration id, loaded once per run. Keys are
+/// held as their 32 bytes (the registry only holds 64-hex-digit keys), so a million
+/// registrations take about 100 MB less than as strings.
+#[derive(Default)]
+struct Registrations {
+    ids: HashMap<[u8; 32], Box<str>>,
+}
+
+/// A patient key (64 hex digits of an HMAC) as its 32 bytes.
+fn key_bytes(patient_key: &str) -> Result<[u8; 32], PipelineError> {
+    let mut k = [0u8; 32];
+    hex::decode_to_slice(patient_key, &mut k)
+        .map_err(|_| PipelineError::Registry(kiban_store::RegistryError::NotAPatientKey))?;
+    Ok(k)
+}
+
+/// An identity serialized for the chunk; zeroized on drop like `Identity` itself.
+type SealedInMemory = zeroize::Zeroizing<Vec<u8>>;
+
+fn pack(identity: &Identity) -> Result<SealedInMemory, PipelineError> {
+    // Serialized into a buffer large enough for a typical record, then copied to an
+    // exactly-sized one: a chunk may hold a hundred thousand of them.
+    let mut buf = zeroize::Zeroizing::new(Vec::with_capacity(1024));
+    serde_json::to_writer(&mut *buf, identity)
+        .map_err(|_| PipelineError::from(kiban_store::VaultError::Serialize))?;
+    Ok(zeroize::Zeroizing::new(buf.to_vec()))
+}
+
+fn unpack(bytes: &[u8]) -> Result<Identity, PipelineError> {
+    serde_json::from_slice(bytes).map_err(|_| kiban_store::VaultError::Serialize.into())
+}
+
+impl Registrations {
+    fn insert(&mut self, patient_key: &str, registration_id: &str) -> Result<(), PipelineError> {
+        self.ids
+            .insert(key_bytes(patient_key)?, registration_id.into());
+        Ok(())
+    }
+
+    /// The registration of `patient_key`; a new one (a fresh random id, recorded in the
+    /// chunk so that it is registered when the chunk commits) when the handler has none.
+    fn resolve(&mut self, c: &mut Chunk, key: [u8; 32]) -> String {
+        if let Some(id) = self.ids.get(&key) {
+            return id.to_string();
+        }
+        let id = kiban_store::registry::new_registration_id();
+        self.ids.insert(key, id.as_str().into());
+        c.new_regs.push(key);
+        id
+    }
+}
+
+/// Person rows and visits written so far (by earlier runs and this one), so that each is
+/// written once. Held as 128-bit digests of (kind, registration, visit number): 16 bytes per
+/// row instead of a string per row, which is what keeps a run's memory near-flat in the
+/// number of persons (a collision would need ~2^64 rows).
+#[derive(Default)]
+struct SeenRows {
+    digests: HashSet<u128>,
+}
+
+impl SeenRows {
+    fn digest(parts: &[&str]) -> u128 {
+        use sha2::Digest;
+        let mut h = sha2::Sha256::new();
+        for p in parts {
+            // Length-prefixed, so that no two different part lists hash the same input.
+            h.update((p.len() as u64).to_le_bytes());
+            h.update(p.as_bytes());
+        }
+        let d = h.finalize();
+        let mut b = [0u8; 16];
+        b.copy_from_slice(&d[..16]);
+        u128::from_le_bytes(b)
+    }
+
+    /// Whether the person row of `registration_id` is new (and now recorded).
+    fn insert_person(&mut self, registration_id: &str) -> bool {
+        self.digests.insert(Self::digest(&["p", registration_id]))
+    }
+
+    /// Whether visit `visit_id` of `registration_id` is new (and now recorded).
+    fn insert_visit(&mut self, registration_id: &str, visit_id: &str) -> bool {
+        self.digests
+            .insert(Self::digest(&["v", registration_id, visit_id]))
+    }
 }
 
 impl Workspace {
@@ -251,7 +390,10 @@ impl Workspace {
             }
         }
         progress.stage("scan", None);
-        let files = kiban_ingest::discover(paths, opts.format)?;
+        let mut files =
+            kiban_ingest::discover(paths, opts.format).map_err(|e| discover_error(paths, e))?;
+        // From here on a file is named by its reference only (see `crate::files`).
+        kiban_ingest::relabel(&mut files, |rel| self.file_ref(&opts.handler, rel));
         progress.finish_stage();
 
         let mut report = IngestReport {
@@ -261,41 +403,105 @@ impl Workspace {
             ..Default::default()
         };
         let done = self.ingested_hashes(&opts.handler).await?;
-        let mut regs: HashMap<String, String> = self
-            .registry
-            .all()
-            .await?
-            .into_iter()
-            .filter(|r| r.handler_code == opts.handler)
-            .map(|r| (r.patient_key, r.registration_id))
-            .collect();
+        let tail_key = |tail: &str| self.name_key(&opts.handler, tail);
+        // The handler's registrations, loaded once: units resolve their patient key here, and
+        // registrations new to this run are written with the chunk that first names them.
+        let mut regs = Registrations::default();
+        let mut bad_key = None;
+        self.registry
+            .for_each_of_handler(&opts.handler, |key, id| {
+                if let Err(e) = regs.insert(key, id) {
+                    bad_key = Some(e);
+                }
+            })
+            .await?;
+        if let Some(e) = bad_key {
+            return Err(e);
+        }
         // Person rows and visits already written (many units repeat them). Person rows of
         // earlier runs count too, so a resumed or repeated ingest adds no second row.
-        let mut seen: HashSet<String> = self.known_rows(&opts.handler)?;
+        let mut seen = self.known_rows(&opts.handler)?;
         // SS-MIX2 orders: what earlier deliveries brought decides, per file, whether it is
         // stale or retracts earlier facts. Decided for every file before any is read, so that
-        // an attachment sorted before its main document shares its fate.
+        // an attachment sorted before its main document shares its fate. Only plans other
+        // than a plain read are kept (a first delivery has none), so that a delivery of
+        // hundreds of thousands of files does not hold a plan per file.
         let ledger = self.order_ledger(&opts.handler).await?;
-        let mut plans: HashMap<String, (String, OrderPlan)> = HashMap::new();
+        let mut plans: HashMap<String, OrderPlan> = HashMap::new();
         for f in &files {
-            if done.contains(f) {
+            if done.contains(f, &tail_key) {
                 continue;
             }
             if let Some(v) = f.order_version() {
                 let key = self.order_key_hash(&opts.handler, &v.key);
                 let plan = plan_order(ledger.get(&key), &v.timestamp, v.condition_flag);
-                plans.insert(f.rel_path.clone(), (key, plan));
+                if plan != OrderPlan::Read {
+                    plans.insert(f.label.clone(), plan);
+                }
             }
         }
 
         progress.stage("ingest", Some(files.len() as u64));
-        // One reader for the whole run: it caches what files share (a Bulk export's
-        // Patient file is read once per folder).
-        let reader = std::sync::Arc::new(std::sync::Mutex::new(kiban_ingest::Reader::new()));
+        // Which files are read (not ingested before, of a known format, not stale), decided
+        // up front so that reader threads can read ahead while this task gates and stores
+        // what they already read. Files are dealt round-robin to up to one reader per core
+        // (parsing is most of the work for FHIR and much of it for SS-MIX2); this task takes
+        // them back in the same order, so results do not depend on the number of readers.
+        // Units arrive over bounded channels (memory stays bounded), each file's closed by
+        // its outcome.
+        let files = std::sync::Arc::new(files);
+        let to_read: Vec<bool> = files
+            .iter()
+            .map(|f| {
+                !done.contains(f, &tail_key)
+                    && f.format.is_some()
+                    && file_plan(f, &plans) != Some(OrderPlan::Stale)
+            })
+            .collect();
+        let scheduled: Vec<usize> = (0..files.len()).filter(|i| to_read[*i]).collect();
+        let lanes = std::thread::available_parallelism()
+            .map_or(1, std::num::NonZeroUsize::get)
+            .min(MAX_READERS)
+            .min(scheduled.len())
+            .max(1);
+        let mut lanes_rx = Vec::with_capacity(lanes);
+        let mut reading = Vec::with_capacity(lanes);
+        for lane in 0..lanes {
+            let (read_tx, read_rx) = tokio::sync::mpsc::channel::<Read>(256 / lanes);
+            lanes_rx.push(read_rx);
+            let files = files.clone();
+            let mine: Vec<usize> = scheduled
+                .iter()
+                .skip(lane)
+                .step_by(lanes)
+                .copied()
+                .collect();
+            let handler_code = opts.handler.clone();
+            reading.push(tokio::task::spawn_blocking(move || {
+                // One reader per thread for the whole run: it caches what files of a folder
+                // share (a Bulk export's Patient file is read once per folder and thread).
+                let mut reader = kiban_ingest::Reader::new();
+                for i in mine {
+                    let Some(file) = files.get(i) else { return };
+                    // The receiver only goes away when the ingest fails; then nothing more
+                    // is needed.
+                    let mut gone = false;
+                    let outcome = reader.read_file(file, &handler_code, &mut |item| {
+                        if !gone && read_tx.blocking_send(Read::Item(item)).is_err() {
+                            gone = true;
+                        }
+                    });
+                    if gone || read_tx.blocking_send(Read::End(outcome)).is_err() {
+                        return;
+                    }
+                }
+            }));
+        }
+        let mut next_lane = 0usize;
         let mut chunk: Option<Chunk> = None;
-        for file in files {
+        for (i, file) in files.iter().enumerate() {
             progress.advance(1);
-            if done.contains(&file) {
+            if done.contains(file, &tail_key) {
                 report.files_already_ingested += 1;
                 continue;
             }
@@ -316,12 +522,14 @@ impl Workspace {
                 rejected: 0,
                 quarantined: 0,
                 order: None,
+                name_key: (file.format == Some(Format::Ssmix2))
+                    .then(|| tail_key(name_tail(&file.rel_path))),
             };
             if file.format.is_none() {
                 // Nothing is skipped silently: an unrecognized file is quarantined whole.
-                c.quarantine.push(QuarantineRow {
+                push_quarantine(&mut report.quarantine, c, QuarantineRow {
                     format: format_name.clone(),
-                    file: file.rel_path.clone(),
+                    file: file.label.clone(),
                     location: "file".into(),
                     field: None,
                     code: QuarantineCode::UnknownFormat,
@@ -337,24 +545,13 @@ impl Workspace {
                 c.files.push(row);
                 continue;
             }
-            let plan = match (&file.attachment_of, plans.get(&file.rel_path)) {
-                (Some(main), _) => plans
-                    .get(main)
-                    .filter(|(_, p)| *p == OrderPlan::Stale)
-                    .map(|_| OrderPlan::Stale),
-                (None, Some((key, plan))) => {
-                    if let Some(v) = file.order_version() {
-                        row.order = Some((key.clone(), v.timestamp, v.condition_flag));
-                    }
-                    // A file superseded inside this delivery is not read: nothing to retract.
-                    if file.superseded_by.is_none() {
-                        Some(plan.clone())
-                    } else {
-                        None
-                    }
-                }
-                (None, None) => None,
-            };
+            if file.attachment_of.is_none()
+                && let Some(v) = file.order_version()
+            {
+                let key = self.order_key_hash(&opts.handler, &v.key);
+                row.order = Some((key, v.timestamp, v.condition_flag));
+            }
+            let plan = file_plan(file, &plans);
             match (&plan, &row.order) {
                 (Some(OrderPlan::Stale), _) => {
                     // An earlier delivery brought a later version of this order or withdrew
@@ -374,32 +571,34 @@ impl Workspace {
                 }
                 _ => {}
             }
-            // Read on a blocking thread; units arrive over a bounded channel.
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<Item>(256);
-            let handler_code = opts.handler.clone();
-            let reader_file = file.clone();
-            let shared = reader.clone();
-            let reading = tokio::task::spawn_blocking(move || {
-                let mut sink = |item: Item| {
-                    // The receiver only goes away when the ingest fails; then the rest of
-                    // this file is not needed.
-                    let _ = tx.blocking_send(item);
+            if !to_read[i] {
+                // Every path above that does not read the file ends in `continue`.
+                return Err(PipelineError::Refused(format!(
+                    "internal: file {} was not scheduled for reading",
+                    file.label
+                )));
+            }
+            let read_rx = &mut lanes_rx[next_lane % lanes];
+            next_lane += 1;
+            loop {
+                let item = match read_rx.recv().await {
+                    Some(Read::Item(item)) => item,
+                    Some(Read::End(Ok(_summary))) => break,
+                    Some(Read::End(Err(e))) => return Err(read_error(file, e)),
+                    None => {
+                        return Err(PipelineError::Refused(format!(
+                            "reader stopped while reading file {}",
+                            file.label
+                        )));
+                    }
                 };
-                // Files are read one after another, so the lock is never contended; a
-                // poisoned lock only means an earlier file's reader panicked.
-                let mut r = shared
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                r.read_file(&reader_file, &handler_code, &mut sink)
-            });
-            while let Some(item) = rx.recv().await {
                 match item {
                     Item::Facts(unit) => {
                         row.units += 1;
                         self.accept_unit(
                             c,
                             unit,
-                            &file,
+                            file,
                             &snapshot,
                             opts,
                             &mut regs,
@@ -417,14 +616,18 @@ impl Workspace {
                             .quarantined_by_reason
                             .entry(q.code.as_str().to_string())
                             .or_default() += 1;
-                        c.quarantine.push(QuarantineRow {
-                            format: format_name.clone(),
-                            file: q.file,
-                            location: q.location,
-                            field: q.field,
-                            code: q.code,
-                            reason: q.reason,
-                        });
+                        push_quarantine(
+                            &mut report.quarantine,
+                            c,
+                            QuarantineRow {
+                                format: format_name.clone(),
+                                file: q.file,
+                                location: q.location,
+                                field: q.field,
+                                code: q.code,
+                                reason: q.reason,
+                            },
+                        );
                     }
                     Item::Superseded { .. } | Item::Invalidated { .. } => {
                         row.units += 1;
@@ -435,7 +638,7 @@ impl Workspace {
                         self.accept_attachment(
                             c,
                             a,
-                            &file,
+                            file,
                             &snapshot,
                             opts,
                             &mut regs,
@@ -447,16 +650,6 @@ impl Workspace {
                 }
                 if c.builder.len() >= 65_536 {
                     self.flush_builder(c)?;
-                }
-            }
-            match reading.await {
-                Ok(Ok(_summary)) => {}
-                Ok(Err(e)) => return Err(e.into()),
-                Err(join) => {
-                    return Err(PipelineError::Refused(format!(
-                        "reader for {} stopped: {join}",
-                        file.rel_path
-                    )));
                 }
             }
             let fc = report.by_format.entry(format_name).or_default();
@@ -471,12 +664,19 @@ impl Workspace {
                 && let Some(c) = chunk.take()
             {
                 {
-                    self.commit_chunk(c, &handler, opts, &mut report).await?;
+                    self.commit_chunk(c, &handler, opts, &regs, &mut report)
+                        .await?;
                 }
             }
         }
         if let Some(c) = chunk.take() {
-            self.commit_chunk(c, &handler, opts, &mut report).await?;
+            self.commit_chunk(c, &handler, opts, &regs, &mut report)
+                .await?;
+        }
+        drop(lanes_rx);
+        for r in reading {
+            r.await
+                .map_err(|join| PipelineError::Refused(format!("reader stopped: {join}")))?;
         }
         progress.finish_stage();
         Ok(report)
@@ -490,8 +690,8 @@ impl Workspace {
         file: &SourceFile,
         snapshot: &GateSnapshot,
         opts: &IngestOptions,
-        regs: &mut HashMap<String, String>,
-        seen: &mut HashSet<String>,
+        regs: &mut Registrations,
+        seen: &mut SeenRows,
         row: &mut FileRow,
         report: &mut IngestReport,
     ) -> Result<(), PipelineError> {
@@ -507,14 +707,18 @@ impl Workspace {
                 .quarantined_by_reason
                 .entry(QuarantineCode::MissingField.as_str().to_string())
                 .or_default() += 1;
-            c.quarantine.push(QuarantineRow {
-                format: row.format.clone(),
-                file: file.rel_path.clone(),
-                location,
-                field: Some("patient_id".into()),
-                code: QuarantineCode::MissingField,
-                reason: "患者IDがありません / the unit names no patient ID".into(),
-            });
+            push_quarantine(
+                &mut report.quarantine,
+                c,
+                QuarantineRow {
+                    format: row.format.clone(),
+                    file: file.label.clone(),
+                    location,
+                    field: Some("patient_id".into()),
+                    code: QuarantineCode::MissingField,
+                    reason: "患者IDがありません / the unit names no patient ID".into(),
+                },
+            );
             return Ok(());
         }
         let patient_key = self.patient_key(&opts.handler, &unit.patient_id);
@@ -528,29 +732,17 @@ impl Workspace {
             *report.rejected_by_reason.entry(code.clone()).or_default() += 1;
             c.rejections.push(RejectionRow {
                 patient_key,
-                file: file.rel_path.clone(),
+                file: file.label.clone(),
                 location,
                 reason: code,
                 facts: unit.facts.len() as u64,
             });
             return Ok(());
         }
-        let registration_id = match regs.get(&patient_key) {
-            Some(r) => r.clone(),
-            None => {
-                let (id, created) = self
-                    .registry
-                    .get_or_create(&opts.handler, &patient_key)
-                    .await?;
-                if created {
-                    report.new_registrations += 1;
-                }
-                regs.insert(patient_key.clone(), id.clone());
-                id
-            }
-        };
+        let key = key_bytes(&patient_key)?;
+        let registration_id = regs.resolve(c, key);
         report.units_accepted += 1;
-        c.patients.insert(patient_key);
+        c.patients.insert(key);
         let prefecture = unit
             .identity
             .as_ref()
@@ -560,14 +752,14 @@ impl Workspace {
         for (fact, prov) in &unit.facts {
             if let Fact::Visit(v) = fact
                 && let Some(id) = &v.source_visit_id
-                && !seen.insert(format!("v\u{1f}{registration_id}\u{1f}{id}"))
+                && !seen.insert_visit(&registration_id, id)
             {
                 // One visit per visit number: every order of an encounter repeats it.
                 continue;
             }
             if let Fact::Person(p) = fact {
                 has_person = true;
-                if !seen.insert(format!("p\u{1f}{registration_id}")) {
+                if !seen.insert_person(&registration_id) {
                     continue;
                 }
                 if p.prefecture.is_none() && prefecture.is_some() {
@@ -582,7 +774,7 @@ impl Workspace {
         if let Some(identity) = &unit.identity {
             // Readers that carry identity but no person row still give the person table its
             // demographics (sex, birth date, prefecture): the release needs them.
-            if !has_person && seen.insert(format!("p\u{1f}{registration_id}")) {
+            if !has_person && seen.insert_person(&registration_id) {
                 let person = Fact::Person(PersonFact {
                     sex: identity.sex,
                     birth_date: identity
@@ -597,21 +789,23 @@ impl Workspace {
                 });
                 let prov = Provenance {
                     handler_code: opts.handler.clone(),
-                    source_file: file.rel_path.clone(),
+                    source_file: file.label.clone(),
                     source_record: "identity".into(),
                 };
                 self.push_fact(c, &registration_id, &person, &prov, row);
             }
+            let packed = pack(identity)?;
             match c.identities.get_mut(&registration_id) {
+                // Most units of a patient repeat the identity: nothing to merge.
+                Some(known) if **known == *packed => {}
                 Some(known) => {
                     // The latest unit wins for fields it states; earlier ones fill the rest.
                     let mut newer = identity.clone();
-                    newer.merge_missing(known);
-                    *known = newer;
+                    newer.merge_missing(&unpack(known)?);
+                    *known = pack(&newer)?;
                 }
                 None => {
-                    c.identities
-                        .insert(registration_id.clone(), identity.clone());
+                    c.identities.insert(registration_id.clone(), packed);
                 }
             }
         }
@@ -628,7 +822,7 @@ impl Workspace {
         file: &SourceFile,
         snapshot: &GateSnapshot,
         opts: &IngestOptions,
-        regs: &mut HashMap<String, String>,
+        regs: &mut Registrations,
         row: &mut FileRow,
         report: &mut IngestReport,
     ) -> Result<(), PipelineError> {
@@ -642,30 +836,18 @@ impl Workspace {
             *report.rejected_by_reason.entry(code.clone()).or_default() += 1;
             c.rejections.push(RejectionRow {
                 patient_key,
-                file: file.rel_path.clone(),
+                file: file.label.clone(),
                 location: "file".into(),
                 reason: code,
                 facts: 0,
             });
             return Ok(());
         }
-        let registration_id = match regs.get(&patient_key) {
-            Some(r) => r.clone(),
-            None => {
-                let (id, created) = self
-                    .registry
-                    .get_or_create(&opts.handler, &patient_key)
-                    .await?;
-                if created {
-                    report.new_registrations += 1;
-                }
-                regs.insert(patient_key.clone(), id.clone());
-                id
-            }
-        };
+        let key = key_bytes(&patient_key)?;
+        let registration_id = regs.resolve(c, key);
         report.units_accepted += 1;
         report.attachments += 1;
-        c.patients.insert(patient_key);
+        c.patients.insert(key);
         // Copied before the chunk commits: a crash leaves at most an unreferenced copy, which
         // recovery deletes.
         let stored_ref = self.lake.keep_attachment(&file.path, &a.sha256)?;
@@ -673,11 +855,18 @@ impl Workspace {
             .order
             .as_ref()
             .map(|o| self.order_key_hash(&opts.handler, o));
+        let main_path = match kiban_ingest::Ssmix2Location::of(&file.rel_path).map(|l| l.role) {
+            Some(kiban_ingest::Ssmix2Role::ExtendedAttachment { main_document }) => {
+                Some(main_document)
+            }
+            _ => None,
+        };
         c.attachments.push(AttachmentRow {
             registration_id,
             attachment: a,
             stored_ref,
             order_key,
+            main_path,
         });
         Ok(())
     }
@@ -772,8 +961,26 @@ impl Workspace {
                 *slot = cut;
             }
         }
-        // Whether a row goes, per distinct (handler, source_file): each file's order is
-        // hashed once, and the rewrite pass gets the same answers as the counting pass.
+        // The files of the retracted orders, from the ledger: (handler, reference) →
+        // (order key, timestamp). Lake rows name their file by reference.
+        let mut order_files: HashMap<(String, String), (String, String)> = HashMap::new();
+        for (handler, key) in cuts.keys() {
+            let rows = sqlx::query(
+                "SELECT file_ref, order_ts FROM ingest_files WHERE handler_code = $1 AND order_key = $2",
+            )
+            .bind(handler)
+            .bind(key)
+            .fetch_all(self.db.pool())
+            .await?;
+            for r in rows {
+                let (file_ref, ts): (String, Option<String>) = (r.try_get(0)?, r.try_get(1)?);
+                if let Some(ts) = ts {
+                    order_files.insert((handler.clone(), file_ref), (key.clone(), ts));
+                }
+            }
+        }
+        // Whether a row goes, per distinct (handler, source_file): each file is looked up
+        // once, and the rewrite pass gets the same answers as the counting pass.
         let mut verdict: HashMap<(String, String), bool> = HashMap::new();
         let mut total = 0u64;
         for table in Table::ALL {
@@ -790,12 +997,17 @@ impl Workspace {
                 let retract = *verdict
                     .entry((handler.to_string(), source.to_string()))
                     .or_insert_with(|| {
-                        kiban_ingest::order_version(source).is_some_and(|ov| {
-                            let key = self.order_key_hash(handler, &ov.key);
-                            cuts.get(&(handler.to_string(), key)).is_some_and(|cut| {
-                                kiban_ingest::timestamp_cmp(&ov.timestamp, cut).is_le()
-                            })
-                        })
+                        let known = order_files.get(&(handler.to_string(), source.to_string()));
+                        let (key, ts) = match known {
+                            Some((key, ts)) => (key.clone(), ts.clone()),
+                            // Rows written before file references: the path names the order.
+                            None => match kiban_ingest::order_version(source) {
+                                Some(ov) => (self.order_key_hash(handler, &ov.key), ov.timestamp),
+                                None => return false,
+                            },
+                        };
+                        cuts.get(&(handler.to_string(), key))
+                            .is_some_and(|cut| kiban_ingest::timestamp_cmp(&ts, cut).is_le())
                     });
                 !retract
             };
@@ -911,22 +1123,22 @@ impl Workspace {
         Ok(())
     }
 
-    /// Rows that must not be written twice, as `seen` keys: `p␟{registration}` for every
-    /// registration with a person row, `v␟{registration}␟{visit}` for every visit of this
-    /// handler (a later delivery often repeats a visit an earlier one already brought).
-    fn known_rows(&self, handler: &str) -> Result<HashSet<String>, PipelineError> {
+    /// Rows that must not be written twice: every registration with a person row, every
+    /// visit of this handler (a later delivery often repeats a visit an earlier one already
+    /// brought).
+    fn known_rows(&self, handler: &str) -> Result<SeenRows, PipelineError> {
         use arrow::array::{Array, StringArray};
         let col = |b: &arrow::record_batch::RecordBatch, name: &str| {
             b.column_by_name(name)
                 .and_then(|c| c.as_any().downcast_ref::<StringArray>())
                 .cloned()
         };
-        let mut out = HashSet::new();
+        let mut out = SeenRows::default();
         for batch in self.lake.scan(Table::Person)? {
             let batch = batch?;
             if let Some(regs) = col(&batch, kiban_model::table::REGISTRATION_ID) {
                 for r in regs.iter().flatten() {
-                    out.insert(format!("p\u{1f}{r}"));
+                    out.insert_person(r);
                 }
             }
         }
@@ -941,7 +1153,7 @@ impl Workspace {
             };
             for i in 0..batch.num_rows() {
                 if handlers.value(i) == handler && !ids.is_null(i) {
-                    out.insert(format!("v\u{1f}{}\u{1f}{}", regs.value(i), ids.value(i)));
+                    out.insert_visit(regs.value(i), ids.value(i));
                 }
             }
         }
@@ -951,7 +1163,7 @@ impl Workspace {
     /// The idempotency keys of the handler's ingested files.
     async fn ingested_hashes(&self, handler: &str) -> Result<Done, PipelineError> {
         let rows = sqlx::query(
-            "SELECT sha256, format, rel_path, order_key FROM ingest_files WHERE handler_code = $1",
+            "SELECT sha256, format, name_key, order_key FROM ingest_files WHERE handler_code = $1",
         )
         .bind(handler)
         .fetch_all(self.db.pool())
@@ -963,13 +1175,13 @@ impl Workspace {
             let format: String = r.try_get(1)?;
             let order_key: Option<String> = r.try_get(3)?;
             // SS-MIX2 rows written before keys took the name into account hold the content
-            // hash: remember their names so that upgrading does not ingest them twice.
+            // hash: remember their names (as keyed hashes) so that upgrading does not ingest
+            // them twice.
             if format == Format::Ssmix2.name() && order_key.is_none() {
-                let rel: String = r.try_get(2)?;
-                done.legacy
-                    .entry(key.clone())
-                    .or_default()
-                    .push(name_tail(&rel).to_string());
+                let name_key: Option<String> = r.try_get(2)?;
+                if let Some(name_key) = name_key {
+                    done.legacy.entry(key.clone()).or_default().push(name_key);
+                }
             }
             done.keys.insert(key);
         }
@@ -1002,6 +1214,7 @@ impl Workspace {
             attachments: Vec::new(),
             retractions: Vec::new(),
             patients: HashSet::new(),
+            new_regs: Vec::new(),
             facts: BTreeMap::new(),
             rows: 0,
         })
@@ -1012,124 +1225,209 @@ impl Workspace {
         mut c: Chunk,
         handler: &kiban_consent::HandlerInfo,
         opts: &IngestOptions,
+        regs: &Registrations,
         report: &mut IngestReport,
     ) -> Result<(), PipelineError> {
         self.flush_builder(&mut c)?;
         for (_, w) in std::mem::take(&mut c.writers) {
             w.finish()?;
         }
-        // Identity into the vault, merged with what earlier chunks stored.
-        for (registration_id, identity) in &c.identities {
-            let merged = match self.vault.get(registration_id).await? {
-                Some(old) => {
-                    let mut m = identity.clone();
-                    m.merge_missing(&old);
-                    m
-                }
-                None => identity.clone(),
-            };
-            self.vault.put(registration_id, &merged).await?;
-        }
+        // One transaction for everything the chunk adds to the control plane: its new
+        // registrations, the identities, the file ledger, quarantine, attachments,
+        // retractions, gate rejections and the batch status. Rows are written with multi-row
+        // statements; nothing before the commit is visible, and a crash before it leaves the
+        // batch `started` for `recover`.
         let mut tx = self.db.pool().begin().await?;
         let at = now();
-        for f in &c.files {
+        let mut fresh: HashSet<&str> = HashSet::with_capacity(c.new_regs.len());
+        for part in c.new_regs.chunks(BULK) {
+            let keys: Vec<String> = part.iter().map(hex::encode).collect();
+            let mut entries: Vec<(&str, &str)> = Vec::with_capacity(part.len());
+            for (k, key) in keys.iter().zip(part) {
+                let id = regs.ids.get(key).ok_or_else(|| {
+                    PipelineError::Refused("internal: a new registration has no id".into())
+                })?;
+                entries.push((k.as_str(), id));
+                fresh.insert(id);
+            }
+            self.registry
+                .register_many(&mut tx, &opts.handler, &entries)
+                .await?;
+        }
+        // Identity into the vault, merged with what earlier chunks stored, a slice at a time
+        // (so that only a slice is ever decrypted at once). Registrations new in this chunk
+        // have nothing stored; an identity the merge leaves as stored is not sealed and
+        // written again.
+        let ids: Vec<&str> = c.identities.keys().map(String::as_str).collect();
+        for part in ids.chunks(BULK) {
+            let known: Vec<&str> = part
+                .iter()
+                .copied()
+                .filter(|id| !fresh.contains(id))
+                .collect();
+            let stored = self.vault.get_many(&mut tx, &known).await?;
+            let mut puts: Vec<(&str, Identity)> = Vec::with_capacity(part.len());
+            for id in part {
+                let Some(packed) = c.identities.get(*id) else {
+                    continue;
+                };
+                let mut identity = unpack(packed)?;
+                match stored.get(*id) {
+                    Some(old) => {
+                        identity.merge_missing(old);
+                        if identity != *old {
+                            puts.push((id, identity));
+                        }
+                    }
+                    None => puts.push((id, identity)),
+                }
+            }
+            let refs: Vec<(&str, &Identity)> = puts.iter().map(|(id, i)| (*id, i)).collect();
+            if !refs.is_empty() {
+                self.vault.put_many(&mut tx, &refs).await?;
+            }
+        }
+        // The sealed paths of every reference the chunk stores, in its transaction: no
+        // reference without its name, whatever chunk it first appears in. Quarantine and
+        // gate-rejection rows name the file being read, which is one of the chunk's files.
+        let mut names: Vec<(&str, &str, &str)> = c
+            .files
+            .iter()
+            .map(|f| {
+                (
+                    f.file.label.as_str(),
+                    opts.handler.as_str(),
+                    f.file.rel_path.as_str(),
+                )
+            })
+            .collect();
+        for a in &c.attachments {
+            if let Some(main) = &a.main_path {
+                names.push((
+                    a.attachment.main_document.as_str(),
+                    opts.handler.as_str(),
+                    main.as_str(),
+                ));
+            }
+        }
+        for part in names.chunks(BULK) {
+            self.vault.put_file_names(&mut tx, part).await?;
+        }
+        drop(names);
+        let rows = c.files.iter().map(|f| {
             let (order_key, order_ts, flag) = match &f.order {
                 Some((k, t, fl)) => (Some(k.clone()), Some(t.clone()), Some(i64::from(*fl))),
                 None => (None, None, None),
             };
-            sqlx::query(
-                "INSERT INTO ingest_files (handler_code, sha256, rel_path, format, bytes, batch_id, units, facts, rejected, quarantined, order_key, order_ts, condition_flag) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT DO NOTHING",
-            )
-            .bind(&opts.handler)
-            .bind(f.file.ingest_key())
-            .bind(&f.file.rel_path)
-            .bind(&f.format)
-            .bind(f.file.size as i64)
-            .bind(&c.batch_id)
-            .bind(f.units as i64)
-            .bind(f.facts as i64)
-            .bind(f.rejected as i64)
-            .bind(f.quarantined as i64)
-            .bind(order_key)
-            .bind(order_ts)
-            .bind(flag)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for q in &c.quarantine {
-            sqlx::query(
-                "INSERT INTO quarantine (quarantine_id, batch_id, handler_code, format, file, location, field, reason, recorded_at, code) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(format!("q{}", new_id()))
-            .bind(&c.batch_id)
-            .bind(&opts.handler)
-            .bind(&q.format)
-            .bind(&q.file)
-            .bind(&q.location)
-            .bind(q.field.clone())
-            .bind(&q.reason)
-            .bind(&at)
-            .bind(q.code.as_str())
-            .execute(&mut *tx)
-            .await?;
-        }
-        for a in &c.attachments {
+            vec![
+                Val::Text(opts.handler.clone()),
+                Val::Text(f.file.ingest_key()),
+                Val::Text(f.file.label.clone()),
+                Val::Text(f.format.clone()),
+                Val::Int(f.file.size as i64),
+                Val::Text(c.batch_id.clone()),
+                Val::Int(f.units as i64),
+                Val::Int(f.facts as i64),
+                Val::Int(f.rejected as i64),
+                Val::Int(f.quarantined as i64),
+                Val::OptText(order_key),
+                Val::OptText(order_ts),
+                Val::OptInt(flag),
+                Val::OptText(f.name_key.clone()),
+            ]
+        });
+        insert_rows(
+            &mut tx,
+            "INSERT INTO ingest_files (handler_code, sha256, file_ref, format, bytes, batch_id, units, facts, rejected, quarantined, order_key, order_ts, condition_flag, name_key)",
+            " ON CONFLICT DO NOTHING",
+            rows,
+        )
+        .await?;
+        let rows = c.quarantine.iter().map(|q| {
+            vec![
+                Val::Text(format!("q{}", new_id())),
+                Val::Text(c.batch_id.clone()),
+                Val::Text(opts.handler.clone()),
+                Val::Text(q.format.clone()),
+                Val::Text(q.file.clone()),
+                Val::Text(q.location.clone()),
+                Val::OptText(q.field.clone()),
+                Val::Text(q.reason.clone()),
+                Val::Text(at.clone()),
+                Val::Text(q.code.as_str().to_string()),
+            ]
+        });
+        insert_rows(
+            &mut tx,
+            "INSERT INTO quarantine (quarantine_id, batch_id, handler_code, format, file, location, field, reason, recorded_at, code)",
+            "",
+            rows,
+        )
+        .await?;
+        let rows = c.attachments.iter().map(|a| {
             let att = &a.attachment;
             let order_ts = a.order_key.as_ref().map(|_| att.timestamp.clone());
-            sqlx::query(
-                "INSERT INTO ingest_attachments (attachment_id, batch_id, handler_code, registration_id, rel_path, main_document, kind, mime, bytes, sha256, stored_ref, order_key, order_ts, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            )
-            .bind(format!("a{}", new_id()))
-            .bind(&c.batch_id)
-            .bind(&opts.handler)
-            .bind(&a.registration_id)
-            .bind(&att.file)
-            .bind(&att.main_document)
-            .bind(&att.kind)
-            .bind(&att.mime)
-            .bind(att.size as i64)
-            .bind(&att.sha256)
-            .bind(&a.stored_ref)
-            .bind(a.order_key.clone())
-            .bind(order_ts)
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for r in &c.retractions {
-            sqlx::query(
-                "INSERT INTO ingest_retractions (retraction_id, batch_id, handler_code, order_key, cut_ts, kind) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(format!("r{}", new_id()))
-            .bind(&c.batch_id)
-            .bind(&opts.handler)
-            .bind(&r.order_key)
-            .bind(&r.cut_ts)
-            .bind(r.kind)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for r in &c.rejections {
-            sqlx::query(
-                "INSERT INTO gate_rejections (rejection_id, batch_id, handler_code, patient_key, file, location, reason, facts, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(format!("x{}", new_id()))
-            .bind(&c.batch_id)
-            .bind(&opts.handler)
-            .bind(&r.patient_key)
-            .bind(&r.file)
-            .bind(&r.location)
-            .bind(&r.reason)
-            .bind(r.facts as i64)
-            .bind(&at)
-            .execute(&mut *tx)
-            .await?;
-        }
+            vec![
+                Val::Text(format!("a{}", new_id())),
+                Val::Text(c.batch_id.clone()),
+                Val::Text(opts.handler.clone()),
+                Val::Text(a.registration_id.clone()),
+                Val::Text(att.file.clone()),
+                Val::Text(att.main_document.clone()),
+                Val::Text(att.kind.clone()),
+                Val::Text(att.mime.clone()),
+                Val::Int(att.size as i64),
+                Val::Text(att.sha256.clone()),
+                Val::Text(a.stored_ref.clone()),
+                Val::OptText(a.order_key.clone()),
+                Val::OptText(order_ts),
+                Val::Text(at.clone()),
+            ]
+        });
+        insert_rows(
+            &mut tx,
+            "INSERT INTO ingest_attachments (attachment_id, batch_id, handler_code, registration_id, file_ref, main_document, kind, mime, bytes, sha256, stored_ref, order_key, order_ts, recorded_at)",
+            "",
+            rows,
+        )
+        .await?;
+        let rows = c.retractions.iter().map(|r| {
+            vec![
+                Val::Text(format!("r{}", new_id())),
+                Val::Text(c.batch_id.clone()),
+                Val::Text(opts.handler.clone()),
+                Val::Text(r.order_key.clone()),
+                Val::Text(r.cut_ts.clone()),
+                Val::Text(r.kind.to_string()),
+            ]
+        });
+        insert_rows(
+            &mut tx,
+            "INSERT INTO ingest_retractions (retraction_id, batch_id, handler_code, order_key, cut_ts, kind)",
+            "",
+            rows,
+        )
+        .await?;
+        let rows = c.rejections.iter().map(|r| {
+            vec![
+                Val::Text(format!("x{}", new_id())),
+                Val::Text(c.batch_id.clone()),
+                Val::Text(opts.handler.clone()),
+                Val::Text(r.patient_key.clone()),
+                Val::Text(r.file.clone()),
+                Val::Text(r.location.clone()),
+                Val::Text(r.reason.clone()),
+                Val::Int(r.facts as i64),
+                Val::Text(at.clone()),
+            ]
+        });
+        insert_rows(
+            &mut tx,
+            "INSERT INTO gate_rejections (rejection_id, batch_id, handler_code, patient_key, file, location, reason, facts, recorded_at)",
+            "",
+            rows,
+        )
+        .await?;
         let units: u64 = c.files.iter().map(|f| f.units).sum();
         let facts: u64 = c.facts.values().sum();
         sqlx::query(
@@ -1150,6 +1448,12 @@ impl Workspace {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
+        report.new_registrations += c.new_regs.len() as u64;
+        // What the receipt and the retractions do not need goes before they run.
+        drop(std::mem::take(&mut c.identities));
+        drop(std::mem::take(&mut c.new_regs));
+        drop(std::mem::take(&mut c.rejections));
+        drop(std::mem::take(&mut c.files));
 
         // Retractions recorded above are carried out now; a crash before they finish leaves
         // the batch 'pending' and `recover` finishes them when the workspace opens.
@@ -1165,7 +1469,8 @@ impl Workspace {
 
         // The receipt record (R-REC-3): what was received, from whom, confirmed how.
         if !c.patients.is_empty() {
-            let mut patient_keys: Vec<String> = c.patients.into_iter().collect();
+            let mut patient_keys: Vec<String> = c.patients.iter().map(hex::encode).collect();
+            drop(std::mem::take(&mut c.patients));
             patient_keys.sort();
             kiban_records::record_receipt(
                 &self.db,
@@ -1249,6 +1554,95 @@ pub(crate) async fn recover(ws: &Workspace) -> Result<(), PipelineError> {
     Ok(())
 }
 
+/// Records a quarantined unit in the chunk, and in the run's report while it lists fewer
+/// than [`QUARANTINE_SHOWN`].
+fn push_quarantine(shown: &mut Vec<QuarantineEntry>, c: &mut Chunk, q: QuarantineRow) {
+    if shown.len() < QUARANTINE_SHOWN {
+        shown.push(QuarantineEntry {
+            file: q.file.clone(),
+            format: q.format.clone(),
+            location: q.location.clone(),
+            field: q.field.clone(),
+            code: q.code.as_str().to_string(),
+            reason: q.reason.clone(),
+        });
+    }
+    c.quarantine.push(q);
+}
+
+/// A reader's error for `file`, naming it by its reference: the path (in `IngestError`)
+/// names patients.
+fn read_error(file: &SourceFile, e: kiban_ingest::IngestError) -> PipelineError {
+    match e {
+        kiban_ingest::IngestError::Io { source, .. } => PipelineError::Io {
+            path: format!("file {}", file.label),
+            source,
+        },
+        kiban_ingest::IngestError::NoFormat { .. } => PipelineError::Refused(format!(
+            "ファイル {0} を読む形式がありません / no reader for file {0}",
+            file.label
+        )),
+        other => other.into(),
+    }
+}
+
+/// A discovery error, naming the folder the operator gave instead of the file or subfolder
+/// inside it (whose path names patients).
+fn discover_error(roots: &[PathBuf], e: kiban_ingest::IngestError) -> PipelineError {
+    let root_of = |p: &std::path::Path| {
+        roots
+            .iter()
+            .find(|r| p.starts_with(r))
+            .map_or_else(|| "?".to_string(), |r| r.display().to_string())
+    };
+    match e {
+        kiban_ingest::IngestError::Io { path, source } if roots.contains(&path) => {
+            PipelineError::io(&path, source)
+        }
+        kiban_ingest::IngestError::Io { path, source } => PipelineError::Io {
+            path: format!("{0} 内のファイル / a file inside {0}", root_of(&path)),
+            source,
+        },
+        // walkdir's message names the entry it failed on.
+        kiban_ingest::IngestError::Walk { path, .. } => PipelineError::Refused(format!(
+            "{0} 内のフォルダを読めません（権限を確認してください）/ cannot read a folder inside {0} (check permissions)",
+            path.display()
+        )),
+        other => other.into(),
+    }
+}
+
+/// Rows per bulk step of a chunk commit (registrations, identities decrypted at once).
+const BULK: usize = 512;
+
+/// Reader threads of one ingest at most (each holds its own read-ahead and caches).
+const MAX_READERS: usize = 4;
+
+/// What a reader thread sends: the items of one file, then the file's outcome.
+// Items are nearly every message: boxing them to shrink the rare `End` would cost an
+// allocation per unit.
+#[allow(clippy::large_enum_variant)]
+enum Read {
+    Item(Item),
+    End(Result<kiban_ingest::FileSummary, kiban_ingest::IngestError>),
+}
+
+/// The order plan that applies to `file` (see [`OrderPlan`]) from the plans that are not a
+/// plain read (`None` = read): its own, or for an extended-storage attachment its main
+/// document's when that is stale. A file superseded inside this delivery is read (its reader
+/// reports it superseded) and retracts nothing.
+fn file_plan(file: &SourceFile, plans: &HashMap<String, OrderPlan>) -> Option<OrderPlan> {
+    // Keyed by label, the name `attachment_of` gives the main document by.
+    match (&file.attachment_of, plans.get(&file.label)) {
+        (Some(main), _) => plans
+            .get(main)
+            .filter(|p| **p == OrderPlan::Stale)
+            .map(|_| OrderPlan::Stale),
+        (None, Some(plan)) if file.superseded_by.is_none() => Some(plan.clone()),
+        _ => None,
+    }
+}
+
 /// What to do with one SS-MIX2 order file given what earlier deliveries brought (`known`).
 fn plan_order(known: Option<&OrderState>, ts: &str, flag: u8) -> OrderPlan {
     use kiban_ingest::timestamp_cmp;
@@ -1285,24 +1679,26 @@ fn plan_order(known: Option<&OrderState>, ts: &str, flag: u8) -> OrderPlan {
 #[derive(Default)]
 struct Done {
     keys: HashSet<String>,
-    /// Content hash → name tails of SS-MIX2 rows recorded under the content hash alone.
+    /// Content hash → keyed hashes of the name tails ([`name_tail`], `ingest_files.name_key`)
+    /// of SS-MIX2 rows recorded under the content hash alone.
     legacy: HashMap<String, Vec<String>>,
 }
 
 impl Done {
-    fn contains(&self, file: &SourceFile) -> bool {
+    /// Whether `file` was ingested before; `tail_key` is the keyed hash of a name tail.
+    fn contains(&self, file: &SourceFile, tail_key: &dyn Fn(&str) -> String) -> bool {
         let key = file.ingest_key();
         self.keys.contains(&key)
             || (key != file.sha256
-                && self
-                    .legacy
-                    .get(&file.sha256)
-                    .is_some_and(|names| names.iter().any(|n| n == name_tail(&file.rel_path))))
+                && self.legacy.get(&file.sha256).is_some_and(|names| {
+                    let mine = tail_key(name_tail(&file.rel_path));
+                    names.contains(&mine)
+                }))
     }
 }
 
 /// The item folder (if any) and file name: what `SourceFile::ingest_key` takes of the path.
-fn name_tail(rel_path: &str) -> &str {
+pub(crate) fn name_tail(rel_path: &str) -> &str {
     let mut cut = rel_path.len();
     for _ in 0..2 {
         match rel_path[..cut].rfind('/') {
@@ -1333,6 +1729,7 @@ mod tests {
         SourceFile {
             path: PathBuf::from(rel_path),
             rel_path: rel_path.into(),
+            label: rel_path.into(),
             format: Some(Format::Ssmix2),
             sha256: sha.into(),
             size: 1,
@@ -1355,19 +1752,24 @@ mod tests {
             &format!("{d}/1234567_20200101_OMP-01_5_20200102100000000_01_0"),
             "s",
         );
+        // The ledger holds keyed hashes of name tails, never the names.
+        let tail_key = |t: &str| format!("k({t})");
         let mut done = Done::default();
         done.legacy
             .entry("s".into())
             .or_default()
-            .push(name_tail(&v1.rel_path).to_string());
-        assert!(done.contains(&v1), "same content under the same name");
+            .push(tail_key(name_tail(&v1.rel_path)));
         assert!(
-            !done.contains(&z),
+            done.contains(&v1, &tail_key),
+            "same content under the same name"
+        );
+        assert!(
+            !done.contains(&z, &tail_key),
             "a flag-0 file repeating the bytes is a new file"
         );
         let mut done = Done::default();
         done.keys.insert(z.ingest_key());
-        assert!(done.contains(&z) && !done.contains(&v1));
+        assert!(done.contains(&z, &tail_key) && !done.contains(&v1, &tail_key));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! * [`Workspace::ingest`]: files → format readers → **the consent gate per unit** →
 //!   identity into the vault, facts into the lake, receipt record, audit event. Chunks are
 //!   committed atomically; an interrupted chunk is rolled back when the workspace next opens.
+//! * [`files`]: input files are named by keyed references everywhere the workspace stores
+//!   or prints them; their paths (which carry patient IDs) are kept sealed in the vault and
+//!   shown with [`Workspace::show_files`].
 //! * [`Workspace::release`]: **the gate again per registration**, person clusters, the
 //!   release spec applied by `kiban-release`, a release record and an audit event.
 //! * [`demo::run`]: the whole pipeline on synthetic and bundled sample data.
@@ -18,6 +21,7 @@ pub mod deletion;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod files;
 pub mod handlers;
 pub mod ingest;
 pub mod link;

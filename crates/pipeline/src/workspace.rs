@@ -59,8 +59,9 @@ impl Workspace {
         Ok(ws)
     }
 
-    /// Opens the workspace in `dir`, applies pending migrations and rolls back any ingest
-    /// chunk that a crash left unfinished.
+    /// Opens the workspace in `dir`, applies pending migrations, rolls back any ingest
+    /// chunk that a crash left unfinished, and (once, after upgrading) seals the clear file
+    /// paths an older workspace holds.
     pub async fn open(dir: &Path) -> Result<Workspace, PipelineError> {
         let cfg_path = dir.join("kiban.toml");
         if !cfg_path.exists() {
@@ -99,6 +100,7 @@ impl Workspace {
             actor,
         };
         crate::ingest::recover(&ws).await?;
+        crate::files::seal_legacy_names(&ws).await?;
         Ok(ws)
     }
 

@@ -176,11 +176,17 @@ async fn a_later_condition_flag_0_file_retracts_the_orders_facts() {
         vec!["888"],
         "order 555 is gone, Q's order stays"
     );
-    assert!(
-        !sources(&ws, Table::DrugExposure)
-            .iter()
-            .any(|s| s.contains("_555_"))
-    );
+    // The lake names files by reference; through the references, no fact of order 555
+    // is left.
+    let left = ws
+        .show_files(&sources(&ws, Table::DrugExposure))
+        .await
+        .expect("names");
+    assert!(!left.is_empty());
+    for f in &left {
+        let path = f.path.as_deref().expect("every reference has its name");
+        assert!(!path.contains("_555_"), "{f:?}");
+    }
     let after = ws.stats().await.expect("stats");
     assert_eq!(after.tables["drug_exposure"], 1);
     assert_eq!(
@@ -365,7 +371,7 @@ async fn extended_storage_ingest_attachments_and_quarantine_codes() {
     );
 
     let rows = sqlx::query(
-        "SELECT rel_path, kind, mime, bytes, sha256, stored_ref FROM ingest_attachments ORDER BY rel_path",
+        "SELECT file_ref, kind, mime, bytes, sha256, stored_ref, main_document FROM ingest_attachments ORDER BY file_ref",
     )
     .fetch_all(ws.db().pool())
     .await
@@ -373,7 +379,23 @@ async fn extended_storage_ingest_attachments_and_quarantine_codes() {
     assert_eq!(rows.len(), 3);
     let mut kinds = Vec::new();
     for row in &rows {
-        let rel: String = row.try_get(0).expect("rel");
+        // Rows name files by reference; the path is kept sealed.
+        let file_ref: String = row.try_get(0).expect("ref");
+        let main_ref: String = row.try_get(6).expect("main");
+        let shown = ws
+            .show_files(&[file_ref.clone(), main_ref])
+            .await
+            .expect("names");
+        let rel = shown[0].path.clone().expect("the attachment's path");
+        assert!(kiban_pipeline::files::is_file_ref(&file_ref), "{file_ref}");
+        assert_eq!(ws.file_ref(H, &rel), file_ref);
+        let main = shown[1].path.clone().expect("the main document's path");
+        assert_eq!(
+            Path::new(&main).parent(),
+            Path::new(&rel).parent(),
+            "main_document names the item's main document"
+        );
+        assert!(main.ends_with("/main_document.hl7"));
         let sha: String = row.try_get(4).expect("sha");
         let stored: String = row.try_get(5).expect("ref");
         let original = std::fs::read(Path::new(TREE).join(&rel)).expect("original");

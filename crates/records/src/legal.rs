@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use kiban_store::Db;
+use kiban_store::bulk::{Val, insert_rows};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -115,14 +116,21 @@ async fn insert_patients(
     record_id: &str,
     keys: &BTreeSet<&str>,
 ) -> Result<(), RecordsError> {
-    let sql = format!("INSERT INTO {table} (record_id, patient_key) VALUES ($1, $2)");
-    for k in keys {
-        sqlx::query(&sql)
-            .bind(record_id)
-            .bind(*k)
-            .execute(&mut **tx)
-            .await?;
-    }
+    // Many rows per statement: a receipt names every patient of an ingest chunk (hundreds of
+    // thousands for one large claims file), and one statement per patient dominated ingest.
+    let rows = keys.iter().map(|k| {
+        vec![
+            Val::Text(record_id.to_string()),
+            Val::Text((*k).to_string()),
+        ]
+    });
+    insert_rows(
+        tx,
+        &format!("INSERT INTO {table} (record_id, patient_key)"),
+        "",
+        rows,
+    )
+    .await?;
     Ok(())
 }
 

@@ -71,6 +71,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "ingest_orders",
         sql: include_str!("../migrations/0006_ingest_orders.sql"),
     },
+    Migration {
+        version: 7,
+        name: "file_names",
+        sql: include_str!("../migrations/0007_file_names.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
@@ -107,13 +112,19 @@ impl Db {
             // * foreign_keys: enforce the schema's references;
             // * secure_delete: overwrite deleted content with zeros, so that a shredded vault
             //   key does not survive in free pages of the file (R-SEC-4);
-            // * busy_timeout: wait for another process's writer instead of failing at once.
+            // * busy_timeout: wait for another process's writer instead of failing at once;
+            // * cache_size (32 MB instead of 2 MB) and temp_store=MEMORY: bulk ingest writes
+            //   thousands of rows per transaction with multi-row statements; with the defaults
+            //   SQLite re-reads index pages it just evicted, spills dirty pages to the log
+            //   mid-transaction and writes each statement's rollback journal to a temporary file.
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
                     for pragma in [
                         "PRAGMA foreign_keys=ON",
                         "PRAGMA secure_delete=ON",
                         "PRAGMA busy_timeout=5000",
+                        "PRAGMA cache_size=-32768",
+                        "PRAGMA temp_store=MEMORY",
                     ] {
                         sqlx::query(pragma).execute(&mut *conn).await?;
                     }

@@ -7,13 +7,15 @@
 //! * [`registry`]: registrations (one handler's patient), known only by a random id and the
 //!   keyed hash of the patient ID; never the plaintext ID.
 //! * [`vault`]: the identity vault, AES-256-GCM with one data key per registration wrapped by
-//!   the master key; shredding destroys the key (R-SEC-4, R-OPT-6).
+//!   the master key; shredding destroys the key (R-SEC-4, R-OPT-6); and the sealed names of
+//!   source files, whose paths carry patient IDs (the control plane holds only references).
 //! * [`lake`]: the clinical store as Parquet parts per table and ingest batch, written batch
 //!   by batch with atomic publication, streamed on read, compacted on deletion requests.
 //!
 //! This crate never interprets consent, legal records or clinical meaning: it stores. It never
 //! logs or prints, and its errors never carry identity, patient IDs or key material.
 
+pub mod bulk;
 pub mod db;
 pub mod keys;
 pub mod lake;
@@ -24,7 +26,7 @@ pub use db::{Backend, Db, DbError};
 pub use keys::{SecretKey, patient_key};
 pub use lake::{Lake, LakeError, LakeWriter, PartInfo, Scan};
 pub use registry::{Registration, Registry, RegistryError};
-pub use vault::{Vault, VaultError};
+pub use vault::{SourceFileName, Vault, VaultError};
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -22,6 +22,14 @@ pub enum RegistryError {
     NotAPatientKey,
     #[error("registration of handler {handler_code} vanished while being created")]
     Vanished { handler_code: String },
+    #[error(
+        "{conflicts} of the patient keys of handler {handler_code} were registered by someone \
+         else meanwhile (a concurrent ingest of the same handler?)"
+    )]
+    Conflict {
+        handler_code: String,
+        conflicts: u64,
+    },
 }
 
 /// One registration.
@@ -69,6 +77,11 @@ fn registration(row: &sqlx::any::AnyRow) -> Result<Registration, sqlx::Error> {
         created_at: row.try_get(3)?,
     })
 }
+
+use crate::bulk::{Val, insert_rows};
+
+/// Page size of [`Registry::for_each_of_handler`].
+const PAGE: i64 = 10_000;
 
 const SELECT: &str =
     "SELECT registration_id, handler_code, patient_key, created_at FROM registrations";
@@ -154,6 +167,81 @@ impl Registry {
         }
         tx.commit().await?;
         Ok(out)
+    }
+
+    /// Calls `f(patient_key, registration_id)` for every registration of `handler`, in
+    /// patient-key order, a page at a time (keyset paging over the `(handler_code,
+    /// patient_key)` index), so a caller can build its own compact map of millions of
+    /// registrations without the rows being held all at once. Returns how many there were.
+    pub async fn for_each_of_handler(
+        &self,
+        handler: &str,
+        mut f: impl FnMut(&str, &str),
+    ) -> Result<u64, RegistryError> {
+        let mut after = String::new();
+        let mut n = 0u64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT patient_key, registration_id FROM registrations \
+                 WHERE handler_code = $1 AND patient_key > $2 ORDER BY patient_key LIMIT $3",
+            )
+            .bind(handler)
+            .bind(&after)
+            .bind(PAGE)
+            .fetch_all(self.db.pool())
+            .await?;
+            for r in &rows {
+                let key: &str = r.try_get(0)?;
+                let id: &str = r.try_get(1)?;
+                f(key, id);
+            }
+            n += rows.len() as u64;
+            match rows.last() {
+                Some(last) if rows.len() as i64 == PAGE => after = last.try_get(0)?,
+                _ => return Ok(n),
+            }
+        }
+    }
+
+    /// Registers `(patient_key, registration_id)` pairs of `handler` whose ids the caller
+    /// chose ([`new_registration_id`]) on `conn`, which is normally a transaction the caller
+    /// commits together with the rows that use the ids (bulk ingest: a chunk's facts refer to
+    /// registrations that exist exactly when the chunk commits). Multi-row statements, no
+    /// read-back. Every key must be new: a key registered meanwhile (a concurrent ingest of
+    /// the same handler) fails with [`RegistryError::Conflict`], and the caller rolls back.
+    pub async fn register_many(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        handler: &str,
+        entries: &[(&str, &str)],
+    ) -> Result<(), RegistryError> {
+        for (k, _) in entries {
+            check(handler, k)?;
+        }
+        let now = chrono::Utc::now().to_rfc3339();
+        let rows = entries.iter().map(|(k, id)| {
+            vec![
+                Val::Text((*id).to_string()),
+                Val::Text(handler.to_string()),
+                Val::Text((*k).to_string()),
+                Val::Text(now.clone()),
+            ]
+        });
+        let inserted = insert_rows(
+            conn,
+            "INSERT INTO registrations (registration_id, handler_code, patient_key, created_at)",
+            " ON CONFLICT DO NOTHING",
+            rows,
+        )
+        .await?;
+        let expected = entries.len() as u64;
+        if inserted != expected {
+            return Err(RegistryError::Conflict {
+                handler_code: handler.to_string(),
+                conflicts: expected.saturating_sub(inserted),
+            });
+        }
+        Ok(())
     }
 
     /// The registration id of (`handler`, `patient_key`), if registered.

@@ -15,7 +15,15 @@
 //! truncates the write-ahead log, so the wrapped key's bytes are overwritten in the database
 //! file too; on PostgreSQL [`Vault::purge`] rewrites the vault tables.
 //!
-//! This module never logs, and its errors never carry identity or key material.
+//! The vault also keeps the **names of source files** (`source_files`): input paths carry
+//! patient IDs (SS-MIX2 storage folders) or names (FHIR exports), so the control plane and
+//! the lake name a file by a keyed reference and its path is kept here, sealed with
+//! AES-256-GCM under a key derived from the master key for this one purpose, the reference
+//! bound as associated data ([`Vault::put_file_names`], [`Vault::file_names`]). These are
+//! not per person: a file can hold many patients, and its name is kept as long as the ledger
+//! row that names it.
+//!
+//! This module never logs, and its errors never carry identity, file names or key material.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
@@ -24,6 +32,9 @@ use rand::RngCore;
 use sqlx::Row;
 use zeroize::{Zeroize, Zeroizing};
 
+use std::collections::HashMap;
+
+use crate::bulk::{MAX_PARAMS, Val, insert_rows, row_placeholders};
 use crate::db::{Backend, Db};
 use crate::keys::SecretKey;
 
@@ -31,7 +42,11 @@ const KEK_PURPOSE: &str = "kiban-vault-kek-v1";
 const KEY_ID_PURPOSE: &str = "kiban-vault-key-id-v1";
 const AAD_KEY: &[u8] = b"kiban-vault-key-v1\0";
 const AAD_IDENTITY: &[u8] = b"kiban-vault-identity-v1\0";
+const FILE_NAME_PURPOSE: &str = "kiban-vault-file-names-v1";
+const AAD_FILE_NAME: &[u8] = b"kiban-vault-file-name-v1\0";
 const NONCE_LEN: usize = 12;
+/// Bytes of the master key's fingerprint at the start of a sealed file name.
+const FILE_KEY_ID_LEN: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -49,6 +64,11 @@ pub enum VaultError {
         registration_id: String,
         what: &'static str,
     },
+    #[error("the sealed name of file {file_ref} cannot be opened: {what}")]
+    FileName {
+        file_ref: String,
+        what: &'static str,
+    },
     #[error("registration id must be non-empty")]
     EmptyId,
     #[error("could not serialize the identity record")]
@@ -61,6 +81,25 @@ pub struct Vault {
     db: Db,
     kek: SecretKey,
     key_id: String,
+    /// Seals source file names (see the module documentation).
+    names: SecretKey,
+}
+
+/// The name of one source file, unsealed: the handler that delivered it and its path
+/// relative to the folder given to the ingest.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SourceFileName {
+    pub handler_code: String,
+    pub rel_path: String,
+}
+
+impl std::fmt::Debug for SourceFileName {
+    /// Never the path: it names patients.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceFileName")
+            .field("handler_code", &self.handler_code)
+            .finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -110,7 +149,13 @@ impl Vault {
     pub fn new(db: Db, master: SecretKey) -> Vault {
         let kek = master.derive(KEK_PURPOSE);
         let key_id = hex::encode(&master.derive(KEY_ID_PURPOSE).as_bytes()[..8]);
-        Vault { db, kek, key_id }
+        let names = master.derive(FILE_NAME_PURPOSE);
+        Vault {
+            db,
+            kek,
+            key_id,
+            names,
+        }
     }
 
     /// A short public fingerprint of the master key (stored beside each wrapped key so that a
@@ -172,61 +217,166 @@ impl Vault {
         Ok(dk)
     }
 
-    /// The data key of `registration_id`, created (and stored) if it has none. Safe against
-    /// concurrent puts: the key row is inserted-or-ignored and then read back, so both callers
-    /// use whichever key won.
-    async fn data_key(&self, registration_id: &str) -> Result<DataKey, VaultError> {
-        if let Some(dk) = self.load_key(registration_id).await? {
-            return Ok(dk);
+    /// The data keys of `ids` that exist, unwrapped.
+    async fn load_keys(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        ids: &[&str],
+    ) -> Result<HashMap<String, DataKey>, VaultError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for part in ids.chunks(MAX_PARAMS) {
+            let sql = format!(
+                "SELECT registration_id, key_id, wrapped_key, nonce FROM vault_keys \
+                 WHERE registration_id IN {}",
+                row_placeholders(1, part.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in part {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let id: String = row.try_get(0)?;
+                let key_id: String = row.try_get(1)?;
+                let wrapped: Vec<u8> = row.try_get(2)?;
+                let nonce: Vec<u8> = row.try_get(3)?;
+                let dk = self.unwrap_key(&id, &key_id, &wrapped, &nonce)?;
+                out.insert(id, dk);
+            }
         }
-        let mut fresh: DataKey = Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(fresh.as_mut());
-        let (wrapped, nonce) = self.wrap(registration_id, &fresh)?;
-        sqlx::query(
-            "INSERT INTO vault_keys (registration_id, key_id, wrapped_key, nonce, created_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (registration_id) DO NOTHING",
-        )
-        .bind(registration_id)
-        .bind(&self.key_id)
-        .bind(wrapped)
-        .bind(nonce)
-        .bind(chrono::Utc::now().to_rfc3339())
-        .execute(self.db.pool())
-        .await?;
-        self.load_key(registration_id)
-            .await?
-            .ok_or_else(|| VaultError::Corrupt {
-                registration_id: registration_id.to_string(),
-                what: "data key vanished while being created (concurrent shred?)",
-            })
+        Ok(out)
     }
 
-    async fn load_key(&self, registration_id: &str) -> Result<Option<DataKey>, VaultError> {
-        let row = sqlx::query(
-            "SELECT key_id, wrapped_key, nonce FROM vault_keys WHERE registration_id = $1",
+    /// The data keys of `ids`, created (and stored) for those that have none. Safe against
+    /// concurrent puts: new key rows are inserted-or-ignored, and when another writer's row
+    /// won, that one is read back, so both writers use the same key.
+    async fn data_keys(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        ids: &[&str],
+    ) -> Result<HashMap<String, DataKey>, VaultError> {
+        let mut keys = self.load_keys(conn, ids).await?;
+        let missing: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !keys.contains_key(*id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(keys);
+        }
+        let now = chrono::Utc::now().to_rfc3339();
+        let mut fresh_keys = HashMap::with_capacity(missing.len());
+        let mut rows = Vec::with_capacity(missing.len());
+        for id in &missing {
+            let mut fresh: DataKey = Zeroizing::new([0u8; 32]);
+            rand::rngs::OsRng.fill_bytes(fresh.as_mut());
+            let (wrapped, nonce) = self.wrap(id, &fresh)?;
+            rows.push(vec![
+                Val::Text((*id).to_string()),
+                Val::Text(self.key_id.clone()),
+                Val::Bytes(wrapped),
+                Val::Bytes(nonce),
+                Val::Text(now.clone()),
+            ]);
+            fresh_keys.insert((*id).to_string(), fresh);
+        }
+        let inserted = insert_rows(
+            conn,
+            "INSERT INTO vault_keys (registration_id, key_id, wrapped_key, nonce, created_at)",
+            " ON CONFLICT (registration_id) DO NOTHING",
+            rows.into_iter(),
         )
-        .bind(registration_id)
-        .fetch_optional(self.db.pool())
         .await?;
-        let Some(row) = row else { return Ok(None) };
-        let key_id: String = row.try_get(0)?;
-        let wrapped: Vec<u8> = row.try_get(1)?;
-        let nonce: Vec<u8> = row.try_get(2)?;
-        self.unwrap_key(registration_id, &key_id, &wrapped, &nonce)
-            .map(Some)
+        if inserted == missing.len() as u64 {
+            keys.extend(fresh_keys);
+            return Ok(keys);
+        }
+        // Someone else created some of these keys meanwhile: theirs are the stored ones.
+        let stored = self.load_keys(conn, &missing).await?;
+        for id in missing {
+            match stored.get(id) {
+                Some(dk) => {
+                    keys.insert(id.to_string(), dk.clone());
+                }
+                None => {
+                    return Err(VaultError::Corrupt {
+                        registration_id: id.to_string(),
+                        what: "data key vanished while being created (concurrent shred?)",
+                    });
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// Stores `identity` as the identity of `registration_id`, replacing any previous one
     /// (callers merge first, e.g. with [`Identity::merge_missing`]).
     pub async fn put(&self, registration_id: &str, identity: &Identity) -> Result<(), VaultError> {
-        if registration_id.is_empty() {
-            return Err(VaultError::EmptyId);
+        let mut tx = self.db.pool().begin().await?;
+        self.put_many(&mut tx, &[(registration_id, identity)])
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// [`Vault::put`] for many registrations on `conn`, normally a transaction that the
+    /// caller commits together with whatever the identities belong to (an ingest chunk).
+    /// Each identity is sealed under its own registration's data key (created when missing);
+    /// the rows are written with multi-row statements. An id given twice keeps the last
+    /// identity.
+    pub async fn put_many(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        entries: &[(&str, &Identity)],
+    ) -> Result<(), VaultError> {
+        // Last one wins for a repeated id (one statement cannot upsert a row twice).
+        let mut last: HashMap<&str, &Identity> = HashMap::with_capacity(entries.len());
+        let mut order: Vec<&str> = Vec::with_capacity(entries.len());
+        for (id, identity) in entries {
+            if id.is_empty() {
+                return Err(VaultError::EmptyId);
+            }
+            if last.insert(id, identity).is_none() {
+                order.push(id);
+            }
         }
-        let dk = self.data_key(registration_id).await?;
+        let keys = self.data_keys(conn, &order).await?;
+        let now = chrono::Utc::now().to_rfc3339();
+        let mut rows = Vec::with_capacity(order.len());
+        for id in &order {
+            let dk = keys.get(*id).ok_or_else(|| VaultError::Corrupt {
+                registration_id: (*id).to_string(),
+                what: "data key missing after being created",
+            })?;
+            let identity = last.get(id).copied().ok_or(VaultError::EmptyId)?;
+            let (nonce, ct) = Self::seal(id, dk, identity)?;
+            rows.push(vec![
+                Val::Text((*id).to_string()),
+                Val::Bytes(nonce),
+                Val::Bytes(ct),
+                Val::Text(now.clone()),
+            ]);
+        }
+        insert_rows(
+            conn,
+            "INSERT INTO vault_identities (registration_id, nonce, ciphertext, updated_at)",
+            " ON CONFLICT (registration_id) DO UPDATE SET nonce = excluded.nonce, \
+             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+            rows.into_iter(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Serializes and seals one identity under its data key; returns (nonce, ciphertext).
+    fn seal(
+        registration_id: &str,
+        dk: &[u8; 32],
+        identity: &Identity,
+    ) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
         let plain =
             Zeroizing::new(serde_json::to_vec(identity).map_err(|_| VaultError::Serialize)?);
         let nonce = random_nonce();
-        let ct = cipher(&dk)
+        let ct = cipher(dk)
             .encrypt(
                 Nonce::from_slice(&nonce),
                 Payload {
@@ -238,19 +388,7 @@ impl Vault {
                 registration_id: registration_id.to_string(),
                 what: "identity could not be sealed",
             })?;
-        sqlx::query(
-            "INSERT INTO vault_identities (registration_id, nonce, ciphertext, updated_at) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (registration_id) DO UPDATE SET nonce = excluded.nonce, \
-             ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
-        )
-        .bind(registration_id)
-        .bind(nonce.to_vec())
-        .bind(ct)
-        .bind(chrono::Utc::now().to_rfc3339())
-        .execute(self.db.pool())
-        .await?;
-        Ok(())
+        Ok((nonce.to_vec(), ct))
     }
 
     fn open(&self, registration_id: &str, s: &Sealed) -> Result<Identity, VaultError> {
@@ -297,6 +435,35 @@ impl Vault {
         let Some(row) = row else { return Ok(None) };
         let s = Self::sealed(&row, 0)?;
         self.open(registration_id, &s).map(Some)
+    }
+
+    /// The identities of `ids` that have one, on `conn` (a pooled connection or the
+    /// caller's transaction), with one query per few hundred ids instead of one per id.
+    pub async fn get_many(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Identity>, VaultError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for part in ids.chunks(MAX_PARAMS) {
+            let sql = format!(
+                "SELECT k.registration_id, k.key_id, k.wrapped_key, k.nonce, i.nonce, i.ciphertext \
+                 FROM vault_keys k JOIN vault_identities i ON i.registration_id = k.registration_id \
+                 WHERE k.registration_id IN {}",
+                row_placeholders(1, part.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for id in part {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                let id: String = row.try_get(0)?;
+                let s = Self::sealed(&row, 1)?;
+                let identity = self.open(&id, &s)?;
+                out.insert(id, identity);
+            }
+        }
+        Ok(out)
     }
 
     /// Up to `limit` identities with registration ids strictly after `after` (or from the
@@ -347,6 +514,128 @@ impl Vault {
             .await?
             .try_get(0)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Seals a source file's relative path, bound to its reference `file_ref`: the master
+    /// key's fingerprint (8 bytes, so that a wrong key is reported as such), a random nonce,
+    /// the AES-256-GCM ciphertext.
+    pub fn seal_file_name(&self, file_ref: &str, rel_path: &str) -> Result<Vec<u8>, VaultError> {
+        let nonce = random_nonce();
+        let ct = cipher(self.names.as_bytes())
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: rel_path.as_bytes(),
+                    aad: &aad(AAD_FILE_NAME, file_ref),
+                },
+            )
+            .map_err(|_| VaultError::FileName {
+                file_ref: file_ref.to_string(),
+                what: "could not be sealed",
+            })?;
+        let mut out = Vec::with_capacity(FILE_KEY_ID_LEN + NONCE_LEN + ct.len());
+        out.extend_from_slice(&self.file_key_id());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens what [`Vault::seal_file_name`] sealed for `file_ref`.
+    pub fn open_file_name(&self, file_ref: &str, sealed: &[u8]) -> Result<String, VaultError> {
+        let err = |what| VaultError::FileName {
+            file_ref: file_ref.to_string(),
+            what,
+        };
+        if sealed.len() < FILE_KEY_ID_LEN + NONCE_LEN {
+            return Err(err("too short"));
+        }
+        let (key_id, rest) = sealed.split_at(FILE_KEY_ID_LEN);
+        if key_id != self.file_key_id() {
+            return Err(err(
+                "sealed with another master key (wrong or rotated master.key)",
+            ));
+        }
+        let (nonce, ct) = rest.split_at(NONCE_LEN);
+        let plain = cipher(self.names.as_bytes())
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &aad(AAD_FILE_NAME, file_ref),
+                },
+            )
+            .map_err(|_| err("fails authentication (corrupt, or moved from another row)"))?;
+        String::from_utf8(plain).map_err(|_| err("is not UTF-8"))
+    }
+
+    fn file_key_id(&self) -> [u8; FILE_KEY_ID_LEN] {
+        let mut id = [0u8; FILE_KEY_ID_LEN];
+        // The public fingerprint of the master key (hex of 8 bytes), as bytes.
+        let _ = hex::decode_to_slice(&self.key_id, &mut id);
+        id
+    }
+
+    /// Stores the sealed names of source files on `conn`, normally the transaction that also
+    /// writes the rows naming them by `file_ref` (so that no reference is stored without its
+    /// name). Entries are (reference, handler code, relative path); a reference already
+    /// stored keeps its name (the reference is a keyed hash of handler and path, so it is the
+    /// same name). Returns the rows added.
+    pub async fn put_file_names(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        entries: &[(&str, &str, &str)],
+    ) -> Result<u64, VaultError> {
+        let mut rows = Vec::with_capacity(entries.len());
+        let mut seen = std::collections::HashSet::with_capacity(entries.len());
+        for (file_ref, handler, rel_path) in entries {
+            if !seen.insert(*file_ref) {
+                continue;
+            }
+            rows.push(vec![
+                Val::Text((*file_ref).to_string()),
+                Val::Text((*handler).to_string()),
+                Val::Bytes(self.seal_file_name(file_ref, rel_path)?),
+            ]);
+        }
+        Ok(insert_rows(
+            conn,
+            "INSERT INTO source_files (file_ref, handler_code, sealed)",
+            " ON CONFLICT (file_ref) DO NOTHING",
+            rows.into_iter(),
+        )
+        .await?)
+    }
+
+    /// The names of those of `refs` that have one, unsealed.
+    pub async fn file_names(
+        &self,
+        refs: &[&str],
+    ) -> Result<HashMap<String, SourceFileName>, VaultError> {
+        let mut out = HashMap::with_capacity(refs.len());
+        for part in refs.chunks(MAX_PARAMS) {
+            let sql = format!(
+                "SELECT file_ref, handler_code, sealed FROM source_files WHERE file_ref IN {}",
+                row_placeholders(1, part.len())
+            );
+            let mut q = sqlx::query(&sql);
+            for r in part {
+                q = q.bind(*r);
+            }
+            for row in q.fetch_all(self.db.pool()).await? {
+                let file_ref: String = row.try_get(0)?;
+                let handler_code: String = row.try_get(1)?;
+                let sealed: Vec<u8> = row.try_get(2)?;
+                let rel_path = self.open_file_name(&file_ref, &sealed)?;
+                out.insert(
+                    file_ref,
+                    SourceFileName {
+                        handler_code,
+                        rel_path,
+                    },
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Crypto-shreds `registration_id` (R-SEC-4, R-OPT-6): deletes its wrapped data key and

@@ -140,6 +140,7 @@ on_both_backends!(
     vault_shred_is_irrecoverable_r_sec_4,
     vault_wrong_master_key_is_a_typed_error,
     vault_ciphertext_is_bound_to_its_registration,
+    vault_file_names_are_sealed_and_bound_to_their_reference,
 );
 
 #[test]
@@ -507,6 +508,135 @@ async fn vault_ciphertext_is_bound_to_its_registration(db: &Db) {
     .unwrap();
     assert!(matches!(v.get("rB").await, Err(VaultError::Corrupt { .. })));
     assert!(v.get("rA").await.unwrap().is_some());
+}
+
+/// Source file names (paths carrying patient IDs) are kept sealed in `source_files`, written
+/// in the caller's transaction, bound to their reference, unreadable with another master key.
+async fn vault_file_names_are_sealed_and_bound_to_their_reference(db: &Db) {
+    let v = Vault::new(db.clone(), SecretKey::from_bytes([8; 32]));
+    let path = "123/456/1234567/20240101/ADT-00/1234567_20240101_ADT-00_x_20240101000000000_-_1";
+    let mut tx = db.pool().begin().await.unwrap();
+    let added = v
+        .put_file_names(
+            &mut tx,
+            &[
+                ("f-a", "H1", path),
+                ("f-b", "H1", "Aaron697_Brekke496.json"),
+                ("f-a", "H1", path),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(added, 2, "a reference given twice is stored once");
+    tx.rollback().await.unwrap();
+    assert!(
+        v.file_names(&["f-a"]).await.unwrap().is_empty(),
+        "written in the caller's transaction"
+    );
+    let mut tx = db.pool().begin().await.unwrap();
+    v.put_file_names(&mut tx, &[("f-a", "H1", path), ("f-b", "H1", "b.json")])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // A reference already stored keeps its name.
+    let mut tx = db.pool().begin().await.unwrap();
+    let again = v
+        .put_file_names(&mut tx, &[("f-a", "H1", "other")])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(again, 0);
+    let names = v.file_names(&["f-a", "f-b", "f-missing"]).await.unwrap();
+    assert_eq!(names.len(), 2);
+    assert_eq!(names["f-a"].rel_path, path);
+    assert_eq!(names["f-a"].handler_code, "H1");
+    assert!(!format!("{:?}", names["f-a"]).contains("1234567"));
+    // Sealed: the stored bytes do not hold the path.
+    let sealed: Vec<u8> = sqlx::query("SELECT sealed FROM source_files WHERE file_ref = $1")
+        .bind("f-a")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert!(!contains(&sealed, b"1234567"));
+    // Bound to the reference: moved onto another row, it does not open.
+    sqlx::query("UPDATE source_files SET sealed = $1 WHERE file_ref = $2")
+        .bind(&sealed)
+        .bind("f-b")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let e = v.file_names(&["f-b"]).await.unwrap_err();
+    assert!(matches!(e, VaultError::FileName { .. }), "{e}");
+    assert!(!e.to_string().contains("1234567"));
+    // Another master key is reported as such.
+    let wrong = Vault::new(db.clone(), SecretKey::from_bytes([9; 32]));
+    let e = wrong.file_names(&["f-a"]).await.unwrap_err();
+    assert!(e.to_string().contains("another master key"), "{e}");
+}
+
+/// Migration 7 on a control plane written by migrations 1–6: the path columns become
+/// reference columns (values kept, for the workspace to seal when it opens) and the upgrade is
+/// flagged; a control plane without such rows is not flagged.
+#[tokio::test]
+async fn file_names_migration_upgrades_an_older_control_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_sqlite(&dir.path().join("kiban.db")).await.unwrap();
+    sqlx::query(
+        "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    for m in MIGRATIONS.iter().filter(|m| m.version < 7) {
+        let sql = m.sql.replace("${blob}", db.blob_type());
+        let body: String = sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for stmt in body.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
+            sqlx::query(stmt.trim_end_matches(';'))
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, 'x')",
+        )
+        .bind(m.version)
+        .bind(m.name)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO ingest_files (handler_code, sha256, rel_path, format, bytes, batch_id, units, facts, rejected, quarantined) \
+         VALUES ('H1', 'k', '123/456/1234567/x', 'ssmix2', 1, 'b', 1, 1, 0, 0)",
+    )
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db.migrate().await.unwrap();
+    let row = sqlx::query("SELECT file_ref, name_key FROM ingest_files")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(row.try_get::<String, _>(0).unwrap(), "123/456/1234567/x");
+    assert_eq!(row.try_get::<Option<String>, _>(1).unwrap(), None);
+    let flag: String = sqlx::query("SELECT value FROM kv WHERE key = 'source_file_names'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+    assert_eq!(flag, "pending");
+    sqlx::query("SELECT file_ref, main_document FROM ingest_attachments")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    db.pool().close().await;
 }
 
 // ---------------------------------------------------------------- SQLite file bytes
