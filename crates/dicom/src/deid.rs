@@ -205,6 +205,12 @@ pub fn deidentify_object(
     meta.receiving_application_entity_title = None;
     meta.private_information_creator_uid = None;
     meta.private_information = None;
+    // kiban writes the new object, so the implementation is kiban's (PS3.10 §7.1); the
+    // source's version name may also hold bytes that do not survive re-encoding as SH
+    // (fuzzing: a non-ASCII name re-encoded longer than its declared length made the
+    // output unreadable).
+    meta.implementation_class_uid = crate::read::IMPLEMENTATION_CLASS_UID.to_string();
+    meta.implementation_version_name = Some(crate::read::IMPLEMENTATION_VERSION_NAME.to_string());
     meta.update_information_group_length();
     Ok(report)
 }

@@ -157,12 +157,17 @@ fn parse(bytes: &[u8], file: &str) -> Result<DicomFile, DicomError> {
         .media_storage_sop_class_uid(uid(SOP_CLASS_UID, "SOPClassUID")?)
         .media_storage_sop_instance_uid(uid(SOP_INSTANCE_UID, "SOPInstanceUID")?)
         .transfer_syntax(ts.uid())
-        .implementation_class_uid("2.25.1")
-        .implementation_version_name("KIBAN")
+        .implementation_class_uid(IMPLEMENTATION_CLASS_UID)
+        .implementation_version_name(IMPLEMENTATION_VERSION_NAME)
         .build()
         .map_err(|e| malformed(file, &e))?;
     Ok(obj.with_exact_meta(meta))
 }
+
+/// Implementation Class UID and Version Name of the file meta kiban writes (a bare data set
+/// given file meta, a de-identified object).
+pub(crate) const IMPLEMENTATION_CLASS_UID: &str = "2.25.1";
+pub(crate) const IMPLEMENTATION_VERSION_NAME: &str = "KIBAN";
 
 /// The transfer syntax a data set without file meta is read in, guessed from its first
 /// element; `None` when the bytes are not read as a data set at all (shorter than one element

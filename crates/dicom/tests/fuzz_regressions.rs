@@ -28,3 +28,54 @@ fn oom_input_opens_and_is_checked_for_burned_in_text_quickly() {
         "must not spin on hostile input"
     );
 }
+
+/// The `dicom_deid` fuzz target's oracle on one input: when de-identification succeeds, the
+/// output re-reads and the independent Annex E checker finds no violation.
+fn deid_oracle(data: &[u8]) {
+    use kiban_dicom::{
+        CheckOptions, DeidOptions, annex_e_violations, deidentify_bytes, open_dicom_bytes,
+    };
+    let Some((&sel, body)) = data.split_first() else {
+        return;
+    };
+    let mut opts = DeidOptions::new(*b"fuzz-release-key-0123456789abcdef");
+    if sel & 1 != 0 {
+        opts.date_shift_days = Some(-(i32::from(sel >> 2)) - 1);
+    }
+    if sel & 2 != 0 {
+        opts.pseudonym = Some("P000123".into());
+    }
+    if sel & 0x80 != 0 {
+        opts.safe_private_creators = vec!["SIEMENS CSA HEADER".into()];
+    }
+    let Ok((out, _)) = deidentify_bytes(body, "f.dcm", &opts) else {
+        return;
+    };
+    let orig = open_dicom_bytes(body, "f.dcm").expect("input de-identified but not re-openable");
+    let back = open_dicom_bytes(&out, "out.dcm").expect("de-identified output re-reads");
+    let v = annex_e_violations(&back, Some(&*orig), &CheckOptions::from(&opts));
+    assert!(v.is_empty(), "Annex E violations: {v:#?}");
+}
+
+#[test]
+fn a_non_ascii_implementation_version_name_does_not_break_the_output() {
+    // fuzzing (dicom_deid): (0002,0013) SH holding 0xFE/0xFF bytes was copied into the
+    // de-identified object's meta, re-encoded longer than its length, and the output did not
+    // re-read. kiban now writes its own implementation UID and name.
+    let data = include_bytes!("regressions/deid-impl-version-f2fff11b.bin");
+    deid_oracle(data);
+    let (out, _) = kiban_dicom::deidentify_bytes(
+        &data[1..],
+        "f.dcm",
+        &kiban_dicom::DeidOptions::new(*b"fuzz-release-key-0123456789abcdef"),
+    )
+    .expect("the input de-identifies");
+    let back = kiban_dicom::open_dicom_bytes(&out, "out.dcm").expect("re-reads");
+    assert_eq!(
+        back.meta()
+            .implementation_version_name
+            .as_deref()
+            .map(str::trim_end),
+        Some("KIBAN")
+    );
+}

@@ -793,6 +793,11 @@ pub(crate) fn residence_differs(g: &Gamma) -> bool {
     (seen(addr) || seen(postal)) && !(seen(addr) && addr <= 2) && !(seen(postal) && postal <= 2)
 }
 
+/// Whether a corroborator of the cell is close (see [`Unsupported::Close`]).
+pub(crate) fn cell_has_close(cell: usize) -> bool {
+    cell / 6 == Unsupported::Close as usize || cell % 3 == Unsupported::Close as usize
+}
+
 /// How many corroborators a cell observes.
 pub(crate) fn cell_observed(cell: usize) -> u32 {
     u32::from(cell / 6 != 0) + u32::from((cell % 6) / 3 != 0) + u32::from(!cell.is_multiple_of(3))
@@ -1058,7 +1063,9 @@ mod tests {
         for r in [Absent, Differs, Close] {
             for p in [Absent, Differs] {
                 for i in [Absent, Differs, Close] {
-                    assert!(!std::mem::replace(&mut seen[cell_of(r, p, i)], true));
+                    let c = cell_of(r, p, i);
+                    assert!(!std::mem::replace(&mut seen[c], true));
+                    assert_eq!(cell_has_close(c), r == Close || i == Close);
                 }
             }
         }

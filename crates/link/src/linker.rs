@@ -812,10 +812,15 @@ fn namesake_cells(counts: &[(u64, u16, f64)], u: &[Vec<f64>], upper: f64) -> Nam
         }
     }
     // π from the most informative cells: the more corroborators observed, the rarer a true
-    // match that disagrees on all of them (a mover who also changed card and phone)
+    // match that disagrees on all of them (a mover who also changed card and phone). Only
+    // cells where every observed corroborator *differs*: a residence in the same
+    // municipality or a card in the same prefecture is where one person's registrations
+    // gather (a move nearby, a new job), and counting them as namesakes would inflate π.
     let (mut dd, mut gg) = (0.0, 0.0);
     for k in (2..=3u32).rev() {
-        for cell in (0..N_CELLS).filter(|c| compare::cell_observed(*c) == k) {
+        for cell in
+            (0..N_CELLS).filter(|c| compare::cell_observed(*c) == k && !compare::cell_has_close(*c))
+        {
             dd += d[cell];
             gg += gsum[cell];
         }
