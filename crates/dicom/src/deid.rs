@@ -195,8 +195,23 @@ pub fn deidentify_object(
         .get(SOP_INSTANCE_UID)
         .and_then(str_value)
         .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
-        .filter(|s| !s.is_empty() && !s.contains('\\'));
+        // it goes into the file meta, which dicom-rs validates on every read (fuzzing: an
+        // unremapped invalid value made the output unreadable)
+        .filter(|s| !s.is_empty() && crate::read::uid_chars_ok(s));
     let old_meta_uid = file.meta().media_storage_sop_instance_uid().to_string();
+    // The SOP Class UID is kept, but it must be one dicom-rs reads back: a damaged meta value
+    // (fuzzing: control bytes inside it) is replaced by the data set's SOP Class UID, or left
+    // empty (as some real files have it) when that is not valid either.
+    let class_ok = |s: &str| crate::read::uid_chars_ok(s.trim_end_matches(['\0', ' ']));
+    if !class_ok(file.meta().media_storage_sop_class_uid()) {
+        let class = file
+            .get(crate::read::SOP_CLASS_UID)
+            .and_then(str_value)
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+            .filter(|s| class_ok(s))
+            .unwrap_or_default();
+        file.meta_mut().media_storage_sop_class_uid = class;
+    }
     let meta = file.meta_mut();
     meta.media_storage_sop_instance_uid =
         sop.unwrap_or_else(|| remap_uid(&opts.uid_key, &old_meta_uid));
@@ -232,6 +247,7 @@ pub fn deidentify_bytes(
             reason,
         }
     })?;
+    verify_written(&out, name)?;
     Ok((out, report))
 }
 
@@ -251,7 +267,29 @@ pub fn deidentify_file(
             reason,
         }
     })?;
+    let written = std::fs::read(output).map_err(|e| DicomError::Write {
+        file: output.to_string_lossy().into_owned(),
+        reason: e.to_string(),
+    })?;
+    if let Err(e) = verify_written(&written, &output.to_string_lossy()) {
+        // never leave an unreadable object behind as if it were a result
+        let _ = std::fs::remove_file(output);
+        return Err(e);
+    }
     Ok(report)
+}
+
+/// What is written must read back. dicom-rs reads some damaged streams leniently (a stray
+/// item tag kept as an element, odd values in the file meta) and then writes them in a form
+/// it does not read (fuzzing found several); the ones understood are repaired above, and
+/// this check turns any other into an error instead of an unreadable output.
+fn verify_written(bytes: &[u8], name: &str) -> Result<(), DicomError> {
+    crate::read::open_dicom_bytes(bytes, name)
+        .map(|_| ())
+        .map_err(|e| DicomError::Write {
+            file: name.to_string(),
+            reason: format!("the de-identified object does not read back: {e}"),
+        })
 }
 
 fn str_value(e: &Elem) -> Option<String> {
@@ -291,6 +329,15 @@ fn process(ds: &mut InMemDicomObject, ctx: &mut Ctx<'_>, depth: usize) {
     let tags: Vec<Tag> = ds.tags().collect();
     let creators = private_creators(ds);
     for tag in tags {
+        // Item and delimiter tags (group FFFE) are structure, never attributes; a broken
+        // stream can make a reader keep one as an element (dicom-rs reads a delimiter tag
+        // with a defined length as a UN value). Written back, it would read as an item again
+        // and the output would not parse (fuzzing), so it goes.
+        if tag.group() == 0xFFFE {
+            ds.remove_element(tag);
+            ctx.report.removed += 1;
+            continue;
+        }
         if tag.group() % 2 == 1 {
             let block = if (0x0010..=0x00FF).contains(&tag.element()) {
                 Some(tag.element())

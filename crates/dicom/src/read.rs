@@ -35,7 +35,7 @@ pub struct DicomUnit {
 }
 
 const SPECIFIC_CHARACTER_SET: Tag = Tag(0x0008, 0x0005);
-const SOP_CLASS_UID: Tag = Tag(0x0008, 0x0016);
+pub(crate) const SOP_CLASS_UID: Tag = Tag(0x0008, 0x0016);
 const SOP_INSTANCE_UID: Tag = Tag(0x0008, 0x0018);
 const STUDY_DATE: Tag = Tag(0x0008, 0x0020);
 const SERIES_DATE: Tag = Tag(0x0008, 0x0021);
@@ -143,7 +143,7 @@ fn parse(bytes: &[u8], file: &str) -> Result<DicomFile, DicomError> {
         // It goes into the file meta we build, which dicom-rs validates on every later read
         // (found by fuzzing: a control byte in the UID made the de-identified output
         // unreadable). PS3.5 §9.1: digits and dots, at most 64 characters.
-        if value.len() > 64 || !value.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        if !uid_chars_ok(&value) {
             return Err(DicomError::Attribute {
                 file: file.to_string(),
                 tag: fmt_tag(tag.0, tag.1),
@@ -162,6 +162,12 @@ fn parse(bytes: &[u8], file: &str) -> Result<DicomFile, DicomError> {
         .build()
         .map_err(|e| malformed(file, &e))?;
     Ok(obj.with_exact_meta(meta))
+}
+
+/// What dicom-rs checks of a UID in the file meta on every read (PS3.5 §9.1): digits and
+/// dots, at most 64 characters. A value kiban puts into file meta must pass it.
+pub(crate) fn uid_chars_ok(value: &str) -> bool {
+    value.len() <= 64 && value.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
 /// Implementation Class UID and Version Name of the file meta kiban writes (a bare data set

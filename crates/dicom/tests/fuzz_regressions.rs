@@ -79,3 +79,49 @@ fn a_non_ascii_implementation_version_name_does_not_break_the_output() {
         Some("KIBAN")
     );
 }
+
+#[test]
+fn item_tags_read_as_elements_are_not_written_back() {
+    // fuzzing (dicom_deid): a damaged encapsulated pixel data stream left (FFFE,E000) and
+    // (FFFE,E0DD) as top-level UN elements; written back they read as items and the
+    // de-identified output did not parse.
+    let data = include_bytes!("regressions/deid-stray-item-eee5ccb3.bin");
+    deid_oracle(data);
+    let orig = kiban_dicom::open_dicom_bytes(&data[1..], "f.dcm").expect("the input opens");
+    assert!(orig.iter().any(|e| e.header().tag.group() == 0xFFFE));
+    let (out, report) = kiban_dicom::deidentify_bytes(
+        &data[1..],
+        "f.dcm",
+        &kiban_dicom::DeidOptions::new(*b"fuzz-release-key-0123456789abcdef"),
+    )
+    .expect("the input de-identifies");
+    assert!(report.removed >= 2);
+    let back = kiban_dicom::open_dicom_bytes(&out, "out.dcm").expect("re-reads");
+    assert!(!back.iter().any(|e| e.header().tag.group() == 0xFFFE));
+}
+
+#[test]
+fn the_file_meta_written_holds_only_valid_uids() {
+    // fuzzing (dicom_deid): the de-identified file meta did not re-read (InvalidUid).
+    deid_oracle(include_bytes!("regressions/deid-meta-uid-94f9c9e9.bin"));
+}
+
+#[test]
+fn an_output_that_would_not_read_back_is_an_error() {
+    // fuzzing (dicom_deid): dicom-rs read a damaged sequence leniently and wrote it in a form
+    // it does not read. De-identification verifies what it writes: an error, never an
+    // unreadable object.
+    let data = include_bytes!("regressions/deid-unreadable-6c4935ef.bin");
+    deid_oracle(data);
+    let r = kiban_dicom::deidentify_bytes(
+        &data[1..],
+        "f.dcm",
+        &kiban_dicom::DeidOptions::new(*b"fuzz-release-key-0123456789abcdef"),
+    );
+    match r {
+        Ok((out, _)) => {
+            kiban_dicom::open_dicom_bytes(&out, "out.dcm").expect("a result reads back");
+        }
+        Err(e) => assert!(e.to_string().contains("does not read back"), "{e}"),
+    }
+}
