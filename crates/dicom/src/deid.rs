@@ -1,6 +1,6 @@
 //! De-identification by the PS3.15 Annex E Basic Application Level Confidentiality Profile.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -147,6 +147,8 @@ struct Ctx<'a> {
     opts: &'a DeidOptions,
     table: &'a ProfileTable,
     report: DeidReport,
+    /// Every UID value of the original object (see [`remap_avoiding`]).
+    originals: HashSet<String>,
 }
 
 /// De-identifies a data set in place. Pixel data is never touched.
@@ -169,10 +171,13 @@ pub fn deidentify(
         ));
     }
     let table = ProfileTable::get()?;
+    let mut originals = HashSet::new();
+    collect_uids(obj, &mut originals, 0);
     let mut ctx = Ctx {
         opts,
         table,
         report: DeidReport::default(),
+        originals,
     };
     // Assessed before the profile removes what it is assessed on.
     let risk = burned_in_risk(obj);
@@ -461,7 +466,7 @@ fn apply(ds: &mut InMemDicomObject, tag: Tag, row: &ProfileRow, ctx: &mut Ctx<'_
         Action::Keep => recurse(ds, tag, ctx, depth),
         Action::Dummy => {
             let v = if vr == VR::UI {
-                remap_values(elem, &ctx.opts.uid_key)
+                remap_values(elem, ctx)
             } else {
                 dummy(vr)
             };
@@ -470,24 +475,66 @@ fn apply(ds: &mut InMemDicomObject, tag: Tag, row: &ProfileRow, ctx: &mut Ctx<'_
         }
         Action::Uid => {
             let n = elem.value().multiplicity() as usize;
-            let v = remap_values(elem, &ctx.opts.uid_key);
+            let v = remap_values(elem, ctx);
             ds.put(DataElement::new(tag, VR::UI, v));
             ctx.report.uids_remapped += n.max(1);
         }
     }
 }
 
-fn remap_values(elem: &Elem, key: &[u8]) -> PrimitiveValue {
+fn remap_values(elem: &Elem, ctx: &Ctx<'_>) -> PrimitiveValue {
     let values: Vec<String> = str_value(elem)
         .unwrap_or_default()
         .split('\\')
         .filter(|s| !s.trim_end_matches(['\0', ' ']).is_empty())
-        .map(|s| remap_uid(key, s))
+        .map(|s| remap_avoiding(&ctx.opts.uid_key, s, &ctx.originals))
         .collect();
     if values.is_empty() {
         PrimitiveValue::Empty
     } else {
         PrimitiveValue::Strs(values.into())
+    }
+}
+
+/// [`remap_uid`], unless that yields a UID the original object itself holds (an input that
+/// already carries the remapped value of one of its own UIDs: crafted — fuzzing found it —
+/// or de-identified twice with the same key): then the output would show an original UID,
+/// so the value is remapped again under a second domain until it is new. Consistency across
+/// a release is kept for every other input.
+fn remap_avoiding(key: &[u8], uid: &str, originals: &HashSet<String>) -> String {
+    let mut r = remap_uid(key, uid);
+    let mut round = 0u32;
+    while originals.contains(&r) && round < 16 {
+        round += 1;
+        r = remap_uid(key, &format!("{uid}\u{1}{round}"));
+    }
+    r
+}
+
+/// Collects the UID values (VR UI) of an object and its nested items.
+fn collect_uids(ds: &InMemDicomObject, out: &mut HashSet<String>, depth: usize) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    for e in ds.iter() {
+        match e.value() {
+            DicomValue::Sequence(seq) => {
+                for item in seq.items() {
+                    collect_uids(item, out, depth + 1);
+                }
+            }
+            _ if e.vr() == VR::UI => {
+                if let Some(v) = str_value(e) {
+                    for u in v.split('\\') {
+                        let u = u.trim_end_matches(['\0', ' ']).trim();
+                        if !u.is_empty() {
+                            out.insert(u.to_string());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 

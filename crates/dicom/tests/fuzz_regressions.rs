@@ -125,3 +125,12 @@ fn an_output_that_would_not_read_back_is_an_error() {
         Err(e) => assert!(e.to_string().contains("does not read back"), "{e}"),
     }
 }
+
+#[test]
+fn a_remapped_uid_never_equals_an_original_one() {
+    // fuzzing (dicom_deid): the input carried, in one attribute, the remapped value of a UID
+    // it held in another; remapping that one produced a UID of the original object.
+    deid_oracle(include_bytes!(
+        "regressions/deid-remap-collision-0df38fac.bin"
+    ));
+}
