@@ -325,6 +325,43 @@ impl Checker<'_> {
     }
 }
 
+/// The de-identification property the `dicom_deid` fuzz target checks on arbitrary bytes and
+/// the regression tests on the inputs it found, in one place so both check the same thing:
+/// the first byte picks the options (date shift, pseudonym, a safe private creator), and when
+/// de-identification of the rest succeeds, the output must re-read and this module's
+/// independent Annex E check must find no violation. `Err` says what failed.
+pub fn deid_roundtrip(data: &[u8]) -> Result<(), String> {
+    use crate::{DeidOptions, deidentify_bytes, open_dicom_bytes};
+    let Some((&sel, body)) = data.split_first() else {
+        return Ok(());
+    };
+    let mut opts = DeidOptions::new(*b"fuzz-release-key-0123456789abcdef");
+    if sel & 1 != 0 {
+        opts.date_shift_days = Some(-(i32::from(sel >> 2)) - 1);
+    }
+    if sel & 2 != 0 {
+        opts.pseudonym = Some("P000123".into());
+    }
+    if sel & 0x80 != 0 {
+        opts.safe_private_creators = vec!["SIEMENS CSA HEADER".into()];
+    }
+    let Ok((out, _)) = deidentify_bytes(body, "f.dcm", &opts) else {
+        return Ok(());
+    };
+    let orig = open_dicom_bytes(body, "f.dcm")
+        .map_err(|e| format!("input de-identified but not re-openable: {e}"))?;
+    let back = open_dicom_bytes(&out, "out.dcm")
+        .map_err(|e| format!("de-identified output does not re-read: {e}"))?;
+    let v = annex_e_violations(&back, Some(&*orig), &CheckOptions::from(&opts));
+    if v.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Annex E violations after de-identification: {v:#?}"
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
