@@ -31,6 +31,25 @@ pub fn row_placeholders(rows: usize, cols: usize) -> String {
     s
 }
 
+/// The rows of `select`, a query that ends in `… IN ` (the placeholder list is appended),
+/// for every key of `keys`, [`MAX_PARAMS`] keys per statement at most.
+pub async fn fetch_in(
+    conn: &mut sqlx::AnyConnection,
+    select: &str,
+    keys: &[&str],
+) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+    let mut out = Vec::with_capacity(keys.len());
+    for part in keys.chunks(MAX_PARAMS) {
+        let sql = format!("{select}{}", row_placeholders(1, part.len()));
+        let mut q = sqlx::query(&sql);
+        for k in part {
+            q = q.bind(*k);
+        }
+        out.extend(q.fetch_all(&mut *conn).await?);
+    }
+    Ok(out)
+}
+
 /// One value of a multi-row insert.
 #[derive(Debug, Clone)]
 pub enum Val {

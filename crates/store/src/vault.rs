@@ -34,7 +34,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use std::collections::HashMap;
 
-use crate::bulk::{MAX_PARAMS, Val, insert_rows, row_placeholders};
+use crate::bulk::{Val, fetch_in, insert_rows};
 use crate::db::{Backend, Db};
 use crate::keys::SecretKey;
 
@@ -223,25 +223,21 @@ impl Vault {
         conn: &mut sqlx::AnyConnection,
         ids: &[&str],
     ) -> Result<HashMap<String, DataKey>, VaultError> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for part in ids.chunks(MAX_PARAMS) {
-            let sql = format!(
-                "SELECT registration_id, key_id, wrapped_key, nonce FROM vault_keys \
-                 WHERE registration_id IN {}",
-                row_placeholders(1, part.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in part {
-                q = q.bind(*id);
-            }
-            for row in q.fetch_all(&mut *conn).await? {
-                let id: String = row.try_get(0)?;
-                let key_id: String = row.try_get(1)?;
-                let wrapped: Vec<u8> = row.try_get(2)?;
-                let nonce: Vec<u8> = row.try_get(3)?;
-                let dk = self.unwrap_key(&id, &key_id, &wrapped, &nonce)?;
-                out.insert(id, dk);
-            }
+        let rows = fetch_in(
+            conn,
+            "SELECT registration_id, key_id, wrapped_key, nonce FROM vault_keys \
+             WHERE registration_id IN ",
+            ids,
+        )
+        .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            let key_id: String = row.try_get(1)?;
+            let wrapped: Vec<u8> = row.try_get(2)?;
+            let nonce: Vec<u8> = row.try_get(3)?;
+            let dk = self.unwrap_key(&id, &key_id, &wrapped, &nonce)?;
+            out.insert(id, dk);
         }
         Ok(out)
     }
@@ -444,24 +440,20 @@ impl Vault {
         conn: &mut sqlx::AnyConnection,
         ids: &[&str],
     ) -> Result<HashMap<String, Identity>, VaultError> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for part in ids.chunks(MAX_PARAMS) {
-            let sql = format!(
-                "SELECT k.registration_id, k.key_id, k.wrapped_key, k.nonce, i.nonce, i.ciphertext \
-                 FROM vault_keys k JOIN vault_identities i ON i.registration_id = k.registration_id \
-                 WHERE k.registration_id IN {}",
-                row_placeholders(1, part.len())
-            );
-            let mut q = sqlx::query(&sql);
-            for id in part {
-                q = q.bind(*id);
-            }
-            for row in q.fetch_all(&mut *conn).await? {
-                let id: String = row.try_get(0)?;
-                let s = Self::sealed(&row, 1)?;
-                let identity = self.open(&id, &s)?;
-                out.insert(id, identity);
-            }
+        let rows = fetch_in(
+            conn,
+            "SELECT k.registration_id, k.key_id, k.wrapped_key, k.nonce, i.nonce, i.ciphertext \
+             FROM vault_keys k JOIN vault_identities i ON i.registration_id = k.registration_id \
+             WHERE k.registration_id IN ",
+            ids,
+        )
+        .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: String = row.try_get(0)?;
+            let s = Self::sealed(&row, 1)?;
+            let identity = self.open(&id, &s)?;
+            out.insert(id, identity);
         }
         Ok(out)
     }
@@ -611,29 +603,26 @@ impl Vault {
         &self,
         refs: &[&str],
     ) -> Result<HashMap<String, SourceFileName>, VaultError> {
-        let mut out = HashMap::with_capacity(refs.len());
-        for part in refs.chunks(MAX_PARAMS) {
-            let sql = format!(
-                "SELECT file_ref, handler_code, sealed FROM source_files WHERE file_ref IN {}",
-                row_placeholders(1, part.len())
+        let mut conn = self.db.pool().acquire().await?;
+        let rows = fetch_in(
+            &mut conn,
+            "SELECT file_ref, handler_code, sealed FROM source_files WHERE file_ref IN ",
+            refs,
+        )
+        .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let file_ref: String = row.try_get(0)?;
+            let handler_code: String = row.try_get(1)?;
+            let sealed: Vec<u8> = row.try_get(2)?;
+            let rel_path = self.open_file_name(&file_ref, &sealed)?;
+            out.insert(
+                file_ref,
+                SourceFileName {
+                    handler_code,
+                    rel_path,
+                },
             );
-            let mut q = sqlx::query(&sql);
-            for r in part {
-                q = q.bind(*r);
-            }
-            for row in q.fetch_all(self.db.pool()).await? {
-                let file_ref: String = row.try_get(0)?;
-                let handler_code: String = row.try_get(1)?;
-                let sealed: Vec<u8> = row.try_get(2)?;
-                let rel_path = self.open_file_name(&file_ref, &sealed)?;
-                out.insert(
-                    file_ref,
-                    SourceFileName {
-                        handler_code,
-                        rel_path,
-                    },
-                );
-            }
         }
         Ok(out)
     }
