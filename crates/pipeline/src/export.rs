@@ -233,10 +233,13 @@ impl Workspace {
                 continue;
             }
             if !written.insert(file.rel_path.clone()) {
-                return Err(PipelineError::Refused(format!(
-                    "{} が複数の入力にあります / two sources hold {}",
-                    file.rel_path, file.rel_path
-                )));
+                // The path is not named: SS-MIX2 paths carry patient IDs, and refusals end
+                // up in logs. Overlapping inputs are the only way to get here.
+                return Err(PipelineError::Refused(
+                    "同じ相対パスのファイルが複数の入力にあります（入力フォルダの重複を確認してください） / \
+                     two inputs hold a file with the same relative path (check for overlapping input folders)"
+                        .into(),
+                ));
             }
             let target = opts.out.join(&file.rel_path);
             let (f2, h2) = (file.clone(), opts.handler.clone());

@@ -460,3 +460,27 @@ async fn r_rec_8_retention_purges_old_records_and_receipt_copies() {
     let again = ws.retention_run(d("2024-01-01"), 3).await.unwrap();
     assert_eq!(again.receipt_copies_deleted, 0);
 }
+
+#[tokio::test]
+async fn export_refuses_overlapping_inputs_without_naming_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = workspace(tmp.path()).await;
+    event(&ws, "9999013", EventKind::Notice, "2020-03-02").await;
+    let opts = ExportOptions {
+        handler: H.into(),
+        producer_name: "一般財団法人 日本医療データセンター".into(),
+        producer_address: "東京都港区芝公園1-1-1".into(),
+        // the same SS-MIX2 tree twice: every file has a twin with its relative path
+        sources: vec![PathBuf::from(SSMIX2), PathBuf::from(SSMIX2)],
+        out: tmp.path().join("to-producer"),
+        on: d("2024-06-01"),
+        format: None,
+    };
+    let e = ws.export(&opts).await.expect_err("overlapping inputs");
+    let msg = e.to_string();
+    assert!(msg.contains("same relative path"), "{msg}");
+    // SS-MIX2 paths carry patient IDs: none may appear in the refusal
+    for pid in ["9999013", "0000001"] {
+        assert!(!msg.contains(pid), "{msg}");
+    }
+}
