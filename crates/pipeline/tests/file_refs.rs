@@ -439,26 +439,12 @@ async fn an_older_workspace_is_sealed_when_it_opens() {
 /// The same on PostgreSQL, when `KIBAN_TEST_POSTGRES_URL` is set.
 #[tokio::test]
 async fn an_older_workspace_is_sealed_when_it_opens_postgres() {
-    let Ok(url) = std::env::var("KIBAN_TEST_POSTGRES_URL") else {
+    let Some(pg) = kiban_store::testing::PgSchema::create().await else {
         return;
     };
-    if url.trim().is_empty() {
-        return;
-    }
-    let schema = format!("kiban_f_{}", hex::encode(rand::random::<[u8; 6]>()));
-    let admin = kiban_store::Db::connect(&url).await.expect("postgres");
-    sqlx::query(&format!("CREATE SCHEMA {schema}"))
-        .execute(admin.pool())
-        .await
-        .expect("schema");
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let pg_url = format!("{url}{sep}options=-csearch_path%3D{schema}");
     let tmp = tempfile::tempdir().expect("tmp");
-    older_workspace_is_sealed(tmp.path(), Some(&pg_url)).await;
-    sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-        .execute(admin.pool())
-        .await
-        .expect("drop schema");
+    older_workspace_is_sealed(tmp.path(), Some(&pg.url)).await;
+    pg.drop().await;
 }
 
 async fn older_workspace_is_sealed(dir: &Path, db_url: Option<&str>) {

@@ -191,24 +191,11 @@ async fn bulk_ingest_stores_the_same_whatever_the_chunking_and_backend() {
     );
     assert_eq!(small, default, "one file per chunk stores the same");
 
-    if let Ok(url) = std::env::var("KIBAN_TEST_POSTGRES_URL")
-        && !url.trim().is_empty()
-    {
-        let schema = format!("kiban_p_{}", hex::encode(rand::random::<[u8; 6]>()));
-        let admin = kiban_store::Db::connect(&url).await.expect("postgres");
-        sqlx::query(&format!("CREATE SCHEMA {schema}"))
-            .execute(admin.pool())
-            .await
-            .expect("schema");
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let pg_url = format!("{url}{sep}options=-csearch_path%3D{schema}");
-        let ws = workspace(&dir.path().join("postgres"), Some(&pg_url), 3).await;
+    if let Some(schema) = kiban_store::testing::PgSchema::create().await {
+        let ws = workspace(&dir.path().join("postgres"), Some(&schema.url), 3).await;
         let (pg, _) = run(&ws, &synth, &cfg).await;
         ws.db().pool().close().await;
-        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-            .execute(admin.pool())
-            .await
-            .expect("drop schema");
+        schema.drop().await;
         assert_eq!(pg, default, "PostgreSQL stores the same");
     }
 }

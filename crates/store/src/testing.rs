@@ -36,7 +36,33 @@ pub async fn backends() -> Vec<TestDb> {
         _dir: Some(dir),
         pg: None,
     }];
-    if let Ok(url) = std::env::var("KIBAN_TEST_POSTGRES_URL") {
+    if let Some(pg) = PgSchema::create().await {
+        let db = Db::connect(&pg.url).await.expect("test database");
+        db.migrate().await.expect("test database");
+        v.push(TestDb {
+            db,
+            backend: "postgres",
+            _dir: None,
+            pg: Some((pg.admin, pg.schema)),
+        });
+    }
+    v
+}
+
+/// A fresh PostgreSQL schema for a test that opens its own connections (a workspace on
+/// PostgreSQL): `url` selects it through `search_path`. `None` without
+/// `KIBAN_TEST_POSTGRES_URL`.
+pub struct PgSchema {
+    pub url: String,
+    admin: Db,
+    schema: String,
+}
+
+impl PgSchema {
+    pub async fn create() -> Option<PgSchema> {
+        let url = std::env::var("KIBAN_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())?;
         let schema = format!("t_{}", hex::encode(rand::random::<[u8; 6]>()));
         let admin = Db::connect(&url).await.expect("test database");
         sqlx::query(&format!("CREATE SCHEMA {schema}"))
@@ -44,16 +70,19 @@ pub async fn backends() -> Vec<TestDb> {
             .await
             .expect("test database");
         let sep = if url.contains('?') { '&' } else { '?' };
-        let db = Db::connect(&format!("{url}{sep}options=-csearch_path%3D{schema}"))
+        Some(PgSchema {
+            url: format!("{url}{sep}options=-csearch_path%3D{schema}"),
+            admin,
+            schema,
+        })
+    }
+
+    /// Drops the schema (close the test's own connections first).
+    pub async fn drop(self) {
+        sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .execute(self.admin.pool())
             .await
             .expect("test database");
-        db.migrate().await.expect("test database");
-        v.push(TestDb {
-            db,
-            backend: "postgres",
-            _dir: None,
-            pg: Some((admin, schema)),
-        });
+        self.admin.pool().close().await;
     }
-    v
 }
