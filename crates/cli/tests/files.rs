@@ -1,34 +1,18 @@
 //! `kiban ingest` lists quarantined units by file reference, never by path (SS-MIX2 paths
 //! name the patient); `kiban files show REF` gives the operator the path back.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::{kiban_in as kiban, ok};
 
 const H: &str = "9900000004";
 const TREE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../fixtures/ss-mix2-extended/tree"
 );
-
-fn kiban(ws: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiban"))
-        .arg("--workspace")
-        .arg(ws)
-        .args(args)
-        .env("KIBAN_LANG", "en")
-        .output()
-        .expect("run kiban")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "kiban failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 #[test]
 fn ingest_prints_references_and_files_show_resolves_them() {

@@ -1,21 +1,11 @@
 //! `kiban optout …` as an operator uses it: single events, the stop receipt (R-OPT-5) and
 //! the gate's decision (`optout status --json`).
 
-use std::process::{Command, Output};
+mod common;
 
-fn kiban(ws: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiban"))
-        .arg("--workspace")
-        .arg(ws)
-        .args(args)
-        .output()
-        .expect("kiban runs")
-}
+use std::process::Command;
 
-fn ok(o: Output) -> String {
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{kiban_in as kiban, ok};
 
 #[test]
 fn stop_issues_a_receipt_with_every_item_and_the_gate_refuses_r_opt_4_r_opt_5() {

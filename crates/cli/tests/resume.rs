@@ -2,25 +2,12 @@
 //! the workspace it leaves behind, ingested again, equals a workspace that was never
 //! interrupted (issue 3, "nothing lost, nothing silent").
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn kiban(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_kiban"));
-    c.args(args).env("KIBAN_LANG", "en");
-    c
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "kiban failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+use common::{kiban_cmd as kiban, ok};
 
 fn setup_workspace(ws: &Path, synth: &Path, chunk_files: usize) -> (String, String) {
     let w = ws.to_str().expect("path");
