@@ -164,8 +164,10 @@ pub fn generate(
         for &hi in &chosen {
             let h = &mut hospitals[hi];
             let patient_id = h.next_patient_id()?;
-            let identity = registration_identity(&mut rng, &person, &cfg.noise, &mut noise);
+            // Visits first: the card a registration carries depends on their dates.
             let visits = clinic.visits(&mut rng, cfg, &mut h.orders);
+            let identity =
+                registration_identity(&mut rng, &person, &visits, &cfg.noise, &mut noise);
             let reg = Registration {
                 hospital: h.index,
                 patient_id,

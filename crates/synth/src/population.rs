@@ -156,10 +156,40 @@ pub struct Insurance {
     pub branch: String,
     /// True when the patient is the insured person (本人), false for a dependent (家族).
     pub is_self: bool,
+    /// 資格取得年月日: the day this card became valid. Linkage uses it to tell a card change
+    /// (the new card starts when the old one stops being used) from a namesake.
+    pub since: NaiveDate,
+}
+
+/// A random 資格取得年月日 before `start`: between max(birth, start − 25 years) and
+/// start − 1 day, so every card is already valid when the data window opens.
+fn card_since(rng: &mut ChaCha8Rng, birth: NaiveDate, start: NaiveDate) -> NaiveDate {
+    let hi = start - Duration::days(1);
+    let lo = birth.max(start - Duration::days(25 * 365));
+    let span = (hi - lo).num_days();
+    if span < 0 {
+        // Born on or after the window opens: the card is valid from birth.
+        birth
+    } else {
+        lo + Duration::days(rng.gen_range(0..=span))
+    }
+}
+
+/// The day a changer's new card takes over: uniform in [start + 30 days, end − 30 days], so
+/// both cards can appear in the data; the middle of the window when it is shorter than that.
+fn change_date(rng: &mut ChaCha8Rng, start: NaiveDate, end: NaiveDate) -> NaiveDate {
+    let lo = start + Duration::days(30);
+    let hi = end - Duration::days(30);
+    let span = (hi - lo).num_days();
+    if span < 0 {
+        start + Duration::days((end - start).num_days() / 2)
+    } else {
+        lo + Duration::days(rng.gen_range(0..=span))
+    }
 }
 
 impl Insurance {
-    fn random(rng: &mut ChaCha8Rng, pref_code: u8, age: i32) -> Insurance {
+    fn random(rng: &mut ChaCha8Rng, pref_code: u8, age: i32, since: NaiveDate) -> Insurance {
         let kind = if age >= 75 {
             InsuranceKind::Kouki
         } else {
@@ -219,6 +249,7 @@ impl Insurance {
             number,
             branch,
             is_self,
+            since,
         }
     }
 }
@@ -237,8 +268,13 @@ pub struct Person {
     pub address: Address,
     pub prev_address: Option<Address>,
     pub phone: String,
+    /// The card valid at the end of the data window.
     pub insurance: Insurance,
+    /// The card valid before `insurance_changed_on`, for a person who changed insurance.
     pub prev_insurance: Option<Insurance>,
+    /// The day `insurance` replaced `prev_insurance` (= `insurance.since`); inside the data
+    /// window. `None` when the person never changed.
+    pub insurance_changed_on: Option<NaiveDate>,
     pub twin: bool,
     pub namesake: bool,
 }
@@ -246,6 +282,15 @@ pub struct Person {
 impl Person {
     pub fn person_id(&self) -> String {
         format!("P{:09}", self.index)
+    }
+
+    /// The card valid on `date`: the previous card before the change date, the current one
+    /// from it on.
+    pub fn insurance_on(&self, date: NaiveDate) -> &Insurance {
+        match (&self.prev_insurance, self.insurance_changed_on) {
+            (Some(prev), Some(t)) if date < t => prev,
+            _ => &self.insurance,
+        }
     }
 }
 
@@ -266,7 +311,9 @@ pub struct NoiseCounts {
     pub marriage: u64,
     /// Registrations carrying the previous address.
     pub moves: u64,
-    /// Registrations carrying the previous insurance.
+    /// Registrations carrying the previous insurance: the card on file at export is the
+    /// previous one, or the registration's records carry both cards (visits on both sides of
+    /// the change date).
     pub insurance_change: u64,
     /// Persons who married during the period.
     pub persons_married: u64,
@@ -296,10 +343,24 @@ pub struct RegIdentity {
     pub city: &'static str,
     pub address_line: String,
     pub phone: String,
+    /// The card on file at export: the one valid at the registration's last visit. Snapshot
+    /// records (patient master, FHIR Coverage, CSV person row) carry it.
     pub insurance: Insurance,
+    /// The card this hospital saw before the person's change date, with that date, when the
+    /// registration has visits on both sides of it. Per-visit records dated before the
+    /// change (UKE receipts) carry this card.
+    pub earlier_insurance: Option<(Insurance, NaiveDate)>,
 }
 
 impl RegIdentity {
+    /// The card this registration's records dated `date` carry.
+    pub fn insurance_on(&self, date: NaiveDate) -> &Insurance {
+        match &self.earlier_insurance {
+            Some((prev, until)) if date < *until => prev,
+            _ => &self.insurance,
+        }
+    }
+
     pub fn name_kanji(&self) -> String {
         format!(
             "{}{}{}",
@@ -498,13 +559,26 @@ impl PersonSource {
             };
         }
         let mut insurance = p.insurance.clone();
-        insurance.is_self = false;
-        insurance.branch = if insurance.kind == InsuranceKind::Kouki {
-            String::new()
+        // The twin is a dependent on the family card from before the window opens (the
+        // earliest card's date when the sibling changed cards), so every visit has a valid card.
+        insurance.since = p
+            .prev_insurance
+            .as_ref()
+            .map_or(insurance.since, |prev| prev.since);
+        if insurance.kind == InsuranceKind::Kouki {
+            // 後期高齢者医療 insures each person on their own card: no dependents, so the
+            // twin holds another number at the same prefectural union
+            let mut number = insurance.number.clone();
+            while number == insurance.number {
+                number = format!("{:08}", rng.gen_range(10_000_000..100_000_000u32));
+            }
+            insurance.number = number;
+            insurance.branch = String::new();
         } else {
+            insurance.is_self = false;
             let b: u32 = insurance.branch.parse().unwrap_or(0);
-            format!("{:02}", b + 1)
-        };
+            insurance.branch = format!("{:02}", b + 1);
+        }
         Person {
             index: 0,
             sex,
@@ -517,6 +591,7 @@ impl PersonSource {
             phone: p.phone.clone(),
             insurance,
             prev_insurance: None,
+            insurance_changed_on: None,
             twin: true,
             namesake: false,
         }
@@ -557,7 +632,8 @@ impl PersonSource {
         let address = Address::random(rng, &self.place_dist);
         let pref_code = PLACES[address.place].pref_code;
         let phone = Self::phone(rng, address.place);
-        let insurance = Insurance::random(rng, pref_code, age);
+        let since = card_since(rng, birth, self.start);
+        let mut insurance = Insurance::random(rng, pref_code, age, since);
         let mut former_family = None;
         if sex == Sex::Female && age >= 20 && !namesake && rng.gen_bool(cfg.noise.marriage) {
             let mut new = self.family(rng);
@@ -577,13 +653,18 @@ impl PersonSource {
         } else {
             None
         };
+        // A changer's first card is the one drawn above (valid from before the window); the
+        // new card takes over on a day inside the window.
+        let mut insurance_changed_on = None;
         let prev_insurance = if rng.gen_bool(cfg.noise.insurance_change) {
             noise.persons_insurance_changed += 1;
-            let mut ins = Insurance::random(rng, pref_code, age);
+            let changed = change_date(rng, self.start, cfg.end_date);
+            let mut ins = Insurance::random(rng, pref_code, age, changed);
             if ins.insurer == insurance.insurer {
                 ins.number = format!("{}9", ins.number);
             }
-            Some(ins)
+            insurance_changed_on = Some(changed);
+            Some(std::mem::replace(&mut insurance, ins))
         } else {
             None
         };
@@ -599,6 +680,7 @@ impl PersonSource {
             phone,
             insurance,
             prev_insurance,
+            insurance_changed_on,
             twin: false,
             namesake,
         }
@@ -606,9 +688,13 @@ impl PersonSource {
 }
 
 /// Derives the identity hospital `h` holds, applying the noise of `cfg` and counting it.
+/// The insurance follows the person's timeline, not chance: the card on file is the one
+/// valid at the last of `visits` (sorted by date), and the earlier card is kept when the
+/// visits straddle the change date.
 pub fn registration_identity(
     rng: &mut ChaCha8Rng,
     p: &Person,
+    visits: &[VisitRec],
     noise_cfg: &NoiseConfig,
     noise: &mut NoiseCounts,
 ) -> RegIdentity {
@@ -669,13 +755,23 @@ pub fn registration_identity(
     } else {
         0
     };
-    let insurance = match &p.prev_insurance {
-        Some(prev) if rng.gen_bool(0.5) => {
-            noise.insurance_change += 1;
-            prev.clone()
+    let (insurance, earlier_insurance) = match (visits.first(), visits.last()) {
+        (Some(first), Some(last)) => {
+            let on_file = p.insurance_on(last.date).clone();
+            let earlier = match (&p.prev_insurance, p.insurance_changed_on) {
+                (Some(prev), Some(t)) if first.date < t && t <= last.date => {
+                    Some((prev.clone(), t))
+                }
+                _ => None,
+            };
+            (on_file, earlier)
         }
-        _ => p.insurance.clone(),
+        // No visits: the hospital holds the card valid at the end of the window.
+        _ => (p.insurance.clone(), None),
     };
+    if p.prev_insurance.as_ref() == Some(&insurance) || earlier_insurance.is_some() {
+        noise.insurance_change += 1;
+    }
     RegIdentity {
         family_kanji,
         given_kanji,
@@ -690,6 +786,7 @@ pub fn registration_identity(
         address_line: address.line(style),
         phone: p.phone.clone(),
         insurance,
+        earlier_insurance,
     }
 }
 
@@ -865,6 +962,23 @@ mod tests {
         assert_ne!(a.given.0, b.given.0);
         assert_ne!(a.given.1, b.given.1);
         assert_eq!(noise.twin_pairs, 1);
+        // a family card with another branch, or (後期高齢者医療) a card of their own
+        let mut kouki = 0;
+        for _ in 0..400 {
+            let a = src.next(&mut rng, &cfg, &mut noise);
+            let b = src.next(&mut rng, &cfg, &mut noise);
+            assert!(b.twin);
+            assert_eq!(a.insurance.insurer, b.insurance.insurer);
+            if a.insurance.kind == InsuranceKind::Kouki {
+                kouki += 1;
+                assert_ne!(a.insurance.number, b.insurance.number);
+                assert!(b.insurance.branch.is_empty());
+            } else {
+                assert_eq!(a.insurance.number, b.insurance.number);
+                assert_ne!(a.insurance.branch, b.insurance.branch);
+            }
+        }
+        assert!(kouki > 0);
     }
 
     #[test]
@@ -886,6 +1000,110 @@ mod tests {
         );
         assert_ne!(a.insurance, b.insurance);
         assert_eq!(noise.namesakes, 1);
+    }
+
+    #[test]
+    fn changers_switch_cards_on_a_day_inside_the_window_and_registrations_follow_it() {
+        let cfg = SynthConfig {
+            twins_rate: 0.0,
+            namesake_rate: 0.0,
+            noise: NoiseConfig {
+                insurance_change: 1.0,
+                ..NoiseConfig::none()
+            },
+            ..Default::default()
+        };
+        let (start, end) = (cfg.start_date, cfg.end_date);
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut src = PersonSource::new(&cfg);
+        let clinic = Clinic::new();
+        let mut counter = OrderCounter::default();
+        let mut noise = NoiseCounts::default();
+        // (all visits before T, visits on both sides, all visits from T on)
+        let mut kinds = [0u64; 3];
+        for _ in 0..300 {
+            let p = src.next(&mut rng, &cfg, &mut noise);
+            let t = p.insurance_changed_on.expect("every person changes");
+            assert!(t >= start + Duration::days(30) && t <= end - Duration::days(30));
+            assert_eq!(p.insurance.since, t, "the new card is valid from T");
+            let prev = p.prev_insurance.as_ref().expect("previous card");
+            assert!(prev.since < start && prev.since >= p.birth);
+            assert_ne!(prev, &p.insurance);
+            assert_eq!(p.insurance_on(t - Duration::days(1)), prev);
+            assert_eq!(p.insurance_on(t), &p.insurance);
+            for _ in 0..3 {
+                let visits = clinic.visits(&mut rng, &cfg, &mut counter);
+                let id = registration_identity(&mut rng, &p, &visits, &cfg.noise, &mut noise);
+                let (first, last) = (visits[0].date, visits[visits.len() - 1].date);
+                // The snapshot card is the one valid at the last visit.
+                assert_eq!(&id.insurance, p.insurance_on(last));
+                // Every visit's records carry the card valid on its date.
+                for v in &visits {
+                    assert_eq!(id.insurance_on(v.date), p.insurance_on(v.date));
+                }
+                kinds[if last < t {
+                    0
+                } else if first < t {
+                    1
+                } else {
+                    2
+                }] += 1;
+                assert_eq!(id.earlier_insurance.is_some(), first < t && t <= last);
+            }
+        }
+        assert!(kinds.iter().all(|&k| k > 0), "{kinds:?}");
+        assert_eq!(noise.insurance_change, kinds[0] + kinds[1]);
+        assert_eq!(noise.persons_insurance_changed, 300);
+    }
+
+    #[test]
+    fn cards_of_non_changers_and_twins_date_from_before_the_window() {
+        let cfg = SynthConfig {
+            twins_rate: 0.3,
+            namesake_rate: 0.05,
+            noise: NoiseConfig {
+                insurance_change: 0.3,
+                ..NoiseConfig::none()
+            },
+            ..Default::default()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let mut src = PersonSource::new(&cfg);
+        let mut noise = NoiseCounts::default();
+        let (mut twins, mut changers) = (0, 0);
+        for _ in 0..500 {
+            let p = src.next(&mut rng, &cfg, &mut noise);
+            assert!(p.birth < cfg.start_date);
+            match p.insurance_changed_on {
+                Some(t) => {
+                    changers += 1;
+                    assert_eq!(p.insurance.since, t);
+                }
+                None => {
+                    assert!(p.prev_insurance.is_none());
+                    assert!(p.insurance.since < cfg.start_date);
+                    assert!(p.insurance.since >= p.birth);
+                    assert!(p.insurance.since >= cfg.start_date - Duration::days(25 * 365));
+                }
+            }
+            twins += u32::from(p.twin);
+        }
+        assert!(twins > 0 && changers > 0);
+    }
+
+    #[test]
+    fn a_short_window_still_gets_a_change_date_inside_it() {
+        let start = NaiveDate::from_ymd_opt(2023, 1, 1).unwrap();
+        let end = NaiveDate::from_ymd_opt(2023, 1, 20).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let t = change_date(&mut rng, start, end);
+        assert!(t >= start && t <= end);
+        let since = card_since(
+            &mut rng,
+            NaiveDate::from_ymd_opt(2022, 12, 31).unwrap(),
+            start,
+        );
+        assert_eq!(since, NaiveDate::from_ymd_opt(2022, 12, 31).unwrap());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub const PERSONS_HEADER: &[&str] = &[
     "insured_symbol",
     "insured_number",
     "insured_branch",
+    // 資格取得年月日 of the card on file (ISO date).
+    "insured_since",
 ];
 pub const VISITS_HEADER: &[&str] = &["patient_id", "visit_id", "date", "visit_type", "department"];
 pub const CONDITIONS_HEADER: &[&str] = &[
@@ -124,6 +126,7 @@ impl CsvWriter {
                 &id.insurance.symbol,
                 &id.insurance.number,
                 &id.insurance.branch,
+                &id.insurance.since.format("%Y-%m-%d").to_string(),
             ])
             .map_err(err)?;
         self.counts.persons += 1;

@@ -153,6 +153,8 @@ impl FhirWriter {
         self.entry(&patient_url, &patient)?;
         self.counts.patients += 1;
 
+        // The card on file at export (valid at the last visit); period.start is its
+        // 資格取得年月日.
         let ins = &id.insurance;
         let (plan_code, plan_name) = ins.kind.label();
         let mut ext = Vec::new();
@@ -172,7 +174,8 @@ impl FhirWriter {
             "beneficiary": {"reference": patient_url},
             "relationship": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/subscriber-relationship",
                                          "code": if ins.is_self { "self" } else { "other" }}]},
-            "payor": [{"identifier": {"system": "urn:oid:1.2.392.100495.20.3.61", "value": ins.insurer}}]
+            "payor": [{"identifier": {"system": "urn:oid:1.2.392.100495.20.3.61", "value": ins.insurer}}],
+            "period": {"start": ins.since.format("%Y-%m-%d").to_string()}
         });
         let cov_url = self.next_url();
         self.entry(&cov_url, &coverage)?;

@@ -222,6 +222,8 @@ impl Ssmix2Writer {
         ));
         m.push_str(&Self::pid(reg, true, &reg_stamp));
         m.push_str(&seg("PV1", &[(1, "0001".into()), (2, "O".into())]));
+        // The patient master is a snapshot: the card on file at export, with its
+        // 資格取得年月日 in IN1-12.
         let ins = &id.insurance;
         let (plan_code, plan_name) = ins.kind.label();
         let relation = if ins.is_self {
@@ -237,7 +239,7 @@ impl Ssmix2Writer {
                 (3, ins.insurer.clone()),
                 (10, ins.symbol.clone()),
                 (11, ins.number.clone()),
-                (12, d8(first.date - chrono::Duration::days(400))),
+                (12, d8(ins.since)),
                 (17, relation.into()),
             ],
         ));

@@ -114,19 +114,11 @@ impl UkeWriter {
 
     pub fn write(&mut self, reg: &Registration) -> Result<(), SynthError> {
         let id = &reg.identity;
-        let ins = &id.insurance;
         let age = reg
             .visits
             .first()
             .map(|v| v.date.year() - id.birth.year())
             .unwrap_or(0);
-        let rtype = match (ins.kind, ins.is_self) {
-            (InsuranceKind::Kouki, _) => "1318",
-            _ if age < 6 => "1114",
-            _ if age >= 70 => "1118",
-            (_, true) => "1112",
-            (_, false) => "1116",
-        };
         let sex = match id.sex {
             kiban_model::Sex::Male => "1",
             kiban_model::Sex::Female => "2",
@@ -145,6 +137,16 @@ impl UkeWriter {
                 j += 1;
             }
             let month = &reg.visits[i..j];
+            // Each monthly receipt is claimed to the card valid in that month; when the card
+            // changed mid-month, the card at the month's last visit.
+            let ins = id.insurance_on(reg.visits[j - 1].date);
+            let rtype = match (ins.kind, ins.is_self) {
+                (InsuranceKind::Kouki, _) => "1318",
+                _ if age < 6 => "1114",
+                _ if age >= 70 => "1118",
+                (_, true) => "1112",
+                (_, false) => "1116",
+            };
             self.counts.receipts += 1;
             let mut re = vec![String::new(); 38];
             re[0] = "RE".into();
