@@ -31,9 +31,10 @@
 //!
 //! A column reference is a header name, `#N` (1-based column number, for files without a
 //! header), or `=text`, a constant (`code_system = "=ICD10"`). Field names are those of the
-//! `kiban-model` structs ([`fields_of`] lists them); `person` takes the identity fields plus
-//! `death_date` and `prefecture`, `measurement`/`observation` also take `value` (a number goes
-//! to `value_number`, anything else to `value_text`). A `*_system` constant is dropped on rows
+//! `kiban-model` structs ([`fields_of`] lists them); `person` takes the identity fields
+//! (`insured_since` is the 資格取得年月日, a date given to the day) plus `death_date` and
+//! `prefecture`, `measurement`/`observation` also take `value` (a number goes to
+//! `value_number`, anything else to `value_text`). A `*_system` constant is dropped on rows
 //! whose code is empty. Mapping errors (unknown table or field, missing required field such as
 //! a fact's date, a header without a mapped column) quarantine the file with the reason.
 //!
@@ -95,6 +96,7 @@ insurer_number = "insurer_number"
 insured_symbol = "insured_symbol"
 insured_number = "insured_number"
 insured_branch = "insured_branch"
+insured_since = "insured_since"
 
 [[file]]
 name = "visits.csv"
@@ -201,6 +203,7 @@ pub fn fields_of(t: MappedTable) -> (&'static [&'static str], &'static [&'static
                 "insured_symbol",
                 "insured_number",
                 "insured_branch",
+                "insured_since",
                 "death_date",
                 "prefecture",
             ],
@@ -931,6 +934,22 @@ impl RowView<'_> {
         })
     }
 
+    /// A date that must name the day (資格取得年月日): in automatic mode a year or a year and
+    /// month, which [`Self::date`] completes to the first day, is refused, because linkage
+    /// compares it with the days the card was used. An explicit `date_format` always names
+    /// the day.
+    fn day(&self, field: &str) -> Result<Option<NaiveDate>, RowError> {
+        let d = self.date(field)?;
+        if self.date_format.is_none()
+            && let Some(v) = self.text(field)
+            // 8 digits: Gregorian; 7: 和暦 GYYMMDD
+            && v.bytes().filter(u8::is_ascii_digit).count() < 7
+        {
+            return Err(self.err(field, "not a full date (the day is missing)"));
+        }
+        Ok(d)
+    }
+
     fn required_date(&self, field: &str) -> Result<NaiveDate, RowError> {
         self.date(field)?.ok_or_else(|| {
             let (f, c, _, r) = self.err(field, "empty: this table needs a date");
@@ -1025,6 +1044,7 @@ fn build_row(
             id.insured_symbol = v.text("insured_symbol");
             id.insured_number = v.text("insured_number");
             id.insured_branch = v.text("insured_branch");
+            id.insured_since = v.day("insured_since")?.map(iso);
             let prefecture = v
                 .text("prefecture")
                 .or_else(|| id.address.as_deref().and_then(prefecture_of));

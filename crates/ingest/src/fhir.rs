@@ -12,7 +12,8 @@
 //! `IDE`, the kana name `SYL`; the hospital patient ID is the identifier whose system is
 //! `urn:oid:1.2.392.100495.20.3.51.1{医療機関コード}`; insurance symbol/number/branch are the
 //! Coverage extensions `JP_Coverage_InsuredPersonSymbol|Number|SubNumber` (and the JP-CLINS
-//! `JP_Insurance_memberID` identifier `insurer:symbol:number:branch`).
+//! `JP_Insurance_memberID` identifier `insurer:symbol:number:branch`); 資格取得年月日 is
+//! Coverage.period.start (as the JAMI SS-MIX2→FHIR map puts IN1-12 there).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader};
@@ -26,7 +27,9 @@ use kiban_model::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::util::{iso, opt, parse_date, prefecture_of, source_system_name, standard_system};
+use crate::util::{
+    iso, opt, parse_date, parse_day, prefecture_of, source_system_name, standard_system,
+};
 use crate::{Emitter, IngestError, Item, QuarantineCode, SourceFile};
 
 /// Why bytes are not FHIR JSON. Positions only, never content.
@@ -360,6 +363,7 @@ struct Coverage {
     subscriber_id: Option<String>,
     dependent: Option<String>,
     payor: Vec<Reference>,
+    period: Option<Period>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -626,8 +630,9 @@ fn person_of(id: &Identity, p: &Patient) -> PersonFact {
 enum Mapped {
     Patient(Box<Identity>, PersonFact),
     Facts(Vec<Fact>),
-    /// Insurance fields for the identity (Coverage).
-    Insurance(Box<Identity>),
+    /// Insurance fields for the identity (Coverage), and what was dropped from them (counted
+    /// as ignored: an optional field is not worth the unit).
+    Insurance(Box<Identity>, Option<&'static str>),
     Ignored(String),
 }
 
@@ -702,7 +707,14 @@ fn map_resource(
                     .and_then(|i| i.value.clone())
                     .or_else(|| p.reference.as_ref().and_then(|r| orgs.get(r).cloned()))
             });
-            Ok(Mapped::Insurance(Box::new(id)))
+            // 資格取得年月日. A value that is not a whole day is dropped, like a bad birthDate,
+            // so the patient's group stays.
+            let start = c.period.as_ref().and_then(|p| p.start.as_deref());
+            id.insured_since = start.and_then(parse_day).map(iso);
+            let dropped = (id.insured_since.is_none()
+                && start.is_some_and(|s| !s.trim().is_empty()))
+            .then_some("Coverage.period.start not a full date: 資格取得日 dropped");
+            Ok(Mapped::Insurance(Box::new(id), dropped))
         }
         "Encounter" => {
             let e: Encounter = de(v, rt)?;
@@ -1279,7 +1291,10 @@ impl FhirContext {
                     Mapped::Facts(fs) => {
                         (None, fs.into_iter().map(|f| (f, prov.clone())).collect())
                     }
-                    Mapped::Insurance(mut ins) => {
+                    Mapped::Insurance(mut ins, dropped) => {
+                        if let Some(why) = dropped {
+                            em.summary.ignore(why);
+                        }
                         ins.patient_id = patient_id.clone();
                         (Some(*ins), Vec::new())
                     }
@@ -1494,7 +1509,10 @@ fn read_bundle(
                 let (f, Some(v)) = &entries[i] else { continue };
                 match map_resource(v, f.as_deref(), &orgs).map_err(|e| (i, e))? {
                     Mapped::Facts(fs) => facts.extend(fs.into_iter().map(|x| (x, prov(i)))),
-                    Mapped::Insurance(ins) => identity.merge_missing(&ins),
+                    Mapped::Insurance(ins, dropped) => {
+                        identity.merge_missing(&ins);
+                        ignored.extend(dropped.map(str::to_string));
+                    }
                     Mapped::Ignored(why) => ignored.push(why),
                     Mapped::Patient(..) => {}
                 }
@@ -1561,6 +1579,31 @@ mod tests {
         assert_eq!(id.insured_branch.as_deref(), Some("05"));
         assert_eq!(person.sex, Sex::Female);
         assert_eq!(person.prefecture.as_deref(), Some("東京都"));
+    }
+
+    #[test]
+    fn coverage_period_start_to_insured_since() {
+        let cov = |period: &str| {
+            let v: Value = serde_json::from_str(&format!(
+                r#"{{"resourceType":"Coverage","subscriberId":"111","period":{period}}}"#
+            ))
+            .unwrap();
+            let Ok(Mapped::Insurance(id, dropped)) = map_resource(&v, None, &HashMap::new()) else {
+                panic!("not insurance")
+            };
+            (id.insured_since.clone(), dropped.is_some())
+        };
+        assert_eq!(
+            cov(r#"{"start":"2020-04-01"}"#),
+            (Some("2020-04-01".into()), false)
+        );
+        assert_eq!(
+            cov(r#"{"start":"2020-04-01T09:00:00+09:00"}"#),
+            (Some("2020-04-01".into()), false)
+        );
+        assert_eq!(cov(r#"{"end":"2030-03-31"}"#), (None, false));
+        assert_eq!(cov(r#"{"start":"2020"}"#), (None, true), "year only");
+        assert_eq!(cov(r#"{"start":"2020-13-01"}"#), (None, true));
     }
 
     #[test]

@@ -24,7 +24,7 @@ use kiban_model::{
 
 use crate::hl7::{self, Hl7Message, Segment};
 use crate::util::{
-    iso, opt, parse_date, parse_number, parse_range, prefecture_of, source_system_name,
+    iso, opt, parse_date, parse_day, parse_number, parse_range, prefecture_of, source_system_name,
     standard_system,
 };
 use crate::{Emitter, Item, QuarantineCode, SourceFile};
@@ -759,7 +759,7 @@ pub fn map_message(
     // The date of last resort for facts that carry none: the storage date, then MSH-7.
     let fallback_date = ctx.file_date.or(msh_date);
 
-    let identity = identity_from(pid, msg, &patient_id);
+    let identity = identity_from(pid, msg, &patient_id, ignored);
     let mut facts: Vec<(Fact, Provenance)> = Vec::new();
     let mut counters: BTreeMap<&str, usize> = BTreeMap::new();
     let mut nth = |id: &'static str| {
@@ -1303,7 +1303,12 @@ fn obx_fact(
 /// Identity from PID (+IN1/ZI1). PID-5 repetitions carry the name representation in XPN-8:
 /// I ideographic (kanji), P phonetic (kana), A alphabetic; unlabeled names are classified by
 /// their script.
-fn identity_from(pid: &Segment, msg: &Hl7Message, patient_id: &str) -> Identity {
+fn identity_from(
+    pid: &Segment,
+    msg: &Hl7Message,
+    patient_id: &str,
+    ignored: &mut BTreeMap<String, usize>,
+) -> Identity {
     let mut id = Identity::new(patient_id);
     for r in 0..pid.reps(5).len() {
         let family = pid.rc(5, r, 1);
@@ -1345,12 +1350,24 @@ fn identity_from(pid: &Segment, msg: &Hl7Message, patient_id: &str) -> Identity 
         .or_else(|| opt(format!("{}{}", pid.c(13, 6), pid.c(13, 7))));
     id.death_date = parse_date(&pid.f(29)).map(iso);
     // Insurance: IN1 (ADT-00) or ZI1 (PPR-01), same layout: 3 insurer number, 10 記号, 11 番号,
-    // 枝番 in IN1-46 (JAHIS) or IN1-49.
+    // 12 資格取得年月日 (Plan Effective Date), 枝番 in IN1-46 (JAHIS) or IN1-49.
     if let Some(ins) = msg.segments.iter().find(|s| s.id == "IN1" || s.id == "ZI1") {
         id.insurer_number = opt(ins.c(3, 1));
         id.insured_symbol = opt(ins.c(10, 1));
         id.insured_number = opt(ins.c(11, 1));
         id.insured_branch = opt(ins.c(46, 1)).or_else(|| opt(ins.c(49, 1)));
+        // An optional linkage hint: a value that is not a whole day is dropped, like a bad
+        // PID-7, so the message and its clinical facts stay; the drop is counted, not silent.
+        let since = ins.c(12, 1);
+        id.insured_since = parse_day(&since).map(iso);
+        if id.insured_since.is_none() && !since.trim().is_empty() {
+            *ignored
+                .entry(format!(
+                    "{}-12 資格取得日 not a full date (dropped)",
+                    ins.id
+                ))
+                .or_default() += 1;
+        }
     }
     id
 }

@@ -7,12 +7,7 @@ use unicode_normalization::UnicodeNormalization;
 /// Partial dates take the first day of the period (a year-only onset becomes January 1st):
 /// the clinical store needs a day, and the first day is the convention OMOP ETLs use.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let s = s.trim();
-    let digits: String = s
-        .chars()
-        .take_while(|c| *c != 'T' && *c != ' ')
-        .filter(|c| c.is_ascii_digit())
-        .collect();
+    let digits = date_digits(s);
     // HL7 timestamps run on past the date; FHIR dateTimes were cut at 'T'.
     let d = if digits.len() >= 8 {
         &digits[..8]
@@ -31,6 +26,26 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
         return None;
     }
     Some(date)
+}
+
+/// Like [`parse_date`], but only a date given to the day. For 資格取得年月日 (HL7 IN1-12, FHIR
+/// Coverage.period.start): linkage compares it with the days a card was used, and a partial
+/// date completed to the first of the period would make a card look valid before it was
+/// issued, which reads as evidence of another person.
+pub fn parse_day(s: &str) -> Option<NaiveDate> {
+    if date_digits(s).len() < 8 {
+        return None;
+    }
+    parse_date(s)
+}
+
+/// The digits of the date part: HL7 `YYYYMMDD…` as written, FHIR `YYYY-MM-DD` cut at 'T'.
+fn date_digits(s: &str) -> String {
+    s.trim()
+        .chars()
+        .take_while(|c| *c != 'T' && *c != ' ')
+        .filter(|c| c.is_ascii_digit())
+        .collect()
 }
 
 /// ISO `YYYY-MM-DD` of a parsed date, for identity fields.
@@ -177,6 +192,19 @@ mod tests {
         assert_eq!(parse_date("20111399"), None);
         assert_eq!(parse_date("abc"), None);
         assert_eq!(parse_date(""), None);
+    }
+
+    #[test]
+    fn days_need_the_day() {
+        let d = |y, m, dd| NaiveDate::from_ymd_opt(y, m, dd);
+        assert_eq!(parse_day("20091201"), d(2009, 12, 1));
+        assert_eq!(parse_day("20091201120000+0900"), d(2009, 12, 1));
+        assert_eq!(parse_day("2024-04-01T00:00:00+09:00"), d(2024, 4, 1));
+        assert_eq!(parse_day("2024-04"), None, "month only");
+        assert_eq!(parse_day("200912"), None, "month only");
+        assert_eq!(parse_day("2018"), None, "year only");
+        assert_eq!(parse_day("20090231"), None, "no such day");
+        assert_eq!(parse_day(""), None);
     }
 
     #[test]

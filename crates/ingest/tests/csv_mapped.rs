@@ -288,3 +288,70 @@ fn header_missing_a_mapped_column_quarantines_the_file() {
     );
     assert_eq!("csv".parse::<Format>().unwrap(), Format::Csv);
 }
+
+/// 資格取得年月日: ISO, compact and 和暦 are read to an ISO date; a value that is not a date, or
+/// names no day, quarantines its row alone with field and column (this reader's rule for every
+/// malformed date), never the value.
+#[test]
+fn insured_since_is_read_to_iso_and_a_bad_one_quarantines_its_row() {
+    let mapping = r#"
+[[file]]
+name = "p.csv"
+table = "person"
+patient_id = "ID"
+[file.columns]
+insured_number = "番号"
+insured_since = "資格取得日"
+"#;
+    let csv = "ID,番号,資格取得日\n\
+               P1,111,2015-04-01\n\
+               P2,222,20091001\n\
+               P3,333,5060401\n\
+               P4,444,\n\
+               P5,555,2015-02-30\n\
+               P6,666,2015-04\n";
+    let (items, s) = parse_csv(csv.as_bytes(), mapping, "p.csv").unwrap();
+    assert_eq!((s.accepted, s.quarantined), (4, 2));
+    let since: Vec<(String, Option<String>)> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Facts(sf) => {
+                let id = sf.identity.as_ref().unwrap();
+                Some((sf.patient_id.clone(), id.insured_since.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        since,
+        vec![
+            ("P1".into(), Some("2015-04-01".into())),
+            ("P2".into(), Some("2009-10-01".into())),
+            ("P3".into(), Some("2024-04-01".into())), // 令和6年4月1日
+            ("P4".into(), None),
+        ]
+    );
+    let q = quarantined(&items);
+    assert_eq!(
+        q,
+        vec![
+            "p.csv | line 6 | insured_since (column \"資格取得日\") | not a date",
+            "p.csv | line 7 | insured_since (column \"資格取得日\") | not a full date (the day is missing)",
+        ]
+    );
+    assert!(q.iter().all(|r| !r.contains("2015")), "no value in reasons");
+    // The synth layout maps the column by default.
+    let (items, _) = parse_csv(
+        std::fs::read(format!("{DIR}/synth/persons.csv"))
+            .unwrap()
+            .as_slice(),
+        SYNTH_CSV_MAPPING,
+        "persons.csv",
+    )
+    .unwrap();
+    let Item::Facts(sf) = &items[0] else { panic!() };
+    assert_eq!(
+        sf.identity.as_ref().unwrap().insured_since.as_deref(),
+        Some("2015-04-01")
+    );
+}

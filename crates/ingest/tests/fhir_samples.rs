@@ -491,3 +491,62 @@ mod fuzz {
         }
     }
 }
+
+/// Coverage.period.start is the 資格取得年月日: a date or dateTime is read to an ISO date; a
+/// value that is not a whole day is dropped and counted as ignored, and the patient's group
+/// (identity and clinical facts) is accepted all the same.
+#[test]
+fn coverage_period_start_is_insured_since() {
+    let bundle = |start: &str| {
+        format!(
+            r#"{{"resourceType":"Bundle","type":"collection","entry":[
+  {{"fullUrl":"urn:uuid:p1","resource":{{"resourceType":"Patient","id":"p1",
+    "identifier":[{{"system":"urn:oid:1.2.392.100495.20.3.51.11319999999","value":"P1"}}],
+    "birthDate":"1965-04-15"}}}},
+  {{"fullUrl":"urn:uuid:c1","resource":{{"resourceType":"Coverage","beneficiary":{{"reference":"urn:uuid:p1"}},
+    "extension":[{{"url":"http://jpfhir.jp/fhir/core/Extension/StructureDefinition/JP_Coverage_InsuredPersonNumber","valueString":"345"}}],
+    "payor":[{{"identifier":{{"value":"06139999"}}}}],
+    "period":{{"start":"{start}","end":"2030-03-31"}}}}}},
+  {{"fullUrl":"urn:uuid:e1","resource":{{"resourceType":"Encounter","subject":{{"reference":"urn:uuid:p1"}},
+    "class":{{"code":"AMB"}},"period":{{"start":"2024-05-01"}}}}}}]}}"#
+        )
+    };
+    let read = |start: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bundle.json");
+        std::fs::write(&path, bundle(start)).unwrap();
+        let files = discover(&[path], None).unwrap();
+        let mut items = Vec::new();
+        let s = read_file(&files[0], "H", &mut |i| items.push(i)).unwrap();
+        let Some(Item::Facts(sf)) = items.into_iter().next() else {
+            panic!("the group is accepted")
+        };
+        (s, sf)
+    };
+    for (start, want) in [
+        ("2018-04-01", "2018-04-01"),
+        ("2018-04-01T00:00:00+09:00", "2018-04-01"),
+    ] {
+        let (s, sf) = read(start);
+        let id = sf.identity.unwrap();
+        assert_eq!(id.insured_since.as_deref(), Some(want), "{start}");
+        assert_eq!(id.insured_number.as_deref(), Some("345"));
+        assert!(s.ignored.is_empty(), "{:?}", s.ignored);
+    }
+    for bad in ["2018-02-30", "2018-04", "not a date"] {
+        let (s, sf) = read(bad);
+        assert_eq!((s.accepted, s.quarantined), (1, 0), "{bad}");
+        assert_eq!(tables(&s), "person=1,visit_occurrence=1", "{bad}");
+        let id = sf.identity.unwrap();
+        assert_eq!(id.insured_since, None, "{bad}");
+        assert_eq!(id.insured_number.as_deref(), Some("345"), "the card stays");
+        assert_eq!(
+            s.ignored
+                .get("Coverage.period.start not a full date: 資格取得日 dropped"),
+            Some(&1),
+            "{bad}: {:?}",
+            s.ignored
+        );
+        assert!(s.ignored.keys().all(|k| !k.contains(bad)));
+    }
+}

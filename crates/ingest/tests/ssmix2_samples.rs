@@ -187,6 +187,11 @@ fn adt00_identity_kanji_kana_address_insurance() {
     );
     assert_eq!(id.phone.as_deref(), Some("054-000-0000"));
     assert_eq!(id.insurer_number.as_deref(), Some("67999991"));
+    assert_eq!(
+        id.insured_since.as_deref(),
+        Some("2009-12-01"),
+        "IN1-12 資格取得日 (DT) to ISO"
+    );
     let (Fact::Person(p), prov) = &sf.facts[0] else {
         panic!()
     };
@@ -240,6 +245,51 @@ fn ppr01_prb_to_condition_with_icd10_and_medis() {
     assert_eq!(id.insurer_number.as_deref(), Some("1130012"));
     assert_eq!(id.insured_symbol.as_deref(), Some("123456"));
     assert_eq!(id.insured_number.as_deref(), Some("11010203"));
+    assert_eq!(id.insured_since.as_deref(), Some("2011-09-01"), "ZI1-12");
+}
+
+/// IN1-12 資格取得日 is optional: a value that is not a whole day (an impossible date, a month
+/// only) is dropped and counted, and the message keeps its identity and facts.
+#[test]
+fn in1_12_bad_value_is_dropped_and_counted_not_the_message() {
+    let msg = |in1_12: &str| {
+        format!(
+            "MSH|^~\\&|HIS|S|GW|R|20240101120000||ADT^A08^ADT_A01|1|P|2.5\r\
+             PID|0001||P1||山田^太郎^^^^^L^I||19650415|M\r\
+             IN1|1|67^国保^JHSD0001|06139999|||||||12|345|{in1_12}\r"
+        )
+    };
+    let run = |in1_12: &str| {
+        let m = parse_hl7_message(msg(in1_12).as_bytes()).unwrap();
+        let mut ignored = BTreeMap::new();
+        let sf = map_message(&m, &MessageContext::default(), &mut ignored).unwrap();
+        (sf, ignored)
+    };
+    let (sf, ignored) = run("20240401120000+0900");
+    let id = sf.identity.unwrap();
+    assert_eq!(
+        id.insured_since.as_deref(),
+        Some("2024-04-01"),
+        "DTM to ISO"
+    );
+    assert_eq!(id.insured_number.as_deref(), Some("345"));
+    assert!(ignored.is_empty(), "{ignored:?}");
+    for bad in ["20240231", "202404", "abc"] {
+        let (sf, ignored) = run(bad);
+        let id = sf.identity.unwrap();
+        assert_eq!(id.insured_since, None, "{bad}");
+        assert_eq!(id.insured_number.as_deref(), Some("345"), "the card stays");
+        assert_eq!(id.birth_date.as_deref(), Some("1965-04-15"));
+        assert_eq!(sf.facts.len(), 1, "the person fact stays");
+        assert_eq!(
+            ignored.into_iter().collect::<Vec<_>>(),
+            vec![("IN1-12 資格取得日 not a full date (dropped)".to_string(), 1)]
+        );
+    }
+    // empty: nothing to drop, nothing counted
+    let (sf, ignored) = run("");
+    assert_eq!(sf.identity.unwrap().insured_since, None);
+    assert!(ignored.is_empty());
 }
 
 #[test]

@@ -259,6 +259,15 @@ fn pack(identity: &Identity) -> Result<SealedInMemory, PipelineError> {
     Ok(zeroize::Zeroizing::new(buf.to_vec()))
 }
 
+/// Whether an identity holds nothing but service dates (from units that name no identity):
+/// it dates the card of an identity stored for the registration, and is no identity alone.
+fn only_dates(i: &Identity) -> bool {
+    let mut bare = Identity::new(i.patient_id.clone());
+    bare.card_first_seen.clone_from(&i.card_first_seen);
+    bare.card_last_seen.clone_from(&i.card_last_seen);
+    *i == bare
+}
+
 fn unpack(bytes: &[u8]) -> Result<Identity, PipelineError> {
     serde_json::from_slice(bytes).map_err(|_| kiban_store::VaultError::Serialize.into())
 }
@@ -794,6 +803,27 @@ impl Workspace {
                 };
                 self.push_fact(c, &registration_id, &person, &prov, row);
             }
+        }
+        // The unit's services date the card it carries, or the one on file when it carries
+        // no identity (a CSV visit row, an order without IN1): linkage reads an insurance
+        // change from the dates (see `Identity::card_first_seen`). A diagnosis's start is
+        // its onset, not a service, and may predate the card.
+        let served = unit.facts.iter().filter_map(|(f, _)| match f {
+            Fact::Person(_) | Fact::Condition(_) => None,
+            f => f.date(),
+        });
+        let window = served.clone().min().zip(served.max());
+        let identity = match (&unit.identity, window) {
+            (Some(identity), _) => Some(identity.clone()),
+            (None, Some(_)) => Some(Identity::new(unit.patient_id.clone())),
+            (None, None) => None,
+        };
+        if let Some(mut identity) = identity {
+            if let Some((first, last)) = window {
+                identity.saw_card_on(&first.to_string());
+                identity.saw_card_on(&last.to_string());
+            }
+            let identity = &identity;
             let packed = pack(identity)?;
             match c.identities.get_mut(&registration_id) {
                 // Most units of a patient repeat the identity: nothing to merge.
@@ -1279,6 +1309,8 @@ impl Workspace {
                             puts.push((id, identity));
                         }
                     }
+                    // service dates alone are no identity to keep
+                    None if only_dates(&identity) => {}
                     None => puts.push((id, identity)),
                 }
             }
