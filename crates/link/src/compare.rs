@@ -5,6 +5,7 @@
 //! string metrics count characters, and names compare *jointly* across kanji, kana and Latin
 //! scripts (the three spellings of one name are one piece of evidence, not three).
 
+use chrono::Datelike;
 use kiban_model::{Identity, Sex};
 
 use crate::intern::{FastMap, Strs};
@@ -160,6 +161,10 @@ pub(crate) struct Rec {
     pub ins_pref: u8,
     pub insured: u32,
     pub branch: u32,
+    /// When the card was held, as days of the common era (0 unknown): from its 資格取得日,
+    /// else its first recorded service, to its last recorded service.
+    pub card_from: u32,
+    pub card_to: u32,
     /// Records sharing this record's full name, per script (term frequencies).
     pub tf: [u32; 3],
 }
@@ -276,6 +281,24 @@ impl<'a> Normalizer<'a> {
         };
         let insurer = opt(&id.insurer_number).and_then(normalize::insurer_number);
         let ins_pref = insurer.as_deref().map_or(0, insurer_prefecture);
+        let day = |s: &Option<String>| {
+            opt(s)
+                .and_then(normalize::parse_date_lenient)
+                .and_then(|d| chrono::NaiveDate::from_ymd_opt(d.year, d.month, d.day))
+                .and_then(|d| u32::try_from(d.num_days_from_ce()).ok())
+                .unwrap_or(0)
+        };
+        let (first, last) = (day(&id.card_first_seen), day(&id.card_last_seen));
+        let from = match day(&id.insured_since) {
+            0 => first,
+            since => since,
+        };
+        // a card issued after its last service here was still the one on file
+        let (card_from, card_to) = if from == 0 || last == 0 {
+            (0, 0)
+        } else {
+            (from, last.max(from))
+        };
         let strs = &mut self.strs;
         let mut field = |v: Option<String>| v.map_or(0, |v| strs.intern_str(&v));
         Rec {
@@ -292,6 +315,8 @@ impl<'a> Normalizer<'a> {
             ins_pref,
             insured,
             branch: field(opt(&id.insured_branch).and_then(normalize::insured_branch)),
+            card_from,
+            card_to,
             tf: [0; 3],
         }
     }
@@ -452,10 +477,11 @@ fn joint(xs: &[Agree; 3]) -> Agree {
     }
 }
 
-/// The joint name level, for the exact level the script whose term frequency applies, and
+/// The joint name level, for the exact level the script whose term frequency applies,
 /// whether the given names agree only as one kanji apart (no reading to confirm) under the
-/// same family name: the sibling risk.
-pub(crate) fn name_level(strs: &Strs, a: &Rec, b: &Rec) -> (u8, Option<Script>, bool) {
+/// same family name (the sibling risk), and whether family and given names both differ in
+/// kanji or kana.
+pub(crate) fn name_level(strs: &Strs, a: &Rec, b: &Rec) -> (u8, Option<Script>, bool, bool) {
     let mut fams = [Agree::Missing; 3];
     let mut givs = [Agree::Missing; 3];
     let mut swapped = false;
@@ -488,10 +514,17 @@ pub(crate) fn name_level(strs: &Strs, a: &Rec, b: &Rec) -> (u8, Option<Script>, 
         (Missing, Missing) => NULL,
         _ => 6,
     };
+    // family and given name both differ in kanji or kana: another member of the household
+    // (twins, one of them married), not a misspelling
+    let names_differ = f == Differ
+        && g == Differ
+        && (givs[0] != Missing || givs[1] != Missing)
+        && (fams[0] != Missing || fams[1] != Missing);
     (
         level,
         if level == 0 { tf_script } else { None },
         sibling_risk,
+        names_differ,
     )
 }
 
@@ -602,6 +635,42 @@ fn insurance_level(a: &Rec, b: &Rec) -> u8 {
     }
 }
 
+/// Days one card may still be billed after another began (a claim for the last days of the
+/// old card, a hospital that updates the card at the next visit) and still count as one
+/// card after the other.
+const CARD_SLACK_DAYS: u32 = 31;
+
+/// When the two different cards of a pair were in use (see `Identity::card_first_seen`).
+/// One person holds one health insurance at a time: two cards in use over the same months
+/// are two people's, and an insurance change shows as one card's use ending before the
+/// other card began.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CardTime {
+    /// A side's card is undated (or there is no card).
+    Unknown = 0,
+    /// Both are dated but the cards are the same (or the same insured number): not compared.
+    Dated = 1,
+    /// Another card, whose use ended (within [`CARD_SLACK_DAYS`]) before the other began.
+    Sequential = 2,
+    /// Another card, in use while the other was.
+    Overlap = 3,
+}
+
+fn card_time(a: &Rec, b: &Rec, ins: u8) -> CardTime {
+    let dated = |r: &Rec| r.card_from != 0 && r.card_to != 0;
+    if !dated(a) || !dated(b) {
+        CardTime::Unknown
+    } else if ins == NULL || ins < INS_CLOSE {
+        CardTime::Dated
+    } else if a.card_to <= b.card_from + CARD_SLACK_DAYS
+        || b.card_to <= a.card_from + CARD_SLACK_DAYS
+    {
+        CardTime::Sequential
+    } else {
+        CardTime::Overlap
+    }
+}
+
 fn phone_level(strs: &Strs, a: u32, b: u32) -> u8 {
     if a == 0 || b == 0 {
         NULL
@@ -625,10 +694,17 @@ pub(crate) struct Cmp {
     pub same_member: bool,
     /// Same family name, given names one kanji apart with no reading on one side.
     pub sibling_risk: bool,
+    /// Family and given names both differ, in kanji or kana (see
+    /// [`HardNegative::NamesDiffer`]).
+    pub names_differ: bool,
+    pub card_time: CardTime,
 }
 
+/// The bits of [`Cmp::pack`] that hold [`CardTime`].
+pub(crate) const CARD_TIME_BITS: u64 = 3 << 60;
+
 impl Cmp {
-    /// Eight bytes: the seven levels and a flag byte.
+    /// Eight bytes: the seven levels and a flag byte (the card timeline in bits 60–61).
     pub fn pack(&self) -> u64 {
         let mut x = 0u64;
         for c in 0..N_CMP {
@@ -640,7 +716,12 @@ impl Cmp {
             Some(Script::Kana) => 2,
             Some(Script::Alpha) => 3,
         };
-        x | ((tf | (u64::from(self.same_member) << 2) | (u64::from(self.sibling_risk) << 3)) << 56)
+        x | ((tf
+            | (u64::from(self.same_member) << 2)
+            | (u64::from(self.sibling_risk) << 3)
+            | ((self.card_time as u64) << 4)
+            | (u64::from(self.names_differ) << 6))
+            << 56)
     }
 
     pub fn unpack(x: u64) -> Cmp {
@@ -659,13 +740,20 @@ impl Cmp {
             },
             same_member: flags & 4 != 0,
             sibling_risk: flags & 8 != 0,
+            names_differ: flags & 64 != 0,
+            card_time: match (flags >> 4) & 3 {
+                1 => CardTime::Dated,
+                2 => CardTime::Sequential,
+                3 => CardTime::Overlap,
+                _ => CardTime::Unknown,
+            },
         }
     }
 }
 
 /// Compares two records.
 pub(crate) fn compare(strs: &Strs, a: &Rec, b: &Rec) -> Cmp {
-    let (name, tf, sibling_risk) = name_level(strs, a, b);
+    let (name, tf, sibling_risk, names_differ) = name_level(strs, a, b);
     let sex = if a.sex == 0 || b.sex == 0 {
         NULL
     } else {
@@ -685,6 +773,8 @@ pub(crate) fn compare(strs: &Strs, a: &Rec, b: &Rec) -> Cmp {
         tf,
         same_member: ins == 0 && a.insurer != 0 && a.branch != 0 && a.branch == b.branch,
         sibling_risk,
+        names_differ,
+        card_time: card_time(a, b, ins),
     }
 }
 
@@ -702,6 +792,11 @@ pub enum HardNegative {
     /// side to tell a misconversion from a sibling's name, and no card branch identifying the
     /// individual. Not a contradiction: only the direct link waits for a clerk.
     SimilarGivenName,
+    /// Family and given names both differ, in kanji or kana: whatever the shared birth date,
+    /// address, phone or family card, another person of the household — twins of whom one
+    /// married, a spouse born the same day. A misspelling changes one part, a marriage the
+    /// family name only.
+    NamesDiffer,
     /// Same name (and typically birth date) but no corroborating identifier (residence,
     /// phone, insurance) agrees — all disagree or none is available on both sides: a
     /// namesake, or a person who moved and left nothing else to confirm it. A clerk decides.
@@ -721,7 +816,7 @@ impl HardNegative {
 }
 
 /// Number of corroboration cells (see [`corroboration`]).
-pub(crate) const N_CELLS: usize = 18;
+pub(crate) const N_CELLS: usize = 24;
 
 /// The state of one corroborator in a pair that no corroborator supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -733,12 +828,17 @@ pub(crate) enum Unsupported {
     /// Observed, not the same, but near: the same municipality or postal area; another card
     /// at the same insurer or at an insurer of the same prefecture. Not a contradiction.
     Close = 2,
+    /// Insurance only: a close card (as [`Unsupported::Close`]) whose use ended before the
+    /// other card began ([`CardTime::Sequential`]) — what an insurance change looks like,
+    /// and what a namesake's card shows only by chance.
+    Succeeds = 3,
 }
 
-/// The cell of a combination of corroborator states: residence × phone (absent or differs:
-/// a phone one edit apart agrees) × insurance.
+/// The cell of a combination of corroborator states: residence (absent, differs, close) ×
+/// phone (absent or differs: a phone one edit apart agrees) × insurance (absent, differs,
+/// close, succeeds).
 pub(crate) fn cell_of(res: Unsupported, phone: Unsupported, ins: Unsupported) -> usize {
-    res as usize * 6 + phone as usize * 3 + ins as usize
+    res as usize * 8 + phone as usize * 4 + ins as usize
 }
 
 /// The corroborators of a pair that agrees on name and birth date: residence (address and
@@ -754,7 +854,7 @@ pub(crate) struct Corroboration {
     pub contradicted: bool,
 }
 
-pub(crate) fn corroboration(g: &Gamma) -> Corroboration {
+pub(crate) fn corroboration(g: &Gamma, time: CardTime) -> Corroboration {
     use Unsupported::*;
     let (addr, postal) = (g[C_ADDR], g[C_POSTAL]);
     let seen = |l: u8| l != NULL;
@@ -772,6 +872,7 @@ pub(crate) fn corroboration(g: &Gamma) -> Corroboration {
     let ins = match g[C_INS] {
         NULL => Absent,
         INS_DIFFERENT => Differs,
+        _ if time == CardTime::Sequential => Succeeds,
         _ => Close,
     };
     let unsupported = !res_agrees && !phone_agrees && !ins_agrees;
@@ -793,14 +894,18 @@ pub(crate) fn residence_differs(g: &Gamma) -> bool {
     (seen(addr) || seen(postal)) && !(seen(addr) && addr <= 2) && !(seen(postal) && postal <= 2)
 }
 
-/// Whether a corroborator of the cell is close (see [`Unsupported::Close`]).
+/// Whether a corroborator of the cell is close (see [`Unsupported::Close`]; a card that
+/// succeeds the other is close too).
 pub(crate) fn cell_has_close(cell: usize) -> bool {
-    cell / 6 == Unsupported::Close as usize || cell % 3 == Unsupported::Close as usize
+    let ins = cell % 4;
+    cell / 8 == Unsupported::Close as usize
+        || ins == Unsupported::Close as usize
+        || ins == Unsupported::Succeeds as usize
 }
 
 /// How many corroborators a cell observes.
 pub(crate) fn cell_observed(cell: usize) -> u32 {
-    u32::from(cell / 6 != 0) + u32::from((cell % 6) / 3 != 0) + u32::from(!cell.is_multiple_of(3))
+    u32::from(cell / 8 != 0) + u32::from((cell % 8) / 4 != 0) + u32::from(!cell.is_multiple_of(4))
 }
 
 /// Whether a pair is in the stratum where namesakes hide: exact name, exact birth date,
@@ -830,11 +935,14 @@ pub(crate) fn hard_negative(
     if twin_guard && g[C_SEX] == 1 && g[C_NAME] != 0 {
         return Some(HardNegative::SexDiffers);
     }
+    if twin_guard && c.names_differ && !c.same_member {
+        return Some(HardNegative::NamesDiffer);
+    }
     if twin_guard && c.sibling_risk && !c.same_member {
         return Some(HardNegative::SimilarGivenName);
     }
     if namesake_guard && g[C_NAME] <= 3 {
-        let k = corroboration(g);
+        let k = corroboration(g, c.card_time);
         if k.contradicted && !(namesake_stratum(g) && lift[k.cell]) {
             return Some(HardNegative::Namesake);
         }
@@ -886,6 +994,36 @@ mod tests {
     }
 
     #[test]
+    fn a_household_member_with_another_family_and_given_name_is_a_hard_negative() {
+        // twins, one married: the same birth date, address and phone, no name part in common
+        let mut a = id("原 ハル", "ハラ ハル", "1954-04-16");
+        let mut b = id("松尾 澄子", "マツオ スミコ", "1954-04-16");
+        let mut latin_a = Identity::new("l1");
+        latin_a.name_alpha = Some("john smith".into());
+        let mut latin_b = Identity::new("l2");
+        latin_b.name_alpha = Some("peter brown".into());
+        for x in [&mut a, &mut b] {
+            x.address = Some("東京都八王子市元本郷町4丁目28番9号".into());
+            x.phone = Some("042-600-1234".into());
+        }
+        let married = id("松尾 ハル", "マツオ ハル", "1954-04-16");
+        let (s, r) = recs(&[a, b, married, latin_a, latin_b]);
+        let c = compare(&s, &r[0], &r[1]);
+        assert!(c.names_differ);
+        assert_eq!(
+            hard_negative(&c, true, true, &[false; N_CELLS]),
+            Some(HardNegative::NamesDiffer)
+        );
+        assert!(HardNegative::NamesDiffer.is_contradiction());
+        assert_eq!(hard_negative(&c, false, true, &[false; N_CELLS]), None);
+        // a marriage changes the family name only
+        assert!(!compare(&s, &r[0], &r[2]).names_differ);
+        // Latin-only names (transliterated, replaced by error in FEBRL-like data) are
+        // weighed, not vetoed
+        assert!(!compare(&s, &r[3], &r[4]).names_differ);
+    }
+
+    #[test]
     fn one_kanji_apart_without_a_reading_is_a_sibling_risk() {
         let mut twin = Identity::new("t");
         twin.name_kanji = Some("下内 修男".into());
@@ -924,15 +1062,21 @@ mod tests {
             tf: Some(Script::Kana),
             same_member: true,
             sibling_risk: true,
+            names_differ: true,
+            card_time: CardTime::Overlap,
         };
         assert_eq!(Cmp::unpack(c.pack()), c);
-        let c = Cmp {
-            g: [NULL; N_CMP],
-            tf: None,
-            same_member: false,
-            sibling_risk: false,
-        };
-        assert_eq!(Cmp::unpack(c.pack()), c);
+        for card_time in [CardTime::Unknown, CardTime::Dated, CardTime::Sequential] {
+            let c = Cmp {
+                g: [NULL; N_CMP],
+                tf: None,
+                same_member: false,
+                sibling_risk: false,
+                names_differ: false,
+                card_time,
+            };
+            assert_eq!(Cmp::unpack(c.pack()), c);
+        }
     }
 
     fn cmp(g: Gamma) -> Cmp {
@@ -941,6 +1085,8 @@ mod tests {
             tf: None,
             same_member: false,
             sibling_risk: false,
+            names_differ: false,
+            card_time: CardTime::Unknown,
         }
     }
 
@@ -977,7 +1123,7 @@ mod tests {
             Some(HardNegative::Namesake)
         );
         let mut lift = [false; N_CELLS];
-        lift[corroboration(&g).cell] = true;
+        lift[corroboration(&g, CardTime::Unknown).cell] = true;
         assert_eq!(hard_negative(&cmp(g), true, true, &lift), None);
         g = [0, 0, 0, 4, 3, 0, NULL];
         assert_eq!(hard_negative(&cmp(g), true, true, &none), None);
@@ -1000,7 +1146,7 @@ mod tests {
         // residence and insurance observed, both disagree
         use Unsupported::*;
         let g: Gamma = [0, 0, 0, 4, 3, INS_DIFFERENT, NULL];
-        let k = corroboration(&g);
+        let k = corroboration(&g, CardTime::Unknown);
         let both = cell_of(Differs, Absent, Differs);
         assert_eq!((k.cell, k.unsupported, k.contradicted), (both, true, true));
         assert_eq!(cell_observed(both), 2);
@@ -1018,7 +1164,7 @@ mod tests {
             Some(HardNegative::Namesake)
         );
         let cell = |g: Gamma| {
-            let k = corroboration(&g);
+            let k = corroboration(&g, CardTime::Unknown);
             (k.cell, k.unsupported, k.contradicted)
         };
         // nothing observed: cell 0
@@ -1058,14 +1204,36 @@ mod tests {
                 (cell_of(Absent, Absent, state), true, true)
             );
         }
+        // a close card whose use ended before the other began succeeds it: its own cell,
+        // still unsupported; a card in use at the same time stays close
+        let k = corroboration(
+            &[0, 0, 0, NULL, NULL, INS_CLOSE + 1, NULL],
+            CardTime::Sequential,
+        );
+        assert_eq!(k.cell, cell_of(Absent, Absent, Succeeds));
+        assert!(k.unsupported && k.contradicted);
+        let k = corroboration(
+            &[0, 0, 0, NULL, NULL, INS_CLOSE + 1, NULL],
+            CardTime::Overlap,
+        );
+        assert_eq!(k.cell, cell_of(Absent, Absent, Close));
+        let k = corroboration(
+            &[0, 0, 0, NULL, NULL, INS_DIFFERENT, NULL],
+            CardTime::Sequential,
+        );
+        assert_eq!(k.cell, cell_of(Absent, Absent, Differs));
         // every cell has its own index
         let mut seen = [false; N_CELLS];
         for r in [Absent, Differs, Close] {
             for p in [Absent, Differs] {
-                for i in [Absent, Differs, Close] {
+                for i in [Absent, Differs, Close, Succeeds] {
                     let c = cell_of(r, p, i);
                     assert!(!std::mem::replace(&mut seen[c], true));
-                    assert_eq!(cell_has_close(c), r == Close || i == Close);
+                    assert_eq!(cell_has_close(c), r == Close || i == Close || i == Succeeds);
+                    assert_eq!(
+                        cell_observed(c),
+                        u32::from(r != Absent) + u32::from(p != Absent) + u32::from(i != Absent)
+                    );
                 }
             }
         }
@@ -1107,5 +1275,50 @@ mod insurance_tests {
         assert_eq!(insurance_level(&r[0], &r[3]), INS_CLOSE);
         assert_eq!(insurance_level(&r[1], &r[4]), INS_CLOSE + 1);
         assert_eq!(n_levels(C_INS), usize::from(INS_DIFFERENT) + 1);
+    }
+
+    fn dated(number: &str, since: Option<&str>, first: &str, last: &str) -> Identity {
+        let mut id = card("06131234", number);
+        id.insured_since = since.map(str::to_string);
+        id.card_first_seen = Some(first.into());
+        id.card_last_seen = Some(last.into());
+        id
+    }
+
+    #[test]
+    fn two_cards_in_use_together_overlap_one_after_the_other_succeed() {
+        let mut n = Normalizer::new();
+        let ids = [
+            // 0: claims under the old card until March 2024
+            dated("1", None, "2023-01-10", "2024-03-20"),
+            // 1: the new card, issued April 2024 (first seen earlier: visits before the
+            // change were filed under the card the hospital now holds)
+            dated("2", Some("2024-04-01"), "2023-06-01", "2025-02-01"),
+            // 2: another card in use all through 2023–2024
+            dated("3", Some("2015-04-01"), "2023-05-01", "2024-11-01"),
+            // 3: the old card billed two weeks into the new one: still sequential
+            dated("4", None, "2023-01-10", "2024-04-15"),
+            // 4: the same card as 1
+            dated("2", None, "2024-05-01", "2024-06-01"),
+            // 5: undated
+            card("06131234", "5"),
+            // 6: 資格取得日 in another calendar, issued after its last service here
+            dated("6", Some("令和6年4月1日"), "2023-01-01", "2023-02-01"),
+        ];
+        let r: Vec<Rec> = ids.iter().map(|i| n.rec(0, i)).collect();
+        let t = |a: usize, b: usize| compare(&n.strs, &r[a], &r[b]).card_time;
+        assert_eq!(t(0, 1), CardTime::Sequential);
+        assert_eq!(t(1, 0), CardTime::Sequential);
+        assert_eq!(t(0, 2), CardTime::Overlap);
+        assert_eq!(t(1, 2), CardTime::Overlap);
+        assert_eq!(t(3, 1), CardTime::Sequential);
+        assert_eq!(t(1, 4), CardTime::Dated);
+        assert_eq!(t(1, 5), CardTime::Unknown);
+        assert_eq!(
+            r[6].card_from, r[6].card_to,
+            "issued after its last service"
+        );
+        assert_eq!(t(6, 2), CardTime::Overlap);
+        assert_eq!(t(0, 6), CardTime::Sequential);
     }
 }

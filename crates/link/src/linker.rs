@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking::{self, Candidates, RULE_MASK, RULES};
 use crate::compare::{
-    self, C_ADDR, C_DOB, C_INS, C_PHONE, C_POSTAL, COMPARISONS, Cmp, Gamma, HardNegative,
-    INS_CLOSE, INS_DIFFERENT, N_CELLS, N_CMP, NULL, Normalizer, Rec, SCRIPTS, n_levels,
+    self, C_ADDR, C_DOB, C_INS, C_PHONE, C_POSTAL, CARD_TIME_BITS, COMPARISONS, CardTime, Cmp,
+    Gamma, HardNegative, INS_CLOSE, INS_DIFFERENT, N_CELLS, N_CMP, NULL, Normalizer, Rec, SCRIPTS,
+    n_levels,
 };
 use crate::intern::{FastMap, Strs};
 
@@ -129,6 +130,10 @@ pub enum ReviewReason {
     /// Would link on the namesake-calibrated probability, but a side links as well to a
     /// third person that contradicts the other side: the registration could be either's.
     Ambiguous,
+    /// Would link on the namesake-calibrated probability, but the two clusters hold
+    /// different insurance cards that were in use at the same time: one person holds one
+    /// health insurance at a time.
+    CardsOverlap,
 }
 
 /// A pair for clerical review. Carries no identity values, only levels.
@@ -389,7 +394,7 @@ impl Model {
         if !compare::namesake_stratum(&c.g) {
             return None;
         }
-        let k = compare::corroboration(&c.g);
+        let k = compare::corroboration(&c.g, c.card_time);
         k.unsupported.then_some(k.cell)
     }
 
@@ -589,8 +594,9 @@ fn gamma_of(packed: u64) -> Gamma {
     Cmp::unpack(packed & GAMMA_BITS).g
 }
 
-/// Distinct (comparison vector, rule set) of the candidates with their counts: everything
-/// EM and the namesake estimate need, a few thousand entries whatever the population.
+/// Distinct (comparison vector and card timeline, rule set) of the candidates with their
+/// counts: everything EM and the namesake estimate need, a few thousand entries whatever the
+/// population.
 fn pattern_counts(cmps: &[u64], rules: &[u16]) -> Vec<(u64, u16, f64)> {
     let map = cmps
         .par_iter()
@@ -598,7 +604,8 @@ fn pattern_counts(cmps: &[u64], rules: &[u16]) -> Vec<(u64, u16, f64)> {
         .fold(
             FastMap::default,
             |mut acc: FastMap<(u64, u16), f64>, (c, r)| {
-                *acc.entry((c & GAMMA_BITS, *r)).or_default() += 1.0;
+                *acc.entry((c & (GAMMA_BITS | CARD_TIME_BITS), *r))
+                    .or_default() += 1.0;
                 acc
             },
         )
@@ -767,19 +774,40 @@ fn namesake_cells(counts: &[(u64, u16, f64)], u: &[Vec<f64>], upper: f64) -> Nam
     let u_from = |c: usize, from: usize| -> f64 { u[c][from..].iter().sum::<f64>() };
     let mut d = [0.0f64; N_CELLS];
     let mut gsum = [0.0f64; N_CELLS];
+    // How often a namesake's card happens to look like a successor of the other (its use
+    // ended before the other card began): counted on the stratum's pairs whose dated cards
+    // are of insurers of different prefectures, nearly all namesakes (a person who changes
+    // insurance mostly stays in the prefecture); an upper bound, as for π below.
+    let (mut seq, mut dated) = (0.0f64, 0.0f64);
     for &(packed, _, n) in counts {
-        let g = gamma_of(packed);
+        let c = Cmp::unpack(packed);
+        if compare::namesake_stratum(&c.g) && c.g[C_INS] == INS_DIFFERENT {
+            match c.card_time {
+                CardTime::Sequential => {
+                    seq += n;
+                    dated += n;
+                }
+                CardTime::Overlap => dated += n,
+                CardTime::Unknown | CardTime::Dated => {}
+            }
+        }
+    }
+    let q = (seq + 1.0) / (dated + 2.0);
+    let q_hi = (q * (1.0 + 2.0 / (seq + 1.0).sqrt())).min(1.0);
+    for &(packed, _, n) in counts {
+        let c = Cmp::unpack(packed);
+        let g = c.g;
         if !compare::namesake_stratum(&g) {
             continue;
         }
-        let k = compare::corroboration(&g);
+        let k = compare::corroboration(&g, c.card_time);
         let cell = k.cell;
         if k.unsupported {
             d[cell] += n;
         }
         // the namesakes expected in each unsupported state of the corroborators this pair
         // observed: a random pair's chance of each state
-        use compare::Unsupported::{Absent, Close, Differs};
+        use compare::Unsupported::{Absent, Close, Differs, Succeeds};
         let res: &[(compare::Unsupported, f64)] = if g[C_ADDR] == NULL && g[C_POSTAL] == NULL {
             &[(Absent, 1.0)]
         } else if g[C_ADDR] != NULL {
@@ -795,12 +823,17 @@ fn namesake_cells(counts: &[(u64, u16, f64)], u: &[Vec<f64>], upper: f64) -> Nam
         let ins_close = u[C_INS][usize::from(INS_CLOSE)..usize::from(INS_DIFFERENT)]
             .iter()
             .sum::<f64>();
+        let ins_diff = u[C_INS][usize::from(INS_DIFFERENT)];
         let ins: &[(compare::Unsupported, f64)] = if g[C_INS] == NULL {
             &[(Absent, 1.0)]
+        } else if c.card_time == CardTime::Unknown {
+            &[(Differs, ins_diff), (Close, ins_close)]
         } else {
+            // both cards dated: a namesake's close card succeeds the other with chance q
             &[
-                (Differs, u[C_INS][usize::from(INS_DIFFERENT)]),
-                (Close, ins_close),
+                (Differs, ins_diff),
+                (Close, ins_close * (1.0 - q_hi).max(0.0)),
+                (Succeeds, ins_close * q_hi),
             ]
         };
         for &(r, pr) in res {
@@ -899,11 +932,20 @@ impl Uf {
     }
 }
 
-fn levels_of(g: &Gamma) -> Vec<(&'static str, &'static str)> {
-    (0..N_CMP)
-        .filter(|&c| g[c] != NULL)
-        .map(|c| (COMPARISONS[c].0, COMPARISONS[c].1[g[c] as usize]))
-        .collect()
+/// The review levels of a comparison: each comparable field, and when two different cards
+/// are both dated, whether they were in use one after the other or at the same time.
+fn levels_of(c: &Cmp) -> Vec<(&'static str, &'static str)> {
+    let g = &c.g;
+    let mut out: Vec<(&'static str, &'static str)> = (0..N_CMP)
+        .filter(|&k| g[k] != NULL)
+        .map(|k| (COMPARISONS[k].0, COMPARISONS[k].1[g[k] as usize]))
+        .collect();
+    match c.card_time {
+        CardTime::Sequential => out.push(("card_timeline", "one card after the other")),
+        CardTime::Overlap => out.push(("card_timeline", "both cards in use together")),
+        CardTime::Unknown | CardTime::Dated => {}
+    }
+    out
 }
 
 /// Links `records`: every registration gets a person key; uncertain pairs go to review;
@@ -1257,7 +1299,7 @@ fn run(
     let mut blocked: Vec<BlockedMerge> = Vec::new();
     let mut in_review: HashSet<(u32, u32)> = HashSet::new();
     let mut push_review =
-        |review: &mut Vec<ReviewPair>, a: u32, b: u32, w: f64, g: &Gamma, reason| {
+        |review: &mut Vec<ReviewPair>, a: u32, b: u32, w: f64, c: &Cmp, reason| {
             if in_review.insert((a.min(b), a.max(b))) {
                 review.push(ReviewPair {
                     a: records[a as usize].registration_id.clone(),
@@ -1265,7 +1307,7 @@ fn run(
                     probability: prob(w),
                     match_weight_bits: w,
                     reason,
-                    levels: levels_of(g),
+                    levels: levels_of(c),
                 });
             }
         };
@@ -1273,9 +1315,9 @@ fn run(
     review_src.sort_unstable_by_key(|r| r.1);
     for &(w, k, hn) in &review_src {
         let (a, b) = ab(pairs[k as usize]);
-        let g = gamma_of(cmps[k as usize]);
+        let c = Cmp::unpack(cmps[k as usize]);
         let reason = hn.map_or(ReviewReason::Uncertain, ReviewReason::HardNegative);
-        push_review(&mut review, a, b, w, &g, reason);
+        push_review(&mut review, a, b, w, &c, reason);
     }
     drop(review_src);
     // edges: (weight, a, b, kind)
@@ -1379,7 +1421,8 @@ fn run(
     // `weak`: the merge rests on a namesake-calibrated probability alone. It must then not
     // join two registrations of one handler either: a hospital that issued two patient
     // numbers to the same name and birth date saw both patients and their insurance cards
-    // and kept them apart; with nothing else corroborating, a clerk decides.
+    // and kept them apart; with nothing else corroborating, a clerk decides. Nor may any
+    // cross pair hold two cards in use at the same time (`ReviewReason::CardsOverlap`).
     let verdict =
         |xs: &[u32], ys: &[u32], a: u32, b: u32, forced: bool, weak: bool, min_p: f64| -> Verdict {
             for &x in xs {
@@ -1405,9 +1448,14 @@ fn run(
                     if (x, y) == (a, b) || (x, y) == (b, a) {
                         continue;
                     }
-                    let (wx, _, hn) = score(x, y);
+                    let (wx, cx, hn) = score(x, y);
                     if let Some(hn) = hn.filter(|h| h.is_contradiction()) {
                         return Err(Err(ReviewReason::HardNegative(hn)));
+                    }
+                    // one person holds one card at a time: with nothing but the name and
+                    // birth date to go on, two cards in use together are two people
+                    if weak && cx.card_time == CardTime::Overlap {
+                        return Err(Err(ReviewReason::CardsOverlap));
                     }
                     if prob(wx) < min_p {
                         return Err(Err(ReviewReason::Incoherent));
@@ -1477,7 +1525,7 @@ fn run(
             Err(Err(reason)) => {
                 stats.refused_merges += 1;
                 let (_, c, _) = score(a, b);
-                push_review(&mut review, a, b, w, &c.g, reason);
+                push_review(&mut review, a, b, w, &c, reason);
             }
         }
     }
@@ -1564,6 +1612,8 @@ mod tests {
             tf: None,
             same_member: false,
             sibling_risk: false,
+            names_differ: false,
+            card_time: CardTime::Unknown,
         }
         .pack()
             & GAMMA_BITS
@@ -1599,8 +1649,10 @@ mod tests {
 
     #[test]
     fn namesake_cells_lift_only_where_namesakes_are_rare() {
-        let moved_cell = compare::corroboration(&[0, 0, 0, 4, 3, NULL, NULL]).cell;
-        let full_cell = compare::corroboration(&[0, 0, 0, 4, 3, INS_DIFFERENT, 2]).cell;
+        let moved_cell =
+            compare::corroboration(&[0, 0, 0, 4, 3, NULL, NULL], CardTime::Unknown).cell;
+        let full_cell =
+            compare::corroboration(&[0, 0, 0, 4, 3, INS_DIFFERENT, 2], CardTime::Unknown).cell;
         // 20 namesakes in 10,000 fully observed pairs: the 200 movers are matches
         let rare = namesake_cells(&counts(10_000.0, 20.0), &u(), 0.9);
         assert!((rare.share - 0.002).abs() < 0.001, "{}", rare.share);
@@ -1619,6 +1671,65 @@ mod tests {
         );
         assert_eq!(none.share, 0.5);
         assert!(!none.lift.iter().any(|l| *l));
+    }
+
+    #[test]
+    fn a_card_that_succeeds_the_other_is_calibrated_on_how_often_namesakes_do() {
+        let timed = |g: Gamma, card_time| {
+            Cmp {
+                g,
+                tf: None,
+                same_member: false,
+                sibling_risk: false,
+                names_differ: false,
+                card_time,
+            }
+            .pack()
+                & (GAMMA_BITS | CARD_TIME_BITS)
+        };
+        let close = INS_CLOSE + 1;
+        let claims = |ins, t| timed([0, 0, 0, NULL, NULL, ins, NULL], t);
+        let mut counts = vec![
+            // corroborated pairs and fully observed namesakes (π about 0.05)
+            (packed([0, 0, 0, 0, 0, 0, 0]), 1, 2_000.0),
+            (packed([0, 0, 0, 4, 3, INS_DIFFERENT, 2]), 1, 100.0),
+            // claims-only pairs with another card in another prefecture: namesakes, whose
+            // cards were mostly in use at the same time (q about 0.2)
+            (claims(INS_DIFFERENT, CardTime::Overlap), 1, 160.0),
+            (claims(INS_DIFFERENT, CardTime::Sequential), 1, 40.0),
+            // claims-only pairs with a close card: insurance changes (all sequential) and
+            // the namesakes expected there
+            (claims(close, CardTime::Sequential), 1, 400.0),
+            (claims(close, CardTime::Overlap), 1, 40.0),
+        ];
+        counts.sort_unstable_by_key(|x| (x.0, x.1));
+        // random pairs: one in five has a card in the same prefecture
+        let mut u = u();
+        u[C_INS] = vec![0.004, 0.004, 0.004, 0.1, 0.1, 0.788];
+        let cells = namesake_cells(&counts, &u, 0.9);
+        let cell = |ins, t| compare::corroboration(&[0, 0, 0, NULL, NULL, ins, NULL], t).cell;
+        let succeeds = cell(close, CardTime::Sequential);
+        let overlap = cell(close, CardTime::Overlap);
+        assert_ne!(succeeds, overlap);
+        assert!(cells.lift[succeeds], "{}", cells.p[succeeds]);
+        assert!(!cells.lift[overlap], "{}", cells.p[overlap]);
+        // were namesakes' cards as often sequential as a changer's, nothing is gained
+        let mut flat = counts.clone();
+        for x in &mut flat {
+            if x.0 == claims(INS_DIFFERENT, CardTime::Overlap) {
+                x.2 = 0.0;
+            }
+            if x.0 == claims(INS_DIFFERENT, CardTime::Sequential) {
+                x.2 = 200.0;
+            }
+        }
+        let flat = namesake_cells(&flat, &u, 0.9);
+        assert!(
+            flat.p[succeeds] < cells.p[succeeds] - 0.01,
+            "{} vs {}",
+            flat.p[succeeds],
+            cells.p[succeeds]
+        );
     }
 
     #[test]
