@@ -8,22 +8,8 @@ use std::path::{Path, PathBuf};
 
 use kiban_synth::{NoiseConfig, SynthConfig, SynthFormat, SynthSummary, generate};
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    out
-}
+mod common;
+use common::{files_under, read_csv};
 
 fn run(cfg: &SynthConfig) -> (tempfile::TempDir, SynthSummary) {
     let dir = tempfile::tempdir().unwrap();
@@ -35,16 +21,6 @@ fn run(cfg: &SynthConfig) -> (tempfile::TempDir, SynthSummary) {
         "final progress call"
     );
     (dir, s)
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header = r.headers().unwrap().iter().map(String::from).collect();
-    let rows = r
-        .records()
-        .map(|x| x.unwrap().iter().map(String::from).collect())
-        .collect();
-    (header, rows)
 }
 
 #[test]
