@@ -138,31 +138,29 @@ impl Identity {
         if self.sex == Sex::Unknown {
             self.sex = other.sex;
         }
-        let (ours, theirs) = (self.card_id(), other.card_id());
-        if let (Some(a), Some(b)) = (ours, theirs)
-            && a != b
-        {
-            // ISO dates order as strings
-            let ours = self.card_last_seen.as_deref().unwrap_or("");
-            let theirs = other.card_last_seen.as_deref().unwrap_or("");
-            if !ours.is_empty() && theirs > ours {
-                self.take_card(other);
+        match (self.card_id(), other.card_id()) {
+            (Some(a), Some(b)) if a != b => {
+                // another card: the one seen last is the one on file, with its own dates
+                // (ISO dates order as strings)
+                let ours = self.card_last_seen.as_deref().unwrap_or("");
+                let theirs = other.card_last_seen.as_deref().unwrap_or("");
+                if !ours.is_empty() && theirs > ours {
+                    self.take_card(other);
+                    self.card_first_seen.clone_from(&other.card_first_seen);
+                    self.card_last_seen.clone_from(&other.card_last_seen);
+                }
+                return;
             }
-            return;
-        }
-        if ours.is_none() && theirs.is_some() {
-            self.insurer_number.clone_from(&other.insurer_number);
-            self.insured_symbol.clone_from(&other.insured_symbol);
-            self.insured_number.clone_from(&other.insured_number);
-            self.insured_branch.clone_from(&other.insured_branch);
-            self.insured_since.clone_from(&other.insured_since);
+            (None, Some(_)) => self.take_card(other),
+            _ => {
+                fill(&mut self.insurer_number, &other.insurer_number);
+                fill(&mut self.insured_symbol, &other.insured_symbol);
+                fill(&mut self.insured_branch, &other.insured_branch);
+                fill(&mut self.insured_since, &other.insured_since);
+            }
         }
         // the same card, or a record without one: its service dates were under the card on
         // file
-        fill(&mut self.insurer_number, &other.insurer_number);
-        fill(&mut self.insured_symbol, &other.insured_symbol);
-        fill(&mut self.insured_branch, &other.insured_branch);
-        fill(&mut self.insured_since, &other.insured_since);
         self.card_first_seen = earliest(&self.card_first_seen, &other.card_first_seen);
         self.card_last_seen = latest(&self.card_last_seen, &other.card_last_seen);
     }
@@ -178,14 +176,13 @@ impl Identity {
         Some((insurer.trim_start_matches('0'), number))
     }
 
+    /// The other record's card, all of its parts (not the dates it was seen).
     fn take_card(&mut self, other: &Identity) {
         self.insurer_number.clone_from(&other.insurer_number);
         self.insured_symbol.clone_from(&other.insured_symbol);
         self.insured_number.clone_from(&other.insured_number);
         self.insured_branch.clone_from(&other.insured_branch);
         self.insured_since.clone_from(&other.insured_since);
-        self.card_first_seen.clone_from(&other.card_first_seen);
-        self.card_last_seen.clone_from(&other.card_last_seen);
     }
 
     /// Widens the card's service window to `date` (ISO): a service this record's unit
