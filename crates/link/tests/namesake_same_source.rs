@@ -1,9 +1,9 @@
 //! A link resting on the namesake-calibrated probability alone (same name, birth date and
-//! sex, nothing else corroborating) never joins two registrations of one handler: the
-//! hospital saw both patients and their cards and gave them two patient numbers (R-LINK-2:
-//! no wrong merge of namesakes).
+//! sex, nothing else corroborating) never joins two registrations of one handler — the
+//! hospital saw both patients and their cards and gave them two patient numbers — nor two
+//! insurance cards in use at the same time (R-LINK-2: no wrong merge of namesakes).
 
-use kiban_link::{LinkConfig, LinkRecord, link};
+use kiban_link::{LinkConfig, LinkRecord, ReviewReason, link};
 use kiban_model::{Identity, Sex};
 
 const FAMS: [(&str, &str); 8] = [
@@ -121,5 +121,64 @@ fn a_namesake_calibrated_link_never_joins_two_registrations_of_one_handler() {
         person("c1-0"),
         person("c1-namesake"),
         "two patient numbers of one handler merged on the namesake cell alone"
+    );
+}
+
+/// Dates a registration's card: 資格取得日 (if any) and the services seen under it.
+fn dated(mut r: LinkRecord, since: Option<&str>, first: &str, last: &str) -> LinkRecord {
+    r.identity.insured_since = since.map(str::to_string);
+    r.identity.card_first_seen = Some(first.into());
+    r.identity.card_last_seen = Some(last.into());
+    r
+}
+
+#[test]
+fn a_namesake_calibrated_link_never_joins_two_cards_in_use_together() {
+    let mut recs = Vec::new();
+    // As above, with dated cards: the 60 who changed insurer were billed on the old card
+    // until March 2024 (C1's claims) and hold the new one from April 2024 (H1, H3).
+    for i in 0..200 {
+        let pref = i % 47 + 1;
+        let card = insurer(1, pref, i);
+        let since = if i < 60 { "2024-04-01" } else { "2015-04-01" };
+        for h in ["H1", "H3"] {
+            let reg = format!("{}-{i}", h.to_lowercase());
+            let r = full(&reg, h, i, pref, card.clone(), "7");
+            recs.push(dated(r, Some(since), "2024-05-01", "2024-12-01"));
+        }
+        let c1 = format!("c1-{i}");
+        recs.push(if i < 60 {
+            let r = claims(&c1, "C1", i, insurer(6, pref, i + 500), "8");
+            dated(r, None, "2023-01-10", "2024-03-10")
+        } else {
+            dated(
+                claims(&c1, "C1", i, card, "7"),
+                None,
+                "2023-02-01",
+                "2024-11-01",
+            )
+        });
+    }
+    // A namesake of person 0 in the claims of another handler, billed on a card of the same
+    // prefecture from January to March 2024: before person 0's new card (it looks like an
+    // insurance change), but while person 0's old card was in use at C1.
+    let z = claims("c2-namesake", "C2", 0, insurer(6, 1, 9_999), "5");
+    recs.push(dated(z, None, "2024-01-05", "2024-03-01"));
+
+    let res = link(&recs, &LinkConfig::default()).expect("link");
+    let person = |r: &str| res.clusters[r].clone();
+    // the changers link through the card that succeeds their old one
+    let linked = (1..60).filter(|i| person(&format!("c1-{i}")) == person(&format!("h1-{i}")));
+    assert!(linked.count() >= 50, "the cell was expected to lift");
+    // person 0's cluster never holds both the old card and the namesake's, in use together
+    assert!(
+        person("c1-0") != person("c2-namesake") || person("h1-0") != person("c1-0"),
+        "two cards in use at the same time merged on the namesake cell alone"
+    );
+    assert!(
+        res.review
+            .iter()
+            .any(|r| r.reason == ReviewReason::CardsOverlap),
+        "the refused merge waits for a clerk with its reason"
     );
 }

@@ -1838,4 +1838,60 @@ mod tests {
             OrderPlan::Retract { .. }
         ));
     }
+
+    /// Every registration's card is dated by the services of its units, including units
+    /// that carry no identity (CSV visit rows, dated after the person row that holds the
+    /// card): the window linkage reads an insurance change from. SS-MIX2 and FHIR state the
+    /// 資格取得日 as well.
+    #[tokio::test]
+    async fn cards_are_dated_by_the_services_of_every_unit() {
+        use kiban_synth::{SynthConfig, SynthFormat};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let synth = dir.path().join("synth");
+        let cfg = SynthConfig {
+            persons: 60,
+            hospitals: 3,
+            formats: vec![SynthFormat::Csv, SynthFormat::Ssmix2, SynthFormat::Fhir],
+            notice_rate: 1.0,
+            stop_rate: 0.0,
+            delete_rate: 0.0,
+            ..Default::default()
+        };
+        kiban_synth::generate(&cfg, &synth, &mut |_, _| {}).expect("synth");
+        let ws = Workspace::init(&dir.path().join("ws")).await.expect("init");
+        let handlers =
+            crate::handlers::read_handlers_csv(&synth.join("handlers.csv")).expect("handlers");
+        for h in &handlers {
+            ws.add_handler(h).await.expect("add");
+        }
+        ws.import_optout(&synth.join("optout.csv"))
+            .await
+            .expect("optout");
+        for h in &handlers {
+            let opts = IngestOptions {
+                handler: h.code.clone(),
+                format: None,
+                received_on: cfg.effective_provision_date() + chrono::Duration::days(60),
+            };
+            ws.ingest(
+                &[synth.join("hospitals").join(&h.code)],
+                &opts,
+                &crate::NoProgress,
+            )
+            .await
+            .expect("ingest");
+        }
+        let ids = ws.vault.list().await.expect("vault");
+        assert!(ids.len() >= 60);
+        let (start, end) = (cfg.start_date.to_string(), cfg.end_date.to_string());
+        for (_, id) in &ids {
+            let (first, last) = (
+                id.card_first_seen.as_deref().expect("first service"),
+                id.card_last_seen.as_deref().expect("last service"),
+            );
+            assert!(start.as_str() <= first && first <= last && last <= end.as_str());
+            assert!(id.insured_number.is_some());
+            assert!(id.insured_since.is_some(), "every format here states it");
+        }
+    }
 }
