@@ -21,6 +21,7 @@ pub mod report_html;
 pub mod report_pdf;
 pub mod risk;
 pub mod spec;
+pub mod text_policy;
 
 use std::path::Path;
 
