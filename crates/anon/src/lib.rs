@@ -13,6 +13,9 @@
 //!   traversal with predictive tagging) under ARX's Loss, precision, non-uniform entropy or
 //!   discernibility; it reproduces ARX 3.9.2's optimum on the adult benchmark.
 //! * [`persons`]: person-level k-anonymity for longitudinal releases (one QI row per person).
+//! * [`setvalued`]: (k, k^m)-anonymity of QI classes + per-person item sets (diagnoses, drugs,
+//!   …): global recoding up the code hierarchies plus local item suppression, an independent
+//!   brute-force checker, and the cross-table implication rule (issue 13).
 //! * [`csv_api`]: the table-level API behind `kiban anonymize`.
 //! * [`risk`]: re-identification risk measures of a released table.
 //!
@@ -28,6 +31,7 @@ pub mod privacy;
 pub mod rare;
 pub mod risk;
 pub mod search;
+pub mod setvalued;
 pub mod table;
 pub mod transform;
 
@@ -39,6 +43,10 @@ pub use privacy::{LDiversity, TCloseness};
 pub use rare::{RareValueMap, rare_value_map};
 pub use search::{
     AnonymizeConfig, Metric, NodeEvaluation, Solution, anonymize_table, evaluate_transformation,
+};
+pub use setvalued::{
+    ItemForest, ItemSets, KmCost, KmInput, KmSolution, KmUtility, KmViolations, implied_items,
+    km_anonymize, km_violations,
 };
 pub use table::QiTable;
 pub use transform::{
