@@ -808,9 +808,11 @@ impl PackageWriter {
                 .map(|mut b| Arc::new(b.finish()) as ArrayRef)
                 .collect();
             let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+            // Issue 13: a mapped CSV's prefecture column is raw text (an address, say).
+            let batch = crate::text_policy::apply(Table::Person, batch, &mut self.peculiar)?;
             sink.write(&batch)?;
         }
-        self.finish_sink(Table::Person, sink)
+        self.finish_sink(Table::Person, sink.finish()?)
     }
 
     /// Writes one clinical table from the store's batches (any number, streamed).
@@ -837,8 +839,9 @@ impl PackageWriter {
                 "{table}: prepare_table must run before write_table (R-ANON-4)"
             )));
         }
-        let schema = output_schema(table);
-        let mut sink = TableSink::create(&self.out, table.name(), schema.clone())?;
+        let schema = output_schema(table, self.spec.dates.shift);
+        let mut sink =
+            OrderedSink::create(&self.out, table.name(), schema.clone(), self.released_count)?;
         for batch in batches {
             let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
             if let Some(out) = self.transform(table, &batch, &schema)? {
@@ -847,10 +850,12 @@ impl PackageWriter {
                     Table::Measurement => self.apply_lab_coding(out)?,
                     _ => out,
                 };
+                // Issue 13: no free text leaves in any column (codes, lists or null).
+                let out = crate::text_policy::apply(table, out, &mut self.peculiar)?;
                 sink.write(&out)?;
             }
         }
-        self.finish_sink(table, sink)
+        self.finish_sink(table, sink.finish()?)
     }
 
     fn transform(
@@ -862,7 +867,7 @@ impl PackageWriter {
         let regs = string_col(batch, REGISTRATION_ID)?;
         let handlers = string_col(batch, "handler_code")?;
         let mut keep = Vec::with_capacity(batch.num_rows());
-        let mut person_id = StringBuilder::new();
+        let mut person_ids = StringBuilder::new();
         let mut shifts = Vec::new();
         let mut rows = Vec::new();
         // Rows of one registration are adjacent in the lake: look each run up once.
@@ -878,7 +883,7 @@ impl PackageWriter {
             };
             keep.push(out.is_some());
             if let Some(o) = out {
-                person_id.append_value(o.pseudonym());
+                person_ids.append_value(o.pseudonym());
                 shifts.push(o.shift);
                 rows.push(i);
             }
@@ -887,7 +892,36 @@ impl PackageWriter {
             return Ok(None);
         }
         let mask = BooleanArray::from(keep);
-        let mut arrays: Vec<ArrayRef> = vec![Arc::new(person_id.finish())];
+        let person_id = person_ids.finish();
+        let pseudonyms: Vec<&str> = {
+            let ids = &person_id;
+            (0..ids.len()).map(|r| ids.value(r)).collect()
+        };
+        // A date the source knew only to the month (UKE rows on the first day of 診療年月,
+        // partial HL7/FHIR dates completed to the 1st) cannot be told from a real first of
+        // the month: any row with a date on day 1 is released to the month (see
+        // `shift_date`), all of its dates alike.
+        let month_rows: Vec<bool> = if self.spec.dates.shift {
+            let mut month = vec![false; rows.len()];
+            for (name, kind) in table.fact_columns() {
+                if *kind != kiban_model::table::ColKind::Date {
+                    continue;
+                }
+                let col = batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+                    .ok_or_else(|| ReleaseError::Store(format!("{table}.{name} is not a date")))?;
+                for (r, &i) in rows.iter().enumerate() {
+                    if !col.is_null(i) && days_to_date(col.value(i)).is_some_and(|d| d.day() == 1) {
+                        month[r] = true;
+                    }
+                }
+            }
+            month
+        } else {
+            Vec::new()
+        };
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(person_id.clone())];
         for field in schema.fields().iter().skip(1) {
             let name = field.name().as_str();
             let arr: ArrayRef =
@@ -897,28 +931,29 @@ impl PackageWriter {
                         let mut b = StringBuilder::new();
                         // Rows of one visit are adjacent: one keyed hash per run, not per row.
                         let mut last: Option<(usize, String)> = None;
-                        for &i in &rows {
+                        for (r, &i) in rows.iter().enumerate() {
                             if src.is_null(i) {
                                 b.append_null();
                                 continue;
                             }
                             match &last {
-                                Some((j, v))
-                                    if src.value(*j) == src.value(i)
-                                        && handlers.value(*j) == handlers.value(i) =>
+                                Some((q, v))
+                                    if src.value(rows[*q]) == src.value(i)
+                                        && handlers.value(rows[*q]) == handlers.value(i)
+                                        && pseudonyms[*q] == pseudonyms[r] =>
                                 {
                                     b.append_value(v);
                                 }
                                 _ => {
-                                    let id = format!(
-                                        "visit\u{1f}{}\u{1f}{}",
-                                        handlers.value(i),
-                                        src.value(i)
+                                    let v = per_person_key(
+                                        &self.input.key,
+                                        "visit",
+                                        pseudonyms[r],
+                                        &[handlers.value(i), src.value(i)],
+                                        'V',
                                     );
-                                    let v =
-                                        keyed_pseudonym(&self.input.key, &id).replacen('P', "V", 1);
                                     b.append_value(&v);
-                                    last = Some((i, v));
+                                    last = Some((r, v));
                                 }
                             }
                         }
@@ -927,18 +962,24 @@ impl PackageWriter {
                     "study_uid" => {
                         let src = string_col(batch, "study_uid")?;
                         let mut b = StringBuilder::new();
-                        for &i in &rows {
+                        for (r, &i) in rows.iter().enumerate() {
                             if src.is_null(i) {
                                 b.append_null();
                             } else {
-                                let id = format!("study\u{1f}{}", src.value(i));
-                                b.append_value(
-                                    keyed_pseudonym(&self.input.key, &id).replacen('P', "S", 1),
-                                );
+                                b.append_value(per_person_key(
+                                    &self.input.key,
+                                    "study",
+                                    pseudonyms[r],
+                                    &[src.value(i)],
+                                    'S',
+                                ));
                             }
                         }
                         Arc::new(b.finish())
                     }
+                    DATE_PRECISION => Arc::new(StringArray::from_iter_values(
+                        month_rows.iter().map(|m| if *m { "month" } else { "day" }),
+                    )),
                     _ => {
                         let col = batch.column_by_name(name).ok_or_else(|| {
                             ReleaseError::Store(format!("{table}: column {name} missing"))
@@ -951,7 +992,8 @@ impl PackageWriter {
                             let shifted: Date32Array = d
                                 .iter()
                                 .zip(&shifts)
-                                .map(|(v, s)| v.map(|x| x.saturating_add(*s)))
+                                .zip(&month_rows)
+                                .map(|((v, s), month)| v.and_then(|x| shift_date(x, *s, *month)))
                                 .collect();
                             Arc::new(shifted)
                         } else {
@@ -964,8 +1006,11 @@ impl PackageWriter {
         Ok(Some(RecordBatch::try_new(schema.clone(), arrays)?))
     }
 
-    fn finish_sink(&mut self, table: Table, sink: TableSink) -> Result<u64, ReleaseError> {
-        let (rows, parquet, csv) = sink.finish()?;
+    fn finish_sink(
+        &mut self,
+        table: Table,
+        (rows, parquet, csv): (u64, PathBuf, PathBuf),
+    ) -> Result<u64, ReleaseError> {
         for p in [&parquet, &csv] {
             self.files.push(file_entry(&self.out, p)?);
         }
@@ -1063,8 +1108,9 @@ impl PackageWriter {
 
 /// The released schema of a clinical table: `person_id`, then the table's columns without
 /// the source's visit number (→ `visit_id` pseudonym), the image file reference, and
-/// provenance.
-pub fn output_schema(table: Table) -> SchemaRef {
+/// provenance. A release that shifts dates adds `date_precision` (`day` | `month`) to tables
+/// with dates: rows released to the month (see [`shift_date`]) say so.
+pub fn output_schema(table: Table, shifted: bool) -> SchemaRef {
     let mut fields = vec![Field::new("person_id", DataType::Utf8, false)];
     for (name, kind) in table.fact_columns() {
         match *name {
@@ -1074,7 +1120,53 @@ pub fn output_schema(table: Table) -> SchemaRef {
             _ => fields.push(Field::new(*name, kind.data_type(), true)),
         }
     }
+    if shifted && table.date_columns().next().is_some() {
+        fields.push(Field::new(DATE_PRECISION, DataType::Utf8, false));
+    }
     Arc::new(Schema::new(fields))
+}
+
+/// The column that says whether a row's dates are released to the day or to the month.
+pub const DATE_PRECISION: &str = "date_precision";
+
+/// A released key of one person's thing (visit, study): keyed by the release key *and* the
+/// person's release pseudonym, so it never groups two persons. (Source visit numbers are
+/// often made from the date — `O20150727` — and a key shared by every patient of that day
+/// tied their shifted dates together and gave the shifts away.)
+fn per_person_key(
+    key: &[u8; 32],
+    kind: &str,
+    person: &str,
+    parts: &[&str],
+    letter: char,
+) -> String {
+    let mut id = String::with_capacity(64);
+    id.push_str(kind);
+    id.push('\u{1f}');
+    id.push_str(person);
+    for p in parts {
+        id.push('\u{1f}');
+        id.push_str(p);
+    }
+    let mut v = keyed_pseudonym(key, &id);
+    v.replace_range(0..1, letter.encode_utf8(&mut [0u8; 4]));
+    v
+}
+
+/// One released date (days since 1970-01-01) moved by the person's offset `shift`.
+///
+/// A row known only to the month (`month`) is placed at the middle of its month — the 15th —
+/// before the shift and released as the first day of the month it lands in: the day a
+/// reader gave it (the 1st) would otherwise give the shift away (released day − 1), while the
+/// 15th moved by at most ±`max_shift_days` says only in which of three months it lands.
+pub fn shift_date(days: i32, shift: i32, month: bool) -> Option<i32> {
+    if !month {
+        return Some(days.saturating_add(shift));
+    }
+    let d = days_to_date(days)?;
+    let mid = date_to_days(d.with_day(15)?).saturating_add(shift);
+    let landed = days_to_date(mid)?;
+    Some(date_to_days(landed.with_day(1)?))
 }
 
 fn f64_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Float64Array, ReleaseError> {
@@ -1217,6 +1309,189 @@ impl TableSink {
     }
 }
 
+/// A clinical table's rows in an order that carries no information (R-ANON-3): sorted by
+/// the release pseudonym, then by the row's own values. The lake's order (the order of
+/// ingest) is the same in every release, so rows written in it let two releases be joined
+/// row by row; sorted by per-release pseudonyms they cannot.
+///
+/// Memory stays bounded: rows go to one of up to 256 spill files by the first characters of
+/// the pseudonym (uniform, and in pseudonym order), and each is sorted alone at the end.
+struct OrderedSink {
+    sink: TableSink,
+    schema: SchemaRef,
+    dir: PathBuf,
+    buckets: Vec<Bucket>,
+}
+
+#[derive(Default)]
+struct Bucket {
+    pending: Vec<RecordBatch>,
+    pending_rows: usize,
+    spill: Option<arrow::ipc::writer::StreamWriter<BufWriter<File>>>,
+}
+
+/// The alphabet of release pseudonyms (`kiban_anon::transform::keyed_pseudonym`).
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Rows a bucket holds in memory before they go to its spill file.
+const SPILL_ROWS: usize = 8_192;
+
+impl OrderedSink {
+    fn create(
+        dir: &Path,
+        name: &str,
+        schema: SchemaRef,
+        persons: u64,
+    ) -> Result<OrderedSink, ReleaseError> {
+        let n = (persons / 16_384).clamp(1, 256) as usize;
+        Ok(OrderedSink {
+            sink: TableSink::create(dir, name, schema.clone())?,
+            schema,
+            dir: dir.join(format!(".spill-{name}")),
+            buckets: (0..n).map(|_| Bucket::default()).collect(),
+        })
+    }
+
+    /// The bucket of a pseudonym: its 2nd and 3rd characters (Crockford base 32, uniform)
+    /// scaled to the bucket count, so that buckets follow pseudonym order.
+    fn bucket_of(&self, pseudonym: &str) -> usize {
+        let b = pseudonym.as_bytes();
+        let digit = |c: Option<&u8>| {
+            c.and_then(|c| CROCKFORD.iter().position(|x| x == c))
+                .unwrap_or(0)
+        };
+        let v = digit(b.get(1)) * 32 + digit(b.get(2));
+        v * self.buckets.len() / 1024
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), ReleaseError> {
+        if self.buckets.len() == 1 {
+            return self.push(0, batch.clone());
+        }
+        let ids = string_col(batch, "person_id")?;
+        let mut rows: Vec<Vec<u32>> = vec![Vec::new(); self.buckets.len()];
+        for i in 0..batch.num_rows() {
+            rows[self.bucket_of(ids.value(i))].push(i as u32);
+        }
+        for (b, idx) in rows.into_iter().enumerate() {
+            if idx.is_empty() {
+                continue;
+            }
+            let idx = arrow::array::UInt32Array::from(idx);
+            let cols = batch
+                .columns()
+                .iter()
+                .map(|c| arrow::compute::take(c, &idx, None))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.push(b, RecordBatch::try_new(self.schema.clone(), cols)?)?;
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, b: usize, batch: RecordBatch) -> Result<(), ReleaseError> {
+        let bucket = &mut self.buckets[b];
+        bucket.pending_rows += batch.num_rows();
+        bucket.pending.push(batch);
+        if bucket.pending_rows >= SPILL_ROWS {
+            self.spill(b)?;
+        }
+        Ok(())
+    }
+
+    fn spill(&mut self, b: usize) -> Result<(), ReleaseError> {
+        let bucket = &mut self.buckets[b];
+        if bucket.pending.is_empty() {
+            return Ok(());
+        }
+        if bucket.spill.is_none() {
+            std::fs::create_dir_all(&self.dir).map_err(|e| ReleaseError::io(&self.dir, e))?;
+            let path = self.dir.join(format!("{b}.arrows"));
+            let f = File::create(&path).map_err(|e| ReleaseError::io(&path, e))?;
+            bucket.spill = Some(arrow::ipc::writer::StreamWriter::try_new(
+                BufWriter::new(f),
+                &self.schema,
+            )?);
+        }
+        let batch = arrow::compute::concat_batches(&self.schema, &bucket.pending)?;
+        if let Some(w) = bucket.spill.as_mut() {
+            w.write(&batch)?;
+        }
+        bucket.pending.clear();
+        bucket.pending_rows = 0;
+        Ok(())
+    }
+
+    /// Sorts each bucket and writes it out, in bucket order.
+    fn finish(mut self) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
+        for b in 0..self.buckets.len() {
+            let batches = if self.buckets[b].spill.is_some() {
+                self.spill(b)?;
+                if let Some(mut w) = self.buckets[b].spill.take() {
+                    w.finish()?;
+                }
+                let path = self.dir.join(format!("{b}.arrows"));
+                let f = File::open(&path).map_err(|e| ReleaseError::io(&path, e))?;
+                let reader =
+                    arrow::ipc::reader::StreamReader::try_new(std::io::BufReader::new(f), None)?;
+                let batches = reader.collect::<Result<Vec<_>, _>>()?;
+                std::fs::remove_file(&path).map_err(|e| ReleaseError::io(&path, e))?;
+                batches
+            } else {
+                std::mem::take(&mut self.buckets[b].pending)
+            };
+            if batches.is_empty() {
+                continue;
+            }
+            let all = arrow::compute::concat_batches(&self.schema, &batches)?;
+            drop(batches);
+            let sorted = sort_rows(&all)?;
+            drop(all);
+            let mut offset = 0;
+            while offset < sorted.num_rows() {
+                let len = (sorted.num_rows() - offset).min(65_536);
+                self.sink.write(&sorted.slice(offset, len))?;
+                offset += len;
+            }
+        }
+        if self.dir.exists() {
+            std::fs::remove_dir_all(&self.dir).map_err(|e| ReleaseError::io(&self.dir, e))?;
+        }
+        self.sink.finish()
+    }
+}
+
+/// A batch sorted by `person_id`, then its date columns, then every other column: an order
+/// that follows from the released values alone.
+fn sort_rows(batch: &RecordBatch) -> Result<RecordBatch, ReleaseError> {
+    let schema = batch.schema();
+    let mut order: Vec<usize> = Vec::with_capacity(schema.fields().len());
+    order.push(0);
+    for (i, f) in schema.fields().iter().enumerate().skip(1) {
+        if *f.data_type() == DataType::Date32 {
+            order.push(i);
+        }
+    }
+    for (i, f) in schema.fields().iter().enumerate().skip(1) {
+        if *f.data_type() != DataType::Date32 {
+            order.push(i);
+        }
+    }
+    let cols: Vec<arrow::compute::SortColumn> = order
+        .iter()
+        .map(|&i| arrow::compute::SortColumn {
+            values: batch.column(i).clone(),
+            options: None,
+        })
+        .collect();
+    let idx = arrow::compute::lexsort_to_indices(&cols, None)?;
+    let cols = batch
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c, &idx, None))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema, cols)?)
+}
+
 fn rel(base: &Path, p: &Path) -> String {
     p.strip_prefix(base)
         .unwrap_or(p)
@@ -1324,6 +1599,100 @@ mod tests {
         };
         assert_eq!(as_keys(&got), as_keys(&want));
         assert_eq!(got.len(), keys.len());
+    }
+
+    fn day(s: &str) -> i32 {
+        date_to_days(NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("date"))
+    }
+
+    #[test]
+    fn month_dates_land_on_the_first_of_a_month_that_hides_the_shift() {
+        // A day-precise date moves by the shift.
+        assert_eq!(
+            shift_date(day("2015-07-27"), 5, false),
+            Some(day("2015-08-01"))
+        );
+        // A month-precise date (a claim on the 1st of 診療年月): the 15th moved, then the 1st
+        // of the month it lands in. Released minus the real 1st is never the shift.
+        for s in -30..=30 {
+            let out = shift_date(day("2015-07-01"), s, true).expect("in range");
+            let d = days_to_date(out).expect("date");
+            assert_eq!(d.day(), 1);
+            let want = if s < -14 {
+                "2015-06-01"
+            } else if s <= 16 {
+                "2015-07-01"
+            } else {
+                "2015-08-01"
+            };
+            assert_eq!(out, day(want), "shift {s}");
+        }
+    }
+
+    #[test]
+    fn per_person_keys_never_group_two_persons() {
+        let key = [7u8; 32];
+        let a = per_person_key(&key, "visit", "PAAAA", &["H1", "O20150727"], 'V');
+        let b = per_person_key(&key, "visit", "PBBBB", &["H1", "O20150727"], 'V');
+        assert_ne!(a, b, "one source visit number, two persons: two keys");
+        assert_eq!(
+            a,
+            per_person_key(&key, "visit", "PAAAA", &["H1", "O20150727"], 'V')
+        );
+        assert!(a.starts_with('V') && a.len() == PSEUDONYM_LEN);
+        let other = per_person_key(&[8u8; 32], "visit", "PAAAA", &["H1", "O20150727"], 'V');
+        assert_ne!(a, other, "another release, another key");
+    }
+
+    #[test]
+    fn ordered_sink_sorts_by_pseudonym_then_values_whatever_the_input_order() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("person_id", DataType::Utf8, false),
+            Field::new("date", DataType::Date32, true),
+            Field::new("code", DataType::Utf8, true),
+        ]));
+        let rows: Vec<(String, i32, String)> = (0..3000u32)
+            .map(|i| {
+                let p = keyed_pseudonym(&[1u8; 32], &format!("p{}", i % 700));
+                (p, (i % 13) as i32, format!("c{}", i % 5))
+            })
+            .collect();
+        let write = |order: Vec<usize>, persons: u64| {
+            let dir = tempfile::tempdir().expect("tmp");
+            let mut sink =
+                OrderedSink::create(dir.path(), "t", schema.clone(), persons).expect("sink");
+            for chunk in order.chunks(257) {
+                let batch = RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(StringArray::from_iter_values(
+                            chunk.iter().map(|&i| rows[i].0.as_str()),
+                        )),
+                        Arc::new(Date32Array::from_iter_values(
+                            chunk.iter().map(|&i| rows[i].1),
+                        )),
+                        Arc::new(StringArray::from_iter_values(
+                            chunk.iter().map(|&i| rows[i].2.as_str()),
+                        )),
+                    ],
+                )
+                .expect("batch");
+                sink.write(&batch).expect("write");
+            }
+            let (n, _, csv) = sink.finish().expect("finish");
+            assert_eq!(n, 3000);
+            assert!(!dir.path().join(".spill-t").exists(), "spill files removed");
+            std::fs::read_to_string(csv).expect("csv")
+        };
+        let forward: Vec<usize> = (0..rows.len()).collect();
+        let backward: Vec<usize> = (0..rows.len()).rev().collect();
+        // One bucket in memory, and 64 buckets spilled to disk: the same bytes.
+        let a = write(forward.clone(), 10);
+        assert_eq!(a, write(backward.clone(), 10));
+        assert_eq!(a, write(forward, 1 << 20));
+        assert_eq!(a, write(backward, 1 << 20));
+        let ids: Vec<&str> = a.lines().skip(1).map(|l| &l[..PSEUDONYM_LEN]).collect();
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]), "sorted by pseudonym");
     }
 
     #[test]
