@@ -146,6 +146,9 @@ pub async fn run(opts: &DemoOptions, progress: &dyn Progress) -> Result<DemoRepo
             out: opts.out.join("releases").join(profile),
             on: opts.today,
             request: None,
+            // The demo's date is today's unless a test fixes it: then it is a labelled
+            // re-run as of that date.
+            rerun_of: (opts.today != chrono::Local::now().date_naive()).then(|| "demo".into()),
         };
         releases.push(ws.release(&ro, progress).await?);
     }

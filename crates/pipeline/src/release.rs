@@ -11,7 +11,6 @@ use kiban_model::Table;
 use kiban_release::{Manifest, PackageWriter, ReleaseInput, Spec};
 use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::ingest::{new_id, now};
@@ -22,10 +21,29 @@ use crate::{PipelineError, Progress, Workspace};
 pub struct ReleaseOptions {
     pub spec: Spec,
     pub out: PathBuf,
-    /// The release date: the gate decides as of this date.
+    /// The date the gate decides as of. It must be today (the real date) unless
+    /// `rerun_of` labels a re-run of an earlier internal evaluation; even then it may not be
+    /// earlier than the latest consent event on record, so no stop or deletion is ever left
+    /// out by back-dating (R-OPT-4, R-OPT-7).
     pub on: NaiveDate,
     /// An approved request; without one the release is an internal evaluation release.
     pub request: Option<String>,
+    /// The label of the earlier internal evaluation this release re-runs as of `on`
+    /// (`--rerun-of`): letters, digits, `-`, `_`, `.`, at most 64.
+    pub rerun_of: Option<String>,
+}
+
+impl ReleaseOptions {
+    /// A release as of today.
+    pub fn today(spec: Spec, out: PathBuf) -> ReleaseOptions {
+        ReleaseOptions {
+            spec,
+            out,
+            on: chrono::Local::now().date_naive(),
+            request: None,
+            rerun_of: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -45,9 +63,15 @@ impl Workspace {
         opts: &ReleaseOptions,
         progress: &dyn Progress,
     ) -> Result<ReleaseReport, PipelineError> {
+        let mut object = format!("profile:{} on:{}", opts.spec.name, opts.on);
+        if let Some(label) = &opts.rerun_of {
+            object.push_str(" rerun_of:");
+            // Only the label's safe characters reach the audit log (it is checked below).
+            object.extend(label.chars().filter(|c| label_char(*c)).take(64));
+        }
         self.audited(
             "release",
-            &format!("profile:{}", opts.spec.name),
+            &object,
             self.release_inner(opts, progress),
             |r: &ReleaseReport| {
                 let mut c = vec![
@@ -77,6 +101,8 @@ impl Workspace {
                 "提供依頼 {req} は見つかりません（提供の手続きは未実装です） / request {req} not found (the release workflow is not implemented yet); omit --request for an internal evaluation release"
             )));
         }
+        let today = chrono::Local::now().date_naive();
+        self.check_release_date(opts, today).await?;
         progress.stage("gate", None);
         let regs = self.registry.all().await?;
         let links = self.person_links().await?;
@@ -112,7 +138,7 @@ impl Workspace {
 
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
-        let release_id = format!("rel-{}-{}", opts.on.format("%Y%m%d"), &new_id()[..8]);
+        let release_id = format!("rel-{}-{}", today.format("%Y%m%d"), &new_id()[..8]);
         kiban_release::collect_demographics(self.lake.scan(Table::Person)?, &mut population)?;
         // R-PSEUDO-3: NDB-compatible keys come from identities, which the release crate never
         // reads: computed here, keyed per release, only when the spec asks.
@@ -144,34 +170,31 @@ impl Workspace {
             release_id: release_id.clone(),
             key,
             on: opts.on,
+            created_on: today,
+            rerun_of: opts.rerun_of.clone(),
             internal_evaluation: true,
             population,
         };
         let tables = opts.spec.tables();
         progress.stage("release", Some(tables.len() as u64));
-        let mut writer = PackageWriter::new(opts.spec.clone(), &opts.out, input)?;
-        for t in tables {
-            if t == Table::Person {
-                writer.write_person_table()?;
-            } else {
-                if writer.needs_prepass(t) {
-                    // R-ANON-4: rare codes / lab percentiles are counted over the table first.
-                    writer.prepare_table(t, self.lake.scan(t)?)?;
-                }
-                writer.write_table(t, self.lake.scan(t)?)?;
-            }
-            progress.advance(1);
-        }
-        progress.finish_stage();
         let notes = serde_json::json!({
             "gate_checked_on": opts.on.to_string(),
             "excluded_by_gate": excluded,
             "purpose": "internal evaluation (内部評価用): not for delivery",
         });
-        let manifest = writer.finish(notes)?;
-        let manifest_path = opts.out.join("manifest.json");
-        let manifest_bytes =
-            std::fs::read(&manifest_path).map_err(|e| PipelineError::io(&manifest_path, e))?;
+        // The writer owns the protocol (item models, lab percentiles, tables, manifest); the
+        // pipeline gives it the lake's scans.
+        let lake = &self.lake;
+        let (manifest, manifest_sha256) = PackageWriter::new(opts.spec.clone(), &opts.out, input)?
+            .write_package(
+                |t| {
+                    lake.scan(t)
+                        .map_err(|e| kiban_release::ReleaseError::Store(e.to_string()))
+                },
+                notes,
+                &mut |_| progress.advance(1),
+            )?;
+        progress.finish_stage();
 
         // Keep the release key, wrapped by the master key, so that the producer can later
         // re-derive this release's pseudonyms for an inspection or an erasure request.
@@ -201,7 +224,7 @@ impl Workspace {
         .bind(now())
         .bind(opts.out.display().to_string())
         .bind(manifest.persons as i64)
-        .bind(hex::encode(Sha256::digest(&manifest_bytes)))
+        .bind(manifest_sha256)
         .bind(nonce.to_vec())
         .bind(wrapped)
         .execute(self.db.pool())
@@ -214,6 +237,51 @@ impl Workspace {
         })
     }
 
+    /// Item 8 of issue 13: a release is made as of the real date. Only a labelled re-run of an
+    /// internal evaluation may look back, and never past the latest consent event, so a stop
+    /// filed today can never be left out by choosing yesterday.
+    async fn check_release_date(
+        &self,
+        opts: &ReleaseOptions,
+        today: NaiveDate,
+    ) -> Result<(), PipelineError> {
+        if opts.on > today {
+            return Err(PipelineError::Refused(format!(
+                "提供日 {} は未来の日付です（今日は {today}） / the release date {} is in the future (today is {today})",
+                opts.on, opts.on
+            )));
+        }
+        if let Some(label) = &opts.rerun_of
+            && (label.is_empty() || label.chars().count() > 64 || !label.chars().all(label_char))
+        {
+            return Err(PipelineError::Refused(
+                "--rerun-of のラベルは英数字と - _ . の 64 文字以内です / the --rerun-of label is 1-64 letters, digits, '-', '_' or '.'".into(),
+            ));
+        }
+        if opts.on == today {
+            return Ok(());
+        }
+        if opts.request.is_some() || opts.rerun_of.is_none() {
+            return Err(PipelineError::Refused(format!(
+                "提供日は今日（{today}）です。過去の日付 {} は内部評価の再実行（--rerun-of ラベル）にだけ使えます / a release is made as of today ({today}); the earlier date {} is allowed only for a labelled re-run of an internal evaluation (--rerun-of LABEL)",
+                opts.on, opts.on
+            )));
+        }
+        let latest: Option<String> =
+            sqlx::query_scalar("SELECT MAX(event_date) FROM consent_events")
+                .fetch_one(self.db.pool())
+                .await?;
+        if let Some(latest) = latest
+            && opts.on.to_string() < latest
+        {
+            return Err(PipelineError::Refused(format!(
+                "提供日 {} は最新のオプトアウト記録（通知・停止・削除）の日付 {latest} より前です：その後の停止の求めが反映されません / the release date {} is earlier than the latest consent event on record ({latest}): a later stop or deletion would be left out",
+                opts.on, opts.on
+            )));
+        }
+        Ok(())
+    }
+
     /// Registration → person key from the last linkage run.
     pub async fn person_links(&self) -> Result<HashMap<String, String>, PipelineError> {
         let rows = sqlx::query("SELECT registration_id, person_key FROM person_links")
@@ -223,4 +291,9 @@ impl Workspace {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
+
+/// The characters a `--rerun-of` label may hold.
+fn label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
 }

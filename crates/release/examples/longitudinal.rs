@@ -290,6 +290,8 @@ fn release(dir: &Path, n: u64, profile: &str) -> Result<(), BoxError> {
         release_id: "rel-bench".into(),
         key,
         on,
+        created_on: on,
+        rerun_of: None,
         internal_evaluation: true,
         population,
         ndb_keys: None,

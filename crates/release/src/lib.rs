@@ -14,6 +14,7 @@
 //! This crate never decides eligibility (the consent gate does, in the caller), never reads
 //! identity, and never delivers: delivery and book entries belong to the release workflow.
 
+pub mod items;
 pub mod package;
 pub mod person;
 pub mod population;
@@ -41,6 +42,10 @@ pub enum ReleaseError {
     UnknownProfile(String),
     #[error("output folder {0} is not empty; choose a new folder")]
     OutputNotEmpty(String),
+    #[error(
+        "リスクが基準を超えるため提供できません / the release is refused: its measured risk exceeds the spec: {0}"
+    )]
+    RiskExceeded(String),
     #[error("no generalization reaches k={k} within the suppression limit")]
     PrivacyModel { k: u32 },
     #[error("{path}: {source}")]

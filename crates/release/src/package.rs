@@ -6,7 +6,7 @@
 //! (R-OPT-7). Internal IDs become per-release pseudonyms (R-ANON-3), provenance is dropped,
 //! dates move by the person's keyed offset when the spec says so (R-ANON-6c).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -18,7 +18,6 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use chrono::{Datelike, NaiveDate};
-use kiban_anon::hierarchy::icd10;
 use kiban_anon::transform::{date_shift_days, keyed_pseudonym, top_bottom_code};
 use kiban_model::batch::{date_to_days, days_to_date};
 use kiban_model::table::REGISTRATION_ID;
@@ -30,11 +29,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::ReleaseError;
-use crate::person::{PersonQi, QiDict, choose_generalization, engine};
+use crate::items::{LongitudinalReport, TableCodes, TablePlan};
+use crate::person::{PersonQi, QiDict, choose_generalization};
 use crate::population::Population;
 use crate::report_html::{ReportContext, render_html};
 use crate::report_pdf::render_pdf;
 use crate::risk::{RiskAssessment, assess_release};
+use crate::spec::CODED_TABLES;
 use crate::spec::{Birth, Level, Spec};
 
 /// Demographics of one person, merged from the store's person rows of all their
@@ -51,8 +52,13 @@ pub struct ReleaseInput {
     pub release_id: String,
     /// The per-release secret: pseudonyms and date offsets derive from it (R-ANON-3).
     pub key: [u8; 32],
-    /// The release date (top coding of ages is relative to it).
+    /// The date the gate decided as of (top coding of ages is relative to it): the day the
+    /// release is made, or for a labelled re-run of an internal evaluation an earlier day.
     pub on: NaiveDate,
+    /// The day the release is made (the real date).
+    pub created_on: NaiveDate,
+    /// The label of the internal evaluation this release re-runs as of `on`, if any.
+    pub rerun_of: Option<String>,
     /// Without an approved request a release is an internal evaluation: never delivered.
     pub internal_evaluation: bool,
     /// Eligible registrations → persons, with each person's demographics (see
@@ -105,7 +111,13 @@ pub struct Manifest {
     pub profile: String,
     pub internal_evaluation: bool,
     pub delivered: bool,
+    /// The day the release was made (the real date, never back-dated).
     pub created_on: NaiveDate,
+    /// The date the consent gate decided as of: `created_on`, or an earlier day for a
+    /// labelled re-run of an internal evaluation (`rerun_of`).
+    pub gate_date: NaiveDate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
     pub persons: u64,
     pub persons_suppressed: u64,
     pub quasi_identifiers: Vec<String>,
@@ -118,6 +130,8 @@ pub struct Manifest {
     pub min_class_size: Option<u64>,
     pub date_shift_max_days: u32,
     pub tables: BTreeMap<String, TableEntry>,
+    /// The longitudinal model and the risk measured on QIs + codes + visit months.
+    pub longitudinal: LongitudinalReport,
     /// Peculiar-value handling (R-ANON-4): counts of generalized codes, coded values.
     pub peculiar_values: BTreeMap<String, u64>,
     /// The risk report's headline figures (R-ANON-7); the full report is `risk.json`.
@@ -157,107 +171,6 @@ impl PersonOut {
     }
 }
 
-/// Rare-code replacement of `condition_occurrence` (R-ANON-4), from the prepass.
-struct RareCodes {
-    /// Code → released label (`None`: suppressed).
-    map: HashMap<String, Option<String>>,
-    /// (source_code, source_name) pairs held by enough persons to be released.
-    common_sources: HashSet<(Option<String>, Option<String>)>,
-}
-
-/// Sorts and deduplicates (value, person) pairs, then counts the persons of each value.
-fn persons_per_value(pairs: &mut Vec<(u32, u32)>) -> HashMap<u32, usize> {
-    pairs.sort_unstable();
-    pairs.dedup();
-    let mut counts: HashMap<u32, usize> = HashMap::new();
-    for (v, _) in pairs.iter() {
-        *counts.entry(*v).or_default() += 1;
-    }
-    counts
-}
-
-/// The released label of each ICD-10 code (R-ANON-4), counted by persons: `codes[c]` is
-/// the code with id `c`, `pairs` the distinct (code id, person) pairs.
-///
-/// Each code starts at the lowest level of `h` whose *subtree* holds ≥ n persons (a rare
-/// disease becomes its category, then its chapter, then 「その他」), as
-/// `kiban_anon::rare_value_map` does. That alone is not enough: the persons who end up with
-/// a label can still be fewer than n (E11.2 of one person becomes 「E11」 while the common
-/// E11.9 keeps its own label). So, level by level from the bottom, every code released under
-/// a label held by fewer than n persons climbs one more level, and codes already at the top
-/// are suppressed; afterwards every released label is held by ≥ n persons. Integers
-/// throughout: a 10 M-person release has tens of millions of pairs.
-fn rare_labels(
-    h: &kiban_anon::Hierarchy,
-    codes: &[String],
-    pairs: &[(u32, u32)],
-    n: usize,
-) -> HashMap<String, Option<String>> {
-    let levels = h.levels();
-    let leaf: Vec<Option<u32>> = codes.iter().map(|c| h.leaf_code(c)).collect();
-    // Label ids shared across levels: a label is one released value whatever its level.
-    let mut label_ids: HashMap<&str, u32> = HashMap::new();
-    let label_of: Vec<Vec<u32>> = leaf
-        .iter()
-        .map(|l| match l {
-            Some(leaf) => (0..levels)
-                .map(|lv| {
-                    let text = h.label(lv, h.generalize(*leaf, lv));
-                    let next = label_ids.len() as u32;
-                    *label_ids.entry(text).or_insert(next)
-                })
-                .collect(),
-            None => Vec::new(),
-        })
-        .collect();
-    // Start levels: the lowest level whose subtree holds ≥ n persons.
-    let mut level: Vec<Option<usize>> = vec![None; codes.len()];
-    let mut open: Vec<bool> = leaf.iter().map(Option::is_some).collect();
-    for lv in 0..levels {
-        let mut node_pairs: Vec<(u32, u32)> = pairs
-            .iter()
-            .filter_map(|&(c, p)| leaf[c as usize].map(|l| (h.generalize(l, lv), p)))
-            .collect();
-        let counts = persons_per_value(&mut node_pairs);
-        for (c, l) in leaf.iter().enumerate() {
-            if let Some(l) = l
-                && open[c]
-                && counts.get(&h.generalize(*l, lv)).copied().unwrap_or(0) >= n
-            {
-                level[c] = Some(lv);
-                open[c] = false;
-            }
-        }
-    }
-    // Bottom-up, one level at a time: a label only gains holders from codes climbing from
-    // below, so once the levels under it are settled its holder count is final. (Climbing
-    // every deficient code at once instead can pass two codes that would have met one level
-    // up, and suppress both.)
-    for lv in 0..levels {
-        let mut held: Vec<(u32, u32)> = pairs
-            .iter()
-            .filter_map(|&(c, p)| level[c as usize].map(|l| (label_of[c as usize][l], p)))
-            .collect();
-        let holders = persons_per_value(&mut held);
-        drop(held);
-        for (c, l) in level.iter_mut().enumerate() {
-            if *l == Some(lv) && holders.get(&label_of[c][lv]).copied().unwrap_or(0) < n {
-                *l = (lv + 1 < levels).then_some(lv + 1);
-            }
-        }
-    }
-    codes
-        .iter()
-        .enumerate()
-        .map(|(c, code)| {
-            let released = level[c]
-                .zip(leaf[c])
-                .map(|(lv, l)| h.label(lv, h.generalize(l, lv)).to_string());
-            (code.clone(), released)
-        })
-        .collect()
-}
-
 /// `0..n` sorted by `key`. Sorting on (8-byte prefix, index) pairs first keeps the sort in
 /// contiguous memory; only runs that share a prefix compare whole keys.
 fn sorted_by_key<'a>(n: u32, key: impl Fn(u32) -> &'a [u8]) -> Vec<u32> {
@@ -290,9 +203,6 @@ pub fn person_pseudonym(release_key: &[u8; 32], person_key: &str) -> String {
     keyed_pseudonym(release_key, person_key)
 }
 
-/// The released label of a top-level hierarchy value.
-const OTHER: &str = "その他";
-
 /// Writes one release package.
 pub struct PackageWriter {
     spec: Spec,
@@ -315,7 +225,17 @@ pub struct PackageWriter {
     tables: BTreeMap<String, TableEntry>,
     files: Vec<FileEntry>,
     risk: RiskAssessment,
-    rare: Option<RareCodes>,
+    /// Per coded table: what each code is released as (R-ANON-4, the longitudinal model).
+    items: BTreeMap<Table, TablePlan>,
+    /// Codes collected per coded table by [`PackageWriter::collect_items`].
+    collected: Vec<(Table, TableCodes)>,
+    longitudinal: LongitudinalReport,
+    /// Per population person: the released index (position in `person_rows`), or `u32::MAX`.
+    released_index: Vec<u32>,
+    /// Per released index: the QI equivalence class (released QI values, interned).
+    classes: Vec<u32>,
+    /// Per released index: the released months of their visits (for the risk report).
+    visit_months: Vec<Vec<i32>>,
     /// Analyte → (low, high) bounds of top/bottom coding.
     lab_bounds: Option<LabBounds>,
     peculiar: BTreeMap<String, u64>,
@@ -405,6 +325,17 @@ impl PackageWriter {
             .collect();
         by_pseudonym.sort_unstable();
         let person_rows: Vec<u32> = by_pseudonym.into_iter().map(|(_, i)| i).collect();
+        let mut released_index = vec![u32::MAX; order.len()];
+        let mut class_ids: HashMap<[Arc<str>; 3], u32> = HashMap::new();
+        let mut classes = Vec::with_capacity(person_rows.len());
+        let mut g = solution.generalizer();
+        for (r, &i) in person_rows.iter().enumerate() {
+            released_index[order[i as usize] as usize] = r as u32;
+            let next = class_ids.len() as u32;
+            classes.push(*class_ids.entry(g.values(&qis[i as usize])).or_insert(next));
+        }
+        drop(g);
+        drop(class_ids);
         Ok(PackageWriter {
             generalization: solution.describe(&spec),
             suppressed: solution.suppressed.len() as u64,
@@ -421,7 +352,12 @@ impl PackageWriter {
             tables: BTreeMap::new(),
             files: Vec::new(),
             risk,
-            rare: None,
+            items: BTreeMap::new(),
+            collected: Vec::new(),
+            longitudinal: LongitudinalReport::default(),
+            released_index,
+            classes,
+            visit_months: Vec::new(),
             lab_bounds: None,
             peculiar: BTreeMap::new(),
         })
@@ -439,33 +375,178 @@ impl PackageWriter {
     }
 
     /// Whether `table` needs a first pass over its batches ([`PackageWriter::prepare_table`])
-    /// before [`PackageWriter::write_table`]: rare codes and lab percentiles are counted over
-    /// the whole released table first (R-ANON-4).
+    /// before [`PackageWriter::write_table`]: lab percentiles are counted over the whole
+    /// released table first (R-ANON-4).
     pub fn needs_prepass(&self, table: Table) -> bool {
-        match table {
-            Table::ConditionOccurrence => self.spec.codes.rare_condition_min_persons > 0,
-            Table::Measurement => self.spec.measurement.top_bottom_percentile > 0.0,
-            _ => false,
-        }
+        table == Table::Measurement && self.spec.measurement.top_bottom_percentile > 0.0
     }
 
-    /// First pass over a table that [`PackageWriter::needs_prepass`]: counts released persons
-    /// per ICD-10 code (and per source code/name pair) or collects each analyte's values.
+    /// Whether the coded `table`'s codes are treated by a model (rare codes or the
+    /// longitudinal model): then [`PackageWriter::collect_items`] must see it and
+    /// [`PackageWriter::solve_items`] run before any table is written.
+    pub fn needs_items(&self, table: Table) -> bool {
+        CODED_TABLES.contains(&table)
+            && self.spec.tables().contains(&table)
+            && (self.spec.item_tables().contains(&table) || self.spec.codes.min_persons() > 0)
+    }
+
+    /// First pass over a table that [`PackageWriter::needs_prepass`]: collects each
+    /// analyte's values.
     pub fn prepare_table<E: std::fmt::Display>(
         &mut self,
         table: Table,
         batches: impl Iterator<Item = Result<RecordBatch, E>>,
     ) -> Result<(), ReleaseError> {
-        match table {
-            Table::ConditionOccurrence if self.needs_prepass(table) => {
-                self.rare = Some(self.count_codes(batches)?);
-            }
-            Table::Measurement if self.needs_prepass(table) => {
-                self.lab_bounds = Some(self.lab_percentiles(batches)?);
-            }
-            _ => {}
+        if self.needs_prepass(table) {
+            self.lab_bounds = Some(self.lab_percentiles(batches)?);
         }
         Ok(())
+    }
+
+    /// First pass over a coded table that [`PackageWriter::needs_items`] (or over
+    /// `visit_occurrence`, whose released visit months the risk report measures): counts
+    /// released persons per code.
+    pub fn collect_items<E: std::fmt::Display>(
+        &mut self,
+        table: Table,
+        batches: impl Iterator<Item = Result<RecordBatch, E>>,
+    ) -> Result<(), ReleaseError> {
+        if table == Table::VisitOccurrence {
+            return self.collect_visit_months(batches);
+        }
+        if !self.needs_items(table) {
+            return Ok(());
+        }
+        let mut codes = TableCodes::default();
+        for batch in batches {
+            let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
+            let code = string_col(&batch, "code")?;
+            for (i, p) in self.row_persons(&batch)?.into_iter().enumerate() {
+                if let Some(p) = p
+                    && !code.is_null(i)
+                {
+                    codes.add(self.released_index[p as usize], code.value(i));
+                }
+            }
+        }
+        self.collected.retain(|(t, _)| *t != table);
+        self.collected.push((table, codes));
+        Ok(())
+    }
+
+    fn collect_visit_months<E: std::fmt::Display>(
+        &mut self,
+        batches: impl Iterator<Item = Result<RecordBatch, E>>,
+    ) -> Result<(), ReleaseError> {
+        let mut months: Vec<Vec<i32>> = vec![Vec::new(); self.person_rows.len()];
+        for batch in batches {
+            let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
+            let start = batch
+                .column_by_name("start_date")
+                .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+                .ok_or_else(|| ReleaseError::Store("visit_occurrence.start_date".into()))?;
+            for (i, p) in self.row_persons(&batch)?.into_iter().enumerate() {
+                let (Some(p), false) = (p, start.is_null(i)) else {
+                    continue;
+                };
+                let Some(o) = self.released[p as usize] else {
+                    continue;
+                };
+                let real = start.value(i);
+                let month =
+                    self.spec.dates.shift && days_to_date(real).is_some_and(|d| d.day() == 1);
+                let released = if self.spec.dates.shift {
+                    shift_date(real, o.shift, month)
+                } else {
+                    Some(real)
+                };
+                if let Some(d) = released.and_then(days_to_date) {
+                    months[self.released_index[p as usize] as usize]
+                        .push(d.year() * 12 + d.month0() as i32);
+                }
+            }
+        }
+        for m in &mut months {
+            m.sort_unstable();
+            m.dedup();
+        }
+        self.visit_months = months;
+        Ok(())
+    }
+
+    /// Solves the item models over the collected tables (after every
+    /// [`PackageWriter::collect_items`]) and measures the longitudinal risk; refuses a release
+    /// whose measured risk breaks the spec.
+    pub fn solve_items(&mut self) -> Result<(), ReleaseError> {
+        let collected = std::mem::take(&mut self.collected);
+        let (plans, mut report) = crate::items::solve(
+            collected,
+            &self.spec.item_tables(),
+            &self.classes,
+            self.spec.person.k,
+            self.spec.longitudinal.m,
+            self.spec.codes.min_persons(),
+        )?;
+        self.items = plans;
+        crate::items::measure_uniqueness(
+            &mut report,
+            &self.classes,
+            &self.items,
+            &self.visit_months,
+        );
+        if report.violations > 0 {
+            return Err(ReleaseError::RiskExceeded(format!(
+                "{} combinations of quasi-identifiers and up to {} codes are held by fewer than {} persons",
+                report.violations, report.m, report.k
+            )));
+        }
+        let at_risk = self.risk.records_at_risk;
+        if at_risk > self.spec.risk.max_records_at_risk {
+            return Err(ReleaseError::RiskExceeded(format!(
+                "records at risk {at_risk:.4} exceed risk.max_records_at_risk {}",
+                self.spec.risk.max_records_at_risk
+            )));
+        }
+        self.longitudinal = report;
+        Ok(())
+    }
+
+    /// Writes the whole package — the protocol is the writer's: the item models' first pass
+    /// over every coded table, lab percentiles, the person table, every table, the manifest —
+    /// and returns the manifest with the SHA-256 of `manifest.json`. `scan` gives a table's
+    /// batches from the store (called once per pass).
+    pub fn write_package<I, E>(
+        mut self,
+        mut scan: impl FnMut(Table) -> Result<I, ReleaseError>,
+        notes: serde_json::Value,
+        progress: &mut dyn FnMut(Table),
+    ) -> Result<(Manifest, String), ReleaseError>
+    where
+        I: Iterator<Item = Result<RecordBatch, E>>,
+        E: std::fmt::Display,
+    {
+        let tables = self.spec.tables();
+        if tables.contains(&Table::VisitOccurrence) {
+            self.collect_items(Table::VisitOccurrence, scan(Table::VisitOccurrence)?)?;
+        }
+        for &t in &tables {
+            if self.needs_items(t) {
+                self.collect_items(t, scan(t)?)?;
+            }
+        }
+        self.solve_items()?;
+        for t in tables {
+            if t == Table::Person {
+                self.write_person_table()?;
+            } else {
+                if self.needs_prepass(t) {
+                    self.prepare_table(t, scan(t)?)?;
+                }
+                self.write_table(t, scan(t)?)?;
+            }
+            progress(t);
+        }
+        self.finish_hashed(notes)
     }
 
     /// Person index of each row's registration, `None` for rows not released.
@@ -483,97 +564,6 @@ impl PackageWriter {
                 }
             })
             .collect())
-    }
-
-    fn count_codes<E: std::fmt::Display>(
-        &self,
-        batches: impl Iterator<Item = Result<RecordBatch, E>>,
-    ) -> Result<RareCodes, ReleaseError> {
-        let n = self.spec.codes.rare_condition_min_persons as usize;
-        // Distinct codes and source texts are few; (value, person) pairs are many, so they
-        // are integers, deduplicated whenever they have doubled.
-        let mut code_ids: HashMap<String, u32> = HashMap::new();
-        let mut codes: Vec<String> = Vec::new();
-        let mut source_ids: HashMap<(Option<String>, Option<String>), u32> = HashMap::new();
-        let mut sources: Vec<(Option<String>, Option<String>)> = Vec::new();
-        let mut code_pairs: Vec<(u32, u32)> = Vec::new();
-        let mut source_pairs: Vec<(u32, u32)> = Vec::new();
-        let (mut code_mark, mut source_mark) = (1usize << 20, 1usize << 20);
-        for batch in batches {
-            let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
-            let code = string_col(&batch, "code")?;
-            let scode = string_col(&batch, "source_code")?;
-            let sname = string_col(&batch, "source_name")?;
-            fn opt(a: &StringArray, i: usize) -> Option<&str> {
-                (!a.is_null(i)).then(|| a.value(i))
-            }
-            for (i, p) in self.row_persons(&batch)?.into_iter().enumerate() {
-                let Some(p) = p else { continue };
-                if !code.is_null(i) {
-                    let c = match code_ids.get(code.value(i)) {
-                        Some(c) => *c,
-                        None => {
-                            let c = codes.len() as u32;
-                            codes.push(code.value(i).to_string());
-                            code_ids.insert(code.value(i).to_string(), c);
-                            c
-                        }
-                    };
-                    code_pairs.push((c, p));
-                }
-                if !scode.is_null(i) || !sname.is_null(i) {
-                    let key = (opt(scode, i), opt(sname, i));
-                    let owned = || (key.0.map(str::to_string), key.1.map(str::to_string));
-                    let s = match source_ids.get(&owned()) {
-                        Some(s) => *s,
-                        None => {
-                            let s = sources.len() as u32;
-                            sources.push(owned());
-                            source_ids.insert(owned(), s);
-                            s
-                        }
-                    };
-                    source_pairs.push((s, p));
-                }
-            }
-            for (pairs, mark) in [
-                (&mut code_pairs, &mut code_mark),
-                (&mut source_pairs, &mut source_mark),
-            ] {
-                if pairs.len() >= *mark {
-                    pairs.sort_unstable();
-                    pairs.dedup();
-                    *mark = (pairs.len() * 2).max(1 << 20);
-                }
-            }
-        }
-        drop(source_ids);
-        let per_source = persons_per_value(&mut source_pairs);
-        let common_sources = sources
-            .into_iter()
-            .enumerate()
-            .filter(|(s, _)| per_source.get(&(*s as u32)).copied().unwrap_or(0) >= n)
-            .map(|(_, k)| k)
-            .collect();
-        code_pairs.sort_unstable();
-        code_pairs.dedup();
-        // Only well-formed ICD-10 codes enter the hierarchy; anything else is suppressed.
-        let mut well_formed: Vec<&str> = codes
-            .iter()
-            .map(String::as_str)
-            .filter(|c| icd10("icd10", &[c], &[]).is_ok())
-            .collect();
-        well_formed.sort_unstable();
-        let map = if well_formed.is_empty() {
-            codes.iter().map(|c| (c.clone(), None)).collect()
-        } else {
-            let h = icd10("icd10", &well_formed, &[]).map_err(engine)?;
-            rare_labels(&h, &codes, &code_pairs, n)
-        };
-        Ok(RareCodes {
-            map,
-            common_sources,
-        })
     }
 
     /// Per analyte, the values at the requested percentiles from both ends. Values are
@@ -638,69 +628,58 @@ impl PackageWriter {
         })
     }
 
-    /// Rare codes (R-ANON-4) on a released `condition_occurrence` batch.
-    fn apply_rare(&mut self, batch: RecordBatch) -> Result<RecordBatch, ReleaseError> {
-        let Some(rare) = &self.rare else {
+    /// The item models' labels (R-ANON-4, longitudinal) on a released batch of a coded
+    /// table; the source's own code and name go with them (a rare local code or name must not
+    /// survive beside its generalized code).
+    fn apply_items(
+        &mut self,
+        table: Table,
+        batch: RecordBatch,
+        released_index: &[u32],
+    ) -> Result<RecordBatch, ReleaseError> {
+        let Some(plan) = self.items.get(&table) else {
             return Ok(batch);
         };
         let code = string_col(&batch, "code")?;
-        let scode = string_col(&batch, "source_code")?;
-        let sname = string_col(&batch, "source_name")?;
-        let (mut c_out, mut sc_out, mut sn_out) = (
-            StringBuilder::new(),
-            StringBuilder::new(),
-            StringBuilder::new(),
-        );
-        let (mut generalized, mut suppressed, mut sources_dropped) = (0u64, 0u64, 0u64);
-        for i in 0..batch.num_rows() {
-            let opt = |a: &StringArray| (!a.is_null(i)).then(|| a.value(i).to_string());
-            let (released, same) = if code.is_null(i) {
-                (None, true)
-            } else {
-                match rare.map.get(code.value(i)).and_then(|l| l.as_deref()) {
-                    Some("*") => (Some(OTHER), false),
-                    Some(l) => (Some(l), l == code.value(i)),
-                    None => (None, false),
-                }
-            };
-            if !same {
-                if released.is_some() {
-                    generalized += 1;
-                } else {
-                    suppressed += 1;
-                }
+        let mut out = StringBuilder::new();
+        let (mut generalized, mut suppressed) = (0u64, 0u64);
+        for (i, &r) in released_index.iter().enumerate() {
+            if code.is_null(i) {
+                out.append_null();
+                continue;
             }
-            c_out.append_option(released);
-            let keep_source = same && rare.common_sources.contains(&(opt(scode), opt(sname)));
-            if keep_source {
-                sc_out.append_option(opt(scode));
-                sn_out.append_option(opt(sname));
-            } else {
-                if !scode.is_null(i) || !sname.is_null(i) {
-                    sources_dropped += 1;
+            match plan.released(r, code.value(i)) {
+                Some(l) => {
+                    if l != code.value(i) {
+                        generalized += 1;
+                    }
+                    out.append_value(l);
                 }
-                sc_out.append_null();
-                sn_out.append_null();
+                None => {
+                    suppressed += 1;
+                    out.append_null();
+                }
             }
         }
+        let name = table
+            .name()
+            .trim_end_matches("_occurrence")
+            .trim_end_matches("_exposure");
         *self
             .peculiar
-            .entry("condition_rows_code_generalized".into())
+            .entry(format!("{name}_rows_code_generalized"))
             .or_default() += generalized;
         *self
             .peculiar
-            .entry("condition_rows_code_suppressed".into())
+            .entry(format!("{name}_rows_code_suppressed"))
             .or_default() += suppressed;
-        *self
-            .peculiar
-            .entry("condition_rows_source_dropped".into())
-            .or_default() += sources_dropped;
+        let nulls: ArrayRef = Arc::new(StringArray::new_null(batch.num_rows()));
         replace_columns(
             &batch,
             &[
-                ("code", Arc::new(c_out.finish())),
-                ("source_code", Arc::new(sc_out.finish())),
-                ("source_name", Arc::new(sn_out.finish())),
+                ("code", Arc::new(out.finish())),
+                ("source_code", nulls.clone()),
+                ("source_name", nulls),
             ],
         )
     }
@@ -828,15 +807,12 @@ impl PackageWriter {
             // Never reached through a validated spec; refuse rather than leak free text.
             return Err(ReleaseError::Spec("note cannot be released".into()));
         }
-        if self.needs_prepass(table)
-            && match table {
-                Table::ConditionOccurrence => self.rare.is_none(),
-                _ => self.lab_bounds.is_none(),
-            }
+        if (self.needs_prepass(table) && self.lab_bounds.is_none())
+            || (self.needs_items(table) && !self.items.contains_key(&table))
         {
             // Writing without the counts would release rare codes or extreme values.
             return Err(ReleaseError::Spec(format!(
-                "{table}: prepare_table must run before write_table (R-ANON-4)"
+                "{table}: collect_items/solve_items and prepare_table must run before write_table (R-ANON-4)"
             )));
         }
         let schema = output_schema(table, self.spec.dates.shift);
@@ -844,12 +820,13 @@ impl PackageWriter {
             OrderedSink::create(&self.out, table.name(), schema.clone(), self.released_count)?;
         for batch in batches {
             let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
-            if let Some(out) = self.transform(table, &batch, &schema)? {
+            if let Some((out, rindex)) = self.transform(table, &batch, &schema)? {
+                // Lab bounds are per analyte's own code: before the codes are generalized.
                 let out = match table {
-                    Table::ConditionOccurrence => self.apply_rare(out)?,
                     Table::Measurement => self.apply_lab_coding(out)?,
                     _ => out,
                 };
+                let out = self.apply_items(table, out, &rindex)?;
                 // Issue 13: no free text leaves in any column (codes, lists or null).
                 let out = crate::text_policy::apply(table, out, &mut self.peculiar)?;
                 sink.write(&out)?;
@@ -863,7 +840,7 @@ impl PackageWriter {
         table: Table,
         batch: &RecordBatch,
         schema: &SchemaRef,
-    ) -> Result<Option<RecordBatch>, ReleaseError> {
+    ) -> Result<Option<(RecordBatch, Vec<u32>)>, ReleaseError> {
         let regs = string_col(batch, REGISTRATION_ID)?;
         let handlers = string_col(batch, "handler_code")?;
         let mut keep = Vec::with_capacity(batch.num_rows());
@@ -871,21 +848,23 @@ impl PackageWriter {
         let mut shifts = Vec::new();
         let mut rows = Vec::new();
         // Rows of one registration are adjacent in the lake: look each run up once.
-        let mut last: Option<(usize, Option<PersonOut>)> = None;
+        let mut rindex = Vec::new();
+        let mut last: Option<(usize, Option<(u32, PersonOut)>)> = None;
         for i in 0..batch.num_rows() {
             let out = match last {
                 Some((j, o)) if regs.value(j) == regs.value(i) => o,
                 _ => {
-                    let o = self.released_person(regs.value(i)).map(|(_, o)| o);
+                    let o = self.released_person(regs.value(i));
                     last = Some((i, o));
                     o
                 }
             };
             keep.push(out.is_some());
-            if let Some(o) = out {
+            if let Some((p, o)) = out {
                 person_ids.append_value(o.pseudonym());
                 shifts.push(o.shift);
                 rows.push(i);
+                rindex.push(self.released_index[p as usize]);
             }
         }
         if rows.is_empty() {
@@ -1003,7 +982,10 @@ impl PackageWriter {
                 };
             arrays.push(arr);
         }
-        Ok(Some(RecordBatch::try_new(schema.clone(), arrays)?))
+        Ok(Some((
+            RecordBatch::try_new(schema.clone(), arrays)?,
+            rindex,
+        )))
     }
 
     fn finish_sink(
@@ -1026,14 +1008,22 @@ impl PackageWriter {
     }
 
     /// Writes `manifest.json` and returns the manifest.
-    pub fn finish(mut self, notes: serde_json::Value) -> Result<Manifest, ReleaseError> {
+    pub fn finish(self, notes: serde_json::Value) -> Result<Manifest, ReleaseError> {
+        self.finish_hashed(notes).map(|(m, _)| m)
+    }
+
+    /// Writes `manifest.json`; returns the manifest and the SHA-256 of its bytes.
+    fn finish_hashed(
+        mut self,
+        notes: serde_json::Value,
+    ) -> Result<(Manifest, String), ReleaseError> {
         let k = (self.spec.person.k > 0).then_some(self.spec.person.k);
         // R-ANON-7: the risk report beside the manifest, listed with its hashes.
         let ctx = ReportContext {
             release_id: self.input.release_id.clone(),
             profile: self.spec.name.clone(),
             level: self.spec.level.as_str().to_string(),
-            created_on: self.input.on.to_string(),
+            created_on: self.input.created_on.to_string(),
             k,
             generalization: self
                 .generalization
@@ -1046,9 +1036,35 @@ impl PackageWriter {
                 .map(|(a, b)| (a.clone(), b.to_string()))
                 .collect(),
         };
+        let mut ctx = ctx;
+        let l = &self.longitudinal;
+        if l.m > 0 {
+            for (name, v) in [
+                (
+                    "longitudinal m (codes known to an attacker)",
+                    l.m.to_string(),
+                ),
+                ("longitudinal violations (k, k^m)", l.violations.to_string()),
+                (
+                    "uniques on QIs + diagnosis codes",
+                    format!("{} / {}", l.sample_uniques, l.persons),
+                ),
+                (
+                    "uniques on QIs + all item codes",
+                    format!("{} / {}", l.sample_uniques_all_items, l.persons),
+                ),
+                (
+                    "uniques on QIs + visit months",
+                    format!("{} / {}", l.sample_uniques_visit_months, l.persons),
+                ),
+            ] {
+                ctx.peculiar.push((name.to_string(), v));
+            }
+        }
         let risk_json = serde_json::to_vec_pretty(&serde_json::json!({
             "release_id": ctx.release_id,
             "risk": self.risk,
+            "longitudinal": self.longitudinal,
             "peculiar_values": self.peculiar,
         }))
         .map_err(|e| ReleaseError::Spec(e.to_string()))?;
@@ -1080,7 +1096,9 @@ impl PackageWriter {
             profile: self.spec.name.clone(),
             internal_evaluation: self.input.internal_evaluation,
             delivered: false,
-            created_on: self.input.on,
+            created_on: self.input.created_on,
+            gate_date: self.input.on,
+            rerun_of: self.input.rerun_of.clone(),
             persons: self.released_count,
             persons_suppressed: self.suppressed,
             quasi_identifiers: self.spec.person.quasi_identifiers.clone(),
@@ -1093,6 +1111,7 @@ impl PackageWriter {
                 0
             },
             tables: self.tables,
+            longitudinal: self.longitudinal,
             peculiar_values: self.peculiar,
             risk,
             notes,
@@ -1101,8 +1120,8 @@ impl PackageWriter {
         let path = self.out.join("manifest.json");
         let text = serde_json::to_string_pretty(&manifest)
             .map_err(|e| ReleaseError::Spec(e.to_string()))?;
-        std::fs::write(&path, text).map_err(|e| ReleaseError::io(&path, e))?;
-        Ok(manifest)
+        std::fs::write(&path, &text).map_err(|e| ReleaseError::io(&path, e))?;
+        Ok((manifest, hex::encode(Sha256::digest(text.as_bytes()))))
     }
 }
 
@@ -1693,42 +1712,5 @@ mod tests {
         assert_eq!(a, write(backward, 1 << 20));
         let ids: Vec<&str> = a.lines().skip(1).map(|l| &l[..PSEUDONYM_LEN]).collect();
         assert!(ids.windows(2).all(|w| w[0] <= w[1]), "sorted by pseudonym");
-    }
-
-    #[test]
-    fn rare_labels_lift_until_every_label_has_n_persons() {
-        let codes: Vec<String> = ["E11.9", "E11.2", "E10.1", "I21.0"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        let refs: Vec<&str> = codes.iter().map(String::as_str).collect();
-        let h = icd10("icd10", &refs, &[]).expect("hierarchy");
-        let mut pairs = Vec::new();
-        // E11.9: 5 persons; E11.2: 1 person; E10.1: 2 persons; I21.0: 1 person.
-        for p in 0..5 {
-            pairs.push((0u32, p));
-        }
-        pairs.push((1, 10));
-        pairs.push((2, 11));
-        pairs.push((2, 12));
-        pairs.push((3, 13));
-        pairs.sort_unstable();
-        let m = rare_labels(&h, &codes, &pairs, 3);
-        assert_eq!(m["E11.9"].as_deref(), Some("E11.9"));
-        // E11.2 alone under 「E11」 would be held by 1 person: it climbs further, together
-        // with E10.1 (the E10–E14 block holds 3 persons).
-        let e112 = m["E11.2"].clone().expect("kept");
-        assert_eq!(m["E10.1"].as_ref(), Some(&e112));
-        assert_ne!(e112, "E11");
-        // Every released label is held by at least 3 persons.
-        let mut holders: HashMap<String, HashSet<u32>> = HashMap::new();
-        for (c, p) in &pairs {
-            if let Some(l) = &m[&codes[*c as usize]] {
-                holders.entry(l.clone()).or_default().insert(*p);
-            }
-        }
-        assert!(holders.values().all(|h| h.len() >= 3), "{holders:?}");
-        // I21.0, one person, alone in its chapter: suppressed or lifted to the top.
-        assert!(m["I21.0"].as_deref().is_none_or(|l| holders[l].len() >= 3));
     }
 }

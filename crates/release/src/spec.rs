@@ -68,12 +68,70 @@ pub struct PersonSpec {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodesSpec {
-    /// ICD-10 codes of `condition_occurrence` held by fewer than this many released persons
-    /// climb their hierarchy (4 → 3 characters → chapter → 「その他」); the rows' source code
-    /// and name are dropped with them. 0 = off.
+    /// Every code of a coded table that is not one of the longitudinal item tables
+    /// (measurements, observations…) must be held by at least this many released persons:
+    /// rarer codes climb their hierarchy (JLAC10 → analyte → 「その他」) or are suppressed.
+    /// 0 = off.
+    #[serde(default)]
+    pub rare_min_persons: u32,
+    /// Older name of `rare_min_persons` (it applied to diagnoses only; diagnoses are now a
+    /// longitudinal item table). Read when `rare_min_persons` is 0.
     #[serde(default)]
     pub rare_condition_min_persons: u32,
 }
+
+impl CodesSpec {
+    /// The minimum persons per released code outside the longitudinal item tables.
+    pub fn min_persons(&self) -> u32 {
+        if self.rare_min_persons > 0 {
+            self.rare_min_persons
+        } else {
+            self.rare_condition_min_persons
+        }
+    }
+}
+
+/// The longitudinal privacy model (issue 13): (k, k^m)-anonymity over the item tables.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongitudinalSpec {
+    /// How many of a person's codes the attacker is assumed to know besides their
+    /// quasi-identifiers; every such combination is held by ≥ `person.k` persons. 0 = off.
+    #[serde(default)]
+    pub m: u32,
+    /// The tables whose codes are the person's items.
+    #[serde(default = "default_item_tables")]
+    pub item_tables: Vec<String>,
+}
+
+fn default_item_tables() -> Vec<String> {
+    [
+        "condition_occurrence",
+        "drug_exposure",
+        "procedure_occurrence",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+impl Default for LongitudinalSpec {
+    fn default() -> LongitudinalSpec {
+        LongitudinalSpec {
+            m: 0,
+            item_tables: default_item_tables(),
+        }
+    }
+}
+
+/// The tables with a `code` column that rare-code handling and the longitudinal model know.
+pub const CODED_TABLES: [Table; 5] = [
+    Table::ConditionOccurrence,
+    Table::DrugExposure,
+    Table::Measurement,
+    Table::ProcedureOccurrence,
+    Table::Observation,
+];
 
 /// Extreme lab values (R-ANON-4).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -97,6 +155,13 @@ pub struct RiskSpec {
     /// population (the conservative default, ARX's without a population model).
     #[serde(default = "default_fraction")]
     pub sampling_fraction: f64,
+    /// A release whose share of records at risk exceeds this is refused (1.0 = never).
+    #[serde(default = "default_max_at_risk")]
+    pub max_records_at_risk: f64,
+}
+
+fn default_max_at_risk() -> f64 {
+    1.0
 }
 
 fn default_threshold() -> f64 {
@@ -111,6 +176,7 @@ impl Default for RiskSpec {
         RiskSpec {
             threshold: default_threshold(),
             sampling_fraction: default_fraction(),
+            max_records_at_risk: default_max_at_risk(),
         }
     }
 }
@@ -131,6 +197,8 @@ pub struct Spec {
     pub person: PersonSpec,
     #[serde(default)]
     pub codes: CodesSpec,
+    #[serde(default)]
+    pub longitudinal: LongitudinalSpec,
     #[serde(default)]
     pub measurement: MeasurementSpec,
     #[serde(default)]
@@ -170,6 +238,17 @@ impl Spec {
         Spec::parse(text)
     }
 
+    /// The longitudinal model's item tables that this spec releases (empty when m = 0).
+    pub fn item_tables(&self) -> Vec<Table> {
+        if self.longitudinal.m == 0 {
+            return Vec::new();
+        }
+        self.tables()
+            .into_iter()
+            .filter(|t| self.longitudinal.item_tables.iter().any(|n| n == t.name()))
+            .collect()
+    }
+
     /// The tables this spec releases, in the store's order.
     pub fn tables(&self) -> Vec<Table> {
         Table::ALL
@@ -201,6 +280,20 @@ impl Spec {
                 ));
             }
         }
+        for t in &self.longitudinal.item_tables {
+            if !Table::from_name(t).is_some_and(|t| CODED_TABLES.contains(&t)) {
+                return bad(format!(
+                    "longitudinal.item_tables: {t:?} is not a coded table (known: {})",
+                    CODED_TABLES.map(|t| t.name()).join(", ")
+                ));
+            }
+        }
+        if self.longitudinal.m as usize > kiban_anon::setvalued::MAX_M {
+            return bad(format!(
+                "longitudinal.m must be at most {}",
+                kiban_anon::setvalued::MAX_M
+            ));
+        }
         if !(0.0..=1.0).contains(&self.person.suppression_limit) {
             return bad("person.suppression_limit must be between 0 and 1".into());
         }
@@ -214,6 +307,12 @@ impl Spec {
             }
             if self.person.quasi_identifiers.is_empty() {
                 return bad("an anonymized release needs person.quasi_identifiers".into());
+            }
+            // Issue 13: k on demographics alone left 92 % of persons unique on their codes.
+            if self.longitudinal.m == 0 || self.longitudinal.item_tables.is_empty() {
+                return bad(
+                    "an anonymized release needs longitudinal.m >= 1 and item_tables (an attacker knows some of a person's diagnoses)".into(),
+                );
             }
         }
         if self.person.k > 0 && self.person.quasi_identifiers.is_empty() {
@@ -229,6 +328,9 @@ impl Spec {
         }
         if !(self.risk.threshold > 0.0 && self.risk.threshold <= 1.0) {
             return bad("risk.threshold must be in (0, 1]".into());
+        }
+        if !(0.0..=1.0).contains(&self.risk.max_records_at_risk) {
+            return bad("risk.max_records_at_risk must be in [0, 1]".into());
         }
         if !(self.risk.sampling_fraction > 0.0 && self.risk.sampling_fraction <= 1.0) {
             return bad("risk.sampling_fraction must be in (0, 1]".into());
@@ -256,14 +358,16 @@ mod tests {
         assert_eq!(a.level, Level::Anonymized);
         assert_eq!(a.person.birth, Birth::Year);
         assert!(a.person.k >= 2);
-        assert!(a.codes.rare_condition_min_persons >= 2, "R-ANON-4");
+        assert!(a.codes.min_persons() >= 2, "R-ANON-4");
+        assert!(
+            a.longitudinal.m >= 2,
+            "issue 13: the longitudinal model is on"
+        );
         assert!(a.measurement.top_bottom_percentile > 0.0, "R-ANON-4");
         let p = Spec::profile("pseudonymized").expect("pseudonymized");
         assert!(!p.dates.shift, "R-PSEUDO-1 keeps exact dates");
-        assert_eq!(
-            p.codes.rare_condition_min_persons, 0,
-            "R-PSEUDO-1 keeps peculiar values"
-        );
+        assert_eq!(p.codes.min_persons(), 0, "R-PSEUDO-1 keeps peculiar values");
+        assert_eq!(p.longitudinal.m, 0);
         assert_eq!(p.measurement.top_bottom_percentile, 0.0);
     }
 
