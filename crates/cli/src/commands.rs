@@ -211,9 +211,13 @@ pub struct ReleaseArgs {
     /// An approved request (the release workflow); without it: internal evaluation.
     #[arg(long)]
     pub request: Option<String>,
-    /// Release date (default: today); the gate decides as of this date.
+    /// The date the gate decides as of (default and only choice for a deliverable release:
+    /// today). An earlier date needs --rerun-of and may not precede the latest consent event.
     #[arg(long)]
     pub on: Option<String>,
+    /// Label of the earlier internal evaluation this release re-runs as of --on.
+    #[arg(long, value_name = "LABEL")]
+    pub rerun_of: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -706,6 +710,7 @@ async fn release(
         out,
         on: opt_date(&a.on, "--on")?.unwrap_or_else(today),
         request: a.request.clone(),
+        rerun_of: a.rerun_of.clone(),
     };
     let bars = Bars::new(a.json, lang);
     let r = ws.release(&opts, &bars).await?;
