@@ -1,0 +1,908 @@
+//! Issue 13 finding 3, replayed as an adversary would: free text carrying names, kana,
+//! phone numbers, patient IDs, addresses and e-mail addresses is put into every text-bearing
+//! field of every input format (SS-MIX2, FHIR R4, UKE, mapped CSV), the files written here
+//! by hand, independently of `kiban synth`. An anonymized and a pseudonymized release are
+//! made and every file of each (CSV, Parquet string columns, manifest.json, risk.json,
+//! risk_report.html) is scanned for every injected token, in its width variants and with the
+//! digits of phones and IDs run together. None may appear. The lake is checked too, so that
+//! the test fails if ingest stopped taking the injected values (a vacuous pass).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, StringArray};
+use arrow::datatypes::DataType;
+use chrono::NaiveDate;
+use kiban_model::Table;
+use kiban_pipeline::ingest::IngestOptions;
+use kiban_pipeline::release::ReleaseOptions;
+use kiban_pipeline::{NoProgress, Workspace};
+use kiban_release::Spec;
+use kiban_synth::text::{encode_iso2022jp, encode_sjis};
+
+/// Persons per handler: enough that k = 5 leaves most of them in the anonymized release.
+const PERSONS: usize = 12;
+
+/// The attack of the issue, word for word, then a longer payload with every kind of
+/// identifier (kanji and kana name, phone, patient ID, address, e-mail).
+const ISSUE: &str = "田村 友美様 患者ID0003334 家族連絡先 082-311-2778";
+const PAYLOAD: &str = "田村 友美様 タムラ トモミ 患者ID0003334 TEL 082-311-2778 東京都新宿区西新宿2-8-1 tamura.tomomi@example.jp";
+/// Width variants: full-width digits and ideographic spaces, half-width kana.
+const WIDE: &str = "田村　友美　ﾀﾑﾗ ﾄﾓﾐ　患者ＩＤ０００３３３４　０８２－３１１－２７７８";
+/// The issue's department and SS-MIX2 OBX ST values.
+const DOCTOR: &str = "内科 主治医 小林";
+const OBX_ST: &str = "池田 勇様 TEL 043-609-2917";
+
+/// What must never appear in a release (checked after NFKC and lower-casing as well).
+const TOKENS: &[&str] = &[
+    "田村",
+    "友美",
+    "タムラ",
+    "トモミ",
+    "ﾀﾑﾗ",
+    "患者",
+    "0003334",
+    "082-311-2778",
+    "0823112778",
+    "池田",
+    "043-609-2917",
+    "0436092917",
+    "小林",
+    "主治医",
+    "西新宿",
+    "新宿区",
+    "tamura",
+    "tomomi",
+    "example.jp",
+    "家族連絡先",
+    // The records' own identity: names, phones, addresses of the patients themselves.
+    "試験",
+    "シケン",
+    "千代田区",
+    "09012345",
+];
+
+/// The real patient IDs of the records (these must not be released either).
+fn patient_ids() -> Vec<String> {
+    let mut ids = Vec::new();
+    for i in 1..=PERSONS {
+        ids.push(format!("9100{i:03}"));
+        ids.push(format!("F77{i:04}"));
+        ids.push(format!("K55{i:04}"));
+        ids.push(format!("C33{i:04}"));
+    }
+    ids
+}
+
+fn given(i: usize) -> &'static str {
+    [
+        "一郎", "二郎", "三郎", "四郎", "五郎", "花子", "春子", "夏子", "秋子", "冬子", "松子",
+        "竹子",
+    ][i % 12]
+}
+
+fn birth(i: usize) -> NaiveDate {
+    NaiveDate::from_ymd_opt(1950 + (i % 4) as i32, 1 + (i % 12) as u32, 10).expect("date")
+}
+
+fn sex(i: usize) -> &'static str {
+    if i.is_multiple_of(2) { "M" } else { "F" }
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(path, bytes).expect("write");
+}
+
+// ---------------------------------------------------------------------------------------------
+// SS-MIX2 (HL7 v2.5, ISO-2022-JP, CR segment terminators)
+
+fn hl7(segments: &[String]) -> Vec<u8> {
+    let mut text = String::new();
+    for s in segments {
+        text.push_str(s);
+        text.push('\r');
+    }
+    encode_iso2022jp(&text)
+}
+
+const MSH: &str = "MSH|^~\\&|HIS|SEND|GW|RCV|20230405100000||";
+const MSH_TAIL: &str = "|1|P|2.5||||||~ISO IR87||ISO 2022-1994";
+
+fn ssmix2(root: &Path) {
+    for i in 1..=PERSONS {
+        let pid = format!("9100{i:03}");
+        let dir = root.join(&pid[..3]).join(&pid[3..6]).join(&pid);
+        let name = |dtype: &str, date: &str, order: &str| {
+            let d = if date.is_empty() { "-" } else { date };
+            dir.join(d)
+                .join(dtype)
+                .join(format!("{pid}_{d}_{dtype}_{order}_20230405100000000_01_1"))
+        };
+        let pid_seg = format!(
+            "PID|0001||{pid}^^^^PI||試験^{g}^^^^^L^I~シケン^{g}^^^^^L^P||{b}|{s}|||^^^^1000001^JPN^H^東京都千代田区千代田1-1||^PRN^PH^^^^^^^^^090-1234-5678",
+            g = given(i),
+            b = birth(i).format("%Y%m%d"),
+            s = sex(i),
+        );
+        // ADT-00: demographics, OBX of every value type, an allergy with text.
+        write(
+            &name("ADT-00", "", "999999999999999"),
+            &hl7(&[
+                format!("{MSH}ADT^A08^ADT_A01{MSH_TAIL}"),
+                "EVN||20230405100000".into(),
+                pid_seg.clone(),
+                format!("OBX|1|ST|5H010000001999911^{PAYLOAD}^JC10||{OBX_ST}||||||F"),
+                format!("OBX|2|CWE|5H010000001999911^{WIDE}^JC10||A^{PAYLOAD}^JSHR002||||||F"),
+                format!("OBX|3|TX|9N999^{PAYLOAD}^99XYZ||{PAYLOAD}~{WIDE}||||||F"),
+                format!("NTE|1||{PAYLOAD}"),
+                format!("AL1|1|DA^{PAYLOAD}^HL70127|1^{PAYLOAD}^99XYZ"),
+            ]),
+        );
+        // OMP-01: a prescription; PV1-3 carries the doctor's name, RXE the drug name, unit,
+        // route as free text.
+        write(
+            &name("OMP-01", "20230405", "000000000000001"),
+            &hl7(&[
+                format!("{MSH}RDE^O11^RDE_O11{MSH_TAIL}"),
+                pid_seg.clone(),
+                format!("PV1|0001|O|{DOCTOR}^^^^^^^^|||||||{PAYLOAD}"),
+                "ORC|NW|555||1|||||20230405".into(),
+                format!("RXE||103835401^{PAYLOAD}^HOT9|1||{PAYLOAD}^{PAYLOAD}^MR9P"),
+                format!("RXR|{PAYLOAD}^{PAYLOAD}^HL70162"),
+                format!("NTE|1||{PAYLOAD}"),
+                "TQ1|1||||||20230405".into(),
+            ]),
+        );
+        // PPR-01: a problem with its name and outcome as text.
+        write(
+            &name("PPR-01", "", "999999999999999"),
+            &hl7(&[
+                format!("{MSH}PPR^ZD1^PPR_ZD1{MSH_TAIL}"),
+                pid_seg.clone(),
+                format!(
+                    "PRB|AD|20230405|E11.9^{PAYLOAD}^I10^B0NV^{WIDE}^MDCDX2|1|||20230405||||||1^{PAYLOAD}^99XYZ||20230405"
+                ),
+                format!("NTE|1||{PAYLOAD}"),
+            ]),
+        );
+        // OML-11: lab results with text in name, unit, flag, ST/TX/FT/CWE values; one
+        // legitimate qualitative result that must survive.
+        write(
+            &name("OML-11", "20230405", "000000000000002"),
+            &hl7(&[
+                format!("{MSH}OUL^R22^OUL_R22{MSH_TAIL}"),
+                pid_seg.clone(),
+                "PV1|0001|O|01".into(),
+                "ORC|SC|556||1|||||20230405".into(),
+                format!("OBR|1|556||3D046^{PAYLOAD}^JC10|||20230405"),
+                format!(
+                    "OBX|1|NM|3D046000001906202^{PAYLOAD}^JC10||6.4|{PAYLOAD}^^ISO+|4.9-6.0|{PAYLOAD}|||F|||20230405"
+                ),
+                format!("OBX|2|ST|5C070000002302001^{PAYLOAD}^JC10||{ISSUE}||||||F|||20230405"),
+                "OBX|3|ST|5C070000002302001^CRP^JC10||陽性||||||F|||20230405".into(),
+                format!("OBX|4|FT|9N999^{PAYLOAD}^99XYZ||{PAYLOAD}||||||F|||20230405"),
+                format!("OBX|5|NM|3D010000002227101^{WIDE}^JC10||{WIDE}|mg/dL|||||F|||20230405"),
+                format!("NTE|1||{PAYLOAD}"),
+            ]),
+        );
+        // OMG-11: a performed study: OBR-4 text (description, procedure name), IPC-5 modality.
+        write(
+            &name("OMG-11", "20230405", "000000000000003"),
+            &hl7(&[
+                format!("{MSH}OMG^O19^OMG_O19{MSH_TAIL}"),
+                pid_seg,
+                "PV1|0001|O|01".into(),
+                "ORC|SC|557||1|||||20230405".into(),
+                format!("OBR|1|557||3100000000000000^{PAYLOAD}^JJ1017-16M|||20230405"),
+                format!("IPC|ACC{i}|REQ{i}|1.2.392.200036.9116.{i}|SPS{i}|{PAYLOAD}"),
+            ]),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// FHIR R4 (one Bundle per patient)
+
+fn fhir(root: &Path) {
+    for i in 1..=PERSONS {
+        let pid = format!("F77{i:04}");
+        let subject = serde_json::json!({"reference": format!("Patient/p{i}")});
+        let enc = serde_json::json!({"reference": format!("Encounter/e{i}")});
+        let cc = |system: &str, code: &str| {
+            serde_json::json!({
+                "coding": [{"system": system, "code": code, "display": PAYLOAD}],
+                "text": ISSUE,
+            })
+        };
+        let resources = vec![
+            serde_json::json!({
+                "resourceType": "Patient", "id": format!("p{i}"),
+                "identifier": [{"system": "urn:oid:1.2.392.100495.20.3.51.11310000001", "value": pid}],
+                "name": [{"family": "試験", "given": [given(i)], "text": format!("試験 {}", given(i))}],
+                "telecom": [{"system": "phone", "value": "090-1234-5678"}, {"system": "email", "value": "tamura.tomomi@example.jp"}],
+                "gender": if i.is_multiple_of(2) { "male" } else { "female" },
+                "birthDate": birth(i).to_string(),
+                "address": [{"text": "東京都千代田区千代田1-1", "postalCode": "100-0001"}],
+            }),
+            serde_json::json!({
+                "resourceType": "Encounter", "id": format!("e{i}"), "status": "finished",
+                "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+                "serviceType": {"coding": [{"system": "urn:oid:1.2.392.100495.20.2.51", "display": PAYLOAD}], "text": DOCTOR},
+                "subject": subject, "period": {"start": "2023-04-05", "end": "2023-04-05"},
+            }),
+            serde_json::json!({
+                "resourceType": "Condition", "subject": subject, "encounter": enc,
+                "clinicalStatus": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": PAYLOAD}]},
+                "code": cc("http://hl7.org/fhir/sid/icd-10", "E11.9"),
+                "onsetDateTime": "2023-04-05", "note": [{"text": PAYLOAD}],
+            }),
+            serde_json::json!({
+                "resourceType": "MedicationRequest", "status": "active", "intent": "order",
+                "subject": subject, "encounter": enc, "authoredOn": "2023-04-05",
+                "medicationCodeableConcept": cc("urn:oid:1.2.392.100495.20.2.74", "2171022F1020"),
+                "dosageInstruction": [{
+                    "text": PAYLOAD,
+                    "route": {"text": PAYLOAD},
+                    "doseAndRate": [{"doseQuantity": {"value": 1, "unit": PAYLOAD}}],
+                }],
+                "note": [{"text": PAYLOAD}],
+            }),
+            serde_json::json!({
+                "resourceType": "Observation", "status": "final", "subject": subject,
+                "encounter": enc, "effectiveDateTime": "2023-04-05",
+                "code": cc("http://loinc.org", "8302-2"),
+                "valueString": ISSUE,
+            }),
+            serde_json::json!({
+                "resourceType": "Observation", "status": "final", "subject": subject,
+                "effectiveDateTime": "2023-04-05",
+                "code": cc("http://loinc.org", "8302-2"),
+                "valueString": WIDE,
+            }),
+            serde_json::json!({
+                "resourceType": "Observation", "status": "final", "subject": subject,
+                "effectiveDateTime": "2023-04-05",
+                "code": cc("http://loinc.org", "5778-6"),
+                "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct", "display": PAYLOAD}], "text": PAYLOAD},
+            }),
+            serde_json::json!({
+                "resourceType": "Observation", "status": "final", "subject": subject,
+                "effectiveDateTime": "2023-04-05",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}]}],
+                "code": cc("http://loinc.org", "4548-4"),
+                "valueQuantity": {"value": 6.1, "unit": PAYLOAD, "code": PAYLOAD},
+                "interpretation": [{"coding": [{"code": PAYLOAD}], "text": PAYLOAD}],
+                "referenceRange": [{"low": {"value": 4.6}, "high": {"value": 6.2}, "text": PAYLOAD}],
+            }),
+            serde_json::json!({
+                "resourceType": "Observation", "status": "final", "subject": subject,
+                "effectiveDateTime": "2023-04-05",
+                "code": {"coding": [{"system": "http://loinc.org", "code": "5778-6"}]},
+                "valueString": "陰性",
+            }),
+            serde_json::json!({
+                "resourceType": "Procedure", "status": "completed", "subject": subject,
+                "encounter": enc, "performedDateTime": "2023-04-05",
+                "code": cc("http://snomed.info/sct", "80146002"),
+                "note": [{"text": PAYLOAD}],
+            }),
+            serde_json::json!({
+                "resourceType": "ImagingStudy", "status": "available", "subject": subject,
+                "started": "2023-04-05", "description": PAYLOAD,
+                "identifier": [{"system": "urn:dicom:uid", "value": format!("urn:oid:1.2.392.200036.9116.77.{i}")}],
+                "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": PAYLOAD}],
+                "series": [{"uid": format!("1.2.392.200036.9116.78.{i}"), "description": PAYLOAD,
+                            "modality": {"code": "CT"}, "bodySite": {"display": PAYLOAD}}],
+            }),
+            serde_json::json!({
+                "resourceType": "ImagingStudy", "status": "available", "subject": subject,
+                "started": "2023-04-06",
+                "identifier": [{"system": "urn:dicom:uid", "value": format!("urn:oid:1.2.392.200036.9116.79.{i}")}],
+                "modality": [{"system": "http://dicom.nema.org/resources/ontology/DCM", "code": "CT"}],
+                "series": [{"uid": format!("1.2.392.200036.9116.80.{i}"), "bodySite": {"code": "51185008"}}],
+            }),
+            serde_json::json!({
+                "resourceType": "AllergyIntolerance", "patient": subject,
+                "recordedDate": "2023-04-05", "category": [PAYLOAD],
+                "code": cc("http://snomed.info/sct", "91936005"),
+            }),
+        ];
+        let bundle = serde_json::json!({
+            "resourceType": "Bundle", "type": "collection",
+            "entry": resources.into_iter().enumerate().map(|(n, r)| serde_json::json!({
+                "fullUrl": format!("urn:uuid:{i}-{n}"), "resource": r,
+            })).collect::<Vec<_>>(),
+        });
+        write(
+            &root.join(format!("bundle-{i}.json")),
+            &serde_json::to_vec_pretty(&bundle).expect("json"),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// UKE (レセプト電算 医科, CP932, CRLF, EOF 0x1A)
+
+fn uke(root: &Path) {
+    let mut lines = vec!["IR,1,13,1,9999999,,架空総合病院,202304,00,03-0000-0000".to_string()];
+    for i in 1..=PERSONS {
+        let g = given(i);
+        let b = birth(i).format("%Y%m%d");
+        let s = if i.is_multiple_of(2) { 1 } else { 2 };
+        lines.extend([
+            format!(
+                "RE,{i},1112,202304,試験　{g},{s},{b},,,,,,,K55{i:04},,,,,,,,{DOCTOR},,,,,,,,,,,,,,,シケン{g},"
+            ),
+            "HO,06139999,１２３,４５６７,2,1023,,,,,,,,,".into(),
+            "SN,1,01,,,,01,,".into(),
+            "JD,1,,,,,1,,,,,,,,,,,,,,,,,,,,,,,,,,".into(),
+            "SY,8833421,20230405,1,,,01,".into(),
+            format!("SY,0000999,20230405,1,,{PAYLOAD},,"),
+            format!("SY,0000999,20230405,1,8002,{WIDE},,"),
+            "SI,11,1,111000110,,288,1,,,,,,,,,,,1,,,,,,,,,,,,,,,,,,,,,,,,,,,,".into(),
+            "IY,21,1,620000001,3,30,14,,,,,,,,,,,14,,,,,,,,,,,,,,,,,,,,,,,,,,,".into(),
+            format!(
+                "TO,50,1,730000001,1,172,1,{PAYLOAD},,,{PAYLOAD},,,,,,,,,,,1,,,,,,,,,,,,,,,,,,,,,,,,,,"
+            ),
+            format!("CO,21,1,820100001,{PAYLOAD}"),
+            format!("SJ,01,{PAYLOAD}"),
+            format!("SJ,,{ISSUE}"),
+        ]);
+    }
+    lines.push(format!("GO,{PERSONS},12345,99"));
+    let mut text = lines.join("\r\n");
+    text.push_str("\r\n");
+    let mut bytes = encode_sjis(&text);
+    bytes.push(0x1a);
+    write(&root.join("RECEIPTC.UKE"), &bytes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mapped CSV: every free column mapped, the text in each
+
+const CSV_MAPPING: &str = r#"
+[defaults]
+encoding = "utf-8"
+delimiter = ","
+header = true
+date_format = "%Y-%m-%d"
+
+[[file]]
+name = "persons.csv"
+table = "person"
+patient_id = "patient_id"
+[file.columns]
+name_kanji = "name"
+name_kana = "kana"
+birth_date = "birth_date"
+sex = "sex"
+address = "address"
+phone = "phone"
+prefecture = "prefecture"
+
+[[file]]
+name = "visits.csv"
+table = "visit"
+patient_id = "patient_id"
+[file.columns]
+source_visit_id = "visit_id"
+start_date = "date"
+visit_type = "visit_type"
+department = "department"
+
+[[file]]
+name = "conditions.csv"
+table = "condition"
+patient_id = "patient_id"
+[file.columns]
+source_visit_id = "visit_id"
+start_date = "date"
+code = "code"
+code_system = "code_system"
+source_code = "source_code"
+source_system = "source_system"
+source_name = "name"
+outcome = "outcome"
+
+[[file]]
+name = "drugs.csv"
+table = "drug"
+patient_id = "patient_id"
+[file.columns]
+start_date = "date"
+code = "code"
+code_system = "=YJ"
+source_code = "source_code"
+source_system = "source_system"
+source_name = "name"
+quantity = "quantity"
+unit = "unit"
+route = "route"
+kind = "kind"
+
+[[file]]
+name = "labs.csv"
+table = "measurement"
+patient_id = "patient_id"
+[file.columns]
+date = "date"
+code = "code"
+code_system = "=JLAC10"
+source_name = "name"
+value = "value"
+unit = "unit"
+abnormal_flag = "flag"
+
+[[file]]
+name = "observations.csv"
+table = "observation"
+patient_id = "patient_id"
+[file.columns]
+date = "date"
+source_code = "source_code"
+source_name = "name"
+value = "value"
+unit = "unit"
+
+[[file]]
+name = "procedures.csv"
+table = "procedure"
+patient_id = "patient_id"
+[file.columns]
+date = "date"
+source_code = "source_code"
+source_system = "source_system"
+source_name = "name"
+"#;
+
+fn csv_files(root: &Path) {
+    let mut files: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut add = |f: &'static str, header: &str, row: String| {
+        files
+            .entry(f)
+            .or_insert_with(|| vec![header.to_string()])
+            .push(row);
+    };
+    for i in 1..=PERSONS {
+        let p = format!("C33{i:04}");
+        add(
+            "persons.csv",
+            "patient_id,name,kana,birth_date,sex,address,phone,prefecture",
+            format!(
+                "{p},試験 {g},シケン {g},{b},{s},東京都千代田区千代田1-1,090-1234-5678,東京都新宿区西新宿2-8-1 {PAYLOAD}",
+                g = given(i),
+                b = birth(i),
+                s = sex(i),
+            ),
+        );
+        let visits = "patient_id,visit_id,date,visit_type,department";
+        add(
+            "visits.csv",
+            visits,
+            format!("{p},V{i},2023-04-05,{PAYLOAD},{DOCTOR}"),
+        );
+        add(
+            "visits.csv",
+            visits,
+            format!("{p},W{i},2023-04-06,outpatient,循環器内科"),
+        );
+        let cond =
+            "patient_id,visit_id,date,code,code_system,source_code,source_system,name,outcome";
+        add(
+            "conditions.csv",
+            cond,
+            format!("{p},V{i},2023-04-05,E11.9,ICD10,8833421,レセ電傷病名,{PAYLOAD},{PAYLOAD}"),
+        );
+        add(
+            "conditions.csv",
+            cond,
+            format!("{p},V{i},2023-04-05,{ISSUE},{PAYLOAD},{PAYLOAD},{PAYLOAD},{WIDE},治癒"),
+        );
+        add(
+            "drugs.csv",
+            "patient_id,date,code,source_code,source_system,name,quantity,unit,route,kind",
+            format!(
+                "{p},2023-04-05,2171022F1020,{WIDE},{PAYLOAD},{PAYLOAD},1,{PAYLOAD},{PAYLOAD},{PAYLOAD}"
+            ),
+        );
+        let labs = "patient_id,date,code,name,value,unit,flag";
+        add(
+            "labs.csv",
+            labs,
+            format!("{p},2023-04-05,3D046000001906202,{PAYLOAD},{ISSUE},{PAYLOAD},{PAYLOAD}"),
+        );
+        add(
+            "labs.csv",
+            labs,
+            format!("{p},2023-04-05,3D046000001906202,HbA1c,6.2,%,H"),
+        );
+        add(
+            "observations.csv",
+            "patient_id,date,source_code,name,value,unit",
+            format!("{p},2023-04-05,OBS-1,{PAYLOAD},{WIDE},{PAYLOAD}"),
+        );
+        add(
+            "procedures.csv",
+            "patient_id,date,source_code,source_system,name",
+            format!("{p},2023-04-05,{PAYLOAD},{PAYLOAD},{PAYLOAD}"),
+        );
+    }
+    for (f, rows) in files {
+        write(&root.join(f), (rows.join("\n") + "\n").as_bytes());
+    }
+    write(&root.join("kiban-csv.toml"), CSV_MAPPING.as_bytes());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scanning
+
+/// Full-width ASCII to ASCII and the ideographic space to a space: the width variants an
+/// attacker uses (NFKC does this and more; half-width kana are tokens of their own).
+fn fold(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+            '\u{3000}' => ' ',
+            _ => c,
+        })
+        .collect()
+}
+
+/// The tokens found in one text: as written, width-folded, lower-cased, and with the digits
+/// of a phone or ID joined across separators (`082-311-2778` → `0823112778`).
+fn leaks(text: &str) -> BTreeSet<String> {
+    let folded = fold(text);
+    let lower = folded.to_lowercase();
+    let joined: String = folded
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' ' | '(' | ')' | '.' | '\u{2212}' | '\u{2010}'))
+        .collect();
+    let mut found = BTreeSet::new();
+    for t in TOKENS {
+        if text.contains(t)
+            || folded.contains(t)
+            || lower.contains(&t.to_lowercase())
+            || joined.contains(t)
+        {
+            found.insert(t.to_string());
+        }
+    }
+    for id in patient_ids() {
+        if folded.contains(&id) {
+            found.insert(id);
+        }
+    }
+    found
+}
+
+/// Every leak of every file of a release: `file → tokens`.
+fn scan_release(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).expect("release dir") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let found: BTreeSet<String> = if name.ends_with(".parquet") {
+            let mut f = BTreeSet::new();
+            let file = std::fs::File::open(&path).expect("open");
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .expect("parquet")
+                    .build()
+                    .expect("reader");
+            for b in reader {
+                let b = b.expect("batch");
+                for (c, field) in b.schema().fields().iter().enumerate() {
+                    if *field.data_type() != DataType::Utf8 {
+                        continue;
+                    }
+                    let a = b
+                        .column(c)
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .expect("text");
+                    for i in 0..a.len() {
+                        if !a.is_null(i) {
+                            f.extend(leaks(a.value(i)));
+                        }
+                    }
+                }
+            }
+            f
+        } else if name.ends_with(".pdf") {
+            // The PDF's text is subsetted glyphs, not searchable bytes; it is rendered from
+            // the same context as the HTML report, which is scanned.
+            continue;
+        } else {
+            let bytes = std::fs::read(&path).expect("read");
+            let text = String::from_utf8_lossy(&bytes);
+            if name.ends_with(".csv") {
+                // Per cell too, so that digits of a phone split across a cell are joined.
+                let mut f = leaks(&text);
+                let mut r = csv::ReaderBuilder::new()
+                    .has_headers(false)
+                    .from_reader(bytes.as_slice());
+                for rec in r.records() {
+                    for cell in rec.expect("row").iter() {
+                        f.extend(leaks(cell));
+                    }
+                }
+                f
+            } else {
+                leaks(&text)
+            }
+        };
+        seen += 1;
+        if !found.is_empty() {
+            out.insert(name, found);
+        }
+    }
+    assert!(seen >= 10, "the release holds its files ({seen})");
+    out
+}
+
+/// `(table, column)` → number of lake values holding any token: proves ingest took the
+/// injected text in.
+fn lake_hits(ws: &Workspace) -> BTreeMap<(String, String), u64> {
+    let mut hits: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for t in Table::ALL {
+        for b in ws.lake().scan(t).expect("scan") {
+            let b = b.expect("batch");
+            for (c, field) in b.schema().fields().iter().enumerate() {
+                if *field.data_type() != DataType::Utf8 {
+                    continue;
+                }
+                let a = b
+                    .column(c)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .expect("text");
+                for i in 0..a.len() {
+                    if !a.is_null(i) && !leaks(a.value(i)).is_empty() {
+                        *hits
+                            .entry((t.name().to_string(), field.name().clone()))
+                            .or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    hits
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(path).expect("csv");
+    let header = r
+        .headers()
+        .expect("header")
+        .iter()
+        .map(String::from)
+        .collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.expect("row").iter().map(String::from).collect())
+        .collect();
+    (header, rows)
+}
+
+/// The distinct values of one released CSV column.
+fn values(dir: &Path, table: &str, column: &str) -> BTreeSet<String> {
+    let (h, rows) = read_csv(&dir.join(format!("{table}.csv")));
+    let c = h.iter().position(|x| x == column).expect(column);
+    rows.into_iter()
+        .map(|r| r[c].clone())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Writes one handler's input folder.
+type WriteInput = fn(&Path);
+
+struct Setup {
+    dir: tempfile::TempDir,
+    ws: Workspace,
+    today: NaiveDate,
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input");
+    let formats: [(&str, WriteInput); 4] = [
+        ("1310000001", ssmix2),
+        ("1310000002", fhir),
+        ("1310000003", uke),
+        ("1310000004", csv_files),
+    ];
+    let mut handlers = String::from("code,name,address,representative,filed,published,own\n");
+    let mut optout = String::from("handler_code,patient_id,event,date\n");
+    let ids = patient_ids();
+    for (n, (code, make)) in formats.iter().enumerate() {
+        make(&input.join(code));
+        handlers.push_str(&format!(
+            "{code},架空病院{n},東京都架空区1-1,架空 代表,2019-01-04,2019-02-01,2019-02-01\n"
+        ));
+        for id in ids.iter().skip(n).step_by(formats.len()) {
+            optout.push_str(&format!("{code},{id},notice,2020-01-06\n"));
+        }
+    }
+    write(&dir.path().join("handlers.csv"), handlers.as_bytes());
+    write(&dir.path().join("optout.csv"), optout.as_bytes());
+
+    let ws = Workspace::init(&dir.path().join("ws")).await.expect("init");
+    for h in kiban_pipeline::handlers::read_handlers_csv(&dir.path().join("handlers.csv"))
+        .expect("handlers")
+    {
+        ws.add_handler(&h).await.expect("add handler");
+    }
+    let imported = ws
+        .import_optout(&dir.path().join("optout.csv"))
+        .await
+        .expect("optout");
+    assert_eq!(imported.rejected, 0, "{imported:?}");
+    let today = chrono::Local::now().date_naive();
+    for (code, _) in formats {
+        let r = ws
+            .ingest(
+                &[input.join(code)],
+                &IngestOptions {
+                    handler: code.to_string(),
+                    format: None,
+                    received_on: today,
+                },
+                &NoProgress,
+            )
+            .await
+            .expect("ingest");
+        assert_eq!(r.units_rejected, 0, "{code}: {:?}", r.rejected_by_reason);
+        assert_eq!(r.units_quarantined, 0, "{code}: {:?}", r.quarantine);
+        assert!(r.units_accepted >= PERSONS as u64, "{code}: {r:?}");
+    }
+    Setup { dir, ws, today }
+}
+
+async fn release(s: &Setup, profile: &str) -> (PathBuf, kiban_release::Manifest) {
+    let out = s.dir.path().join(format!("rel-{profile}"));
+    let r =
+        s.ws.release(
+            &ReleaseOptions {
+                spec: Spec::profile(profile).expect("profile"),
+                out: out.clone(),
+                on: s.today,
+                request: None,
+                rerun_of: Some("test-rerun".into()),
+            },
+            &NoProgress,
+        )
+        .await
+        .expect("release");
+    (out, r.manifest)
+}
+
+/// Issue 13 "done when": 0 identifiers from injected free text in either profile.
+#[tokio::test]
+async fn injected_free_text_reaches_no_release_of_either_profile() {
+    let s = setup().await;
+
+    // Not vacuous: the lake holds the injected text in every text-bearing field each format
+    // has (the release is what must drop it).
+    let hits = lake_hits(&s.ws);
+    for (table, column) in [
+        ("visit_occurrence", "department"),
+        ("condition_occurrence", "source_name"),
+        ("condition_occurrence", "outcome"),
+        ("condition_occurrence", "code"),
+        ("condition_occurrence", "code_system"),
+        ("condition_occurrence", "source_system"),
+        ("drug_exposure", "source_name"),
+        ("drug_exposure", "unit"),
+        ("drug_exposure", "route"),
+        ("drug_exposure", "kind"),
+        ("drug_exposure", "source_system"),
+        ("measurement", "source_name"),
+        ("measurement", "value_text"),
+        ("measurement", "unit"),
+        ("measurement", "abnormal_flag"),
+        ("observation", "source_name"),
+        ("observation", "value_text"),
+        ("observation", "unit"),
+        ("procedure_occurrence", "source_name"),
+        ("procedure_occurrence", "source_code"),
+        ("note", "text"),
+        ("image_study", "description"),
+        ("image_study", "modality"),
+        ("image_study", "body_part"),
+        ("person", "prefecture"),
+    ] {
+        assert!(
+            hits.get(&(table.to_string(), column.to_string()))
+                .is_some_and(|n| *n > 0),
+            "the lake's {table}.{column} holds no injected text: the attack did not arrive ({hits:?})"
+        );
+    }
+
+    for profile in ["anonymized", "pseudonymized"] {
+        let (out, manifest) = release(&s, profile).await;
+        assert!(
+            manifest.persons >= (PERSONS * 4 * 3 / 4) as u64,
+            "{profile}: {} persons released",
+            manifest.persons
+        );
+        let found = scan_release(&out);
+        assert!(
+            found.is_empty(),
+            "{profile}: injected identifiers in the release: {found:?}"
+        );
+        // The policy dropped the text and said so, per table and column.
+        for key in [
+            "text_dropped.observation.value_text",
+            "text_dropped.visit_occurrence.department",
+            "text_dropped.drug_exposure.unit",
+            "text_dropped.measurement.value_text",
+            "text_dropped.image_study.description",
+            "text_dropped.person.prefecture",
+        ] {
+            assert!(
+                manifest.peculiar_values.get(key).is_some_and(|n| *n > 0),
+                "{profile}: {key} not counted: {:?}",
+                manifest.peculiar_values
+            );
+        }
+        // Legitimate values survive: a standard department, qualitative results, units,
+        // codes and their systems (the policy is a list, not a blanket drop).
+        let results = values(&out, "observation", "value_text");
+        assert!(
+            results.contains("陽性") && results.contains("陰性"),
+            "{profile}: {results:?}"
+        );
+        assert!(
+            values(&out, "measurement", "unit").contains("mg/dL"),
+            "{profile}"
+        );
+        assert!(
+            values(&out, "visit_occurrence", "department").contains("循環器内科"),
+            "{profile}"
+        );
+        assert!(values(&out, "visit_occurrence", "visit_type").contains("outpatient"));
+        assert!(
+            values(&out, "drug_exposure", "code").contains("2171022F1020"),
+            "{profile}"
+        );
+        assert!(values(&out, "drug_exposure", "kind").contains("prescription"));
+        assert!(values(&out, "condition_occurrence", "code_system").contains("ICD10"));
+        assert!(
+            values(&out, "condition_occurrence", "source_system").contains("レセ電傷病名"),
+            "{profile}"
+        );
+        assert!(
+            values(&out, "image_study", "modality").contains("CT"),
+            "{profile}"
+        );
+        if profile == "pseudonymized" {
+            // (the anonymized profile may generalize it to the region)
+            assert!(values(&out, "person", "prefecture").contains("東京都"));
+            // No rare-code generalization here: the ICD-10 code itself is released.
+            assert!(values(&out, "condition_occurrence", "code").contains("E11.9"));
+        }
+        // Free-text columns are empty in every release.
+        for (table, column) in [
+            ("condition_occurrence", "source_name"),
+            ("drug_exposure", "source_name"),
+            ("measurement", "source_name"),
+            ("observation", "source_name"),
+            ("procedure_occurrence", "source_name"),
+            ("image_study", "description"),
+        ] {
+            assert_eq!(
+                values(&out, table, column),
+                BTreeSet::new(),
+                "{profile}: {table}.{column}"
+            );
+        }
+    }
+}
