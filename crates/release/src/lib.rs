@@ -27,10 +27,10 @@ pub mod text_policy;
 use std::path::Path;
 
 pub use package::{
-    Demographics, Manifest, NdbKeys, PackageWriter, ReleaseInput, collect_demographics,
-    ndb_release_key, person_pseudonym,
+    Manifest, NdbKeys, PackageWriter, ReleaseInput, collect_demographics, ndb_release_key,
+    person_pseudonym,
 };
-pub use population::{Population, PopulationFull};
+pub use population::{Demographics, Population, PopulationFull};
 pub use risk::RiskAssessment;
 pub use spec::{Level, PROFILES, Spec, profile_text};
 

@@ -38,15 +38,6 @@ use crate::risk::{RiskAssessment, assess_release};
 use crate::spec::CODED_TABLES;
 use crate::spec::{Birth, Level, Spec};
 
-/// Demographics of one person, merged from the store's person rows of all their
-/// registrations.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Demographics {
-    pub sex: Sex,
-    pub birth_date: Option<NaiveDate>,
-    pub prefecture: Option<String>,
-}
-
 /// Everything a release needs besides the spec and the store's batches.
 pub struct ReleaseInput {
     pub release_id: String,
@@ -1570,27 +1561,6 @@ pub fn collect_demographics<E: std::fmt::Display>(
         }
     }
     Ok(())
-}
-
-/// The released birth value before generalization.
-pub(crate) fn birth_value(spec: &Spec, d: &Demographics, on: NaiveDate, shift: i32) -> String {
-    let Some(b) = d.birth_date else {
-        return String::new();
-    };
-    if let Some(cap) = spec.person.top_code_age {
-        let floor_year = on.year() - cap as i32;
-        if b.year() <= floor_year {
-            // 「90歳以上」: everybody this old shares one value.
-            return format!("<={floor_year}");
-        }
-    }
-    match spec.person.birth {
-        Birth::Year => b.year().to_string(),
-        Birth::YearMonth => format!("{:04}-{:02}", b.year(), b.month()),
-        Birth::Date => days_to_date(date_to_days(b).saturating_add(shift))
-            .map(|x| x.to_string())
-            .unwrap_or_default(),
-    }
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
+use kiban_model::batch::{date_to_days, days_to_date};
 
 use crate::ReleaseError;
-use crate::package::{Demographics, birth_value};
-use crate::population::Population;
-use crate::spec::Spec;
+use crate::population::{Demographics, Population};
+use crate::spec::{Birth, Spec};
 use kiban_anon::{AnonymizeConfig, Hierarchy, QiTable, anonymize_table};
 use kiban_model::geo::region_of;
 
@@ -329,6 +329,27 @@ fn label(v: &str) -> String {
 
 fn label_str(v: &str) -> &str {
     if v.is_empty() { "不明" } else { v }
+}
+
+/// The released birth value before generalization.
+pub(crate) fn birth_value(spec: &Spec, d: &Demographics, on: NaiveDate, shift: i32) -> String {
+    let Some(b) = d.birth_date else {
+        return String::new();
+    };
+    if let Some(cap) = spec.person.top_code_age {
+        let floor_year = on.year() - cap as i32;
+        if b.year() <= floor_year {
+            // 「90歳以上」: everybody this old shares one value.
+            return format!("<={floor_year}");
+        }
+    }
+    match spec.person.birth {
+        Birth::Year => b.year().to_string(),
+        Birth::YearMonth => format!("{:04}-{:02}", b.year(), b.month()),
+        Birth::Date => days_to_date(date_to_days(b).saturating_add(shift))
+            .map(|x| x.to_string())
+            .unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,14 @@ use hashbrown::HashTable;
 use kiban_model::Sex;
 use kiban_model::batch::days_to_date;
 
-use crate::package::Demographics;
+/// Demographics of one person, merged from the store's person rows of all their
+/// registrations.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Demographics {
+    pub sex: Sex,
+    pub birth_date: Option<NaiveDate>,
+    pub prefecture: Option<String>,
+}
 
 /// Strings stored once, addressed by their insertion index.
 #[derive(Default)]
