@@ -76,6 +76,10 @@ pub const DEFAULT_IMPLICATION_SHARE: f64 = 0.8;
 
 const NONE: u32 = u32::MAX;
 
+/// Violations per class kept between counting and suppression (beyond, the class is
+/// recounted rather than holding them all in memory at once).
+const KEEP_VIOLATIONS: usize = 1 << 16;
+
 // ---------------------------------------------------------------------------------------
 // Item forest
 // ---------------------------------------------------------------------------------------
@@ -840,6 +844,9 @@ struct Class {
     needs_scan: bool,
     /// Smallest violating itemset size found by the last scan (0 = none).
     violating: usize,
+    /// The last scan, kept for the suppression step when its violations are few enough
+    /// (otherwise that step recounts: memory stays bounded by one class's itemsets).
+    kept: Option<Scan>,
 }
 
 /// What one class's count found.
@@ -1033,6 +1040,7 @@ pub fn km_anonymize(input: &KmInput<'_>) -> Result<KmSolution, AnonError> {
             rel_len: Vec::new(),
             needs_scan: true,
             violating: 0,
+            kept: None,
         };
         while j < order.len() && input.qi_class[order[j] as usize] == c {
             let p = order[j];
@@ -1115,6 +1123,7 @@ pub fn km_anonymize(input: &KmInput<'_>) -> Result<KmSolution, AnonError> {
                 let scan = c.scan(k, m, None);
                 c.violating = scan.size;
                 c.needs_scan = scan.size != 0;
+                c.kept = None;
                 let mut g: Vec<(u32, f64)> = scan
                     .violations
                     .iter()
@@ -1124,6 +1133,9 @@ pub fn km_anonymize(input: &KmInput<'_>) -> Result<KmSolution, AnonError> {
                             .map(|t| (t, f64::from(*s) * costs.suppression_weight))
                     })
                     .collect();
+                if scan.size != 0 && scan.violations.len() <= KEEP_VIOLATIONS {
+                    c.kept = Some(scan);
+                }
                 g.sort_by_key(|(t, _)| *t);
                 g.dedup_by(|b, a| {
                     if a.0 == b.0 {
@@ -1214,66 +1226,79 @@ pub fn km_anonymize(input: &KmInput<'_>) -> Result<KmSolution, AnonError> {
 /// occurrences suppressed.
 fn suppress(c: &mut Class, k: u32, m: usize, recode: &[u32], touched: &[bool]) -> usize {
     let size = c.violating;
-    let scan = c.scan(k, m, Some(size));
+    let scan = match c.kept.take() {
+        Some(s) => s,
+        None => c.scan(k, m, Some(size)),
+    };
     c.violating = 0;
     c.needs_scan = true;
-    let support = |x: u32| -> u32 { c_support(&scan.singles, x) };
-    let active: Vec<([u32; MAX_M], u32)> = scan
-        .violations
-        .iter()
-        .filter(|(items, _)| !items[..size].iter().any(|x| touched[*x as usize]))
-        .map(|(items, s)| {
-            // prefer an item whose singleton support stays 0 or ≥ k, then the rarest
-            let y = items[..size]
-                .iter()
-                .copied()
-                .min_by_key(|x| {
-                    let sx = support(*x);
-                    let rest = sx.saturating_sub(*s);
-                    (rest != 0 && rest < k, sx, *x)
-                })
-                .unwrap_or(items[0]);
-            (*items, y)
-        })
-        .collect();
+    let slot = |x: u32| scan.singles.binary_search_by_key(&x, |(n, _)| *n).ok();
+    let mut active: Vec<([u32; MAX_M], u32)> = Vec::new();
+    for (items, s) in &scan.violations {
+        if items[..size].iter().any(|x| touched[*x as usize]) {
+            continue;
+        }
+        // Prefer an item whose class support stays 0 or ≥ k after this removal, then the
+        // rarest. (Accounting for the other removals of the round was tried: it drives common
+        // items to 0 and suppressed more.)
+        let Some(y) = items[..size]
+            .iter()
+            .filter_map(|x| slot(*x).map(|i| (*x, scan.singles[i].1)))
+            .min_by_key(|(x, sx)| {
+                let rest = sx.saturating_sub(*s);
+                (rest != 0 && rest < k, *sx, *x)
+            })
+            .map(|(x, _)| x)
+        else {
+            continue;
+        };
+        active.push((*items, y));
+    }
     if active.is_empty() {
         return 0;
     }
-    let mut removed: Vec<u32> = Vec::new();
-    let mut count = 0;
+    // posting lists: (node, person) pairs of the class, sorted
+    let mut post: Vec<(u32, u32)> = Vec::with_capacity(c.rel.len());
     for i in 0..c.persons.len() {
-        removed.clear();
-        let (a, b) = (c.off[i], c.off[i + 1]);
-        for_each_subset(
-            &c.rel[a..a + c.rel_len[i] as usize],
-            size,
-            &mut |sub: &[u32]| {
-                let mut key = [NONE; MAX_M];
-                key[..size].copy_from_slice(sub);
-                if let Ok(j) = active.binary_search_by(|(items, _)| items.cmp(&key))
-                    && !sub.iter().any(|x| removed.contains(x))
-                {
-                    removed.push(active[j].1);
-                }
-            },
-        );
-        if removed.is_empty() {
+        post.extend(c.released(i).iter().map(|x| (*x, i as u32)));
+    }
+    post.sort_unstable();
+    let list = |x: u32| -> &[(u32, u32)] {
+        let lo = post.partition_point(|(n, _)| *n < x);
+        let hi = post.partition_point(|(n, _)| *n <= x);
+        &post[lo..hi]
+    };
+    // each holder of each active violation loses its chosen item, unless an earlier
+    // removal already broke the itemset for that holder
+    let mut removed: Vec<Vec<u32>> = vec![Vec::new(); c.persons.len()];
+    for (items, y) in &active {
+        let items = &items[..size];
+        let Some(shortest) = items.iter().map(|x| list(*x)).min_by_key(|l| l.len()) else {
+            continue;
+        };
+        for (_, i) in shortest {
+            let i = *i as usize;
+            let set = c.released(i);
+            if items.iter().all(|x| set.binary_search(x).is_ok())
+                && !items.iter().any(|x| removed[i].contains(x))
+            {
+                removed[i].push(*y);
+            }
+        }
+    }
+    let mut count = 0;
+    for (i, rem) in removed.iter().enumerate() {
+        if rem.is_empty() {
             continue;
         }
-        for j in a..b {
-            if !c.supp[j] && removed.contains(&recode[c.leaves[j] as usize]) {
+        for j in c.off[i]..c.off[i + 1] {
+            if !c.supp[j] && rem.contains(&recode[c.leaves[j] as usize]) {
                 c.supp[j] = true;
                 count += 1;
             }
         }
     }
     count
-}
-
-fn c_support(singles: &[(u32, u32)], x: u32) -> u32 {
-    singles
-        .binary_search_by_key(&x, |(n, _)| *n)
-        .map_or(0, |i| singles[i].1)
 }
 
 // ---------------------------------------------------------------------------------------
