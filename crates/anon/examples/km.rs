@@ -2,8 +2,9 @@
 //! region, skewed), each with ~12 ICD-10 diagnoses (12,000 codes: code → category → chapter →
 //! `*`) and ~8 drugs (3,000 YJ codes: ingredient → therapeutic class → `*`) drawn from a Zipf
 //! (s = 1) distribution. Prints one row per (persons, m): time, rounds, and the utility cost.
-//! The independent checker re-counts the output for up to 20,000 persons (it is brute force).
-//! `cargo run --release -p kiban-anon --example km [persons…]` (default 10000 100000)
+//! m = 3 is run up to 20,000 persons. The independent brute-force checker re-counts the
+//! output up to 20,000 persons, or for all with `--check` (slower, more memory).
+//! `cargo run --release -p kiban-anon --example km [--check] [persons…]` (default 10000 100000)
 use std::time::Instant;
 
 use kiban_anon::hierarchy::{icd10, icd10_chapter, yj_code};
@@ -60,6 +61,7 @@ impl Zipf {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let check_all = std::env::args().any(|a| a == "--check");
     let sizes: Vec<usize> = {
         let a: Vec<usize> = std::env::args()
             .skip(1)
@@ -110,7 +112,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         rayon::current_num_threads()
     );
     println!(
-        "{:>8} {:>6} {:>2} {:>2} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10}",
+        "{:>8} {:>6} {:>2} {:>2} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7} {:>14}",
         "persons",
         "items",
         "m",
@@ -147,22 +149,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let sets = ItemSets::from_lists(lists);
         let per_person = sets.items().len() as f64 / n as f64;
-        for m in 1..=2 {
+        let max_m = if n <= 20_000 { 3 } else { 2 };
+        for m in 1..=max_m {
             let k = 5;
             let input = KmInput::new(k, m, &forest, &qi, &sets);
             let t = Instant::now();
             let sol = km_anonymize(&input)?;
             let secs = t.elapsed().as_secs_f64();
-            let check = if n <= 20_000 {
+            let check = if n <= 20_000 || check_all {
+                let t = Instant::now();
                 let v = km_violations(k, m, &qi, &sol.released_sets(&sets))?;
-                v.count.to_string()
+                format!("{} ({:.1} s)", v.count, t.elapsed().as_secs_f64())
             } else {
                 "-".to_string()
             };
             let u = &sol.utility;
             let pct = |x: f64| format!("{:.1} %", 100.0 * x);
             println!(
-                "{:>8} {:>6.1} {:>2} {:>2} {:>8.2} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7.3} {:>10}",
+                "{:>8} {:>6.1} {:>2} {:>2} {:>8.2} {:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>7.3} {:>14}",
                 n,
                 per_person,
                 m,
