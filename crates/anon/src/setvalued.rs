@@ -52,6 +52,13 @@
 //! or suppresses at least one occurrence. Only classes that changed are recounted, so late
 //! rounds are cheap.
 //!
+//! **Limits.** The QI classes are taken as given (no trade-off between coarser QIs and item
+//! loss; a class smaller than k loses all its items and is reported by the checker as a
+//! relational violation). The recoding is global across classes, unlike Poulis et al., who
+//! recode per cluster: coarser but consistent labels. The search is greedy, not optimal. m is
+//! at most [`MAX_M`]. Measured (`examples/km.rs`, 2 cores, 320 classes, ~18.5 Zipf items per
+//! person, k = 5): 100,000 persons in 0.5 s for m = 1 and 3.4 s for m = 2.
+//!
 //! [`km_violations`] is an independent brute-force checker (it shares no code with the search)
 //! for tests and for the release's risk report. [`implied_items`] is the cross-table rule of
 //! issue 13 Deliver 4: a released code whose holders mostly hold a hidden rare code of another
