@@ -3,8 +3,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use chrono::NaiveDate;
 use kiban_consent::Eligibility;
 use kiban_model::Table;
@@ -196,22 +194,9 @@ impl Workspace {
             )?;
         progress.finish_stage();
 
-        // Keep the release key, wrapped by the master key, so that the producer can later
+        // Keep the release key, wrapped by the vault, so that the producer can later
         // re-derive this release's pseudonyms for an inspection or an erasure request.
-        let wrap_key = self.master_key.derive("release-keys");
-        let cipher = Aes256Gcm::new_from_slice(wrap_key.as_bytes())
-            .map_err(|_| PipelineError::Refused("release key wrapping failed".into()))?;
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let wrapped = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &key,
-                    aad: release_id.as_bytes(),
-                },
-            )
-            .map_err(|_| PipelineError::Refused("release key wrapping failed".into()))?;
+        let (nonce, wrapped) = self.vault.wrap_release_key(&release_id, &key)?;
         key.iter_mut().for_each(|b| *b = 0);
         sqlx::query(
             "INSERT INTO releases (release_id, profile, level, internal_evaluation, created_at, out_dir, persons, manifest_sha256, key_nonce, key_wrapped) \

@@ -31,7 +31,6 @@ pub struct Workspace {
     pub(crate) vault: Vault,
     pub(crate) registry: Registry,
     pub(crate) index_key: SecretKey,
-    pub(crate) master_key: SecretKey,
     audit: Mutex<AuditLog>,
     actor: String,
 }
@@ -80,7 +79,8 @@ impl Workspace {
         let master_key = SecretKey::load(&dir.join("keys/master.key"))?;
         let index_key = SecretKey::load(&dir.join("keys/index.key"))?;
         let lake = Lake::open(&dir.join("lake"))?;
-        let vault = Vault::new(db.clone(), master_key.clone());
+        // The master key lives only inside the vault (identities, file names, release keys).
+        let vault = Vault::new(db.clone(), master_key);
         let registry = Registry::new(db.clone());
         let audit = AuditLog::open(&dir.join("audit"))?;
         let actor = std::env::var("KIBAN_ACTOR")
@@ -95,7 +95,6 @@ impl Workspace {
             vault,
             registry,
             index_key,
-            master_key,
             audit: Mutex::new(audit),
             actor,
         };

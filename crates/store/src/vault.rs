@@ -43,8 +43,11 @@ const KEY_ID_PURPOSE: &str = "kiban-vault-key-id-v1";
 const AAD_KEY: &[u8] = b"kiban-vault-key-v1\0";
 const AAD_IDENTITY: &[u8] = b"kiban-vault-identity-v1\0";
 const FILE_NAME_PURPOSE: &str = "kiban-vault-file-names-v1";
+/// The derivation the release keys were always wrapped under (kept, so that earlier
+/// releases' keys still open).
+const RELEASE_KEY_PURPOSE: &str = "release-keys";
 const AAD_FILE_NAME: &[u8] = b"kiban-vault-file-name-v1\0";
-const NONCE_LEN: usize = 12;
+pub const NONCE_LEN: usize = 12;
 /// Bytes of the master key's fingerprint at the start of a sealed file name.
 const FILE_KEY_ID_LEN: usize = 8;
 
@@ -69,6 +72,8 @@ pub enum VaultError {
         file_ref: String,
         what: &'static str,
     },
+    #[error("the wrapped release key {0}")]
+    ReleaseKey(&'static str),
     #[error("registration id must be non-empty")]
     EmptyId,
     #[error("could not serialize the identity record")]
@@ -83,6 +88,9 @@ pub struct Vault {
     key_id: String,
     /// Seals source file names (see the module documentation).
     names: SecretKey,
+    /// Wraps each release's own key (the producer re-derives a release's pseudonyms from it
+    /// for an inspection or an erasure request; erasing the wrapped key erases that power).
+    release_keys: SecretKey,
 }
 
 /// The name of one source file, unsealed: the handler that delivered it and its path
@@ -150,11 +158,13 @@ impl Vault {
         let kek = master.derive(KEK_PURPOSE);
         let key_id = hex::encode(&master.derive(KEY_ID_PURPOSE).as_bytes()[..8]);
         let names = master.derive(FILE_NAME_PURPOSE);
+        let release_keys = master.derive(RELEASE_KEY_PURPOSE);
         Vault {
             db,
             kek,
             key_id,
             names,
+            release_keys,
         }
     }
 
@@ -506,6 +516,53 @@ impl Vault {
             .await?
             .try_get(0)?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// Wraps a release's key (AES-256-GCM under a key derived from the master key, bound to
+    /// `release_id`): the random nonce and the ciphertext, as the `releases` table keeps them.
+    pub fn wrap_release_key(
+        &self,
+        release_id: &str,
+        key: &[u8; 32],
+    ) -> Result<([u8; NONCE_LEN], Vec<u8>), VaultError> {
+        let nonce = random_nonce();
+        let ct = cipher(self.release_keys.as_bytes())
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: key,
+                    aad: release_id.as_bytes(),
+                },
+            )
+            .map_err(|_| VaultError::ReleaseKey("could not be wrapped"))?;
+        Ok((nonce, ct))
+    }
+
+    /// Opens what [`Vault::wrap_release_key`] wrapped for `release_id`.
+    pub fn unwrap_release_key(
+        &self,
+        release_id: &str,
+        nonce: &[u8],
+        wrapped: &[u8],
+    ) -> Result<zeroize::Zeroizing<[u8; 32]>, VaultError> {
+        let nonce = nonce_of(nonce).ok_or(VaultError::ReleaseKey("has a malformed nonce"))?;
+        let plain = zeroize::Zeroizing::new(
+            cipher(self.release_keys.as_bytes())
+                .decrypt(
+                    nonce,
+                    Payload {
+                        msg: wrapped,
+                        aad: release_id.as_bytes(),
+                    },
+                )
+                .map_err(|_| VaultError::ReleaseKey("fails authentication"))?,
+        );
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        if plain.len() != 32 {
+            return Err(VaultError::ReleaseKey("has the wrong length"));
+        }
+        key.copy_from_slice(&plain);
+        Ok(key)
     }
 
     /// Seals a source file's relative path, bound to its reference `file_ref`: the master

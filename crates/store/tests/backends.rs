@@ -144,6 +144,7 @@ on_both_backends!(
     vault_wrong_master_key_is_a_typed_error,
     vault_ciphertext_is_bound_to_its_registration,
     vault_file_names_are_sealed_and_bound_to_their_reference,
+    vault_wraps_release_keys_bound_to_their_release,
     register_many_commits_with_the_callers_transaction,
     register_many_refuses_taken_keys_and_plaintext_ids,
     for_each_of_handler_pages_through_one_handler,
@@ -517,6 +518,29 @@ async fn vault_ciphertext_is_bound_to_its_registration(db: &Db) {
     .unwrap();
     assert!(matches!(v.get("rB").await, Err(VaultError::Corrupt { .. })));
     assert!(v.get("rA").await.unwrap().is_some());
+}
+
+/// A release's key is wrapped by the vault, bound to its release ID: it opens for that
+/// release only, and not under another master key.
+async fn vault_wraps_release_keys_bound_to_their_release(db: &Db) {
+    let v = Vault::new(db.clone(), SecretKey::from_bytes([8; 32]));
+    let key = [0x5a; 32];
+    let (nonce, wrapped) = v.wrap_release_key("rel-1", &key).unwrap();
+    assert_ne!(&wrapped[..32], &key[..], "the key is not stored as it is");
+    assert_eq!(
+        *v.unwrap_release_key("rel-1", &nonce, &wrapped).unwrap(),
+        key
+    );
+    assert!(matches!(
+        v.unwrap_release_key("rel-2", &nonce, &wrapped),
+        Err(VaultError::ReleaseKey(_))
+    ));
+    let other = Vault::new(db.clone(), SecretKey::from_bytes([9; 32]));
+    assert!(other.unwrap_release_key("rel-1", &nonce, &wrapped).is_err());
+    assert!(
+        v.unwrap_release_key("rel-1", &nonce[..4], &wrapped)
+            .is_err()
+    );
 }
 
 /// Source file names (paths carrying patient IDs) are kept sealed in `source_files`, written
