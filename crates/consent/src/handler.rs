@@ -13,6 +13,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::{ConsentError, invalid};
 use crate::gate::HandlerState;
+use crate::patient_id::PatientIdFormat;
 
 /// The guide's "about 30 days" between notice and first provision (R-OPT-2).
 pub const DEFAULT_WAITING_DAYS: u32 = 30;
@@ -30,6 +31,10 @@ pub struct HandlerInfo {
     /// The handler's own publication.
     pub own_published_date: Option<NaiveDate>,
     pub waiting_days: u32,
+    /// How the handler spells its patient IDs; every ID is normalized with it before it is
+    /// keyed (`as-is` for handlers registered before formats existed).
+    #[serde(default)]
+    pub patient_id_format: PatientIdFormat,
 }
 
 impl HandlerInfo {
@@ -48,6 +53,7 @@ impl HandlerInfo {
             minister_published_date: None,
             own_published_date: None,
             waiting_days: DEFAULT_WAITING_DAYS,
+            patient_id_format: PatientIdFormat::AsIs,
         }
     }
 
@@ -133,7 +139,13 @@ fn handler_from_row(row: &AnyRow) -> Result<HandlerInfo, ConsentError> {
         parse_date(row.try_get(c)?, "handlers", c, &code)
     };
     let waiting: i64 = row.try_get("waiting_days")?;
+    let format: String = row.try_get("patient_id_format")?;
     Ok(HandlerInfo {
+        patient_id_format: format.parse().map_err(|_| ConsentError::Corrupt {
+            table: "handlers",
+            column: "patient_id_format",
+            id: code.clone(),
+        })?,
         filed_date: d("filed_date")?,
         minister_published_date: d("minister_published_date")?,
         own_published_date: d("own_published_date")?,
@@ -154,8 +166,9 @@ pub async fn add_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
     h.validate()?;
     let n = sqlx::query(
         "INSERT INTO handlers (code, name, address, representative, filed_date, \
-         minister_published_date, own_published_date, waiting_days, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (code) DO NOTHING",
+         minister_published_date, own_published_date, waiting_days, created_at, \
+         patient_id_format) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (code) DO NOTHING",
     )
     .bind(&h.code)
     .bind(&h.name)
@@ -166,6 +179,7 @@ pub async fn add_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
     .bind(h.own_published_date.map(date_str))
     .bind(i64::from(h.waiting_days))
     .bind(now_rfc3339())
+    .bind(h.patient_id_format.to_string())
     .execute(db.pool())
     .await?
     .rows_affected();
@@ -178,8 +192,18 @@ pub async fn add_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
 }
 
 /// Replaces a registered handler's details (e.g. when its publication dates become known).
+/// The patient-ID format is not changed here: changing it changes the key of every patient
+/// already registered, and is refused.
 pub async fn update_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
     h.validate()?;
+    if let Some(old) = get_handler(db, &h.code).await?
+        && old.patient_id_format != h.patient_id_format
+    {
+        return Err(invalid(
+            "patient ID format",
+            "cannot be changed for a registered handler (患者IDの形式は登録後に変更できません)",
+        ));
+    }
     let n = sqlx::query(
         "UPDATE handlers SET name = $1, address = $2, representative = $3, filed_date = $4, \
          minister_published_date = $5, own_published_date = $6, waiting_days = $7 WHERE code = $8",

@@ -6,7 +6,9 @@
 //! reason — never the value of a field, since most are personal — and good rows next to it
 //! are imported. Import is idempotent: re-importing a row adds nothing (dedupe on handler,
 //! patient, event, date). Patient IDs are turned into `patient_key`s by the caller's `key`
-//! function and never stored.
+//! function (which normalizes them with the handler's [`PatientIdFormat`]) and never stored;
+//! a patient ID that does not fit its handler's format is rejected with its line, never
+//! stored under a key that nothing else would ever compute.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -21,6 +23,7 @@ use crate::event::{
     Channel, ConsentEvent, EventKind, Relation, Requester, insert_event, validate_event,
 };
 use crate::handler::{list_handlers, list_notice_versions};
+use crate::patient_id::{PatientIdError, PatientIdFormat};
 
 /// Rejections kept in the report (all are counted).
 pub const MAX_REJECTIONS_KEPT: usize = 1000;
@@ -169,15 +172,12 @@ impl Row<'_> {
 
 /// What the importer knows about the registry before it starts.
 struct Known {
-    handlers: HashSet<String>,
+    /// Registered handlers and their patient-ID formats.
+    handlers: HashMap<String, PatientIdFormat>,
     notice_versions: HashSet<(String, String)>,
 }
 
-fn parse_row(
-    row: &Row<'_>,
-    known: &Known,
-    key: &(dyn Fn(&str, &str) -> String + Sync),
-) -> Result<ConsentEvent, RowError> {
+fn parse_row(row: &Row<'_>, known: &Known, key: &KeyFn<'_>) -> Result<ConsentEvent, RowError> {
     if row.rec.len() != row.cols.width {
         return Err((
             None,
@@ -231,13 +231,24 @@ fn parse_row(
     let requester = row.get("requester")?.map(Requester::new);
     let method = row.get("method")?.map(str::to_string);
     let notice_version = row.get("notice_version")?.map(str::to_string);
-    if !known.handlers.contains(handler) {
+    let Some(&format) = known.handlers.get(handler) else {
         return Err((
             Some("handler_code"),
             "handler is not registered (kiban handler add)".to_string(),
         ));
-    }
-    let mut e = ConsentEvent::new(handler, key(handler, patient_id), kind, date);
+    };
+    let patient_key = key(handler, format, patient_id).map_err(|e| {
+        (
+            Some("patient_id"),
+            format!(
+                "{} — 受け付けません（期待する形式: {}） / {} — refused (expected format: {format})",
+                e.message_ja(),
+                format,
+                e.message_en()
+            ),
+        )
+    })?;
+    let mut e = ConsentEvent::new(handler, patient_key, kind, date);
     e.method = method;
     if kind == EventKind::Notice {
         if let Some(v) = notice_version {
@@ -298,9 +309,15 @@ async fn flush(
     Ok(())
 }
 
+/// The caller's keying: `(handler_code, the handler's patient-ID format, raw patient ID)` →
+/// the patient_key of the ID normalized with that format, or why the ID does not fit.
+pub type KeyFn<'a> =
+    dyn Fn(&str, PatientIdFormat, &str) -> Result<String, PatientIdError> + Sync + 'a;
+
 /// Imports opt-out events from CSV. `source_name` names the file in the report and in each
-/// event's `source`; `key(handler_code, patient_id)` gives the patient_key (normally
-/// `kiban_store::patient_key` with the workspace index key).
+/// event's `source`; `key` gives the patient_key (normally the workspace's
+/// `Workspace::patient_key`: [`PatientIdFormat::normalize`], then `kiban_store::patient_key`
+/// with the workspace index key). A row whose patient ID does not fit is rejected.
 ///
 /// Errors only for a bad header, an unreadable stream or the database; bad rows are
 /// rejected in the report. Rows before a mid-file error stay imported (re-running is safe).
@@ -308,7 +325,7 @@ pub async fn import_csv(
     db: &Db,
     reader: impl Read,
     source_name: &str,
-    key: &(dyn Fn(&str, &str) -> String + Sync),
+    key: &KeyFn<'_>,
 ) -> Result<ImportReport, ConsentError> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -326,14 +343,14 @@ pub async fn import_csv(
     }
     let cols = Columns::from_header(header, source_name)?;
     let mut known = Known {
-        handlers: HashSet::new(),
+        handlers: HashMap::new(),
         notice_versions: HashSet::new(),
     };
     for h in list_handlers(db).await? {
         for v in list_notice_versions(db, &h.code).await? {
             known.notice_versions.insert((h.code.clone(), v.version));
         }
-        known.handlers.insert(h.code);
+        known.handlers.insert(h.code, h.patient_id_format);
     }
     let source = format!("import:{source_name}");
     let mut report = ImportReport {

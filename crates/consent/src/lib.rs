@@ -6,6 +6,8 @@
 //!   withdrawals of a stop, with channel, requester and relation (R-OPT-4, R-OPT-6,
 //!   R-OPT-8); a stop carries a receipt number for its receipt (R-OPT-5).
 //! * [`import`]: bulk import of such events from CSV, row by row, idempotent.
+//! * [`patient_id`]: the one normalization of a handler's patient ID ([`PatientIdFormat`],
+//!   declared per handler) that every caller applies before keying it.
 //! * [`gate`]: [`decide`], the one pure function that says whether a patient's data may be
 //!   provided, accepted or released on a date (R-OPT-7), and the DB-backed
 //!   [`Gate::load`] snapshot used for per-record checks.
@@ -21,6 +23,7 @@ pub mod event;
 pub mod gate;
 pub mod handler;
 pub mod import;
+pub mod patient_id;
 
 pub use error::ConsentError;
 pub use event::{
@@ -35,4 +38,5 @@ pub use handler::{
     DEFAULT_WAITING_DAYS, HandlerInfo, NoticeVersion, add_handler, add_notice_version, get_handler,
     list_handlers, list_notice_versions, update_handler,
 };
-pub use import::{ImportReport, RowRejection, import_csv};
+pub use import::{ImportReport, KeyFn, RowRejection, import_csv};
+pub use patient_id::{MAX_DIGITS_WIDTH, PatientIdError, PatientIdFormat};

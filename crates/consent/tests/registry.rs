@@ -211,7 +211,7 @@ async fn import_csv_rejects_bad_rows_imports_good_ones_and_is_idempotent() {
     for t in common::backends().await {
         let db = &t.db;
         add_handler(db, &hospital("H001")).await.unwrap();
-        let key = |h: &str, p: &str| pk(h, p);
+        let key = |h: &str, f: PatientIdFormat, p: &str| f.normalize(p).map(|p| pk(h, &p));
         let rep = import_csv(db, CSV.as_bytes(), "optout-2024.csv", &key)
             .await
             .unwrap();
@@ -336,7 +336,7 @@ async fn import_csv_rejects_bad_rows_imports_good_ones_and_is_idempotent() {
 async fn import_requires_a_header_with_the_required_columns() {
     for t in common::backends().await {
         let db = &t.db;
-        let key = |h: &str, p: &str| pk(h, p);
+        let key = |h: &str, f: PatientIdFormat, p: &str| f.normalize(p).map(|p| pk(h, &p));
         for bad in [
             "handler_code,patient_id,date\nH001,P1,2024-01-01\n",
             "",
@@ -433,7 +433,7 @@ async fn measure_import_and_snapshot() {
             csv.push_str(&format!("H001,P{i},stop,2024-03-01\n"));
         }
     }
-    let key = |h: &str, p: &str| pk(h, p);
+    let key = |h: &str, f: PatientIdFormat, p: &str| f.normalize(p).map(|p| pk(h, &p));
     let t0 = std::time::Instant::now();
     let rep = import_csv(db, csv.as_bytes(), "bench.csv", &key)
         .await

@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use kiban_consent::{Eligibility, GateSnapshot, Reason};
+use kiban_consent::{Eligibility, Reason};
 use kiban_ingest::{Format, Item, SourceFile, Ssmix2Name};
 use kiban_records::ProvisionRecord;
 use serde::Serialize;
@@ -213,14 +213,25 @@ impl Workspace {
             files_seen: files.len() as u64,
             ..Default::default()
         };
-        // patient ID → decision, and the patients actually provided.
-        let mut decisions: HashMap<String, Eligibility> = HashMap::new();
+        // patient ID (as spelled in the files) → decision and key, and the patients actually
+        // provided. Every spelling is normalized with the handler's format first, so two
+        // spellings of one patient share one key and one decision; an ID that does not fit
+        // the format is withheld.
+        let id_format = handler.patient_id_format;
+        let mut decisions: HashMap<String, (Option<String>, Verdict)> = HashMap::new();
         let mut provided: BTreeSet<String> = BTreeSet::new();
         let mut written: BTreeSet<String> = BTreeSet::new();
-        let mut decide = |pid: &str| -> Eligibility {
-            *decisions
+        let mut decide = |pid: &str| -> Verdict {
+            decisions
                 .entry(pid.to_string())
-                .or_insert_with(|| eligibility(self, &snapshot, pid, opts.on))
+                .or_insert_with(|| match self.patient_key(&opts.handler, id_format, pid) {
+                    Ok(key) => {
+                        let v = Verdict::Gate(snapshot.eligibility(&key, opts.on));
+                        (Some(key), v)
+                    }
+                    Err(_) => (None, Verdict::BadId),
+                })
+                .1
         };
 
         for file in files {
@@ -260,7 +271,7 @@ impl Workspace {
                             provided.insert(n.patient_id);
                             r.files_copied += 1;
                         }
-                        Some(n) => withhold(&mut r, reason_of(decide(&n.patient_id))),
+                        Some(n) => withhold(&mut r, decide(&n.patient_id).reason()),
                         None => withhold(&mut r, "unattributed"),
                     }
                     continue;
@@ -301,12 +312,12 @@ impl Workspace {
                 withhold(&mut r, "unattributed");
                 continue;
             }
-            let verdicts: Vec<Eligibility> = units
+            let verdicts: Vec<Verdict> = units
                 .iter()
                 .filter_map(|u| u.patient_id.as_deref())
                 .map(&mut decide)
                 .collect();
-            if verdicts.iter().all(Eligibility::is_eligible) {
+            if verdicts.iter().all(Verdict::is_eligible) {
                 copy_file(&file.path, &target)?;
                 r.files_copied += 1;
                 for u in &units {
@@ -315,33 +326,54 @@ impl Workspace {
                         provided.insert(pid.clone());
                     }
                 }
-            } else if verdicts.iter().any(Eligibility::is_eligible) {
+            } else if verdicts.iter().any(Verdict::is_eligible) {
                 withhold(&mut r, "mixed_patients");
             } else {
-                let first = verdicts.first().copied().unwrap_or(Eligibility::Eligible);
-                withhold(&mut r, reason_of(first));
+                let first = verdicts
+                    .first()
+                    .copied()
+                    .unwrap_or(Verdict::Gate(Eligibility::Eligible));
+                withhold(&mut r, first.reason());
             }
         }
-        for (pid, e) in &decisions {
-            if !e.is_eligible() {
-                r.patients_withheld += 1;
-                *r.patients_withheld_by_reason
-                    .entry(e.reason_code().to_string())
-                    .or_default() += 1;
-            } else if !provided.contains(pid) {
+        // Per patient (spellings of one ID counted once): the keys provided, and why the others
+        // were not.
+        let provided_keys: BTreeSet<String> = provided
+            .iter()
+            .filter_map(|pid| decisions.get(pid).and_then(|(k, _)| k.clone()))
+            .collect();
+        let mut withheld: BTreeMap<String, &'static str> = BTreeMap::new();
+        let mut bad_ids = 0u64;
+        for (key, v) in decisions.values() {
+            let why = if !v.is_eligible() {
+                v.reason_code()
+            } else {
                 // Eligible but every file of theirs was withheld for another reason.
-                r.patients_withheld += 1;
-                *r.patients_withheld_by_reason
-                    .entry("files_withheld".into())
-                    .or_default() += 1;
+                "files_withheld"
+            };
+            match key {
+                Some(k) if !provided_keys.contains(k) => {
+                    withheld.insert(k.clone(), why);
+                }
+                Some(_) => {}
+                None => bad_ids += 1,
             }
         }
-        r.patients_exported = provided.len() as u64;
-        if !provided.is_empty() {
-            let patient_keys: Vec<String> = provided
-                .iter()
-                .map(|pid| self.patient_key(&opts.handler, pid))
-                .collect();
+        for why in withheld.values() {
+            r.patients_withheld += 1;
+            *r.patients_withheld_by_reason
+                .entry((*why).to_string())
+                .or_default() += 1;
+        }
+        if bad_ids > 0 {
+            r.patients_withheld += bad_ids;
+            *r.patients_withheld_by_reason
+                .entry(Verdict::BadId.reason_code().to_string())
+                .or_default() += bad_ids;
+        }
+        r.patients_exported = provided_keys.len() as u64;
+        if !provided_keys.is_empty() {
+            let patient_keys: Vec<String> = provided_keys.into_iter().collect();
             let id = kiban_records::record_provision(
                 &self.db,
                 &ProvisionRecord {
@@ -362,8 +394,35 @@ impl Workspace {
     }
 }
 
-fn eligibility(ws: &Workspace, snap: &GateSnapshot, pid: &str, on: NaiveDate) -> Eligibility {
-    snap.eligibility(&ws.patient_key(snap.handler().code.as_str(), pid), on)
+/// The export's decision on one patient ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The gate's, on the ID normalized with the handler's format.
+    Gate(Eligibility),
+    /// The ID does not fit the handler's patient-ID format: withheld, nothing to decide on.
+    BadId,
+}
+
+impl Verdict {
+    fn is_eligible(&self) -> bool {
+        matches!(self, Verdict::Gate(e) if e.is_eligible())
+    }
+
+    /// The withheld-file reason.
+    fn reason(&self) -> &'static str {
+        match self {
+            Verdict::Gate(e) => reason_of(*e),
+            Verdict::BadId => "ineligible:patient_id_format",
+        }
+    }
+
+    /// The withheld-patient reason code.
+    fn reason_code(&self) -> &'static str {
+        match self {
+            Verdict::Gate(e) => e.reason_code(),
+            Verdict::BadId => "patient_id_format",
+        }
+    }
 }
 
 fn reason_of(e: Eligibility) -> &'static str {

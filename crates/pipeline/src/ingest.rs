@@ -50,7 +50,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 
 use chrono::NaiveDate;
-use kiban_consent::{Eligibility, GateSnapshot, Reason};
+use kiban_consent::{Eligibility, GateSnapshot, PatientIdError, PatientIdFormat, Reason};
 use kiban_ingest::{Attachment, Format, Item, OrderKey, QuarantineCode, SourceFile};
 use kiban_model::fact::PersonFact;
 use kiban_model::{Fact, FactBatchBuilder, Identity, Provenance, SourceFacts, Table};
@@ -116,6 +116,13 @@ pub struct IngestReport {
     /// The first [`QUARANTINE_SHOWN`] quarantined units of the run, files named by reference
     /// (`kiban files show REF` gives the path); every one is in the `quarantine` table.
     pub quarantine: Vec<QuarantineEntry>,
+    /// After the run: the handler's stop, deletion and withdrawal requests whose patient
+    /// matches no data ever received (no registration, gate rejection or erasure) — a request
+    /// filed under another spelling of a patient ID would show here. A count only; the desk
+    /// checks them (see [`crate::stats::UnmatchedOptouts`]).
+    pub optout_requests_unmatched: u64,
+    /// The same for notices (a notice to a patient whose data never came is common).
+    pub optout_notices_unmatched: u64,
 }
 
 /// Quarantined units listed in an [`IngestReport`] at most.
@@ -610,6 +617,7 @@ impl Workspace {
                             file,
                             &snapshot,
                             opts,
+                            handler.patient_id_format,
                             &mut regs,
                             &mut seen,
                             &mut row,
@@ -650,6 +658,7 @@ impl Workspace {
                             file,
                             &snapshot,
                             opts,
+                            handler.patient_id_format,
                             &mut regs,
                             &mut row,
                             &mut report,
@@ -688,6 +697,11 @@ impl Workspace {
                 .map_err(|join| PipelineError::Refused(format!("reader stopped: {join}")))?;
         }
         progress.finish_stage();
+        // Requests that still match no data of this handler (e.g. filed under another
+        // spelling of an ID before formats were declared): counted for the desk.
+        let unmatched = self.unmatched_optouts(Some(&opts.handler)).await?;
+        report.optout_requests_unmatched = unmatched.requests;
+        report.optout_notices_unmatched = unmatched.notices;
         Ok(report)
     }
 
@@ -699,6 +713,7 @@ impl Workspace {
         file: &SourceFile,
         snapshot: &GateSnapshot,
         opts: &IngestOptions,
+        id_format: PatientIdFormat,
         regs: &mut Registrations,
         seen: &mut SeenRows,
         row: &mut FileRow,
@@ -730,7 +745,16 @@ impl Workspace {
             );
             return Ok(());
         }
-        let patient_key = self.patient_key(&opts.handler, &unit.patient_id);
+        let patient_key = match self.patient_key(&opts.handler, id_format, &unit.patient_id) {
+            Ok(k) => k,
+            Err(e) => {
+                // Not a guess: an ID that does not fit the handler's declared format could key
+                // a different patient than the handler's stop requests do.
+                let field = patient_id_field(&row.format);
+                quarantine_bad_id(c, row, report, file, location, field, e);
+                return Ok(());
+            }
+        };
         // THE gate, per unit, as of the date of receipt (R-OPT-7).
         if let Eligibility::Ineligible(reason) =
             snapshot.eligibility(&patient_key, opts.received_on)
@@ -852,11 +876,19 @@ impl Workspace {
         file: &SourceFile,
         snapshot: &GateSnapshot,
         opts: &IngestOptions,
+        id_format: PatientIdFormat,
         regs: &mut Registrations,
         row: &mut FileRow,
         report: &mut IngestReport,
     ) -> Result<(), PipelineError> {
-        let patient_key = self.patient_key(&opts.handler, &a.patient_id);
+        let patient_key = match self.patient_key(&opts.handler, id_format, &a.patient_id) {
+            Ok(k) => k,
+            Err(e) => {
+                let field = "SS-MIX2 storage path (patient ID folder)";
+                quarantine_bad_id(c, row, report, file, "file".into(), field, e);
+                return Ok(());
+            }
+        };
         if let Eligibility::Ineligible(reason) =
             snapshot.eligibility(&patient_key, opts.received_on)
         {
@@ -1588,6 +1620,58 @@ pub(crate) async fn recover(ws: &Workspace) -> Result<(), PipelineError> {
 
 /// Records a quarantined unit in the chunk, and in the run's report while it lists fewer
 /// than [`QUARANTINE_SHOWN`].
+/// Where each format carries the handler's patient ID (named in quarantine reasons).
+fn patient_id_field(format: &str) -> &'static str {
+    match format {
+        "ssmix2" => "PID-3",
+        "fhir" => "Patient.identifier",
+        "uke" => "RE カルテ番号",
+        "dpc" => "データ識別番号",
+        "csv" => "patient_id (mapped column)",
+        "dicom" => "PatientID (0010,0020)",
+        _ => "patient_id",
+    }
+}
+
+/// Quarantines a unit whose patient ID does not fit the handler's declared format: the
+/// field and the expected format are named, never the value.
+fn quarantine_bad_id(
+    c: &mut Chunk,
+    row: &mut FileRow,
+    report: &mut IngestReport,
+    file: &SourceFile,
+    location: String,
+    field: &str,
+    e: PatientIdError,
+) {
+    let code = match e {
+        PatientIdError::Empty => QuarantineCode::MissingField,
+        _ => QuarantineCode::InvalidValue,
+    };
+    row.quarantined += 1;
+    report.units_quarantined += 1;
+    *report
+        .quarantined_by_reason
+        .entry(code.as_str().to_string())
+        .or_default() += 1;
+    push_quarantine(
+        &mut report.quarantine,
+        c,
+        QuarantineRow {
+            format: row.format.clone(),
+            file: file.label.clone(),
+            location,
+            field: Some(field.to_string()),
+            code,
+            reason: format!(
+                "{field}: 患者IDが医療情報取扱事業者の患者IDの形式に合いません: {} / {field}: the patient ID does not fit the handler's patient ID format: {}",
+                e.message_ja(),
+                e.message_en()
+            ),
+        },
+    );
+}
+
 fn push_quarantine(shown: &mut Vec<QuarantineEntry>, c: &mut Chunk, q: QuarantineRow) {
     if shown.len() < QUARANTINE_SHOWN {
         shown.push(QuarantineEntry {

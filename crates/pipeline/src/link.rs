@@ -507,6 +507,7 @@ impl Workspace {
         };
         let (fc, pc, tc) = (col("facility_code")?, col("patient_id")?, col("person_id")?);
         let mut truth_map = HashMap::new();
+        let mut formats: HashMap<String, Option<kiban_consent::PatientIdFormat>> = HashMap::new();
         for (i, rec) in rdr.records().enumerate() {
             let rec = rec.map_err(|e| {
                 PipelineError::Refused(format!("{}: line {}: {e}", truth.display(), i + 2))
@@ -516,7 +517,20 @@ impl Workspace {
                 rec.get(pc).unwrap_or("").trim(),
                 rec.get(tc).unwrap_or("").trim(),
             );
-            let key = self.patient_key(f, p);
+            // Each handler's format loaded once; an ID that does not fit it (or of a handler
+            // not registered here) names no registration.
+            if !formats.contains_key(f) {
+                let format = kiban_consent::get_handler(&self.db, f)
+                    .await?
+                    .map(|h| h.patient_id_format);
+                formats.insert(f.to_string(), format);
+            }
+            let Some(Some(format)) = formats.get(f).copied() else {
+                continue;
+            };
+            let Ok(key) = self.patient_key(f, format, p) else {
+                continue;
+            };
             if let Some(reg) = by_key.get(&(f.to_string(), key)) {
                 truth_map.insert(reg.clone(), t.to_string());
             }

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use chrono::NaiveDate;
-use kiban_consent::{Decision, ImportReport};
+use kiban_consent::{Decision, ImportReport, PatientIdFormat};
 
 use crate::{PipelineError, Workspace};
 
@@ -21,7 +21,11 @@ impl Workspace {
             &format!("file:{name}"),
             async {
                 let f = std::fs::File::open(path).map_err(|e| PipelineError::io(path, e))?;
-                let key = |handler: &str, patient: &str| self.patient_key(handler, patient);
+                // Each row's ID is normalized with its handler's format; a row whose ID does not
+                // fit is rejected with its line.
+                let key = |handler: &str, format: PatientIdFormat, patient: &str| {
+                    self.patient_key(handler, format, patient)
+                };
                 let report = kiban_consent::import_csv(&self.db, f, &name, &key).await?;
                 // A deletion request is carried out as soon as it is recorded (R-OPT-6).
                 if report.by_kind.get("delete").is_some_and(|n| *n > 0) {
@@ -48,15 +52,18 @@ impl Workspace {
         patient_id: &str,
         on: NaiveDate,
     ) -> Result<Decision, PipelineError> {
-        if kiban_consent::get_handler(&self.db, handler)
-            .await?
-            .is_none()
-        {
-            return Err(PipelineError::Refused(format!(
-                "医療情報取扱事業者 {handler} は登録されていません / handler {handler} is not registered"
-            )));
-        }
-        let key = self.patient_key(handler, patient_id);
+        // Any spelling the handler's format accepts gives the one key; one it does not is
+        // refused (a decision for it would be about nobody).
+        let format = self.patient_id_format(handler).await?;
+        let key = self.patient_key(handler, format, patient_id).map_err(|e| {
+            crate::workspace::patient_id_refused(
+                "患者ID (--patient)",
+                "patient ID (--patient)",
+                handler,
+                format,
+                e,
+            )
+        })?;
         Ok(kiban_consent::eligibility(&self.db, handler, &key, on).await?)
     }
 }

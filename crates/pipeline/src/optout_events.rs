@@ -174,19 +174,21 @@ impl Workspace {
         &self,
         req: &OptoutEventRequest,
     ) -> Result<OptoutEventOutcome, PipelineError> {
-        let handler = kiban_consent::get_handler(&self.db, &req.handler)
-            .await?
-            .ok_or_else(|| {
-                PipelineError::Refused(format!(
-                    "医療情報取扱事業者 {} は登録されていません / handler {} is not registered",
-                    req.handler, req.handler
-                ))
+        let handler = self.registered_handler(&req.handler).await?;
+        // Normalized with the handler's format before anything else: a stop filed as 16241
+        // must key the patient ingested as 0016241, and an ID that does not fit the format is
+        // refused, never recorded under a key that nothing else computes.
+        let key = self
+            .patient_key(&req.handler, handler.patient_id_format, &req.patient_id)
+            .map_err(|e| {
+                crate::workspace::patient_id_refused(
+                    "患者ID (--patient)",
+                    "patient ID (--patient)",
+                    &req.handler,
+                    handler.patient_id_format,
+                    e,
+                )
             })?;
-        if req.patient_id.trim().is_empty() {
-            return Err(PipelineError::Refused(
-                "患者IDが空です / the patient ID is empty".into(),
-            ));
-        }
         let needs_receipt = req.kind.needs_receipt();
         if needs_receipt {
             if req.requester.as_deref().is_none_or(|r| r.trim().is_empty()) {
@@ -200,7 +202,6 @@ impl Workspace {
                 ));
             }
         }
-        let key = self.patient_key(&req.handler, &req.patient_id);
         let mut ev = ConsentEvent::new(&req.handler, &key, req.kind, req.date);
         if req.kind.is_request() {
             ev = ev.requested_by(

@@ -39,9 +39,65 @@ pub struct Stats {
     pub attachments: u64,
     pub identities_in_vault: u64,
     pub releases: u64,
+    /// Stop, deletion and withdrawal requests whose patient matches no data ever received
+    /// from their handler (no registration, no gate rejection, no erasure). A request filed
+    /// under another spelling of a patient ID than the handler's data uses would be counted
+    /// here: the desk checks them. A count only, never the patients.
+    pub optout_events_unmatched: u64,
+    /// Notices whose patient matches no data (usual for patients whose data never came).
+    pub optout_notices_unmatched: u64,
+}
+
+/// Opt-out events whose patient matches no data ever received (see
+/// [`Stats::optout_events_unmatched`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UnmatchedOptouts {
+    /// Stop, deletion and withdrawal requests.
+    pub requests: u64,
+    pub notices: u64,
 }
 
 impl Workspace {
+    /// Opt-out events (of `handler`, or of every handler) whose `patient_key` matches no
+    /// registration, gate rejection or erasure record of their handler: the patient they name
+    /// was never seen in any data received. Counts only.
+    pub async fn unmatched_optouts(
+        &self,
+        handler: Option<&str>,
+    ) -> Result<UnmatchedOptouts, PipelineError> {
+        let sql = format!(
+            "SELECT e.kind, COUNT(*) FROM consent_events e \
+             WHERE {} \
+             NOT EXISTS (SELECT 1 FROM registrations r \
+                 WHERE r.handler_code = e.handler_code AND r.patient_key = e.patient_key) \
+             AND NOT EXISTS (SELECT 1 FROM gate_rejections g \
+                 WHERE g.handler_code = e.handler_code AND g.patient_key = e.patient_key) \
+             AND NOT EXISTS (SELECT 1 FROM erasure_records x \
+                 WHERE x.handler_code = e.handler_code AND x.patient_key = e.patient_key) \
+             GROUP BY e.kind",
+            if handler.is_some() {
+                "e.handler_code = $1 AND"
+            } else {
+                ""
+            }
+        );
+        let mut q = sqlx::query(&sql);
+        if let Some(h) = handler {
+            q = q.bind(h);
+        }
+        let mut out = UnmatchedOptouts::default();
+        for r in q.fetch_all(self.db.pool()).await? {
+            let kind: String = r.try_get(0)?;
+            let n = r.try_get::<i64, _>(1)?.max(0) as u64;
+            if kind == "notice" {
+                out.notices += n;
+            } else {
+                out.requests += n;
+            }
+        }
+        Ok(out)
+    }
+
     pub async fn stats(&self) -> Result<Stats, PipelineError> {
         let pool = self.db.pool();
         let one = |sql: &'static str| async move {
@@ -115,7 +171,10 @@ impl Workspace {
             let distinct = one("SELECT COUNT(DISTINCT person_key) FROM person_links").await?;
             distinct + registrations.saturating_sub(linked)
         };
+        let unmatched = self.unmatched_optouts(None).await?;
         Ok(Stats {
+            optout_events_unmatched: unmatched.requests,
+            optout_notices_unmatched: unmatched.notices,
             registrations,
             persons,
             handlers: one("SELECT COUNT(*) FROM handlers").await?,

@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use kiban_consent::{PatientIdError, PatientIdFormat};
 use kiban_records::{AuditEvent, AuditLog, Outcome};
 use kiban_store::lake::Lake;
 use kiban_store::registry::Registry;
@@ -128,9 +129,57 @@ impl Workspace {
         self.actor = actor.into();
     }
 
-    /// The control plane's key for one handler's patient.
-    pub fn patient_key(&self, handler_code: &str, patient_id: &str) -> String {
-        kiban_store::patient_key(&self.index_key, handler_code, patient_id)
+    /// The control plane's key for one handler's patient: the ID normalized with the
+    /// handler's declared format (`kiban_consent::PatientIdFormat::normalize`: NFKC, trimmed,
+    /// then e.g. zero-padded digits), then keyed under the index key. The one place patient
+    /// keys are computed, so every spelling of one ID that the format accepts gives one key;
+    /// an ID that does not fit the format has no key. `format` must be `handler_code`'s (see
+    /// [`Workspace::patient_id_format`]; callers load it once, not per unit).
+    pub fn patient_key(
+        &self,
+        handler_code: &str,
+        format: PatientIdFormat,
+        patient_id: &str,
+    ) -> Result<String, PatientIdError> {
+        let id = format.normalize(patient_id)?;
+        Ok(kiban_store::patient_key(&self.index_key, handler_code, &id))
+    }
+
+    /// A registered handler's patient-ID format (refused for an unknown handler).
+    pub async fn patient_id_format(
+        &self,
+        handler_code: &str,
+    ) -> Result<PatientIdFormat, PipelineError> {
+        Ok(self
+            .registered_handler(handler_code)
+            .await?
+            .patient_id_format)
+    }
+
+    /// [`Workspace::patient_key`] for a one-off caller (a desk command, a test): loads the
+    /// handler's format first; an ID that does not fit it is refused with the reason.
+    pub async fn patient_key_of(
+        &self,
+        handler_code: &str,
+        patient_id: &str,
+    ) -> Result<String, PipelineError> {
+        let format = self.patient_id_format(handler_code).await?;
+        self.patient_key(handler_code, format, patient_id)
+            .map_err(|e| patient_id_refused("患者ID", "patient ID", handler_code, format, e))
+    }
+
+    /// A registered handler, or the refusal naming it.
+    pub(crate) async fn registered_handler(
+        &self,
+        handler_code: &str,
+    ) -> Result<kiban_consent::HandlerInfo, PipelineError> {
+        kiban_consent::get_handler(&self.db, handler_code)
+            .await?
+            .ok_or_else(|| {
+                PipelineError::Refused(format!(
+                    "医療情報取扱事業者 {handler_code} は登録されていません (kiban handler add) / handler {handler_code} is not registered (kiban handler add)"
+                ))
+            })
     }
 
     /// Appends one audit event.
@@ -177,6 +226,22 @@ impl Workspace {
         self.audit(ev)?;
         result
     }
+}
+
+/// The refusal of a patient ID that does not fit its handler's format: Japanese first, the
+/// expected format and the field (`field_ja`, `field_en`) named, never the ID.
+pub(crate) fn patient_id_refused(
+    field_ja: &str,
+    field_en: &str,
+    handler_code: &str,
+    format: PatientIdFormat,
+    e: PatientIdError,
+) -> PipelineError {
+    PipelineError::Refused(format!(
+        "{field_ja}が医療情報取扱事業者 {handler_code} の患者IDの形式 {format} に合わないため受け付けません: {} / refused: the {field_en} does not fit the patient ID format {format} of handler {handler_code}: {}",
+        e.message_ja(),
+        e.message_en()
+    ))
 }
 
 fn error_kind(e: &PipelineError) -> &'static str {

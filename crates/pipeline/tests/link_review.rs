@@ -106,7 +106,7 @@ async fn setup(dir: &Path, n: usize) -> Fixture {
             }
             let pid = format!("{h}-{k:05}");
             let (id, _) = registry
-                .get_or_create(h, &ws.patient_key(h, &pid))
+                .get_or_create(h, &ws.patient_key_of(h, &pid).await.unwrap())
                 .await
                 .unwrap();
             ws.vault().put(&id, &person(k, &pid)).await.unwrap();
@@ -244,7 +244,7 @@ async fn r_link_2_review_queue_is_persisted_without_identity_values() {
     let registry = Registry::new(f.ws.db().clone());
     let pid = "X-1".to_string();
     let (x, _) = registry
-        .get_or_create(H3, &f.ws.patient_key(H3, &pid))
+        .get_or_create(H3, &f.ws.patient_key_of(H3, &pid).await.unwrap())
         .await
         .unwrap();
     let mut id = person(7, &pid);
@@ -288,7 +288,7 @@ async fn r_link_1_incremental_run_links_new_registrations_with_stored_model() {
     let registry = Registry::new(f.ws.db().clone());
     let pid = "N-5".to_string();
     let (n, _) = registry
-        .get_or_create(H3, &f.ws.patient_key(H3, &pid))
+        .get_or_create(H3, &f.ws.patient_key_of(H3, &pid).await.unwrap())
         .await
         .unwrap();
     f.ws.vault().put(&n, &person(5, &pid)).await.unwrap();

@@ -135,7 +135,7 @@ async fn r_opt_5_stop_issues_and_stores_a_receipt() {
     assert_eq!(std::fs::read(tmp.path().join("given.pdf")).unwrap(), bytes);
 
     // The event is marked issued on the date of issue.
-    let key = ws.patient_key(H, "0001234");
+    let key = ws.patient_key_of(H, "0001234").await.unwrap();
     let evs = kiban_consent::events_for(ws.db(), H, &key).await.unwrap();
     let stop = evs
         .iter()
@@ -190,7 +190,7 @@ async fn r_opt_6_deletion_erases_the_person_everywhere() {
         .await
         .unwrap();
     assert!(ing.units_accepted > 0);
-    let gone_key = ws.patient_key(H, "9999013");
+    let gone_key = ws.patient_key_of(H, "9999013").await.unwrap();
     let regs = kiban_store::registry::Registry::new(ws.db().clone());
     let gone = regs
         .lookup(H, &gone_key)
@@ -208,6 +208,7 @@ async fn r_opt_6_deletion_erases_the_person_everywhere() {
         out: tmp.path().join(out),
         on: d("2024-07-01"),
         request: None,
+        rerun_of: Some("test-rerun".into()),
     };
     let r1 = ws.release(&rel("rel1"), &NoProgress).await.unwrap();
 
@@ -413,7 +414,10 @@ async fn r_rec_1_export_sends_only_eligible_patients_and_records_the_provision()
         .unwrap()
         .into_iter()
         .collect();
-    let expect: BTreeSet<String> = exported.iter().map(|pid| ws.patient_key(H, pid)).collect();
+    let mut expect: BTreeSet<String> = BTreeSet::new();
+    for pid in &exported {
+        expect.insert(ws.patient_key_of(H, pid).await.unwrap());
+    }
     assert_eq!(keys, expect);
 
     // A second export into the same folder is refused rather than mixed.

@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "file_names",
         sql: include_str!("../migrations/0007_file_names.sql"),
     },
+    Migration {
+        version: 8,
+        name: "patient_id_format",
+        sql: include_str!("../migrations/0008_patient_id_format.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
