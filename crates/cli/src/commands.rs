@@ -73,6 +73,13 @@ pub enum HandlerCmd {
         /// Waiting period between notice and first provision, in days (R-OPT-2).
         #[arg(long, default_value_t = 30)]
         waiting_days: u32,
+        /// How the handler spells its patient IDs: `as-is` (Unicode NFKC and trimming only)
+        /// or `digits:N` (digits only, zero-padded to N: with digits:7, 16241, 0016241 and
+        /// ００１６２４１ are one patient). Every ID — ingest, opt-out commands and imports,
+        /// export — is normalized with it; an ID that does not fit is refused (opt-out) or
+        /// quarantined (ingest). Cannot be changed later by this command.
+        #[arg(long, default_value = "as-is", value_name = "as-is|digits:N")]
+        patient_id_format: String,
     },
     /// List registered handlers.
     List(JsonFlag),
@@ -291,9 +298,17 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             published,
             own_published,
             waiting_days,
+            patient_id_format,
         }) => {
+            let patient_id_format: kiban_consent::PatientIdFormat =
+                patient_id_format.parse().map_err(|e| {
+                    anyhow::anyhow!(
+                        "--patient-id-format: {e} / 患者IDの形式は as-is または digits:N で指定してください"
+                    )
+                })?;
             let ws = open(&cli.workspace, &cli.actor).await?;
             let mut h = kiban_consent::HandlerInfo::new(code, name, address);
+            h.patient_id_format = patient_id_format;
             h.representative = representative;
             h.filed_date = opt_date(&filed, "--filed")?;
             h.minister_published_date = opt_date(&published, "--published")?;
@@ -302,9 +317,11 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             h.waiting_days = waiting_days;
             ws.add_handler(&h).await?;
             println!(
-                "{}: {}",
+                "{}: {} ({}: {})",
                 lang.t("医療情報取扱事業者を登録しました", "handler registered"),
-                h.code
+                h.code,
+                lang.t("患者IDの形式", "patient ID format"),
+                h.patient_id_format
             );
             Ok(ok)
         }
@@ -316,14 +333,15 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             } else {
                 for h in hs {
                     println!(
-                        "{}\t{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\t{}",
                         h.code,
                         h.name,
                         h.filed_date.map(|d| d.to_string()).unwrap_or("-".into()),
                         h.minister_published_date
                             .map(|d| d.to_string())
                             .unwrap_or("-".into()),
-                        h.waiting_days
+                        h.waiting_days,
+                        h.patient_id_format
                     );
                 }
             }
@@ -530,6 +548,18 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                         s.attachments.to_string(),
                     ));
                 }
+                rows.push(row(
+                    lang,
+                    "データと一致しない停止・削除の求め（要確認）",
+                    "opt-out requests matching no data (check)",
+                    s.optout_events_unmatched.to_string(),
+                ));
+                rows.push(row(
+                    lang,
+                    "データと一致しない通知",
+                    "notices matching no data",
+                    s.optout_notices_unmatched.to_string(),
+                ));
                 print!(
                     "{}",
                     table(lang.t("ワークスペースの内容", "workspace contents"), &rows)
@@ -656,6 +686,14 @@ fn ingest_table(r: &kiban_pipeline::ingest::IngestReport, lang: Lang) -> String 
             n.to_string(),
         ));
     }
+    // A stop or deletion filed under a spelling of the ID that no data uses never applies:
+    // the desk checks these (a count, never the patients).
+    rows.push(row(
+        lang,
+        "データと一致しない停止・削除の求め（要確認）",
+        "opt-out requests matching no data (check)",
+        r.optout_requests_unmatched.to_string(),
+    ));
     table(
         &format!(
             "{} ({})",
