@@ -9,5 +9,6 @@ ALTER TABLE handlers ADD COLUMN patient_id_format TEXT NOT NULL DEFAULT 'as-is';
 
 -- Owned by kiban-pipeline: `kiban stats` and each ingest count the opt-out requests whose
 -- patient matches no data received (no registration, no gate rejection, no erasure); a gate
--- rejection is looked up by handler and patient key.
+-- rejection and an erasure record are looked up by handler and patient key.
 CREATE INDEX gate_rejections_patient ON gate_rejections (handler_code, patient_key);
+CREATE INDEX erasure_records_patient ON erasure_records (handler_code, patient_key);
