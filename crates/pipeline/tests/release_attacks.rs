@@ -94,8 +94,38 @@ fn release_opts(spec: Spec, out: PathBuf, on: NaiveDate) -> ReleaseOptions {
     }
 }
 
+/// The setup's folder. A static is never dropped, so a `TempDir` in it would be left behind
+/// by every run: the folder lives under cargo's per-target temporary directory instead, and
+/// each run first removes what earlier runs (more than an hour old) left there.
+fn setup_dir() -> tempfile::TempDir {
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for e in entries.flatten() {
+            let stale = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .is_some_and(|t| {
+                    t.elapsed()
+                        .is_ok_and(|a| a > std::time::Duration::from_secs(3600))
+                });
+            if stale
+                && e.file_name()
+                    .to_string_lossy()
+                    .starts_with("release_attacks-")
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix("release_attacks-")
+        .tempdir_in(&root)
+        .expect("tempdir")
+}
+
 fn build_setup() -> Setup {
-    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = setup_dir();
     let synth = dir.path().join("synth");
     let cfg = kiban_synth::SynthConfig {
         persons: 300,
