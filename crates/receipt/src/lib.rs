@@ -7,9 +7,9 @@
 //! provision stops, and the date of issue; plus the receipt number and the issuer (the
 //! handler, or the producer receiving on its behalf).
 //!
-//! The font is IPAex Gothic (IPA Font License v1.0, `assets/fonts/`), compiled in with
-//! `include_bytes!` so receipts render on a machine without Japanese fonts; each PDF embeds
-//! only the glyphs it uses (krilla subsets), so a receipt stays around 30 KB.
+//! The PDF is drawn through kiban-pdf, which owns the font (IPAex Gothic, IPA Font License
+//! v1.0, compiled in so receipts render on a machine without Japanese fonts), wrapping and
+//! page layout; each PDF embeds only the glyphs it uses, so a receipt stays around 30 KB.
 //!
 //! This crate only renders: it does no I/O, reads no database and decides nothing. The
 //! requester's name and the patient reference are personal data: they appear in the PDF
@@ -18,15 +18,11 @@
 use std::fmt;
 
 use chrono::{Datelike, NaiveDate};
-use krilla::Document;
-use krilla::geom::{PathBuilder, Point};
-use krilla::page::PageSettings;
-use krilla::text::{Font, GlyphId, KrillaGlyph};
-use skrifa::MetadataProvider;
-use skrifa::instance::{LocationRef, Size};
+use kiban_pdf::{Align, Column, Document, Page, PdfError, Table};
 
-/// IPAex Gothic 004.01 (Debian `fonts-ipaexfont-gothic`), IPA Font License v1.0.
-pub static IPAEX_GOTHIC: &[u8] = include_bytes!("../../../assets/fonts/ipaexg.ttf");
+/// Paper size, kiban-pdf's (A5 the usual counter slip, A4 for mailing); re-exported so
+/// callers name it from the receipt.
+pub use kiban_pdf::Paper;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiptError {
@@ -35,10 +31,8 @@ pub enum ReceiptError {
         field: &'static str,
         reason: &'static str,
     },
-    #[error("the embedded receipt font could not be loaded")]
-    Font,
-    #[error("the PDF could not be written: {0}")]
-    Pdf(String),
+    #[error("receipt PDF: {0}")]
+    Pdf(#[from] PdfError),
 }
 
 /// What was requested: a stop, or a deletion (which implies a stop, R-OPT-6).
@@ -72,24 +66,6 @@ pub struct Issuer {
     pub name: String,
     pub address: String,
     pub representative: Option<String>,
-}
-
-/// Paper size. A5 is the usual counter slip; A4 for mailing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Paper {
-    #[default]
-    A4,
-    A5,
-}
-
-impl Paper {
-    /// Width and height in PDF points.
-    fn size(self) -> (f32, f32) {
-        match self {
-            Paper::A4 => (595.28, 841.89),
-            Paper::A5 => (419.53, 595.28),
-        }
-    }
 }
 
 /// Everything printed on one receipt.
@@ -155,134 +131,141 @@ pub fn date_ja(d: NaiveDate) -> String {
     }
 }
 
-/// Renders the receipt as a PDF (embedded, subsetted IPAex Gothic). Deterministic for the
-/// same receipt.
+/// Renders the receipt as a PDF (embedded, subsetted IPAex Gothic, through kiban-pdf).
+/// Deterministic for the same receipt.
 pub fn render(r: &Receipt) -> Result<Vec<u8>, ReceiptError> {
     validate(r)?;
-    let face = Face::load()?;
-    let (w, h) = r.paper.size();
     let a5 = r.paper == Paper::A5;
     let margin = if a5 { 36.0 } else { 56.0 };
     let body = if a5 { 9.0 } else { 10.5 };
-    let mut doc = Document::new();
-    {
-        let settings = PageSettings::from_wh(w, h).ok_or(ReceiptError::Pdf("page size".into()))?;
-        let mut page = doc.start_page_with(settings);
-        let mut s = page.surface();
-        let mut pen = Pen {
-            face: &face,
-            surface: &mut s,
-        };
-        let right = w - margin;
-        let width = right - margin;
-        let mut y = margin + body;
+    let mut doc = Document::new()?;
+    doc.page(r.paper, margin, |p| draw(p, r, body))?;
+    Ok(doc.finish()?)
+}
 
-        // Top right: number and date of issue.
-        for line in [
-            format!("受付番号　{}", r.receipt_number),
-            format!("交付日　{}", date_ja(r.issued)),
-        ] {
-            pen.text_right(right, y, body, &line);
-            y += body * 1.6;
-        }
-        y += body;
+fn draw(p: &mut Page<'_, '_>, r: &Receipt, body: f32) {
+    let a5 = r.paper == Paper::A5;
+    let (w, h) = (p.width(), p.height());
+    let (margin, right, width) = (p.left(), p.right(), p.content_width());
+    let face = p.face();
+    let mut y = p.top_baseline(body);
 
-        // Addressee.
-        pen.text(margin, y, body * 1.3, &format!("{}　様", r.requester_name));
-        y += body * 3.0;
+    // Top right: number and date of issue.
+    let top = [
+        format!("受付番号　{}", r.receipt_number),
+        format!("交付日　{}", date_ja(r.issued)),
+    ];
+    y = p.lines((right, Align::Right), y, body, body * 1.6, &top);
+    y += body;
 
-        // Title.
-        let title_size = if a5 { 13.0 } else { 16.0 };
-        let title = match r.kind {
-            RequestKind::Stop => "提供停止の求めに係る受付書",
-            RequestKind::Delete => "提供停止及び削除の求めに係る受付書",
-        };
-        pen.text_centered(w / 2.0, y, title_size, title);
-        y += title_size * 2.6;
+    // Addressee.
+    p.text(margin, y, body * 1.3, &format!("{}　様", r.requester_name));
+    y += body * 3.0;
 
-        // Body: that a request was made, and that this document is issued.
-        let para = format!(
-            "{}について、下記のとおり{}がありました。次世代医療基盤法に基づき、\
-             本書を交付します。",
-            r.handler_name,
-            r.kind.what()
-        );
-        for line in face.wrap(&para, body, width) {
-            pen.text(margin, y, body, &line);
-            y += body * 1.7;
-        }
-        y += body;
-        pen.text_centered(w / 2.0, y, body * 1.1, "記");
-        y += body * 2.4;
+    // Title.
+    let title_size = if a5 { 13.0 } else { 16.0 };
+    let title = match r.kind {
+        RequestKind::Stop => "提供停止の求めに係る受付書",
+        RequestKind::Delete => "提供停止及び削除の求めに係る受付書",
+    };
+    p.text_centered(w / 2.0, y, title_size, title);
+    y += title_size * 2.6;
 
-        // The items, as a two-column list.
-        let label_w = face.width("提供を停止する年月日", body) + body * 2.0;
-        let mut items: Vec<(String, String)> = vec![
-            ("受付番号".into(), r.receipt_number.clone()),
-            ("求めの内容".into(), r.kind.what().to_string()),
-            (
-                "求めを行った者".into(),
-                format!("{}（本人との関係：{}）", r.requester_name, r.relation),
-            ),
-        ];
-        if let Some(p) = &r.patient_reference {
-            items.push(("対象となる本人".into(), p.clone()));
-        }
-        items.push(("医療情報取扱事業者".into(), r.handler_name.clone()));
-        let mut received = date_ja(r.received);
-        if let Some(c) = &r.channel {
-            received.push_str(&format!("　{c}"));
-        }
-        items.push(("求めを受けた年月日".into(), received));
-        items.push(("提供を停止する年月日".into(), date_ja(r.stop_date)));
-        items.push(("本書の交付年月日".into(), date_ja(r.issued)));
-        let rule = |pen: &mut Pen<'_, '_>, y: f32| pen.hline(margin, right, y);
-        rule(&mut pen, y - body * 1.1);
-        for (label, value) in &items {
-            pen.text(margin + body * 0.5, y, body, label);
-            let lines = face.wrap(value, body, width - label_w - body * 0.5);
-            for (i, line) in lines.iter().enumerate() {
-                pen.text(margin + label_w, y + i as f32 * body * 1.5, body, line);
-            }
-            y += body * (1.5 * lines.len().max(1) as f32 + 0.9);
-            rule(&mut pen, y - body * 1.1);
-        }
-        if r.kind == RequestKind::Delete {
-            y += body * 0.6;
-            for line in face.wrap(
-                "提供済みの医療情報のうち本人を識別できる情報は、可能な限り速やかに削除し、以後の提供には含めません。",
-                body * 0.9,
-                width,
-            ) {
-                pen.text(margin, y, body * 0.9, &line);
-                y += body * 1.5;
-            }
-        }
-        y += body * 2.5;
+    // Body: that a request was made, and that this document is issued.
+    let para = format!(
+        "{}について、下記のとおり{}がありました。次世代医療基盤法に基づき、\
+         本書を交付します。",
+        r.handler_name,
+        r.kind.what()
+    );
+    y = p.paragraph(margin, y, width, (body, body * 1.7), &para);
+    y += body;
+    p.text_centered(w / 2.0, y, body * 1.1, "記");
+    y += body * 2.4;
 
-        // Issuer, bottom right block.
-        let role = match r.issuer.role {
-            IssuerRole::Handler => "交付者（医療情報取扱事業者）",
-            IssuerRole::Producer => "交付者（認定作成事業者）",
-        };
-        let block_x = margin + width * 0.42;
-        let mut issuer_lines = vec![role.to_string(), r.issuer.name.clone()];
-        issuer_lines.extend(face.wrap(&r.issuer.address, body, right - block_x));
-        if let Some(rep) = &r.issuer.representative {
-            issuer_lines.push(format!("代表者　{rep}"));
-        }
-        for line in issuer_lines {
-            pen.text(block_x, y, body, &line);
-            y += body * 1.6;
-        }
-        let footer = "本書は大切に保管してください。本書の控えは交付日から3年間保存します。";
-        let fsize = body * 0.8;
-        pen.text(margin, (h - margin).max(y + fsize), fsize, footer);
-        s.finish();
-        page.finish();
+    // The items, as a ruled two-column list.
+    let label_w = face.width("提供を停止する年月日", body) + body * 2.0;
+    let mut items: Vec<[String; 2]> = vec![
+        ["受付番号".into(), r.receipt_number.clone()],
+        ["求めの内容".into(), r.kind.what().to_string()],
+        [
+            "求めを行った者".into(),
+            format!("{}（本人との関係：{}）", r.requester_name, r.relation),
+        ],
+    ];
+    if let Some(patient) = &r.patient_reference {
+        items.push(["対象となる本人".into(), patient.clone()]);
     }
-    doc.finish()
-        .map_err(|e| ReceiptError::Pdf(format!("{e:?}")))
+    items.push(["医療情報取扱事業者".into(), r.handler_name.clone()]);
+    let mut received = date_ja(r.received);
+    if let Some(c) = &r.channel {
+        received.push_str(&format!("　{c}"));
+    }
+    items.push(["求めを受けた年月日".into(), received]);
+    items.push(["提供を停止する年月日".into(), date_ja(r.stop_date)]);
+    items.push(["本書の交付年月日".into(), date_ja(r.issued)]);
+    let table = Table {
+        columns: vec![
+            Column {
+                x: margin + body * 0.5,
+                align: Align::Left,
+                wrap: None,
+            },
+            Column {
+                x: margin + label_w,
+                align: Align::Left,
+                wrap: Some(width - label_w - body * 0.5),
+            },
+        ],
+        size: body,
+        line_height: body * 1.5,
+        row_gap: body * 0.9,
+        rules: Some((margin, right)),
+        rule_above: body * 1.1,
+        // Validation bounds the text, so the list fits the page.
+        bottom: None,
+    };
+    y = p.table(&table, y, &items);
+    if r.kind == RequestKind::Delete {
+        y += body * 0.6;
+        y = p.paragraph(
+            margin,
+            y,
+            width,
+            (body * 0.9, body * 1.5),
+            "提供済みの医療情報のうち本人を識別できる情報は、可能な限り速やかに削除し、以後の提供には含めません。",
+        );
+    }
+    y += body * 2.5;
+
+    // Issuer, bottom right block.
+    let role = match r.issuer.role {
+        IssuerRole::Handler => "交付者（医療情報取扱事業者）",
+        IssuerRole::Producer => "交付者（認定作成事業者）",
+    };
+    let block_x = margin + width * 0.42;
+    let leading = body * 1.6;
+    y = p.lines(
+        (block_x, Align::Left),
+        y,
+        body,
+        leading,
+        &[role, &r.issuer.name],
+    );
+    y = p.paragraph(
+        block_x,
+        y,
+        right - block_x,
+        (body, leading),
+        &r.issuer.address,
+    );
+    if let Some(rep) = &r.issuer.representative {
+        p.text(block_x, y, body, &format!("代表者　{rep}"));
+        y += leading;
+    }
+    let footer = "本書は大切に保管してください。本書の控えは交付日から3年間保存します。";
+    let fsize = body * 0.8;
+    p.text(margin, (h - margin).max(y + fsize), fsize, footer);
 }
 
 fn validate(r: &Receipt) -> Result<(), ReceiptError> {
@@ -320,126 +303,6 @@ fn validate(r: &Receipt) -> Result<(), ReceiptError> {
         return bad("text", "longer than 400 characters");
     }
     Ok(())
-}
-
-/// The font with what layout needs: cmap and advances.
-struct Face {
-    font: Font,
-    glyphs: skrifa::FontRef<'static>,
-    upem: f32,
-}
-
-impl Face {
-    fn load() -> Result<Face, ReceiptError> {
-        let font = Font::new(IPAEX_GOTHIC.into(), 0).ok_or(ReceiptError::Font)?;
-        let glyphs = skrifa::FontRef::new(IPAEX_GOTHIC).map_err(|_| ReceiptError::Font)?;
-        let upem = f32::from(
-            glyphs
-                .metrics(Size::unscaled(), LocationRef::default())
-                .units_per_em,
-        );
-        if upem <= 0.0 {
-            return Err(ReceiptError::Font);
-        }
-        Ok(Face { font, glyphs, upem })
-    }
-
-    /// One glyph per character (Japanese needs no shaping; IPAex has no ligatures we use).
-    /// A character missing from the font maps to glyph 0 (.notdef) but keeps its text, so
-    /// copy and search still see it.
-    fn shape(&self, text: &str) -> Vec<KrillaGlyph> {
-        let cmap = self.glyphs.charmap();
-        let metrics = self
-            .glyphs
-            .glyph_metrics(Size::unscaled(), LocationRef::default());
-        text.char_indices()
-            .map(|(i, c)| {
-                let gid = cmap.map(c).unwrap_or(skrifa::GlyphId::NOTDEF);
-                let adv = metrics.advance_width(gid).unwrap_or(self.upem) / self.upem;
-                KrillaGlyph::new(
-                    GlyphId::new(gid.to_u32()),
-                    adv,
-                    0.0,
-                    0.0,
-                    0.0,
-                    i..i + c.len_utf8(),
-                    None,
-                )
-            })
-            .collect()
-    }
-
-    fn width(&self, text: &str, size: f32) -> f32 {
-        self.shape(text).iter().map(|g| g.x_advance).sum::<f32>() * size
-    }
-
-    /// Greedy line breaking by character (Japanese breaks anywhere), keeping closing
-    /// punctuation off the start of a line (禁則, simplified).
-    fn wrap(&self, text: &str, size: f32, max: f32) -> Vec<String> {
-        const NO_START: &str = "、。，．）」』】〕！？・ー…,.)!?";
-        let mut lines = Vec::new();
-        let mut cur = String::new();
-        let mut cur_w = 0.0;
-        for c in text.chars() {
-            let cw = self.width(c.encode_utf8(&mut [0; 4]), size);
-            if cur_w + cw > max && !cur.is_empty() && !NO_START.contains(c) {
-                lines.push(std::mem::take(&mut cur));
-                cur_w = 0.0;
-            }
-            cur.push(c);
-            cur_w += cw;
-        }
-        if !cur.is_empty() {
-            lines.push(cur);
-        }
-        lines
-    }
-}
-
-struct Pen<'f, 's> {
-    face: &'f Face,
-    surface: &'f mut krilla::surface::Surface<'s>,
-}
-
-impl Pen<'_, '_> {
-    /// Text with its baseline at `y` (from the top of the page).
-    fn text(&mut self, x: f32, y: f32, size: f32, text: &str) {
-        let glyphs = self.face.shape(text);
-        self.surface.draw_glyphs(
-            Point::from_xy(x, y),
-            &glyphs,
-            self.face.font.clone(),
-            text,
-            size,
-            false,
-        );
-    }
-
-    fn text_right(&mut self, right: f32, y: f32, size: f32, text: &str) {
-        let w = self.face.width(text, size);
-        self.text(right - w, y, size, text);
-    }
-
-    fn text_centered(&mut self, cx: f32, y: f32, size: f32, text: &str) {
-        let w = self.face.width(text, size);
-        self.text(cx - w / 2.0, y, size, text);
-    }
-
-    fn hline(&mut self, x0: f32, x1: f32, y: f32) {
-        let mut pb = PathBuilder::new();
-        pb.move_to(x0, y);
-        pb.line_to(x1, y);
-        if let Some(path) = pb.finish() {
-            self.surface.set_fill(None);
-            self.surface.set_stroke(Some(krilla::paint::Stroke {
-                width: 0.5,
-                ..Default::default()
-            }));
-            self.surface.draw_path(&path);
-            self.surface.set_stroke(None);
-            self.surface.set_fill(Some(krilla::paint::Fill::default()));
-        }
-    }
 }
 
 #[cfg(test)]
@@ -508,22 +371,5 @@ mod tests {
         assert!(render(&r).is_err());
         let dbg = format!("{:?}", sample(RequestKind::Stop, Paper::A4));
         assert!(!dbg.contains("山田") && !dbg.contains("0001234"), "{dbg}");
-    }
-
-    #[test]
-    fn wrapping_keeps_every_character_and_respects_the_width() {
-        let face = Face::load().unwrap();
-        let text = "提供済みの医療情報のうち本人を識別できる情報は、可能な限り速やかに削除します。";
-        let lines = face.wrap(text, 10.0, 120.0);
-        assert!(lines.len() > 1);
-        assert_eq!(lines.concat(), text);
-        for l in &lines[..lines.len() - 1] {
-            assert!(face.width(l, 10.0) <= 120.0 + 10.0, "{l}");
-        }
-        assert!(
-            lines
-                .iter()
-                .all(|l| !l.starts_with('、') && !l.starts_with('。'))
-        );
     }
 }
