@@ -299,10 +299,6 @@ fn release(dir: &Path, n: u64, profile: &str) -> Result<(), BoxError> {
     let mut writer = PackageWriter::new(spec.clone(), &out, input)?;
     stage("person-level k-anonymity + risk", &mut t);
     // The writer's protocol (`PackageWriter::write_package`), stage by stage for the timings.
-    if spec.tables().contains(&Table::VisitOccurrence) {
-        writer.collect_items(Table::VisitOccurrence, lake.scan(Table::VisitOccurrence)?)?;
-        stage("visit months (risk) prepass", &mut t);
-    }
     for table in spec.tables() {
         if writer.needs_items(table) {
             writer.collect_items(table, lake.scan(table)?)?;

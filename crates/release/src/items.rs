@@ -19,6 +19,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use arrow::array::{Array, Date32Array, RecordBatch, StringArray};
+use chrono::Datelike;
 use kiban_anon::Hierarchy;
 use kiban_anon::hierarchy::{icd10, jlac10, yj_code};
 use kiban_anon::setvalued::{
@@ -26,6 +28,7 @@ use kiban_anon::setvalued::{
     km_violations,
 };
 use kiban_model::Table;
+use kiban_model::batch::days_to_date;
 use serde::Serialize;
 
 use crate::ReleaseError;
@@ -114,82 +117,148 @@ pub struct LongitudinalReport {
     /// Released persons measured.
     pub persons: u64,
     /// Persons unique on their released QI values + their set of released diagnosis codes
-    /// (what an attacker who knows all of someone's diagnoses can single out).
+    /// (what an attacker who knows all of someone's diagnoses can single out), counted on
+    /// the written files.
     pub sample_uniques: u64,
-    /// … + the released codes of every item table.
+    /// … + the released codes of every coded table.
     pub sample_uniques_all_items: u64,
-    /// … on QI values + the set of months with a released visit (shifted).
+    /// … on QI values + the set of months with a released visit (as released).
     pub sample_uniques_visit_months: u64,
-    /// … on QI values + all item codes + visit months + number of visit months.
+    /// … on QI values + all codes + visit months.
     pub sample_uniques_everything: u64,
 }
 
-/// Uniqueness of released persons on their QI class and longitudinal attributes: the full
-/// sets, not only m of them — the figures say how far the (k, k^m) guarantee is from a
-/// guarantee against an attacker who knows a whole history.
+/// Each released person's set of values of one column of one written table (codes, visit
+/// months), reduced to a 64-bit digest, read off the written output — sorted by pseudonym, so
+/// a person's rows are adjacent — so that the risk report measures exactly what is released.
+pub(crate) struct SetDigest {
+    column: &'static str,
+    table: Table,
+    current: Option<usize>,
+    values: Vec<u64>,
+    out: Vec<u64>,
+}
+
+impl SetDigest {
+    pub(crate) fn new(column: &'static str, table: Table, persons: usize) -> SetDigest {
+        SetDigest {
+            column,
+            table,
+            current: None,
+            values: Vec::new(),
+            out: vec![0; persons],
+        }
+    }
+
+    pub(crate) fn observe<const N: usize>(
+        &mut self,
+        batch: &RecordBatch,
+        sorted_pseudonyms: &[[u8; N]],
+    ) -> Result<(), ReleaseError> {
+        let missing = |c: &str| ReleaseError::Store(format!("{}: column {c} missing", self.table));
+        let ids = batch
+            .column_by_name("person_id")
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            .ok_or_else(|| missing("person_id"))?;
+        let col = batch
+            .column_by_name(self.column)
+            .ok_or_else(|| missing(self.column))?;
+        let text = col.as_any().downcast_ref::<StringArray>();
+        let dates = col.as_any().downcast_ref::<Date32Array>();
+        for i in 0..batch.num_rows() {
+            let r = sorted_pseudonyms
+                .binary_search_by(|p| p.as_slice().cmp(ids.value(i).as_bytes()))
+                .ok();
+            if r != self.current {
+                self.flush();
+                self.current = r;
+            }
+            let v = if let Some(t) = text {
+                (!t.is_null(i)).then(|| hash_of(t.value(i).as_bytes()))
+            } else if let Some(d) = dates {
+                (!d.is_null(i))
+                    .then(|| days_to_date(d.value(i)))
+                    .flatten()
+                    .map(|d| (d.year() * 12 + d.month0() as i32) as u64)
+            } else {
+                None
+            };
+            if let Some(v) = v {
+                self.values.push(v);
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) {
+        if let Some(r) = self.current
+            && !self.values.is_empty()
+        {
+            self.values.sort_unstable();
+            self.values.dedup();
+            let bytes: Vec<u8> = self.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            self.out[r] = hash_of(&bytes) | 1;
+        }
+        self.values.clear();
+    }
+
+    pub(crate) fn finish(mut self) -> (Table, Vec<u64>) {
+        self.flush();
+        (self.table, self.out)
+    }
+}
+
+/// A stable 64-bit hash (SipHash with fixed keys: the same in every run).
+fn hash_of(bytes: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    h.write(bytes);
+    h.finish()
+}
+
+/// Uniqueness of released persons on their released QI values and longitudinal attributes —
+/// whole sets, not only m of them: how far the (k, k^m) guarantee is from a guarantee against
+/// an attacker who knows a whole history.
 pub(crate) fn measure_uniqueness(
     report: &mut LongitudinalReport,
     classes: &[u32],
-    plans: &BTreeMap<Table, TablePlan>,
-    visit_months: &[Vec<i32>],
+    digests: &[(Table, Vec<u64>)],
 ) {
     let persons = classes.len();
-    // Released label sets per person and table, as interned label ids.
-    let mut labels: HashMap<&str, u32> = HashMap::new();
-    let mut cond: Vec<Vec<u32>> = vec![Vec::new(); persons];
-    let mut all: Vec<Vec<u32>> = vec![Vec::new(); persons];
-    for (t, plan) in plans {
-        for (p, id) in &plan.codes.pairs {
-            let p = *p as usize;
-            if p >= persons || plan.suppressed.binary_search(&(p as u32, *id)).is_ok() {
-                continue;
-            }
-            let Some(Some(l)) = plan.label.get(*id as usize) else {
-                continue;
-            };
-            let next = labels.len() as u32;
-            let l = *labels.entry(l.as_str()).or_insert(next);
-            // Tables apart: a label of two tables is two attributes.
-            let tagged = l * 8 + *t as u32 % 8;
-            if *t == Table::ConditionOccurrence {
-                cond[p].push(tagged);
-            }
-            all[p].push(tagged);
-        }
-    }
-    let uniques = |key: &dyn Fn(usize) -> Vec<i64>| {
-        let mut counts: HashMap<Vec<i64>, u32> = HashMap::new();
-        let keys: Vec<Vec<i64>> = (0..persons).map(key).collect();
+    let of = |t: Table, r: usize| {
+        digests
+            .iter()
+            .find(|(d, _)| *d == t)
+            .and_then(|(_, v)| v.get(r).copied())
+            .unwrap_or(0)
+    };
+    let all = |r: usize| {
+        digests
+            .iter()
+            .filter(|(t, _)| *t != Table::VisitOccurrence)
+            .fold(0u64, |acc, (t, v)| {
+                let d = v.get(r).copied().unwrap_or(0);
+                acc.wrapping_add(hash_of(&[&[*t as u8][..], &d.to_le_bytes()].concat()))
+            })
+    };
+    let uniques = |key: &dyn Fn(usize) -> (u64, u64)| {
+        let keys: Vec<(u32, u64, u64)> = (0..persons)
+            .map(|r| {
+                let (a, b) = key(r);
+                (classes[r], a, b)
+            })
+            .collect();
+        let mut counts: HashMap<(u32, u64, u64), u32> = HashMap::new();
         for k in &keys {
-            *counts.entry(k.clone()).or_default() += 1;
+            *counts.entry(*k).or_default() += 1;
         }
         keys.iter().filter(|k| counts[*k] == 1).count() as u64
     };
-    let set = |v: &[u32]| {
-        let mut v: Vec<i64> = v.iter().map(|x| i64::from(*x)).collect();
-        v.sort_unstable();
-        v.dedup();
-        v
-    };
-    let months = |p: usize| -> Vec<i64> {
-        visit_months
-            .get(p)
-            .map(|m| m.iter().map(|x| i64::from(*x)).collect())
-            .unwrap_or_default()
-    };
-    let with_class = |p: usize, mut parts: Vec<Vec<i64>>| {
-        let mut out = vec![i64::from(classes[p])];
-        for part in parts.drain(..) {
-            out.push(-1);
-            out.extend(part);
-        }
-        out
-    };
     report.persons = persons as u64;
-    report.sample_uniques = uniques(&|p| with_class(p, vec![set(&cond[p])]));
-    report.sample_uniques_all_items = uniques(&|p| with_class(p, vec![set(&all[p])]));
-    report.sample_uniques_visit_months = uniques(&|p| with_class(p, vec![months(p)]));
-    report.sample_uniques_everything = uniques(&|p| with_class(p, vec![set(&all[p]), months(p)]));
+    report.sample_uniques = uniques(&|r| (of(Table::ConditionOccurrence, r), 0));
+    report.sample_uniques_all_items = uniques(&|r| (all(r), 0));
+    report.sample_uniques_visit_months = uniques(&|r| (of(Table::VisitOccurrence, r), 0));
+    report.sample_uniques_everything = uniques(&|r| (all(r), of(Table::VisitOccurrence, r)));
 }
 
 /// Builds a table's code hierarchies: codes of a known shape climb their standard

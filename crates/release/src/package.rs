@@ -29,7 +29,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::ReleaseError;
-use crate::items::{LongitudinalReport, TableCodes, TablePlan};
+use crate::items::{LongitudinalReport, SetDigest, TableCodes, TablePlan};
 use crate::person::{PersonQi, QiDict, choose_generalization};
 use crate::population::Population;
 use crate::report_html::{ReportContext, render_html};
@@ -225,8 +225,12 @@ pub struct PackageWriter {
     released_index: Vec<u32>,
     /// Per released index: the QI equivalence class (released QI values, interned).
     classes: Vec<u32>,
-    /// Per released index: the released months of their visits (for the risk report).
-    visit_months: Vec<Vec<i32>>,
+    /// Released pseudonyms in released-index (= pseudonym) order.
+    sorted_pseudonyms: Vec<[u8; PSEUDONYM_LEN]>,
+    /// Per released index: the class of the released person row (its values but the ID).
+    released_classes: Vec<u32>,
+    /// Per written table with a set-valued attribute: each person's set digest.
+    digests: Vec<(Table, Vec<u64>)>,
     /// Analyte → (low, high) bounds of top/bottom coding.
     lab_bounds: Option<LabBounds>,
     peculiar: BTreeMap<String, u64>,
@@ -315,6 +319,8 @@ impl PackageWriter {
             })
             .collect();
         by_pseudonym.sort_unstable();
+        let sorted_pseudonyms: Vec<[u8; PSEUDONYM_LEN]> =
+            by_pseudonym.iter().map(|(p, _)| *p).collect();
         let person_rows: Vec<u32> = by_pseudonym.into_iter().map(|(_, i)| i).collect();
         let mut released_index = vec![u32::MAX; order.len()];
         let mut class_ids: HashMap<[Arc<str>; 3], u32> = HashMap::new();
@@ -348,7 +354,9 @@ impl PackageWriter {
             longitudinal: LongitudinalReport::default(),
             released_index,
             classes,
-            visit_months: Vec::new(),
+            sorted_pseudonyms,
+            released_classes: Vec::new(),
+            digests: Vec::new(),
             lab_bounds: None,
             peculiar: BTreeMap::new(),
         })
@@ -394,17 +402,13 @@ impl PackageWriter {
         Ok(())
     }
 
-    /// First pass over a coded table that [`PackageWriter::needs_items`] (or over
-    /// `visit_occurrence`, whose released visit months the risk report measures): counts
-    /// released persons per code.
+    /// First pass over a coded table that [`PackageWriter::needs_items`]: counts released
+    /// persons per code.
     pub fn collect_items<E: std::fmt::Display>(
         &mut self,
         table: Table,
         batches: impl Iterator<Item = Result<RecordBatch, E>>,
     ) -> Result<(), ReleaseError> {
-        if table == Table::VisitOccurrence {
-            return self.collect_visit_months(batches);
-        }
         if !self.needs_items(table) {
             return Ok(());
         }
@@ -412,11 +416,12 @@ impl PackageWriter {
         for batch in batches {
             let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
             let code = string_col(&batch, "code")?;
+            let system = string_col(&batch, "code_system")?;
             for (i, p) in self.row_persons(&batch)?.into_iter().enumerate() {
                 if let Some(p) = p
-                    && !code.is_null(i)
+                    && let Some(c) = released_code(code, system, i)
                 {
-                    codes.add(self.released_index[p as usize], code.value(i));
+                    codes.add(self.released_index[p as usize], &c);
                 }
             }
         }
@@ -425,52 +430,12 @@ impl PackageWriter {
         Ok(())
     }
 
-    fn collect_visit_months<E: std::fmt::Display>(
-        &mut self,
-        batches: impl Iterator<Item = Result<RecordBatch, E>>,
-    ) -> Result<(), ReleaseError> {
-        let mut months: Vec<Vec<i32>> = vec![Vec::new(); self.person_rows.len()];
-        for batch in batches {
-            let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
-            let start = batch
-                .column_by_name("start_date")
-                .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-                .ok_or_else(|| ReleaseError::Store("visit_occurrence.start_date".into()))?;
-            for (i, p) in self.row_persons(&batch)?.into_iter().enumerate() {
-                let (Some(p), false) = (p, start.is_null(i)) else {
-                    continue;
-                };
-                let Some(o) = self.released[p as usize] else {
-                    continue;
-                };
-                let real = start.value(i);
-                let month =
-                    self.spec.dates.shift && days_to_date(real).is_some_and(|d| d.day() == 1);
-                let released = if self.spec.dates.shift {
-                    shift_date(real, o.shift, month)
-                } else {
-                    Some(real)
-                };
-                if let Some(d) = released.and_then(days_to_date) {
-                    months[self.released_index[p as usize] as usize]
-                        .push(d.year() * 12 + d.month0() as i32);
-                }
-            }
-        }
-        for m in &mut months {
-            m.sort_unstable();
-            m.dedup();
-        }
-        self.visit_months = months;
-        Ok(())
-    }
-
     /// Solves the item models over the collected tables (after every
     /// [`PackageWriter::collect_items`]) and measures the longitudinal risk; refuses a release
     /// whose measured risk breaks the spec.
     pub fn solve_items(&mut self) -> Result<(), ReleaseError> {
         let collected = std::mem::take(&mut self.collected);
-        let (plans, mut report) = crate::items::solve(
+        let (plans, report) = crate::items::solve(
             collected,
             &self.spec.item_tables(),
             &self.classes,
@@ -479,12 +444,6 @@ impl PackageWriter {
             self.spec.codes.min_persons(),
         )?;
         self.items = plans;
-        crate::items::measure_uniqueness(
-            &mut report,
-            &self.classes,
-            &self.items,
-            &self.visit_months,
-        );
         if report.violations > 0 {
             return Err(ReleaseError::RiskExceeded(format!(
                 "{} combinations of quasi-identifiers and up to {} codes are held by fewer than {} persons",
@@ -517,9 +476,6 @@ impl PackageWriter {
         E: std::fmt::Display,
     {
         let tables = self.spec.tables();
-        if tables.contains(&Table::VisitOccurrence) {
-            self.collect_items(Table::VisitOccurrence, scan(Table::VisitOccurrence)?)?;
-        }
         for &t in &tables {
             if self.needs_items(t) {
                 self.collect_items(t, scan(t)?)?;
@@ -632,16 +588,18 @@ impl PackageWriter {
             return Ok(batch);
         };
         let code = string_col(&batch, "code")?;
+        let system = string_col(&batch, "code_system")?;
         let mut out = StringBuilder::new();
         let (mut generalized, mut suppressed) = (0u64, 0u64);
         for (i, &r) in released_index.iter().enumerate() {
-            if code.is_null(i) {
+            // Codes the text policy would drop never entered the models: dropped here.
+            let Some(c) = released_code(code, system, i) else {
                 out.append_null();
                 continue;
-            }
-            match plan.released(r, code.value(i)) {
+            };
+            match plan.released(r, &c) {
                 Some(l) => {
-                    if l != code.value(i) {
+                    if l != c {
                         generalized += 1;
                     }
                     out.append_value(l);
@@ -751,6 +709,8 @@ impl PackageWriter {
         let mut sink = TableSink::create(&self.out, Table::Person.name(), schema.clone())?;
         let pop = &self.input.population;
         let mut g = self.solution.generalizer();
+        let mut class_ids: HashMap<String, u32> = HashMap::new();
+        self.released_classes.clear();
         for chunk in self.person_rows.chunks(65_536) {
             let mut cols: Vec<StringBuilder> = (0..ncols).map(|_| StringBuilder::new()).collect();
             for &i in chunk {
@@ -780,6 +740,19 @@ impl PackageWriter {
             let batch = RecordBatch::try_new(schema.clone(), arrays)?;
             // Issue 13: a mapped CSV's prefecture column is raw text (an address, say).
             let batch = crate::text_policy::apply(Table::Person, batch, &mut self.peculiar)?;
+            // The QI class as released (after the text policy), for the risk report.
+            let cols: Vec<&StringArray> = (1..batch.num_columns())
+                .filter_map(|c| batch.column(c).as_any().downcast_ref::<StringArray>())
+                .collect();
+            for i in 0..batch.num_rows() {
+                let key: Vec<Option<&str>> = cols
+                    .iter()
+                    .map(|c| (!c.is_null(i)).then(|| c.value(i)))
+                    .collect();
+                let next = class_ids.len() as u32;
+                let id = *class_ids.entry(format!("{key:?}")).or_insert(next);
+                self.released_classes.push(id);
+            }
             sink.write(&batch)?;
         }
         self.finish_sink(Table::Person, sink.finish()?)
@@ -823,7 +796,23 @@ impl PackageWriter {
                 sink.write(&out)?;
             }
         }
-        self.finish_sink(table, sink.finish()?)
+        // The risk report measures what is written: each person's set of released codes
+        // (and visit months), read off the sorted output.
+        let column = match table {
+            Table::VisitOccurrence => Some("start_date"),
+            t if CODED_TABLES.contains(&t) => Some("code"),
+            _ => None,
+        };
+        let mut digest = column.map(|c| SetDigest::new(c, table, self.person_rows.len()));
+        let written = sink.finish_observed(&mut |b| match digest.as_mut() {
+            Some(d) => d.observe(b, &self.sorted_pseudonyms),
+            None => Ok(()),
+        })?;
+        if let Some(d) = digest {
+            let (table, sets) = d.finish();
+            self.digests.push((table, sets));
+        }
+        self.finish_sink(table, written)
     }
 
     fn transform(
@@ -1009,6 +998,12 @@ impl PackageWriter {
         notes: serde_json::Value,
     ) -> Result<(Manifest, String), ReleaseError> {
         let k = (self.spec.person.k > 0).then_some(self.spec.person.k);
+        let classes = if self.released_classes.len() == self.person_rows.len() {
+            std::mem::take(&mut self.released_classes)
+        } else {
+            self.classes.clone()
+        };
+        crate::items::measure_uniqueness(&mut self.longitudinal, &classes, &self.digests);
         // R-ANON-7: the risk report beside the manifest, listed with its hashes.
         let ctx = ReportContext {
             release_id: self.input.release_id.clone(),
@@ -1029,7 +1024,7 @@ impl PackageWriter {
         };
         let mut ctx = ctx;
         let l = &self.longitudinal;
-        if l.m > 0 {
+        if l.persons > 0 {
             for (name, v) in [
                 (
                     "longitudinal m (codes known to an attacker)",
@@ -1114,6 +1109,21 @@ impl PackageWriter {
         std::fs::write(&path, &text).map_err(|e| ReleaseError::io(&path, e))?;
         Ok((manifest, hex::encode(Sha256::digest(text.as_bytes()))))
     }
+}
+
+/// A row's code as the text policy releases it (well-formed for its code system, in its
+/// canonical spelling), `None` when it would be dropped: the item models count only codes
+/// that can be released, so that what they guarantee is what the files hold.
+fn released_code<'a>(
+    code: &'a StringArray,
+    system: &'a StringArray,
+    i: usize,
+) -> Option<std::borrow::Cow<'a, str>> {
+    if code.is_null(i) {
+        return None;
+    }
+    let system = (!system.is_null(i)).then(|| system.value(i));
+    crate::text_policy::check(crate::text_policy::Rule::Code, code.value(i), system)
 }
 
 /// The released schema of a clinical table: `person_id`, then the table's columns without
@@ -1431,8 +1441,12 @@ impl OrderedSink {
         Ok(())
     }
 
-    /// Sorts each bucket and writes it out, in bucket order.
-    fn finish(mut self) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
+    /// Sorts each bucket and writes it out, in bucket order; `observe` sees every written
+    /// batch in that (pseudonym) order.
+    fn finish_observed(
+        mut self,
+        observe: &mut dyn FnMut(&RecordBatch) -> Result<(), ReleaseError>,
+    ) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
         for b in 0..self.buckets.len() {
             let batches = if self.buckets[b].spill.is_some() {
                 self.spill(b)?;
@@ -1459,7 +1473,9 @@ impl OrderedSink {
             let mut offset = 0;
             while offset < sorted.num_rows() {
                 let len = (sorted.num_rows() - offset).min(65_536);
-                self.sink.write(&sorted.slice(offset, len))?;
+                let slice = sorted.slice(offset, len);
+                observe(&slice)?;
+                self.sink.write(&slice)?;
                 offset += len;
             }
         }
@@ -1467,6 +1483,13 @@ impl OrderedSink {
             std::fs::remove_dir_all(&self.dir).map_err(|e| ReleaseError::io(&self.dir, e))?;
         }
         self.sink.finish()
+    }
+}
+
+impl OrderedSink {
+    #[cfg(test)]
+    fn finish(self) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
+        self.finish_observed(&mut |_| Ok(()))
     }
 }
 
