@@ -54,6 +54,12 @@ pub struct Identity {
     pub name_alpha: Option<String>,
     /// Birth date, ISO `YYYY-MM-DD`.
     pub birth_date: Option<String>,
+    /// The birth date as the source wrote it, when it could not be read as a date
+    /// (`kiban_model::date`): not a calendar date (`1975-02-30`), outside its era, … Ingest
+    /// keeps it (and flags the field) so that linkage can still compare it as evidence;
+    /// `birth_date` is then empty. Older vault records have no such field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub birth_date_text: Option<String>,
     #[zeroize(skip)]
     pub sex: Sex,
     pub postal_code: Option<String>,
@@ -91,6 +97,15 @@ impl Identity {
         let mut id = Identity::default();
         id.patient_id = patient_id.into();
         id
+    }
+
+    /// The birth date linkage compares: the ISO date, or else the source text of a birth
+    /// date that could not be read ([`Identity::birth_date_text`]).
+    pub fn birth_date_evidence(&self) -> Option<&str> {
+        [self.birth_date.as_deref(), self.birth_date_text.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|s| !s.trim().is_empty())
     }
 
     /// Every identifying string of this record (the patient ID included), for leak scanning
@@ -131,6 +146,11 @@ impl Identity {
         fill(&mut self.name_kana, &other.name_kana);
         fill(&mut self.name_alpha, &other.name_alpha);
         fill(&mut self.birth_date, &other.birth_date);
+        if self.birth_date.is_none() {
+            fill(&mut self.birth_date_text, &other.birth_date_text);
+        } else {
+            self.birth_date_text = None;
+        }
         fill(&mut self.postal_code, &other.postal_code);
         fill(&mut self.address, &other.address);
         fill(&mut self.phone, &other.phone);

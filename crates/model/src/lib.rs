@@ -13,6 +13,7 @@
 //! This crate holds types and schemas only: it does no I/O and depends on nothing of kiban.
 
 pub mod batch;
+pub mod date;
 pub mod fact;
 pub mod geo;
 pub mod identity;
