@@ -16,21 +16,25 @@
 //! encoding = "utf-8"         # utf-8 (default) | shift_jis (CP932)
 //! delimiter = ","            # one character; "tab" or "\t" for TSV
 //! header = true              # first row names the columns (default true)
-//! date_format = "%Y-%m-%d"   # chrono format; "auto" (default) reads YYYY-MM-DD, YYYYMMDD,
-//!                            # YYYY/MM/DD and 和暦 GYYMMDD
+//! date_format = "%Y-%m-%d"   # chrono format; "auto" (default): every spelling of
+//!                            # kiban_model::date — YYYY-MM-DD, YYYYMMDD, YYYY/M/D, YYYY年M月D日,
+//!                            # 和暦 S45.07.04, 昭和45年7月4日, 平成元年1月8日, GYYMMDD, full-width
 //!
 //! [[file]]
 //! name = "persons.csv"       # the file name in this folder
 //! table = "person"           # person | visit | condition | drug | measurement | procedure | observation
 //! patient_id = "patient_id"  # the column holding the handler's patient ID (required)
 //! [file.columns]             # model field = column
-//! name_kanji = "氏名"
+//! name_kanji = { join = ["姓", "名"], sep = " " }   # several columns into one field
 //! birth_date = "生年月日"
 //! sex = "性別"
+//! address = { join = ["都道府県", "市区町村", "番地"] }
 //! ```
 //!
 //! A column reference is a header name, `#N` (1-based column number, for files without a
-//! header), or `=text`, a constant (`code_system = "=ICD10"`). Field names are those of the
+//! header), or `=text`, a constant (`code_system = "=ICD10"`). A field may join several
+//! references, `{ join = [ref, …], sep = "…" }`: the non-empty parts, trimmed, in order,
+//! separated by `sep` (default: nothing); all parts empty is an empty field. Field names are those of the
 //! `kiban-model` structs ([`fields_of`] lists them); `person` takes the identity fields
 //! (`insured_since` is the 資格取得年月日, a date given to the day) plus `death_date` and
 //! `prefecture`, `measurement`/`observation` also take `value` (a number goes to
@@ -41,9 +45,14 @@
 //! # Units
 //!
 //! One row is one unit: a `person` row gives an identity (→ vault) and a person fact, a fact
-//! row gives one fact keyed by its patient ID. A malformed row (empty patient ID, a date or
-//! number that does not parse, an unknown sex code) is quarantined alone with its line and
-//! the field and column — never the value. The file is streamed record by record (quoted
+//! row gives one fact keyed by its patient ID. A malformed row (empty patient ID, a fact's own
+//! date or a number that does not parse, an unknown sex code) is quarantined alone with its
+//! line and the field and column — never the value. A date the row can do without (birth,
+//! death, end, 資格取得日) that cannot be read — not a calendar date, outside its era,
+//! ambiguous — does not cost the row: it is a field-level entry
+//! ([`QuarantineCode::UnreadableDate`], line, field and column, counted in
+//! [`FileSummary::flagged`]) and the row is accepted; a birth date is kept as its source text
+//! (`Identity::birth_date_text`) so that linkage can still compare it. The file is streamed record by record (quoted
 //! fields may span lines); Shift_JIS is decoded field by field, which is safe because no
 //! Shift_JIS trail byte equals a delimiter, quote or newline byte.
 //!
@@ -55,7 +64,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use std::cell::RefCell;
+
+use chrono::{Datelike, NaiveDate};
 use encoding_rs::SHIFT_JIS;
 use kiban_model::{
     Condition, Drug, Fact, Identity, Measurement, ObservationFact, PersonFact, Procedure,
@@ -63,7 +74,7 @@ use kiban_model::{
 };
 use serde::Deserialize;
 
-use crate::util::{iso, parse_date, parse_number, prefecture_of};
+use crate::util::{DateError, Precision, SourceDate, iso, parse_number, prefecture_of, read_date};
 use crate::{Emitter, FileSummary, IngestError, Item, QuarantineCode, SourceFile};
 
 /// The mapping file's name.
@@ -337,6 +348,67 @@ impl ColumnRef {
     }
 }
 
+/// Where a field's value comes from: one column, or several joined
+/// (`name_kanji = { join = ["姓", "名"], sep = " " }`): the non-empty parts, trimmed, joined by
+/// `sep` (default: nothing between them); every part empty is an empty field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldMap {
+    pub parts: Vec<ColumnRef>,
+    pub sep: String,
+}
+
+impl FieldMap {
+    fn describe(&self) -> String {
+        match self.parts.as_slice() {
+            [one] => one.describe(),
+            parts => {
+                let d: Vec<String> = parts.iter().map(ColumnRef::describe).collect();
+                format!("joined {}", d.join(" + "))
+            }
+        }
+    }
+
+    /// From the mapping's value: a column reference, or a `{ join = [...], sep = "..." }`
+    /// table.
+    fn parse(field: &str, v: &toml::Value) -> Result<Self, String> {
+        let one = |c: &str| {
+            ColumnRef::parse(c).ok_or_else(|| format!("field {field:?}: empty column reference"))
+        };
+        match v {
+            toml::Value::String(c) => Ok(FieldMap {
+                parts: vec![one(c)?],
+                sep: String::new(),
+            }),
+            toml::Value::Table(t) => {
+                let bad = || {
+                    format!(
+                        "field {field:?}: a joined field is {{ join = [\"column\", …], sep = \"…\" }}"
+                    )
+                };
+                if t.keys().any(|k| k != "join" && k != "sep") {
+                    return Err(bad());
+                }
+                let parts = match t.get("join") {
+                    Some(toml::Value::Array(a)) if !a.is_empty() => a
+                        .iter()
+                        .map(|x| x.as_str().ok_or_else(bad).and_then(one))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    _ => return Err(bad()),
+                };
+                let sep = match t.get("sep") {
+                    None => String::new(),
+                    Some(toml::Value::String(s)) => s.clone(),
+                    Some(_) => return Err(bad()),
+                };
+                Ok(FieldMap { parts, sep })
+            }
+            _ => Err(format!(
+                "field {field:?}: a column reference (\"name\", \"#N\", \"=constant\") or {{ join = [...] }}"
+            )),
+        }
+    }
+}
+
 /// Text encoding of a mapped file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CsvEncoding {
@@ -355,8 +427,8 @@ pub struct FileSpec {
     pub header: bool,
     /// `None` = automatic (ISO, compact, slashes, 和暦).
     pub date_format: Option<String>,
-    /// Model field → column.
-    pub columns: BTreeMap<String, ColumnRef>,
+    /// Model field → column(s).
+    pub columns: BTreeMap<String, FieldMap>,
 }
 
 /// A parsed `kiban-csv.toml`.
@@ -385,7 +457,7 @@ struct RawFile {
     header: Option<bool>,
     date_format: Option<String>,
     #[serde(default)]
-    columns: BTreeMap<String, String>,
+    columns: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -465,9 +537,8 @@ impl CsvMapping {
                         allowed.join(", ")
                     )));
                 }
-                let r = ColumnRef::parse(c)
-                    .ok_or_else(|| at(format!("field {field:?}: empty column reference")))?;
-                if !header && matches!(r, ColumnRef::Name(_)) {
+                let r = FieldMap::parse(field, c).map_err(at)?;
+                if !header && r.parts.iter().any(|p| matches!(p, ColumnRef::Name(_))) {
                     return Err(at(format!(
                         "field {field:?}: header = false, so columns are #N numbers"
                     )));
@@ -755,8 +826,20 @@ pub(crate) fn read_csv_into<R: Read>(
             continue;
         };
         em.summary.units += 1;
-        match build_row(spec, res, &fields, line, file, handler) {
-            Ok(sf) => em.emit(Item::Facts(sf)),
+        let mut flags = Vec::new();
+        match build_row(spec, res, &fields, line, file, handler, &mut flags) {
+            Ok(sf) => {
+                for (field, column, code, reason) in flags {
+                    em.quarantine(
+                        file,
+                        format!("line {line}"),
+                        Some(&format!("{field} ({column})")),
+                        code,
+                        reason,
+                    );
+                }
+                em.emit(Item::Facts(sf))
+            }
             Err((field, column, code, reason)) => em.quarantine(
                 file,
                 format!("line {line}"),
@@ -809,7 +892,8 @@ enum Source {
 struct Resolved {
     pid: usize,
     pid_desc: String,
-    fields: BTreeMap<String, (Source, String)>,
+    /// field → (sources, separator, description)
+    fields: BTreeMap<String, (Vec<Source>, String, String)>,
 }
 
 impl Resolved {
@@ -837,7 +921,8 @@ impl Resolved {
         };
         let mut fields = BTreeMap::new();
         for (f, r) in &spec.columns {
-            fields.insert(f.clone(), (find(r), r.describe()));
+            let parts = r.parts.iter().map(&mut find).collect();
+            fields.insert(f.clone(), (parts, r.sep.clone(), r.describe()));
         }
         if !missing.is_empty() {
             let names: Vec<String> = missing.iter().map(|n| format!("{n:?}")).collect();
@@ -870,7 +955,10 @@ impl Resolved {
             fields: spec
                 .columns
                 .iter()
-                .map(|(f, r)| (f.clone(), (src(r), r.describe())))
+                .map(|(f, r)| {
+                    let parts = r.parts.iter().map(src).collect();
+                    (f.clone(), (parts, r.sep.clone(), r.describe()))
+                })
                 .collect(),
         }
     }
@@ -881,16 +969,27 @@ struct RowView<'a> {
     res: &'a Resolved,
     row: &'a [String],
     date_format: Option<&'a str>,
+    /// Field-level entries of this row (dates that could not be read), emitted as
+    /// [`QuarantineCode::UnreadableDate`] before the row's facts when the row is accepted.
+    flags: RefCell<Vec<RowError>>,
 }
 
 impl RowView<'_> {
     fn text(&self, field: &str) -> Option<String> {
-        let (src, _) = self.res.fields.get(field)?;
-        let v = match src {
-            Source::Index(i) => self.row.get(*i)?.trim().to_string(),
-            Source::Literal(l) => l.clone(),
-        };
-        (!v.is_empty()).then_some(v)
+        let (srcs, sep, _) = self.res.fields.get(field)?;
+        let mut parts = srcs.iter().filter_map(|src| {
+            let v = match src {
+                Source::Index(i) => self.row.get(*i)?.trim(),
+                Source::Literal(l) => l.as_str(),
+            };
+            (!v.is_empty()).then_some(v)
+        });
+        let mut out = parts.next()?.to_string();
+        for p in parts {
+            out.push_str(sep);
+            out.push_str(p);
+        }
+        Some(out)
     }
 
     fn err(&self, field: &str, reason: &str) -> RowError {
@@ -898,7 +997,7 @@ impl RowView<'_> {
             .res
             .fields
             .get(field)
-            .map(|(_, d)| d.clone())
+            .map(|(_, _, d)| d.clone())
             .unwrap_or_default();
         (
             field.to_string(),
@@ -908,53 +1007,76 @@ impl RowView<'_> {
         )
     }
 
-    fn date(&self, field: &str) -> Result<Option<NaiveDate>, RowError> {
-        let Some(v) = self.text(field) else {
-            return Ok(None);
-        };
-        let d = match self.date_format {
-            Some(fmt) => NaiveDate::parse_from_str(&v, fmt).ok(),
-            None => {
-                let digits = v.bytes().filter(u8::is_ascii_digit).count();
-                if digits == 7 {
-                    crate::uke::parse_uke_date(&v)
-                } else {
-                    parse_date(&v)
-                }
+    /// Records a field-level entry: the date in `field` could not be read, `what` says what
+    /// became of it; the row goes on.
+    fn flag_date(&self, field: &str, reason: &str, what: &str) {
+        let (f, c, _, _) = self.err(field, "");
+        self.flags.borrow_mut().push((
+            f,
+            c,
+            QuarantineCode::UnreadableDate,
+            format!("{reason}; {what} (the row was accepted)"),
+        ));
+    }
+
+    /// The date in `field` (None when empty), or why it is not one (never the value). In
+    /// automatic mode every spelling of [`kiban_model::date`] (西暦, 和暦, 元年, full-width);
+    /// an explicit `date_format` reads that chrono format, still refusing years before 1800.
+    fn read_date(&self, field: &str) -> Option<Result<SourceDate, String>> {
+        let v = self.text(field)?;
+        Some(match self.date_format {
+            Some(fmt) => match NaiveDate::parse_from_str(&v, fmt) {
+                Ok(d) if d.year() < 1800 => Err(DateError::TooEarly.to_string()),
+                Ok(date) => Ok(SourceDate {
+                    date,
+                    precision: Precision::Day,
+                }),
+                Err(_) => Err(format!("not a date in the format {fmt:?}")),
+            },
+            None => read_date(&v).map_err(|e| e.to_string()),
+        })
+    }
+
+    /// A date the fact can do without (an end date, a death date): one that cannot be read
+    /// is flagged and left empty.
+    fn optional_date(&self, field: &str) -> Option<NaiveDate> {
+        match self.read_date(field)? {
+            Ok(d) => Some(d.date),
+            Err(reason) => {
+                self.flag_date(field, &reason, "left empty");
+                None
             }
-        };
-        d.map(Some).ok_or_else(|| {
-            self.err(
-                field,
-                &match self.date_format {
-                    Some(f) => format!("not a date in the format {f:?}"),
-                    None => "not a date".to_string(),
-                },
-            )
-        })
-    }
-
-    /// A date that must name the day (資格取得年月日): in automatic mode a year or a year and
-    /// month, which [`Self::date`] completes to the first day, is refused, because linkage
-    /// compares it with the days the card was used. An explicit `date_format` always names
-    /// the day.
-    fn day(&self, field: &str) -> Result<Option<NaiveDate>, RowError> {
-        let d = self.date(field)?;
-        if self.date_format.is_none()
-            && let Some(v) = self.text(field)
-            // 8 digits: Gregorian; 7: 和暦 GYYMMDD
-            && v.bytes().filter(u8::is_ascii_digit).count() < 7
-        {
-            return Err(self.err(field, "not a full date (the day is missing)"));
         }
-        Ok(d)
     }
 
+    /// A date that must name the day (資格取得年月日): a year or a year and month, which
+    /// [`Self::read_date`] completes to the first day, is refused, because linkage compares it
+    /// with the days the card was used. Flagged and left empty, like any unreadable date.
+    fn day(&self, field: &str) -> Option<NaiveDate> {
+        match self.read_date(field)? {
+            Ok(d) if d.precision == Precision::Day => Some(d.date),
+            Ok(_) => {
+                self.flag_date(field, &DateError::NotADay.to_string(), "left empty");
+                None
+            }
+            Err(reason) => {
+                self.flag_date(field, &reason, "left empty");
+                None
+            }
+        }
+    }
+
+    /// The fact's own date: without it there is no fact, so a value that is not a date
+    /// quarantines the row.
     fn required_date(&self, field: &str) -> Result<NaiveDate, RowError> {
-        self.date(field)?.ok_or_else(|| {
-            let (f, c, _, r) = self.err(field, "empty: this table needs a date");
-            (f, c, QuarantineCode::MissingField, r)
-        })
+        match self.read_date(field) {
+            Some(Ok(d)) => Ok(d.date),
+            Some(Err(reason)) => Err(self.err(field, &reason)),
+            None => {
+                let (f, c, _, r) = self.err(field, "empty: this table needs a date");
+                Err((f, c, QuarantineCode::MissingField, r))
+            }
+        }
     }
 
     fn number(&self, field: &str) -> Result<Option<f64>, RowError> {
@@ -983,6 +1105,8 @@ impl RowView<'_> {
     }
 }
 
+/// One row's unit, or the problem that quarantines the row; field-level entries of an
+/// accepted row (dates that could not be read) go to `flags`.
 fn build_row(
     spec: &FileSpec,
     res: &Resolved,
@@ -990,6 +1114,7 @@ fn build_row(
     line: u64,
     file: &str,
     handler: &str,
+    flags: &mut Vec<RowError>,
 ) -> Result<SourceFacts, RowError> {
     let pid = row
         .get(res.pid)
@@ -1007,6 +1132,7 @@ fn build_row(
         res,
         row,
         date_format: spec.date_format.as_deref(),
+        flags: RefCell::new(Vec::new()),
     };
     let prov = Provenance {
         handler_code: handler.to_string(),
@@ -1020,9 +1146,19 @@ fn build_row(
             id.name_kanji = v.text("name_kanji");
             id.name_kana = v.text("name_kana");
             id.name_alpha = v.text("name_alpha");
-            let birth = v.date("birth_date")?;
+            // A birth date that cannot be read is kept as its source text: linkage still
+            // compares it (a corrupted day is evidence), and the row is not lost for it.
+            let birth = match v.read_date("birth_date") {
+                None => None,
+                Some(Ok(d)) => Some(d.date),
+                Some(Err(reason)) => {
+                    v.flag_date("birth_date", &reason, "kept as its source text for linkage");
+                    id.birth_date_text = v.text("birth_date");
+                    None
+                }
+            };
             id.birth_date = birth.map(iso);
-            let death = v.date("death_date")?;
+            let death = v.optional_date("death_date");
             id.death_date = death.map(iso);
             id.sex = match v.text("sex") {
                 None => Sex::Unknown,
@@ -1044,7 +1180,7 @@ fn build_row(
             id.insured_symbol = v.text("insured_symbol");
             id.insured_number = v.text("insured_number");
             id.insured_branch = v.text("insured_branch");
-            id.insured_since = v.day("insured_since")?.map(iso);
+            id.insured_since = v.day("insured_since").map(iso);
             let prefecture = v
                 .text("prefecture")
                 .or_else(|| id.address.as_deref().and_then(prefecture_of));
@@ -1064,7 +1200,7 @@ fn build_row(
                 .map(|t| VisitType::parse(&t))
                 .unwrap_or_default(),
             start_date: v.required_date("start_date")?,
-            end_date: v.date("end_date")?,
+            end_date: v.optional_date("end_date"),
             department: v.text("department"),
         }),
         MappedTable::Condition => {
@@ -1073,7 +1209,7 @@ fn build_row(
             Fact::Condition(Condition {
                 source_visit_id: v.text("source_visit_id"),
                 start_date: v.required_date("start_date")?,
-                end_date: v.date("end_date")?,
+                end_date: v.optional_date("end_date"),
                 code_system: v.system(&code, "code_system"),
                 code,
                 source_system: v.system(&source_code, "source_system"),
@@ -1097,7 +1233,7 @@ fn build_row(
             Fact::Drug(Drug {
                 source_visit_id: v.text("source_visit_id"),
                 start_date: v.required_date("start_date")?,
-                end_date: v.date("end_date")?,
+                end_date: v.optional_date("end_date"),
                 code_system: v.system(&code, "code_system"),
                 code,
                 source_system: v.system(&source_code, "source_system"),
@@ -1162,6 +1298,7 @@ fn build_row(
             })
         }
     };
+    flags.append(&mut v.flags.borrow_mut());
     Ok(SourceFacts {
         patient_id: pid,
         identity,

@@ -23,12 +23,16 @@
 //! * identity: the patient ID and the 保険者番号 (EF-22) — EF files carry no name or birth date.
 //!
 //! A row whose key (EF-2, EF-4) is unusable is quarantined alone with its line; any other
-//! malformed field quarantines its admission whole, naming line and column.
+//! malformed field quarantines its admission whole, naming line and column — except a date the
+//! admission can do without (退院年月日 EF-3, a row's 実施年月日 EF-24) that is not a date: a
+//! field-level [`QuarantineCode::UnreadableDate`] entry, the discharge left empty or that one
+//! row left out, and the admission goes on.
 
 use std::collections::HashSet;
 use std::io::{self, BufRead};
 
 use chrono::NaiveDate;
+use kiban_model::date::DateError;
 use kiban_model::{
     Drug, Fact, Identity, ObservationFact, Procedure, Provenance, SourceFacts, Visit, VisitType,
 };
@@ -211,7 +215,7 @@ pub(crate) fn read_dpc_into<R: BufRead>(
             );
             continue;
         }
-        let Some(admitted) = ymd(row.get(3)) else {
+        let Ok(admitted) = ymd(row.get(3)) else {
             line_q(
                 em,
                 raw.no,
@@ -255,12 +259,25 @@ pub(crate) fn read_dpc_into<R: BufRead>(
     Ok(())
 }
 
-fn ymd(s: &str) -> Option<NaiveDate> {
+/// Why an EF date field is not one, for a reason text.
+fn why(e: DateError) -> String {
+    match e {
+        DateError::Empty | DateError::Unrecognized => "must be a date YYYYMMDD".into(),
+        e => e.to_string(),
+    }
+}
+
+/// An EF date: `YYYYMMDD` only, read by kiban's one date parser ([`kiban_model::date`]).
+fn ymd(s: &str) -> Result<NaiveDate, DateError> {
     let s = s.trim();
     if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+        return Err(if s.is_empty() {
+            DateError::Empty
+        } else {
+            DateError::Unrecognized
+        });
     }
-    NaiveDate::parse_from_str(s, "%Y%m%d").ok()
+    kiban_model::date::parse_day(s)
 }
 
 fn finish(
@@ -272,8 +289,14 @@ fn finish(
 ) {
     em.summary.units += 1;
     let first_visit = seen.insert((a.pid.clone(), a.admitted));
-    match build(&a, file, handler, first_visit, &mut em.summary) {
-        Ok(sf) => em.emit(Item::Facts(sf)),
+    let mut flags = Vec::new();
+    match build(&a, file, handler, first_visit, &mut em.summary, &mut flags) {
+        Ok(sf) => {
+            for f in flags {
+                em.emit(Item::Quarantine(f));
+            }
+            em.emit(Item::Facts(sf))
+        }
         Err(q) => em.emit(Item::Quarantine(q)),
     }
 }
@@ -298,6 +321,7 @@ fn build(
     handler: &str,
     first_visit: bool,
     summary: &mut FileSummary,
+    flags: &mut Vec<Quarantined>,
 ) -> Result<SourceFacts, Quarantined> {
     let q =
         |line: usize, field: Option<String>, code: QuarantineCode, reason: String| Quarantined {
@@ -340,17 +364,19 @@ fn build(
         }
         match r.get(2) {
             "" | "00000000" => {}
-            s => {
-                let d = ymd(s).ok_or_else(|| {
-                    q(
-                        r.line,
-                        Some(col(2)),
-                        QuarantineCode::InvalidValue,
-                        "must be YYYYMMDD or 00000000".into(),
-                    )
-                })?;
-                discharged = Some(d);
-            }
+            s => match ymd(s) {
+                Ok(d) => discharged = Some(d),
+                // The stay goes on without its end: a field-level entry, not the admission.
+                Err(e) => flags.push(q(
+                    r.line,
+                    Some(col(2)),
+                    QuarantineCode::UnreadableDate,
+                    format!(
+                        "{} (or 00000000); the discharge is left empty (the admission was accepted)",
+                        why(e)
+                    ),
+                )),
+            },
         }
         if department.is_none() {
             department = opt(r.get(25));
@@ -370,14 +396,7 @@ fn build(
                 "must be 3 digits (000–999)".into(),
             ));
         }
-        let date = ymd(r.get(23)).ok_or_else(|| {
-            q(
-                r.line,
-                Some(col(23)),
-                QuarantineCode::InvalidValue,
-                "must be a date YYYYMMDD".into(),
-            )
-        })?;
+        let date = ymd(r.get(23));
         let amount = match r.get(11) {
             "" => None,
             s => Some(parse_number(s).ok_or_else(|| {
@@ -432,6 +451,22 @@ fn build(
             summary.ignore("EF row without code or name: not read");
             continue;
         }
+        let date = match date {
+            Ok(d) => d,
+            Err(e) => {
+                // This row's fact has no day: it is left out, the admission goes on.
+                flags.push(q(
+                    r.line,
+                    Some(col(23)),
+                    QuarantineCode::UnreadableDate,
+                    format!(
+                        "{}; this row is left out (the admission was accepted)",
+                        why(e)
+                    ),
+                ));
+                continue;
+            }
+        };
         let fact = match kind {
             Kind::Procedure => Fact::Procedure(Procedure {
                 source_visit_id: Some(visit_id.clone()),

@@ -301,10 +301,15 @@ pub enum QuarantineCode {
     /// Quarantined because the unit it belongs to was (an SS-MIX2 extended-storage attachment
     /// whose main document was quarantined or is missing).
     Dependent,
+    /// A field-level entry, the unit itself accepted: a date that cannot be read (not a
+    /// calendar date, outside its era, ambiguous) was kept as its source text where the model
+    /// has a place for it (a birth date: `Identity::birth_date_text`) or left empty, and the
+    /// rest of the unit went on. See [`QuarantineCode::unit_accepted`].
+    UnreadableDate,
 }
 
 impl QuarantineCode {
-    pub const ALL: [QuarantineCode; 12] = [
+    pub const ALL: [QuarantineCode; 13] = [
         QuarantineCode::UnknownFormat,
         QuarantineCode::Empty,
         QuarantineCode::Encoding,
@@ -317,6 +322,7 @@ impl QuarantineCode {
         QuarantineCode::TooLarge,
         QuarantineCode::Mapping,
         QuarantineCode::Dependent,
+        QuarantineCode::UnreadableDate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -333,7 +339,15 @@ impl QuarantineCode {
             QuarantineCode::TooLarge => "too_large",
             QuarantineCode::Mapping => "mapping",
             QuarantineCode::Dependent => "dependent",
+            QuarantineCode::UnreadableDate => "unreadable_date",
         }
+    }
+
+    /// Whether an entry with this code flags one field of a unit that was accepted (its
+    /// [`Item::Facts`] follows), rather than a unit left out: count it apart from quarantined
+    /// units ([`FileSummary::flagged`]).
+    pub fn unit_accepted(self) -> bool {
+        matches!(self, QuarantineCode::UnreadableDate)
     }
 
     /// The code named `s` (as [`QuarantineCode::as_str`] writes it).
@@ -367,6 +381,8 @@ pub struct FileSummary {
     pub decode_errors: usize,
     /// SS-MIX2 extended-storage attachments emitted.
     pub attachments: usize,
+    /// Field-level entries of accepted units ([`QuarantineCode::unit_accepted`]): not units.
+    pub flagged: usize,
 }
 
 impl FileSummary {
@@ -382,6 +398,7 @@ impl FileSummary {
                     *self.facts.entry(f.table().name().to_string()).or_default() += 1;
                 }
             }
+            Item::Quarantine(q) if q.code.unit_accepted() => self.flagged += 1,
             Item::Quarantine(_) => self.quarantined += 1,
             Item::Superseded { .. } | Item::Invalidated { .. } => self.superseded += 1,
             Item::Attachment(_) => {

@@ -31,7 +31,9 @@
 //!
 //! Dates: 西暦 `YYYYMMDD` / `YYYYMM` as the current spec writes them, and 和暦 `GYYMMDD` /
 //! `GYYMM` (元号 1 明治, 2 大正, 3 昭和, 4 平成, 5 令和) as older layouts do; see
-//! [`parse_uke_date`].
+//! [`parse_uke_date`], which is kiban's one date parser ([`kiban_model::date`]).
+//! A date the receipt can do without (生年月日, 入院年月日, a 傷病名's 診療開始日) that cannot
+//! be read is a field-level [`QuarantineCode::UnreadableDate`] entry and the receipt goes on.
 //!
 //! A receipt whose RE is malformed (or any record of it holds a malformed mandatory field) is
 //! quarantined whole with its line and field; the receipts around it are unaffected. Records
@@ -216,86 +218,23 @@ impl Decoder {
 // ---------------------------------------------------------------------------------------------
 // Dates
 
-/// Era start dates and the offset added to the era year (1 明治 … 5 令和).
-fn era(code: u32) -> Option<(NaiveDate, i32)> {
-    let (y, m, d, off) = match code {
-        1 => (1868, 1, 25, 1867),
-        2 => (1912, 7, 30, 1911),
-        3 => (1926, 12, 25, 1925),
-        4 => (1989, 1, 8, 1988),
-        5 => (2019, 5, 1, 2018),
-        _ => return None,
-    };
-    Some((NaiveDate::from_ymd_opt(y, m, d)?, off))
-}
-
 fn digits(s: &str) -> Option<&str> {
     let s = s.trim();
     (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then_some(s)
 }
 
 /// A UKE date: 西暦 `YYYYMMDD` (current spec) or 和暦 `GYYMMDD` (元号 code 1 明治, 2 大正,
-/// 3 昭和, 4 平成, 5 令和; 元年 is `01`). A 和暦 date before its era began is rejected
-/// (`5010430` is not a date); one after the era ended is accepted, since systems kept printing
-/// 平成31年5月 during the change of era.
+/// 3 昭和, 4 平成, 5 令和; 元年 is `01`), read by kiban's one date parser
+/// ([`kiban_model::date::parse_uke_day`]): a 和暦 date outside its era is not a date
+/// (`5010430` is before 令和 began; `4310501`, 平成31年5月1日, is 令和元年5月1日).
 pub fn parse_uke_date(s: &str) -> Option<NaiveDate> {
-    let d = digits(s)?;
-    let n = |r: std::ops::Range<usize>| d.get(r)?.parse::<u32>().ok();
-    match d.len() {
-        8 => {
-            let y = n(0..4)? as i32;
-            if y < 1800 {
-                return None;
-            }
-            NaiveDate::from_ymd_opt(y, n(4..6)?, n(6..8)?)
-        }
-        7 => {
-            let (start, off) = era(n(0..1)?)?;
-            let yy = n(1..3)?;
-            if yy == 0 {
-                return None;
-            }
-            let date = NaiveDate::from_ymd_opt(off + yy as i32, n(3..5)?, n(5..7)?)?;
-            (date >= start).then_some(date)
-        }
-        _ => None,
-    }
+    kiban_model::date::parse_uke_day(s).ok()
 }
 
 /// A UKE year-month (診療年月, 請求年月): `YYYYMM` or 和暦 `GYYMM`, as the first day of the
-/// month. A 和暦 month wholly before its era began is rejected.
+/// month. A 和暦 month outside its era is rejected.
 pub fn parse_uke_month(s: &str) -> Option<NaiveDate> {
-    let d = digits(s)?;
-    let n = |r: std::ops::Range<usize>| d.get(r)?.parse::<u32>().ok();
-    match d.len() {
-        6 => {
-            let y = n(0..4)? as i32;
-            if y < 1800 {
-                return None;
-            }
-            NaiveDate::from_ymd_opt(y, n(4..6)?, 1)
-        }
-        5 => {
-            let (start, off) = era(n(0..1)?)?;
-            let yy = n(1..3)?;
-            if yy == 0 {
-                return None;
-            }
-            let first = NaiveDate::from_ymd_opt(off + yy as i32, n(3..5)?, 1)?;
-            let last = last_day(first)?;
-            (last >= start).then_some(first)
-        }
-        _ => None,
-    }
-}
-
-fn last_day(first: NaiveDate) -> Option<NaiveDate> {
-    let (y, m) = if first.month() == 12 {
-        (first.year() + 1, 1)
-    } else {
-        (first.year(), first.month() + 1)
-    };
-    NaiveDate::from_ymd_opt(y, m, 1)?.pred_opt()
+    kiban_model::date::parse_uke_month(s).ok()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -411,8 +350,14 @@ impl State<'_> {
     fn finish(&mut self, em: &mut Emitter<'_>) {
         if let Some(r) = self.cur.take() {
             em.summary.units += 1;
-            match build_receipt(&r, self.file, self.handler, &mut em.summary) {
-                Ok(sf) => em.emit(Item::Facts(sf)),
+            let mut flags = Vec::new();
+            match build_receipt(&r, self.file, self.handler, &mut em.summary, &mut flags) {
+                Ok(sf) => {
+                    for f in flags {
+                        em.emit(Item::Quarantine(f));
+                    }
+                    em.emit(Item::Facts(sf))
+                }
                 Err(q) => em.emit(Item::Quarantine(q)),
             }
         }
@@ -673,12 +618,26 @@ fn drug_kind(shikibetsu: &str) -> &'static str {
 }
 
 /// Builds one receipt, or the quarantine item naming the first malformed line and field.
+/// A date that cannot be read and that the receipt can do without (生年月日, 入院年月日, a
+/// 傷病名's 診療開始日) is a field-level entry in `flags` ([`QuarantineCode::UnreadableDate`])
+/// and the receipt goes on: the birth date is kept as its source text for linkage, the
+/// admission is dated by 診療年月, the one condition is left out.
 fn build_receipt(
     r: &Receipt,
     file: &str,
     handler: &str,
     summary: &mut FileSummary,
+    flags: &mut Vec<Quarantined>,
 ) -> Result<SourceFacts, Quarantined> {
+    let mut flag = |line: usize, field: &str, e: kiban_model::date::DateError, kept: &str| {
+        flags.push(Quarantined {
+            file: file.to_string(),
+            location: format!("line {line} (receipt {})", r.no),
+            field: Some(field.to_string()),
+            code: QuarantineCode::UnreadableDate,
+            reason: format!("{e}; {kept} (the receipt was accepted)"),
+        })
+    };
     let qc = |(line, field, code, reason): (usize, String, QuarantineCode, String)| Quarantined {
         file: file.to_string(),
         location: format!("line {line} (receipt {})", r.no),
@@ -722,21 +681,38 @@ fn build_receipt(
         "" => Sex::Unknown,
         _ => return Err(err("RE-6 男女区分", "must be 1 (男) or 2 (女)")),
     };
+    // 生年月日: a value that is not a date is kept as its source text (linkage evidence).
+    let mut birth_text = None;
     let birth = match re.get(6) {
         "" => None,
-        s => Some(
-            parse_uke_date(s)
-                .ok_or_else(|| err("RE-7 生年月日", "must be YYYYMMDD (西暦) or GYYMMDD (和暦)"))?,
-        ),
+        s => match kiban_model::date::parse_uke_day(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                flag(
+                    re.line,
+                    "RE-7 生年月日",
+                    e,
+                    "kept as its source text for linkage",
+                );
+                birth_text = Some(nfkc(s));
+                None
+            }
+        },
     };
     let admission = match re.get(8) {
         "" => None,
-        s => Some(parse_uke_date(s).ok_or_else(|| {
-            err(
-                "RE-9 入院年月日",
-                "must be YYYYMMDD (西暦) or GYYMMDD (和暦)",
-            )
-        })?),
+        s => match kiban_model::date::parse_uke_day(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                flag(
+                    re.line,
+                    "RE-9 入院年月日",
+                    e,
+                    "the admission is dated by 診療年月",
+                );
+                None
+            }
+        },
     };
     let department = crate::util::opt(re.get(21));
 
@@ -764,7 +740,10 @@ fn build_receipt(
         Sex::Female => "2",
         _ => "",
     };
-    let birth_s = birth.map(iso).unwrap_or_default();
+    let birth_s = birth
+        .map(iso)
+        .or_else(|| birth_text.clone())
+        .unwrap_or_default();
     let (patient_id, pid_note) = if !karte.is_empty() {
         (karte, None)
     } else if let Some(ho) = ho.filter(|h| !h.get(1).is_empty() || !h.get(3).is_empty()) {
@@ -814,6 +793,7 @@ fn build_receipt(
     }
     id.sex = sex;
     id.birth_date = birth.map(iso);
+    id.birth_date_text = birth_text;
     if let Some(ho) = ho {
         id.insurer_number = crate::util::opt(ho.get(1));
         id.insured_symbol = crate::util::opt(ho.get(2));
@@ -953,13 +933,13 @@ fn build_receipt(
                         "must be a 7-digit code".into(),
                     )));
                 }
-                let start = parse_uke_date(rec.get(2)).ok_or_else(|| {
-                    q((
-                        rec.line,
-                        "SY-3 診療開始日".into(),
-                        "must be YYYYMMDD (西暦) or GYYMMDD (和暦)".into(),
-                    ))
-                })?;
+                let start = match kiban_model::date::parse_uke_day(rec.get(2)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        flag(rec.line, "SY-3 診療開始日", e, "this condition is left out");
+                        continue;
+                    }
+                };
                 let outcome = match rec.get(3) {
                     "" => None,
                     "1" => Some("continuing"),
@@ -1180,7 +1160,8 @@ mod tests {
         assert_eq!(parse_uke_date("4310430"), d(2019, 4, 30)); // 平成31年4月30日
         assert_eq!(parse_uke_date("5010501"), d(2019, 5, 1)); // 令和元年5月1日
         assert_eq!(parse_uke_date("5010430"), None); // before 令和 began
-        assert_eq!(parse_uke_date("4310501"), d(2019, 5, 1)); // 平成31年5月 (transition)
+        // 平成31年5月 does not exist (令和元年5月): an error, never a guess
+        assert_eq!(parse_uke_date("4310501"), None);
         assert_eq!(parse_uke_date("3230405"), d(1948, 4, 5));
         assert_eq!(parse_uke_date("2151224"), d(1926, 12, 24));
         assert_eq!(parse_uke_date("1450729"), d(1912, 7, 29));

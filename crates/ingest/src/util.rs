@@ -1,31 +1,24 @@
 //! Small lenient parsers shared by the readers: dates, numbers, code-system names.
 
-use chrono::{Datelike, NaiveDate};
+use chrono::NaiveDate;
 use unicode_normalization::UnicodeNormalization;
 
-/// Parses HL7 TS/DT (`YYYY[MM[DD[HHMM…]]]`) and FHIR date/dateTime (`YYYY[-MM[-DD[Thh…]]]`).
-/// Partial dates take the first day of the period (a year-only onset becomes January 1st):
-/// the clinical store needs a day, and the first day is the convention OMOP ETLs use.
+pub use kiban_model::date::{DateError, Precision, SourceDate};
+
+/// Reads a date in any spelling a source writes (HL7 TS/DT `YYYY[MM[DD[HHMM…]]]`, FHIR
+/// `YYYY[-MM[-DD[Thh…]]]`, `YYYY/M/D`, `YYYY年M月D日`, 和暦 `S45.07.04`, `昭和45年7月4日`,
+/// `平成元年1月8日`, `3450704` …) through the one parser of kiban, [`kiban_model::date`]:
+/// every character is accounted for, nothing is guessed, and why a text is not a date is a
+/// [`DateError`]. Partial dates take the first day of the period (a year-only onset becomes
+/// January 1st): the clinical store needs a day, and the first day is the convention OMOP
+/// ETLs use.
+pub fn read_date(s: &str) -> Result<SourceDate, DateError> {
+    kiban_model::date::parse(s)
+}
+
+/// [`read_date`]'s date, or None (for optional fields whose loss is not worth a flag).
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
-    let digits = date_digits(s);
-    // HL7 timestamps run on past the date; FHIR dateTimes were cut at 'T'.
-    let d = if digits.len() >= 8 {
-        &digits[..8]
-    } else {
-        digits.as_str()
-    };
-    let (y, m, day) = match d.len() {
-        8 => (d.get(0..4)?, d.get(4..6)?, d.get(6..8)?),
-        6 => (d.get(0..4)?, d.get(4..6)?, "01"),
-        4 => (d.get(0..4)?, "01", "01"),
-        _ => return None,
-    };
-    let date = NaiveDate::from_ymd_opt(y.parse().ok()?, m.parse().ok()?, day.parse().ok()?)?;
-    // Reject sentinel dates some systems write for "unknown".
-    if date.year() < 1800 {
-        return None;
-    }
-    Some(date)
+    read_date(s).ok().map(|d| d.date)
 }
 
 /// Like [`parse_date`], but only a date given to the day. For 資格取得年月日 (HL7 IN1-12, FHIR
@@ -33,19 +26,12 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 /// date completed to the first of the period would make a card look valid before it was
 /// issued, which reads as evidence of another person.
 pub fn parse_day(s: &str) -> Option<NaiveDate> {
-    if date_digits(s).len() < 8 {
-        return None;
-    }
-    parse_date(s)
+    read_day(s).ok()
 }
 
-/// The digits of the date part: HL7 `YYYYMMDD…` as written, FHIR `YYYY-MM-DD` cut at 'T'.
-fn date_digits(s: &str) -> String {
-    s.trim()
-        .chars()
-        .take_while(|c| *c != 'T' && *c != ' ')
-        .filter(|c| c.is_ascii_digit())
-        .collect()
+/// [`parse_day`] with the reason.
+pub fn read_day(s: &str) -> Result<NaiveDate, DateError> {
+    kiban_model::date::parse_day(s)
 }
 
 /// ISO `YYYY-MM-DD` of a parsed date, for identity fields.
@@ -190,6 +176,9 @@ mod tests {
         assert_eq!(parse_date("2022-05"), d(2022, 5, 1));
         assert_eq!(parse_date("2018"), d(2018, 1, 1));
         assert_eq!(parse_date("20111399"), None);
+        assert_eq!(parse_date("S45.07.04"), d(1970, 7, 4));
+        assert_eq!(parse_date("H18.1.2"), d(2006, 1, 2));
+        assert_eq!(parse_date("平成31年5月1日"), None);
         assert_eq!(parse_date("abc"), None);
         assert_eq!(parse_date(""), None);
     }

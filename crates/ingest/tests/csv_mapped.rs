@@ -172,11 +172,20 @@ fn shift_jis_export_with_broken_rows_r_opt_7() {
         quarantined(&k.items),
         vec![
             "kanja.csv | line 4 | patient_id (column \"患者ID\") | empty: the row has no patient",
-            "kanja.csv | line 5 | birth_date (column \"生年月日\") | not a date",
+            "kanja.csv | line 5 | birth_date (column \"生年月日\") | not a calendar date (no such month or day); kept as its source text for linkage (the row was accepted)",
             "kanja.csv | line 6 | sex (column \"性別\") | not a sex code (M/F/O/U, male/female, 1/2, 男/女)",
         ]
     );
-    assert_eq!((k.summary.units, k.summary.accepted), (5, 2));
+    // The row with a birth date that is no date is accepted, the field flagged.
+    assert_eq!(
+        (
+            k.summary.units,
+            k.summary.accepted,
+            k.summary.quarantined,
+            k.summary.flagged
+        ),
+        (5, 3, 2, 1)
+    );
     let ids: Vec<_> = k
         .items
         .iter()
@@ -199,12 +208,17 @@ fn shift_jis_export_with_broken_rows_r_opt_7() {
         "平成31年4月30日"
     );
     assert_eq!(ids[1].sex, Sex::Female);
+    assert_eq!(ids[2].birth_date, None);
+    assert_eq!(ids[2].birth_date_text.as_deref(), Some("1990-13-01"));
+    assert_eq!(ids[2].birth_date_evidence(), Some("1990-13-01"));
 
     let b = by_name("byomei.tsv");
     assert_eq!(b.file.format, Some(Format::Csv));
     assert_eq!(
         quarantined(&b.items),
-        vec!["byomei.tsv | line 4 | start_date (column #2) | not a date"]
+        vec![
+            "byomei.tsv | line 4 | start_date (column #2) | not a date in any spelling kiban reads (西暦 or 和暦)"
+        ]
     );
     let conds: Vec<_> = b
         .items
@@ -290,10 +304,10 @@ fn header_missing_a_mapped_column_quarantines_the_file() {
 }
 
 /// 資格取得年月日: ISO, compact and 和暦 are read to an ISO date; a value that is not a date, or
-/// names no day, quarantines its row alone with field and column (this reader's rule for every
-/// malformed date), never the value.
+/// names no day, is a field-level entry with field and column, never the value, and the row is
+/// accepted without it.
 #[test]
-fn insured_since_is_read_to_iso_and_a_bad_one_quarantines_its_row() {
+fn insured_since_is_read_to_iso_and_a_bad_one_is_flagged() {
     let mapping = r#"
 [[file]]
 name = "p.csv"
@@ -311,7 +325,7 @@ insured_since = "資格取得日"
                P5,555,2015-02-30\n\
                P6,666,2015-04\n";
     let (items, s) = parse_csv(csv.as_bytes(), mapping, "p.csv").unwrap();
-    assert_eq!((s.accepted, s.quarantined), (4, 2));
+    assert_eq!((s.accepted, s.quarantined, s.flagged), (6, 0, 2));
     let since: Vec<(String, Option<String>)> = items
         .iter()
         .filter_map(|i| match i {
@@ -329,14 +343,16 @@ insured_since = "資格取得日"
             ("P2".into(), Some("2009-10-01".into())),
             ("P3".into(), Some("2024-04-01".into())), // 令和6年4月1日
             ("P4".into(), None),
+            ("P5".into(), None),
+            ("P6".into(), None),
         ]
     );
     let q = quarantined(&items);
     assert_eq!(
         q,
         vec![
-            "p.csv | line 6 | insured_since (column \"資格取得日\") | not a date",
-            "p.csv | line 7 | insured_since (column \"資格取得日\") | not a full date (the day is missing)",
+            "p.csv | line 6 | insured_since (column \"資格取得日\") | not a calendar date (no such month or day); left empty (the row was accepted)",
+            "p.csv | line 7 | insured_since (column \"資格取得日\") | not a full date (the day is missing); left empty (the row was accepted)",
         ]
     );
     assert!(q.iter().all(|r| !r.contains("2015")), "no value in reasons");

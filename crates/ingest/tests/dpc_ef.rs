@@ -149,20 +149,25 @@ fn broken_rows_quarantine_their_admission_or_line_r_opt_7() {
     assert_eq!(
         quarantined(&items),
         vec![
-            "line 12 (admission starting at line 10) | EF-24 実施年月日 | must be a date YYYYMMDD",
+            "line 12 (admission starting at line 10) | EF-24 実施年月日 | must be a date YYYYMMDD; this row is left out (the admission was accepted)",
             "line 16 | EF-4 入院年月日 | must be a date YYYYMMDD: the row belongs to no admission",
             "line 21 |  | not an EF row: 1 tab-separated column(s), 30 or 31 expected",
         ]
     );
-    assert_eq!((s.units, s.accepted, s.quarantined), (7, 4, 3));
-    // Admission (3, 07-20) keeps its other rows: 2 procedures, 2 drugs, 1 device remain.
+    // A row without its 実施年月日 is a field-level entry: the admission is accepted.
+    assert_eq!(
+        (s.units, s.accepted, s.quarantined, s.flagged),
+        (7, 5, 2, 1)
+    );
+    // Admission (3, 07-20) keeps its other rows: 2 procedures, 2 drugs, 1 device remain; the
+    // admission of patient 2 keeps its visit and two drugs without the undated row.
     assert_eq!(
         counts(&s),
         vec![
-            ("drug_exposure", 6),
+            ("drug_exposure", 8),
             ("observation", 2),
             ("procedure_occurrence", 13),
-            ("visit_occurrence", 4),
+            ("visit_occurrence", 5),
         ]
     );
 }

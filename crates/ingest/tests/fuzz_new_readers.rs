@@ -50,34 +50,34 @@ proptest! {
     #[test]
     fn parse_uke_never_panics(bytes in uke_like()) {
         let (items, s) = parse_uke(&bytes);
-        prop_assert_eq!(items.len(), s.accepted + s.quarantined);
+        prop_assert_eq!(items.len(), s.accepted + s.quarantined + s.flagged);
         prop_assert_eq!(s.units, s.accepted + s.quarantined);
     }
 
     #[test]
     fn parse_uke_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let (items, s) = parse_uke(&bytes);
-        prop_assert_eq!(items.len(), s.accepted + s.quarantined);
+        prop_assert_eq!(items.len(), s.accepted + s.quarantined + s.flagged);
     }
 
     #[test]
     fn parse_dpc_never_panics(bytes in dpc_like()) {
         let (items, s) = parse_dpc(&bytes);
-        prop_assert_eq!(items.len(), s.accepted + s.quarantined);
+        prop_assert_eq!(items.len(), s.accepted + s.quarantined + s.flagged);
         prop_assert_eq!(s.units, s.accepted + s.quarantined);
     }
 
     #[test]
     fn parse_dpc_random_bytes(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         let (items, s) = parse_dpc(&bytes);
-        prop_assert_eq!(items.len(), s.accepted + s.quarantined);
+        prop_assert_eq!(items.len(), s.accepted + s.quarantined + s.flagged);
     }
 
     #[test]
     fn parse_csv_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512), which in 0usize..5) {
         let name = ["persons.csv", "visits.csv", "conditions.csv", "drugs.csv", "labs.csv"][which];
         let (items, s) = parse_csv(&bytes, SYNTH_CSV_MAPPING, name).unwrap();
-        prop_assert_eq!(items.len(), s.accepted + s.quarantined);
+        prop_assert_eq!(items.len(), s.accepted + s.quarantined + s.flagged);
         prop_assert_eq!(s.units, s.accepted + s.quarantined);
     }
 

@@ -247,13 +247,6 @@ fn wareki_layout_heisei_31_and_reiwa_gannen() {
 fn broken_variants_are_quarantined_precisely_r_opt_7() {
     let cases: &[(&str, usize, &[&str])] = &[
         (
-            "broken/bad_birth_date.UKE",
-            2,
-            &[
-                "bad_birth_date.UKE | line 16 (receipt 2) | RE-7 生年月日 | must be YYYYMMDD (西暦) or GYYMMDD (和暦)",
-            ],
-        ),
-        (
             "broken/truncated.UKE",
             2,
             &[
@@ -308,9 +301,35 @@ fn broken_variants_are_quarantined_precisely_r_opt_7() {
             "{rel}: every unit ends somewhere"
         );
     }
-    // The receipts next to a broken one keep all their facts.
-    let (_, s, _) = read("broken/bad_birth_date.UKE");
-    assert_eq!(s.facts.get("drug_exposure"), Some(&3)); // receipts 1 and 3
+}
+
+/// A 生年月日 that is no date (1948-13-45) no longer costs the receipt: a field-level
+/// `unreadable_date` entry, the receipt accepted with its facts, the source text kept in the
+/// identity for linkage.
+#[test]
+fn bad_birth_date_is_flagged_and_the_receipt_kept() {
+    let (_, s, items) = read("broken/bad_birth_date.UKE");
+    assert_eq!(
+        quarantined(&items),
+        vec![
+            "bad_birth_date.UKE | line 16 (receipt 2) | RE-7 生年月日 | not a calendar date (no such month or day); kept as its source text for linkage (the receipt was accepted)"
+        ]
+    );
+    assert_eq!((s.units, s.accepted, s.quarantined, s.flagged), (3, 3, 0, 1));
+    let flag = items.iter().find_map(|i| match i {
+        Item::Quarantine(q) => Some(q),
+        _ => None,
+    });
+    assert_eq!(flag.map(|q| q.code), Some(QuarantineCode::UnreadableDate));
+    assert!(QuarantineCode::UnreadableDate.unit_accepted());
+    let ids: Vec<_> = facts(&items)
+        .iter()
+        .map(|u| u.identity.clone().unwrap())
+        .collect();
+    assert_eq!(ids[1].birth_date, None);
+    assert_eq!(ids[1].birth_date_text.as_deref(), Some("19481345"));
+    // The receipts around it and the flagged one keep all their facts.
+    assert!(s.facts.get("drug_exposure").is_some_and(|n| *n >= 3));
 }
 
 #[test]
