@@ -25,7 +25,8 @@
 //!   exist), and 明治 dates before 明治6年 (1873), when Japan used the lunisolar calendar and
 //!   no year offset gives the Gregorian date;
 //! * a year that is not four digits without an era (`75/3/1`, `3/1/1975`: ambiguous);
-//! * a 西暦 year before 1800 (systems write such years for "unknown").
+//! * a 西暦 year before 1800 or after 2199 (systems write `00000000`, `18000101`,
+//!   `99991231` for "unknown" or "no end").
 //!
 //! A partial date (year, or year and month) is read as the first day of its period with
 //! [`Precision`] saying so; [`parse_day`] refuses it. [`parse_lenient`] is for linkage, which
@@ -66,6 +67,8 @@ pub enum DateError {
     Ambiguous,
     #[error("a year before 1800 (a placeholder, not a date)")]
     TooEarly,
+    #[error("a year after 2199 (a placeholder such as 9999, not a date)")]
+    TooLate,
     #[error("not a full date (the day is missing)")]
     NotADay,
 }
@@ -81,6 +84,7 @@ impl DateError {
             DateError::Lunisolar => "lunisolar",
             DateError::Ambiguous => "ambiguous",
             DateError::TooEarly => "too_early",
+            DateError::TooLate => "too_late",
             DateError::NotADay => "not_a_day",
         }
     }
@@ -584,6 +588,9 @@ fn check(p: Parts) -> Result<SourceDate, DateError> {
             if p.year < 1800 {
                 return Err(DateError::TooEarly);
             }
+            if p.year > 2199 {
+                return Err(DateError::TooLate);
+            }
         }
     }
     Ok(SourceDate { date, precision })
@@ -623,6 +630,8 @@ mod tests {
         assert_eq!(day("2015-02-30"), Err(DateError::NoSuchDate));
         assert_eq!(day("00000000"), Err(DateError::NoSuchDate));
         assert_eq!(day("17000101"), Err(DateError::TooEarly));
+        assert_eq!(day("99991231"), Err(DateError::TooLate));
+        assert_eq!(parse("450704"), Err(DateError::TooLate));
         assert_eq!(day("75/3/1"), Err(DateError::Ambiguous));
         assert_eq!(day("3/1/1975"), Err(DateError::Ambiguous));
         assert_eq!(day("1975-03/01"), Err(DateError::Unrecognized));
