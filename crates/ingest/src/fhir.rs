@@ -16,7 +16,7 @@
 //! Coverage.period.start (as the JAMI SS-MIX2→FHIR map puts IN1-12 there).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -27,6 +27,7 @@ use kiban_model::{
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::limits::{BoundedLines, Limits, Line, read_capped, too_large_reason};
 use crate::util::{
     iso, opt, parse_date, parse_day, prefecture_of, source_system_name, standard_system,
 };
@@ -1117,21 +1118,25 @@ fn map_observation(v: &Value) -> Result<Mapped, ResErr> {
 pub struct FhirContext {
     /// folder → (reference or logical id → handler patient ID)
     patients: HashMap<PathBuf, HashMap<String, String>>,
+    limits: Limits,
 }
 
 impl FhirContext {
     fn patients_of(&mut self, dir: &Path) -> &HashMap<String, String> {
+        let limits = self.limits;
         self.patients
             .entry(dir.to_path_buf())
-            .or_insert_with(|| scan_patients(dir))
+            .or_insert_with(|| scan_patients(dir, &limits))
     }
 
     pub(crate) fn read(
         &mut self,
         file: &SourceFile,
         handler: &str,
+        limits: &Limits,
         em: &mut Emitter<'_>,
     ) -> Result<(), IngestError> {
+        self.limits = *limits;
         let io = |source| IngestError::Io {
             path: file.path.clone(),
             source,
@@ -1140,22 +1145,30 @@ impl FhirContext {
         let dir = file.path.parent().unwrap_or(Path::new("")).to_path_buf();
         if lower.ends_with(".ndjson") || lower.ends_with(".jsonl") {
             let f = std::fs::File::open(&file.path).map_err(io)?;
-            let mut r = BufReader::new(f);
+            // A line is held up to the limit; a longer one is skipped unread and quarantined
+            // (it is one unit: the lines beside it are read as usual).
+            let mut r = BoundedLines::new(BufReader::new(f), limits.max_line);
             let mut buf = Vec::new();
             let mut lineno = 0usize;
-            loop {
-                buf.clear();
-                let n = r.read_until(b'\n', &mut buf).map_err(io)?;
-                if n == 0 {
-                    break;
-                }
+            while let Some(got) = r.next_line(&mut buf).map_err(io)? {
                 lineno += 1;
+                let loc = format!("line {lineno}");
+                if let Line::TooLong { .. } = got {
+                    em.summary.units += 1;
+                    em.quarantine(
+                        &file.label,
+                        loc,
+                        None,
+                        QuarantineCode::TooLarge,
+                        too_large_reason("NDJSON line", limits.max_line, "max_line_bytes"),
+                    );
+                    continue;
+                }
                 let line = trim_ascii(&buf);
                 if line.is_empty() {
                     continue;
                 }
                 em.summary.units += 1;
-                let loc = format!("line {lineno}");
                 match serde_json::from_slice::<Value>(line) {
                     Err(e) => {
                         let err = json_error(line, &e);
@@ -1172,7 +1185,17 @@ impl FhirContext {
             }
             return Ok(());
         }
-        let bytes = std::fs::read(&file.path).map_err(io)?;
+        let Some(bytes) = read_capped(&file.path, limits.max_document).map_err(io)? else {
+            em.summary.units += 1;
+            em.quarantine(
+                &file.label,
+                "file",
+                None,
+                QuarantineCode::TooLarge,
+                too_large_reason("JSON document", limits.max_document, "max_document_bytes"),
+            );
+            return Ok(());
+        };
         match parse_fhir_json(&bytes) {
             Err(e) => {
                 em.summary.units += 1;
@@ -1324,13 +1347,15 @@ fn trim_ascii(b: &[u8]) -> &[u8] {
 /// Reads the Patient resources of a folder (files named `Patient*`, NDJSON or JSON) into an
 /// id → handler patient ID map. Unreadable lines are skipped here: the Patient file's own read
 /// quarantines them.
-fn scan_patients(dir: &Path) -> HashMap<String, String> {
+fn scan_patients(dir: &Path, limits: &Limits) -> HashMap<String, String> {
     let mut map = HashMap::new();
     let Ok(rd) = std::fs::read_dir(dir) else {
         return map;
     };
+    // Regular files only: a symbolic link is read (if at all) where `discover` decides.
     let mut files: Vec<PathBuf> = rd
         .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| e.path())
         .filter(|p| {
             let n = p
@@ -1343,9 +1368,6 @@ fn scan_patients(dir: &Path) -> HashMap<String, String> {
         .collect();
     files.sort();
     for path in files {
-        let Ok(f) = std::fs::File::open(&path) else {
-            continue;
-        };
         let is_nd = path.extension().is_none_or(|e| e != "json");
         let mut add = |v: Value| {
             if rtype(&v) != "Patient" {
@@ -1358,19 +1380,23 @@ fn scan_patients(dir: &Path) -> HashMap<String, String> {
                 map.insert(lid, pid);
             }
         };
+        // Within the same limits as the file's own read (which quarantines what is over).
         if is_nd {
-            let mut r = BufReader::new(f);
+            let Ok(f) = std::fs::File::open(&path) else {
+                continue;
+            };
+            let mut r = BoundedLines::new(BufReader::new(f), limits.max_line);
             let mut buf = Vec::new();
-            while let Ok(n) = r.read_until(b'\n', &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                if let Ok(v) = serde_json::from_slice::<Value>(trim_ascii(&buf)) {
+            while let Ok(Some(got)) = r.next_line(&mut buf) {
+                if got == Line::Line
+                    && let Ok(v) = serde_json::from_slice::<Value>(trim_ascii(&buf))
+                {
                     add(v);
                 }
-                buf.clear();
             }
-        } else if let Ok(v) = serde_json::from_reader::<_, Value>(BufReader::new(f)) {
+        } else if let Ok(Some(bytes)) = read_capped(&path, limits.max_document)
+            && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+        {
             add(v);
         }
     }

@@ -38,6 +38,7 @@ pub mod csvmap;
 pub mod dpc;
 pub mod fhir;
 pub mod hl7;
+pub mod limits;
 pub mod ssmix2;
 pub mod uke;
 pub mod util;
@@ -55,6 +56,7 @@ pub use csvmap::{CsvMapping, parse_csv};
 pub use dpc::parse_dpc;
 pub use fhir::parse_fhir_json;
 pub use hl7::parse_hl7_message;
+pub use limits::Limits;
 pub use ssmix2::{
     ExtendedItemName, OrderKey, OrderVersion, Ssmix2Location, Ssmix2Name, Ssmix2Role,
     order_version, timestamp_cmp,
@@ -173,9 +175,23 @@ pub struct SourceFile {
     /// SS-MIX2 extended storage only: this file is an attachment (PDF, image, CDA…) of the
     /// item whose main document has this label. Reading it yields one [`Item::Attachment`].
     pub attachment_of: Option<String>,
+    /// The relative path's bytes when `rel_path` does not hold them exactly (a name that is
+    /// not UTF-8: `rel_path` shows its stray bytes as `\xNN`). See [`SourceFile::rel_bytes`].
+    pub raw_rel_path: Option<Vec<u8>>,
+    /// Found but not to be read (format `None`): a symbolic link that is not followed. The
+    /// caller quarantines the file with this code and reason.
+    pub refused: Option<(QuarantineCode, String)>,
 }
 
 impl SourceFile {
+    /// The relative path exactly as the file system names it, `/`-separated: distinct for
+    /// every distinct file, also when names are not UTF-8 (key file references on these).
+    pub fn rel_bytes(&self) -> &[u8] {
+        self.raw_rel_path
+            .as_deref()
+            .unwrap_or(self.rel_path.as_bytes())
+    }
+
     /// The idempotency key of re-ingest: the content hash, and for files in an SS-MIX2 tree
     /// also their name (and item folder), because there the name carries the version and the
     /// condition flag — a flag-0 file often repeats, byte for byte, the version it withdraws,
@@ -306,10 +322,13 @@ pub enum QuarantineCode {
     /// has a place for it (a birth date: `Identity::birth_date_text`) or left empty, and the
     /// rest of the unit went on. See [`QuarantineCode::unit_accepted`].
     UnreadableDate,
+    /// A symbolic link that is not followed (outside the ingest folder, to a folder, not
+    /// resolving, or to a file read under another name).
+    Link,
 }
 
 impl QuarantineCode {
-    pub const ALL: [QuarantineCode; 13] = [
+    pub const ALL: [QuarantineCode; 14] = [
         QuarantineCode::UnknownFormat,
         QuarantineCode::Empty,
         QuarantineCode::Encoding,
@@ -323,6 +342,7 @@ impl QuarantineCode {
         QuarantineCode::Mapping,
         QuarantineCode::Dependent,
         QuarantineCode::UnreadableDate,
+        QuarantineCode::Link,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -339,6 +359,7 @@ impl QuarantineCode {
             QuarantineCode::TooLarge => "too_large",
             QuarantineCode::Mapping => "mapping",
             QuarantineCode::Dependent => "dependent",
+            QuarantineCode::Link => "link",
             QuarantineCode::UnreadableDate => "unreadable_date",
         }
     }
@@ -451,6 +472,13 @@ impl Emitter<'_> {
 /// Walks `paths` (files or folders), sorted for determinism, and returns every regular file
 /// with its detected format (or `format` when given), hash and size. Hidden files and folders
 /// (`.name`) are returned like any other: the caller decides.
+///
+/// Symbolic links are never skipped silently: a link to a regular file inside the folder
+/// given (after resolving every link on the way) is followed and read under the link's own
+/// name — unless that file is read anyway in this delivery (under its own name or another
+/// link's), then the link is returned refused; a link to a folder, to anything outside the
+/// folder, or one that does not resolve is returned refused ([`SourceFile::refused`], code
+/// `link`) with the reason, and is not read.
 pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceFile>, IngestError> {
     let mut out = Vec::new();
     for root in paths {
@@ -463,6 +491,13 @@ pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceF
         } else {
             root.parent().unwrap_or(Path::new(""))
         };
+        // Where links may point: the folder given (a file given directly: that file only).
+        let allowed = std::fs::canonicalize(root).map_err(|source| IngestError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        let first = out.len();
+        let mut followed: Vec<(usize, PathBuf)> = Vec::new();
         let walker = walkdir::WalkDir::new(root)
             .follow_links(false)
             .sort_by_file_name();
@@ -471,16 +506,22 @@ pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceF
                 path: root.clone(),
                 message: e.to_string(),
             })?;
-            if !entry.file_type().is_file() {
+            let ft = entry.file_type();
+            if !ft.is_file() && !ft.is_symlink() {
                 continue;
             }
             let path = entry.path().to_path_buf();
             let rel = path.strip_prefix(base).unwrap_or(&path);
-            let rel_path = rel
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect::<Vec<_>>()
-                .join("/");
+            let (rel_path, raw_rel_path) = rel_names(rel);
+            if ft.is_symlink() {
+                match link_target(&path, &allowed) {
+                    Ok(target) => followed.push((out.len(), target)),
+                    Err(reason) => {
+                        out.push(refused_link(path, rel_path, raw_rel_path, reason));
+                        continue;
+                    }
+                }
+            }
             let (sha256, size, head) = hash_file(&path)?;
             let mut detected = format.or_else(|| detect(&path, &head));
             let mut attachment_of = None;
@@ -505,11 +546,110 @@ pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceF
                 size,
                 superseded_by: None,
                 attachment_of,
+                raw_rel_path,
+                refused: None,
             });
+        }
+        // A followed link to a file that this delivery reads anyway would bring it twice.
+        if !followed.is_empty() {
+            let mut read: std::collections::HashSet<PathBuf> = out[first..]
+                .iter()
+                .enumerate()
+                .filter(|(i, f)| {
+                    f.refused.is_none() && !followed.iter().any(|(j, _)| j - first == *i)
+                })
+                .filter_map(|(_, f)| std::fs::canonicalize(&f.path).ok())
+                .collect();
+            for (i, target) in followed {
+                if !read.insert(target) {
+                    let f = &mut out[i];
+                    f.format = None;
+                    f.attachment_of = None;
+                    f.refused = Some((
+                        QuarantineCode::Link,
+                        "symbolic link to a file this delivery reads under another name: not read twice".into(),
+                    ));
+                }
+            }
         }
     }
     ssmix2::mark_superseded(&mut out);
     Ok(out)
+}
+
+/// `rel` as `/`-separated text, and its bytes when the text does not hold them exactly (a
+/// name that is not UTF-8; the text shows each stray byte as `\xNN`).
+fn rel_names(rel: &Path) -> (String, Option<Vec<u8>>) {
+    let mut text = String::new();
+    let mut raw: Vec<u8> = Vec::new();
+    let mut exact = true;
+    for (i, c) in rel.components().enumerate() {
+        if i > 0 {
+            text.push('/');
+            raw.push(b'/');
+        }
+        let bytes = c.as_os_str().as_encoded_bytes();
+        raw.extend_from_slice(bytes);
+        for chunk in bytes.utf8_chunks() {
+            text.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                exact = false;
+                text.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    (text, (!exact).then_some(raw))
+}
+
+/// The resolved target of the symbolic link at `path` when it is to be followed: a regular
+/// file inside `allowed`. Otherwise the reason it is not (names no path).
+fn link_target(path: &Path, allowed: &Path) -> Result<PathBuf, String> {
+    let target = std::fs::canonicalize(path).map_err(|_| {
+        "symbolic link whose target does not exist or cannot be resolved: not read".to_string()
+    })?;
+    if !target.starts_with(allowed) {
+        return Err("symbolic link to a target outside the ingest folder: not followed".into());
+    }
+    let meta = std::fs::metadata(&target)
+        .map_err(|_| "symbolic link whose target cannot be read: not read".to_string())?;
+    if meta.is_dir() {
+        return Err(
+            "symbolic link to a folder: not followed (a folder inside the ingest folder is read where it is)"
+                .into(),
+        );
+    }
+    if !meta.is_file() {
+        return Err("symbolic link to something that is not a regular file: not read".into());
+    }
+    Ok(target)
+}
+
+/// A symbolic link that is not read, keyed on its name and target (never their content).
+fn refused_link(
+    path: PathBuf,
+    rel_path: String,
+    raw_rel_path: Option<Vec<u8>>,
+    reason: String,
+) -> SourceFile {
+    let mut h = Sha256::new();
+    h.update(b"symlink\0");
+    h.update(raw_rel_path.as_deref().unwrap_or(rel_path.as_bytes()));
+    h.update([0]);
+    if let Ok(t) = std::fs::read_link(&path) {
+        h.update(t.as_os_str().as_encoded_bytes());
+    }
+    SourceFile {
+        path,
+        label: rel_path.clone(),
+        rel_path,
+        format: None,
+        sha256: hex::encode(h.finalize()),
+        size: 0,
+        superseded_by: None,
+        attachment_of: None,
+        raw_rel_path,
+        refused: Some((QuarantineCode::Link, reason)),
+    }
 }
 
 /// Gives every file of `files` (what [`discover`] returned) the label `label_of(rel_path)`,
@@ -518,15 +658,21 @@ pub fn discover(paths: &[PathBuf], format: Option<Format>) -> Result<Vec<SourceF
 /// A name that is not among `files` (an attachment whose item has no main document) was
 /// given as a rel_path by [`discover`] and is labelled the same way.
 pub fn relabel(files: &mut [SourceFile], mut label_of: impl FnMut(&str) -> String) {
+    relabel_bytes(files, |b| label_of(&String::from_utf8_lossy(b)));
+}
+
+/// [`relabel`] with the relative path's exact bytes ([`SourceFile::rel_bytes`]), so that two
+/// files whose names differ only in bytes that are not UTF-8 get different labels.
+pub fn relabel_bytes(files: &mut [SourceFile], mut label_of: impl FnMut(&[u8]) -> String) {
     let index: std::collections::HashMap<String, usize> = files
         .iter()
         .enumerate()
         .map(|(i, f)| (f.label.clone(), i))
         .collect();
-    let labels: Vec<String> = files.iter().map(|f| label_of(&f.rel_path)).collect();
+    let labels: Vec<String> = files.iter().map(|f| label_of(f.rel_bytes())).collect();
     let mut map = |old: &String| match index.get(old) {
         Some(i) => labels[*i].clone(),
-        None => label_of(old),
+        None => label_of(old.as_bytes()),
     };
     let mut mapped = Vec::with_capacity(files.len());
     for f in files.iter() {
@@ -613,6 +759,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// `Patient` file that resolves `Patient/{id}` references) so that it is read once per folder.
 #[derive(Debug, Default)]
 pub struct Reader {
+    limits: Limits,
     fhir: fhir::FhirContext,
     csv: csvmap::CsvContext,
     /// SS-MIX2 extended items whose main document was checked: main document path → the
@@ -621,8 +768,17 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// A reader with the default [`Limits`].
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A reader with the given intake limits.
+    pub fn with_limits(limits: Limits) -> Self {
+        Reader {
+            limits,
+            ..Self::default()
+        }
     }
 
     /// Reads one file, unit by unit, into `sink`. Errors only on I/O or a file without a
@@ -646,6 +802,11 @@ impl Reader {
             });
             return Ok(em.summary);
         }
+        if let Some((code, reason)) = &file.refused {
+            em.summary.units = 1;
+            em.quarantine(&file.label, "file", None, *code, reason.clone());
+            return Ok(em.summary);
+        }
         if let Some(main) = &file.attachment_of {
             em.summary.units = 1;
             self.read_attachment(file, main, &mut em)?;
@@ -653,13 +814,33 @@ impl Reader {
         }
         match file.format {
             Some(Format::Ssmix2) => {
-                let bytes = std::fs::read(&file.path).map_err(|source| IngestError::Io {
-                    path: file.path.clone(),
-                    source,
-                })?;
-                ssmix2::read_ssmix2(&file.rel_path, &file.label, &bytes, handler_code, &mut em);
+                let max = self.limits.max_message;
+                let bytes =
+                    limits::read_capped(&file.path, max).map_err(|source| IngestError::Io {
+                        path: file.path.clone(),
+                        source,
+                    })?;
+                match bytes {
+                    Some(bytes) => ssmix2::read_ssmix2(
+                        &file.rel_path,
+                        &file.label,
+                        &bytes,
+                        handler_code,
+                        &mut em,
+                    ),
+                    None => {
+                        em.summary.units = 1;
+                        em.quarantine(
+                            &file.label,
+                            "file",
+                            None,
+                            QuarantineCode::TooLarge,
+                            limits::too_large_reason("SS-MIX2 file", max, "max_message_bytes"),
+                        );
+                    }
+                }
             }
-            Some(Format::Fhir) => self.fhir.read(file, handler_code, &mut em)?,
+            Some(Format::Fhir) => self.fhir.read(file, handler_code, &self.limits, &mut em)?,
             Some(Format::Uke) => {
                 let f = open_buffered(&file.path)?;
                 uke::read_uke_into(f, &file.label, handler_code, &mut em).map_err(|source| {
@@ -760,8 +941,14 @@ impl Reader {
         let verdict = match self.ext_items.get(&main_path) {
             Some(v) => v.clone(),
             None => {
-                let v = match std::fs::read(&main_path) {
-                    Ok(bytes) => ssmix2::check_main_document(main_rel, &bytes),
+                let max = self.limits.max_message;
+                let v = match limits::read_capped(&main_path, max) {
+                    Ok(Some(bytes)) => ssmix2::check_main_document(main_rel, &bytes),
+                    Ok(None) => Err(limits::too_large_reason(
+                        ssmix2::MAIN_DOCUMENT,
+                        max,
+                        "max_message_bytes",
+                    )),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                         Err(format!("the item folder has no {}", ssmix2::MAIN_DOCUMENT))
                     }

@@ -9,6 +9,9 @@ pub const DEFAULT_CONFIG: &str = r#"# kiban workspace configuration
 [workspace]
 # Shown in audit events when no actor is given (--actor / KIBAN_ACTOR).
 default_actor = "operator"
+# Seconds a command waits for the workspace lock held by another kiban command (an ingest,
+# a release…) before it gives up; 0 = do not wait. KIBAN_LOCK_TIMEOUT overrides it.
+lock_timeout_secs = 300
 
 [database]
 # The control plane. SQLite (embedded, zero setup) by default; for production a
@@ -21,6 +24,14 @@ url = "sqlite://kiban.db"
 chunk_rows = 200000
 # Files per chunk at most (a chunk is the unit of atomic commit and resume).
 chunk_files = 2000
+# Intake limits (bytes). A file with a line, message or document over its limit is
+# quarantined with the reason (code too_large), never read into memory whole.
+# A line of a line-based file (FHIR NDJSON: one resource per line; HL7 segments).
+max_line_bytes = 16777216
+# One SS-MIX2 / HL7 v2 file (one message).
+max_message_bytes = 16777216
+# A JSON document read whole (a FHIR Bundle or resource file).
+max_document_bytes = 67108864
 "#;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +46,13 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceSection {
     pub default_actor: String,
+    /// See [`crate::lock`]; absent in workspaces created before the lock existed.
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout_secs: u64,
+}
+
+fn default_lock_timeout() -> u64 {
+    crate::lock::DEFAULT_TIMEOUT_SECS
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,6 +66,37 @@ pub struct DatabaseSection {
 pub struct IngestSection {
     pub chunk_rows: usize,
     pub chunk_files: usize,
+    /// Intake limits ([`kiban_ingest::Limits`]); absent in older workspaces.
+    #[serde(default = "limits::line")]
+    pub max_line_bytes: u64,
+    #[serde(default = "limits::message")]
+    pub max_message_bytes: u64,
+    #[serde(default = "limits::document")]
+    pub max_document_bytes: u64,
+}
+
+mod limits {
+    pub fn line() -> u64 {
+        kiban_ingest::Limits::default().max_line as u64
+    }
+    pub fn message() -> u64 {
+        kiban_ingest::Limits::default().max_message as u64
+    }
+    pub fn document() -> u64 {
+        kiban_ingest::Limits::default().max_document as u64
+    }
+}
+
+impl IngestSection {
+    /// The readers' limits (a value beyond the address space is capped).
+    pub fn limits(&self) -> kiban_ingest::Limits {
+        let cap = |v: u64| usize::try_from(v).unwrap_or(usize::MAX).max(1);
+        kiban_ingest::Limits {
+            max_line: cap(self.max_line_bytes),
+            max_message: cap(self.max_message_bytes),
+            max_document: cap(self.max_document_bytes),
+        }
+    }
 }
 
 impl Config {
@@ -65,6 +114,17 @@ mod tests {
         let c = Config::parse(DEFAULT_CONFIG).expect("parses");
         assert!(c.database.url.starts_with("sqlite://"));
         assert!(c.ingest.chunk_rows > 0);
+        assert_eq!(c.ingest.limits(), kiban_ingest::Limits::default());
+        assert_eq!(c.workspace.lock_timeout_secs, 300);
+    }
+
+    #[test]
+    fn older_configs_get_the_defaults() {
+        let old = "[workspace]\ndefault_actor = \"x\"\n[database]\nurl = \"sqlite://kiban.db\"\n\
+                   [ingest]\nchunk_rows = 10\nchunk_files = 10\n";
+        let c = Config::parse(old).expect("parses");
+        assert_eq!(c.ingest.limits(), kiban_ingest::Limits::default());
+        assert_eq!(c.workspace.lock_timeout_secs, 300);
     }
 
     #[test]

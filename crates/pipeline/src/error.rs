@@ -5,6 +5,12 @@ pub enum PipelineError {
     /// The operation was refused for a reason the user can act on (exit code 1).
     #[error("{0}")]
     Refused(String),
+    /// Another kiban command held the workspace lock for longer than the timeout
+    /// (`[workspace] lock_timeout_secs`, `KIBAN_LOCK_TIMEOUT`; see [`crate::lock`]).
+    #[error(
+        "ワークスペースは他の kiban コマンドが使用中です（{timeout_secs} 秒待ちました。終了後に再実行してください） / the workspace is in use by another kiban command (waited {timeout_secs} s; run again when it has finished)"
+    )]
+    Busy { timeout_secs: u64 },
     #[error("kiban.toml: {0}")]
     Config(String),
     #[error("{path}: {source}")]
@@ -52,6 +58,6 @@ impl PipelineError {
 
     /// True when the operation was refused (as opposed to failing).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, PipelineError::Refused(_))
+        matches!(self, PipelineError::Refused(_) | PipelineError::Busy { .. })
     }
 }

@@ -66,11 +66,16 @@ impl Workspace {
     /// The reference of the file at `rel_path` (relative to the folder given to the ingest)
     /// delivered by `handler`: stable for the workspace, meaningless without its index key.
     pub fn file_ref(&self, handler: &str, rel_path: &str) -> String {
-        let mac = self.index_key.hmac(&[
-            b"source-file",
-            handler.trim().as_bytes(),
-            rel_path.as_bytes(),
-        ]);
+        self.file_ref_bytes(handler, rel_path.as_bytes())
+    }
+
+    /// [`Workspace::file_ref`] of a relative path's exact bytes
+    /// ([`kiban_ingest::SourceFile::rel_bytes`]): two names that differ only in bytes that
+    /// are not UTF-8 get two references. Equal to `file_ref` for every UTF-8 path.
+    pub fn file_ref_bytes(&self, handler: &str, rel_path: &[u8]) -> String {
+        let mac = self
+            .index_key
+            .hmac(&[b"source-file", handler.trim().as_bytes(), rel_path]);
         format!("f-{}", hex::encode(&mac[..16]))
     }
 
@@ -126,6 +131,18 @@ impl Workspace {
             })
             .collect())
     }
+}
+
+/// Whether [`seal_legacy_names`] has work to do (read only).
+pub(crate) async fn legacy_names_pending(ws: &Workspace) -> Result<bool, PipelineError> {
+    use sqlx::Row;
+    let state: Option<String> = sqlx::query("SELECT value FROM kv WHERE key = $1")
+        .bind(LEGACY_KEY)
+        .fetch_optional(ws.db.pool())
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    Ok(state.as_deref() == Some("pending"))
 }
 
 /// Seals the clear paths an older workspace holds (`ingest_files`, `quarantine`,

@@ -2,7 +2,8 @@
 //!
 //! A *chunk* (one `ingest_batches` row) is the unit of atomic commit: its lake parts become
 //! visible, and its new registrations, the identities of its patients (vault), its files
-//! (marked ingested), quarantine and gate-rejection rows are written in one transaction. A
+//! (marked ingested), quarantine and gate-rejection rows and its receipt record (R-REC-3,
+//! with the handler's declaration confirmed, R-REC-2) are written in one transaction. A
 //! chunk found `started` when the workspace opens was interrupted (a crash, kill -9):
 //! [`recover`] deletes its parts and rows, so the next ingest of the same files neither
 //! duplicates nor loses anything (registrations and identities the chunk would have added
@@ -123,6 +124,36 @@ pub struct IngestReport {
     pub optout_requests_unmatched: u64,
     /// The same for notices (a notice to a patient whose data never came is common).
     pub optout_notices_unmatched: u64,
+    /// The handler's declaration confirmed on receipt (R-REC-2) and kept in the run's receipt
+    /// records: `None` when the run accepted nothing (no receipt record was written).
+    pub declaration: Option<Declaration>,
+}
+
+/// The handler's declaration as confirmed by an ingest run (R-REC-2, 法33条, 第36条): name,
+/// address and representative from the handler record, 取得の経緯 from the acquisition method
+/// of the handler's notice version current on the date of receipt; compared with the
+/// declaration of the handler's previous receipt record.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Declaration {
+    pub handler_name: String,
+    pub handler_address: String,
+    pub handler_representative: Option<String>,
+    /// 取得の経緯; `None` when the handler has no notice version current on the date.
+    pub acquisition: Option<String>,
+    pub notice_version: Option<String>,
+    /// `first`, `changed` or `unchanged` (then "unchanged since `since`").
+    pub status: kiban_records::DeclarationStatus,
+    pub since: NaiveDate,
+    /// Hex SHA-256 of the declaration (`kiban_records::declaration_sha256`).
+    pub sha256: String,
+}
+
+/// What the run declares beyond the handler record: the current notice version's
+/// acquisition method.
+#[derive(Debug, Clone, Default)]
+struct Declared {
+    acquisition: Option<String>,
+    notice_version: Option<String>,
 }
 
 /// Quarantined units listed in an [`IngestReport`] at most.
@@ -396,6 +427,17 @@ impl Workspace {
             )));
         }
         let snapshot = kiban_consent::Gate::load(&self.db, &opts.handler).await?;
+        // 取得の経緯 (R-REC-2): the acquisition method of the notice version current on the
+        // date of receipt, confirmed with the handler record in every receipt record.
+        let declared = kiban_consent::list_notice_versions(&self.db, &opts.handler)
+            .await?
+            .into_iter()
+            .rfind(|v| v.valid_from <= opts.received_on)
+            .map(|v| Declared {
+                acquisition: Some(v.acquisition_method),
+                notice_version: Some(v.version),
+            })
+            .unwrap_or_default();
         for p in paths {
             if !p.exists() {
                 return Err(PipelineError::Refused(format!(
@@ -409,7 +451,7 @@ impl Workspace {
         let mut files =
             kiban_ingest::discover(paths, opts.format).map_err(|e| discover_error(paths, e))?;
         // From here on a file is named by its reference only (see `crate::files`).
-        kiban_ingest::relabel(&mut files, |rel| self.file_ref(&opts.handler, rel));
+        kiban_ingest::relabel_bytes(&mut files, |rel| self.file_ref_bytes(&opts.handler, rel));
         progress.finish_stage();
 
         let mut report = IngestReport {
@@ -493,10 +535,11 @@ impl Workspace {
                 .copied()
                 .collect();
             let handler_code = opts.handler.clone();
+            let limits = self.config.ingest.limits();
             reading.push(tokio::task::spawn_blocking(move || {
                 // One reader per thread for the whole run: it caches what files of a folder
                 // share (a Bulk export's Patient file is read once per folder and thread).
-                let mut reader = kiban_ingest::Reader::new();
+                let mut reader = kiban_ingest::Reader::with_limits(limits);
                 for i in mine {
                     let Some(file) = files.get(i) else { return };
                     // The receiver only goes away when the ingest fails; then nothing more
@@ -542,20 +585,31 @@ impl Workspace {
                     .then(|| tail_key(name_tail(&file.rel_path))),
             };
             if file.format.is_none() {
-                // Nothing is skipped silently: an unrecognized file is quarantined whole.
-                push_quarantine(&mut report.quarantine, c, QuarantineRow {
-                    format: format_name.clone(),
-                    file: file.label.clone(),
-                    location: "file".into(),
-                    field: None,
-                    code: QuarantineCode::UnknownFormat,
-                    reason: "形式を判別できません / format not recognized (not SS-MIX2 HL7 v2, not FHIR JSON/NDJSON)".into(),
+                // Nothing is skipped silently: an unrecognized file, or a symbolic link that
+                // is not followed, is quarantined whole.
+                let (code, reason) = file.refused.clone().unwrap_or_else(|| {
+                    (
+                        QuarantineCode::UnknownFormat,
+                        "形式を判別できません / format not recognized (not SS-MIX2 HL7 v2, not FHIR JSON/NDJSON)".into(),
+                    )
                 });
+                push_quarantine(
+                    &mut report.quarantine,
+                    c,
+                    QuarantineRow {
+                        format: format_name.clone(),
+                        file: file.label.clone(),
+                        location: "file".into(),
+                        field: None,
+                        code,
+                        reason,
+                    },
+                );
                 row.quarantined = 1;
                 report.units_quarantined += 1;
                 *report
                     .quarantined_by_reason
-                    .entry(QuarantineCode::UnknownFormat.as_str().to_string())
+                    .entry(code.as_str().to_string())
                     .or_default() += 1;
                 fc.quarantined += 1;
                 c.files.push(row);
@@ -682,13 +736,13 @@ impl Workspace {
                 && let Some(c) = chunk.take()
             {
                 {
-                    self.commit_chunk(c, &handler, opts, &regs, &mut report)
+                    self.commit_chunk(c, &handler, &declared, opts, &regs, &mut report)
                         .await?;
                 }
             }
         }
         if let Some(c) = chunk.take() {
-            self.commit_chunk(c, &handler, opts, &regs, &mut report)
+            self.commit_chunk(c, &handler, &declared, opts, &regs, &mut report)
                 .await?;
         }
         drop(lanes_rx);
@@ -1282,10 +1336,12 @@ impl Workspace {
         })
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn commit_chunk(
         &self,
         mut c: Chunk,
         handler: &kiban_consent::HandlerInfo,
+        declared: &Declared,
         opts: &IngestOptions,
         regs: &Registrations,
         report: &mut IngestReport,
@@ -1511,9 +1567,50 @@ impl Workspace {
         .bind(&c.batch_id)
         .execute(&mut *tx)
         .await?;
+        // The receipt record (R-REC-3): what was received, from whom, confirmed how — in the
+        // chunk's transaction, so that no accepted unit is ever without it.
+        let check = if c.patients.is_empty() {
+            None
+        } else {
+            let mut patient_keys: Vec<String> = c.patients.iter().map(hex::encode).collect();
+            drop(std::mem::take(&mut c.patients));
+            patient_keys.sort();
+            let record = ReceiptRecord {
+                received_date: opts.received_on,
+                handler_code: handler.code.clone(),
+                handler_name: handler.name.clone(),
+                handler_address: handler.address.clone(),
+                handler_representative: handler.representative.clone(),
+                acquisition: declared.acquisition.clone(),
+                notice_version: declared.notice_version.clone(),
+                minister_published_date: handler.minister_published_date,
+                handler_published_date: handler.own_published_date,
+                patient_count: patient_keys.len() as u64,
+                patient_keys,
+                items: c.facts.clone(),
+                batch_id: c.batch_id.clone(),
+            };
+            let (_, check) = kiban_records::record_receipt_in(&mut tx, &record).await?;
+            Some((record, check))
+        };
         tx.commit().await?;
+        crash_point("after_chunk_commit");
         report.new_registrations += c.new_regs.len() as u64;
-        // What the receipt and the retractions do not need goes before they run.
+        if let Some((r, check)) = check
+            && report.declaration.is_none()
+        {
+            report.declaration = Some(Declaration {
+                handler_name: r.handler_name,
+                handler_address: r.handler_address,
+                handler_representative: r.handler_representative,
+                acquisition: r.acquisition,
+                notice_version: r.notice_version,
+                status: check.status,
+                since: check.since,
+                sha256: check.sha256,
+            });
+        }
+        // What the retractions do not need goes before they run.
         drop(std::mem::take(&mut c.identities));
         drop(std::mem::take(&mut c.new_regs));
         drop(std::mem::take(&mut c.rejections));
@@ -1529,31 +1626,6 @@ impl Workspace {
                 }
             }
             report.facts_retracted += self.apply_retractions(&c.batch_id).await?;
-        }
-
-        // The receipt record (R-REC-3): what was received, from whom, confirmed how.
-        if !c.patients.is_empty() {
-            let mut patient_keys: Vec<String> = c.patients.iter().map(hex::encode).collect();
-            drop(std::mem::take(&mut c.patients));
-            patient_keys.sort();
-            kiban_records::record_receipt(
-                &self.db,
-                &ReceiptRecord {
-                    received_date: opts.received_on,
-                    handler_code: handler.code.clone(),
-                    handler_name: handler.name.clone(),
-                    handler_address: handler.address.clone(),
-                    handler_representative: handler.representative.clone(),
-                    acquisition: None,
-                    minister_published_date: handler.minister_published_date,
-                    handler_published_date: handler.own_published_date,
-                    patient_count: patient_keys.len() as u64,
-                    patient_keys,
-                    items: c.facts.clone(),
-                    batch_id: c.batch_id.clone(),
-                },
-            )
-            .await?;
         }
         for (t, n) in c.facts {
             *report.facts.entry(t).or_default() += n;
@@ -1728,6 +1800,18 @@ fn discover_error(roots: &[PathBuf], e: kiban_ingest::IngestError) -> PipelineEr
     }
 }
 
+/// A test hook of debug builds: `KIBAN_TEST_CRASH=<point>` makes the process abort at that
+/// point, as a crash or `kill -9` would (`after_chunk_commit`: right after a chunk's
+/// transaction commits). Compiled out of release builds.
+fn crash_point(point: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("KIBAN_TEST_CRASH").is_ok_and(|v| v == point) {
+        std::process::abort();
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}
+
 /// Rows per bulk step of a chunk commit (registrations, identities decrypted at once).
 const BULK: usize = 512;
 
@@ -1851,6 +1935,8 @@ mod tests {
             size: 1,
             superseded_by: None,
             attachment_of: None,
+            raw_rel_path: None,
+            refused: None,
         }
     }
 

@@ -25,6 +25,7 @@ pub mod files;
 pub mod handlers;
 pub mod ingest;
 pub mod link;
+pub mod lock;
 pub mod optout;
 pub mod optout_events;
 pub mod progress;

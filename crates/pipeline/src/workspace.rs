@@ -9,6 +9,7 @@
 //!   lake/             clinical facts, Parquet, one folder per table
 //!   audit/            hash-chained audit log segments + HEAD
 //!   releases/         release packages
+//!   workspace.lock    one writer or many readers (see [`crate::lock`])
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use kiban_store::{Db, SecretKey};
 
 use crate::PipelineError;
 use crate::config::{Config, DEFAULT_CONFIG};
+use crate::lock::{Access, LockWait, WorkspaceLock};
 
 pub struct Workspace {
     pub(crate) root: PathBuf,
@@ -34,6 +36,8 @@ pub struct Workspace {
     pub(crate) index_key: SecretKey,
     audit: Mutex<AuditLog>,
     actor: String,
+    /// Held for the workspace's lifetime (see [`crate::lock`]).
+    lock: WorkspaceLock,
 }
 
 impl Workspace {
@@ -59,10 +63,30 @@ impl Workspace {
         Ok(ws)
     }
 
-    /// Opens the workspace in `dir`, applies pending migrations, rolls back any ingest
-    /// chunk that a crash left unfinished, and (once, after upgrading) seals the clear file
-    /// paths an older workspace holds.
+    /// Opens the workspace in `dir` to change it: takes the workspace lock exclusively
+    /// (waiting for another command up to the lock timeout, see [`crate::lock`]), applies
+    /// pending migrations, rolls back any ingest chunk that a crash left unfinished,
+    /// finishes pending SS-MIX2 retractions, and (once, after upgrading) seals the clear
+    /// file paths an older workspace holds. The lock is held until the workspace is dropped.
     pub async fn open(dir: &Path) -> Result<Workspace, PipelineError> {
+        Workspace::open_with(dir, Access::Write, &mut |_| {}).await
+    }
+
+    /// Opens the workspace in `dir` to read it (`stats`, `files show`): the lock is held
+    /// shared, so readers run together and wait while a writer runs; recovery is left to
+    /// writers (a reader that finds a crash's leftovers takes the lock exclusively for the
+    /// recovery first, then reads). Methods that change state must not be called on it.
+    pub async fn open_read(dir: &Path) -> Result<Workspace, PipelineError> {
+        Workspace::open_with(dir, Access::Read, &mut |_| {}).await
+    }
+
+    /// [`Workspace::open`] or [`Workspace::open_read`]; `on_wait` is told once when the
+    /// lock is held by another command and this one starts waiting (the binary says so).
+    pub async fn open_with(
+        dir: &Path,
+        access: Access,
+        on_wait: &mut (dyn FnMut(LockWait) + Send),
+    ) -> Result<Workspace, PipelineError> {
         let cfg_path = dir.join("kiban.toml");
         if !cfg_path.exists() {
             return Err(PipelineError::Refused(format!(
@@ -74,9 +98,12 @@ impl Workspace {
         let text =
             std::fs::read_to_string(&cfg_path).map_err(|e| PipelineError::io(&cfg_path, e))?;
         let config = Config::parse(&text)?;
+        let timeout = crate::lock::timeout(config.workspace.lock_timeout_secs);
+        let deadline = std::time::Instant::now() + timeout;
+        let mut lock = WorkspaceLock::open(dir)?;
+        lock.acquire(access, timeout, deadline, on_wait).await?;
         let url = resolve_db_url(dir, &config.database.url);
         let db = Db::connect(&url).await?;
-        db.migrate().await?;
         let master_key = SecretKey::load(&dir.join("keys/master.key"))?;
         let index_key = SecretKey::load(&dir.join("keys/index.key"))?;
         let lake = Lake::open(&dir.join("lake"))?;
@@ -88,7 +115,7 @@ impl Workspace {
             .ok()
             .filter(|a| !a.trim().is_empty())
             .unwrap_or_else(|| config.workspace.default_actor.clone());
-        let ws = Workspace {
+        let mut ws = Workspace {
             root: dir.to_path_buf(),
             config,
             db,
@@ -98,10 +125,69 @@ impl Workspace {
             index_key,
             audit: Mutex::new(audit),
             actor,
+            lock,
         };
-        crate::ingest::recover(&ws).await?;
-        crate::files::seal_legacy_names(&ws).await?;
+        match access {
+            Access::Write => ws.maintain().await?,
+            Access::Read => {
+                // A writer that crashed left work for the next writer; a reader does it
+                // first, alone, then reads (never beside a living writer: it held the lock
+                // shared, so none was running).
+                while ws.needs_maintenance().await? {
+                    ws.lock
+                        .acquire(Access::Write, timeout, deadline, on_wait)
+                        .await?;
+                    ws.maintain().await?;
+                    ws.lock
+                        .acquire(Access::Read, timeout, deadline, on_wait)
+                        .await?;
+                }
+            }
+        }
         Ok(ws)
+    }
+
+    /// What only a writer does on open (the lock is held exclusively).
+    async fn maintain(&self) -> Result<(), PipelineError> {
+        self.db.migrate().await?;
+        crate::ingest::recover(self).await?;
+        crate::files::seal_legacy_names(self).await?;
+        Ok(())
+    }
+
+    /// Whether [`Workspace::maintain`] has anything to do: migrations pending, a chunk left
+    /// `started` or a retraction `pending` by a crash, legacy names to seal. Reads only.
+    async fn needs_maintenance(&self) -> Result<bool, PipelineError> {
+        use sqlx::Row;
+        let latest = kiban_store::db::MIGRATIONS
+            .iter()
+            .map(|m| m.version)
+            .max()
+            .unwrap_or(0);
+        // A database without the migrations table is a new one.
+        let applied: i64 =
+            match sqlx::query("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(self.db.pool())
+                .await
+            {
+                Ok(row) => row.try_get(0)?,
+                Err(_) => return Ok(true),
+            };
+        if applied < latest {
+            return Ok(true);
+        }
+        let leftovers = sqlx::query(
+            "SELECT 1 FROM ingest_batches WHERE status = 'started' \
+             OR (status = 'committed' AND retraction = 'pending') LIMIT 1",
+        )
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(leftovers.is_some() || crate::files::legacy_names_pending(self).await?)
+    }
+
+    /// The workspace lock this workspace holds.
+    pub fn access(&self) -> Option<Access> {
+        self.lock.held()
     }
 
     pub fn root(&self) -> &Path {
@@ -247,6 +333,7 @@ pub(crate) fn patient_id_refused(
 fn error_kind(e: &PipelineError) -> &'static str {
     match e {
         PipelineError::Refused(_) => "refused",
+        PipelineError::Busy { .. } => "busy",
         PipelineError::Config(_) => "config",
         PipelineError::Io { .. } => "io",
         PipelineError::Db(_) | PipelineError::Sql(_) => "database",

@@ -156,8 +156,12 @@ pub struct ReceiptRecord {
     pub handler_name: String,
     pub handler_address: String,
     pub handler_representative: Option<String>,
-    /// How the handler obtained the data (R-REC-2), if declared.
+    /// How the handler obtained the data (取得の経緯, R-REC-2), if declared: the acquisition
+    /// method of the handler's notice version current on the date received.
     pub acquisition: Option<String>,
+    /// The notice version `acquisition` was taken from.
+    #[serde(default)]
+    pub notice_version: Option<String>,
     /// Publication by the minister, as confirmed on receipt.
     pub minister_published_date: Option<NaiveDate>,
     /// The handler's own publication.
@@ -178,12 +182,101 @@ pub struct ReceiptEntry {
     pub recorded_at: String,
     /// Both publications existed on or before the date received.
     pub filing_published: bool,
+    /// How the handler's declaration compared with the one confirmed before (`None` for
+    /// records written before declarations were hashed).
+    pub declaration: Option<DeclarationCheck>,
     /// `patient_keys` is left empty in listings.
     pub record: ReceiptRecord,
 }
 
+/// The confirmation of the handler's declaration on one receipt (R-REC-2, 第36条): a
+/// repeated confirmation may be a check that nothing changed, which this records.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeclarationCheck {
+    /// Hex SHA-256 of the declaration ([`declaration_sha256`]).
+    pub sha256: String,
+    pub status: DeclarationStatus,
+    /// The date received of the first receipt since which the declaration is unchanged
+    /// (this receipt's own date unless `status` is `unchanged`).
+    pub since: NaiveDate,
+}
+
+/// The declaration compared with the handler's previous receipt record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclarationStatus {
+    /// No earlier declaration of this handler was recorded: confirmed in full.
+    First,
+    /// Different from the previous one: confirmed in full again.
+    Changed,
+    /// Equal to the previous one: confirmed by the check that nothing changed.
+    Unchanged,
+}
+
+impl DeclarationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclarationStatus::First => "first",
+            DeclarationStatus::Changed => "changed",
+            DeclarationStatus::Unchanged => "unchanged",
+        }
+    }
+
+    fn from_code(s: &str) -> Option<DeclarationStatus> {
+        [
+            DeclarationStatus::First,
+            DeclarationStatus::Changed,
+            DeclarationStatus::Unchanged,
+        ]
+        .into_iter()
+        .find(|d| d.as_str() == s)
+    }
+}
+
+/// The hash of the declaration a receipt record confirms: the handler's code, name, address,
+/// representative, acquisition (取得の経緯) and its notice version, each length-prefixed so
+/// that no two declarations share a hash by moving text between fields.
+pub fn declaration_sha256(r: &ReceiptRecord) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"kiban-declaration-v1");
+    let fields: [Option<&str>; 6] = [
+        Some(r.handler_code.as_str()),
+        Some(r.handler_name.as_str()),
+        Some(r.handler_address.as_str()),
+        r.handler_representative.as_deref(),
+        r.acquisition.as_deref(),
+        r.notice_version.as_deref(),
+    ];
+    for f in fields {
+        match f {
+            None => h.update([0u8]),
+            Some(v) => {
+                h.update([1u8]);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(v.as_bytes());
+            }
+        }
+    }
+    hex::encode(h.finalize())
+}
+
 /// Writes a receipt record and its patient rows in one transaction; returns its ID.
 pub async fn record_receipt(db: &Db, r: &ReceiptRecord) -> Result<String, RecordsError> {
+    let mut tx = db.pool().begin().await?;
+    let (id, _) = record_receipt_in(&mut tx, r).await?;
+    tx.commit().await?;
+    Ok(id)
+}
+
+/// Writes a receipt record and its patient rows inside the caller's transaction (an ingest
+/// chunk's, so that accepted data and its receipt record commit together), comparing the
+/// handler's declaration with the one its previous receipt record confirmed. Returns the
+/// record's ID and that comparison.
+pub async fn record_receipt_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    r: &ReceiptRecord,
+) -> Result<(String, DeclarationCheck), RecordsError> {
     if r.handler_code.trim().is_empty() || r.batch_id.trim().is_empty() {
         return Err(RecordsError::Invalid(
             "receipt record needs a handler code and a batch ID".into(),
@@ -198,13 +291,49 @@ pub async fn record_receipt(db: &Db, r: &ReceiptRecord) -> Result<String, Record
     let published = |d: Option<NaiveDate>| d.is_some_and(|d| d <= r.received_date);
     let filing_published =
         published(r.minister_published_date) && published(r.handler_published_date);
+    let sha = declaration_sha256(r);
+    let previous = sqlx::query(
+        "SELECT record_id, declaration_sha256, declaration_since, received_date \
+         FROM receipt_records WHERE handler_code = $1 AND declaration_sha256 IS NOT NULL \
+         ORDER BY recorded_at DESC, received_date DESC LIMIT 1",
+    )
+    .bind(&r.handler_code)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let check = match previous {
+        None => DeclarationCheck {
+            sha256: sha.clone(),
+            status: DeclarationStatus::First,
+            since: r.received_date,
+        },
+        Some(row) => {
+            let p = RowReader::new(&row, "receipt_records", "record_id")?;
+            if p.os("declaration_sha256")?.as_deref() == Some(sha.as_str()) {
+                let since = match p.odate("declaration_since")? {
+                    Some(d) => d,
+                    None => p.date("received_date")?,
+                };
+                DeclarationCheck {
+                    sha256: sha.clone(),
+                    status: DeclarationStatus::Unchanged,
+                    since,
+                }
+            } else {
+                DeclarationCheck {
+                    sha256: sha.clone(),
+                    status: DeclarationStatus::Changed,
+                    since: r.received_date,
+                }
+            }
+        }
+    };
     let id = new_id();
-    let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO receipt_records (record_id, received_date, handler_code, handler_name, \
          handler_address, handler_representative, acquisition, minister_published_date, \
-         handler_published_date, filing_published, patient_count, items, batch_id, recorded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         handler_published_date, filing_published, patient_count, items, batch_id, recorded_at, \
+         notice_version, declaration_sha256, declaration_check, declaration_since) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(&id)
     .bind(date_str(r.received_date))
@@ -220,11 +349,14 @@ pub async fn record_receipt(db: &Db, r: &ReceiptRecord) -> Result<String, Record
     .bind(items_json(&r.items)?)
     .bind(&r.batch_id)
     .bind(now_rfc3339())
-    .execute(&mut *tx)
+    .bind(r.notice_version.clone())
+    .bind(&check.sha256)
+    .bind(check.status.as_str())
+    .bind(date_str(check.since))
+    .execute(&mut **tx)
     .await?;
-    insert_patients(&mut tx, "receipt_record_patients", &id, &keys).await?;
-    tx.commit().await?;
-    Ok(id)
+    insert_patients(tx, "receipt_record_patients", &id, &keys).await?;
+    Ok((id, check))
 }
 
 /// Receipt records received in `[from, to]` (either bound optional), oldest first.
@@ -243,10 +375,25 @@ pub async fn list_receipts(
     rows.iter()
         .map(|row| {
             let r = RowReader::new(row, "receipt_records", "record_id")?;
+            let declaration = match r.os("declaration_sha256")? {
+                None => None,
+                Some(sha256) => Some(DeclarationCheck {
+                    sha256,
+                    status: r
+                        .os("declaration_check")?
+                        .as_deref()
+                        .and_then(DeclarationStatus::from_code)
+                        .ok_or_else(|| r.corrupt("declaration_check"))?,
+                    since: r
+                        .odate("declaration_since")?
+                        .ok_or_else(|| r.corrupt("declaration_since"))?,
+                }),
+            };
             Ok(ReceiptEntry {
                 record_id: r.id.clone(),
                 recorded_at: r.s("recorded_at")?,
                 filing_published: r.u("filing_published")? != 0,
+                declaration,
                 record: ReceiptRecord {
                     received_date: r.date("received_date")?,
                     handler_code: r.s("handler_code")?,
@@ -254,6 +401,7 @@ pub async fn list_receipts(
                     handler_address: r.s("handler_address")?,
                     handler_representative: r.os("handler_representative")?,
                     acquisition: r.os("acquisition")?,
+                    notice_version: r.os("notice_version")?,
                     minister_published_date: r.odate("minister_published_date")?,
                     handler_published_date: r.odate("handler_published_date")?,
                     patient_keys: Vec::new(),

@@ -4,7 +4,8 @@
 //!   plus a HEAD file, and [`audit::verify`] naming the first broken event (design
 //!   principle 8).
 //! * [`legal`]: the statutory records in the SQL control plane — the producer's receipt
-//!   record (R-REC-3), the erasure record (R-REC-5), the handler's provision record
+//!   record (R-REC-3, with the handler's declaration confirmed on receipt and whether it
+//!   changed since the previous one, R-REC-2), the erasure record (R-REC-5), the handler's provision record
 //!   (R-REC-1) — written through typed functions.
 //! * [`retention`]: the retention job (R-REC-8): purges records past their period (3 years)
 //!   and leaves a purge record.
@@ -22,8 +23,9 @@ pub use audit::{
     VerifyReport, verify,
 };
 pub use legal::{
-    ErasureEntry, ErasureRecord, Items, ProvisionEntry, ProvisionRecord, ReceiptEntry,
-    ReceiptRecord, RecordsError, list_erasures, list_provisions, list_receipts, provision_patients,
-    receipt_patients, record_erasure, record_provision, record_receipt,
+    DeclarationCheck, DeclarationStatus, ErasureEntry, ErasureRecord, Items, ProvisionEntry,
+    ProvisionRecord, ReceiptEntry, ReceiptRecord, RecordsError, declaration_sha256, list_erasures,
+    list_provisions, list_receipts, provision_patients, receipt_patients, record_erasure,
+    record_provision, record_receipt, record_receipt_in,
 };
 pub use retention::{PurgeEntry, PurgeReport, list_purges, purge};

@@ -17,6 +17,7 @@ fn receipt(date: &str, batch: &str) -> ReceiptRecord {
         handler_address: "東京都千代田区1-1".into(),
         handler_representative: Some("理事長".into()),
         acquisition: Some("診療の過程で取得".into()),
+        notice_version: Some("v1".into()),
         minister_published_date: Some(d("2020-01-10")),
         handler_published_date: Some(d("2020-01-20")),
         patient_keys: vec!["k1".into(), "k2".into(), "k1".into()],
@@ -115,6 +116,66 @@ async fn records_round_trip_and_retention_purges_with_a_record() {
             purges
                 .iter()
                 .any(|p| p.record_kind == "receipt" && p.rows_purged == 1)
+        );
+        t.cleanup().await;
+    }
+}
+
+/// R-REC-2: every receipt keeps the declaration it confirmed; a repeated confirmation is a
+/// check that nothing changed ("unchanged since" the first receipt of that declaration), a
+/// change is confirmed in full again; the record commits with the caller's transaction.
+#[tokio::test]
+async fn receipts_confirm_the_declaration_and_say_when_it_is_unchanged() {
+    for t in common::backends().await {
+        let db = t.db.clone();
+        record_receipt(&db, &receipt("2024-01-10", "b1"))
+            .await
+            .unwrap();
+        record_receipt(&db, &receipt("2024-02-10", "b2"))
+            .await
+            .unwrap();
+        let mut moved = receipt("2024-03-10", "b3");
+        moved.handler_address = "東京都港区2-2".into();
+        record_receipt(&db, &moved).await.unwrap();
+        record_receipt(&db, &receipt("2024-04-10", "b4"))
+            .await
+            .unwrap();
+        // Moving text between fields is a change too.
+        let mut shifted = receipt("2024-05-10", "b5");
+        shifted.handler_representative = None;
+        shifted.acquisition = Some("理事長診療の過程で取得".into());
+        record_receipt(&db, &shifted).await.unwrap();
+        // Inside a transaction that rolls back: nothing is left.
+        let mut tx = db.pool().begin().await.unwrap();
+        let (_, check) = record_receipt_in(&mut tx, &receipt("2024-06-10", "b6"))
+            .await
+            .unwrap();
+        assert_eq!(check.status, DeclarationStatus::Changed);
+        tx.rollback().await.unwrap();
+
+        let list = list_receipts(&db, None, None).await.unwrap();
+        let got: Vec<(DeclarationStatus, NaiveDate)> = list
+            .iter()
+            .map(|e| {
+                let c = e.declaration.clone().expect("declaration");
+                assert_eq!(c.sha256, declaration_sha256(&e.record));
+                (c.status, c.since)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (DeclarationStatus::First, d("2024-01-10")),
+                (DeclarationStatus::Unchanged, d("2024-01-10")),
+                (DeclarationStatus::Changed, d("2024-03-10")),
+                (DeclarationStatus::Changed, d("2024-04-10")),
+                (DeclarationStatus::Changed, d("2024-05-10")),
+            ]
+        );
+        assert_eq!(list[0].record.notice_version.as_deref(), Some("v1"));
+        assert_eq!(
+            list[0].record.acquisition.as_deref(),
+            Some("診療の過程で取得")
         );
         t.cleanup().await;
     }

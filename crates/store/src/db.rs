@@ -81,6 +81,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "patient_id_format",
         sql: include_str!("../migrations/0008_patient_id_format.sql"),
     },
+    Migration {
+        version: 10,
+        name: "receipt_declaration",
+        sql: include_str!("../migrations/0010_receipt_declaration.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
