@@ -236,7 +236,8 @@ impl<'a> Normalizer<'a> {
                 names[k] = self.name(k, raw);
             }
         }
-        let dob = match opt(&id.birth_date) {
+        // the ISO birth date, or the source text of one ingest could not read (still evidence)
+        let dob = match id.birth_date_evidence() {
             None => 0,
             Some(raw) => match self.dates.get(raw) {
                 Some(d) => *d,
@@ -991,6 +992,19 @@ mod tests {
         assert_eq!(name_level(&s, &r[3], &r[4]).0, NAME_GIVEN_DIFFERS);
         assert_eq!(name_level(&s, &r[3], &r[5]).0, 0);
         assert_eq!(name_level(&s, &r[3], &r[6]).0, 1);
+    }
+
+    #[test]
+    fn a_birth_date_kept_as_text_is_still_evidence() {
+        // ingest keeps a birth date that is no calendar date as its source text
+        let mut a = id("山田 太郎", "ヤマダ タロウ", "");
+        a.birth_date = None;
+        a.birth_date_text = Some("1975-02-30".into());
+        let mut b = a.clone();
+        b.birth_date_text = Some("S50.2.30".into());
+        let (s, r) = recs(&[a, b]);
+        assert_ne!(r[0].dob, 0);
+        assert_eq!(compare(&s, &r[0], &r[1]).g[C_DOB], 0);
     }
 
     #[test]

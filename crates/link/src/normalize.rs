@@ -6,6 +6,7 @@
 //! address spelling (三丁目五番地 vs 3-5). NDB's hashed IDs lost links on exactly these; every
 //! rule here is about making *equal things compare equal*, never about display.
 
+use chrono::Datelike;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -343,161 +344,32 @@ fn days_in_month(y: i32, m: u32) -> u32 {
     }
 }
 
-/// Japanese eras: (kanji, letter, UKE era code, first day).
-const ERAS: [(&str, char, char, Ymd); 5] = [
-    (
-        "明治",
-        'M',
-        '1',
-        Ymd {
-            year: 1868,
-            month: 1,
-            day: 25,
-        },
-    ),
-    (
-        "大正",
-        'T',
-        '2',
-        Ymd {
-            year: 1912,
-            month: 7,
-            day: 30,
-        },
-    ),
-    (
-        "昭和",
-        'S',
-        '3',
-        Ymd {
-            year: 1926,
-            month: 12,
-            day: 25,
-        },
-    ),
-    (
-        "平成",
-        'H',
-        '4',
-        Ymd {
-            year: 1989,
-            month: 1,
-            day: 8,
-        },
-    ),
-    (
-        "令和",
-        'R',
-        '5',
-        Ymd {
-            year: 2019,
-            month: 5,
-            day: 1,
-        },
-    ),
-];
-
-/// Parses a date in any notation hospitals use and validates it against the calendar:
-/// ISO `1975-03-01`, `1975/3/1`, `19750301`, `1975年3月1日`; 和暦 `昭和50年3月1日`,
-/// `S50.3.1`, `s50/03/01`, `平成元年1月8日`, `H1-1-8`, `昭50.3.1`; and the 7-digit
-/// レセプト form `3500301` (era code 1–5 + YYMMDD). Returns `None` for anything else.
+/// Parses a date in any notation hospitals use and validates it against the calendar and the
+/// eras, through kiban's one date parser ([`kiban_model::date`]): ISO `1975-03-01`,
+/// `1975/3/1`, `19750301`, `1975年3月1日`; 和暦 `昭和50年3月1日`, `S50.3.1`, `s50/03/01`,
+/// `平成元年1月8日`, `H1-1-8`, `昭50.3.1`; and the 7-digit レセプト form `3500301` (era code
+/// 1–5 + YYMMDD). Returns `None` for anything else, and for a date not given to the day.
 pub fn parse_date(s: &str) -> Option<Ymd> {
-    let d = parse_date_lenient(s)?;
-    d.is_valid().then_some(d)
+    let d = kiban_model::date::parse_day(s).ok()?;
+    Some(Ymd {
+        year: d.year(),
+        month: d.month(),
+        day: d.day(),
+    })
 }
 
-/// Like [`parse_date`] but accepts impossible days such as 11-31 (month 1–12, day 1–31):
-/// a corrupted date is still evidence for comparison, so linkage keeps it.
+/// Like [`parse_date`] but accepts impossible days such as 11-31 (month 1–12, day 1–31) and
+/// does not check era bounds: a corrupted date is still evidence for comparison, so linkage
+/// keeps it (ingest keeps such a birth date as `Identity::birth_date_text`).
 pub fn parse_date_lenient(s: &str) -> Option<Ymd> {
-    let s = nfkc_cow(s);
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let first = s.chars().next()?;
-    // 和暦
-    for (kanji, letter, _, start) in ERAS {
-        let rest = if let Some(r) = s.strip_prefix(kanji) {
-            Some(r)
-        } else if first.to_ascii_uppercase() == letter {
-            Some(&s[first.len_utf8()..])
-        } else if s.starts_with(first) && kanji.starts_with(first) && !s.starts_with(kanji) {
-            // single-kanji abbreviation 昭50.3.1 (but not the full era name)
-            Some(&s[first.len_utf8()..])
-        } else {
-            None
-        };
-        if let Some(rest) = rest {
-            let rest = rest.trim_start();
-            let (era_year, rest) = if let Some(r) = rest.strip_prefix('元') {
-                (1, r)
-            } else {
-                let n = rest.chars().take_while(|c| c.is_ascii_digit()).count();
-                if n == 0 {
-                    return None;
-                }
-                (rest[..n].parse::<i32>().ok()?, &rest[n..])
-            };
-            if era_year < 1 {
-                return None;
-            }
-            let nums = numbers(rest);
-            if nums.len() != 2 {
-                return None;
-            }
-            return ymd_checked(start.year + era_year - 1, nums[0], nums[1]);
-        }
-    }
-    let all_digits = s.chars().all(|c| c.is_ascii_digit());
-    if all_digits && s.len() == 8 {
-        return ymd_checked(
-            s[..4].parse().ok()?,
-            s[4..6].parse().ok()?,
-            s[6..8].parse().ok()?,
-        );
-    }
-    if all_digits && s.len() == 7 {
-        let code = s.chars().next()?;
-        let (_, _, _, start) = ERAS.iter().find(|e| e.2 == code)?;
-        let yy: i32 = s[1..3].parse().ok()?;
-        if yy < 1 {
-            return None;
-        }
-        return ymd_checked(
-            start.year + yy - 1,
-            s[3..5].parse().ok()?,
-            s[5..7].parse().ok()?,
-        );
-    }
-    let nums = numbers(s);
-    if nums.len() == 3 && s.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-        return ymd_checked(i32::try_from(nums[0]).ok()?, nums[1], nums[2]);
-    }
-    None
+    let (year, month, day) = kiban_model::date::parse_lenient(s)?;
+    Some(Ymd { year, month, day })
 }
 
-fn numbers(s: &str) -> Vec<u32> {
-    s.split(|c: char| !c.is_ascii_digit())
-        .filter(|p| !p.is_empty())
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-fn ymd_checked(year: i32, month: u32, day: u32) -> Option<Ymd> {
-    ((1..=12).contains(&month) && (1..=31).contains(&day) && (1000..=9999).contains(&year))
-        .then_some(Ymd { year, month, day })
-}
-
-/// 西暦 → 和暦, e.g. 1989-01-08 → "平成元年1月8日". `None` before 明治 (1868-01-25).
+/// 西暦 → 和暦, e.g. 1989-01-08 → "平成元年1月8日". `None` before 明治6年 (1873-01-01), when
+/// Japan still used the lunisolar calendar.
 pub fn to_wareki(d: Ymd) -> Option<String> {
-    let (kanji, _, _, start) = ERAS.iter().rev().find(|e| d >= e.3)?;
-    let y = d.year - start.year + 1;
-    let ys = if y == 1 {
-        "元".to_string()
-    } else {
-        y.to_string()
-    };
-    Some(format!("{kanji}{ys}年{}月{}日", d.month, d.day))
+    kiban_model::date::to_wareki(chrono::NaiveDate::from_ymd_opt(d.year, d.month, d.day)?)
 }
 
 /// The 47 prefectures, in JIS X 0401 order (index + 1 is the JIS code).

@@ -171,7 +171,9 @@ pub fn encode(identity: &Identity, secret: &[u8], params: &ClkParams) -> Result<
             }
         }
     }
-    let dob = opt(&identity.birth_date).and_then(|s| normalize::parse_date_lenient(&s));
+    let dob = identity
+        .birth_date_evidence()
+        .and_then(normalize::parse_date_lenient);
     let dob_text = dob.map(|d| format!("{:04}{:02}{:02}", d.year, d.month, d.day));
     let postal = opt(&identity.postal_code).and_then(|s| normalize::postal_code(&s));
     let addr = opt(&identity.address).map(|s| {
