@@ -13,7 +13,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::error::{ConsentError, invalid};
-use crate::handler::{date_str, get_handler, notice_version_exists, now_rfc3339, parse_date};
+use crate::handler::{date_str, get_handler, notice_version_valid_from, now_rfc3339, parse_date};
+use crate::requester::{PatientFacts, check_requester, patient_facts};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,14 +27,21 @@ pub enum EventKind {
     Delete,
     /// Withdrawal of an earlier stop request.
     Withdraw,
+    /// Explicit consent to provision (opt-in, 個人情報保護法の同意), with its scope: the patient
+    /// may be provided without the opt-out notice and waiting period (see [`crate::gate`]).
+    Consent,
+    /// Withdrawal of an explicit consent: provision stops from its date.
+    ConsentWithdraw,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 4] = [
+    pub const ALL: [EventKind; 6] = [
         EventKind::Notice,
         EventKind::Stop,
         EventKind::Delete,
         EventKind::Withdraw,
+        EventKind::Consent,
+        EventKind::ConsentWithdraw,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,16 +50,22 @@ impl EventKind {
             EventKind::Stop => "stop",
             EventKind::Delete => "delete",
             EventKind::Withdraw => "withdraw",
+            EventKind::Consent => "consent",
+            EventKind::ConsentWithdraw => "consent_withdraw",
         }
     }
 
+    /// The stored name, case-insensitively; `consent-withdraw` is accepted for
+    /// `consent_withdraw`.
     pub fn parse(s: &str) -> Option<EventKind> {
+        let s = s.trim().replace('-', "_");
         EventKind::ALL
             .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
+            .find(|k| k.as_str().eq_ignore_ascii_case(&s))
     }
 
-    /// A request made by or for the patient (channel/requester/relation apply).
+    /// A request made by or for the patient (channel/requester/relation apply, and the
+    /// relation must be one that may act for the patient: [`crate::check_requester`]).
     pub fn is_request(self) -> bool {
         !matches!(self, EventKind::Notice)
     }
@@ -149,6 +163,21 @@ impl Relation {
             .into_iter()
             .find(|r| r.as_str().eq_ignore_ascii_case(s.trim()))
     }
+
+    /// A member of the bereaved family that R-OPT-8 names (spouse, child, parent, grandchild,
+    /// grandparent, sibling). The unspecified [`Relation::Bereaved`] is not one: a request
+    /// must name the relation.
+    pub fn is_named_bereaved(self) -> bool {
+        matches!(
+            self,
+            Relation::Spouse
+                | Relation::Child
+                | Relation::Parent
+                | Relation::Grandchild
+                | Relation::Grandparent
+                | Relation::Sibling
+        )
+    }
 }
 
 /// A requester's name: personal data. `Debug` and `Display` never show it; read it with
@@ -196,6 +225,8 @@ pub struct ConsentEvent {
     pub receipt_number: Option<String>,
     /// Stop and deletion requests: when the receipt was issued.
     pub receipt_issued: Option<NaiveDate>,
+    /// Consent: what the patient consented to (required for consent events only).
+    pub scope: Option<String>,
 }
 
 impl ConsentEvent {
@@ -218,6 +249,7 @@ impl ConsentEvent {
             relation: None,
             receipt_number: None,
             receipt_issued: None,
+            scope: None,
         }
     }
 
@@ -278,6 +310,24 @@ pub(crate) fn validate_event(e: &ConsentEvent) -> Result<(), ConsentError> {
             "receipts belong to stop and deletion requests only",
         ));
     }
+    match (e.kind, e.scope.as_deref()) {
+        (EventKind::Consent, None) => {
+            return Err(invalid(
+                "consent scope",
+                "a consent needs its scope (同意の範囲)",
+            ));
+        }
+        (EventKind::Consent, Some(s)) if s.trim().is_empty() => {
+            return Err(invalid(
+                "consent scope",
+                "a consent needs its scope (同意の範囲)",
+            ));
+        }
+        (EventKind::Consent, _) | (_, None) => {}
+        (_, Some(_)) => {
+            return Err(invalid("consent scope", "belongs to consent events only"));
+        }
+    }
     Ok(())
 }
 
@@ -298,8 +348,8 @@ pub(crate) async fn insert_event(
     let inserted = sqlx::query(
         "INSERT INTO consent_events (event_id, handler_code, patient_key, kind, event_date, \
          method, notice_version, guardian_notified, channel, requester, relation, \
-         receipt_number, receipt_issued_date, source, recorded_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+         receipt_number, receipt_issued_date, source, recorded_at, scope) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
          ON CONFLICT (handler_code, patient_key, kind, event_date) DO NOTHING",
     )
     .bind(&id)
@@ -317,6 +367,7 @@ pub(crate) async fn insert_event(
     .bind(e.receipt_issued.map(date_str))
     .bind(source)
     .bind(now_rfc3339())
+    .bind(e.scope.clone())
     .execute(&mut *conn)
     .await?
     .rows_affected()
@@ -338,21 +389,53 @@ pub(crate) async fn insert_event(
 }
 
 /// Records one event (idempotent: the same handler, patient, kind and date is one event)
-/// and returns its ID. A stop without a receipt number gets one.
+/// and returns its ID. A stop without a receipt number gets one. A request's relation is
+/// checked against what the registry knows of the patient ([`crate::patient_facts`]):
+/// see [`record_event_with`] to add what the caller knows (a birth date, a death date).
 pub async fn record_event(db: &Db, e: &ConsentEvent) -> Result<String, ConsentError> {
+    record_event_with(db, e, &PatientFacts::default()).await
+}
+
+/// [`record_event`], with facts about the patient that the caller knows (the desk's birth
+/// date, the vault identity's birth and death dates) merged over the registry's recorded
+/// guardianship and death ([`PatientFacts::merge`]). A request whose requester may not act
+/// for the patient on its date is refused with [`ConsentError::RequesterNotAllowed`]
+/// (R-OPT-8) and nothing is recorded.
+pub async fn record_event_with(
+    db: &Db,
+    e: &ConsentEvent,
+    known: &PatientFacts,
+) -> Result<String, ConsentError> {
     validate_event(e)?;
     if get_handler(db, &e.handler_code).await?.is_none() {
         return Err(ConsentError::UnknownHandler {
             code: e.handler_code.clone(),
         });
     }
-    if let Some(v) = &e.notice_version
-        && !notice_version_exists(db, &e.handler_code, v).await?
-    {
-        return Err(ConsentError::UnknownNoticeVersion {
-            handler: e.handler_code.clone(),
-            version: v.clone(),
-        });
+    if e.kind.is_request() {
+        let facts = patient_facts(db, &e.handler_code, &e.patient_key)
+            .await?
+            .merge(known)?;
+        check_requester(
+            e.kind,
+            e.relation.unwrap_or(Relation::SelfPerson),
+            &facts,
+            e.date,
+        )?;
+    }
+    if let Some(v) = &e.notice_version {
+        let Some(valid_from) = notice_version_valid_from(db, &e.handler_code, v).await? else {
+            return Err(ConsentError::UnknownNoticeVersion {
+                handler: e.handler_code.clone(),
+                version: v.clone(),
+            });
+        };
+        if e.date < valid_from {
+            return Err(ConsentError::NoticeBeforeVersion {
+                version: v.clone(),
+                valid_from,
+            });
+        }
     }
     let mut conn = db.pool().acquire().await?;
     let (id, _) = insert_event(&mut conn, e, "api").await?;
@@ -430,6 +513,7 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<RecordedEvent, ConsentError
                 "receipt_issued_date",
                 &id,
             )?,
+            scope: row.try_get("scope")?,
         },
         event_id: id,
     })

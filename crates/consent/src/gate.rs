@@ -12,14 +12,39 @@
 //! * the handler must have **filed** with the minister on or before `on`
 //!   → `HandlerNotFiled`, and both the **minister's and its own publication** must be on or
 //!   before `on` → `HandlerNotPublished` (R-OPT-3);
-//! * the patient must have been **notified** on or before `on` → `NeverNotified`, and the
-//!   **waiting period** must have passed: `first notice + waiting_days <= on`
-//!   → `WithinWaitingPeriod{until: first notice + waiting_days}` (R-OPT-1, R-OPT-2).
+//! * a **withdrawal of consent** that is the patient's latest consent event on or before
+//!   `on` (a consent and its withdrawal on the same day: withdrawn) stops provision
+//!   → `ConsentWithdrawn{since}`; a later consent gives it back;
+//! * the handler must have **filed** with the minister on or before `on`
+//!   → `HandlerNotFiled`, and both the **minister's and its own publication** must be on or
+//!   before `on` → `HandlerNotPublished` (R-OPT-3);
+//! * an **explicit consent** in force (the latest consent event on or before `on`) makes the
+//!   patient eligible without a notice or waiting period (opt-in);
+//! * otherwise the patient must have been **notified** on or before `on` → `NeverNotified`,
+//!   and the **waiting period** must have passed: for each notice, its date plus its notice
+//!   version's waiting period (the handler's when the version has none, or the notice names
+//!   no version); the earliest such day `<= on` → else
+//!   `WithinWaitingPeriod{until: that earliest day}` (R-OPT-1, R-OPT-2).
 //!
 //! When several reasons apply the first in that order is reported: the patient's own wishes
-//! (deletion, stop) first, then the handler's standing, then the notice.
+//! (deletion, stop, withdrawn consent) first, then the handler's standing, then the notice.
+//!
+//! **Consent and the handler's filing.** The Act's opt-out route (法30条: notice, filing,
+//! the minister's and the handler's publication) does not prevent provision with the
+//! patient's consent under the Personal Information Protection Act (the 2021 revision of the
+//! basic policy, /work/shared/reference/enforcement-status-2021.txt: 「個人情報保護法の規定に
+//! 基づく本人の同意を得た個人情報取扱事業者による認定事業者に対する個人データの提供等を妨げない」),
+//! so the Act itself would not require the filing for consented data. kiban still requires
+//! it: a handler delivers opted-out and consented patients together, the producer's
+//! confirmation on receipt and its receipt record are made per handler and delivery against
+//! the published filing (法33条, 規則第36条・第37条5号), and ingest refuses a delivery from an
+//! unpublished handler as a whole. Consent replaces only the notice and the waiting period;
+//! a handler that provides with consent only and never files cannot deliver through kiban.
+//!
+//! Who may make a request (R-OPT-8) is decided by [`crate::check_requester`] when the
+//! request is recorded; the timeline read here holds only requests that passed it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use chrono::NaiveDate;
@@ -29,7 +54,7 @@ use sqlx::Row;
 
 use crate::error::ConsentError;
 use crate::event::{ConsentEvent, EventKind};
-use crate::handler::{get_handler, list_handlers};
+use crate::handler::{HandlerInfo, get_handler, list_handlers, notice_waiting_days};
 
 /// What the gate needs to know about a handler.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +64,30 @@ pub struct HandlerState {
     pub minister_published_date: Option<NaiveDate>,
     pub own_published_date: Option<NaiveDate>,
     pub waiting_days: u32,
+    /// Notice versions with their own waiting period (version → days); a notice of any
+    /// other version, or of none, waits `waiting_days`.
+    pub notice_waiting_days: BTreeMap<String, u32>,
 }
+
+impl HandlerState {
+    /// The waiting period after a notice of `version`.
+    pub fn waiting_days_for(&self, version: Option<&str>) -> u32 {
+        version
+            .and_then(|v| self.notice_waiting_days.get(v).copied())
+            .unwrap_or(self.waiting_days)
+    }
+
+    /// [`Mark::wait`] for a notice of `version`.
+    fn wait_mark(&self, version: Option<&str>) -> u16 {
+        match version.and_then(|v| self.notice_waiting_days.get(v)) {
+            Some(&w) => u16::try_from(w).unwrap_or(HANDLER_WAIT - 1),
+            None => HANDLER_WAIT,
+        }
+    }
+}
+
+/// [`Mark::wait`]: the handler's waiting period.
+const HANDLER_WAIT: u16 = u16::MAX;
 
 /// Why a patient's data may not be provided / accepted / released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -57,6 +105,10 @@ pub enum Reason {
     Deleted {
         since: NaiveDate,
     },
+    /// The patient's explicit consent was withdrawn.
+    ConsentWithdrawn {
+        since: NaiveDate,
+    },
 }
 
 impl Reason {
@@ -69,6 +121,7 @@ impl Reason {
             Reason::WithinWaitingPeriod { .. } => "within_waiting_period",
             Reason::Stopped { .. } => "stopped",
             Reason::Deleted { .. } => "deleted",
+            Reason::ConsentWithdrawn { .. } => "consent_withdrawn",
         }
     }
 
@@ -86,6 +139,7 @@ impl Reason {
             }
             Reason::Stopped { since } => format!("provision stopped at request since {since}"),
             Reason::Deleted { since } => format!("deletion requested on {since}"),
+            Reason::ConsentWithdrawn { since } => format!("consent withdrawn on {since}"),
         }
     }
 }
@@ -115,6 +169,9 @@ impl fmt::Display for Reason {
                 "{}に削除の求めがありました",
                 since.format("%Y年%m月%d日")
             ),
+            Reason::ConsentWithdrawn { since } => {
+                write!(f, "{}に同意が撤回されました", since.format("%Y年%m月%d日"))
+            }
         }
     }
 }
@@ -160,6 +217,8 @@ impl fmt::Display for Eligibility {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mark {
     pub(crate) kind: EventKind,
+    /// Notices: the waiting period of the notice's version in days, or [`HANDLER_WAIT`].
+    pub(crate) wait: u16,
     pub(crate) date: NaiveDate,
 }
 
@@ -171,22 +230,46 @@ pub(crate) fn decide_marks(
     on: NaiveDate,
 ) -> (Eligibility, usize) {
     let mut considered = 0usize;
-    let mut first_notice: Option<NaiveDate> = None;
+    // The first day any notice's waiting period has passed.
+    let mut waited_from: Option<NaiveDate> = None;
     let mut first_delete: Option<NaiveDate> = None;
     let mut last_withdraw: Option<NaiveDate> = None;
+    let mut last_consent: Option<NaiveDate> = None;
+    let mut last_consent_withdraw: Option<NaiveDate> = None;
     for m in marks.iter().filter(|m| m.date <= on) {
         considered += 1;
-        let slot = match m.kind {
-            EventKind::Notice => &mut first_notice,
-            EventKind::Delete => &mut first_delete,
-            EventKind::Withdraw => {
-                last_withdraw = last_withdraw.max(Some(m.date));
-                continue;
+        match m.kind {
+            EventKind::Notice => {
+                let days = if m.wait == HANDLER_WAIT {
+                    h.waiting_days
+                } else {
+                    u32::from(m.wait)
+                };
+                let until = m
+                    .date
+                    .checked_add_days(chrono::Days::new(u64::from(days)))
+                    .unwrap_or(NaiveDate::MAX);
+                waited_from = Some(waited_from.map_or(until, |d| d.min(until)));
             }
-            EventKind::Stop => continue,
-        };
-        *slot = Some(slot.map_or(m.date, |d| d.min(m.date)));
+            EventKind::Delete => {
+                first_delete = Some(first_delete.map_or(m.date, |d| d.min(m.date)));
+            }
+            EventKind::Withdraw => last_withdraw = last_withdraw.max(Some(m.date)),
+            EventKind::Consent => last_consent = last_consent.max(Some(m.date)),
+            EventKind::ConsentWithdraw => {
+                last_consent_withdraw = last_consent_withdraw.max(Some(m.date));
+            }
+            EventKind::Stop => {}
+        }
     }
+    // The latest consent event decides; a consent and a withdrawal on the same day leave it
+    // withdrawn (when in doubt, do not provide).
+    let (consented, consent_withdrawn) = match (last_consent, last_consent_withdraw) {
+        (Some(c), Some(w)) if c > w => (true, None),
+        (_, Some(w)) => (false, Some(w)),
+        (Some(_), None) => (true, None),
+        (None, None) => (false, None),
+    };
     // A stop is in force unless withdrawn strictly later (on or before `on`).
     let stopped_since = marks
         .iter()
@@ -199,14 +282,15 @@ pub(crate) fn decide_marks(
         Eligibility::Ineligible(Reason::Deleted { since })
     } else if let Some(since) = stopped_since {
         Eligibility::Ineligible(Reason::Stopped { since })
+    } else if let Some(since) = consent_withdrawn {
+        Eligibility::Ineligible(Reason::ConsentWithdrawn { since })
     } else if !on_or_before(h.filed_date) {
         Eligibility::Ineligible(Reason::HandlerNotFiled)
     } else if !on_or_before(h.minister_published_date) || !on_or_before(h.own_published_date) {
         Eligibility::Ineligible(Reason::HandlerNotPublished)
-    } else if let Some(notice) = first_notice {
-        let until = notice
-            .checked_add_days(chrono::Days::new(u64::from(h.waiting_days)))
-            .unwrap_or(NaiveDate::MAX);
+    } else if consented {
+        Eligibility::Eligible
+    } else if let Some(until) = waited_from {
         if until <= on {
             Eligibility::Eligible
         } else {
@@ -231,6 +315,11 @@ pub fn explain(handler: &HandlerState, events: &[ConsentEvent], on: NaiveDate) -
         .iter()
         .map(|e| Mark {
             kind: e.kind,
+            wait: if e.kind == EventKind::Notice {
+                handler.wait_mark(e.notice_version.as_deref())
+            } else {
+                HANDLER_WAIT
+            },
             date: e.date,
         })
         .collect();
@@ -276,7 +365,11 @@ impl Serialize for Decision {
             message: self.eligibility.to_string(),
             message_en: r.map_or_else(|| "eligible".to_string(), |r| r.message_en()),
             since: match r {
-                Some(Reason::Stopped { since } | Reason::Deleted { since }) => Some(since),
+                Some(
+                    Reason::Stopped { since }
+                    | Reason::Deleted { since }
+                    | Reason::ConsentWithdrawn { since },
+                ) => Some(since),
                 _ => None,
             },
             until: match r {
@@ -366,14 +459,15 @@ const PAGE: i64 = 20_000;
 
 async fn load_timelines(
     db: &Db,
-    handler_code: &str,
+    handler: &HandlerState,
 ) -> Result<HashMap<Box<str>, Vec<Mark>>, ConsentError> {
+    let handler_code = handler.code.as_str();
     let mut timelines: HashMap<Box<str>, Vec<Mark>> = HashMap::new();
     // Keyset pagination keeps memory bounded by the compact marks, not by SQL rows.
     let mut after = String::new();
     loop {
         let rows = sqlx::query(
-            "SELECT event_id, patient_key, kind, event_date FROM consent_events \
+            "SELECT event_id, patient_key, kind, event_date, notice_version FROM consent_events \
              WHERE handler_code = $1 AND event_id > $2 ORDER BY event_id LIMIT $3",
         )
         .bind(handler_code)
@@ -391,8 +485,15 @@ async fn load_timelines(
             let key: String = row.try_get("patient_key")?;
             let kind: String = row.try_get("kind")?;
             let date: String = row.try_get("event_date")?;
+            let kind = EventKind::parse(&kind).ok_or_else(|| corrupt("kind"))?;
+            let version: Option<String> = row.try_get("notice_version")?;
             let mark = Mark {
-                kind: EventKind::parse(&kind).ok_or_else(|| corrupt("kind"))?,
+                kind,
+                wait: if kind == EventKind::Notice {
+                    handler.wait_mark(version.as_deref())
+                } else {
+                    HANDLER_WAIT
+                },
                 date: NaiveDate::parse_from_str(&date, "%Y-%m-%d")
                     .map_err(|_| corrupt("event_date"))?,
             };
@@ -420,9 +521,10 @@ impl Gate {
                 .ok_or_else(|| ConsentError::UnknownHandler {
                     code: handler_code.to_string(),
                 })?;
+        let handler = handler_state(db, &h).await?;
         Ok(GateSnapshot {
-            handler: h.state(),
-            timelines: load_timelines(db, handler_code).await?,
+            timelines: load_timelines(db, &handler).await?,
+            handler,
         })
     }
 
@@ -430,14 +532,9 @@ impl Gate {
     pub async fn load_all(db: &Db) -> Result<GateSet, ConsentError> {
         let mut snapshots = HashMap::new();
         for h in list_handlers(db).await? {
-            let timelines = load_timelines(db, &h.code).await?;
-            snapshots.insert(
-                h.code.clone(),
-                GateSnapshot {
-                    handler: h.state(),
-                    timelines,
-                },
-            );
+            let handler = handler_state(db, &h).await?;
+            let timelines = load_timelines(db, &handler).await?;
+            snapshots.insert(h.code.clone(), GateSnapshot { handler, timelines });
         }
         Ok(GateSet { snapshots })
     }
@@ -460,7 +557,14 @@ pub async fn eligibility(
         .into_iter()
         .map(|r| r.event)
         .collect();
-    Ok(explain(&h.state(), &events, on))
+    Ok(explain(&handler_state(db, &h).await?, &events, on))
+}
+
+/// The handler's state with its notice versions' own waiting periods.
+pub async fn handler_state(db: &Db, h: &HandlerInfo) -> Result<HandlerState, ConsentError> {
+    let mut state = h.state();
+    state.notice_waiting_days = notice_waiting_days(db, &h.code).await?;
+    Ok(state)
 }
 
 #[cfg(test)]
@@ -478,6 +582,7 @@ mod tests {
             minister_published_date: Some(d("2024-01-10")),
             own_published_date: Some(d("2024-01-15")),
             waiting_days: 30,
+            notice_waiting_days: BTreeMap::new(),
         }
     }
 

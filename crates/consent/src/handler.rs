@@ -5,6 +5,8 @@
 //! is the handler's `waiting_days` (R-OPT-2, 30 by default). Notices are versioned because a
 //! change of items needs a new notice and filing (R-OPT-1).
 
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use kiban_store::Db;
 use serde::{Deserialize, Serialize};
@@ -57,7 +59,8 @@ impl HandlerInfo {
         }
     }
 
-    /// What the gate needs to know about this handler.
+    /// What the gate needs to know about this handler (without its notice versions' own
+    /// waiting periods: [`crate::Gate::load`] adds them).
     pub fn state(&self) -> HandlerState {
         HandlerState {
             code: self.code.clone(),
@@ -65,7 +68,31 @@ impl HandlerInfo {
             minister_published_date: self.minister_published_date,
             own_published_date: self.own_published_date,
             waiting_days: self.waiting_days,
+            notice_waiting_days: BTreeMap::new(),
         }
+    }
+
+    /// The order the Act gives: filing, then the minister's publication, then the handler's
+    /// own (R-OPT-3). A date before the step it follows is refused.
+    fn validate_dates(&self) -> Result<(), ConsentError> {
+        if let (Some(f), Some(p)) = (self.filed_date, self.minister_published_date)
+            && p < f
+        {
+            return Err(invalid(
+                "publication date",
+                "大臣による公表日が届出日より前です / the minister's publication is dated before the filing",
+            ));
+        }
+        let after = self.minister_published_date.or(self.filed_date);
+        if let (Some(a), Some(o)) = (after, self.own_published_date)
+            && o < a
+        {
+            return Err(invalid(
+                "own publication date",
+                "医療情報取扱事業者による公表日が届出・大臣の公表より前です / the handler's own publication is dated before the filing or the minister's publication",
+            ));
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConsentError> {
@@ -92,6 +119,14 @@ impl HandlerInfo {
     }
 }
 
+/// The notice document given to patients: its file name and SHA-256 (the copy is kept by
+/// the caller, e.g. in the workspace).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NoticeDocument {
+    pub name: String,
+    pub sha256: String,
+}
+
 /// One version of a handler's notice to patients (R-OPT-1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NoticeVersion {
@@ -106,7 +141,63 @@ pub struct NoticeVersion {
     pub update_method: String,
     /// How to ask for provision to stop.
     pub stop_method: String,
+    /// The first day a notice of this version may be dated.
     pub valid_from: NaiveDate,
+    /// The waiting period after a notice of this version (R-OPT-2); `None`: the handler's.
+    #[serde(default)]
+    pub waiting_days: Option<u32>,
+    #[serde(default)]
+    pub document: Option<NoticeDocument>,
+}
+
+/// One change of a handler's record: what it was (`None` for the registration) and what it
+/// became, when and by whom.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HandlerChange {
+    pub change_id: String,
+    pub handler_code: String,
+    pub changed_at: String,
+    pub changed_by: String,
+    pub before: Option<HandlerInfo>,
+    pub after: HandlerInfo,
+}
+
+/// The fields `kiban handler update` may change; `None` leaves a field as it is. The code
+/// and the patient-ID format never change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HandlerUpdate {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub representative: Option<String>,
+    pub filed_date: Option<NaiveDate>,
+    pub minister_published_date: Option<NaiveDate>,
+    pub own_published_date: Option<NaiveDate>,
+    pub waiting_days: Option<u32>,
+}
+
+impl HandlerUpdate {
+    pub fn is_empty(&self) -> bool {
+        *self == HandlerUpdate::default()
+    }
+
+    /// `h` with this update applied.
+    pub fn apply(&self, h: &HandlerInfo) -> HandlerInfo {
+        let mut n = h.clone();
+        if let Some(v) = &self.name {
+            n.name = v.clone();
+        }
+        if let Some(v) = &self.address {
+            n.address = v.clone();
+        }
+        if let Some(v) = &self.representative {
+            n.representative = Some(v.clone()).filter(|s| !s.trim().is_empty());
+        }
+        n.filed_date = self.filed_date.or(n.filed_date);
+        n.minister_published_date = self.minister_published_date.or(n.minister_published_date);
+        n.own_published_date = self.own_published_date.or(n.own_published_date);
+        n.waiting_days = self.waiting_days.unwrap_or(n.waiting_days);
+        n
+    }
 }
 
 pub(crate) fn date_str(d: NaiveDate) -> String {
@@ -163,7 +254,18 @@ fn handler_from_row(row: &AnyRow) -> Result<HandlerInfo, ConsentError> {
 
 /// Registers a handler. Errors with [`ConsentError::HandlerExists`] if the code is taken.
 pub async fn add_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
+    add_handler_as(db, h, "-").await
+}
+
+/// [`add_handler`], recording who registered it in the handler's history.
+pub async fn add_handler_as(
+    db: &Db,
+    h: &HandlerInfo,
+    changed_by: &str,
+) -> Result<(), ConsentError> {
     h.validate()?;
+    h.validate_dates()?;
+    let mut tx = db.pool().begin().await?;
     let n = sqlx::query(
         "INSERT INTO handlers (code, name, address, representative, filed_date, \
          minister_published_date, own_published_date, waiting_days, created_at, \
@@ -180,7 +282,7 @@ pub async fn add_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
     .bind(i64::from(h.waiting_days))
     .bind(now_rfc3339())
     .bind(h.patient_id_format.to_string())
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if n == 0 {
@@ -188,23 +290,81 @@ pub async fn add_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
             code: h.code.clone(),
         });
     }
+    insert_history(&mut tx, None, h, changed_by).await?;
+    tx.commit().await?;
     Ok(())
 }
 
-/// Replaces a registered handler's details (e.g. when its publication dates become known).
-/// The patient-ID format is not changed here: changing it changes the key of every patient
-/// already registered, and is refused.
-pub async fn update_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
-    h.validate()?;
-    if let Some(old) = get_handler(db, &h.code).await?
-        && old.patient_id_format != h.patient_id_format
-    {
-        return Err(invalid(
-            "patient ID format",
-            "cannot be changed for a registered handler (患者IDの形式は登録後に変更できません)",
-        ));
+async fn insert_history(
+    conn: &mut sqlx::AnyConnection,
+    before: Option<&HandlerInfo>,
+    after: &HandlerInfo,
+    changed_by: &str,
+) -> Result<HandlerChange, ConsentError> {
+    let json = |h: &HandlerInfo| {
+        serde_json::to_string(h).map_err(|e| invalid("handler history", e.to_string()))
+    };
+    let change = HandlerChange {
+        change_id: crate::event::new_event_id(),
+        handler_code: after.code.clone(),
+        changed_at: now_rfc3339(),
+        changed_by: changed_by.to_string(),
+        before: before.cloned(),
+        after: after.clone(),
+    };
+    sqlx::query(
+        "INSERT INTO handler_history (change_id, handler_code, changed_at, changed_by, \
+         before_json, after_json) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&change.change_id)
+    .bind(&change.handler_code)
+    .bind(&change.changed_at)
+    .bind(&change.changed_by)
+    .bind(before.map(json).transpose()?)
+    .bind(json(after)?)
+    .execute(&mut *conn)
+    .await?;
+    Ok(change)
+}
+
+/// Applies `update` to a registered handler and keeps the record it replaces in
+/// `handler_history`, in one transaction. Returns the change, or `None` when the update
+/// changes nothing (no history row then). Dates out of the Act's order (filing, the
+/// minister's publication, the handler's own) are refused.
+pub async fn update_handler_as(
+    db: &Db,
+    code: &str,
+    update: &HandlerUpdate,
+    changed_by: &str,
+) -> Result<Option<HandlerChange>, ConsentError> {
+    let mut tx = db.pool().begin().await?;
+    let row = sqlx::query("SELECT * FROM handlers WHERE code = $1")
+        .bind(code)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
+        return Err(ConsentError::UnknownHandler {
+            code: code.to_string(),
+        });
+    };
+    let old = handler_from_row(&row)?;
+    let new = update.apply(&old);
+    if new == old {
+        return Ok(None);
     }
-    let n = sqlx::query(
+    new.validate()?;
+    new.validate_dates()?;
+    write_handler(&mut tx, &new).await?;
+    let change = insert_history(&mut tx, Some(&old), &new, changed_by).await?;
+    tx.commit().await?;
+    Ok(Some(change))
+}
+
+async fn write_handler(
+    conn: &mut sqlx::AnyConnection,
+    h: &HandlerInfo,
+) -> Result<u64, ConsentError> {
+    Ok(sqlx::query(
         "UPDATE handlers SET name = $1, address = $2, representative = $3, filed_date = $4, \
          minister_published_date = $5, own_published_date = $6, waiting_days = $7 WHERE code = $8",
     )
@@ -216,14 +376,74 @@ pub async fn update_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError
     .bind(h.own_published_date.map(date_str))
     .bind(i64::from(h.waiting_days))
     .bind(&h.code)
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?
-    .rows_affected();
-    if n == 0 {
+    .rows_affected())
+}
+
+/// A handler's history, oldest first: its registration (when recorded) and every change.
+pub async fn handler_history(db: &Db, code: &str) -> Result<Vec<HandlerChange>, ConsentError> {
+    let rows = sqlx::query(
+        "SELECT * FROM handler_history WHERE handler_code = $1 ORDER BY changed_at, change_id",
+    )
+    .bind(code)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get("change_id")?;
+            let corrupt = |column| ConsentError::Corrupt {
+                table: "handler_history",
+                column,
+                id: id.clone(),
+            };
+            let before: Option<String> = r.try_get("before_json")?;
+            let after: String = r.try_get("after_json")?;
+            Ok(HandlerChange {
+                handler_code: r.try_get("handler_code")?,
+                changed_at: r.try_get("changed_at")?,
+                changed_by: r.try_get("changed_by")?,
+                before: before
+                    .map(|b| serde_json::from_str(&b))
+                    .transpose()
+                    .map_err(|_| corrupt("before_json"))?,
+                after: serde_json::from_str(&after).map_err(|_| corrupt("after_json"))?,
+                change_id: id,
+            })
+        })
+        .collect()
+}
+
+/// Replaces a registered handler's details (e.g. when its publication dates become known),
+/// keeping the record it replaces in `handler_history`. The patient-ID format is not
+/// changed here: changing it changes the key of every patient already registered, and is
+/// refused.
+pub async fn update_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
+    h.validate()?;
+    h.validate_dates()?;
+    let mut tx = db.pool().begin().await?;
+    let row = sqlx::query("SELECT * FROM handlers WHERE code = $1")
+        .bind(&h.code)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(row) = row else {
         return Err(ConsentError::UnknownHandler {
             code: h.code.clone(),
         });
+    };
+    let old = handler_from_row(&row)?;
+    if old.patient_id_format != h.patient_id_format {
+        return Err(invalid(
+            "patient ID format",
+            "cannot be changed for a registered handler (患者IDの形式は登録後に変更できません)",
+        ));
     }
+    if old == *h {
+        return Ok(());
+    }
+    write_handler(&mut tx, h).await?;
+    insert_history(&mut tx, Some(&old), h, "-").await?;
+    tx.commit().await?;
     Ok(())
 }
 
@@ -251,8 +471,17 @@ pub async fn add_notice_version(
     if v.version.trim().is_empty() {
         return Err(invalid("notice version", "is empty"));
     }
-    if v.items.is_empty() {
+    if v.version.len() > 64 || v.version.chars().any(|c| c.is_control() || c == ',') {
+        return Err(invalid(
+            "notice version",
+            "must be at most 64 characters without commas or control characters",
+        ));
+    }
+    if v.items.is_empty() || v.items.iter().any(|i| i.trim().is_empty()) {
         return Err(invalid("notice items", "no items of information"));
+    }
+    if v.waiting_days.is_some_and(|w| w > 3650) {
+        return Err(invalid("waiting days", "more than 3650"));
     }
     for (field, s) in [
         ("acquisition method", &v.acquisition_method),
@@ -273,8 +502,10 @@ pub async fn add_notice_version(
         serde_json::to_string(&v.items).map_err(|e| invalid("notice items", e.to_string()))?;
     let n = sqlx::query(
         "INSERT INTO notice_versions (handler_code, version, items, acquisition_method, \
-         provision_method, update_method, stop_method, valid_from, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (handler_code, version) DO NOTHING",
+         provision_method, update_method, stop_method, valid_from, created_at, waiting_days, \
+         document_name, document_sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         ON CONFLICT (handler_code, version) DO NOTHING",
     )
     .bind(handler_code)
     .bind(&v.version)
@@ -285,6 +516,9 @@ pub async fn add_notice_version(
     .bind(&v.stop_method)
     .bind(date_str(v.valid_from))
     .bind(now_rfc3339())
+    .bind(v.waiting_days.map(i64::from))
+    .bind(v.document.as_ref().map(|d| d.name.clone()))
+    .bind(v.document.as_ref().map(|d| d.sha256.clone()))
     .execute(db.pool())
     .await?
     .rows_affected();
@@ -317,7 +551,17 @@ pub async fn list_notice_versions(
                 id: version.clone(),
             };
             let items: String = row.try_get("items")?;
+            let waiting: Option<i64> = row.try_get("waiting_days")?;
+            let doc_name: Option<String> = row.try_get("document_name")?;
+            let doc_sha: Option<String> = row.try_get("document_sha256")?;
             Ok(NoticeVersion {
+                waiting_days: waiting
+                    .map(u32::try_from)
+                    .transpose()
+                    .map_err(|_| corrupt("waiting_days"))?,
+                document: doc_name
+                    .zip(doc_sha)
+                    .map(|(name, sha256)| NoticeDocument { name, sha256 }),
                 items: serde_json::from_str(&items).map_err(|_| corrupt("items"))?,
                 acquisition_method: row.try_get("acquisition_method")?,
                 provision_method: row.try_get("provision_method")?,
@@ -336,15 +580,39 @@ pub async fn list_notice_versions(
         .collect()
 }
 
-pub(crate) async fn notice_version_exists(
+/// The first day a notice of `version` may be dated, or `None` if the handler has no such
+/// version.
+pub(crate) async fn notice_version_valid_from(
     db: &Db,
     handler_code: &str,
     version: &str,
-) -> Result<bool, ConsentError> {
-    let row = sqlx::query("SELECT 1 FROM notice_versions WHERE handler_code = $1 AND version = $2")
-        .bind(handler_code)
-        .bind(version)
-        .fetch_optional(db.pool())
-        .await?;
-    Ok(row.is_some())
+) -> Result<Option<NaiveDate>, ConsentError> {
+    let row = sqlx::query(
+        "SELECT valid_from FROM notice_versions WHERE handler_code = $1 AND version = $2",
+    )
+    .bind(handler_code)
+    .bind(version)
+    .fetch_optional(db.pool())
+    .await?;
+    match row {
+        Some(r) => parse_date(
+            Some(r.try_get("valid_from")?),
+            "notice_versions",
+            "valid_from",
+            version,
+        ),
+        None => Ok(None),
+    }
+}
+
+/// Notice versions with their own waiting period: version → days (for the gate).
+pub(crate) async fn notice_waiting_days(
+    db: &Db,
+    handler_code: &str,
+) -> Result<BTreeMap<String, u32>, ConsentError> {
+    Ok(list_notice_versions(db, handler_code)
+        .await?
+        .into_iter()
+        .filter_map(|v| v.waiting_days.map(|w| (v.version, w)))
+        .collect())
 }

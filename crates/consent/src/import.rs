@@ -1,8 +1,12 @@
 //! Bulk import of opt-out events (`kiban optout import FILE.csv`).
 //!
 //! Header required, any column order: `handler_code,patient_id,event,date` plus optional
-//! `channel,requester,relation,method,notice_version`. Dates `YYYY-MM-DD` or `YYYY/MM/DD`;
-//! events `notice|stop|delete|withdraw`. Each bad row is rejected with its line, column and
+//! `channel,requester,relation,method,notice_version,scope,patient_birth`. Dates `YYYY-MM-DD`
+//! or `YYYY/MM/DD`; events `notice|stop|delete|withdraw|consent|consent_withdraw`. A notice's
+//! `notice_version` must exist and apply on its date; a consent needs its `scope`; a
+//! request's `relation` must be one that may act for the patient on its date (R-OPT-8,
+//! [`crate::check_requester`]: `patient_birth` or the caller's lookup gives the birth date a
+//! guardian's request needs). Each bad row is rejected with its line, column and
 //! reason — never the value of a field, since most are personal — and good rows next to it
 //! are imported. Import is idempotent: re-importing a row adds nothing (dedupe on handler,
 //! patient, event, date). Patient IDs are turned into `patient_key`s by the caller's `key`
@@ -10,9 +14,11 @@
 //! a patient ID that does not fit its handler's format is rejected with its line, never
 //! stored under a key that nothing else would ever compute.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::future::Future;
 use std::io::Read;
+use std::pin::Pin;
 
 use chrono::NaiveDate;
 use kiban_store::Db;
@@ -24,18 +30,21 @@ use crate::event::{
 };
 use crate::handler::{list_handlers, list_notice_versions};
 use crate::patient_id::{PatientIdError, PatientIdFormat};
+use crate::requester::{PatientFacts, check_requester, patient_facts};
 
 /// Rejections kept in the report (all are counted).
 pub const MAX_REJECTIONS_KEPT: usize = 1000;
 const CHUNK: usize = 500;
 
 const REQUIRED: [&str; 4] = ["handler_code", "patient_id", "event", "date"];
-const OPTIONAL: [&str; 5] = [
+const OPTIONAL: [&str; 7] = [
     "channel",
     "requester",
     "relation",
     "method",
     "notice_version",
+    "scope",
+    "patient_birth",
 ];
 
 /// One rejected row: where and why, never what.
@@ -174,10 +183,17 @@ impl Row<'_> {
 struct Known {
     /// Registered handlers and their patient-ID formats.
     handlers: HashMap<String, PatientIdFormat>,
-    notice_versions: HashSet<(String, String)>,
+    /// (handler, version) → the first day a notice of it may be dated.
+    notice_versions: HashMap<(String, String), NaiveDate>,
 }
 
-fn parse_row(row: &Row<'_>, known: &Known, key: &KeyFn<'_>) -> Result<ConsentEvent, RowError> {
+/// A parsed row: the event, and the patient's birth date when the row gives one.
+struct Parsed {
+    event: ConsentEvent,
+    birth: Option<NaiveDate>,
+}
+
+fn parse_row(row: &Row<'_>, known: &Known, key: &KeyFn<'_>) -> Result<Parsed, RowError> {
     if row.rec.len() != row.cols.width {
         return Err((
             None,
@@ -194,7 +210,8 @@ fn parse_row(row: &Row<'_>, known: &Known, key: &KeyFn<'_>) -> Result<ConsentEve
     let kind = EventKind::parse(kind_s).ok_or_else(|| {
         (
             Some("event"),
-            "unknown event (expected notice, stop, delete or withdraw)".to_string(),
+            "unknown event (expected notice, stop, delete, withdraw, consent or consent_withdraw)"
+                .to_string(),
         )
     })?;
     let date = parse_date(row.required("date")?).ok_or_else(|| {
@@ -231,6 +248,18 @@ fn parse_row(row: &Row<'_>, known: &Known, key: &KeyFn<'_>) -> Result<ConsentEve
     let requester = row.get("requester")?.map(Requester::new);
     let method = row.get("method")?.map(str::to_string);
     let notice_version = row.get("notice_version")?.map(str::to_string);
+    let scope = row.get("scope")?.map(str::to_string);
+    let birth = row
+        .get("patient_birth")?
+        .map(|s| {
+            parse_date(s).ok_or_else(|| {
+                (
+                    Some("patient_birth"),
+                    "not a valid date (expected YYYY-MM-DD or YYYY/MM/DD)".to_string(),
+                )
+            })
+        })
+        .transpose()?;
     let Some(&format) = known.handlers.get(handler) else {
         return Err((
             Some("handler_code"),
@@ -252,13 +281,19 @@ fn parse_row(row: &Row<'_>, known: &Known, key: &KeyFn<'_>) -> Result<ConsentEve
     e.method = method;
     if kind == EventKind::Notice {
         if let Some(v) = notice_version {
-            if !known
-                .notice_versions
-                .contains(&(handler.to_string(), v.clone()))
-            {
+            let Some(&valid_from) = known.notice_versions.get(&(handler.to_string(), v.clone()))
+            else {
                 return Err((
                     Some("notice_version"),
-                    "no such notice version for this handler".to_string(),
+                    "この医療情報取扱事業者にその通知の版は登録されていません (kiban handler notice-version add) / no such notice version for this handler".to_string(),
+                ));
+            };
+            if date < valid_from {
+                return Err((
+                    Some("notice_version"),
+                    format!(
+                        "通知の日付がこの版の適用開始日 {valid_from} より前です / the notice is dated before this version applies ({valid_from})"
+                    ),
                 ));
             }
             e.notice_version = Some(v);
@@ -276,9 +311,50 @@ fn parse_row(row: &Row<'_>, known: &Known, key: &KeyFn<'_>) -> Result<ConsentEve
             ));
         }
         e = e.requested_by(channel, requester, relation);
+        e.scope = scope;
     }
     validate_event(&e).map_err(|err| (None, err.to_string()))?;
-    Ok(e)
+    Ok(Parsed { event: e, birth })
+}
+
+/// Whether a parsed request's requester may act for the patient (R-OPT-8): the registry's
+/// recorded facts, the row's birth date and the caller's lookup (only for a requester who
+/// is not the patient: the patient may always act).
+async fn check_row_requester(
+    db: &Db,
+    p: &Parsed,
+    lookup: Option<&FactsFn<'_>>,
+) -> Result<Result<(), RowError>, ConsentError> {
+    let e = &p.event;
+    let relation = e.relation.unwrap_or(Relation::SelfPerson);
+    if !e.kind.is_request() || relation == Relation::SelfPerson {
+        return Ok(Ok(()));
+    }
+    let mut facts = patient_facts(db, &e.handler_code, &e.patient_key).await?;
+    let row_facts = PatientFacts {
+        birth_date: p.birth,
+        ..PatientFacts::default()
+    };
+    let mut merged = facts.merge(&row_facts);
+    if let (Ok(f), Some(lookup)) = (&merged, lookup) {
+        facts = *f;
+        let found = lookup(e.handler_code.clone(), e.patient_key.clone())
+            .await
+            .map_err(|reason| ConsentError::FactsLookup { reason })?;
+        merged = facts.merge(&found);
+    }
+    let refusal = match merged {
+        Ok(f) => check_requester(e.kind, relation, &f, e.date).err(),
+        Err(ConsentError::RequesterNotAllowed(r)) => Some(r),
+        Err(other) => return Err(other),
+    };
+    Ok(match refusal {
+        None => Ok(()),
+        Some(r) => Err((
+            Some("relation"),
+            format!("{} / {}", r.message_ja(), r.message_en()),
+        )),
+    })
 }
 
 async fn flush(
@@ -309,6 +385,13 @@ async fn flush(
     Ok(())
 }
 
+/// The caller's lookup of what it knows about a patient (`handler_code`, `patient_key`) —
+/// normally the vault identity's birth and death dates; an error is the lookup's failure
+/// (no personal data in it).
+pub type FactsFn<'a> = dyn Fn(String, String) -> Pin<Box<dyn Future<Output = Result<PatientFacts, String>> + Send + 'a>>
+    + Sync
+    + 'a;
+
 /// The caller's keying: `(handler_code, the handler's patient-ID format, raw patient ID)` →
 /// the patient_key of the ID normalized with that format, or why the ID does not fit.
 pub type KeyFn<'a> =
@@ -327,6 +410,18 @@ pub async fn import_csv(
     source_name: &str,
     key: &KeyFn<'_>,
 ) -> Result<ImportReport, ConsentError> {
+    import_csv_with(db, reader, source_name, key, None).await
+}
+
+/// [`import_csv`] with the caller's lookup of patient facts (the vault's birth and death
+/// dates) for checking who may act for the patient.
+pub async fn import_csv_with(
+    db: &Db,
+    reader: impl Read,
+    source_name: &str,
+    key: &KeyFn<'_>,
+    lookup: Option<&FactsFn<'_>>,
+) -> Result<ImportReport, ConsentError> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -344,11 +439,13 @@ pub async fn import_csv(
     let cols = Columns::from_header(header, source_name)?;
     let mut known = Known {
         handlers: HashMap::new(),
-        notice_versions: HashSet::new(),
+        notice_versions: HashMap::new(),
     };
     for h in list_handlers(db).await? {
         for v in list_notice_versions(db, &h.code).await? {
-            known.notice_versions.insert((h.code.clone(), v.version));
+            known
+                .notice_versions
+                .insert((h.code.clone(), v.version), v.valid_from);
         }
         known.handlers.insert(h.code, h.patient_id_format);
     }
@@ -376,16 +473,21 @@ pub async fn import_csv(
             continue;
         }
         report.rows += 1;
-        match parse_row(
+        let parsed = parse_row(
             &Row {
                 rec: &rec,
                 cols: &cols,
             },
             &known,
             key,
-        ) {
-            Ok(e) => {
-                pending.push(e);
+        );
+        let checked = match parsed {
+            Ok(p) => check_row_requester(db, &p, lookup).await?.map(|()| p),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(p) => {
+                pending.push(p.event);
                 if pending.len() >= CHUNK {
                     flush(db, &mut pending, &source, &mut report).await?;
                 }

@@ -2,9 +2,13 @@
 //!
 //! * [`handler`]: medical-information handlers — filing with the minister, publication,
 //!   waiting period, versioned notices (R-OPT-1, R-OPT-2, R-OPT-3).
-//! * [`event`]: each patient's timeline of notices, stop requests, deletion requests and
-//!   withdrawals of a stop, with channel, requester and relation (R-OPT-4, R-OPT-6,
-//!   R-OPT-8); a stop carries a receipt number for its receipt (R-OPT-5).
+//! * [`event`]: each patient's timeline of notices, stop requests, deletion requests,
+//!   withdrawals of a stop, explicit consents and their withdrawal, with channel, requester
+//!   and relation (R-OPT-4, R-OPT-6, R-OPT-8); a stop carries a receipt number for its
+//!   receipt (R-OPT-5).
+//! * [`requester`]: who may act for a patient (R-OPT-8) — [`check_requester`], the gate's
+//!   rule applied when a request is recorded — and the patient facts it reads (birth date,
+//!   guardianship, death).
 //! * [`import`]: bulk import of such events from CSV, row by row, idempotent.
 //! * [`patient_id`]: the one normalization of a handler's patient ID ([`PatientIdFormat`],
 //!   declared per handler) that every caller applies before keying it.
@@ -24,19 +28,25 @@ pub mod gate;
 pub mod handler;
 pub mod import;
 pub mod patient_id;
+pub mod requester;
 
 pub use error::ConsentError;
 pub use event::{
     Channel, ConsentEvent, EventKind, RecordedEvent, Relation, Requester, events_for, record_event,
-    set_receipt_issued,
+    record_event_with, set_receipt_issued,
 };
 pub use gate::{
     Decision, Eligibility, Gate, GateSet, GateSnapshot, HandlerState, Reason, decide, eligibility,
-    explain,
+    explain, handler_state,
 };
 pub use handler::{
-    DEFAULT_WAITING_DAYS, HandlerInfo, NoticeVersion, add_handler, add_notice_version, get_handler,
-    list_handlers, list_notice_versions, update_handler,
+    DEFAULT_WAITING_DAYS, HandlerChange, HandlerInfo, HandlerUpdate, NoticeDocument, NoticeVersion,
+    add_handler, add_handler_as, add_notice_version, get_handler, handler_history, list_handlers,
+    list_notice_versions, update_handler, update_handler_as,
 };
-pub use import::{ImportReport, KeyFn, RowRejection, import_csv};
+pub use import::{FactsFn, ImportReport, KeyFn, RowRejection, import_csv, import_csv_with};
 pub use patient_id::{MAX_DIGITS_WIDTH, PatientIdError, PatientIdFormat};
+pub use requester::{
+    GUARDIAN_AGE_LIMIT, PatientFacts, RequesterRefusal, StatusKind, check_requester, patient_facts,
+    set_patient_status,
+};

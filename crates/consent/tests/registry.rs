@@ -39,6 +39,8 @@ fn notice_v1() -> NoticeVersion {
         update_method: "月次で差分を送信".into(),
         stop_method: "受付窓口または郵送で申し出".into(),
         valid_from: d("2024-01-01"),
+        waiting_days: None,
+        document: None,
     }
 }
 
@@ -143,6 +145,23 @@ async fn events_are_idempotent_and_stops_get_receipts() {
             !format!("{stop:?}").contains("花子"),
             "Debug must not show the requester"
         );
+        // R-OPT-8: the bereaved family acts only for a patient recorded as deceased.
+        let refused = record_event(db, &stop).await.unwrap_err();
+        assert!(matches!(
+            refused,
+            ConsentError::RequesterNotAllowed(RequesterRefusal::BereavedOfLiving)
+        ));
+        assert!(!refused.to_string().contains("花子"));
+        set_patient_status(
+            db,
+            "H001",
+            &key,
+            StatusKind::Deceased,
+            d("2024-05-01"),
+            "test",
+        )
+        .await
+        .unwrap();
         let stop_id = record_event(db, &stop).await.unwrap();
         set_receipt_issued(db, &stop_id, d("2024-05-11"))
             .await
@@ -211,6 +230,17 @@ async fn import_csv_rejects_bad_rows_imports_good_ones_and_is_idempotent() {
     for t in common::backends().await {
         let db = &t.db;
         add_handler(db, &hospital("H001")).await.unwrap();
+        // P004's child asks for deletion: the patient is recorded as deceased (R-OPT-8).
+        set_patient_status(
+            db,
+            "H001",
+            &pk("H001", "P004"),
+            StatusKind::Deceased,
+            d("2024-03-20"),
+            "test",
+        )
+        .await
+        .unwrap();
         let key = |h: &str, f: PatientIdFormat, p: &str| f.normalize(p).map(|p| pk(h, &p));
         let rep = import_csv(db, CSV.as_bytes(), "optout-2024.csv", &key)
             .await

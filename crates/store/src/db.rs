@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0008_patient_id_format.sql"),
     },
     Migration {
+        version: 9,
+        name: "handler_history_consent",
+        sql: include_str!("../migrations/0009_handler_history_consent.sql"),
+    },
+    Migration {
         version: 10,
         name: "receipt_declaration",
         sql: include_str!("../migrations/0010_receipt_declaration.sql"),
