@@ -1,12 +1,20 @@
 //! `kiban`: the command line. Thin on purpose: it parses arguments, calls
 //! `kiban-pipeline`, and presents results (Japanese first, `--lang en` / `KIBAN_LANG=en` for
 //! English). Exit codes: 0 success, 1 refused or failed (with a message), 2 usage error.
+//!
+//! A closed output pipe (`kiban link review --json | head`) ends the command quietly with
+//! exit code 0, as ripgrep does: the reader asked for no more, which is not a failure, and the
+//! Rust runtime ignores SIGPIPE, so the write fails with `BrokenPipe` instead of the process
+//! being killed (status 141 in a shell). Both ways a write can fail are caught here, for every
+//! command: `println!` (which panics on a failed write) through the panic hook, and an
+//! `io::Error` returned up the `anyhow` chain.
 
 mod commands;
 mod link_cmds;
 mod optout_cmds;
 mod ui;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -76,7 +84,49 @@ pub struct JsonFlag {
     pub json: bool,
 }
 
+/// Whether a panic is `print!`/`println!` failing on a closed standard output.
+fn is_broken_pipe_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    let Some(msg) = info.payload_as_str() else {
+        return false;
+    };
+    let broken = std::io::Error::from_raw_os_error(EPIPE).to_string();
+    msg.starts_with("failed printing to stdout")
+        && (msg.contains(&broken) || msg.contains("os error 32"))
+}
+
+/// EPIPE on Linux and the BSDs (macOS).
+const EPIPE: i32 = 32;
+
+/// Whether an error comes from writing to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Quiet exit on a closed standard output (see the module documentation).
+fn exit_quietly_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if is_broken_pipe_panic(info) {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    exit_quietly_on_broken_pipe();
+    let code = run();
+    // What is still buffered goes out now; a reader that is gone is not an error.
+    match std::io::stdout().flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        _ => code,
+    }
+}
+
+fn run() -> ExitCode {
     let cli = Cli::parse();
     let lang = ui::Lang::from_arg(cli.lang.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -92,6 +142,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli, lang)) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let prefix = lang.t("エラー", "error");
             eprintln!("kiban: {prefix}: {e:#}");
