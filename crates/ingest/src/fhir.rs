@@ -569,6 +569,12 @@ fn identity_of(p: &Patient, patient_id: &str) -> Identity {
         }
     }
     id.birth_date = p.birth_date.as_deref().and_then(parse_date).map(iso);
+    // a birthDate that is no date stays linkage evidence (kiban_model::date)
+    id.birth_date_text = p
+        .birth_date
+        .as_deref()
+        .filter(|_| id.birth_date.is_none())
+        .and_then(opt);
     id.death_date = p
         .deceased_date_time
         .as_deref()

@@ -1336,6 +1336,13 @@ fn identity_from(
         }
     }
     id.birth_date = parse_date(&pid.f(7)).map(iso);
+    // a PID-7 that is no date stays linkage evidence (kiban_model::date), counted
+    id.birth_date_text = opt(pid.f(7)).filter(|_| id.birth_date.is_none());
+    if id.birth_date_text.is_some() {
+        *ignored
+            .entry("PID-7 生年月日 not a date (kept as text for linkage)".to_string())
+            .or_default() += 1;
+    }
     id.sex = Sex::parse(&pid.f(8));
     // XAD: 5 postal code; 8 (other geographic designation) is where SS-MIX2 puts the full address.
     id.postal_code = opt(pid.c(11, 5));

@@ -292,6 +292,41 @@ fn in1_12_bad_value_is_dropped_and_counted_not_the_message() {
     assert!(ignored.is_empty());
 }
 
+/// PID-7 生年月日 that is no date (a day off the calendar, 和暦 outside its era) is kept as its
+/// source text for linkage and counted; the message keeps its identity and facts. 和暦 is read.
+#[test]
+fn pid_7_that_is_no_date_is_kept_as_text() {
+    let run = |pid7: &str| {
+        let msg = format!(
+            "MSH|^~\\&|HIS|S|GW|R|20240101120000||ADT^A08^ADT_A01|1|P|2.5\r\
+             PID|0001||P1||山田^太郎^^^^^L^I||{pid7}|M\r"
+        );
+        let m = parse_hl7_message(msg.as_bytes()).unwrap();
+        let mut ignored = BTreeMap::new();
+        let sf = map_message(&m, &MessageContext::default(), &mut ignored).unwrap();
+        (sf, ignored)
+    };
+    for bad in ["19650230", "H31.5.1"] {
+        let (sf, ignored) = run(bad);
+        let id = sf.identity.unwrap();
+        assert_eq!(id.birth_date, None, "{bad}");
+        assert_eq!(id.birth_date_text.as_deref(), Some(bad));
+        assert_eq!(sf.facts.len(), 1, "the person fact stays");
+        assert_eq!(
+            ignored.into_iter().collect::<Vec<_>>(),
+            vec![(
+                "PID-7 生年月日 not a date (kept as text for linkage)".to_string(),
+                1
+            )]
+        );
+    }
+    let (sf, ignored) = run("S40.4.15");
+    let id = sf.identity.unwrap();
+    assert_eq!(id.birth_date.as_deref(), Some("1965-04-15"));
+    assert_eq!(id.birth_date_text, None);
+    assert!(ignored.is_empty());
+}
+
 #[test]
 fn oml11_obx_to_measurement_with_jlac10_range() {
     let sf = map_sample("/OML-11/");
