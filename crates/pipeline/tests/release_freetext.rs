@@ -1,11 +1,14 @@
 //! Issue 13 finding 3, replayed as an adversary would: free text carrying names, kana,
 //! phone numbers, patient IDs, addresses and e-mail addresses is put into every text-bearing
-//! field of every input format (SS-MIX2, FHIR R4, UKE, mapped CSV), the files written here
-//! by hand, independently of `kiban synth`. An anonymized and a pseudonymized release are
-//! made and every file of each (CSV, Parquet string columns, manifest.json, risk.json,
-//! risk_report.html) is scanned for every injected token, in its width variants and with the
-//! digits of phones and IDs run together. None may appear. The lake is checked too, so that
-//! the test fails if ingest stopped taking the injected values (a vacuous pass).
+//! field of every input format (SS-MIX2, FHIR R4, UKE, mapped CSV, DPC EF, DICOM), the files
+//! written here by hand, independently of `kiban synth`. An anonymized and a pseudonymized
+//! release are made and every file of each (CSV, Parquet string columns, manifest.json,
+//! risk.json, risk_report.html) is scanned for every injected token, in its width variants
+//! and with the digits of phones and IDs run together. None may appear. The lake is checked too, so that
+//! the test fails if ingest stopped taking the injected values (a vacuous pass), per handler
+//! for DPC and DICOM, whose lake rows must hold the text in exactly the columns their readers
+//! map it to (and so nothing of the identity side: 保険者番号, a DICOM file's institution,
+//! physicians, patient comments).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,6 +25,10 @@ use kiban_synth::text::{encode_iso2022jp, encode_sjis};
 
 /// Persons per handler: enough that k = 5 leaves most of them in the anonymized release.
 const PERSONS: usize = 12;
+/// Handlers (one per format) in the order their patient IDs come in [`patient_ids`].
+const FORMATS: usize = 6;
+const DPC: &str = "1310000005";
+const DICOM: &str = "1310000006";
 
 /// The attack of the issue, word for word, then a longer payload with every kind of
 /// identifier (kanji and kana name, phone, patient ID, address, e-mail).
@@ -70,8 +77,15 @@ fn patient_ids() -> Vec<String> {
         ids.push(format!("F77{i:04}"));
         ids.push(format!("K55{i:04}"));
         ids.push(format!("C33{i:04}"));
+        ids.push(dpc_id(i));
+        ids.push(format!("D66{i:04}"));
     }
     ids
+}
+
+/// DPC データ識別番号: 10 digits, zero-padded as hospitals write it.
+fn dpc_id(i: usize) -> String {
+    format!("0088{i:06}")
 }
 
 fn given(i: usize) -> &'static str {
@@ -535,6 +549,323 @@ fn csv_files(root: &Path) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// DPC 入院EF統合ファイル (31 tab-separated columns, CP932, CRLF)
+
+/// One EF row of person `i`: the columns `dpc.rs` parses as dates, numbers or keys are
+/// well-formed; the text columns (read or not) hold injected text; `set` overrides columns
+/// by their EF number (1-based).
+fn ef_row(i: usize, admitted: &str, discharged: &str, set: &[(usize, &str)]) -> String {
+    let mut c: Vec<String> = vec![
+        "131000005".into(),   // EF-1 施設コード
+        dpc_id(i),            // EF-2 データ識別番号
+        discharged.into(),    // EF-3 退院年月日
+        admitted.into(),      // EF-4 入院年月日
+        "60".into(),          // EF-5 データ区分
+        "0001".into(),        // EF-6 順序番号
+        "001".into(),         // EF-7 行為明細番号
+        PAYLOAD.into(),       // EF-8 病院点数マスタコード (not read)
+        "160000410".into(),   // EF-9 レセプト電算処理システム用コード
+        "D4132".into(),       // EF-10 解釈番号
+        PAYLOAD.into(),       // EF-11 診療明細名称
+        "0000001.000".into(), // EF-12 使用量
+        "000".into(),         // EF-13 基準単位
+        "00000100".into(),    // EF-14 明細点数・金額
+        "0".into(),           // EF-15 円・点区分
+        "00000100".into(),    // EF-16 出来高実績点数
+        WIDE.into(),          // EF-17 行為明細区分情報 (not read)
+        "0".into(),           // EF-18 行為点数
+        "0".into(),           // EF-19 行為薬剤料
+        "0".into(),           // EF-20 行為材料料
+        "001".into(),         // EF-21 行為回数
+        "09012345".into(),    // EF-22 保険者番号 (identity: vault only)
+        "1119".into(),        // EF-23 レセプト種別コード
+        "20230402".into(),    // EF-24 実施年月日
+        "20".into(),          // EF-25 レセプト科区分
+        DOCTOR.into(),        // EF-26 診療科区分
+        OBX_ST.into(),        // EF-27 医師コード (not read)
+        PAYLOAD.into(),       // EF-28 病棟コード (not read)
+        "0".into(),           // EF-29 病棟区分
+        "0".into(),           // EF-30 入外区分
+        "".into(),            // EF-31 施設タイプ
+    ];
+    for (n, v) in set {
+        c[*n - 1] = (*v).to_string();
+    }
+    c.join("\t")
+}
+
+fn dpc(root: &Path) {
+    let mut lines = vec![
+        "施設コード\tデータ識別番号\t退院年月日\t入院年月日\tデータ区分\t順序番号\t行為明細番号\t病院点数マスタコード\tレセプト電算コード\t解釈番号\t診療明細名称\t使用量\t基準単位\t明細点数・金額\t円点区分\t出来高実績点数\t行為明細区分情報\t行為点数\t行為薬剤料\t行為材料料\t行為回数\t保険者番号\tレセプト種別コード\t実施年月日\tレセプト科区分\t診療科区分\t医師コード\t病棟コード\t病棟区分\t入外区分\t施設タイプ".to_string(),
+    ];
+    for i in 1..=PERSONS {
+        let (a, d) = ("20230401", "20230410");
+        lines.extend([
+            // E row (summary of its F rows: not read).
+            ef_row(i, a, d, &[(7, "000"), (11, ISSUE)]),
+            // 診療行為: free text as 解釈番号 and 診療明細名称.
+            ef_row(i, a, d, &[(9, "160098110"), (10, PAYLOAD), (11, PAYLOAD)]),
+            // 診療行為 with a real 解釈番号 and the issue's text as its name.
+            ef_row(i, a, d, &[(11, ISSUE)]),
+            // No usable レセ電 code: the データ区分 decides (procedure), text everywhere.
+            ef_row(i, a, d, &[(5, "50"), (9, PAYLOAD), (10, WIDE), (11, WIDE)]),
+            // 医薬品 (内服, 注射): name and 基準単位 as text.
+            ef_row(
+                i,
+                a,
+                d,
+                &[
+                    (5, "21"),
+                    (9, "620000001"),
+                    (10, ""),
+                    (11, PAYLOAD),
+                    (13, PAYLOAD),
+                ],
+            ),
+            ef_row(
+                i,
+                a,
+                d,
+                &[
+                    (5, "33"),
+                    (9, "620000002"),
+                    (10, ""),
+                    (11, WIDE),
+                    (13, ISSUE),
+                ],
+            ),
+            // 特定器材 → observation: name and unit as text.
+            ef_row(
+                i,
+                a,
+                d,
+                &[
+                    (5, "40"),
+                    (9, "730000001"),
+                    (10, ""),
+                    (11, PAYLOAD),
+                    (13, WIDE),
+                ],
+            ),
+            // コメント and 食事療養 rows (not read).
+            ef_row(i, a, d, &[(9, "820100001"), (10, ""), (11, PAYLOAD)]),
+            ef_row(i, a, d, &[(5, "97"), (9, "197000470"), (11, PAYLOAD)]),
+            // A second stay (outpatient) under a 3-digit 診療科コード, which is released.
+            ef_row(
+                i,
+                "20230501",
+                "20230501",
+                &[(24, "20230501"), (26, "310"), (30, "1"), (11, WIDE)],
+            ),
+        ]);
+    }
+    let mut text = lines.join("\r\n");
+    text.push_str("\r\n");
+    write(&root.join("EFn_131000005_2304.txt"), &encode_sjis(&text));
+}
+
+// ---------------------------------------------------------------------------------------------
+// DICOM (Part 10, explicit VR little endian, written byte by byte so that the text can be in
+// each character set Japanese modalities use, which dicom-rs does not encode)
+
+#[derive(Clone, Copy)]
+enum Charset {
+    /// `ISO_IR 192`: UTF-8.
+    Utf8,
+    /// `\ISO 2022 IR 87`: JIS X 0208 behind `ESC $ B` (no half-width kana).
+    Ir87,
+    /// `ISO 2022 IR 13\ISO 2022 IR 87`: half-width kana as bytes A1–DF, kanji behind escapes.
+    Ir13Ir87,
+}
+
+impl Charset {
+    fn of(i: usize) -> Self {
+        [Charset::Utf8, Charset::Ir87, Charset::Ir13Ir87][i % 3]
+    }
+
+    fn term(self) -> &'static str {
+        match self {
+            Charset::Utf8 => "ISO_IR 192",
+            Charset::Ir87 => "\\ISO 2022 IR 87",
+            Charset::Ir13Ir87 => "ISO 2022 IR 13\\ISO 2022 IR 87",
+        }
+    }
+
+    /// The width-variant payload this character set can carry.
+    fn wide(self) -> &'static str {
+        match self {
+            Charset::Ir87 => ISSUE,
+            _ => WIDE,
+        }
+    }
+
+    fn encode(self, s: &str) -> Vec<u8> {
+        match self {
+            Charset::Utf8 => s.as_bytes().to_vec(),
+            Charset::Ir87 => {
+                assert!(
+                    !s.chars().any(|c| ('\u{FF61}'..='\u{FF9F}').contains(&c)),
+                    "IR 87 has no half-width kana"
+                );
+                encode_iso2022jp(s)
+            }
+            Charset::Ir13Ir87 => {
+                // encode_iso2022jp writes half-width kana as `ESC ( I` … `ESC ( B` runs of
+                // 21–5F; in IR 13 they are G1 bytes A1–DF without escapes.
+                let b = encode_iso2022jp(s);
+                let mut out = Vec::with_capacity(b.len());
+                let mut kana = false;
+                let mut i = 0;
+                while i < b.len() {
+                    if b[i..].starts_with(b"\x1b(I") {
+                        kana = true;
+                        i += 3;
+                    } else if kana && b[i..].starts_with(b"\x1b(B") {
+                        kana = false;
+                        i += 3;
+                    } else {
+                        out.push(if kana { b[i] + 0x80 } else { b[i] });
+                        i += 1;
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// One element, explicit VR little endian, padded to even length.
+fn element(out: &mut Vec<u8>, (g, e): (u16, u16), vr: &str, value: &[u8]) {
+    let mut v = value.to_vec();
+    if v.len() % 2 == 1 {
+        v.push(if matches!(vr, "UI" | "OB") { 0 } else { b' ' });
+    }
+    out.extend_from_slice(&g.to_le_bytes());
+    out.extend_from_slice(&e.to_le_bytes());
+    out.extend_from_slice(vr.as_bytes());
+    if matches!(vr, "OB" | "OW" | "SQ" | "UT" | "UN") {
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+    } else {
+        out.extend_from_slice(&u16::try_from(v.len()).expect("short value").to_le_bytes());
+    }
+    out.extend_from_slice(&v);
+}
+
+const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+
+/// One CT header (no pixel data) of person `i`: the identity, the fields `read.rs` takes into
+/// `image_study` (modality, body part, study or series description) with injected text, and
+/// the attributes it does not read (institution, physicians, operators, comments, protocol)
+/// with injected text too.
+fn dicom_file(i: usize) -> Vec<u8> {
+    let cs = Charset::of(i);
+    let sop = format!("1.2.392.200036.9116.2.6.1.{i}");
+    let mut meta = Vec::new();
+    element(&mut meta, (0x0002, 0x0001), "OB", &[0, 1]);
+    element(
+        &mut meta,
+        (0x0002, 0x0002),
+        "UI",
+        CT_IMAGE_STORAGE.as_bytes(),
+    );
+    element(&mut meta, (0x0002, 0x0003), "UI", sop.as_bytes());
+    element(&mut meta, (0x0002, 0x0010), "UI", b"1.2.840.10008.1.2.1");
+    element(&mut meta, (0x0002, 0x0012), "UI", b"1.2.392.200036.9999.1");
+    let mut out = vec![0u8; 128];
+    out.extend_from_slice(b"DICM");
+    element(
+        &mut out,
+        (0x0002, 0x0000),
+        "UL",
+        &(meta.len() as u32).to_le_bytes(),
+    );
+    out.extend_from_slice(&meta);
+
+    let t = |s: &str| cs.encode(s);
+    let wide = cs.wide();
+    let odd = i % 2 == 1;
+    let g = given(i);
+    let mut ds: Vec<((u16, u16), &str, Vec<u8>)> = vec![
+        ((0x0008, 0x0005), "CS", cs.term().as_bytes().to_vec()),
+        ((0x0008, 0x0016), "UI", CT_IMAGE_STORAGE.as_bytes().to_vec()),
+        ((0x0008, 0x0018), "UI", sop.as_bytes().to_vec()),
+        ((0x0008, 0x0020), "DA", b"20230405".to_vec()),
+        ((0x0008, 0x0050), "SH", b"0003334".to_vec()), // AccessionNumber
+        // Modality, BodyPartExamined: text for odd persons, defined terms for even ones.
+        (
+            (0x0008, 0x0060),
+            "CS",
+            if odd { t(PAYLOAD) } else { b"MR".to_vec() },
+        ),
+        ((0x0008, 0x0080), "LO", t(PAYLOAD)), // InstitutionName
+        ((0x0008, 0x0081), "ST", t(PAYLOAD)), // InstitutionAddress
+        ((0x0008, 0x0090), "PN", t("小林^主治医")), // ReferringPhysicianName
+        ((0x0008, 0x1010), "SH", t("池田")),  // StationName
+        ((0x0008, 0x103E), "LO", t(wide)),    // SeriesDescription
+        ((0x0008, 0x1040), "LO", t(DOCTOR)),  // InstitutionalDepartmentName
+        ((0x0008, 0x1050), "PN", t("池田^勇")), // PerformingPhysicianName
+        ((0x0008, 0x1070), "PN", t("田村^友美")), // OperatorsName
+        (
+            (0x0010, 0x0010),
+            "PN",
+            t(&format!("Shiken^{g}=試験^{g}=シケン^{g}")),
+        ),
+        ((0x0010, 0x0020), "LO", format!("D66{i:04}").into_bytes()),
+        (
+            (0x0010, 0x0030),
+            "DA",
+            birth(i).format("%Y%m%d").to_string().into_bytes(),
+        ),
+        ((0x0010, 0x0040), "CS", sex(i).as_bytes().to_vec()),
+        ((0x0010, 0x1000), "LO", b"0003334\\0823112778".to_vec()), // OtherPatientIDs
+        ((0x0010, 0x1040), "LO", t("東京都千代田区千代田1-1")),    // PatientAddress
+        ((0x0010, 0x2154), "SH", b"090-1234-5678".to_vec()),       // PatientTelephoneNumbers
+        ((0x0010, 0x21B0), "LT", t(PAYLOAD)),                      // AdditionalPatientHistory
+        ((0x0010, 0x4000), "LT", t(wide)),                         // PatientComments
+        (
+            (0x0018, 0x0015),
+            "CS",
+            if odd { t(wide) } else { b"CHEST".to_vec() },
+        ),
+        ((0x0018, 0x1030), "LO", t(PAYLOAD)), // ProtocolName
+        (
+            (0x0020, 0x000D),
+            "UI",
+            format!("1.2.392.200036.9116.2.6.{i}").into_bytes(),
+        ),
+        (
+            (0x0020, 0x000E),
+            "UI",
+            format!("1.2.392.200036.9116.2.6.2.{i}").into_bytes(),
+        ),
+        ((0x0020, 0x0010), "SH", b"0003334".to_vec()), // StudyID
+        ((0x0020, 0x4000), "LT", t(ISSUE)),            // ImageComments
+        ((0x0028, 0x0301), "CS", b"NO".to_vec()),      // BurnedInAnnotation
+        ((0x0032, 0x1060), "LO", t(PAYLOAD)),          // RequestedProcedureDescription
+        ((0x0040, 0x0254), "LO", t(PAYLOAD)),          // PerformedProcedureStepDescription
+    ];
+    // StudyDescription for three persons in four; the others fall back to the series'.
+    if !i.is_multiple_of(4) {
+        ds.push(((0x0008, 0x1030), "LO", t(ISSUE)));
+    }
+    ds.sort_by_key(|(tag, _, _)| *tag);
+    for (tag, vr, v) in ds {
+        element(&mut out, tag, vr, &v);
+    }
+    out
+}
+
+fn dicom(root: &Path) {
+    for i in 1..=PERSONS {
+        write(
+            &root.join(format!("STUDY{i:03}")).join("IM0001.dcm"),
+            &dicom_file(i),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Scanning
 
 /// Full-width ASCII to ASCII and the ideographic space to a space: the width variants an
@@ -645,14 +976,22 @@ fn scan_release(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
     out
 }
 
-/// `(table, column)` → number of lake values holding any token: proves ingest took the
-/// injected text in.
-fn lake_hits(ws: &Workspace) -> BTreeMap<(String, String), u64> {
-    let mut hits: BTreeMap<(String, String), u64> = BTreeMap::new();
+/// `(handler, table, column)` → number of lake values holding any token: proves ingest took
+/// the injected text in, and from which handler's files.
+type Hits = BTreeMap<(String, String, String), u64>;
+
+fn lake_hits(ws: &Workspace) -> Hits {
+    let mut hits = Hits::new();
     for t in Table::ALL {
         for b in ws.lake().scan(t).expect("scan") {
             let b = b.expect("batch");
-            for (c, field) in b.schema().fields().iter().enumerate() {
+            let schema = b.schema();
+            let handler = schema
+                .index_of("handler_code")
+                .ok()
+                .and_then(|c| b.column(c).as_any().downcast_ref::<StringArray>().cloned())
+                .expect("handler_code column");
+            for (c, field) in schema.fields().iter().enumerate() {
                 if *field.data_type() != DataType::Utf8 {
                     continue;
                 }
@@ -663,15 +1002,26 @@ fn lake_hits(ws: &Workspace) -> BTreeMap<(String, String), u64> {
                     .expect("text");
                 for i in 0..a.len() {
                     if !a.is_null(i) && !leaks(a.value(i)).is_empty() {
-                        *hits
-                            .entry((t.name().to_string(), field.name().clone()))
-                            .or_default() += 1;
+                        let key = (
+                            handler.value(i).to_string(),
+                            t.name().to_string(),
+                            field.name().clone(),
+                        );
+                        *hits.entry(key).or_default() += 1;
                     }
                 }
             }
         }
     }
     hits
+}
+
+/// The `(table, column)`s of one handler's lake rows that hold injected text.
+fn hit_columns(hits: &Hits, handler: &str) -> BTreeSet<(String, String)> {
+    hits.keys()
+        .filter(|(h, _, _)| h == handler)
+        .map(|(_, t, c)| (t.clone(), c.clone()))
+        .collect()
 }
 
 fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
@@ -713,11 +1063,13 @@ struct Setup {
 async fn setup() -> Setup {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input");
-    let formats: [(&str, WriteInput); 4] = [
+    let formats: [(&str, WriteInput); FORMATS] = [
         ("1310000001", ssmix2),
         ("1310000002", fhir),
         ("1310000003", uke),
         ("1310000004", csv_files),
+        (DPC, dpc),
+        (DICOM, dicom),
     ];
     let mut handlers = String::from("code,name,address,representative,filed,published,own\n");
     let mut optout = String::from("handler_code,patient_id,event,date\n");
@@ -820,16 +1172,71 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
         ("person", "prefecture"),
     ] {
         assert!(
-            hits.get(&(table.to_string(), column.to_string()))
-                .is_some_and(|n| *n > 0),
+            hits.keys().any(|(_, t, c)| t == table && c == column),
             "the lake's {table}.{column} holds no injected text: the attack did not arrive ({hits:?})"
         );
     }
+    // DPC and DICOM: the text is in exactly the columns their readers map it to — and in no
+    // other, so nothing of what they leave out (DPC 保険者番号, 医師コード, 病棟コード; the
+    // DICOM patient's name, address and phone, institution, physicians, operators, comments,
+    // protocol, accession and study IDs) reached the lake.
+    let pairs = |list: &[(&str, &str)]| -> BTreeSet<(String, String)> {
+        list.iter()
+            .map(|(t, c)| (t.to_string(), c.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        hit_columns(&hits, DPC),
+        pairs(&[
+            ("visit_occurrence", "department"),
+            ("procedure_occurrence", "code"),
+            ("procedure_occurrence", "source_name"),
+            ("drug_exposure", "source_name"),
+            ("drug_exposure", "unit"),
+            ("observation", "source_name"),
+            ("observation", "unit"),
+        ]),
+        "DPC EF: {hits:?}"
+    );
+    assert_eq!(
+        hit_columns(&hits, DICOM),
+        pairs(&[
+            ("image_study", "description"),
+            ("image_study", "modality"),
+            ("image_study", "body_part"),
+        ]),
+        "DICOM: {hits:?}"
+    );
+    // …and legibly in every character set the DICOM files use (UTF-8, ISO 2022 IR 87, IR 13
+    // with IR 87): each file's study or series description holds the name.
+    let mut descriptions = 0;
+    for b in s.ws.lake().scan(Table::ImageStudy).expect("scan") {
+        let b = b.expect("batch");
+        let column = |name: &str| {
+            b.column(b.schema().index_of(name).expect(name))
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .expect("text")
+                .clone()
+        };
+        let (handler, description) = (column("handler_code"), column("description"));
+        for i in 0..b.num_rows() {
+            if handler.value(i) == DICOM {
+                assert!(
+                    description.value(i).contains("田村"),
+                    "{:?}",
+                    description.value(i)
+                );
+                descriptions += 1;
+            }
+        }
+    }
+    assert_eq!(descriptions, PERSONS);
 
     for profile in ["anonymized", "pseudonymized"] {
         let (out, manifest) = release(&s, profile).await;
         assert!(
-            manifest.persons >= (PERSONS * 4 * 3 / 4) as u64,
+            manifest.persons >= (PERSONS * FORMATS * 3 / 4) as u64,
             "{profile}: {} persons released",
             manifest.persons
         );
@@ -846,6 +1253,8 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
             "text_dropped.measurement.value_text",
             "text_dropped.image_study.description",
             "text_dropped.person.prefecture",
+            "text_dropped.image_study.body_part",
+            "text_dropped.image_study.modality",
         ] {
             assert!(
                 manifest.peculiar_values.get(key).is_some_and(|n| *n > 0),
@@ -881,6 +1290,24 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
         );
         assert!(
             values(&out, "image_study", "modality").contains("CT"),
+            "{profile}"
+        );
+        // DPC: a 3-digit 診療科コード and a 点数表区分番号 (解釈番号); DICOM: defined terms
+        // of Modality and Body Part Examined (the FHIR studies have CT and a SNOMED code).
+        assert!(
+            values(&out, "visit_occurrence", "department").contains("310"),
+            "{profile}"
+        );
+        assert!(
+            values(&out, "procedure_occurrence", "code").contains("D4132"),
+            "{profile}"
+        );
+        assert!(
+            values(&out, "image_study", "modality").contains("MR"),
+            "{profile}"
+        );
+        assert!(
+            values(&out, "image_study", "body_part").contains("CHEST"),
             "{profile}"
         );
         if profile == "pseudonymized" {
