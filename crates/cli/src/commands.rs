@@ -83,6 +83,19 @@ pub enum HandlerCmd {
     },
     /// List registered handlers.
     List(JsonFlag),
+    /// Change a handler's filing and publication dates, name, address, representative or
+    /// waiting period (e.g. once its filing is published). The record replaced is kept in the
+    /// handler's history (`kiban handler history`); audited.
+    Update(crate::optout_cmds::HandlerUpdateArgs),
+    /// A handler's history: its registration and every change, oldest first.
+    History {
+        code: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Versions of the handler's notice to patients (R-OPT-1), each with its waiting period.
+    #[command(subcommand)]
+    NoticeVersion(crate::optout_cmds::NoticeVersionCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -102,6 +115,16 @@ pub enum OptoutCmd {
     Delete(crate::optout_cmds::OptoutEventArgs),
     /// Record the withdrawal of a stop request.
     Withdraw(crate::optout_cmds::OptoutEventArgs),
+    /// Record an explicit consent (opt-in, with --scope): the patient may be provided without
+    /// the notice's waiting period.
+    Consent(crate::optout_cmds::OptoutEventArgs),
+    /// Record the withdrawal of an explicit consent: provision stops from its date.
+    ConsentWithdraw(crate::optout_cmds::OptoutEventArgs),
+    /// Record that a patient is under guardianship (16 or older without capacity) from a
+    /// date: a guardian may then act for them (R-OPT-8).
+    Guardianship(crate::optout_cmds::PatientStatusArgs),
+    /// Record that a patient died on a date: the bereaved family may then act (R-OPT-8).
+    Deceased(crate::optout_cmds::PatientStatusArgs),
     /// Erase every patient with a deletion request (vault key, lake rows, links).
     ApplyDeletions(crate::optout_cmds::ApplyDeletionsArgs),
     /// Show the gate's decision for one patient.
@@ -347,6 +370,18 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             }
             Ok(ok)
         }
+        Command::Handler(HandlerCmd::Update(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_handler_update(&ws, a, lang).await
+        }
+        Command::Handler(HandlerCmd::History { code, json }) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_handler_history(&ws, &code, json, lang).await
+        }
+        Command::Handler(HandlerCmd::NoticeVersion(c)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_notice_version(&ws, c, lang).await
+        }
         Command::Optout(OptoutCmd::Import { file, json }) => {
             let ws = open(&cli.workspace, &cli.actor).await?;
             let r = ws.import_optout(&file).await?;
@@ -435,6 +470,24 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
         Command::Optout(OptoutCmd::Withdraw(a)) => {
             let ws = open(&cli.workspace, &cli.actor).await?;
             crate::optout_cmds::run_event(&ws, kiban_consent::EventKind::Withdraw, a, lang).await
+        }
+        Command::Optout(OptoutCmd::Consent(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_event(&ws, kiban_consent::EventKind::Consent, a, lang).await
+        }
+        Command::Optout(OptoutCmd::ConsentWithdraw(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_event(&ws, kiban_consent::EventKind::ConsentWithdraw, a, lang)
+                .await
+        }
+        Command::Optout(OptoutCmd::Guardianship(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_status(&ws, kiban_consent::StatusKind::Guardianship, a, lang)
+                .await
+        }
+        Command::Optout(OptoutCmd::Deceased(a)) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_status(&ws, kiban_consent::StatusKind::Deceased, a, lang).await
         }
         Command::Optout(OptoutCmd::ApplyDeletions(a)) => {
             let ws = open(&cli.workspace, &cli.actor).await?;

@@ -1,6 +1,8 @@
-//! `kiban optout notice|stop|delete|withdraw|apply-deletions`, `kiban export`,
+//! `kiban optout notice|stop|delete|withdraw|consent|consent-withdraw|guardianship|deceased|
+//! apply-deletions`, `kiban handler update|history|notice-version`, `kiban export`,
 //! `kiban retention run`: argument structs and presentation. The work is done by
-//! `kiban-pipeline` (`record_optout_event`, `apply_deletions`, `export`, `retention_run`).
+//! `kiban-pipeline` (`record_optout_event`, `record_patient_status`, `update_handler`,
+//! `add_notice_version`, `apply_deletions`, `export`, `retention_run`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
-use kiban_consent::{Channel, EventKind, Relation};
+use kiban_consent::{Channel, EventKind, HandlerUpdate, NoticeVersion, Relation, StatusKind};
 use kiban_pipeline::Workspace;
 use kiban_pipeline::deletion::DeletionReport;
 use kiban_pipeline::export::ExportOptions;
@@ -32,9 +34,18 @@ pub struct OptoutEventArgs {
     /// Who made the request (required for stop and delete: printed on the receipt).
     #[arg(long)]
     pub requester: Option<String>,
-    /// self | guardian | spouse | child | parent | grandchild | grandparent | sibling | bereaved
+    /// The requester's relation to the patient (R-OPT-8; default self): self | guardian (a
+    /// patient under 16 on the request date, or recorded under guardianship) | spouse, child,
+    /// parent, grandchild, grandparent, sibling (a patient recorded as deceased).
     #[arg(long)]
     pub relation: Option<String>,
+    /// Requests by a guardian: the patient's birth date (checked against the ingested
+    /// identity when there is one).
+    #[arg(long, value_name = "DATE")]
+    pub patient_birth: Option<String>,
+    /// Consent: what the patient consented to (同意の範囲).
+    #[arg(long)]
+    pub scope: Option<String>,
     /// desk | producer | mail | online | oral | written
     #[arg(long)]
     pub channel: Option<String>,
@@ -63,6 +74,100 @@ pub struct OptoutEventArgs {
     pub issuer_name: Option<String>,
     #[arg(long, requires = "issuer_name")]
     pub issuer_address: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kiban optout guardianship|deceased`.
+#[derive(Args, Debug)]
+pub struct PatientStatusArgs {
+    /// Handler code.
+    #[arg(long)]
+    pub handler: String,
+    /// The handler's patient ID.
+    #[arg(long)]
+    pub patient: String,
+    /// From when the guardianship holds, or the date of death.
+    #[arg(long)]
+    pub date: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `kiban handler update CODE`.
+#[derive(Args, Debug)]
+pub struct HandlerUpdateArgs {
+    /// Handler code.
+    pub code: String,
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub address: Option<String>,
+    #[arg(long)]
+    pub representative: Option<String>,
+    /// Date of filing (届出) with the minister.
+    #[arg(long, value_name = "DATE")]
+    pub filed: Option<String>,
+    /// Date the minister published the filing.
+    #[arg(long, value_name = "DATE")]
+    pub published: Option<String>,
+    /// Date of the handler's own publication.
+    #[arg(long, value_name = "DATE")]
+    pub own_published: Option<String>,
+    /// Waiting period between notice and first provision, in days (R-OPT-2), for notices
+    /// whose version has none.
+    #[arg(long)]
+    pub waiting_days: Option<u32>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NoticeVersionCmd {
+    /// Add a version of the notice (a change of items needs a new version).
+    Add(NoticeVersionAddArgs),
+    /// List the handler's notice versions.
+    List {
+        code: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct NoticeVersionAddArgs {
+    /// Handler code.
+    pub code: String,
+    /// The version's name (e.g. v1), referred to by notices (--notice-version).
+    #[arg(long)]
+    pub version: String,
+    /// The items of information provided (comma-separated or repeated).
+    #[arg(long, required = true, value_delimiter = ',')]
+    pub items: Vec<String>,
+    /// How the data is provided (提供の方法).
+    #[arg(long)]
+    pub method: String,
+    /// The waiting period after a notice of this version, in days (R-OPT-2).
+    #[arg(long)]
+    pub period_days: u32,
+    /// The notice document given to patients (a copy is kept in the workspace).
+    #[arg(long)]
+    pub document: Option<PathBuf>,
+    /// The first day a notice of this version may be dated (default: today).
+    #[arg(long, value_name = "DATE")]
+    pub valid_from: Option<String>,
+    /// How the handler obtained the data (取得の方法).
+    #[arg(long, default_value = "診療の過程で取得")]
+    pub acquisition_method: String,
+    /// How the data provided is updated (更新の方法).
+    #[arg(long, default_value = "定期的に差分を提供")]
+    pub update_method: String,
+    /// How to ask for provision to stop.
+    #[arg(
+        long,
+        default_value = "医療機関の窓口または認定作成事業者への申し出（書面・口頭）"
+    )]
+    pub stop_method: String,
     #[arg(long)]
     pub json: bool,
 }
@@ -147,6 +252,8 @@ fn kind_ja(kind: EventKind, lang: Lang) -> &'static str {
         EventKind::Stop => lang.t("提供停止の求め", "stop request"),
         EventKind::Delete => lang.t("削除の求め", "deletion request"),
         EventKind::Withdraw => lang.t("停止の求めの撤回", "withdrawal of a stop"),
+        EventKind::Consent => lang.t("同意", "consent"),
+        EventKind::ConsentWithdraw => lang.t("同意の撤回", "withdrawal of consent"),
     }
 }
 
@@ -187,16 +294,35 @@ pub async fn run_event(
     let date = date_or_today(&a.date, "--date")?;
     let mut req = OptoutEventRequest::new(&a.handler, &a.patient, kind, date);
     req.issued_on = date_or_today(&a.issued, "--issued")?.max(date);
-    if !kind.is_request() && (a.requester.is_some() || a.relation.is_some() || a.channel.is_some())
+    if !kind.is_request()
+        && (a.requester.is_some()
+            || a.relation.is_some()
+            || a.channel.is_some()
+            || a.patient_birth.is_some())
     {
         bail!(
             "{}",
             lang.t(
-                "--requester/--relation/--channel は求め（stop, delete, withdraw）にのみ指定できます",
-                "--requester/--relation/--channel belong to requests (stop, delete, withdraw)"
+                "--requester/--relation/--channel/--patient-birth は求め・同意（stop, delete, withdraw, consent, consent-withdraw）にのみ指定できます",
+                "--requester/--relation/--channel/--patient-birth belong to requests and consents (stop, delete, withdraw, consent, consent-withdraw)"
             )
         );
     }
+    if (kind == EventKind::Consent) != a.scope.is_some() {
+        bail!(
+            "{}",
+            lang.t(
+                "同意 (consent) には同意の範囲 (--scope) が必要です。--scope は同意にのみ指定できます",
+                "a consent needs its scope (--scope), and --scope belongs to consents only"
+            )
+        );
+    }
+    req.patient_birth = a
+        .patient_birth
+        .as_deref()
+        .map(|b| parse_date(b, "--patient-birth"))
+        .transpose()?;
+    req.scope = a.scope;
     if kind != EventKind::Notice
         && (a.method.is_some() || a.notice_version.is_some() || a.guardian_notified)
     {
@@ -212,7 +338,7 @@ pub async fn run_event(
     req.relation = match &a.relation {
         Some(r) => Some(Relation::parse(r).with_context(|| {
             format!(
-                "--relation {r:?}: self, guardian, spouse, child, parent, grandchild, grandparent, sibling, bereaved"
+                "--relation {r:?}: self, guardian, spouse, child, parent, grandchild, grandparent, sibling"
             )
         })?),
         None => None,
@@ -299,6 +425,260 @@ pub async fn run_event(
             &rows
         )
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiban optout guardianship|deceased`.
+pub async fn run_status(
+    ws: &Workspace,
+    kind: StatusKind,
+    a: PatientStatusArgs,
+    lang: Lang,
+) -> Result<ExitCode> {
+    let date = parse_date(&a.date, "--date")?;
+    let out = ws
+        .record_patient_status(&a.handler, &a.patient, kind, date)
+        .await?;
+    if a.json {
+        print_json(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (what, title) = match kind {
+        StatusKind::Guardianship => (
+            lang.t("成年後見等（開始日）", "under guardianship since"),
+            lang.t("成年後見等を記録しました", "guardianship recorded"),
+        ),
+        StatusKind::Deceased => (
+            lang.t("死亡日", "date of death"),
+            lang.t("死亡を記録しました", "death recorded"),
+        ),
+    };
+    let mut rows = vec![
+        row(lang, "医療情報取扱事業者", "handler", a.handler.clone()),
+        (what.to_string(), date.to_string()),
+    ];
+    if let Some(p) = out.previous {
+        rows.push(row(
+            lang,
+            "訂正前の日付",
+            "date corrected from",
+            p.to_string(),
+        ));
+    }
+    print!("{}", table(title, &rows));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn opt_date(s: &Option<String>, what: &str) -> Result<Option<NaiveDate>> {
+    s.as_deref().map(|d| parse_date(d, what)).transpose()
+}
+
+fn date_cell(d: Option<NaiveDate>) -> String {
+    d.map_or_else(|| "-".to_string(), |d| d.to_string())
+}
+
+/// `kiban handler update CODE`.
+pub async fn run_handler_update(
+    ws: &Workspace,
+    a: HandlerUpdateArgs,
+    lang: Lang,
+) -> Result<ExitCode> {
+    let update = HandlerUpdate {
+        name: a.name,
+        address: a.address,
+        representative: a.representative,
+        filed_date: opt_date(&a.filed, "--filed")?,
+        minister_published_date: opt_date(&a.published, "--published")?,
+        own_published_date: opt_date(&a.own_published, "--own-published")?,
+        waiting_days: a.waiting_days,
+    };
+    let change = ws.update_handler(&a.code, &update).await?;
+    if a.json {
+        print_json(&serde_json::json!({ "changed": change.is_some(), "change": change }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(c) = change else {
+        println!(
+            "{}: {}",
+            lang.t(
+                "変更はありません（同じ内容です）",
+                "nothing changed (same values)"
+            ),
+            a.code
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+    let b = c.before.clone().unwrap_or_else(|| c.after.clone());
+    let n = &c.after;
+    let mut rows = vec![row(lang, "医療情報取扱事業者", "handler", n.code.clone())];
+    let mut diff = |ja: &str, en: &str, old: String, new: String| {
+        if old != new {
+            rows.push(row(lang, ja, en, format!("{old} → {new}")));
+        }
+    };
+    diff("名称", "name", b.name.clone(), n.name.clone());
+    diff("住所", "address", b.address.clone(), n.address.clone());
+    diff(
+        "代表者",
+        "representative",
+        b.representative.clone().unwrap_or_else(|| "-".into()),
+        n.representative.clone().unwrap_or_else(|| "-".into()),
+    );
+    diff(
+        "届出日",
+        "filed",
+        date_cell(b.filed_date),
+        date_cell(n.filed_date),
+    );
+    diff(
+        "大臣による公表日",
+        "published by the minister",
+        date_cell(b.minister_published_date),
+        date_cell(n.minister_published_date),
+    );
+    diff(
+        "事業者による公表日",
+        "own publication",
+        date_cell(b.own_published_date),
+        date_cell(n.own_published_date),
+    );
+    diff(
+        "待機期間（日）",
+        "waiting days",
+        b.waiting_days.to_string(),
+        n.waiting_days.to_string(),
+    );
+    rows.push(row(lang, "変更ID", "change ID", c.change_id.clone()));
+    print!(
+        "{}",
+        table(
+            lang.t(
+                "医療情報取扱事業者の登録内容を変更しました（変更前の内容は履歴に残ります）",
+                "handler updated (the previous record is kept in its history)"
+            ),
+            &rows
+        )
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiban handler history CODE`.
+pub async fn run_handler_history(
+    ws: &Workspace,
+    code: &str,
+    json: bool,
+    lang: Lang,
+) -> Result<ExitCode> {
+    let hist = ws.handler_history(code).await?;
+    if json {
+        print_json(&hist)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for c in &hist {
+        let h = &c.after;
+        println!(
+            "{}	{}	{}	{}	{}	{}	{}	{}",
+            c.changed_at,
+            c.changed_by,
+            if c.before.is_none() {
+                lang.t("登録", "registered")
+            } else {
+                lang.t("変更", "changed")
+            },
+            h.name,
+            date_cell(h.filed_date),
+            date_cell(h.minister_published_date),
+            date_cell(h.own_published_date),
+            h.waiting_days
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiban handler notice-version add|list`.
+pub async fn run_notice_version(
+    ws: &Workspace,
+    c: NoticeVersionCmd,
+    lang: Lang,
+) -> Result<ExitCode> {
+    match c {
+        NoticeVersionCmd::Add(a) => {
+            let v = NoticeVersion {
+                version: a.version.trim().to_string(),
+                items: a
+                    .items
+                    .iter()
+                    .map(|i| i.trim().to_string())
+                    .filter(|i| !i.is_empty())
+                    .collect(),
+                acquisition_method: a.acquisition_method,
+                provision_method: a.method,
+                update_method: a.update_method,
+                stop_method: a.stop_method,
+                valid_from: date_or_today(&a.valid_from, "--valid-from")?,
+                waiting_days: Some(a.period_days),
+                document: None,
+            };
+            let v = ws
+                .add_notice_version(&a.code, &v, a.document.as_deref())
+                .await?;
+            if a.json {
+                print_json(&v)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let mut rows = vec![
+                row(lang, "医療情報取扱事業者", "handler", a.code.clone()),
+                row(lang, "版", "version", v.version.clone()),
+                row(lang, "提供する項目", "items", v.items.join("、")),
+                row(lang, "提供の方法", "method", v.provision_method.clone()),
+                row(
+                    lang,
+                    "待機期間（日）",
+                    "waiting days",
+                    a.period_days.to_string(),
+                ),
+                row(lang, "適用開始日", "valid from", v.valid_from.to_string()),
+            ];
+            if let Some(d) = &v.document {
+                rows.push(row(
+                    lang,
+                    "通知文書",
+                    "document",
+                    format!("{} (sha256 {})", d.name, d.sha256),
+                ));
+            }
+            print!(
+                "{}",
+                table(
+                    lang.t("通知の版を登録しました", "notice version added"),
+                    &rows
+                )
+            );
+        }
+        NoticeVersionCmd::List { code, json } => {
+            let vs = ws.list_notice_versions(&code).await?;
+            if json {
+                print_json(&vs)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let handler_days = ws
+                .list_handlers()
+                .await?
+                .into_iter()
+                .find(|h| h.code == code)
+                .map_or(0, |h| h.waiting_days);
+            for v in vs {
+                println!(
+                    "{}	{}	{}	{}	{}",
+                    v.version,
+                    v.valid_from,
+                    v.waiting_days.unwrap_or(handler_days),
+                    v.items.join(","),
+                    v.document.map_or_else(|| "-".to_string(), |d| d.name)
+                );
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -84,6 +84,8 @@ fn stop_issues_a_receipt_with_every_item_and_the_gate_refuses_r_opt_4_r_opt_5() 
             "山田 花子",
             "--relation",
             "guardian",
+            "--patient-birth",
+            "2012-04-01",
             "--channel",
             "desk",
             "--pdf",

@@ -435,6 +435,7 @@ fn reason_of(e: Eligibility) -> &'static str {
             Reason::WithinWaitingPeriod { .. } => "ineligible:within_waiting_period",
             Reason::Stopped { .. } => "ineligible:stopped",
             Reason::Deleted { .. } => "ineligible:deleted",
+            Reason::ConsentWithdrawn { .. } => "ineligible:consent_withdrawn",
         },
     }
 }

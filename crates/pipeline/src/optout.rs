@@ -8,9 +8,12 @@ use kiban_consent::{Decision, ImportReport, PatientIdFormat};
 use crate::{PipelineError, Workspace};
 
 impl Workspace {
-    /// Imports notices, stop requests and deletion requests from a CSV file with the header
-    /// `handler_code,patient_id,event,date[,channel,requester,relation]`. Bad rows are
-    /// reported with line and column and not imported; good rows are.
+    /// Imports notices, stop and deletion requests, withdrawals, consents and withdrawals of
+    /// consent from a CSV file with the header `handler_code,patient_id,event,date` and the
+    /// optional `channel,requester,relation,method,notice_version,scope,patient_birth`
+    /// (see [`kiban_consent::import_csv`]). Bad rows — a notice version that does not exist,
+    /// a requester who may not act for the patient (R-OPT-8) — are reported with line and
+    /// column and not imported; good rows are.
     pub async fn import_optout(&self, path: &Path) -> Result<ImportReport, PipelineError> {
         let name = path
             .file_name()
@@ -26,7 +29,25 @@ impl Workspace {
                 let key = |handler: &str, format: PatientIdFormat, patient: &str| {
                     self.patient_key(handler, format, patient)
                 };
-                let report = kiban_consent::import_csv(&self.db, f, &name, &key).await?;
+                // Who may act for a patient (R-OPT-8) is checked with the vault identity's
+                // birth and death dates when the patient was ingested.
+                let lookup = |handler: String, patient_key: String| {
+                    Box::pin(async move {
+                        self.identity_facts(&handler, &patient_key)
+                            .await
+                            .map_err(|e| e.to_string())
+                    })
+                        as std::pin::Pin<
+                            Box<
+                                dyn std::future::Future<
+                                        Output = Result<kiban_consent::PatientFacts, String>,
+                                    > + Send
+                                    + '_,
+                            >,
+                        >
+                };
+                let report =
+                    kiban_consent::import_csv_with(&self.db, f, &name, &key, Some(&lookup)).await?;
                 // A deletion request is carried out as soon as it is recorded (R-OPT-6).
                 if report.by_kind.get("delete").is_some_and(|n| *n > 0) {
                     self.apply_deletions(chrono::Local::now().date_naive())

@@ -1,5 +1,12 @@
-//! Single opt-out events by command (`kiban optout notice|stop|delete|withdraw`), with the
-//! receipt for stop and deletion requests (R-OPT-5).
+//! Single opt-out events by command (`kiban optout
+//! notice|stop|delete|withdraw|consent|consent-withdraw`), with the receipt for stop and
+//! deletion requests (R-OPT-5), and the patient facts that decide who may act for a patient
+//! (`kiban optout guardianship|deceased`, R-OPT-8).
+//!
+//! A request's requester is checked by the gate's rule ([`kiban_consent::check_requester`])
+//! before anything is recorded, with what is known of the patient: the registry's recorded
+//! guardianship and death, the desk's birth date (`patient_birth`), and the vault identity
+//! of the patient's registration when there is one (birth and death dates).
 //!
 //! A stop or deletion request gets its receipt at once: the PDF is rendered by
 //! `kiban-receipt`, a copy is stored as `WORKSPACE/receipts/<receipt number>.pdf` (kept 3
@@ -9,7 +16,10 @@
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use kiban_consent::{Channel, ConsentEvent, Decision, EventKind, Relation, Requester};
+use kiban_consent::{
+    Channel, ConsentError, ConsentEvent, Decision, EventKind, PatientFacts, Relation, Requester,
+    StatusKind,
+};
 use kiban_receipt::{Issuer, IssuerRole, Paper, Receipt, RequestKind};
 use serde::Serialize;
 
@@ -39,6 +49,12 @@ pub struct OptoutEventRequest {
     pub method: Option<String>,
     pub notice_version: Option<String>,
     pub guardian_notified: bool,
+    /// Requests: the patient's birth date as the desk has it (a guardian's request needs the
+    /// patient under 16 on the request date); checked against the vault identity when one
+    /// exists.
+    pub patient_birth: Option<NaiveDate>,
+    /// Consent: what the patient consented to.
+    pub scope: Option<String>,
     /// The receipt's date of issue (normally today); never before `date`.
     pub issued_on: NaiveDate,
     pub paper: Paper,
@@ -67,6 +83,8 @@ impl OptoutEventRequest {
             method: None,
             notice_version: None,
             guardian_notified: false,
+            patient_birth: None,
+            scope: None,
             issued_on: date,
             paper: Paper::A4,
             producer_issuer: None,
@@ -107,6 +125,31 @@ pub fn relation_ja(r: Relation) -> &'static str {
         Relation::Sibling => "兄弟姉妹",
         Relation::Bereaved => "遺族",
     }
+}
+
+/// A consent-registry error as the pipeline reports it: what the user can act on (an
+/// unknown notice version, a requester who may not act, a bad field) is a refusal, with the
+/// registry's Japanese-first message; a database fault stays a failure.
+pub(crate) fn consent_refusal(e: ConsentError) -> PipelineError {
+    if e.is_refusal() {
+        PipelineError::Refused(e.to_string())
+    } else {
+        PipelineError::Consent(e)
+    }
+}
+
+/// Parses an identity's ISO date; an unreadable one is unknown (never guessed).
+fn identity_date(s: Option<&str>) -> Option<NaiveDate> {
+    s.and_then(|s| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok())
+}
+
+/// What recording a patient fact did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PatientStatusOutcome {
+    pub kind: StatusKind,
+    pub date: NaiveDate,
+    /// The date recorded before, when this corrects it.
+    pub previous: Option<NaiveDate>,
 }
 
 /// How a request was received, as printed on the receipt.
@@ -170,6 +213,83 @@ impl Workspace {
         Ok(outcome)
     }
 
+    /// What the vault knows of one patient of one handler: the birth and death dates of the
+    /// identity of its registration, if the patient was ever ingested.
+    pub(crate) async fn identity_facts(
+        &self,
+        handler: &str,
+        patient_key: &str,
+    ) -> Result<PatientFacts, PipelineError> {
+        let Some(reg) = self.registry.lookup(handler, patient_key).await? else {
+            return Ok(PatientFacts::default());
+        };
+        let Some(id) = self.vault.get(&reg).await? else {
+            return Ok(PatientFacts::default());
+        };
+        Ok(PatientFacts {
+            birth_date: identity_date(id.birth_date.as_deref()),
+            deceased_on: identity_date(id.death_date.as_deref()),
+            guardianship_since: None,
+        })
+    }
+
+    /// Records that a patient is under guardianship from `date` (16 or older without
+    /// capacity), or died on `date` (R-OPT-8: who may then act for them). Audited as
+    /// `optout.guardianship` / `optout.deceased`, naming the handler only.
+    pub async fn record_patient_status(
+        &self,
+        handler: &str,
+        patient_id: &str,
+        kind: StatusKind,
+        date: NaiveDate,
+    ) -> Result<PatientStatusOutcome, PipelineError> {
+        self.audited(
+            &format!("optout.{}", kind.as_str()),
+            &format!("handler:{handler}"),
+            async {
+                let h = self.registered_handler(handler).await?;
+                let key = self
+                    .patient_key(handler, h.patient_id_format, patient_id)
+                    .map_err(|e| {
+                        crate::workspace::patient_id_refused(
+                            "患者ID (--patient)",
+                            "patient ID (--patient)",
+                            handler,
+                            h.patient_id_format,
+                            e,
+                        )
+                    })?;
+                if kind == StatusKind::Deceased {
+                    // A death date must agree with the identity on record.
+                    let vault = self.identity_facts(handler, &key).await?;
+                    PatientFacts {
+                        deceased_on: Some(date),
+                        ..PatientFacts::default()
+                    }
+                    .merge(&vault)
+                    .map_err(consent_refusal)?;
+                }
+                let previous = kiban_consent::set_patient_status(
+                    &self.db,
+                    handler,
+                    &key,
+                    kind,
+                    date,
+                    &format!("desk:{}", self.actor()),
+                )
+                .await
+                .map_err(consent_refusal)?;
+                Ok(PatientStatusOutcome {
+                    kind,
+                    date,
+                    previous,
+                })
+            },
+            |o: &PatientStatusOutcome| vec![("corrected", u64::from(o.previous.is_some()))],
+        )
+        .await
+    }
+
     async fn record_event_inner(
         &self,
         req: &OptoutEventRequest,
@@ -202,20 +322,40 @@ impl Workspace {
                 ));
             }
         }
+        if !req.kind.is_request() && (req.patient_birth.is_some() || req.scope.is_some()) {
+            return Err(PipelineError::Refused(
+                "生年月日・同意の範囲は求め・同意にのみ指定できます / a birth date or a consent scope belongs to requests and consents".into(),
+            ));
+        }
         let mut ev = ConsentEvent::new(&req.handler, &key, req.kind, req.date);
+        let mut known = PatientFacts::default();
         if req.kind.is_request() {
+            let relation = req.relation.unwrap_or(Relation::SelfPerson);
             ev = ev.requested_by(
                 req.channel,
                 req.requester.clone().map(Requester::new),
-                Some(req.relation.unwrap_or(Relation::SelfPerson)),
+                Some(relation),
             );
+            ev.scope = req.scope.clone();
+            if relation != Relation::SelfPerson {
+                // R-OPT-8: who may act depends on the patient's age, guardianship and
+                // death; the desk's birth date must agree with the identity on record.
+                known = PatientFacts {
+                    birth_date: req.patient_birth,
+                    ..PatientFacts::default()
+                }
+                .merge(&self.identity_facts(&req.handler, &key).await?)
+                .map_err(consent_refusal)?;
+            }
         } else {
             ev.method = req.method.clone();
             ev.notice_version = req.notice_version.clone();
             ev.guardian_notified = req.guardian_notified;
         }
         let before = kiban_consent::events_for(&self.db, &req.handler, &key).await?;
-        let event_id = kiban_consent::record_event(&self.db, &ev).await?;
+        let event_id = kiban_consent::record_event_with(&self.db, &ev, &known)
+            .await
+            .map_err(consent_refusal)?;
         let new_event = !before.iter().any(|e| e.event_id == event_id);
         let stored = kiban_consent::events_for(&self.db, &req.handler, &key)
             .await?

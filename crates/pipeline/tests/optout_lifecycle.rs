@@ -47,7 +47,7 @@ async fn event(ws: &Workspace, pid: &str, kind: EventKind, date: &str) -> Optout
     let mut r = OptoutEventRequest::new(H, pid, kind, d(date));
     if kind.needs_receipt() {
         r.requester = Some("山田 花子".into());
-        r.relation = Some(Relation::Guardian);
+        r.relation = Some(Relation::SelfPerson);
         r.channel = Some(kiban_consent::Channel::Desk);
     }
     ws.record_optout_event(&r).await.unwrap();
@@ -116,6 +116,8 @@ async fn r_opt_5_stop_issues_and_stores_a_receipt() {
     let mut req = OptoutEventRequest::new(H, "0001234", EventKind::Stop, d("2024-05-01"));
     req.requester = Some("山田 花子".into());
     req.relation = Some(Relation::Guardian);
+    // R-OPT-8: a guardian acts for a patient under 16 on the request date.
+    req.patient_birth = Some(d("2012-04-01"));
     req.channel = Some(kiban_consent::Channel::Written);
     req.issued_on = d("2024-05-07");
     req.pdf_out = Some(tmp.path().join("given.pdf"));
