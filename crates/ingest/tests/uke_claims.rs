@@ -315,7 +315,10 @@ fn bad_birth_date_is_flagged_and_the_receipt_kept() {
             "bad_birth_date.UKE | line 16 (receipt 2) | RE-7 生年月日 | not a calendar date (no such month or day); kept as its source text for linkage (the receipt was accepted)"
         ]
     );
-    assert_eq!((s.units, s.accepted, s.quarantined, s.flagged), (3, 3, 0, 1));
+    assert_eq!(
+        (s.units, s.accepted, s.quarantined, s.flagged),
+        (3, 3, 0, 1)
+    );
     let flag = items.iter().find_map(|i| match i {
         Item::Quarantine(q) => Some(q),
         _ => None,
