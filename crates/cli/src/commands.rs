@@ -7,6 +7,7 @@ use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
 use kiban_pipeline::Workspace;
+use kiban_pipeline::files::escape_control;
 use kiban_pipeline::ingest::IngestOptions;
 use kiban_pipeline::release::ReleaseOptions;
 
@@ -285,8 +286,40 @@ fn today() -> NaiveDate {
     chrono::Local::now().date_naive()
 }
 
+/// The language of messages printed outside a command's own output (set by [`run`]).
+static LANG: std::sync::OnceLock<Lang> = std::sync::OnceLock::new();
+
+/// Says once, on standard error, that the command waits for another one holding the
+/// workspace lock (see `kiban_pipeline::lock`).
+fn say_waiting(w: kiban_pipeline::lock::LockWait) {
+    let lang = LANG.get().copied().unwrap_or(Lang::Ja);
+    eprintln!(
+        "{} ({} {} s)",
+        lang.t(
+            "ワークスペースは他の kiban コマンドが使用中です。終了を待っています…",
+            "the workspace is in use by another kiban command; waiting for it to finish…"
+        ),
+        lang.t("最大", "at most"),
+        w.timeout.as_secs()
+    );
+}
+
+/// Opens the workspace to change it (the lock held exclusively; waits for other commands).
 async fn open(cli_ws: &Path, actor: &Option<String>) -> Result<Workspace> {
-    let mut ws = Workspace::open(cli_ws).await?;
+    open_as(cli_ws, actor, kiban_pipeline::lock::Access::Write).await
+}
+
+/// Opens the workspace to read it (the lock shared with other readers; waits for a writer).
+async fn open_read(cli_ws: &Path, actor: &Option<String>) -> Result<Workspace> {
+    open_as(cli_ws, actor, kiban_pipeline::lock::Access::Read).await
+}
+
+async fn open_as(
+    cli_ws: &Path,
+    actor: &Option<String>,
+    access: kiban_pipeline::lock::Access,
+) -> Result<Workspace> {
+    let mut ws = Workspace::open_with(cli_ws, access, &mut say_waiting).await?;
     if let Some(a) = actor {
         ws.set_actor(a.clone());
     }
@@ -300,6 +333,7 @@ fn print_json(v: &impl serde::Serialize) -> Result<()> {
 
 pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
     let ok = ExitCode::SUCCESS;
+    let _ = LANG.set(lang);
     match cli.command {
         Command::Init { dir } => {
             let ws = Workspace::init(&dir).await?;
@@ -520,7 +554,7 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             Ok(ok)
         }
         Command::Files(FilesCmd::Show { refs, json }) => {
-            let ws = open(&cli.workspace, &cli.actor).await?;
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
             let shown = ws.show_files(&refs).await?;
             if json {
                 print_json(&shown)?;
@@ -530,7 +564,14 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                 match (&f.handler, &f.path) {
                     (Some(h), Some(p)) => {
                         if !json {
-                            println!("{}\t{h}\t{p}", f.file_ref);
+                            // One record per line, three fields: a TAB or newline in a
+                            // name is escaped (--json gives names exactly).
+                            println!(
+                                "{}\t{}\t{}",
+                                f.file_ref,
+                                escape_control(h),
+                                escape_control(p)
+                            );
                         }
                     }
                     _ => {
@@ -549,7 +590,7 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             Ok(if unknown > 0 { ExitCode::from(1) } else { ok })
         }
         Command::Stats(j) => {
-            let ws = open(&cli.workspace, &cli.actor).await?;
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
             let s = ws.stats().await?;
             if j.json {
                 print_json(&s)?;
@@ -624,6 +665,19 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
         Command::Anonymize(a) => anonymize(a, lang),
         Command::Release(a) => release(&cli.workspace, &cli.actor, a, lang).await,
         Command::Audit(AuditCmd::Verify(j)) => {
+            // Shared with other readers, never beside a writer's half-appended event.
+            let _lock = if cli.workspace.join("kiban.toml").exists() {
+                Some(
+                    kiban_pipeline::lock::lock_workspace(
+                        &cli.workspace,
+                        kiban_pipeline::lock::Access::Read,
+                        &mut say_waiting,
+                    )
+                    .await?,
+                )
+            } else {
+                None
+            };
             let dir = cli.workspace.join("audit");
             match kiban_records::verify(&dir) {
                 Ok(r) => {
@@ -747,6 +801,38 @@ fn ingest_table(r: &kiban_pipeline::ingest::IngestReport, lang: Lang) -> String 
         "opt-out requests matching no data (check)",
         r.optout_requests_unmatched.to_string(),
     ));
+    // The handler's declaration confirmed on receipt (R-REC-2), kept in the receipt record.
+    if let Some(d) = &r.declaration {
+        use kiban_records::DeclarationStatus as S;
+        let check = match d.status {
+            S::First => lang.t("初回確認", "confirmed (first)").to_string(),
+            S::Changed => lang
+                .t("変更あり・再確認", "changed, confirmed again")
+                .to_string(),
+            S::Unchanged => match lang {
+                Lang::Ja => format!("{} から変更なし", d.since),
+                Lang::En => format!("unchanged since {}", d.since),
+            },
+        };
+        rows.push(row(
+            lang,
+            "事業者の申告（受領時確認）",
+            "handler's declaration",
+            check,
+        ));
+        rows.push(row(
+            lang,
+            "  取得の経緯",
+            "  acquisition",
+            match (&d.acquisition, &d.notice_version) {
+                (Some(a), Some(v)) => format!("{a} ({v})"),
+                (Some(a), None) => a.clone(),
+                _ => lang
+                    .t("申告なし（通知版なし）", "not declared (no notice version)")
+                    .to_string(),
+            },
+        ));
+    }
     table(
         &format!(
             "{} ({})",

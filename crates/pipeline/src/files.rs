@@ -53,6 +53,27 @@ impl std::fmt::Debug for ShownFile {
     }
 }
 
+/// `s` with every control character (TAB, newline, carriage return, the other C0 and C1
+/// controls, DEL) written as an escape (`\t`, `\n`, `\r`, `\u{7f}`), so that a file name
+/// printed as one field of a tab-separated line stays one field on one line. Other text,
+/// backslashes included, is left as it is (`--json` gives every name exactly).
+pub fn escape_control(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Whether `s` has the shape of a file reference (`f-` and 32 lower-case hex digits).
 pub fn is_file_ref(s: &str) -> bool {
     s.len() == 34
@@ -290,5 +311,15 @@ mod tests {
         assert!(is_file_ref("f-0123456789abcdef0123456789abcdef"));
         assert!(!is_file_ref("f-0123456789ABCDEF0123456789abcdef"));
         assert!(!is_file_ref("123/456/1234567"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_nothing_else() {
+        assert_eq!(escape_control("a/b 名前.hl7"), "a/b 名前.hl7");
+        assert_eq!(
+            escape_control("a\tb\nc\rd\u{7f}e\u{1b}f\u{85}g\\t"),
+            "a\\tb\\nc\\rd\\u{7f}e\\u{1b}f\\u{85}g\\t"
+        );
+        assert!(!escape_control("x\ty\nz").contains(['\t', '\n']));
     }
 }

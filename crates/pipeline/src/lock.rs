@@ -138,6 +138,25 @@ impl WorkspaceLock {
     }
 }
 
+/// Takes the lock of the workspace in `dir` without opening it (for a reader of files only,
+/// e.g. `kiban audit verify`): the timeout is the workspace's (`kiban.toml`, or the default
+/// when it cannot be read). Held until dropped.
+pub async fn lock_workspace(
+    dir: &Path,
+    access: Access,
+    on_wait: &mut (dyn FnMut(LockWait) + Send),
+) -> Result<WorkspaceLock, PipelineError> {
+    let configured = std::fs::read_to_string(dir.join("kiban.toml"))
+        .ok()
+        .and_then(|t| crate::config::Config::parse(&t).ok())
+        .map_or(DEFAULT_TIMEOUT_SECS, |c| c.workspace.lock_timeout_secs);
+    let timeout = timeout(configured);
+    let mut lock = WorkspaceLock::open(dir)?;
+    lock.acquire(access, timeout, Instant::now() + timeout, on_wait)
+        .await?;
+    Ok(lock)
+}
+
 /// The lock timeout: `KIBAN_LOCK_TIMEOUT` (seconds) when set and valid, else `configured`.
 pub(crate) fn timeout(configured: u64) -> Duration {
     let secs = std::env::var(TIMEOUT_ENV)
