@@ -260,7 +260,20 @@ fn release(dir: &Path, n: u64, profile: &str) -> Result<(), BoxError> {
     if out.exists() {
         std::fs::remove_dir_all(&out)?;
     }
-    let spec = Spec::profile(profile)?;
+    let mut spec = Spec::profile(profile)?;
+    // The demographics' class size for the longitudinal model, to compare utility.
+    if let Some(v) = std::env::var("KIBAN_QI_CLASS_MIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        spec.longitudinal.qi_class_min = v;
+    }
+    if let Some(v) = std::env::var("KIBAN_KM_WEIGHT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        spec.longitudinal.suppression_weight = v;
+    }
     let on = NaiveDate::from_ymd_opt(2025, 6, 1).ok_or("date")?;
     let started = Instant::now();
     let mut stages: Vec<(String, f64, f64)> = Vec::new();
@@ -360,14 +373,16 @@ fn release(dir: &Path, n: u64, profile: &str) -> Result<(), BoxError> {
         );
         for k in u.per_kind.iter().chain(std::iter::once(&u.total)) {
             println!(
-                "| {} | {} | {:.1} % | {:.1} % | {} | {:.1} % | {:.1} % |",
+                "| {} | {} | {:.1} % | {} | {:.1} % | {} | {:.1} % | {:.1} % | {:.3} |",
                 k.kind,
                 k.items,
                 100.0 * k.share_items_generalized(),
+                k.items_at_top,
                 100.0 * k.share_items_suppressed(),
                 k.occurrences,
                 100.0 * k.share_occurrences_generalized(),
-                100.0 * k.share_occurrences_suppressed()
+                100.0 * k.share_occurrences_suppressed(),
+                k.information_loss
             );
         }
         println!(

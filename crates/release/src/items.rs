@@ -423,6 +423,7 @@ pub(crate) fn solve(
     k: u32,
     m: u32,
     rare_min_persons: u32,
+    suppression_weight: f64,
 ) -> Result<(BTreeMap<Table, TablePlan>, LongitudinalReport), ReleaseError> {
     for (_, c) in &mut collected {
         c.finish();
@@ -447,7 +448,8 @@ pub(crate) fn solve(
             .map(|(t, c)| (*t, c))
             .collect();
         if let Some(g) = group(persons, &refs)? {
-            let input = KmInput::new(k as usize, m as usize, &g.forest, classes, &g.sets);
+            let mut input = KmInput::new(k as usize, m as usize, &g.forest, classes, &g.sets);
+            input.suppression_weight = suppression_weight;
             let mut sol = km_anonymize(&input).map_err(engine)?;
             // A code given almost only to holders of a hidden rare code of another table
             // (fewer than 10 k holders) climbs as well.
@@ -472,7 +474,8 @@ pub(crate) fn solve(
             .collect();
         if let Some(g) = group(persons, &refs)? {
             let one = vec![0u32; persons];
-            let input = KmInput::new(rare_min_persons as usize, 1, &g.forest, &one, &g.sets);
+            let mut input = KmInput::new(rare_min_persons as usize, 1, &g.forest, &one, &g.sets);
+            input.suppression_weight = suppression_weight;
             let sol = km_anonymize(&input).map_err(engine)?;
             report.rare_utility = Some(sol.utility.clone());
             out.extend(plans(&g, &sol, &mut collected));
@@ -517,6 +520,7 @@ mod tests {
             3,
             2,
             0,
+            1.0,
         )
         .expect("solve");
         assert_eq!(report.violations, 0);
@@ -546,6 +550,7 @@ mod tests {
             5,
             2,
             5,
+            1.0,
         )
         .expect("solve");
         assert!(report.item_tables.is_empty());

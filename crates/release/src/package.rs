@@ -442,6 +442,7 @@ impl PackageWriter {
             self.spec.person.k,
             self.spec.longitudinal.m,
             self.spec.codes.min_persons(),
+            self.spec.longitudinal.suppression_weight,
         )?;
         self.items = plans;
         if report.violations > 0 {

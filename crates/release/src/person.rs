@@ -211,7 +211,7 @@ fn level_name(qi: &str, level: usize) -> &'static str {
 /// persons suppressed, using the anonymization engine's optimal lattice search.
 pub fn choose_generalization(spec: &Spec, persons: &[PersonQi]) -> Result<Solution, ReleaseError> {
     let qis = spec.person.quasi_identifiers.clone();
-    let k = spec.person.k as usize;
+    let k = spec.qi_class_min() as usize;
     if k == 0 || qis.is_empty() || persons.is_empty() {
         return Ok(Solution {
             levels: vec![0; qis.len()],
@@ -226,7 +226,7 @@ pub fn choose_generalization(spec: &Spec, persons: &[PersonQi]) -> Result<Soluti
     let sol = match anonymize_table(&table, &cfg) {
         Ok(s) => s,
         Err(kiban_anon::AnonError::NoSolution) => {
-            return Err(ReleaseError::PrivacyModel { k: spec.person.k });
+            return Err(ReleaseError::PrivacyModel { k: k as u32 });
         }
         Err(e) => return Err(engine(e)),
     };
@@ -257,7 +257,7 @@ pub fn choose_generalization(spec: &Spec, persons: &[PersonQi]) -> Result<Soluti
     }
     let min_class = classes.values().copied().min();
     if min_class.is_some_and(|m| m < k as u64) {
-        return Err(ReleaseError::PrivacyModel { k: spec.person.k });
+        return Err(ReleaseError::PrivacyModel { k: k as u32 });
     }
     Ok(Solution {
         levels: sol.levels,

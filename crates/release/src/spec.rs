@@ -102,6 +102,22 @@ pub struct LongitudinalSpec {
     /// The tables whose codes are the person's items.
     #[serde(default = "default_item_tables")]
     pub item_tables: Vec<String>,
+    /// The smallest class of persons sharing released demographics (birth, sex, prefecture)
+    /// that the person-level generalization must reach when the model is on (at least
+    /// `person.k`). The model counts codes within such a class: classes of ~10 persons force
+    /// nearly every code to 「その他」, larger ones keep codes and coarsen demographics
+    /// (birth year → 5/10-year band, prefecture → region) instead.
+    #[serde(default)]
+    pub qi_class_min: u32,
+    /// What suppressing one code occurrence costs against climbing codes up their hierarchy
+    /// (information loss of the climbed occurrences). Lower prefers suppressing the few
+    /// occurrences that make a rare combination over coarsening a common code for everyone.
+    #[serde(default = "default_suppression_weight")]
+    pub suppression_weight: f64,
+}
+
+fn default_suppression_weight() -> f64 {
+    1.0
 }
 
 fn default_item_tables() -> Vec<String> {
@@ -120,6 +136,8 @@ impl Default for LongitudinalSpec {
         LongitudinalSpec {
             m: 0,
             item_tables: default_item_tables(),
+            qi_class_min: 0,
+            suppression_weight: default_suppression_weight(),
         }
     }
 }
@@ -238,6 +256,16 @@ impl Spec {
         Spec::parse(text)
     }
 
+    /// The k the person-level generalization must reach: `person.k`, or with the
+    /// longitudinal model on, at least `longitudinal.qi_class_min`.
+    pub fn qi_class_min(&self) -> u32 {
+        if self.longitudinal.m > 0 {
+            self.person.k.max(self.longitudinal.qi_class_min)
+        } else {
+            self.person.k
+        }
+    }
+
     /// The longitudinal model's item tables that this spec releases (empty when m = 0).
     pub fn item_tables(&self) -> Vec<Table> {
         if self.longitudinal.m == 0 {
@@ -287,6 +315,10 @@ impl Spec {
                     CODED_TABLES.map(|t| t.name()).join(", ")
                 ));
             }
+        }
+        let w = self.longitudinal.suppression_weight;
+        if !(w.is_finite() && w >= 0.0) {
+            return bad("longitudinal.suppression_weight must be a number >= 0".into());
         }
         if self.longitudinal.m as usize > kiban_anon::setvalued::MAX_M {
             return bad(format!(
