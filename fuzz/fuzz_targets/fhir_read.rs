@@ -51,6 +51,8 @@ fuzz_target!(|data: &[u8]| {
         size: body.len() as u64,
         superseded_by: None,
         attachment_of: None,
+        raw_rel_path: None,
+        refused: None,
     };
     let mut n = 0usize;
     let _ = Reader::new().read_file(&file, "H0001", &mut |_item| n += 1);
