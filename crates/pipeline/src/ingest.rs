@@ -96,6 +96,9 @@ pub struct IngestReport {
     pub units_accepted: u64,
     pub units_rejected: u64,
     pub units_quarantined: u64,
+    /// Fields flagged inside accepted units (e.g. a date that cannot be read, kept as its
+    /// text or left empty): recorded in the quarantine list by field, the unit goes on.
+    pub fields_flagged: u64,
     pub units_superseded: u64,
     pub facts: BTreeMap<String, u64>,
     pub new_registrations: u64,
@@ -680,9 +683,14 @@ impl Workspace {
                         .await?;
                     }
                     Item::Quarantine(q) => {
-                        row.units += 1;
-                        row.quarantined += 1;
-                        report.units_quarantined += 1;
+                        if q.code.unit_accepted() {
+                            // A flagged field: its unit is accepted and counted as such.
+                            report.fields_flagged += 1;
+                        } else {
+                            row.units += 1;
+                            row.quarantined += 1;
+                            report.units_quarantined += 1;
+                        }
                         *report
                             .quarantined_by_reason
                             .entry(q.code.as_str().to_string())

@@ -1252,7 +1252,6 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
             "text_dropped.drug_exposure.unit",
             "text_dropped.measurement.value_text",
             "text_dropped.image_study.description",
-            "text_dropped.person.prefecture",
             "text_dropped.image_study.body_part",
             "text_dropped.image_study.modality",
         ] {
@@ -1260,6 +1259,21 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
                 manifest.peculiar_values.get(key).is_some_and(|n| *n > 0),
                 "{profile}: {key} not counted: {:?}",
                 manifest.peculiar_values
+            );
+        }
+        // The prefecture column is released as it is only where the demographics are not
+        // generalized (the anonymized profile may release regions or `*` instead).
+        if manifest
+            .generalization
+            .get("prefecture")
+            .is_none_or(|g| g == "value")
+        {
+            assert!(
+                manifest
+                    .peculiar_values
+                    .get("text_dropped.person.prefecture")
+                    .is_some_and(|n| *n > 0),
+                "{profile}: text_dropped.person.prefecture not counted"
             );
         }
         // Legitimate values survive: a standard department, qualitative results, units,

@@ -211,7 +211,11 @@ fn level_name(qi: &str, level: usize) -> &'static str {
 /// persons suppressed, using the anonymization engine's optimal lattice search.
 pub fn choose_generalization(spec: &Spec, persons: &[PersonQi]) -> Result<Solution, ReleaseError> {
     let qis = spec.person.quasi_identifiers.clone();
-    let k = spec.qi_class_min() as usize;
+    // The longitudinal model's class size, or everybody in one class when fewer persons are
+    // released; never below k.
+    let k = (spec.qi_class_min() as usize)
+        .min(persons.len())
+        .max(spec.person.k as usize);
     if k == 0 || qis.is_empty() || persons.is_empty() {
         return Ok(Solution {
             levels: vec![0; qis.len()],
