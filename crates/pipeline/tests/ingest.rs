@@ -38,9 +38,13 @@ async fn fixture(persons: u64) -> Fixture {
         ws.add_handler(&h).await.expect("add handler");
         handlers.push(h.code);
     }
-    ws.import_optout(&synth.join("optout.csv"))
+    let imported = ws
+        .import_optout(&synth.join("optout.csv"))
         .await
         .expect("optout");
+    // Every request of the generator is one the desk's rules accept (R-OPT-8: a guardian's
+    // request carries the minor's birth date).
+    assert_eq!(imported.rejected, 0, "{:?}", imported.rejections);
     Fixture {
         _dir: dir,
         ws,

@@ -133,6 +133,7 @@ pub fn generate(
             "channel",
             "requester",
             "relation",
+            "patient_birth",
         ])
         .map_err(csv_err("optout.csv"))?;
 
@@ -408,6 +409,7 @@ fn write_optout(
             "written",
             "",
             relation,
+            "",
         ])
         .map_err(err)?;
         counts.notices += 1;
@@ -431,19 +433,27 @@ fn write_optout(
         "producer"
     };
     let id = &reg.identity;
-    // R-OPT-8: the patient acts, or a guardian for a minor (under 16 on the request date) or
-    // for a patient without capacity (modelled as some of the very old). The generator
-    // models no deaths, so no bereaved-family requests. Relation words are the consent
-    // engine's vocabulary.
+    // R-OPT-8: the patient acts, or a guardian for a minor (under 16 on the request date),
+    // who gives the patient's birth date so that the desk's rule can check the age (the
+    // import reads `patient_birth`). A guardian of an adult without capacity (some of the very
+    // old) needs a recorded guardianship, which the import does not carry: such a request is
+    // written as the patient's own here (the random draws stay, so that every seed's data is
+    // unchanged). The generator models no deaths, so no bereaved-family requests. Relation
+    // words are the consent engine's vocabulary.
     let age = date.years_since(id.birth).unwrap_or(0);
-    let guardian = age < 16 || (age >= 85 && rng.gen_bool(0.3));
-    let (requester, relation) = if guardian {
+    let guardian = age < 16;
+    let without_capacity = !guardian && age >= 85 && rng.gen_bool(0.3);
+    let (requester, relation) = if guardian || without_capacity {
         let g = if rng.gen_bool(0.5) {
             GIVEN_FEMALE[rng.gen_range(0..GIVEN_FEMALE.len())].0
         } else {
             GIVEN_MALE[rng.gen_range(0..GIVEN_MALE.len())].0
         };
-        (format!("{}　{}", id.family_kanji, g), "guardian")
+        if guardian {
+            (format!("{}　{}", id.family_kanji, g), "guardian")
+        } else {
+            (format!("{}　{}", id.family_kanji, id.given_kanji), "self")
+        }
     } else {
         (format!("{}　{}", id.family_kanji, id.given_kanji), "self")
     };
@@ -455,6 +465,11 @@ fn write_optout(
         channel,
         &requester,
         relation,
+        &if guardian {
+            id.birth.to_string()
+        } else {
+            String::new()
+        },
     ])
     .map_err(err)?;
     counts.rows += 1;

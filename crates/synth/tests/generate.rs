@@ -494,7 +494,8 @@ fn optout_file_has_notices_stops_and_deletes_at_about_the_configured_rates_r_opt
             "date",
             "channel",
             "requester",
-            "relation"
+            "relation",
+            "patient_birth"
         ]
     );
     assert_eq!(rows.len() as u64, s.optout.rows);
@@ -536,6 +537,9 @@ fn optout_file_has_notices_stops_and_deletes_at_about_the_configured_rates_r_opt
         assert!(
             ["self", "guardian", "spouse", "child", "parent", "sibling"].contains(&r[6].as_str())
         );
+        // A guardian's request carries the patient's birth date: the desk's rule checks
+        // the age (R-OPT-8); nobody else's does.
+        assert_eq!(r[6] == "guardian", !r[7].is_empty());
         assert!(r[3].as_str() < provision);
     }
 }
