@@ -28,6 +28,67 @@ pub enum RecordsError {
     },
     #[error("invalid record: {0}")]
     Invalid(String),
+    /// A listing asked for a date range that ends before it starts.
+    #[error("date range {from}..={to} ends before it starts")]
+    InvertedRange { from: NaiveDate, to: NaiveDate },
+    /// A record kind that is not `receipt`, `provision` or `erasure`.
+    #[error("unknown record kind {0:?} (receipt, provision or erasure)")]
+    UnknownKind(String),
+}
+
+/// The statutory records that can be listed for inspection (R-REC-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// The producer's receipt record (R-REC-3), dated by the date received.
+    Receipt,
+    /// The handler's provision record (R-REC-1), dated by the (first) provision date.
+    Provision,
+    /// The erasure record (R-REC-5), dated by the erasure date.
+    Erasure,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 3] = [
+        RecordKind::Receipt,
+        RecordKind::Provision,
+        RecordKind::Erasure,
+    ];
+
+    /// The stable code (`receipt`, `provision`, `erasure`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Receipt => "receipt",
+            RecordKind::Provision => "provision",
+            RecordKind::Erasure => "erasure",
+        }
+    }
+
+    /// The SQL table holding this kind.
+    pub fn table(self) -> &'static str {
+        match self {
+            RecordKind::Receipt => "receipt_records",
+            RecordKind::Provision => "provision_records",
+            RecordKind::Erasure => "erasure_records",
+        }
+    }
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for RecordKind {
+    type Err = RecordsError;
+    fn from_str(s: &str) -> Result<RecordKind, RecordsError> {
+        let t = s.trim().to_ascii_lowercase();
+        RecordKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == t)
+            .ok_or_else(|| RecordsError::UnknownKind(s.to_string()))
+    }
 }
 
 pub(crate) fn new_id() -> String {
@@ -91,7 +152,18 @@ fn count_i64(n: u64) -> Result<i64, RecordsError> {
     i64::try_from(n).map_err(|_| RecordsError::Invalid("count exceeds 2^63".into()))
 }
 
-fn date_range(col: &str, from: Option<NaiveDate>, to: Option<NaiveDate>) -> (String, Vec<String>) {
+/// The `WHERE` clause of an inclusive date range on `col` and its bindings; a range that
+/// ends before it starts is refused rather than listed as empty.
+fn date_range(
+    col: &str,
+    from: Option<NaiveDate>,
+    to: Option<NaiveDate>,
+) -> Result<(String, Vec<String>), RecordsError> {
+    if let (Some(from), Some(to)) = (from, to)
+        && to < from
+    {
+        return Err(RecordsError::InvertedRange { from, to });
+    }
     let mut conds = Vec::new();
     let mut binds = Vec::new();
     if let Some(f) = from {
@@ -107,7 +179,7 @@ fn date_range(col: &str, from: Option<NaiveDate>, to: Option<NaiveDate>) -> (Str
     } else {
         format!(" WHERE {}", conds.join(" AND "))
     };
-    (w, binds)
+    Ok((w, binds))
 }
 
 async fn insert_patients(
@@ -359,14 +431,17 @@ pub async fn record_receipt_in(
     Ok((id, check))
 }
 
-/// Receipt records received in `[from, to]` (either bound optional), oldest first.
+/// Receipt records received in `[from, to]` (both bounds inclusive, either optional), ordered
+/// by the date received, then by when they were written, then by ID. A range that ends before
+/// it starts is [`RecordsError::InvertedRange`].
 pub async fn list_receipts(
     db: &Db,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> Result<Vec<ReceiptEntry>, RecordsError> {
-    let (w, binds) = date_range("received_date", from, to);
-    let sql = format!("SELECT * FROM receipt_records{w} ORDER BY received_date, recorded_at");
+    let (w, binds) = date_range("received_date", from, to)?;
+    let sql =
+        format!("SELECT * FROM receipt_records{w} ORDER BY received_date, recorded_at, record_id");
     let mut q = sqlx::query(&sql);
     for b in &binds {
         q = q.bind(b.as_str());
@@ -465,13 +540,16 @@ pub async fn record_erasure(db: &Db, r: &ErasureRecord) -> Result<String, Record
     Ok(id)
 }
 
+/// Erasure records erased in `[from, to]` (both bounds inclusive, either optional), ordered
+/// like [`list_receipts`].
 pub async fn list_erasures(
     db: &Db,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> Result<Vec<ErasureEntry>, RecordsError> {
-    let (w, binds) = date_range("erased_date", from, to);
-    let sql = format!("SELECT * FROM erasure_records{w} ORDER BY erased_date, recorded_at");
+    let (w, binds) = date_range("erased_date", from, to)?;
+    let sql =
+        format!("SELECT * FROM erasure_records{w} ORDER BY erased_date, recorded_at, record_id");
     let mut q = sqlx::query(&sql);
     for b in &binds {
         q = q.bind(b.as_str());
@@ -558,13 +636,17 @@ pub async fn record_provision(db: &Db, r: &ProvisionRecord) -> Result<String, Re
     Ok(id)
 }
 
+/// Provision records whose (first) provision date is in `[from, to]` (both bounds inclusive,
+/// either optional), ordered like [`list_receipts`].
 pub async fn list_provisions(
     db: &Db,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> Result<Vec<ProvisionEntry>, RecordsError> {
-    let (w, binds) = date_range("provided_date", from, to);
-    let sql = format!("SELECT * FROM provision_records{w} ORDER BY provided_date, recorded_at");
+    let (w, binds) = date_range("provided_date", from, to)?;
+    let sql = format!(
+        "SELECT * FROM provision_records{w} ORDER BY provided_date, recorded_at, record_id"
+    );
     let mut q = sqlx::query(&sql);
     for b in &binds {
         q = q.bind(b.as_str());

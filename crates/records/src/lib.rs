@@ -24,8 +24,8 @@ pub use audit::{
 };
 pub use legal::{
     DeclarationCheck, DeclarationStatus, ErasureEntry, ErasureRecord, Items, ProvisionEntry,
-    ProvisionRecord, ReceiptEntry, ReceiptRecord, RecordsError, declaration_sha256, list_erasures,
-    list_provisions, list_receipts, provision_patients, receipt_patients, record_erasure,
-    record_provision, record_receipt, record_receipt_in,
+    ProvisionRecord, ReceiptEntry, ReceiptRecord, RecordKind, RecordsError, declaration_sha256,
+    list_erasures, list_provisions, list_receipts, provision_patients, receipt_patients,
+    record_erasure, record_provision, record_receipt, record_receipt_in,
 };
 pub use retention::{PurgeEntry, PurgeReport, list_purges, purge};

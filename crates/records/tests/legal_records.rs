@@ -180,3 +180,103 @@ async fn receipts_confirm_the_declaration_and_say_when_it_is_unchanged() {
         t.cleanup().await;
     }
 }
+
+#[tokio::test]
+async fn listings_take_inclusive_ranges_in_date_order_and_refuse_inverted_ones() {
+    for t in common::backends().await {
+        let db = t.db.clone();
+        // Written out of date order: listings order by the record's date.
+        for (date, batch) in [
+            ("2024-03-10", "b3"),
+            ("2024-03-01", "b1"),
+            ("2024-03-05", "b2"),
+        ] {
+            record_receipt(&db, &receipt(date, batch)).await.unwrap();
+            record_erasure(
+                &db,
+                &ErasureRecord {
+                    erased_date: d(date),
+                    items: [("identity".to_string(), 1u64)].into(),
+                    handler_code: Some("H001".into()),
+                    patient_key: Some(format!("k-{batch}")),
+                    registration_id: None,
+                    reason: "deletion_request".into(),
+                },
+            )
+            .await
+            .unwrap();
+            record_provision(
+                &db,
+                &ProvisionRecord {
+                    provided_date: d(date),
+                    last_provided_date: None,
+                    handler_code: "H001".into(),
+                    producer_name: "基盤研究機構".into(),
+                    producer_address: "東京都港区1-1".into(),
+                    patient_keys: vec!["k1".into()],
+                    items: [("person".to_string(), 1u64)].into(),
+                    batch_id: Some(batch.into()),
+                },
+            )
+            .await
+            .unwrap();
+        }
+        let (from, to) = (Some(d("2024-03-01")), Some(d("2024-03-05")));
+        let r = list_receipts(&db, from, to).await.unwrap();
+        let batches: Vec<_> = r.iter().map(|e| e.record.batch_id.as_str()).collect();
+        assert_eq!(batches, ["b1", "b2"], "both bounds inclusive");
+        let all = list_receipts(&db, None, None).await.unwrap();
+        let dates: Vec<_> = all.iter().map(|e| e.record.received_date).collect();
+        assert_eq!(dates, [d("2024-03-01"), d("2024-03-05"), d("2024-03-10")]);
+        let e = list_erasures(&db, Some(d("2024-03-05")), None)
+            .await
+            .unwrap();
+        let keys: Vec<_> = e
+            .iter()
+            .map(|e| e.record.patient_key.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(keys, ["k-b2", "k-b3"]);
+        let p = list_provisions(&db, None, Some(d("2024-03-05")))
+            .await
+            .unwrap();
+        let batches: Vec<_> = p
+            .iter()
+            .map(|e| e.record.batch_id.as_deref().unwrap_or(""))
+            .collect();
+        assert_eq!(batches, ["b1", "b2"]);
+        assert!(
+            list_provisions(&db, Some(d("2024-03-06")), Some(d("2024-03-09")))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let inverted = (Some(d("2024-03-05")), Some(d("2024-03-01")));
+        assert!(matches!(
+            list_receipts(&db, inverted.0, inverted.1).await,
+            Err(RecordsError::InvertedRange { .. })
+        ));
+        assert!(matches!(
+            list_erasures(&db, inverted.0, inverted.1).await,
+            Err(RecordsError::InvertedRange { .. })
+        ));
+        assert!(matches!(
+            list_provisions(&db, inverted.0, inverted.1).await,
+            Err(RecordsError::InvertedRange { .. })
+        ));
+    }
+}
+
+#[test]
+fn record_kinds_parse_from_their_codes() {
+    for k in RecordKind::ALL {
+        assert_eq!(k.as_str().parse::<RecordKind>().unwrap(), k);
+    }
+    assert_eq!(
+        " Receipt ".parse::<RecordKind>().unwrap(),
+        RecordKind::Receipt
+    );
+    assert!(matches!(
+        "books".parse::<RecordKind>(),
+        Err(RecordsError::UnknownKind(_))
+    ));
+}
