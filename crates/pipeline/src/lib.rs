@@ -10,6 +10,7 @@
 //!   shown with [`Workspace::show_files`].
 //! * [`Workspace::release`]: **the gate again per registration**, person clusters, the
 //!   release spec applied by `kiban-release`, a release record and an audit event.
+//! * [`records`]: the statutory records listed for inspection ([`Workspace::list_records`]).
 //! * [`demo::run`]: the whole pipeline on synthetic and bundled sample data.
 //!
 //! Every command that changes state appends an audit event, also when it fails or is
@@ -29,6 +30,7 @@ pub mod lock;
 pub mod optout;
 pub mod optout_events;
 pub mod progress;
+pub mod records;
 pub mod release;
 pub mod retention;
 pub mod stats;
