@@ -278,7 +278,7 @@ fn parse_date(s: &str, what: &str) -> Result<NaiveDate> {
         .with_context(|| format!("{what}: {s:?} is not a date (YYYY-MM-DD)"))
 }
 
-fn opt_date(s: &Option<String>, what: &str) -> Result<Option<NaiveDate>> {
+pub(crate) fn opt_date(s: &Option<String>, what: &str) -> Result<Option<NaiveDate>> {
     s.as_deref().map(|d| parse_date(d, what)).transpose()
 }
 
@@ -588,6 +588,10 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
                 }
             }
             Ok(if unknown > 0 { ExitCode::from(1) } else { ok })
+        }
+        Command::Records(cmd) => {
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
+            crate::records_cmds::run_records(&ws, cmd, lang).await
         }
         Command::Stats(j) => {
             let ws = open_read(&cli.workspace, &cli.actor).await?;

@@ -12,6 +12,7 @@
 mod commands;
 mod link_cmds;
 mod optout_cmds;
+mod records_cmds;
 mod ui;
 
 use std::io::Write;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Records retention: purge records past their period (3 years), leaving a record.
     #[command(subcommand)]
     Retention(optout_cmds::RetentionCmd),
+    /// The statutory records (receipt, provision, erasure) for inspection, without SQL.
+    #[command(subcommand)]
+    Records(records_cmds::RecordsCmd),
     /// Counts per table, quarantined, rejected by the gate.
     Stats(JsonFlag),
     /// Input files: the workspace names them by reference (their paths carry patient IDs).

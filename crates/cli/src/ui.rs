@@ -113,16 +113,51 @@ pub fn row(lang: Lang, ja: &str, en: &str, value: impl Into<String>) -> (String,
 /// A two-column table with a title, aligned for terminals (East Asian wide characters count
 /// as two columns).
 pub fn table(title: &str, rows: &[(String, String)]) -> String {
-    let width = |s: &str| -> usize {
-        s.chars()
-            .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
-            .sum()
-    };
     let w = rows.iter().map(|(k, _)| width(k)).max().unwrap_or(0);
     let mut out = format!("{title}\n");
     for (k, v) in rows {
         let pad = w.saturating_sub(width(k));
         out.push_str(&format!("  {k}{}  {v}\n", " ".repeat(pad)));
+    }
+    out
+}
+
+/// Terminal columns of `s` (East Asian wide characters count as two).
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+        .sum()
+}
+
+/// A table with a header line and one line per row, columns aligned for terminals and
+/// separated by two spaces (the last column unpadded). Rows shorter than the header are
+/// padded with empty cells.
+pub fn grid(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| width(h)).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate().take(widths.len()) {
+            widths[i] = widths[i].max(width(c));
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| -> String {
+        let mut out = String::new();
+        let cells: Vec<&str> = cells.collect();
+        for (i, w) in widths.iter().enumerate() {
+            let c = cells.get(i).copied().unwrap_or("");
+            if i + 1 == widths.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(c);
+                out.push_str(&" ".repeat(w.saturating_sub(width(c)) + 2));
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let mut out = line(&mut headers.iter().copied());
+    for r in rows {
+        out.push_str(&line(&mut r.iter().map(String::as_str)));
     }
     out
 }
