@@ -591,10 +591,14 @@ impl PackageWriter {
         let code = string_col(&batch, "code")?;
         let system = string_col(&batch, "code_system")?;
         let mut out = StringBuilder::new();
-        let (mut generalized, mut suppressed) = (0u64, 0u64);
+        let (mut generalized, mut suppressed, mut ill_formed) = (0u64, 0u64, 0u64);
         for (i, &r) in released_index.iter().enumerate() {
-            // Codes the text policy would drop never entered the models: dropped here.
+            // Codes the text policy would drop never entered the models: dropped here, and
+            // counted where the text policy counts its own drops.
             let Some(c) = released_code(code, system, i) else {
+                if !code.is_null(i) {
+                    ill_formed += 1;
+                }
                 out.append_null();
                 continue;
             };
@@ -623,6 +627,12 @@ impl PackageWriter {
             .peculiar
             .entry(format!("{name}_rows_code_suppressed"))
             .or_default() += suppressed;
+        if ill_formed > 0 {
+            *self
+                .peculiar
+                .entry(format!("text_dropped.{}.code", table.name()))
+                .or_default() += ill_formed;
+        }
         let nulls: ArrayRef = Arc::new(StringArray::new_null(batch.num_rows()));
         replace_columns(
             &batch,
