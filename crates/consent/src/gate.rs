@@ -9,9 +9,6 @@
 //! * a **stop** on or before `on` holds unless a withdrawal dated *strictly after* it and on
 //!   or before `on` exists; a stop and a withdrawal on the same day leave the stop in force
 //!   (when in doubt, do not provide) → `Stopped{since: first stop still in force}` (R-OPT-4);
-//! * the handler must have **filed** with the minister on or before `on`
-//!   → `HandlerNotFiled`, and both the **minister's and its own publication** must be on or
-//!   before `on` → `HandlerNotPublished` (R-OPT-3);
 //! * a **withdrawal of consent** that is the patient's latest consent event on or before
 //!   `on` (a consent and its withdrawal on the same day: withdrawn) stops provision
 //!   → `ConsentWithdrawn{since}`; a later consent gives it back;
@@ -70,18 +67,19 @@ pub struct HandlerState {
 }
 
 impl HandlerState {
-    /// The waiting period after a notice of `version`.
-    pub fn waiting_days_for(&self, version: Option<&str>) -> u32 {
-        version
-            .and_then(|v| self.notice_waiting_days.get(v).copied())
-            .unwrap_or(self.waiting_days)
-    }
-
-    /// [`Mark::wait`] for a notice of `version`.
-    fn wait_mark(&self, version: Option<&str>) -> u16 {
-        match version.and_then(|v| self.notice_waiting_days.get(v)) {
-            Some(&w) => u16::try_from(w).unwrap_or(HANDLER_WAIT - 1),
-            None => HANDLER_WAIT,
+    /// The gate's mark of one event: a notice carries its version's own waiting period, or
+    /// [`HANDLER_WAIT`] (the version has none, or the notice names none).
+    fn mark(&self, kind: EventKind, notice_version: Option<&str>, date: NaiveDate) -> Mark {
+        let own = match kind {
+            EventKind::Notice => notice_version.and_then(|v| self.notice_waiting_days.get(v)),
+            _ => None,
+        };
+        Mark {
+            kind,
+            wait: own.map_or(HANDLER_WAIT, |&w| {
+                u16::try_from(w).unwrap_or(HANDLER_WAIT - 1)
+            }),
+            date,
         }
     }
 }
@@ -313,15 +311,7 @@ pub fn decide(handler: &HandlerState, events: &[ConsentEvent], on: NaiveDate) ->
 pub fn explain(handler: &HandlerState, events: &[ConsentEvent], on: NaiveDate) -> Decision {
     let marks: Vec<Mark> = events
         .iter()
-        .map(|e| Mark {
-            kind: e.kind,
-            wait: if e.kind == EventKind::Notice {
-                handler.wait_mark(e.notice_version.as_deref())
-            } else {
-                HANDLER_WAIT
-            },
-            date: e.date,
-        })
+        .map(|e| handler.mark(e.kind, e.notice_version.as_deref(), e.date))
         .collect();
     let (eligibility, events_considered) = decide_marks(handler, &marks, on);
     Decision {
@@ -487,16 +477,9 @@ async fn load_timelines(
             let date: String = row.try_get("event_date")?;
             let kind = EventKind::parse(&kind).ok_or_else(|| corrupt("kind"))?;
             let version: Option<String> = row.try_get("notice_version")?;
-            let mark = Mark {
-                kind,
-                wait: if kind == EventKind::Notice {
-                    handler.wait_mark(version.as_deref())
-                } else {
-                    HANDLER_WAIT
-                },
-                date: NaiveDate::parse_from_str(&date, "%Y-%m-%d")
-                    .map_err(|_| corrupt("event_date"))?,
-            };
+            let date =
+                NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| corrupt("event_date"))?;
+            let mark = handler.mark(kind, version.as_deref(), date);
             match timelines.get_mut(key.as_str()) {
                 Some(v) => v.push(mark),
                 None => {
