@@ -16,7 +16,8 @@
 //! implemented yet.
 //!
 //! Concurrency: appends take an exclusive lock on `DIR/LOCK` and re-read HEAD, so several
-//! processes may append to the same log. `detail` must never hold personal data: the log
+//! processes may append to the same log; [`verify`] holds it shared while it reads, so it
+//! never sees an append half done. `detail` must never hold personal data: the log
 //! is read by inspectors and operators.
 
 use std::collections::BTreeMap;
@@ -650,6 +651,18 @@ pub struct VerifyReport {
 /// `prev` the previous hash, every hash recomputed, HEAD equal to the chain's end.
 /// `Err(AuditError::Broken)` names the first broken event; other errors are I/O.
 pub fn verify(dir: &Path) -> Result<VerifyReport, AuditError> {
+    // Appends hold `LOCK` exclusively; holding it shared keeps an append from running half
+    // way through this read (a line written, HEAD not yet: an intact log reported broken).
+    // Opened for reading only and never created, so a read-only copy verifies too.
+    let lock_path = dir.join(LOCK_FILE);
+    let _lock = match File::open(&lock_path) {
+        Ok(f) => {
+            f.lock_shared().map_err(io_err(&lock_path))?;
+            Some(f)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(&lock_path)(e)),
+    };
     let segments = list_segments(dir)?;
     let head = read_head(dir)?;
     let head_seq = match &head {
@@ -988,5 +1001,31 @@ mod tests {
         let b = broken(d.path());
         assert_eq!(b.kind, BreakKind::MissingSegment);
         assert_eq!(b.segment, segment_name(2));
+    }
+
+    /// `kiban audit verify` runs beside commands that append (`files show`, `records list`
+    /// hold the workspace lock shared and are audited): it must never see an append half
+    /// done and report an intact log as broken.
+    #[test]
+    fn verify_beside_appends_never_sees_half_an_append() {
+        let d = tempfile::tempdir().unwrap();
+        write_events(d.path(), 1);
+        let dir = d.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            let mut log = AuditLog::open_with(&dir, small()).unwrap();
+            for i in 0..300 {
+                log.append(AuditEvent::new("t", "files.show", format!("o{i}")))
+                    .unwrap();
+            }
+        });
+        let mut checks = 0;
+        while !writer.is_finished() {
+            if let Err(e) = verify(d.path()) {
+                panic!("verify beside an append after {checks} checks: {e}");
+            }
+            checks += 1;
+        }
+        writer.join().unwrap();
+        assert_eq!(verify(d.path()).unwrap().events, 301);
     }
 }
