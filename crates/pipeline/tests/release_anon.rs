@@ -3,16 +3,18 @@
 //! pseudonyms between releases (R-ANON-3), per-person date intervals preserved (R-ANON-6c),
 //! the risk report beside the manifest (R-ANON-7), NDB-compatible keys (R-PSEUDO-3).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+mod common;
 
-use arrow::array::{Array, Date32Array, StringArray};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+
+use arrow::array::Array;
 use chrono::NaiveDate;
+use common::{CsvTable, dates, read_csv, read_parquet, released_values, strings};
 use kiban_model::Table;
-use kiban_pipeline::ingest::IngestOptions;
-use kiban_pipeline::release::ReleaseOptions;
-use kiban_pipeline::{NoProgress, Workspace};
+use kiban_pipeline::Workspace;
 use kiban_release::{PackageWriter, ReleaseInput, Spec};
+use kiban_synth::SynthFormat;
 use sha2::{Digest, Sha256};
 
 struct Fixture {
@@ -23,88 +25,34 @@ struct Fixture {
 
 async fn fixture(persons: u64) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let synth = dir.path().join("synth");
-    let cfg = kiban_synth::SynthConfig {
-        persons,
-        hospitals: 2,
-        seed: 11,
-        formats: vec![kiban_synth::SynthFormat::Fhir],
-        ..Default::default()
-    };
-    kiban_synth::generate(&cfg, &synth, &mut |_, _| {}).expect("synth");
-    let ws = Workspace::init(&dir.path().join("ws")).await.expect("init");
-    let handlers =
-        kiban_pipeline::handlers::read_handlers_csv(&synth.join("handlers.csv")).expect("handlers");
-    for h in &handlers {
-        ws.add_handler(h).await.expect("add handler");
+    let cfg = common::synth_config(persons, 2, &[SynthFormat::Fhir], 11);
+    let s = common::synth_workspace(dir.path(), &cfg).await;
+    Fixture {
+        dir,
+        ws: s.ws,
+        on: s.received_on,
     }
-    ws.import_optout(&synth.join("optout.csv"))
-        .await
-        .expect("optout");
-    let on = cfg.effective_provision_date();
-    for h in &handlers {
-        let opts = IngestOptions {
-            handler: h.code.clone(),
-            format: None,
-            received_on: on,
-        };
-        ws.ingest(&[synth.join("hospitals").join(&h.code)], &opts, &NoProgress)
-            .await
-            .expect("ingest");
-    }
-    ws.link(None).await.expect("link");
-    Fixture { dir, ws, on }
 }
 
+/// A labelled re-run as of the provision date (the data's own "today").
 async fn release(f: &Fixture, spec: Spec, name: &str) -> (PathBuf, kiban_release::Manifest) {
     let out = f.dir.path().join(name);
-    let r =
-        f.ws.release(
-            &ReleaseOptions {
-                spec,
-                out: out.clone(),
-                on: f.on,
-                request: None,
-                rerun_of: Some("test-rerun".into()),
-            },
-            &NoProgress,
-        )
-        .await
-        .expect("release");
+    let r = common::release(&f.ws, spec, &out, f.on).await;
     (out, r.manifest)
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(path).expect("csv");
-    let header = r
-        .headers()
-        .expect("header")
-        .iter()
-        .map(String::from)
-        .collect();
-    let rows = r
-        .records()
-        .map(|rec| rec.expect("row").iter().map(String::from).collect())
-        .collect();
-    (header, rows)
-}
-
-fn col(header: &[String], name: &str) -> usize {
-    header.iter().position(|h| h == name).expect(name)
 }
 
 /// Issue 6 "done when", R-ANON-1/3/4/5/7 and R-PSEUDO-3, on one synthetic workspace.
 #[tokio::test]
 async fn anonymized_release_keeps_k_no_identifiers_rare_codes_risk_report() {
     let f = fixture(300).await;
-    let spec = Spec::profile("anonymized").expect("profile");
+    let spec = common::profile("anonymized");
     let k = spec.person.k as usize;
     let n_rare = spec.person.k as usize;
     let (out, manifest) = release(&f, spec.clone(), "rel-a").await;
     assert!(manifest.persons > 100, "{}", manifest.persons);
 
     // R-ANON-5: k on the person level, recomputed from the CSV.
-    let (h, rows) = read_csv(&out.join("person.csv"));
+    let CsvTable { header: h, rows } = read_csv(&out.join("person.csv"));
     assert_eq!(h, ["person_id", "birth_year", "sex", "prefecture"]);
     let mut classes: HashMap<&[String], usize> = HashMap::new();
     for r in &rows {
@@ -135,23 +83,11 @@ async fn anonymized_release_keeps_k_no_identifiers_rare_codes_risk_report() {
         "file_ref",
         "text",
     ];
-    let lake_regs: HashSet<String> =
-        f.ws.lake()
-            .scan(Table::Person)
-            .expect("scan")
-            .flat_map(|b| {
-                let b = b.expect("batch");
-                let a = b
-                    .column_by_name("registration_id")
-                    .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
-                    .expect("reg");
-                (0..a.len())
-                    .map(|i| a.value(i).to_string())
-                    .collect::<Vec<_>>()
-            })
-            .collect();
+    let lake_regs: HashSet<String> = common::lake_registrations(&f.ws, Table::Person)
+        .into_iter()
+        .collect();
     for (t, entry) in &manifest.tables {
-        let (h, rows) = read_csv(&out.join(&entry.csv));
+        let CsvTable { header: h, rows } = read_csv(&out.join(&entry.csv));
         for c in &h {
             assert!(!forbidden.contains(&c.as_str()), "{t}.{c}");
         }
@@ -165,12 +101,13 @@ async fn anonymized_release_keeps_k_no_identifiers_rare_codes_risk_report() {
 
     // R-ANON-4: every released ICD-10 label is held by ≥ N persons; source text of rare
     // codes is gone.
-    let (h, rows) = read_csv(&out.join("condition_occurrence.csv"));
+    let conditions = read_csv(&out.join("condition_occurrence.csv"));
     let (pc, cc, sn) = (
-        col(&h, "person_id"),
-        col(&h, "code"),
-        col(&h, "source_name"),
+        conditions.column("person_id"),
+        conditions.column("code"),
+        conditions.column("source_name"),
     );
+    let rows = conditions.rows;
     let mut holders: HashMap<&str, HashSet<&str>> = HashMap::new();
     let mut names: HashMap<&str, HashSet<&str>> = HashMap::new();
     for r in &rows {
@@ -202,8 +139,9 @@ async fn anonymized_release_keeps_k_no_identifiers_rare_codes_risk_report() {
         manifest.peculiar_values
     );
     // R-ANON-4: extreme lab values are top/bottom coded.
-    let (h, rows) = read_csv(&out.join("measurement.csv"));
-    let vt = col(&h, "value_text");
+    let measurements = read_csv(&out.join("measurement.csv"));
+    let vt = measurements.column("value_text");
+    let rows = measurements.rows;
     assert!(rows.iter().any(|r| r[vt].ends_with("以上")));
     assert!(rows.iter().any(|r| r[vt].ends_with("以下")));
 
@@ -251,23 +189,15 @@ async fn anonymized_release_keeps_k_no_identifiers_rare_codes_risk_report() {
 
     // R-ANON-3: a second release of the same data shares no pseudonym.
     let (out2, _) = release(&f, spec, "rel-b").await;
-    let ids = |dir: &Path, table: &str, column: &str| -> HashSet<String> {
-        let (h, rows) = read_csv(&dir.join(format!("{table}.csv")));
-        let c = col(&h, column);
-        rows.into_iter()
-            .map(|r| r[c].clone())
-            .filter(|v| !v.is_empty())
-            .collect()
-    };
     let (a, b) = (
-        ids(&out, "person", "person_id"),
-        ids(&out2, "person", "person_id"),
+        released_values(&out, "person", "person_id"),
+        released_values(&out2, "person", "person_id"),
     );
     assert_eq!(a.len(), b.len());
     assert!(a.is_disjoint(&b));
     let (a, b) = (
-        ids(&out, "visit_occurrence", "visit_id"),
-        ids(&out2, "visit_occurrence", "visit_id"),
+        released_values(&out, "visit_occurrence", "visit_id"),
+        released_values(&out2, "visit_occurrence", "visit_id"),
     );
     // (visit numbers may be absent in FHIR exports; when present they differ too)
     assert!(a.is_disjoint(&b));
@@ -280,18 +210,20 @@ async fn anonymized_release_keeps_k_no_identifiers_rare_codes_risk_report() {
     let pseudo = Spec::parse(&text).expect("spec");
     let (p1, m1) = release(&f, pseudo.clone(), "rel-p1").await;
     let (p2, _) = release(&f, pseudo, "rel-p2").await;
-    let (h, rows) = read_csv(&p1.join("person.csv"));
-    assert_eq!(&h[4..], ["id1", "id2"]);
-    let with_id2 = rows
-        .iter()
-        .filter(|r| r[col(&h, "id2")].len() == 64)
-        .count();
+    let persons = read_csv(&p1.join("person.csv"));
+    assert_eq!(&persons.header[4..], ["id1", "id2"]);
+    let id2 = persons.column("id2");
+    let rows = persons.rows;
+    let with_id2 = rows.iter().filter(|r| r[id2].len() == 64).count();
     assert!(
         with_id2 * 10 >= rows.len() * 9,
         "{with_id2} of {}",
         rows.len()
     );
-    let (x, y) = (ids(&p1, "person", "id2"), ids(&p2, "person", "id2"));
+    let (x, y) = (
+        released_values(&p1, "person", "id2"),
+        released_values(&p2, "person", "id2"),
+    );
     assert!(
         !x.is_empty() && x.is_disjoint(&y),
         "NDB keys differ between releases"
@@ -311,21 +243,15 @@ async fn per_person_date_intervals_are_identical_to_the_source_r_anon_6c() {
     let f = fixture(60).await;
     let links = f.ws.person_links().await.expect("links");
     let lake = f.ws.lake();
-    let mut registrations: HashMap<String, String> = HashMap::new();
-    for b in lake.scan(Table::Person).expect("scan") {
-        let b = b.expect("batch");
-        let regs = b
-            .column_by_name("registration_id")
-            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-            .expect("reg");
-        for i in 0..regs.len() {
-            let r = regs.value(i).to_string();
+    let registrations: HashMap<String, String> = common::lake_registrations(&f.ws, Table::Person)
+        .into_iter()
+        .map(|r| {
             let p = links.get(&r).cloned().unwrap_or_else(|| r.clone());
-            registrations.insert(r, p);
-        }
-    }
+            (r, p)
+        })
+        .collect();
     let key = [42u8; 32];
-    let mut spec = Spec::profile("anonymized").expect("profile");
+    let mut spec = common::profile("anonymized");
     // Keep every person (no suppression needed to compare), dates shifted by up to 30 days.
     spec.person.quasi_identifiers = vec!["sex".into()];
     spec.person.k = 2;
@@ -385,70 +311,46 @@ async fn per_person_date_intervals_are_identical_to_the_source_r_anon_6c() {
     for t in tables {
         for b in lake.scan(t).expect("scan") {
             let b = b.expect("batch");
-            let regs = b
-                .column_by_name("registration_id")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .expect("reg");
+            let regs = strings(&b, "registration_id");
             // A row with a date on the 1st is released to the month (the source may have
             // known only the month): intervals are promised for the other rows.
             let month_row = |i: usize| {
                 t.date_columns().any(|d| {
-                    let c = b
-                        .column_by_name(d)
-                        .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-                        .expect("date");
+                    let c = dates(&b, d);
                     !c.is_null(i) && (c.value(i) - day1_offset(c.value(i))) == 0
                 })
             };
             for d in t.date_columns() {
-                let dates = b
-                    .column_by_name(d)
-                    .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-                    .expect("date");
+                let days = dates(&b, d);
                 for i in 0..b.num_rows() {
-                    if !dates.is_null(i) && !month_row(i) {
+                    if !days.is_null(i) && !month_row(i) {
                         source
                             .entry((registrations[regs.value(i)].clone(), t.name(), d.into()))
                             .or_default()
-                            .push(dates.value(i));
+                            .push(days.value(i));
                     }
                 }
             }
         }
-        let file = std::fs::File::open(out.join(format!("{}.parquet", t.name()))).expect("open");
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .expect("parquet")
-            .build()
-            .expect("reader");
-        for b in reader {
-            let b = b.expect("batch");
-            let pids = b
-                .column_by_name("person_id")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .expect("pid");
-            let precision = b
-                .column_by_name("date_precision")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .expect("date_precision");
+        for b in read_parquet(&out.join(format!("{}.parquet", t.name()))) {
+            let pids = strings(&b, "person_id");
+            let precision = strings(&b, "date_precision");
             for d in t.date_columns() {
-                let dates = b
-                    .column_by_name(d)
-                    .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-                    .expect("date");
+                let days = dates(&b, d);
                 for i in 0..b.num_rows() {
                     if precision.value(i) == "month" {
                         assert!(
-                            dates.is_null(i) || day1_offset(dates.value(i)) == dates.value(i),
+                            days.is_null(i) || day1_offset(days.value(i)) == days.value(i),
                             "a month row is released on the 1st of its month"
                         );
                         continue;
                     }
-                    if !dates.is_null(i) {
+                    if !days.is_null(i) {
                         let person = by_pseudonym.get(pids.value(i)).expect("maps back");
                         released
                             .entry((person.clone(), t.name(), d.into()))
                             .or_default()
-                            .push(dates.value(i));
+                            .push(days.value(i));
                     }
                 }
             }

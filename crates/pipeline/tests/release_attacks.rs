@@ -22,19 +22,19 @@
 //! fit, the person counts as recovered if the attacker's claim equals any of their offsets
 //! (this can only overstate the attack).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use arrow::array::{Array, Date32Array, StringArray};
+use arrow::array::Array;
 use chrono::{Datelike, Duration, NaiveDate};
+use common::{CsvTable, dates, profile, read_csv, read_json, release_options, strings, today};
 use kiban_consent::{EventKind, Relation};
 use kiban_model::Table;
-use kiban_pipeline::ingest::IngestOptions;
 use kiban_pipeline::optout_events::OptoutEventRequest;
-use kiban_pipeline::release::ReleaseOptions;
 use kiban_pipeline::{NoProgress, Workspace};
-use kiban_release::Spec;
 
 // ---------------------------------------------------------------------------------------
 // The shared setup: synth → workspace → four releases, built once.
@@ -80,20 +80,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn today() -> NaiveDate {
-    chrono::Local::now().date_naive()
-}
-
-fn release_opts(spec: Spec, out: PathBuf, on: NaiveDate) -> ReleaseOptions {
-    ReleaseOptions {
-        spec,
-        out,
-        on,
-        request: None,
-        rerun_of: None,
-    }
-}
-
 /// The setup's folder. A static is never dropped, so a `TempDir` in it would be left behind
 /// by every run: the folder lives under cargo's per-target temporary directory instead, and
 /// each run first removes what earlier runs (more than an hour old) left there.
@@ -126,39 +112,15 @@ fn setup_dir() -> tempfile::TempDir {
 
 fn build_setup() -> Setup {
     let dir = setup_dir();
-    let synth = dir.path().join("synth");
-    let cfg = kiban_synth::SynthConfig {
-        persons: 300,
-        hospitals: 8,
-        seed: 1313,
-        formats: kiban_synth::SynthFormat::ALL.to_vec(),
-        ..Default::default()
-    };
-    kiban_synth::generate(&cfg, &synth, &mut |_, _| {}).expect("synth");
+    let cfg = common::synth_config(300, 8, &kiban_synth::SynthFormat::ALL, 1313);
+    let synth = common::generate(dir.path(), &cfg);
     strip_claims_days(&synth);
-    let ws_dir = dir.path().join("ws");
     let today = today();
     let rt = runtime();
-    let (anon, pseudo, truth, excluded_first) = rt.block_on(async {
-        let ws = Workspace::init(&ws_dir).await.expect("init");
-        let handlers = kiban_pipeline::handlers::read_handlers_csv(&synth.join("handlers.csv"))
-            .expect("handlers");
-        for h in &handlers {
-            ws.add_handler(h).await.expect("add handler");
-        }
-        ws.import_optout(&synth.join("optout.csv"))
+    let (ws_dir, anon, pseudo, truth, excluded_first) = rt.block_on(async {
+        let ws = common::ingest_synth(dir.path(), &synth, cfg.effective_provision_date())
             .await
-            .expect("optout");
-        for h in &handlers {
-            let opts = IngestOptions {
-                handler: h.code.clone(),
-                format: None,
-                received_on: cfg.effective_provision_date(),
-            };
-            ws.ingest(&[synth.join("hospitals").join(&h.code)], &opts, &NoProgress)
-                .await
-                .expect("ingest");
-        }
+            .ws;
         ws.link(None).await.expect("link");
         let mut excluded_first = 0;
         let mut anon = Vec::new();
@@ -166,9 +128,11 @@ fn build_setup() -> Setup {
         for (profile, outs) in [("anonymized", &mut anon), ("pseudonymized", &mut pseudo)] {
             for i in 0..2 {
                 let out = dir.path().join(format!("{profile}-{i}"));
-                let spec = Spec::profile(profile).expect("profile");
                 let r = ws
-                    .release(&release_opts(spec, out.clone(), today), &NoProgress)
+                    .release(
+                        &release_options(common::profile(profile), out.clone(), today),
+                        &NoProgress,
+                    )
                     .await
                     .unwrap_or_else(|e| panic!("{profile} release on {today}: {e}"));
                 if profile == "anonymized" && i == 0 {
@@ -178,7 +142,7 @@ fn build_setup() -> Setup {
             }
         }
         let truth = lake_truth(&ws).await;
-        (anon, pseudo, truth, excluded_first)
+        (ws.root().to_path_buf(), anon, pseudo, truth, excluded_first)
     });
     drop(rt);
     let pair = |v: Vec<PathBuf>| -> [PathBuf; 2] { v.try_into().expect("two releases") };
@@ -260,17 +224,11 @@ async fn lake_truth(ws: &Workspace) -> HashMap<String, HashSet<DatedFact>> {
         }
         for b in ws.lake().scan(t).expect("scan") {
             let b = b.expect("batch");
-            let regs = b
-                .column_by_name("registration_id")
-                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
-                .expect("registration_id");
+            let regs = strings(&b, "registration_id");
             for d in t.date_columns() {
-                let dates = b
-                    .column_by_name(d)
-                    .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-                    .expect("date column");
+                let days = dates(&b, d);
                 for i in 0..b.num_rows() {
-                    if dates.is_null(i) {
+                    if days.is_null(i) {
                         continue;
                     }
                     let reg = regs.value(i);
@@ -278,7 +236,7 @@ async fn lake_truth(ws: &Workspace) -> HashMap<String, HashSet<DatedFact>> {
                     truth
                         .entry(person.to_string())
                         .or_default()
-                        .insert((t.name().to_string(), dates.value(i)));
+                        .insert((t.name().to_string(), days.value(i)));
                 }
             }
         }
@@ -290,44 +248,11 @@ async fn lake_truth(ws: &Workspace) -> HashMap<String, HashSet<DatedFact>> {
 // What the attacker reads: the release folder.
 // ---------------------------------------------------------------------------------------
 
-struct CsvTable {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-impl CsvTable {
-    fn col(&self, name: &str) -> Option<usize> {
-        self.header.iter().position(|h| h == name)
-    }
-}
-
 struct Release {
     manifest: serde_json::Value,
     risk: serde_json::Value,
     /// Table name → its CSV file, as listed in the manifest.
     tables: BTreeMap<String, CsvTable>,
-}
-
-fn read_csv(path: &Path) -> CsvTable {
-    let mut r = csv::Reader::from_path(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let header = r
-        .headers()
-        .expect("header")
-        .iter()
-        .map(String::from)
-        .collect();
-    let rows = r
-        .records()
-        .map(|rec| rec.expect("row").iter().map(String::from).collect())
-        .collect();
-    CsvTable { header, rows }
-}
-
-fn read_json(path: &Path) -> serde_json::Value {
-    serde_json::from_slice(
-        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn read_release(dir: &Path) -> Release {
@@ -1298,10 +1223,10 @@ fn attack_5_a_release_cannot_be_back_dated_past_a_stop() {
         let yesterday = today - Duration::days(1);
         let tomorrow = today + Duration::days(1);
         let dir = s.dir.path();
-        let spec = Spec::profile("anonymized").expect("profile");
+        let spec = profile("anonymized");
         let mut failures = Vec::new();
         let labelled = |out: &str, on: NaiveDate| {
-            let mut o = release_opts(spec.clone(), dir.join(out), on);
+            let mut o = release_options(spec.clone(), dir.join(out), on);
             o.rerun_of = Some("eval-2026-attack5".into());
             o
         };
@@ -1343,7 +1268,7 @@ fn attack_5_a_release_cannot_be_back_dated_past_a_stop() {
         // Released today, the stop applies.
         match ws
             .release(
-                &release_opts(spec.clone(), dir.join("attack5-today"), today),
+                &release_options(spec.clone(), dir.join("attack5-today"), today),
                 &NoProgress,
             )
             .await
@@ -1379,7 +1304,7 @@ fn attack_5_a_release_cannot_be_back_dated_past_a_stop() {
         for (what, opts) in [
             (
                 "a release",
-                release_opts(spec.clone(), dir.join("attack5-yesterday"), yesterday),
+                release_options(spec.clone(), dir.join("attack5-yesterday"), yesterday),
             ),
             (
                 "a labelled re-run",
@@ -1405,7 +1330,7 @@ fn attack_5_a_release_cannot_be_back_dated_past_a_stop() {
         // Dated in the future.
         if let Ok(r) = ws
             .release(
-                &release_opts(spec.clone(), dir.join("attack5-tomorrow"), tomorrow),
+                &release_options(spec.clone(), dir.join("attack5-tomorrow"), tomorrow),
                 &NoProgress,
             )
             .await
