@@ -443,15 +443,19 @@ pub struct KindUtility {
     pub kind: String,
     /// Distinct items (codes) of this kind occurring in the input.
     pub items: usize,
-    /// … released as an ancestor (for every holder).
+    /// … released as an ancestor whose label is not the code's own (the same for every
+    /// holder: the recoding is global). A climb to an ancestor with the same label (`J00` to
+    /// its category `J00`) hides nothing and is not counted; the top always is.
     pub items_generalized: usize,
     /// … released as the kind's top.
     pub items_at_top: usize,
-    /// … suppressed for at least one holder.
+    /// … suppressed for *at least one* holder (one suppressed occurrence of a code held by
+    /// thousands counts the code): with many QI classes this share can reach 100 % while
+    /// few occurrences are suppressed — read it with `occurrences_suppressed`.
     pub items_suppressed: usize,
     /// Item occurrences (person, item).
     pub occurrences: usize,
-    /// … released as an ancestor.
+    /// … released as an ancestor with another label (as `items_generalized`).
     pub occurrences_generalized: usize,
     /// … suppressed.
     pub occurrences_suppressed: usize,
@@ -460,7 +464,7 @@ pub struct KindUtility {
 }
 
 impl KindUtility {
-    /// Share of distinct items released as an ancestor.
+    /// Share of distinct items released as an ancestor with another label.
     pub fn share_items_generalized(&self) -> f64 {
         share(self.items_generalized, self.items)
     }
@@ -488,7 +492,7 @@ pub struct KmUtility {
     pub persons: usize,
     /// Persons who lost at least one item occurrence.
     pub persons_with_suppression: usize,
-    /// Persons with at least one item released as an ancestor.
+    /// Persons with at least one item released as an ancestor with another label.
     pub persons_with_generalization: usize,
     pub per_kind: Vec<KindUtility>,
     /// All kinds together (`kind` = "*").
@@ -661,6 +665,15 @@ fn utility(input: &KmInput<'_>, recode: &[u32], suppressed: &[(u32, u32)]) -> Km
             ..KindUtility::default()
         })
         .collect();
+    // A leaf is generalized when its released label is not its own: a climb to an ancestor
+    // with the same label (a 3-character ICD-10 code `J00` to its category `J00`) hides
+    // nothing and is not counted. The top is released as 「その他」 by the caller: always counted.
+    let generalized: Vec<bool> = (0..f.leaves() as u32)
+        .map(|l| {
+            let r = recode[l as usize];
+            r != l && (f.is_top(r) || f.label(r) != f.label(l))
+        })
+        .collect();
     let mut seen = vec![false; f.leaves()];
     let mut leaf_supp = vec![false; f.leaves()];
     let mut loss = vec![0.0f64; f.kinds()];
@@ -683,9 +696,11 @@ fn utility(input: &KmInput<'_>, recode: &[u32], suppressed: &[(u32, u32)]) -> Km
                 loss[kind] += 1.0;
                 any_s = true;
             } else if r != *l {
-                ku.occurrences_generalized += 1;
                 loss[kind] += f.ncp(r);
-                any_g = true;
+                if generalized[li] {
+                    ku.occurrences_generalized += 1;
+                    any_g = true;
+                }
             }
         }
         persons_supp += usize::from(any_s);
@@ -699,7 +714,7 @@ fn utility(input: &KmInput<'_>, recode: &[u32], suppressed: &[(u32, u32)]) -> Km
         let ku = &mut per_kind[f.kind(l) as usize];
         ku.items += 1;
         let r = recode[leaf];
-        if r != l {
+        if generalized[leaf] {
             ku.items_generalized += 1;
         }
         if f.is_top(r) && r != l {
@@ -1592,6 +1607,35 @@ mod tests {
         assert_eq!(sol.recode, vec![0, 1, e10, 3]);
         assert_eq!(sol.suppressed, vec![(2, 1), (3, 2)]);
         assert_eq!(check(&input, &sol).count, 0);
+    }
+
+    #[test]
+    fn a_code_climbed_to_an_ancestor_of_its_own_label_is_not_counted_as_generalized() {
+        // leaves: J00 = 0 (a 3-character code: its category is `J00` too), E11.9 = 1,
+        // E11.2 = 2. Two holders each, one class: k = 2 holds, nothing changes.
+        let f = dx_forest(&["J00", "E11.9", "E11.2"]);
+        let sets = ItemSets::from_lists(vec![vec![0, 1], vec![0, 1], vec![2], vec![2]]);
+        let qi = [0; 4];
+        let input = KmInput::new(2, 1, &f, &qi, &sets);
+        let mut sol = km_anonymize(&input).unwrap();
+        assert_eq!(sol.utility.total.items_generalized, 0);
+        // J00 climbs to its category (same label), E11.9 to E11 (taking E11.2 along).
+        sol.climb(&input, &[0, 1]).unwrap();
+        let j00 = f.parent(0).unwrap();
+        assert_eq!((f.label(j00), sol.recode[0]), ("J00", j00));
+        assert_eq!(f.label(sol.recode[1]), "E11");
+        let u = &sol.utility.total;
+        // Only the E11 codes are released under another label: 2 of 3 codes, 4 of 6
+        // occurrences, persons 0–3 all hold one.
+        assert_eq!((u.items, u.items_generalized, u.items_at_top), (3, 2, 0));
+        assert_eq!((u.occurrences, u.occurrences_generalized), (6, 4));
+        assert_eq!(sol.utility.persons_with_generalization, 4);
+        // Chapter X climbs to the top, which takes the E11 codes along (a cut).
+        sol.climb(&input, &[j00, f.parent(j00).unwrap()]).unwrap();
+        assert!(sol.recode.iter().all(|r| f.is_top(*r)));
+        let u = &sol.utility.total;
+        assert_eq!((u.items_generalized, u.items_at_top), (3, 3));
+        assert_eq!(u.occurrences_generalized, 6);
     }
 
     #[test]
