@@ -31,19 +31,6 @@ pub struct ReleaseOptions {
     pub rerun_of: Option<String>,
 }
 
-impl ReleaseOptions {
-    /// A release as of today.
-    pub fn today(spec: Spec, out: PathBuf) -> ReleaseOptions {
-        ReleaseOptions {
-            spec,
-            out,
-            on: chrono::Local::now().date_naive(),
-            request: None,
-            rerun_of: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct ReleaseReport {
     pub manifest: Manifest,
@@ -190,7 +177,11 @@ impl Workspace {
                         .map_err(|e| kiban_release::ReleaseError::Store(e.to_string()))
                 },
                 notes,
-                &mut |_| progress.advance(1),
+                &mut |s| {
+                    if let kiban_release::Step::Written(..) = s {
+                        progress.advance(1);
+                    }
+                },
             )?;
         progress.finish_stage();
 

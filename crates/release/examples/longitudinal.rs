@@ -28,7 +28,9 @@ use chrono::{Duration, NaiveDate};
 use kiban_model::batch::FactBatchBuilder;
 use kiban_model::fact::{Condition, Drug, Measurement, PersonFact, Provenance, Visit, VisitType};
 use kiban_model::{Fact, Table};
-use kiban_release::{PackageWriter, Population, ReleaseInput, Spec, collect_demographics};
+use kiban_release::{
+    PackageWriter, Population, ReleaseError, ReleaseInput, Spec, Step, collect_demographics,
+};
 use kiban_store::Lake;
 use kiban_synth::population::{Clinic, NoiseCounts, OrderCounter, PersonSource};
 use kiban_synth::tables::{DEPARTMENTS, DIAGNOSES, DRUGS, LABS};
@@ -309,31 +311,24 @@ fn release(dir: &Path, n: u64, profile: &str) -> Result<(), BoxError> {
         population,
         ndb_keys: None,
     };
-    let mut writer = PackageWriter::new(spec.clone(), &out, input)?;
+    let writer = PackageWriter::new(spec.clone(), &out, input)?;
     stage("person-level k-anonymity + risk", &mut t);
-    // The writer's protocol (`PackageWriter::write_package`), stage by stage for the timings.
-    for table in spec.tables() {
-        if writer.needs_items(table) {
-            writer.collect_items(table, lake.scan(table)?)?;
-            stage(&format!("{table}: items prepass"), &mut t);
-        }
-    }
-    writer.solve_items()?;
-    stage("longitudinal model + rare codes", &mut t);
     let mut rows = Vec::new();
-    for table in spec.tables() {
-        if table == Table::Person {
-            rows.push((table, writer.write_person_table()?));
-        } else {
-            if writer.needs_prepass(table) {
-                writer.prepare_table(table, lake.scan(table)?)?;
-                stage(&format!("{table}: prepass"), &mut t);
+    let (manifest, _) = writer.write_package(
+        |table| {
+            lake.scan(table)
+                .map_err(|e| ReleaseError::Store(e.to_string()))
+        },
+        serde_json::json!({"benchmark": true}),
+        &mut |s| match s {
+            Step::Prepass(table) => stage(&format!("{table}: prepass (codes, lab values)"), &mut t),
+            Step::Models => stage("longitudinal model + rare codes", &mut t),
+            Step::Written(table, n) => {
+                rows.push((table, n));
+                stage(&format!("{table}: write"), &mut t);
             }
-            rows.push((table, writer.write_table(table, lake.scan(table)?)?));
-        }
-        stage(&format!("{table}: write"), &mut t);
-    }
-    let manifest = writer.finish(serde_json::json!({"benchmark": true}))?;
+        },
+    )?;
     stage("risk report + manifest", &mut t);
     let total = started.elapsed().as_secs_f64();
 

@@ -18,6 +18,7 @@
 //! addressed by integers: the collector interns each table's codes once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::Hasher;
 
 use arrow::array::{Array, Date32Array, RecordBatch, StringArray};
 use chrono::Datelike;
@@ -150,10 +151,12 @@ impl SetDigest {
         }
     }
 
-    pub(crate) fn observe<const N: usize>(
+    /// Reads one written batch; `index_of` gives a pseudonym's released index. The output
+    /// is sorted by pseudonym, so the index is looked up once per run of a person's rows.
+    pub(crate) fn observe(
         &mut self,
         batch: &RecordBatch,
-        sorted_pseudonyms: &[[u8; N]],
+        index_of: &dyn Fn(&str) -> Option<usize>,
     ) -> Result<(), ReleaseError> {
         let missing = |c: &str| ReleaseError::Store(format!("{}: column {c} missing", self.table));
         let ids = batch
@@ -166,12 +169,12 @@ impl SetDigest {
         let text = col.as_any().downcast_ref::<StringArray>();
         let dates = col.as_any().downcast_ref::<Date32Array>();
         for i in 0..batch.num_rows() {
-            let r = sorted_pseudonyms
-                .binary_search_by(|p| p.as_slice().cmp(ids.value(i).as_bytes()))
-                .ok();
-            if r != self.current {
-                self.flush();
-                self.current = r;
+            if i == 0 || ids.value(i) != ids.value(i - 1) {
+                let r = index_of(ids.value(i));
+                if r != self.current {
+                    self.flush();
+                    self.current = r;
+                }
             }
             let v = if let Some(t) = text {
                 (!t.is_null(i)).then(|| hash_of(t.value(i).as_bytes()))
@@ -196,8 +199,11 @@ impl SetDigest {
         {
             self.values.sort_unstable();
             self.values.dedup();
-            let bytes: Vec<u8> = self.values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.out[r] = hash_of(&bytes) | 1;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            for v in &self.values {
+                h.write_u64(*v);
+            }
+            self.out[r] = h.finish() | 1;
         }
         self.values.clear();
     }
@@ -206,6 +212,13 @@ impl SetDigest {
         self.flush();
         (self.table, self.out)
     }
+}
+
+/// SplitMix64's finalizer: a cheap bijective mix of 64 bits.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
 /// A stable 64-bit hash (SipHash with fixed keys: the same in every run).
@@ -237,8 +250,9 @@ pub(crate) fn measure_uniqueness(
             .iter()
             .filter(|(t, _)| *t != Table::VisitOccurrence)
             .fold(0u64, |acc, (t, v)| {
+                // Tables apart, order-free: one mixed term per table.
                 let d = v.get(r).copied().unwrap_or(0);
-                acc.wrapping_add(hash_of(&[&[*t as u8][..], &d.to_le_bytes()].concat()))
+                acc.wrapping_add(mix(d ^ (*t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)))
             })
     };
     let uniques = |key: &dyn Fn(usize) -> (u64, u64)| {

@@ -27,7 +27,7 @@ pub mod text_policy;
 use std::path::Path;
 
 pub use package::{
-    Manifest, NdbKeys, PackageWriter, ReleaseInput, collect_demographics, ndb_release_key,
+    Manifest, NdbKeys, PackageWriter, ReleaseInput, Step, collect_demographics, ndb_release_key,
     person_pseudonym,
 };
 pub use population::{Demographics, Population, PopulationFull};

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -194,6 +195,17 @@ pub fn person_pseudonym(release_key: &[u8; 32], person_key: &str) -> String {
     keyed_pseudonym(release_key, person_key)
 }
 
+/// A step of [`PackageWriter::write_package`], reported as it ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// The first pass over a table (codes, lab values).
+    Prepass(Table),
+    /// The item models (longitudinal, rare codes) solved.
+    Models,
+    /// A table written, with its rows.
+    Written(Table, u64),
+}
+
 /// Writes one release package.
 pub struct PackageWriter {
     spec: Spec,
@@ -218,15 +230,13 @@ pub struct PackageWriter {
     risk: RiskAssessment,
     /// Per coded table: what each code is released as (R-ANON-4, the longitudinal model).
     items: BTreeMap<Table, TablePlan>,
-    /// Codes collected per coded table by [`PackageWriter::collect_items`].
+    /// Codes counted per coded table by [`PackageWriter::prepare_table`].
     collected: Vec<(Table, TableCodes)>,
     longitudinal: LongitudinalReport,
     /// Per population person: the released index (position in `person_rows`), or `u32::MAX`.
     released_index: Vec<u32>,
     /// Per released index: the QI equivalence class (released QI values, interned).
     classes: Vec<u32>,
-    /// Released pseudonyms in released-index (= pseudonym) order.
-    sorted_pseudonyms: Vec<[u8; PSEUDONYM_LEN]>,
     /// Per released index: the class of the released person row (its values but the ID).
     released_classes: Vec<u32>,
     /// Per written table with a set-valued attribute: each person's set digest.
@@ -319,8 +329,6 @@ impl PackageWriter {
             })
             .collect();
         by_pseudonym.sort_unstable();
-        let sorted_pseudonyms: Vec<[u8; PSEUDONYM_LEN]> =
-            by_pseudonym.iter().map(|(p, _)| *p).collect();
         let person_rows: Vec<u32> = by_pseudonym.into_iter().map(|(_, i)| i).collect();
         let mut released_index = vec![u32::MAX; order.len()];
         let mut class_ids: HashMap<[Arc<str>; 3], u32> = HashMap::new();
@@ -354,7 +362,6 @@ impl PackageWriter {
             longitudinal: LongitudinalReport::default(),
             released_index,
             classes,
-            sorted_pseudonyms,
             released_classes: Vec::new(),
             digests: Vec::new(),
             lab_bounds: None,
@@ -368,71 +375,86 @@ impl PackageWriter {
         self.released[p as usize].map(|o| (p, o))
     }
 
+    /// The released index (position in `person_rows`, which is in pseudonym order) of a
+    /// released pseudonym.
+    fn released_index_of(&self, pseudonym: &str) -> Option<usize> {
+        self.person_rows
+            .binary_search_by(|&i| {
+                self.released[self.order[i as usize] as usize]
+                    .as_ref()
+                    .map_or(&[][..], |o| o.pseudonym.as_slice())
+                    .cmp(pseudonym.as_bytes())
+            })
+            .ok()
+    }
+
     /// The release's risk assessment (R-ANON-7).
     pub fn risk(&self) -> &RiskAssessment {
         &self.risk
     }
 
     /// Whether `table` needs a first pass over its batches ([`PackageWriter::prepare_table`])
-    /// before [`PackageWriter::write_table`]: lab percentiles are counted over the whole
-    /// released table first (R-ANON-4).
+    /// before anything is written: its codes are counted for the item models (R-ANON-4, the
+    /// longitudinal model; then [`PackageWriter::solve_items`] runs after every such pass)
+    /// and, for measurements, each analyte's values for top/bottom coding.
     pub fn needs_prepass(&self, table: Table) -> bool {
+        self.needs_lab_bounds(table) || self.needs_items(table)
+    }
+
+    fn needs_lab_bounds(&self, table: Table) -> bool {
         table == Table::Measurement && self.spec.measurement.top_bottom_percentile > 0.0
     }
 
-    /// Whether the coded `table`'s codes are treated by a model (rare codes or the
-    /// longitudinal model): then [`PackageWriter::collect_items`] must see it and
-    /// [`PackageWriter::solve_items`] run before any table is written.
-    pub fn needs_items(&self, table: Table) -> bool {
+    fn needs_items(&self, table: Table) -> bool {
         CODED_TABLES.contains(&table)
             && self.spec.tables().contains(&table)
             && (self.spec.item_tables().contains(&table) || self.spec.codes.min_persons() > 0)
     }
 
-    /// First pass over a table that [`PackageWriter::needs_prepass`]: collects each
-    /// analyte's values.
+    /// The first pass over a table that [`PackageWriter::needs_prepass`], in one scan:
+    /// released persons per code, and each analyte's values.
     pub fn prepare_table<E: std::fmt::Display>(
         &mut self,
         table: Table,
         batches: impl Iterator<Item = Result<RecordBatch, E>>,
     ) -> Result<(), ReleaseError> {
-        if self.needs_prepass(table) {
-            self.lab_bounds = Some(self.lab_percentiles(batches)?);
-        }
-        Ok(())
-    }
-
-    /// First pass over a coded table that [`PackageWriter::needs_items`]: counts released
-    /// persons per code.
-    pub fn collect_items<E: std::fmt::Display>(
-        &mut self,
-        table: Table,
-        batches: impl Iterator<Item = Result<RecordBatch, E>>,
-    ) -> Result<(), ReleaseError> {
-        if !self.needs_items(table) {
+        let (items, lab) = (self.needs_items(table), self.needs_lab_bounds(table));
+        if !items && !lab {
             return Ok(());
         }
         let mut codes = TableCodes::default();
+        let mut hist = LabHist::default();
         for batch in batches {
             let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
-            let code = string_col(&batch, "code")?;
-            let system = string_col(&batch, "code_system")?;
-            for (i, p) in self.row_persons(&batch)?.into_iter().enumerate() {
-                if let Some(p) = p
-                    && let Some(c) = released_code(code, system, i)
-                {
-                    codes.add(self.released_index[p as usize], &c);
+            let persons = self.row_persons(&batch)?;
+            if items {
+                let code = string_col(&batch, "code")?;
+                let system = string_col(&batch, "code_system")?;
+                for (i, p) in persons.iter().enumerate() {
+                    if let Some(p) = p
+                        && let Some(c) = released_code(code, system, i)
+                    {
+                        codes.add(self.released_index[*p as usize], &c);
+                    }
                 }
             }
+            if lab {
+                hist.add(&batch, &persons)?;
+            }
         }
-        self.collected.retain(|(t, _)| *t != table);
-        self.collected.push((table, codes));
+        if items {
+            self.collected.retain(|(t, _)| *t != table);
+            self.collected.push((table, codes));
+        }
+        if lab {
+            self.lab_bounds = Some(hist.bounds(self.spec.measurement.top_bottom_percentile));
+        }
         Ok(())
     }
 
-    /// Solves the item models over the collected tables (after every
-    /// [`PackageWriter::collect_items`]) and measures the longitudinal risk; refuses a release
-    /// whose measured risk breaks the spec.
+    /// Solves the item models over the codes counted by every
+    /// [`PackageWriter::prepare_table`]; refuses a release whose measured risk breaks the
+    /// spec.
     pub fn solve_items(&mut self) -> Result<(), ReleaseError> {
         let collected = std::mem::take(&mut self.collected);
         let (plans, report) = crate::items::solve(
@@ -462,15 +484,15 @@ impl PackageWriter {
         Ok(())
     }
 
-    /// Writes the whole package — the protocol is the writer's: the item models' first pass
-    /// over every coded table, lab percentiles, the person table, every table, the manifest —
-    /// and returns the manifest with the SHA-256 of `manifest.json`. `scan` gives a table's
-    /// batches from the store (called once per pass).
+    /// Writes the whole package — the protocol is the writer's: the first pass over every
+    /// table that needs one, the item models, every table, the manifest — and returns the
+    /// manifest with the SHA-256 of `manifest.json`. `scan` gives a table's batches from the
+    /// store (called once per pass); `step` hears each step as it ends.
     pub fn write_package<I, E>(
         mut self,
         mut scan: impl FnMut(Table) -> Result<I, ReleaseError>,
         notes: serde_json::Value,
-        progress: &mut dyn FnMut(Table),
+        step: &mut dyn FnMut(Step),
     ) -> Result<(Manifest, String), ReleaseError>
     where
         I: Iterator<Item = Result<RecordBatch, E>>,
@@ -478,21 +500,20 @@ impl PackageWriter {
     {
         let tables = self.spec.tables();
         for &t in &tables {
-            if self.needs_items(t) {
-                self.collect_items(t, scan(t)?)?;
+            if self.needs_prepass(t) {
+                self.prepare_table(t, scan(t)?)?;
+                step(Step::Prepass(t));
             }
         }
         self.solve_items()?;
+        step(Step::Models);
         for t in tables {
-            if t == Table::Person {
-                self.write_person_table()?;
+            let rows = if t == Table::Person {
+                self.write_person_table()?
             } else {
-                if self.needs_prepass(t) {
-                    self.prepare_table(t, scan(t)?)?;
-                }
-                self.write_table(t, scan(t)?)?;
-            }
-            progress(t);
+                self.write_table(t, scan(t)?)?
+            };
+            step(Step::Written(t, rows));
         }
         self.finish_hashed(notes)
     }
@@ -512,68 +533,6 @@ impl PackageWriter {
                 }
             })
             .collect())
-    }
-
-    /// Per analyte, the values at the requested percentiles from both ends. Values are
-    /// counted in a histogram (lab values are written with fixed decimals, so an analyte has
-    /// few distinct values): exact, and memory grows with distinct values, not with rows.
-    fn lab_percentiles<E: std::fmt::Display>(
-        &self,
-        batches: impl Iterator<Item = Result<RecordBatch, E>>,
-    ) -> Result<LabBounds, ReleaseError> {
-        // Keyed by the borrowed code, so that a row costs no allocation: standard codes and
-        // source codes apart, as `analyte` names them.
-        type Hist = HashMap<u64, u64>;
-        let mut by_code: hashbrown::HashMap<String, Hist> = hashbrown::HashMap::new();
-        let mut by_source: hashbrown::HashMap<String, Hist> = hashbrown::HashMap::new();
-        let mut unnamed: Hist = HashMap::new();
-        for batch in batches {
-            let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
-            let v = f64_col(&batch, "value_number")?;
-            let code = string_col(&batch, "code")?;
-            let scode = string_col(&batch, "source_code")?;
-            for (i, p) in self.row_persons(&batch)?.into_iter().enumerate() {
-                if p.is_none() || v.is_null(i) || !v.value(i).is_finite() {
-                    continue;
-                }
-                let hist = if !code.is_null(i) {
-                    hist_of(&mut by_code, code.value(i))
-                } else if !scode.is_null(i) {
-                    hist_of(&mut by_source, scode.value(i))
-                } else {
-                    &mut unnamed
-                };
-                // -0.0 and 0.0 are one value.
-                *hist.entry((v.value(i) + 0.0).to_bits()).or_default() += 1;
-            }
-        }
-        let p = self.spec.measurement.top_bottom_percentile / 100.0;
-        let bounds = |hist: Hist| {
-            let mut hist: Vec<(f64, u64)> = hist
-                .into_iter()
-                .map(|(b, c)| (f64::from_bits(b), c))
-                .collect();
-            hist.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-            let n: u64 = hist.iter().map(|(_, c)| c).sum();
-            // Nearest rank: the r-th smallest and r-th largest values, r = ⌈p·n⌉ ≥ 1.
-            let r = ((p * n as f64).ceil() as u64).clamp(1, n.max(1));
-            let nth = |rank: u64| {
-                let mut seen = 0;
-                for (v, c) in &hist {
-                    seen += c;
-                    if seen >= rank {
-                        return *v;
-                    }
-                }
-                f64::NAN
-            };
-            (nth(r), nth(n + 1 - r))
-        };
-        Ok(LabBounds {
-            by_code: by_code.into_iter().map(|(k, h)| (k, bounds(h))).collect(),
-            by_source: by_source.into_iter().map(|(k, h)| (k, bounds(h))).collect(),
-            unnamed: (!unnamed.is_empty()).then(|| bounds(unnamed)),
-        })
     }
 
     /// The item models' labels (R-ANON-4, longitudinal) on a released batch of a coded
@@ -720,7 +679,7 @@ impl PackageWriter {
         let mut sink = TableSink::create(&self.out, Table::Person.name(), schema.clone())?;
         let pop = &self.input.population;
         let mut g = self.solution.generalizer();
-        let mut class_ids: HashMap<String, u32> = HashMap::new();
+        let mut class_ids: HashMap<u64, u32> = HashMap::new();
         self.released_classes.clear();
         for chunk in self.person_rows.chunks(65_536) {
             let mut cols: Vec<StringBuilder> = (0..ncols).map(|_| StringBuilder::new()).collect();
@@ -751,17 +710,20 @@ impl PackageWriter {
             let batch = RecordBatch::try_new(schema.clone(), arrays)?;
             // Issue 13: a mapped CSV's prefecture column is raw text (an address, say).
             let batch = crate::text_policy::apply(Table::Person, batch, &mut self.peculiar)?;
-            // The QI class as released (after the text policy), for the risk report.
+            // The class of the person row as released (after the text policy, with the NDB
+            // keys when released), for the risk report's uniqueness figures. `classes` (the
+            // generalizer's values, known before any table is written) serve the item models;
+            // these can only be coarser (the text policy only empties values).
             let cols: Vec<&StringArray> = (1..batch.num_columns())
                 .filter_map(|c| batch.column(c).as_any().downcast_ref::<StringArray>())
                 .collect();
             for i in 0..batch.num_rows() {
-                let key: Vec<Option<&str>> = cols
-                    .iter()
-                    .map(|c| (!c.is_null(i)).then(|| c.value(i)))
-                    .collect();
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                for c in &cols {
+                    (!c.is_null(i)).then(|| c.value(i)).hash(&mut h);
+                }
                 let next = class_ids.len() as u32;
-                let id = *class_ids.entry(format!("{key:?}")).or_insert(next);
+                let id = *class_ids.entry(h.finish()).or_insert(next);
                 self.released_classes.push(id);
             }
             sink.write(&batch)?;
@@ -782,12 +744,12 @@ impl PackageWriter {
             // Never reached through a validated spec; refuse rather than leak free text.
             return Err(ReleaseError::Spec("note cannot be released".into()));
         }
-        if (self.needs_prepass(table) && self.lab_bounds.is_none())
+        if (self.needs_lab_bounds(table) && self.lab_bounds.is_none())
             || (self.needs_items(table) && !self.items.contains_key(&table))
         {
             // Writing without the counts would release rare codes or extreme values.
             return Err(ReleaseError::Spec(format!(
-                "{table}: collect_items/solve_items and prepare_table must run before write_table (R-ANON-4)"
+                "{table}: prepare_table and solve_items must run before write_table (R-ANON-4)"
             )));
         }
         let schema = output_schema(table, self.spec.dates.shift);
@@ -816,7 +778,7 @@ impl PackageWriter {
         };
         let mut digest = column.map(|c| SetDigest::new(c, table, self.person_rows.len()));
         let written = sink.finish_observed(&mut |b| match digest.as_mut() {
-            Some(d) => d.observe(b, &self.sorted_pseudonyms),
+            Some(d) => d.observe(b, &|id| self.released_index_of(id)),
             None => Ok(()),
         })?;
         if let Some(d) = digest {
@@ -1213,6 +1175,80 @@ fn hist_of<'a>(
     k: &str,
 ) -> &'a mut HashMap<u64, u64> {
     m.entry_ref(k).or_default()
+}
+
+/// Per analyte, a histogram of the released lab values (the percentile prepass). Lab values
+/// are written with fixed decimals, so an analyte has few distinct values: exact, and memory
+/// grows with distinct values, not with rows. Keyed by the borrowed code, so that a row costs
+/// no allocation: standard codes and source codes apart, as [`LabBounds`] looks them up.
+#[derive(Default)]
+struct LabHist {
+    by_code: hashbrown::HashMap<String, HashMap<u64, u64>>,
+    by_source: hashbrown::HashMap<String, HashMap<u64, u64>>,
+    unnamed: HashMap<u64, u64>,
+}
+
+impl LabHist {
+    /// Counts the values of the released rows (`persons[i]` is `Some`) of one batch.
+    fn add(&mut self, batch: &RecordBatch, persons: &[Option<u32>]) -> Result<(), ReleaseError> {
+        let v = f64_col(batch, "value_number")?;
+        let code = string_col(batch, "code")?;
+        let scode = string_col(batch, "source_code")?;
+        for (i, p) in persons.iter().enumerate() {
+            if p.is_none() || v.is_null(i) || !v.value(i).is_finite() {
+                continue;
+            }
+            let hist = if !code.is_null(i) {
+                hist_of(&mut self.by_code, code.value(i))
+            } else if !scode.is_null(i) {
+                hist_of(&mut self.by_source, scode.value(i))
+            } else {
+                &mut self.unnamed
+            };
+            // -0.0 and 0.0 are one value.
+            *hist.entry((v.value(i) + 0.0).to_bits()).or_default() += 1;
+        }
+        Ok(())
+    }
+
+    /// Per analyte, the values at `percentile` (in %) from both ends.
+    fn bounds(self, percentile: f64) -> LabBounds {
+        let p = percentile / 100.0;
+        let bounds = |hist: HashMap<u64, u64>| {
+            let mut hist: Vec<(f64, u64)> = hist
+                .into_iter()
+                .map(|(b, c)| (f64::from_bits(b), c))
+                .collect();
+            hist.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+            let n: u64 = hist.iter().map(|(_, c)| c).sum();
+            // Nearest rank: the r-th smallest and r-th largest values, r = ⌈p·n⌉ ≥ 1.
+            let r = ((p * n as f64).ceil() as u64).clamp(1, n.max(1));
+            let nth = |rank: u64| {
+                let mut seen = 0;
+                for (v, c) in &hist {
+                    seen += c;
+                    if seen >= rank {
+                        return *v;
+                    }
+                }
+                f64::NAN
+            };
+            (nth(r), nth(n + 1 - r))
+        };
+        LabBounds {
+            by_code: self
+                .by_code
+                .into_iter()
+                .map(|(k, h)| (k, bounds(h)))
+                .collect(),
+            by_source: self
+                .by_source
+                .into_iter()
+                .map(|(k, h)| (k, bounds(h)))
+                .collect(),
+            unnamed: (!self.unnamed.is_empty()).then(|| bounds(self.unnamed)),
+        }
+    }
 }
 
 /// Top/bottom coding bounds per analyte: a measurement row's analyte is its standard code,
