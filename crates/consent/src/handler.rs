@@ -2,8 +2,9 @@
 //!
 //! A handler may provide data only after filing with the minister and after both the
 //! minister's and its own publication (R-OPT-3); each patient's waiting period after notice
-//! is the handler's `waiting_days` (R-OPT-2, 30 by default). Notices are versioned because a
-//! change of items needs a new notice and filing (R-OPT-1).
+//! is the notice version's own, else the handler's `waiting_days` (R-OPT-2, 30 by default).
+//! Notices are versioned because a change of items needs a new notice and filing (R-OPT-1).
+//! Every change of a handler's record keeps the record it replaces in `handler_history`.
 
 use std::collections::BTreeMap;
 
@@ -115,7 +116,7 @@ impl HandlerInfo {
         if self.waiting_days > 3650 {
             return Err(invalid("waiting days", "more than 3650"));
         }
-        Ok(())
+        self.validate_dates()
     }
 }
 
@@ -264,7 +265,6 @@ pub async fn add_handler_as(
     changed_by: &str,
 ) -> Result<(), ConsentError> {
     h.validate()?;
-    h.validate_dates()?;
     let mut tx = db.pool().begin().await?;
     let n = sqlx::query(
         "INSERT INTO handlers (code, name, address, representative, filed_date, \
@@ -329,13 +329,24 @@ async fn insert_history(
 
 /// Applies `update` to a registered handler and keeps the record it replaces in
 /// `handler_history`, in one transaction. Returns the change, or `None` when the update
-/// changes nothing (no history row then). Dates out of the Act's order (filing, the
-/// minister's publication, the handler's own) are refused.
+/// changes nothing (no history row then). A publication dated before the filing is refused.
 pub async fn update_handler_as(
     db: &Db,
     code: &str,
     update: &HandlerUpdate,
     changed_by: &str,
+) -> Result<Option<HandlerChange>, ConsentError> {
+    change_handler(db, code, changed_by, |old| Ok(update.apply(old))).await
+}
+
+/// The one way a registered handler's record changes: in one transaction, the record is
+/// read, `new_of` derives its replacement and — unless nothing changes — the replacement is
+/// validated and written and the old record kept in `handler_history`.
+async fn change_handler(
+    db: &Db,
+    code: &str,
+    changed_by: &str,
+    new_of: impl FnOnce(&HandlerInfo) -> Result<HandlerInfo, ConsentError>,
 ) -> Result<Option<HandlerChange>, ConsentError> {
     let mut tx = db.pool().begin().await?;
     let row = sqlx::query("SELECT * FROM handlers WHERE code = $1")
@@ -348,12 +359,11 @@ pub async fn update_handler_as(
         });
     };
     let old = handler_from_row(&row)?;
-    let new = update.apply(&old);
+    let new = new_of(&old)?;
     if new == old {
         return Ok(None);
     }
     new.validate()?;
-    new.validate_dates()?;
     write_handler(&mut tx, &new).await?;
     let change = insert_history(&mut tx, Some(&old), &new, changed_by).await?;
     tx.commit().await?;
@@ -363,8 +373,8 @@ pub async fn update_handler_as(
 async fn write_handler(
     conn: &mut sqlx::AnyConnection,
     h: &HandlerInfo,
-) -> Result<u64, ConsentError> {
-    Ok(sqlx::query(
+) -> Result<(), ConsentError> {
+    sqlx::query(
         "UPDATE handlers SET name = $1, address = $2, representative = $3, filed_date = $4, \
          minister_published_date = $5, own_published_date = $6, waiting_days = $7 WHERE code = $8",
     )
@@ -377,8 +387,8 @@ async fn write_handler(
     .bind(i64::from(h.waiting_days))
     .bind(&h.code)
     .execute(&mut *conn)
-    .await?
-    .rows_affected())
+    .await?;
+    Ok(())
 }
 
 /// A handler's history, oldest first: its registration (when recorded) and every change.
@@ -420,30 +430,16 @@ pub async fn handler_history(db: &Db, code: &str) -> Result<Vec<HandlerChange>, 
 /// refused.
 pub async fn update_handler(db: &Db, h: &HandlerInfo) -> Result<(), ConsentError> {
     h.validate()?;
-    h.validate_dates()?;
-    let mut tx = db.pool().begin().await?;
-    let row = sqlx::query("SELECT * FROM handlers WHERE code = $1")
-        .bind(&h.code)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(row) = row else {
-        return Err(ConsentError::UnknownHandler {
-            code: h.code.clone(),
-        });
-    };
-    let old = handler_from_row(&row)?;
-    if old.patient_id_format != h.patient_id_format {
-        return Err(invalid(
-            "patient ID format",
-            "cannot be changed for a registered handler (患者IDの形式は登録後に変更できません)",
-        ));
-    }
-    if old == *h {
-        return Ok(());
-    }
-    write_handler(&mut tx, h).await?;
-    insert_history(&mut tx, Some(&old), h, "-").await?;
-    tx.commit().await?;
+    change_handler(db, &h.code, "-", |old| {
+        if old.patient_id_format != h.patient_id_format {
+            return Err(invalid(
+                "patient ID format",
+                "cannot be changed for a registered handler (患者IDの形式は登録後に変更できません)",
+            ));
+        }
+        Ok(h.clone())
+    })
+    .await?;
     Ok(())
 }
 

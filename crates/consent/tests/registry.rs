@@ -81,6 +81,14 @@ async fn handlers_and_notice_versions() {
             get_handler(db, "H001").await.unwrap().unwrap().waiting_days,
             45
         );
+        // The record replaced is kept: registration, then the update; the same record again
+        // adds nothing.
+        let hist = handler_history(db, "H001").await.unwrap();
+        assert_eq!(hist.len(), 2);
+        assert_eq!(hist[1].before.as_ref().map(|h| h.waiting_days), Some(30));
+        assert_eq!(hist[1].after, upd);
+        update_handler(db, &upd).await.unwrap();
+        assert_eq!(handler_history(db, "H001").await.unwrap().len(), 2);
         assert!(matches!(
             update_handler(db, &hospital("H999")).await,
             Err(ConsentError::UnknownHandler { .. })
