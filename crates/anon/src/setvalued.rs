@@ -220,19 +220,10 @@ impl ItemForest {
     pub fn nodes(&self) -> usize {
         self.parent.len()
     }
-    /// The hierarchy of a kind.
-    pub fn hierarchy(&self, kind: usize) -> Option<&Hierarchy> {
-        self.hierarchies.get(kind)
-    }
     /// The item id of an original code of `kind` (None if not in that kind's hierarchy).
     pub fn item(&self, kind: usize, code: &str) -> Option<u32> {
         let h = self.hierarchies.get(kind)?;
         h.leaf_code(code).map(|c| self.leaf_start[kind] + c)
-    }
-    /// The item id of a kind's hierarchy leaf code (its row index).
-    pub fn item_of_leaf_code(&self, kind: usize, leaf_code: u32) -> Option<u32> {
-        let h = self.hierarchies.get(kind)?;
-        ((leaf_code as usize) < h.domain_size()).then(|| self.leaf_start[kind] + leaf_code)
     }
     /// The kind of a node.
     pub fn kind(&self, node: u32) -> u32 {
@@ -367,10 +358,6 @@ impl ItemSets {
             (Some(a), Some(b)) => &self.items[*a..*b],
             _ => &[],
         }
-    }
-    /// The CSR offsets.
-    pub fn offsets(&self) -> &[usize] {
-        &self.offsets
     }
     /// All items, person after person.
     pub fn items(&self) -> &[u32] {
@@ -769,37 +756,28 @@ trait Packed: Copy + Ord + Send {
     fn unpack(self, size: usize) -> [u32; MAX_M];
 }
 
-impl Packed for u64 {
-    #[inline]
-    fn pack(items: &[u32]) -> u64 {
-        items.iter().fold(0u64, |a, x| (a << 32) | u64::from(*x))
-    }
-    fn unpack(self, size: usize) -> [u32; MAX_M] {
-        let mut out = [NONE; MAX_M];
-        let mut v = self;
-        for i in (0..size).rev() {
-            out[i] = (v & 0xffff_ffff) as u32;
-            v >>= 32;
+/// One implementation for both widths (the hot path packs into u64).
+macro_rules! packed {
+    ($t:ty) => {
+        impl Packed for $t {
+            #[inline]
+            fn pack(items: &[u32]) -> $t {
+                items.iter().fold(0, |a: $t, x| (a << 32) | <$t>::from(*x))
+            }
+            fn unpack(self, size: usize) -> [u32; MAX_M] {
+                let mut out = [NONE; MAX_M];
+                let mut v = self;
+                for i in (0..size).rev() {
+                    out[i] = (v & 0xffff_ffff) as u32;
+                    v >>= 32;
+                }
+                out
+            }
         }
-        out
-    }
+    };
 }
-
-impl Packed for u128 {
-    #[inline]
-    fn pack(items: &[u32]) -> u128 {
-        items.iter().fold(0u128, |a, x| (a << 32) | u128::from(*x))
-    }
-    fn unpack(self, size: usize) -> [u32; MAX_M] {
-        let mut out = [NONE; MAX_M];
-        let mut v = self;
-        for i in (0..size).rev() {
-            out[i] = (v & 0xffff_ffff) as u32;
-            v >>= 32;
-        }
-        out
-    }
-}
+packed!(u64);
+packed!(u128);
 
 /// Calls `f` with every `size`-subset of the sorted `set`, in lexicographic order.
 #[inline]
