@@ -10,17 +10,18 @@
 //! map it to (and so nothing of the identity side: 保険者番号, a DICOM file's institution,
 //! physicians, patient comments).
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, StringArray};
 use arrow::datatypes::DataType;
 use chrono::NaiveDate;
+use common::{released_values as values, strings};
 use kiban_model::Table;
 use kiban_pipeline::ingest::IngestOptions;
-use kiban_pipeline::release::ReleaseOptions;
 use kiban_pipeline::{NoProgress, Workspace};
-use kiban_release::Spec;
 use kiban_synth::text::{encode_iso2022jp, encode_sjis};
 
 /// Persons per handler: enough that k = 5 leaves most of them in the anonymized release.
@@ -907,75 +908,6 @@ fn leaks(text: &str) -> BTreeSet<String> {
     found
 }
 
-/// Every leak of every file of a release: `file → tokens`.
-fn scan_release(dir: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut seen = 0;
-    for entry in std::fs::read_dir(dir).expect("release dir") {
-        let path = entry.expect("entry").path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let found: BTreeSet<String> = if name.ends_with(".parquet") {
-            let mut f = BTreeSet::new();
-            let file = std::fs::File::open(&path).expect("open");
-            let reader =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .expect("parquet")
-                    .build()
-                    .expect("reader");
-            for b in reader {
-                let b = b.expect("batch");
-                for (c, field) in b.schema().fields().iter().enumerate() {
-                    if *field.data_type() != DataType::Utf8 {
-                        continue;
-                    }
-                    let a = b
-                        .column(c)
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .expect("text");
-                    for i in 0..a.len() {
-                        if !a.is_null(i) {
-                            f.extend(leaks(a.value(i)));
-                        }
-                    }
-                }
-            }
-            f
-        } else if name.ends_with(".pdf") {
-            // The PDF's text is subsetted glyphs, not searchable bytes; it is rendered from
-            // the same context as the HTML report, which is scanned.
-            continue;
-        } else {
-            let bytes = std::fs::read(&path).expect("read");
-            let text = String::from_utf8_lossy(&bytes);
-            if name.ends_with(".csv") {
-                // Per cell too, so that digits of a phone split across a cell are joined.
-                let mut f = leaks(&text);
-                let mut r = csv::ReaderBuilder::new()
-                    .has_headers(false)
-                    .from_reader(bytes.as_slice());
-                for rec in r.records() {
-                    for cell in rec.expect("row").iter() {
-                        f.extend(leaks(cell));
-                    }
-                }
-                f
-            } else {
-                leaks(&text)
-            }
-        };
-        seen += 1;
-        if !found.is_empty() {
-            out.insert(name, found);
-        }
-    }
-    assert!(seen >= 10, "the release holds its files ({seen})");
-    out
-}
-
 /// `(handler, table, column)` → number of lake values holding any token: proves ingest took
 /// the injected text in, and from which handler's files.
 type Hits = BTreeMap<(String, String, String), u64>;
@@ -986,11 +918,7 @@ fn lake_hits(ws: &Workspace) -> Hits {
         for b in ws.lake().scan(t).expect("scan") {
             let b = b.expect("batch");
             let schema = b.schema();
-            let handler = schema
-                .index_of("handler_code")
-                .ok()
-                .and_then(|c| b.column(c).as_any().downcast_ref::<StringArray>().cloned())
-                .expect("handler_code column");
+            let handler = strings(&b, "handler_code");
             for (c, field) in schema.fields().iter().enumerate() {
                 if *field.data_type() != DataType::Utf8 {
                     continue;
@@ -1021,31 +949,6 @@ fn hit_columns(hits: &Hits, handler: &str) -> BTreeSet<(String, String)> {
     hits.keys()
         .filter(|(h, _, _)| h == handler)
         .map(|(_, t, c)| (t.clone(), c.clone()))
-        .collect()
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<Vec<String>>) {
-    let mut r = csv::Reader::from_path(path).expect("csv");
-    let header = r
-        .headers()
-        .expect("header")
-        .iter()
-        .map(String::from)
-        .collect();
-    let rows = r
-        .records()
-        .map(|rec| rec.expect("row").iter().map(String::from).collect())
-        .collect();
-    (header, rows)
-}
-
-/// The distinct values of one released CSV column.
-fn values(dir: &Path, table: &str, column: &str) -> BTreeSet<String> {
-    let (h, rows) = read_csv(&dir.join(format!("{table}.csv")));
-    let c = h.iter().position(|x| x == column).expect(column);
-    rows.into_iter()
-        .map(|r| r[c].clone())
-        .filter(|v| !v.is_empty())
         .collect()
 }
 
@@ -1097,7 +1000,7 @@ async fn setup() -> Setup {
         .await
         .expect("optout");
     assert_eq!(imported.rejected, 0, "{imported:?}");
-    let today = chrono::Local::now().date_naive();
+    let today = common::today();
     for (code, _) in formats {
         let r = ws
             .ingest(
@@ -1120,19 +1023,7 @@ async fn setup() -> Setup {
 
 async fn release(s: &Setup, profile: &str) -> (PathBuf, kiban_release::Manifest) {
     let out = s.dir.path().join(format!("rel-{profile}"));
-    let r =
-        s.ws.release(
-            &ReleaseOptions {
-                spec: Spec::profile(profile).expect("profile"),
-                out: out.clone(),
-                on: s.today,
-                request: None,
-                rerun_of: Some("test-rerun".into()),
-            },
-            &NoProgress,
-        )
-        .await
-        .expect("release");
+    let r = common::release(&s.ws, common::profile(profile), &out, s.today).await;
     (out, r.manifest)
 }
 
@@ -1212,14 +1103,7 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
     let mut descriptions = 0;
     for b in s.ws.lake().scan(Table::ImageStudy).expect("scan") {
         let b = b.expect("batch");
-        let column = |name: &str| {
-            b.column(b.schema().index_of(name).expect(name))
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .expect("text")
-                .clone()
-        };
-        let (handler, description) = (column("handler_code"), column("description"));
+        let (handler, description) = (strings(&b, "handler_code"), strings(&b, "description"));
         for i in 0..b.num_rows() {
             if handler.value(i) == DICOM {
                 assert!(
@@ -1240,7 +1124,7 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
             "{profile}: {} persons released",
             manifest.persons
         );
-        let found = scan_release(&out);
+        let found = common::scan_release(&out, &leaks);
         assert!(
             found.is_empty(),
             "{profile}: injected identifiers in the release: {found:?}"
@@ -1280,58 +1164,39 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
             );
         }
         // Legitimate values survive: a standard department, qualitative results, units,
-        // codes and their systems (the policy is a list, not a blanket drop).
-        let results = values(&out, "observation", "value_text");
-        assert!(
-            results.contains("陽性") && results.contains("陰性"),
-            "{profile}: {results:?}"
-        );
-        assert!(
-            values(&out, "measurement", "unit").contains("mg/dL"),
-            "{profile}"
-        );
-        assert!(
-            values(&out, "visit_occurrence", "department").contains("循環器内科"),
-            "{profile}"
-        );
-        assert!(values(&out, "visit_occurrence", "visit_type").contains("outpatient"));
-        assert!(
-            values(&out, "drug_exposure", "code").contains("2171022F1020"),
-            "{profile}"
-        );
-        assert!(values(&out, "drug_exposure", "kind").contains("prescription"));
-        assert!(values(&out, "condition_occurrence", "code_system").contains("ICD10"));
-        assert!(
-            values(&out, "condition_occurrence", "source_system").contains("レセ電傷病名"),
-            "{profile}"
-        );
-        assert!(
-            values(&out, "image_study", "modality").contains("CT"),
-            "{profile}"
-        );
-        // DPC: a 3-digit 診療科コード and a 点数表区分番号 (解釈番号); DICOM: defined terms
-        // of Modality and Body Part Examined (the FHIR studies have CT and a SNOMED code).
-        assert!(
-            values(&out, "visit_occurrence", "department").contains("310"),
-            "{profile}"
-        );
-        assert!(
-            values(&out, "procedure_occurrence", "code").contains("D4132"),
-            "{profile}"
-        );
-        assert!(
-            values(&out, "image_study", "modality").contains("MR"),
-            "{profile}"
-        );
-        assert!(
-            values(&out, "image_study", "body_part").contains("CHEST"),
-            "{profile}"
-        );
+        // codes and their systems (the policy is a list, not a blanket drop). DPC: a 3-digit
+        // 診療科コード and a 点数表区分番号 (解釈番号); DICOM: defined terms of Modality and
+        // Body Part Examined (the FHIR studies have CT and a SNOMED code).
+        let mut kept = vec![
+            ("observation", "value_text", "陽性"),
+            ("observation", "value_text", "陰性"),
+            ("measurement", "unit", "mg/dL"),
+            ("visit_occurrence", "department", "循環器内科"),
+            ("visit_occurrence", "department", "310"),
+            ("visit_occurrence", "visit_type", "outpatient"),
+            ("drug_exposure", "code", "2171022F1020"),
+            ("drug_exposure", "kind", "prescription"),
+            ("condition_occurrence", "code_system", "ICD10"),
+            ("condition_occurrence", "source_system", "レセ電傷病名"),
+            ("procedure_occurrence", "code", "D4132"),
+            ("image_study", "modality", "CT"),
+            ("image_study", "modality", "MR"),
+            ("image_study", "body_part", "CHEST"),
+        ];
         if profile == "pseudonymized" {
-            // (the anonymized profile may generalize it to the region)
-            assert!(values(&out, "person", "prefecture").contains("東京都"));
-            // No rare-code generalization here: the ICD-10 code itself is released.
-            assert!(values(&out, "condition_occurrence", "code").contains("E11.9"));
+            kept.extend([
+                // (the anonymized profile may generalize it to the region)
+                ("person", "prefecture", "東京都"),
+                // No rare-code generalization here: the ICD-10 code itself is released.
+                ("condition_occurrence", "code", "E11.9"),
+            ]);
+        }
+        for (table, column, value) in kept {
+            let released = values(&out, table, column);
+            assert!(
+                released.contains(value),
+                "{profile}: {table}.{column} lost {value}: {released:?}"
+            );
         }
         // Free-text columns are empty in every release.
         for (table, column) in [
