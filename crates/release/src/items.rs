@@ -41,10 +41,10 @@ pub(crate) const OTHER: &str = "その他";
 /// The codes of one table, interned, and the (person, code) pairs seen.
 #[derive(Default)]
 pub(crate) struct TableCodes {
-    pub(crate) codes: Vec<String>,
+    codes: Vec<String>,
     ids: hashbrown::HashMap<String, u32>,
     /// (released person index, code id), deduplicated when it has doubled.
-    pub(crate) pairs: Vec<(u32, u32)>,
+    pairs: Vec<(u32, u32)>,
     mark: usize,
 }
 
@@ -79,11 +79,12 @@ impl TableCodes {
 
 /// What one code of one table is released as.
 pub(crate) struct TablePlan {
-    pub(crate) codes: TableCodes,
+    /// The table's codes (their ids; the pairs are dropped once the models are solved).
+    codes: TableCodes,
     /// Code id → released label (`None`: suppressed for everyone).
-    pub(crate) label: Vec<Option<String>>,
+    label: Vec<Option<String>>,
     /// (released person, code id) occurrences suppressed, sorted.
-    pub(crate) suppressed: Vec<(u32, u32)>,
+    suppressed: Vec<(u32, u32)>,
 }
 
 impl TablePlan {
@@ -403,7 +404,9 @@ fn plans(
         let Some(pos) = codes.iter().position(|(c, _)| c == t) else {
             continue;
         };
-        let (_, c) = codes.swap_remove(pos);
+        let (_, mut c) = codes.swap_remove(pos);
+        // The (person, code) pairs served the models; writing needs only the code ids.
+        c.pairs = Vec::new();
         let label = g.leaf_of[ti]
             .iter()
             .map(|leaf| {

@@ -390,6 +390,37 @@ mod tests {
 
     /// R-ANON-5: the chosen solution leaves no released class smaller than k.
     #[test]
+    fn classes_reach_the_longitudinal_class_size_or_hold_everybody() {
+        // Issue 13: the (k, k^m) model counts codes within demographic classes, so the
+        // anonymized profile makes them hold at least `longitudinal.qi_class_min` persons.
+        let class_sizes = |spec: &Spec, n: usize| {
+            let ps: Vec<PersonQi> = (0..n)
+                .map(|i| {
+                    let year = 1940 + (i % 37);
+                    let pref = ["東京都", "大阪府", "北海道", "沖縄県"][i % 4];
+                    qi(&year.to_string(), if i % 3 == 0 { "M" } else { "F" }, pref)
+                })
+                .collect();
+            let sol = choose_generalization(spec, &ps).expect("solution");
+            let mut classes: HashMap<[String; 3], usize> = HashMap::new();
+            for (i, p) in ps.iter().enumerate() {
+                if !sol.suppressed.contains(&i) {
+                    *classes.entry(sol.values(p)).or_default() += 1;
+                }
+            }
+            classes.into_values().collect::<Vec<usize>>()
+        };
+        let mut spec = Spec::profile("anonymized").expect("profile");
+        spec.longitudinal.qi_class_min = 60;
+        assert!(class_sizes(&spec, 600).iter().all(|n| *n >= 60));
+        // Fewer persons than the class size: one class of everybody, not an error.
+        assert_eq!(class_sizes(&spec, 40), vec![40]);
+        // Without the longitudinal model, k alone decides.
+        spec.longitudinal.m = 0;
+        assert!(class_sizes(&spec, 600).iter().any(|n| *n < 60));
+    }
+
+    #[test]
     fn chosen_solution_is_k_anonymous_r_anon_5() {
         let spec = Spec::profile("anonymized").expect("profile");
         let mut ps = Vec::new();

@@ -359,7 +359,7 @@ fn lookup(set: &HashMap<&'static str, &'static str>, s: &str) -> Option<&'static
 /// CSV mappings) and the Japanese source systems (`source_system` of the UKE and DPC readers,
 /// MEDIS 病名交換用コード).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SystemKind {
+enum SystemKind {
     Icd10,
     Jlac10,
     Jlac11,
@@ -408,7 +408,7 @@ impl SystemKind {
 /// Every spelling of a standard system kiban accepts in `code_system`, with its kind: kiban's
 /// own names and the aliases `standard_system` reads (HL7 table 0396 names of SS-MIX2, FHIR
 /// system URIs).
-pub const CODE_SYSTEMS: &[(&str, SystemKind)] = &[
+const CODE_SYSTEMS: &[(&str, SystemKind)] = &[
     ("ICD10", SystemKind::Icd10),
     ("I10", SystemKind::Icd10),
     ("ICD-10", SystemKind::Icd10),
@@ -457,7 +457,7 @@ pub const CODE_SYSTEMS: &[(&str, SystemKind)] = &[
 
 /// Source systems kiban knows besides [`CODE_SYSTEMS`]: the names the UKE/DPC readers write,
 /// the MEDIS names `source_system_name` gives, and the MEDIS SS-MIX2 table names.
-pub const SOURCE_SYSTEMS: &[(&str, SystemKind)] = &[
+const SOURCE_SYSTEMS: &[(&str, SystemKind)] = &[
     ("レセ電傷病名", SystemKind::ReceiptDisease),
     ("レセ電診療行為", SystemKind::ReceiptNine),
     ("レセ電医薬品", SystemKind::ReceiptNine),
@@ -479,7 +479,7 @@ pub const SOURCE_SYSTEMS: &[(&str, SystemKind)] = &[
 
 /// The kind of a system name (exact spelling, then ASCII case-insensitively for the
 /// standard names).
-pub fn system_kind(system: &str) -> Option<SystemKind> {
+fn system_kind(system: &str) -> Option<SystemKind> {
     let s = system.trim();
     CODE_SYSTEMS
         .iter()
@@ -493,7 +493,7 @@ pub fn system_kind(system: &str) -> Option<SystemKind> {
 /// names a code system, and arcs of at most 6 digits cannot hold a phone number or a
 /// patient ID. Local systems (`99XYZ`, a hospital's URL) are dropped: they can say which
 /// hospital, and kiban cannot tell them from text.
-pub fn source_system_ok(s: &str) -> bool {
+fn source_system_ok(s: &str) -> bool {
     if system_kind(s).is_some() {
         return true;
     }
@@ -510,7 +510,7 @@ pub fn source_system_ok(s: &str) -> bool {
 /// handling writes are accepted too: a masked code (`1124017*****`: an alphanumeric prefix
 /// then `*`), and for ICD-10 the hierarchy's labels (`E11`, `E10-E14`, `Chapter IV`, `*`,
 /// 「その他」).
-pub fn code_ok(kind: SystemKind, code: &str) -> bool {
+fn code_ok(kind: SystemKind, code: &str) -> bool {
     if is_masked(code) {
         return true;
     }
@@ -553,7 +553,7 @@ pub fn code_ok(kind: SystemKind, code: &str) -> bool {
 /// `source_code`: its system's shape when the system is known, else code-shaped: 1–20 ASCII
 /// letters, digits, `.`, `-`, `_` (no space, no kana or kanji, no `@`), and not a Japanese
 /// phone number (10–11 digits starting with 0, separators aside).
-pub fn source_code_ok(code: &str, system: Option<&str>) -> bool {
+fn source_code_ok(code: &str, system: Option<&str>) -> bool {
     if let Some(kind) = system.and_then(system_kind) {
         return code_ok(kind, code);
     }
@@ -679,7 +679,7 @@ fn is_short_digits(s: &str, max: usize) -> bool {
 ///
 /// Numbers have at most 9 integer and 6 decimal digits, so a phone number cannot pass as
 /// one, and nothing here can hold a letter of a name.
-pub fn value_text_ok(v: &str) -> bool {
+fn value_text_ok(v: &str) -> bool {
     if let Some(cats) = v.strip_prefix("allergy:") {
         let cats = cats.trim();
         let list = &lists().allergy;
@@ -755,7 +755,7 @@ fn is_grade(v: &str) -> bool {
 /// (exponents, `1.73`), at most 6 digits in all, the rest are unit punctuation
 /// (`/ . * ^ % ( ) [ ] { } _ - ' + × ・ ° ℃ ‰`), and the unit holds a unit word or `%`/`‰`/`℃`.
 /// Also a レセ電/DPC 単位コード (1–3 digits). A name, a phone number or an ID cannot pass.
-pub fn unit_ok(words: &HashSet<&'static str>, u: &str) -> bool {
+fn unit_ok(words: &HashSet<&'static str>, u: &str) -> bool {
     if is_short_digits(u, 3) {
         return true;
     }
@@ -826,7 +826,7 @@ fn birth_ok(v: &str) -> bool {
 /// Qualitative results (`value_text`), compared after NFKC (so `（＋）` is `(+)`, `ＰＯＳ` is
 /// `POS`) and ASCII case-insensitively.
 #[rustfmt::skip]
-pub const QUALITATIVE: &[&str] = &[
+const QUALITATIVE: &[&str] = &[
     "陽性", "陰性", "弱陽性", "擬陽性", "疑陽性", "偽陽性", "強陽性", "判定保留", "判定不能",
     "保留", "再検", "要再検", "検出", "検出せず", "未検出", "不検出", "検出感度以下",
     "測定感度以下", "測定範囲外", "測定不能", "基準値内", "基準範囲内", "基準値外",
@@ -843,7 +843,7 @@ pub const QUALITATIVE: &[&str] = &[
 /// Allergy categories after `allergy: `: FHIR AllergyIntolerance.category, HL7 table 0127,
 /// and the Japanese names SS-MIX2 AL1-2 carries.
 #[rustfmt::skip]
-pub const ALLERGY_CATEGORIES: &[&str] = &[
+const ALLERGY_CATEGORIES: &[&str] = &[
     "food", "medication", "environment", "biologic", "DA", "FA", "MA", "MC", "EA", "AA", "PA",
     "LA", "薬剤", "薬物", "医薬品", "食物", "食品", "環境", "その他", "薬剤アレルギー",
     "薬物アレルギー", "食物アレルギー", "その他アレルギー",
@@ -852,7 +852,7 @@ pub const ALLERGY_CATEGORIES: &[&str] = &[
 /// Words a unit may be made of (see [`unit_ok`]): UCUM atoms with their prefixes, the
 /// spellings Japanese systems use, and the Japanese dose units of prescriptions.
 #[rustfmt::skip]
-pub const UNIT_WORDS: &[&str] = &[
+const UNIT_WORDS: &[&str] = &[
     // mass, volume, amount, activity
     "g", "kg", "mg", "ug", "μg", "mcg", "ng", "pg", "fg", "L", "dL", "mL", "uL", "μL", "nL",
     "pL", "fL", "l", "dl", "ml", "ul", "μl", "fl", "mol", "mmol", "umol", "μmol", "nmol",
@@ -881,7 +881,7 @@ pub const UNIT_WORDS: &[&str] = &[
 /// 標榜診療科 (医療法施行令 第3条の2, the MHLW list, including the names it allows combined
 /// with 内科/外科) and their English names, compared after NFKC, ASCII case-insensitively.
 #[rustfmt::skip]
-pub const DEPARTMENTS: &[&str] = &[
+const DEPARTMENTS: &[&str] = &[
     "内科", "外科", "精神科", "アレルギー科", "リウマチ科", "小児科", "皮膚科", "泌尿器科",
     "産婦人科", "産科", "婦人科", "眼科", "耳鼻いんこう科", "耳鼻咽喉科",
     "リハビリテーション科", "放射線科", "放射線診断科", "放射線治療科", "病理診断科",
