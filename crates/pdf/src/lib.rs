@@ -17,6 +17,9 @@ mod font;
 mod page;
 mod wrap;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 pub use font::{Face, IPAEX_GOTHIC};
 pub use page::{Align, BarChart, Column, Document, Page, Paper, Table};
 

@@ -2,8 +2,7 @@
 //! a PDF reader extracts (poppler's `pdftotext`) is the text drawn. `pdftotext` (Debian
 //! `poppler-utils`) is optional outside CI, where its absence fails the test.
 
-use std::process::Command;
-
+use kiban_pdf::testing::{pdftotext, squash};
 use kiban_pdf::{Align, BarChart, Column, Document, Paper, PdfError, Table};
 
 const LINE: &str = "次世代医療基盤法に基づく提供停止の求め（受付番号 H1-0001）";
@@ -84,30 +83,6 @@ fn a_margin_that_leaves_no_page_is_refused() {
     assert!(doc.page(Paper::A5, -1.0, |_| ()).is_err());
 }
 
-/// The PDF's text, or `None` when pdftotext is not installed outside CI.
-fn pdftotext(pdf: &[u8]) -> Option<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("doc.pdf");
-    std::fs::write(&path, pdf).unwrap();
-    let out = match Command::new("pdftotext")
-        .args(["-enc", "UTF-8"])
-        .arg(&path)
-        .arg("-")
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("pdftotext is required in CI (apt-get install poppler-utils): {e}");
-            }
-            eprintln!("NOTE: pdftotext not found (apt-get install poppler-utils); skipped");
-            return None;
-        }
-    };
-    assert!(out.status.success(), "pdftotext failed: {out:?}");
-    Some(String::from_utf8(out.stdout).unwrap())
-}
-
 #[test]
 fn pdftotext_reads_the_japanese_back() {
     let Some(text) = pdftotext(&sample(Paper::A4)) else {
@@ -115,7 +90,6 @@ fn pdftotext_reads_the_japanese_back() {
     };
     // A line drawn whole comes back as the same line.
     assert!(text.lines().any(|l| l.trim() == LINE), "{text}");
-    let squash = |s: &str| s.chars().filter(|c| !c.is_whitespace()).collect::<String>();
     let all = squash(&text);
     for m in [
         "見出しHeading",

@@ -2,9 +2,8 @@
 //! every item the regulation requires. Needs `pdftotext` (Debian `poppler-utils`): skipped
 //! with a note when absent, unless `CI=true`, where its absence fails the test.
 
-use std::process::Command;
-
 use chrono::NaiveDate;
+use kiban_pdf::testing::{pdftotext, squash};
 use kiban_receipt::{Issuer, IssuerRole, Paper, Receipt, RequestKind, date_ja, render};
 
 fn d(s: &str) -> NaiveDate {
@@ -33,43 +32,6 @@ fn receipt(kind: RequestKind, paper: Paper) -> Receipt {
     }
 }
 
-/// The PDF's text with all whitespace removed (pdftotext may break lines and insert spaces
-/// between glyph runs), or `None` when pdftotext is not installed outside CI.
-fn pdftotext(pdf: &[u8]) -> Option<String> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("receipt.pdf");
-    std::fs::write(&path, pdf).unwrap();
-    let out = match Command::new("pdftotext")
-        .args(["-enc", "UTF-8"])
-        .arg(&path)
-        .arg("-")
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("pdftotext is required in CI (apt-get install poppler-utils): {e}");
-            }
-            eprintln!(
-                "NOTE: pdftotext not found (apt-get install poppler-utils); receipt text check skipped"
-            );
-            return None;
-        }
-    };
-    assert!(out.status.success(), "pdftotext failed: {out:?}");
-    Some(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect(),
-    )
-}
-
-fn squash(s: &str) -> String {
-    s.chars().filter(|c| !c.is_whitespace()).collect()
-}
-
 #[test]
 fn r_opt_5_receipt_text_has_every_required_item() {
     for (kind, paper) in [
@@ -80,7 +42,7 @@ fn r_opt_5_receipt_text_has_every_required_item() {
         let r = receipt(kind, paper);
         let pdf = render(&r).unwrap();
         assert!(pdf.len() < 100_000, "{} bytes", pdf.len());
-        let Some(text) = pdftotext(&pdf) else {
+        let Some(text) = pdftotext(&pdf).map(|t| squash(&t)) else {
             return;
         };
         let must = [
