@@ -74,6 +74,7 @@ use kiban_model::{
 };
 use serde::Deserialize;
 
+use crate::limits::Limits;
 use crate::util::{DateError, Precision, SourceDate, iso, parse_number, prefecture_of, read_date};
 use crate::{Emitter, FileSummary, IngestError, Item, QuarantineCode, SourceFile};
 
@@ -625,6 +626,7 @@ impl CsvContext {
         &mut self,
         file: &SourceFile,
         handler_code: &str,
+        limits: &Limits,
         em: &mut Emitter<'_>,
     ) -> Result<(), IngestError> {
         let name = file
@@ -675,6 +677,7 @@ impl CsvContext {
             spec,
             &file.label,
             handler_code,
+            limits.max_line,
             em,
         )
         .map_err(|source| IngestError::Io {
@@ -702,7 +705,14 @@ pub fn parse_csv(
         summary: FileSummary::default(),
     };
     // Reading from memory cannot fail with I/O.
-    let _ = read_csv_into(bytes, spec, file_name, "", &mut em);
+    let _ = read_csv_into(
+        bytes,
+        spec,
+        file_name,
+        "",
+        Limits::default().max_line,
+        &mut em,
+    );
     let summary = em.summary;
     Ok((items, summary))
 }
@@ -731,21 +741,31 @@ fn decode(enc: CsvEncoding, b: &[u8], errors: &mut usize) -> String {
     }
 }
 
+/// The csv reader's own read-ahead buffer: how far past the record it parses it may have read.
+const CSV_BUFFER: usize = 64 * 1024;
+
+/// Reads CSV records; a record (with its quoted line breaks) of more than `max_record`
+/// bytes is quarantined `too_large` with the rest of the file, never held in memory whole.
 pub(crate) fn read_csv_into<R: Read>(
     input: R,
     spec: &FileSpec,
     file: &str,
     handler: &str,
+    max_record: usize,
     em: &mut Emitter<'_>,
 ) -> io::Result<()> {
     let mut rdr = csv::ReaderBuilder::new()
         .delimiter(spec.delimiter)
         .has_headers(false)
         .flexible(true)
+        .buffer_capacity(CSV_BUFFER)
         .from_reader(LineCounter {
             inner: input,
             pos: 0,
             newlines: std::collections::VecDeque::new(),
+            record_start: 0,
+            max_ahead: (max_record as u64).saturating_add(CSV_BUFFER as u64),
+            over: false,
         });
     // Lines before the current record: the csv crate's own line count drifts on CRLF files
     // (it starts the next record at the LF of a CRLF), so lines are counted from the byte
@@ -765,6 +785,26 @@ pub(crate) fn read_csv_into<R: Read>(
             lines_before += 1;
         }
         let line = lines_before + 1;
+        let end = rdr.position().byte();
+        rdr.get_mut().record_start = end;
+        let too_large = match &result {
+            Err(_) => rdr.get_ref().over,
+            Ok(more) => *more && end.saturating_sub(start) > max_record as u64,
+        };
+        if too_large {
+            em.summary.units += 1;
+            em.quarantine(
+                file,
+                format!("line {line}"),
+                None,
+                QuarantineCode::TooLarge,
+                format!(
+                    "{}; the rest of the file is not read",
+                    crate::limits::too_large_reason("CSV record", max_record, "max_line_bytes")
+                ),
+            );
+            return Ok(());
+        }
         match result {
             Ok(false) => break,
             Ok(true) => {}
@@ -863,15 +903,25 @@ pub(crate) fn read_csv_into<R: Read>(
 }
 
 /// Counts newline offsets in the bytes the csv reader pulls; only those not yet passed by a
-/// record are kept (the csv read-ahead window), so memory stays bounded.
+/// record are kept (the csv read-ahead window), so memory stays bounded. Refuses to read more
+/// than `max_ahead` bytes past the start of the record being parsed (`over` says so): the csv
+/// reader would otherwise hold a record of any size.
 struct LineCounter<R> {
     inner: R,
     pos: u64,
     newlines: std::collections::VecDeque<u64>,
+    /// Where the record being parsed starts (set by the caller after each record).
+    record_start: u64,
+    max_ahead: u64,
+    over: bool,
 }
 
 impl<R: Read> Read for LineCounter<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos.saturating_sub(self.record_start) > self.max_ahead {
+            self.over = true;
+            return Err(io::Error::other("CSV record over the intake limit"));
+        }
         let n = self.inner.read(buf)?;
         for (i, b) in buf.iter().take(n).enumerate() {
             if *b == b'\n' {

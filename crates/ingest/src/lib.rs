@@ -859,7 +859,7 @@ impl Reader {
                     }
                 })?;
             }
-            Some(Format::Csv) => self.csv.read(file, handler_code, &mut em)?,
+            Some(Format::Csv) => self.csv.read(file, handler_code, &self.limits, &mut em)?,
             Some(Format::Dicom) => {
                 em.summary.units = 1;
                 match kiban_dicom::read_dicom(&file.path, handler_code, &file.label) {

@@ -4,7 +4,9 @@
 //! input: a line-based file through [`BoundedLines`] (a line over the limit is skipped
 //! without being buffered and reported, so the reader quarantines that unit), a file that is
 //! one message or one JSON document through [`read_capped`] (a file over the limit is not
-//! read at all, and the reader quarantines it whole with code `too_large`). UKE and DPC cap
+//! read at all, and the reader quarantines it whole with code `too_large`). The CSV reader
+//! stops its csv parser from reading more than a record's limit ahead (the record and the
+//! rest of the file quarantined `too_large`). UKE and DPC cap
 //! their lines at [`crate::uke::MAX_LINE`] (1 MiB) the same way.
 
 use std::io::{self, BufRead, Read};
@@ -14,7 +16,8 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// One line of a line-based file: a FHIR NDJSON resource (and the Patient files a Bulk
-    /// export's other files are resolved against).
+    /// export's other files are resolved against), and one CSV record (quoted line breaks
+    /// included).
     pub max_line: usize,
     /// One SS-MIX2 / HL7 v2 file (an SS-MIX2 file is one message), an extended-storage
     /// item's main document included.

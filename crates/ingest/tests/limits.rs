@@ -88,6 +88,7 @@ fn child_reads_oversized_inputs() {
         ("big.ndjson", Format::Fhir),
         ("big_bundle.json", Format::Fhir),
         ("big_ssmix2.hl7", Format::Ssmix2),
+        ("p.csv", Format::Csv),
     ] {
         let items = read(&mut reader, &source(&dir.join(name), format));
         for (loc, code) in quarantined(&items) {
@@ -129,6 +130,19 @@ fn a_64_mib_line_is_quarantined_in_bounded_memory() {
         .and_then(|f| f.set_len(64 * MIB as u64))
         .expect("sparse");
 
+    // A CSV record of 64 MiB between two rows.
+    std::fs::write(tmp.path().join("kiban-csv.toml"), CSV_MAPPING).expect("mapping");
+    let csv = tmp.path().join("p.csv");
+    std::fs::write(&csv, "ID,氏名,生年月日\nP1,山田 太郎,1970-01-01\nP2,").expect("w");
+    let len = std::fs::metadata(&csv).expect("len").len();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&csv)
+        .expect("open");
+    f.set_len(len + 64 * MIB as u64).expect("sparse");
+    f.write_all(b",1980-01-01\nP3,x,1990-01-01\n").expect("w");
+    drop(f);
+
     let out = std::process::Command::new(std::env::current_exe().expect("exe"))
         .args(["child_reads_oversized_inputs", "--exact", "--nocapture"])
         .env("KIBAN_LIMITS_CHILD", tmp.path())
@@ -145,7 +159,8 @@ fn a_64_mib_line_is_quarantined_in_bounded_memory() {
         codes,
         "big.ndjson:line 2:too_large,big.ndjson:facts:2,\
          big_bundle.json:file:too_large,big_bundle.json:facts:0,\
-         big_ssmix2.hl7:file:too_large,big_ssmix2.hl7:facts:0",
+         big_ssmix2.hl7:file:too_large,big_ssmix2.hl7:facts:0,\
+         p.csv:line 3:too_large,p.csv:facts:1",
         "the oversized line is one quarantined unit, the lines beside it are read"
     );
     let kb: u64 = hwm.trim_end_matches("kB").trim().parse().expect("kB");
@@ -153,6 +168,49 @@ fn a_64_mib_line_is_quarantined_in_bounded_memory() {
     // Reading the line whole would take at least 64 MiB; the bounded reader holds at most
     // the 16 MiB limit (and its buffer's growth).
     assert!(kb < 48 * 1024, "peak memory {kb} kB");
+}
+
+const CSV_MAPPING: &str = r#"
+[[file]]
+name = "p.csv"
+table = "person"
+patient_id = "ID"
+[file.columns]
+name_kanji = "氏名"
+birth_date = "生年月日"
+"#;
+
+/// A CSV record over `max_line_bytes` (here a quoted field running over many short lines, as
+/// a stray quote makes it) is quarantined `too_large` with the rest of the file; the records
+/// before it are read and the reader never buffers more than the limit and its read-ahead.
+#[test]
+fn a_csv_record_over_the_line_limit_is_quarantined() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    std::fs::write(tmp.path().join("kiban-csv.toml"), CSV_MAPPING).expect("mapping");
+    let p = tmp.path().join("p.csv");
+    let mut csv = String::from("ID,氏名,生年月日\nP1,山田 太郎,1970-01-01\n");
+    csv.push_str("P2,\"");
+    for _ in 0..20_000 {
+        csv.push_str("abcdefghij\n");
+    }
+    csv.push_str("\",1980-01-01\nP3,鈴木 花子,1990-01-01\n");
+    std::fs::write(&p, &csv).expect("csv");
+    let limits = Limits {
+        max_line: 1000,
+        ..Limits::default()
+    };
+    let items = read(&mut Reader::with_limits(limits), &source(&p, Format::Csv));
+    assert_eq!(
+        quarantined(&items),
+        vec![("line 3".to_string(), QuarantineCode::TooLarge)]
+    );
+    let facts = items.iter().filter(|i| matches!(i, Item::Facts(_))).count();
+    assert_eq!(facts, 1, "the record before the oversized one is read");
+    // The same file under the default limit is read whole.
+    let items = read(&mut Reader::new(), &source(&p, Format::Csv));
+    assert_eq!(quarantined(&items), vec![]);
+    let facts = items.iter().filter(|i| matches!(i, Item::Facts(_))).count();
+    assert_eq!(facts, 3);
 }
 
 #[test]

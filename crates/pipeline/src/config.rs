@@ -26,7 +26,7 @@ chunk_rows = 200000
 chunk_files = 2000
 # Intake limits (bytes). A file with a line, message or document over its limit is
 # quarantined with the reason (code too_large), never read into memory whole.
-# A line of a line-based file (FHIR NDJSON: one resource per line; HL7 segments).
+# A line of a line-based file (FHIR NDJSON: one resource per line) and a CSV record.
 max_line_bytes = 16777216
 # One SS-MIX2 / HL7 v2 file (one message).
 max_message_bytes = 16777216
