@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 
 use crate::error::{ConsentError, invalid};
 use crate::handler::{date_str, get_handler, notice_version_valid_from, now_rfc3339, parse_date};
-use crate::requester::{PatientFacts, check_requester, patient_facts};
+use crate::requester::{PatientFacts, requester_refusal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -412,16 +412,8 @@ pub async fn record_event_with(
             code: e.handler_code.clone(),
         });
     }
-    if e.kind.is_request() {
-        let facts = patient_facts(db, &e.handler_code, &e.patient_key)
-            .await?
-            .merge(known)?;
-        check_requester(
-            e.kind,
-            e.relation.unwrap_or(Relation::SelfPerson),
-            &facts,
-            e.date,
-        )?;
+    if let Some(refusal) = requester_refusal(db, e, known).await? {
+        return Err(refusal.into());
     }
     if let Some(v) = &e.notice_version {
         let Some(valid_from) = notice_version_valid_from(db, &e.handler_code, v).await? else {

@@ -30,7 +30,7 @@ use crate::event::{
 };
 use crate::handler::{list_handlers, list_notice_versions};
 use crate::patient_id::{PatientIdError, PatientIdFormat};
-use crate::requester::{PatientFacts, check_requester, patient_facts};
+use crate::requester::{PatientFacts, requester_refusal};
 
 /// Rejections kept in the report (all are counted).
 pub const MAX_REJECTIONS_KEPT: usize = 1000;
@@ -317,34 +317,33 @@ fn parse_row(row: &Row<'_>, known: &Known, key: &KeyFn<'_>) -> Result<Parsed, Ro
     Ok(Parsed { event: e, birth })
 }
 
-/// Whether a parsed request's requester may act for the patient (R-OPT-8): the registry's
-/// recorded facts, the row's birth date and the caller's lookup (only for a requester who
-/// is not the patient: the patient may always act).
+/// Whether a parsed request's requester may act for the patient (R-OPT-8), by the rule the
+/// desk applies ([`requester_refusal`]) with the row's birth date and the caller's lookup
+/// (only for a requester who is not the patient: the patient may always act).
 async fn check_row_requester(
     db: &Db,
     p: &Parsed,
     lookup: Option<&FactsFn<'_>>,
 ) -> Result<Result<(), RowError>, ConsentError> {
     let e = &p.event;
-    let relation = e.relation.unwrap_or(Relation::SelfPerson);
-    if !e.kind.is_request() || relation == Relation::SelfPerson {
+    if !e.kind.is_request() || e.relation.unwrap_or(Relation::SelfPerson) == Relation::SelfPerson {
         return Ok(Ok(()));
     }
-    let mut facts = patient_facts(db, &e.handler_code, &e.patient_key).await?;
     let row_facts = PatientFacts {
         birth_date: p.birth,
         ..PatientFacts::default()
     };
-    let mut merged = facts.merge(&row_facts);
-    if let (Ok(f), Some(lookup)) = (&merged, lookup) {
-        facts = *f;
-        let found = lookup(e.handler_code.clone(), e.patient_key.clone())
-            .await
-            .map_err(|reason| ConsentError::FactsLookup { reason })?;
-        merged = facts.merge(&found);
-    }
-    let refusal = match merged {
-        Ok(f) => check_requester(e.kind, relation, &f, e.date).err(),
+    let known = match lookup {
+        Some(lookup) => {
+            let found = lookup(e.handler_code.clone(), e.patient_key.clone())
+                .await
+                .map_err(|reason| ConsentError::FactsLookup { reason })?;
+            row_facts.merge(&found)
+        }
+        None => Ok(row_facts),
+    };
+    let refusal = match known {
+        Ok(known) => requester_refusal(db, e, &known).await?,
         Err(ConsentError::RequesterNotAllowed(r)) => Some(r),
         Err(other) => return Err(other),
     };

@@ -27,7 +27,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::error::{ConsentError, invalid};
-use crate::event::{EventKind, Relation};
+use crate::event::{ConsentEvent, EventKind, Relation};
 use crate::handler::{date_str, get_handler, now_rfc3339, parse_date};
 
 /// Below this age on the request date a guardian may act for the patient (R-OPT-8).
@@ -219,6 +219,36 @@ pub fn check_requester(
             }
         }
     }
+}
+
+/// [`check_requester`] for a request about to be recorded, with what is known of the
+/// patient: the registry's recorded guardianship and death ([`patient_facts`]) merged with
+/// the caller's `known` facts (the desk's or the row's birth date, the vault identity's
+/// dates). The one application of the rule, for the desk ([`crate::record_event_with`]) and
+/// the CSV import alike. `Some` names why the requester may not act (a conflict between
+/// the facts included); a notice is not a request and reads nothing.
+pub(crate) async fn requester_refusal(
+    db: &Db,
+    e: &ConsentEvent,
+    known: &PatientFacts,
+) -> Result<Option<RequesterRefusal>, ConsentError> {
+    if !e.kind.is_request() {
+        return Ok(None);
+    }
+    let facts = patient_facts(db, &e.handler_code, &e.patient_key)
+        .await?
+        .merge(known);
+    Ok(match facts {
+        Ok(f) => check_requester(
+            e.kind,
+            e.relation.unwrap_or(Relation::SelfPerson),
+            &f,
+            e.date,
+        )
+        .err(),
+        Err(ConsentError::RequesterNotAllowed(r)) => Some(r),
+        Err(other) => return Err(other),
+    })
 }
 
 /// A fact about a patient recorded by the desk.

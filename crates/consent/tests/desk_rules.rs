@@ -383,7 +383,9 @@ H1,P6,consent,2024-03-01,,self,,,\n\
 H1,P7,notice,2024-03-01,,,,,v1\n\
 H1,P8,notice,2024-03-01,,,,,v9\n\
 H1,P9,consent_withdraw,2024-03-02,,self,,,\n\
-H1,P10,notice,2023-12-01,,,,,v1\n";
+H1,P10,notice,2023-12-01,,,,,v1\n\
+H1,P11,delete,2024-03-01,山田 花子,child,,,\n\
+H1,P5,delete,2024-03-03,山田 花子,guardian,,2001-01-01,\n";
 
 #[tokio::test]
 async fn import_checks_versions_requesters_and_takes_consents() {
@@ -394,7 +396,19 @@ async fn import_checks_versions_requesters_and_takes_consents() {
             .await
             .unwrap();
         let key = |h: &str, f: PatientIdFormat, p: &str| f.normalize(p).map(|p| pk(h, &p));
-        // The caller (the vault) knows P5's birth date: a minor.
+        // The registry knows P11 died: the bereaved family may act, as at the desk.
+        set_patient_status(
+            db,
+            "H1",
+            &pk("H1", "P11"),
+            StatusKind::Deceased,
+            d("2024-02-01"),
+            "desk",
+        )
+        .await
+        .unwrap();
+        // The caller (the vault) knows P5's birth date: a minor (a row giving another birth
+        // date is about someone else, and refused).
         let p5 = pk("H1", "P5");
         let lookup = move |_h: String, k: String| {
             let minor = k == p5;
@@ -421,12 +435,19 @@ async fn import_checks_versions_requesters_and_takes_consents() {
                 (7, None),
                 (9, Some("notice_version")),
                 (11, Some("notice_version")),
+                (13, Some("relation")),
             ],
             "{:?}",
             rep.rejections
         );
         assert!(rep.rejections[0].reason.contains("遺族"), "Japanese first");
-        assert_eq!(rep.imported, 5);
+        assert!(
+            rep.rejections[5].reason.contains("一致しません"),
+            "{:?}",
+            rep.rejections[5]
+        );
+        assert_eq!(rep.imported, 6);
+        assert_eq!(rep.by_kind["delete"], 1);
         assert_eq!(rep.by_kind["consent"], 1);
         assert_eq!(rep.by_kind["consent_withdraw"], 1);
         let all = format!("{rep:?}");
