@@ -1637,6 +1637,61 @@ pub fn collect_demographics<E: std::fmt::Display>(
 mod tests {
     use super::*;
 
+    /// A population of `n` persons over a few demographic values.
+    fn population(n: usize) -> Population {
+        let mut pop = Population::new();
+        for i in 0..n {
+            let reg = format!("r{i}");
+            pop.add(&reg, &format!("p{i}")).expect("add");
+            pop.merge_demographics(
+                &reg,
+                if i % 2 == 0 { Sex::Male } else { Sex::Female },
+                NaiveDate::from_ymd_opt(1950 + (i % 37) as i32, 1, 1),
+                Some(["東京都", "大阪府", "福岡県"][i % 3]),
+            );
+        }
+        pop
+    }
+
+    fn input(pop: Population) -> ReleaseInput {
+        let on = NaiveDate::from_ymd_opt(2026, 12, 7).expect("date");
+        ReleaseInput {
+            release_id: "rel-test".into(),
+            key: [3; 32],
+            on,
+            created_on: on,
+            rerun_of: None,
+            internal_evaluation: true,
+            population: pop,
+            ndb_keys: None,
+        }
+    }
+
+    /// R-ANON-7 (issue 13 item 6): a release whose measured risk exceeds the spec is
+    /// refused with the reason, never written.
+    #[test]
+    fn a_release_whose_records_at_risk_exceed_the_spec_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut spec = Spec::profile("anonymized").expect("profile");
+        // Classes of 5..9 persons are "at risk" under a threshold of 1/10; none may be.
+        spec.risk.threshold = 0.1;
+        spec.longitudinal.qi_class_min = 5;
+        let mut w =
+            PackageWriter::new(spec.clone(), dir.path(), input(population(300))).expect("writer");
+        assert!(w.risk().records_at_risk > 0.0);
+        match w.solve_items() {
+            Err(ReleaseError::RiskExceeded(reason)) => {
+                assert!(reason.contains("max_records_at_risk"), "{reason}")
+            }
+            other => panic!("not refused: {:?}", other.map(|_| ())),
+        }
+        // The same data with the profile's threshold passes.
+        let dir = tempfile::tempdir().expect("tmp");
+        spec.risk.threshold = 0.2;
+        let mut w = PackageWriter::new(spec, dir.path(), input(population(300))).expect("writer");
+        w.solve_items().expect("within the spec");
+    }
+
     #[test]
     fn sorted_by_key_matches_a_plain_sort_with_shared_prefixes() {
         // Many keys share their first 8 bytes; some are shorter than 8 bytes.
