@@ -207,30 +207,19 @@ pub fn parse_day(s: &str) -> Result<NaiveDate, DateError> {
 
 /// A UKE date field: 西暦 `YYYYMMDD` or 和暦 `GYYMMDD`, and nothing else.
 pub fn parse_uke_day(s: &str) -> Result<NaiveDate, DateError> {
-    let t = normalize(s);
-    let t = t.trim();
-    if t.is_empty() {
-        return Err(DateError::Empty);
-    }
-    if !t.bytes().all(|b| b.is_ascii_digit()) || !matches!(t.len(), 7 | 8) {
+    let t = uke_digits(s)?;
+    if !matches!(t.len(), 7 | 8) {
         return Err(DateError::Unrecognized);
     }
-    parse_day(t)
+    parse_day(&t)
 }
 
 /// A UKE year-month field (診療年月): 西暦 `YYYYMM` or 和暦 `GYYMM`, as the first day of the
 /// month.
 pub fn parse_uke_month(s: &str) -> Result<NaiveDate, DateError> {
-    let t = normalize(s);
-    let t = t.trim();
-    if t.is_empty() {
-        return Err(DateError::Empty);
-    }
-    if !t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(DateError::Unrecognized);
-    }
+    let t = uke_digits(s)?;
     let p = match t.len() {
-        6 => parts(t)?,
+        6 => parts(&t)?,
         5 => {
             let era = era_of_code(t.as_bytes()[0] as char).ok_or(DateError::Unrecognized)?;
             Parts {
@@ -244,6 +233,18 @@ pub fn parse_uke_month(s: &str) -> Result<NaiveDate, DateError> {
     };
     let d = check(p)?;
     Ok(d.date)
+}
+
+/// A UKE date field's text (normalized, trimmed): digits only.
+fn uke_digits(s: &str) -> Result<String, DateError> {
+    let t = normalize(s).trim().to_string();
+    if t.is_empty() {
+        return Err(DateError::Empty);
+    }
+    if !t.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(DateError::Unrecognized);
+    }
+    Ok(t)
 }
 
 /// For linkage: a date given to the day, in the same grammar as [`parse`], with the month
@@ -371,6 +372,16 @@ fn time_suffix(rest: &str) -> Result<(), DateError> {
     }
 }
 
+/// What may follow a date read by [`month_day`]: a time after a full date, nothing after a
+/// partial one.
+fn date_end(rest: &str, day: Option<u32>) -> Result<(), DateError> {
+    match day {
+        Some(_) => time_suffix(rest),
+        None if rest.is_empty() => Ok(()),
+        None => Err(DateError::Unrecognized),
+    }
+}
+
 /// HL7 after `YYYYMMDD`: `HH[MM[SS]]` already counted in the digit run, then `[.S…][±ZZZZ]`.
 fn hl7_suffix(mut rest: &str) -> Result<(), DateError> {
     if let Some(r) = rest.strip_prefix('.') {
@@ -478,11 +489,7 @@ fn parts(s: &str) -> Result<Parts, DateError> {
                 _ => return Err(DateError::Unrecognized),
             }
         };
-        if day.is_some() {
-            time_suffix(c.s)?;
-        } else if !c.s.is_empty() {
-            return Err(DateError::Unrecognized);
-        }
+        date_end(c.s, day)?;
         return Ok(Parts {
             era: Some(era),
             year,
@@ -496,11 +503,7 @@ fn parts(s: &str) -> Result<Parts, DateError> {
         // YYYY, YYYY-MM(-DD), YYYY年…
         4 => {
             let (month, day) = month_day(&mut c)?;
-            if day.is_some() {
-                time_suffix(c.s)?;
-            } else if !c.s.is_empty() {
-                return Err(DateError::Unrecognized);
-            }
+            date_end(c.s, day)?;
             Parts {
                 era: None,
                 year: num(y)? as i32,
