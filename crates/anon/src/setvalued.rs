@@ -281,6 +281,18 @@ impl ItemForest {
             }
         }
     }
+    /// For each leaf, whether `recode` releases it under a label that is not its own. A climb
+    /// to an ancestor with the same label (a 3-character ICD-10 code `J00` to its category
+    /// `J00`) hides nothing; the top (released as 「その他」 by the caller) always does.
+    fn relabelled(&self, recode: &[u32]) -> Vec<bool> {
+        (0..self.leaves() as u32)
+            .map(|l| {
+                recode.get(l as usize).is_some_and(|r| {
+                    *r != l && (self.is_top(*r) || self.label(*r) != self.label(l))
+                })
+            })
+            .collect()
+    }
     /// NCP of releasing an item of the node's kind as `node`: (leaves under − 1) /
     /// (kind leaves − 1); 0 for a leaf, 1 for the top.
     fn ncp(&self, node: u32) -> f64 {
@@ -572,15 +584,17 @@ impl KmSolution {
         out
     }
 
-    /// Leaf items that are hidden for some holder — released as an ancestor, or suppressed —
-    /// and held (hidden) by at most `max_holders` persons: the rare codes that another
-    /// table's code must not reveal. `holders` are the persons for whom the leaf is hidden.
+    /// Leaf items that are hidden for some holder — released under another label (an
+    /// ancestor with the same label hides nothing), or suppressed — and held (hidden) by at
+    /// most `max_holders` persons: the rare codes that another table's code must not reveal.
+    /// `holders` are the persons for whom the leaf is hidden.
     pub fn hidden_items(&self, input: &KmInput<'_>, max_holders: usize) -> Vec<HolderSet> {
+        let relabelled = input.forest.relabelled(&self.recode);
         let mut by_leaf: HashMap<u32, Vec<u32>> = HashMap::new();
         for p in 0..input.sets.len() {
             for l in input.sets.get(p) {
-                let hidden =
-                    self.recode.get(*l as usize) != Some(l) || self.is_suppressed(p as u32, *l);
+                let hidden = relabelled.get(*l as usize).copied().unwrap_or(false)
+                    || self.is_suppressed(p as u32, *l);
                 if hidden {
                     by_leaf.entry(*l).or_default().push(p as u32);
                 }
@@ -652,15 +666,8 @@ fn utility(input: &KmInput<'_>, recode: &[u32], suppressed: &[(u32, u32)]) -> Km
             ..KindUtility::default()
         })
         .collect();
-    // A leaf is generalized when its released label is not its own: a climb to an ancestor
-    // with the same label (a 3-character ICD-10 code `J00` to its category `J00`) hides
-    // nothing and is not counted. The top is released as 「その他」 by the caller: always counted.
-    let generalized: Vec<bool> = (0..f.leaves() as u32)
-        .map(|l| {
-            let r = recode[l as usize];
-            r != l && (f.is_top(r) || f.label(r) != f.label(l))
-        })
-        .collect();
+    // A leaf is generalized when its released label is not its own (see `relabelled`).
+    let generalized = f.relabelled(recode);
     let mut seen = vec![false; f.leaves()];
     let mut leaf_supp = vec![false; f.leaves()];
     let mut loss = vec![0.0f64; f.kinds()];
@@ -1767,6 +1774,40 @@ mod tests {
         assert_eq!(f.label(top), "*");
         assert_eq!(check(&input, &sol).count, 0);
         assert_eq!(sol.utility.per_kind[1].items_at_top, 2);
+    }
+
+    #[test]
+    fn a_code_under_its_own_label_implies_nothing() {
+        // dx: J00 = 0 (its category is `J00` too), E11.9 = 1; drugs: A = 2, B = 3. A is
+        // given only to the two J00 holders.
+        let f = ItemForest::from_hierarchies(vec![
+            icd10("dx", &["J00", "E11.9"], &[]).unwrap(),
+            yj_code("drug", &["1190037M1020", "3962002F1010"]).unwrap(),
+        ])
+        .unwrap();
+        let sets = ItemSets::from_lists(vec![vec![0, 2], vec![0, 2], vec![1, 3], vec![1, 3]]);
+        let qi = [0; 4];
+        let input = KmInput::new(2, 1, &f, &qi, &sets);
+        let mut sol = km_anonymize(&input).unwrap();
+        // J00 released as its category: the same label, nothing hidden, A reveals nothing new.
+        sol.climb(&input, &[0]).unwrap();
+        assert!(sol.hidden_items(&input, 2).is_empty());
+        assert_eq!(
+            sol.climb_implied(&input, DEFAULT_IMPLICATION_SHARE, 2)
+                .unwrap(),
+            0
+        );
+        assert_eq!(sol.recode[2], 2);
+        // J00 released as its chapter is hidden, and A climbs with it.
+        sol.climb(&input, &[f.parent(0).unwrap()]).unwrap();
+        let hidden = sol.hidden_items(&input, 2);
+        assert_eq!(hidden.iter().map(|h| h.node).collect::<Vec<_>>(), vec![0]);
+        assert!(
+            sol.climb_implied(&input, DEFAULT_IMPLICATION_SHARE, 2)
+                .unwrap()
+                > 0
+        );
+        assert_ne!(sol.recode[2], 2);
     }
 
     #[test]
