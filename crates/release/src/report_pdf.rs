@@ -1,6 +1,6 @@
 //! The risk report as PDF (R-ANON-7): the same content as the HTML report, two A4 pages
 //! (figures on the second), drawn through kiban-pdf (the embedded IPAex Gothic font,
-//! subsetted; the receipt's layout helpers).
+//! subsetted; its ruled table and bar chart, shared with the receipt).
 
 use kiban_pdf::{Align, BarChart, Column, Document, Page, Paper, PdfError, Table};
 
