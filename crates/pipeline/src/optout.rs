@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use chrono::NaiveDate;
-use kiban_consent::{Decision, ImportReport, PatientIdFormat};
+use kiban_consent::{Decision, HandlerInfo, ImportReport, PatientIdFormat};
 
 use crate::{PipelineError, Workspace};
 
@@ -75,16 +75,30 @@ impl Workspace {
     ) -> Result<Decision, PipelineError> {
         // Any spelling the handler's format accepts gives the one key; one it does not is
         // refused (a decision for it would be about nobody).
-        let format = self.patient_id_format(handler).await?;
-        let key = self.patient_key(handler, format, patient_id).map_err(|e| {
-            crate::workspace::patient_id_refused(
-                "患者ID (--patient)",
-                "patient ID (--patient)",
-                handler,
-                format,
-                e,
-            )
-        })?;
+        let h = self.registered_handler(handler).await?;
+        let key = self.desk_patient_key(&h, patient_id)?;
         Ok(kiban_consent::eligibility(&self.db, handler, &key, on).await?)
+    }
+
+    /// The key of a patient ID given at the desk (`--patient`: status, events, patient
+    /// facts): normalized with the handler's format ([`Workspace::patient_key`]), or refused
+    /// naming the option when it does not fit — never recorded under a key that nothing
+    /// else computes.
+    pub(crate) fn desk_patient_key(
+        &self,
+        handler: &HandlerInfo,
+        patient_id: &str,
+    ) -> Result<String, PipelineError> {
+        let format = handler.patient_id_format;
+        self.patient_key(&handler.code, format, patient_id)
+            .map_err(|e| {
+                crate::workspace::patient_id_refused(
+                    "患者ID (--patient)",
+                    "patient ID (--patient)",
+                    &handler.code,
+                    format,
+                    e,
+                )
+            })
     }
 }

@@ -248,17 +248,7 @@ impl Workspace {
             &format!("handler:{handler}"),
             async {
                 let h = self.registered_handler(handler).await?;
-                let key = self
-                    .patient_key(handler, h.patient_id_format, patient_id)
-                    .map_err(|e| {
-                        crate::workspace::patient_id_refused(
-                            "患者ID (--patient)",
-                            "patient ID (--patient)",
-                            handler,
-                            h.patient_id_format,
-                            e,
-                        )
-                    })?;
+                let key = self.desk_patient_key(&h, patient_id)?;
                 if kind == StatusKind::Deceased {
                     // A death date must agree with the identity on record.
                     let vault = self.identity_facts(handler, &key).await?;
@@ -298,17 +288,7 @@ impl Workspace {
         // Normalized with the handler's format before anything else: a stop filed as 16241
         // must key the patient ingested as 0016241, and an ID that does not fit the format is
         // refused, never recorded under a key that nothing else computes.
-        let key = self
-            .patient_key(&req.handler, handler.patient_id_format, &req.patient_id)
-            .map_err(|e| {
-                crate::workspace::patient_id_refused(
-                    "患者ID (--patient)",
-                    "patient ID (--patient)",
-                    &req.handler,
-                    handler.patient_id_format,
-                    e,
-                )
-            })?;
+        let key = self.desk_patient_key(&handler, &req.patient_id)?;
         let needs_receipt = req.kind.needs_receipt();
         if needs_receipt {
             if req.requester.as_deref().is_none_or(|r| r.trim().is_empty()) {
