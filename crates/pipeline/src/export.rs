@@ -271,7 +271,7 @@ impl Workspace {
                             provided.insert(n.patient_id);
                             r.files_copied += 1;
                         }
-                        Some(n) => withhold(&mut r, decide(&n.patient_id).reason()),
+                        Some(n) => withhold(&mut r, &decide(&n.patient_id).reason()),
                         None => withhold(&mut r, "unattributed"),
                     }
                     continue;
@@ -333,7 +333,7 @@ impl Workspace {
                     .first()
                     .copied()
                     .unwrap_or(Verdict::Gate(Eligibility::Eligible));
-                withhold(&mut r, first.reason());
+                withhold(&mut r, &first.reason());
             }
         }
         // Per patient (spellings of one ID counted once): the keys provided, and why the others
@@ -408,12 +408,10 @@ impl Verdict {
         matches!(self, Verdict::Gate(e) if e.is_eligible())
     }
 
-    /// The withheld-file reason.
-    fn reason(&self) -> &'static str {
-        match self {
-            Verdict::Gate(e) => reason_of(*e),
-            Verdict::BadId => "ineligible:patient_id_format",
-        }
+    /// The withheld-file reason of an ineligible patient: `ineligible:` and the
+    /// withheld-patient reason code.
+    fn reason(&self) -> String {
+        format!("ineligible:{}", self.reason_code())
     }
 
     /// The withheld-patient reason code.
@@ -422,21 +420,6 @@ impl Verdict {
             Verdict::Gate(e) => e.reason_code(),
             Verdict::BadId => "patient_id_format",
         }
-    }
-}
-
-fn reason_of(e: Eligibility) -> &'static str {
-    match e {
-        Eligibility::Eligible => "eligible",
-        Eligibility::Ineligible(r) => match r {
-            Reason::HandlerNotFiled => "ineligible:handler_not_filed",
-            Reason::HandlerNotPublished => "ineligible:handler_not_published",
-            Reason::NeverNotified => "ineligible:never_notified",
-            Reason::WithinWaitingPeriod { .. } => "ineligible:within_waiting_period",
-            Reason::Stopped { .. } => "ineligible:stopped",
-            Reason::Deleted { .. } => "ineligible:deleted",
-            Reason::ConsentWithdrawn { .. } => "ineligible:consent_withdrawn",
-        },
     }
 }
 

@@ -390,3 +390,69 @@ async fn requests_that_match_no_data_are_counted_for_the_desk() {
     let text = serde_json::to_string(&r).unwrap();
     assert!(!text.contains("7654321"));
 }
+
+/// The handler-side export (R-REC-1) uses the one normalization too: two spellings of one
+/// patient are one patient (provided once, withheld once), a stop under a third spelling
+/// withholds them, and an ID that does not fit the format is withheld under its own reason.
+#[tokio::test]
+async fn the_export_keys_every_spelling_alike_and_withholds_ids_that_do_not_fit() {
+    use kiban_pipeline::export::ExportOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = workspace(tmp.path()).await;
+    for pid in ["0016241", "0000007"] {
+        ws.record_optout_event(&request(pid, EventKind::Notice, "2020-03-02"))
+            .await
+            .unwrap();
+    }
+    let export = |name: &str, ids: &[&str]| {
+        let src = csv_export(&tmp.path().join(format!("src-{name}")), ids, "2024-05-01");
+        ExportOptions {
+            handler: H.into(),
+            producer_name: "一般財団法人 架空医療データセンター".into(),
+            producer_address: "東京都港区芝公園1-1-1".into(),
+            sources: vec![src],
+            out: tmp.path().join(format!("out-{name}")),
+            on: d("2024-06-01"),
+            format: None,
+        }
+    };
+    let spellings = ["16241", "0016241", "７"];
+    let r = ws.export(&export("all", &spellings)).await.unwrap();
+    // persons.csv and visits.csv (the mapping file names no patient).
+    assert_eq!(r.files_copied, 2, "{r:?}");
+    assert_eq!(
+        r.patients_exported, 2,
+        "two patients, three spellings: {r:?}"
+    );
+
+    ws.record_optout_event(&request("０１６２４１", EventKind::Stop, "2024-05-15"))
+        .await
+        .unwrap();
+    let r = ws.export(&export("stopped", &spellings)).await.unwrap();
+    assert_eq!(r.patients_exported, 0, "{r:?}");
+    assert_eq!(
+        r.patients_withheld_by_reason.get("stopped"),
+        Some(&1),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.patients_withheld_by_reason.get("files_withheld"),
+        Some(&1),
+        "{r:?}"
+    );
+
+    let r = ws.export(&export("bad", &["A16241"])).await.unwrap();
+    assert_eq!(r.files_copied, 0, "{r:?}");
+    assert!(
+        r.withheld_by_reason
+            .get("ineligible:patient_id_format")
+            .is_some_and(|n| *n > 0),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.patients_withheld_by_reason.get("patient_id_format"),
+        Some(&1),
+        "{r:?}"
+    );
+    assert_eq!(r.provision_record, None, "nothing provided");
+}
