@@ -1071,16 +1071,18 @@ impl RowView<'_> {
 
     /// The date in `field` (None when empty), or why it is not one (never the value). In
     /// automatic mode every spelling of [`kiban_model::date`] (西暦, 和暦, 元年, full-width);
-    /// an explicit `date_format` reads that chrono format, still refusing years before 1800.
+    /// an explicit `date_format` reads that chrono format, still refusing the years
+    /// [`kiban_model::date::seireki_year`] refuses (placeholders such as `9999-12-31`).
     fn read_date(&self, field: &str) -> Option<Result<SourceDate, String>> {
         let v = self.text(field)?;
         Some(match self.date_format {
             Some(fmt) => match NaiveDate::parse_from_str(&v, fmt) {
-                Ok(d) if d.year() < 1800 => Err(DateError::TooEarly.to_string()),
-                Ok(date) => Ok(SourceDate {
-                    date,
-                    precision: Precision::Day,
-                }),
+                Ok(date) => kiban_model::date::seireki_year(date.year())
+                    .map(|()| SourceDate {
+                        date,
+                        precision: Precision::Day,
+                    })
+                    .map_err(|e| e.to_string()),
                 Err(_) => Err(format!("not a date in the format {fmt:?}")),
             },
             None => read_date(&v).map_err(|e| e.to_string()),

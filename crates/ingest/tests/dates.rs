@@ -492,6 +492,60 @@ end_date = "終了"
     );
 }
 
+/// A declared `date_format` refuses what the one parser refuses: the placeholder years
+/// outside 1800–2199 (`9999-12-31` for "no end", `1700-01-01`) are no dates there either.
+#[test]
+fn csv_declared_date_format_refuses_placeholder_years() {
+    let mapping = r#"
+[[file]]
+name = "v.csv"
+table = "visit"
+patient_id = "ID"
+date_format = "%Y-%m-%d"
+[file.columns]
+start_date = "開始"
+end_date = "終了"
+"#;
+    let csv = "ID,開始,終了\n\
+               P1,2024-04-01,9999-12-31\n\
+               P2,9999-12-31,\n\
+               P3,2024-04-01,1700-01-01\n\
+               P4,2024-04-01,2199-12-31\n";
+    let (items, s) = parse_csv(csv.as_bytes(), mapping, "v.csv").unwrap();
+    assert_eq!((s.accepted, s.quarantined, s.flagged), (3, 1, 2));
+    let ends: Vec<Option<String>> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Facts(sf) => match &sf.facts[0].0 {
+                Fact::Visit(v) => Some(v.end_date.map(|d| d.to_string())),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends, vec![None, None, Some("2199-12-31".into())]);
+    let reasons: Vec<(String, QuarantineCode, bool)> = items
+        .iter()
+        .filter_map(|i| match i {
+            Item::Quarantine(q) => Some((
+                q.location.clone(),
+                q.code,
+                q.reason.contains(&DateError::TooLate.to_string())
+                    || q.reason.contains(&DateError::TooEarly.to_string()),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("line 2".into(), QuarantineCode::UnreadableDate, true),
+            ("line 3".into(), QuarantineCode::InvalidValue, true),
+            ("line 4".into(), QuarantineCode::UnreadableDate, true),
+        ]
+    );
+}
+
 #[test]
 fn join_mapping_errors_name_the_field() {
     for (cols, want) in [

@@ -587,16 +587,22 @@ fn check(p: Parts) -> Result<SourceDate, DateError> {
                 return Err(DateError::Lunisolar);
             }
         }
-        None => {
-            if p.year < 1800 {
-                return Err(DateError::TooEarly);
-            }
-            if p.year > 2199 {
-                return Err(DateError::TooLate);
-            }
-        }
+        None => seireki_year(p.year)?,
     }
     Ok(SourceDate { date, precision })
+}
+
+/// A 西暦 year kiban reads as a date: 1800–2199 (outside, a placeholder such as `00000000`,
+/// `18000101` or `99991231`). For a reader that parses a declared format of its own (a CSV
+/// mapping's `date_format`), so that it refuses what [`parse`] refuses.
+pub fn seireki_year(year: i32) -> Result<(), DateError> {
+    if year < 1800 {
+        Err(DateError::TooEarly)
+    } else if year > 2199 {
+        Err(DateError::TooLate)
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
