@@ -271,7 +271,7 @@ pub enum AuditCmd {
     Verify(JsonFlag),
 }
 
-fn parse_date(s: &str, what: &str) -> Result<NaiveDate> {
+pub(crate) fn parse_date(s: &str, what: &str) -> Result<NaiveDate> {
     let t = s.trim().replace('/', "-");
     NaiveDate::parse_from_str(&t, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(&t, "%Y%m%d"))
@@ -326,7 +326,7 @@ async fn open_as(
     Ok(ws)
 }
 
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }

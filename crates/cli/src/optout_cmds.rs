@@ -17,6 +17,7 @@ use kiban_pipeline::export::ExportOptions;
 use kiban_pipeline::optout_events::OptoutEventRequest;
 use kiban_receipt::Paper;
 
+use crate::commands::{opt_date, parse_date, print_json};
 use crate::ui::{Lang, row, table};
 
 /// One opt-out event of one patient.
@@ -227,23 +228,8 @@ pub struct RetentionRunArgs {
     pub json: bool,
 }
 
-fn parse_date(s: &str, what: &str) -> Result<NaiveDate> {
-    let t = s.trim().replace('/', "-");
-    NaiveDate::parse_from_str(&t, "%Y-%m-%d")
-        .or_else(|_| NaiveDate::parse_from_str(&t, "%Y%m%d"))
-        .with_context(|| format!("{what}: {s:?} is not a date (YYYY-MM-DD)"))
-}
-
 fn date_or_today(s: &Option<String>, what: &str) -> Result<NaiveDate> {
-    match s {
-        Some(d) => parse_date(d, what),
-        None => Ok(chrono::Local::now().date_naive()),
-    }
-}
-
-fn print_json(v: &impl serde::Serialize) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    Ok(opt_date(s, what)?.unwrap_or_else(|| chrono::Local::now().date_naive()))
 }
 
 fn kind_ja(kind: EventKind, lang: Lang) -> &'static str {
@@ -467,10 +453,6 @@ pub async fn run_status(
     }
     print!("{}", table(title, &rows));
     Ok(ExitCode::SUCCESS)
-}
-
-fn opt_date(s: &Option<String>, what: &str) -> Result<Option<NaiveDate>> {
-    s.as_deref().map(|d| parse_date(d, what)).transpose()
 }
 
 fn date_cell(d: Option<NaiveDate>) -> String {
