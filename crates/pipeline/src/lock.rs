@@ -11,10 +11,12 @@
 //!   crash left unfinished, finishes pending SS-MIX2 retractions and seals legacy file names
 //!   — so recovery never runs while another writer is alive, and never destroys the chunk an
 //!   ingest is writing.
-//! * A **reader** ([`Access::Read`]: `kiban stats`, `kiban files show`, `kiban audit verify`)
-//!   holds it shared. It waits while a writer runs (an ingest's chunk being written is never
-//!   seen half-done: lake parts are renamed into place before the chunk's transaction
-//!   commits, so a reader running beside a writer could count parts of an uncommitted chunk).
+//! * A **reader** ([`Access::Read`]: `kiban stats`, `kiban files show`, `kiban records list`,
+//!   `kiban audit verify`) holds it shared (`files show` and `records list` still append their
+//!   audit event: the audit log has its own lock). It waits while a writer runs (an ingest's
+//!   chunk being written is never seen half-done: lake parts are renamed into place before
+//!   the chunk's transaction commits, so a reader running beside a writer could count parts
+//!   of an uncommitted chunk).
 //!   A reader that finds maintenance to do (a writer crashed) lets go, takes the lock
 //!   exclusively, does it, and starts over as a reader.
 //!

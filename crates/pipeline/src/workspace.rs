@@ -72,7 +72,7 @@ impl Workspace {
         Workspace::open_with(dir, Access::Write, &mut |_| {}).await
     }
 
-    /// Opens the workspace in `dir` to read it (`stats`, `files show`): the lock is held
+    /// Opens the workspace in `dir` to read it (`stats`, `files show`, `records list`): the lock is held
     /// shared, so readers run together and wait while a writer runs; recovery is left to
     /// writers (a reader that finds a crash's leftovers takes the lock exclusively for the
     /// recovery first, then reads). Methods that change state must not be called on it.
