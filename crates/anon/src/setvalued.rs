@@ -636,8 +636,41 @@ impl KmSolution {
                 return Ok(climbs);
             }
             climbs += nodes.len();
-            self.climb(input, &nodes)?;
+            // A node just under its kind's top does not climb: in a cut the top covers every
+            // code of the kind, so one implied drug would send all drugs to 「その他」. Its
+            // occurrences are suppressed instead, for everybody (removing a released label
+            // everywhere creates no violation: the combinations holding it are gone).
+            let (sweep, climb): (Vec<u32>, Vec<u32>) = nodes.into_iter().partition(|n| {
+                input
+                    .forest
+                    .parent(*n)
+                    .is_some_and(|p| input.forest.is_top(p))
+            });
+            if !sweep.is_empty() {
+                self.suppress_everywhere(input, &sweep);
+            }
+            if !climb.is_empty() {
+                self.climb(input, &climb)?;
+            }
         }
+    }
+
+    /// Suppresses every occurrence of the leaves released as one of `nodes`.
+    fn suppress_everywhere(&mut self, input: &KmInput<'_>, nodes: &[u32]) {
+        for p in 0..input.sets.len() {
+            for l in input.sets.get(p) {
+                if self
+                    .recode
+                    .get(*l as usize)
+                    .is_some_and(|r| nodes.contains(r))
+                {
+                    self.suppressed.push((p as u32, *l));
+                }
+            }
+        }
+        self.suppressed.sort_unstable();
+        self.suppressed.dedup();
+        self.utility = utility(input, &self.recode, &self.suppressed);
     }
 }
 
@@ -1764,16 +1797,20 @@ mod tests {
             vec![3, 4]
         );
         assert!(implied_items(&released, &hidden, 0.0).is_err());
-        // tafamidis climbs ingredient → class → top (which takes metformin along: a cut)
+        // tafamidis climbs ingredient → class; the class, just under the top, is not climbed
+        // (in a cut the top would take metformin and every other drug along): its
+        // occurrences are suppressed for everybody instead.
         let climbs = sol
             .climb_implied(&input, DEFAULT_IMPLICATION_SHARE, 2)
             .unwrap();
         assert_eq!(climbs, 3);
         let top = f.top(1).unwrap();
-        assert_eq!(sol.recode[3..], [top, top]);
-        assert_eq!(f.label(top), "*");
+        assert_ne!(sol.recode[3], top);
+        assert_eq!(sol.recode[4], 4, "metformin stays as it is");
+        assert!(sol.suppressed.contains(&(0, 3)) && sol.suppressed.contains(&(1, 3)));
+        assert!(sol.released(&sets, 0).iter().all(|n| f.kind(*n) == 0));
         assert_eq!(check(&input, &sol).count, 0);
-        assert_eq!(sol.utility.per_kind[1].items_at_top, 2);
+        assert_eq!(sol.utility.per_kind[1].items_at_top, 0);
     }
 
     #[test]

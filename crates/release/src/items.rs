@@ -474,7 +474,7 @@ pub(crate) fn solve(
                 .climb_implied(&input, DEFAULT_IMPLICATION_SHARE, 10 * k as usize)
                 .map_err(engine)? as u64;
             // The guarantee is counted again by the independent checker on what is released.
-            let released: Vec<Vec<u32>> = (0..persons).map(|p| sol.released(&g.sets, p)).collect();
+            let released = sol.released_sets(&g.sets);
             let v = km_violations(k as usize, m as usize, classes, &released).map_err(engine)?;
             report.violations = v.count as u64;
             report.persons_affected = v.persons_affected as u64;
@@ -550,6 +550,63 @@ mod tests {
         let d = &plans[&Table::DrugExposure];
         assert_ne!(d.released(3, "219004XF1020"), Some("219004XF1020"));
         assert_eq!(d.released(0, "396100XF1026"), Some("396100XF1026"));
+    }
+
+    /// Issue 13 item 4 (R-ANON-4 across tables): a drug held by enough persons to pass the
+    /// (k, k^m) model on its own, but given almost only to the holders of a disease code that
+    /// the model hid, would name the disease: it climbs too.
+    #[test]
+    fn a_drug_given_almost_only_for_a_hidden_disease_climbs_with_it() {
+        let mut cond = TableCodes::default();
+        let mut drug = TableCodes::default();
+        // 40 persons, one QI class; everybody has hypertension, so nobody is alone.
+        for p in 0..40u32 {
+            codes(&mut cond, p, &["I10"]);
+        }
+        // Amyloidosis E85.1: 4 persons (fewer than k = 5): hidden (climbs to E85 with E85.2).
+        for p in 0..4u32 {
+            codes(&mut cond, p, &["E85.1"]);
+        }
+        for p in 10..12u32 {
+            codes(&mut cond, p, &["E85.2"]);
+        }
+        // Tafamidis: 5 persons — 4 of them the amyloidosis patients (80 %).
+        for p in 0..5u32 {
+            codes(&mut drug, p, &["219004XF1020"]);
+        }
+        // A common drug, given to half of everybody, stays as it is.
+        for p in 0..20u32 {
+            codes(&mut drug, p, &["214900XF1020"]);
+        }
+        let classes = vec![0u32; 40];
+        let (plans, report) = solve(
+            vec![
+                (Table::ConditionOccurrence, cond),
+                (Table::DrugExposure, drug),
+            ],
+            &[Table::ConditionOccurrence, Table::DrugExposure],
+            &classes,
+            5,
+            1,
+            0,
+            1.0,
+        )
+        .expect("solve");
+        assert_eq!(report.violations, 0);
+        let c = &plans[&Table::ConditionOccurrence];
+        assert_ne!(
+            c.released(0, "E85.1"),
+            Some("E85.1"),
+            "the rare disease is hidden"
+        );
+        assert!(report.implied_climbs > 0, "{report:?}");
+        let d = &plans[&Table::DrugExposure];
+        assert_ne!(
+            d.released(0, "219004XF1020"),
+            Some("219004XF1020"),
+            "the drug would name the hidden disease"
+        );
+        assert_eq!(d.released(0, "214900XF1020"), Some("214900XF1020"));
     }
 
     #[test]
