@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use kiban_consent::EventKind;
 use kiban_model::Table;
 use serde::Serialize;
 use sqlx::Row;
@@ -39,12 +40,14 @@ pub struct Stats {
     pub attachments: u64,
     pub identities_in_vault: u64,
     pub releases: u64,
-    /// Stop, deletion and withdrawal requests whose patient matches no data ever received
+    /// Stop, deletion, withdrawal and consent-withdrawal requests whose patient matches no
+    /// data ever received
     /// from their handler (no registration, no gate rejection, no erasure). A request filed
     /// under another spelling of a patient ID than the handler's data uses would be counted
     /// here: the desk checks them. A count only, never the patients.
     pub optout_events_unmatched: u64,
-    /// Notices whose patient matches no data (usual for patients whose data never came).
+    /// Notices and consents whose patient matches no data (usual for patients whose data
+    /// never came).
     pub optout_notices_unmatched: u64,
 }
 
@@ -52,8 +55,9 @@ pub struct Stats {
 /// [`Stats::optout_events_unmatched`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct UnmatchedOptouts {
-    /// Stop, deletion and withdrawal requests.
+    /// Stop, deletion, withdrawal and consent-withdrawal requests.
     pub requests: u64,
+    /// Notices and consents.
     pub notices: u64,
 }
 
@@ -89,10 +93,11 @@ impl Workspace {
         for r in q.fetch_all(self.db.pool()).await? {
             let kind: String = r.try_get(0)?;
             let n = r.try_get::<i64, _>(1)?.max(0) as u64;
-            if kind == "notice" {
-                out.notices += n;
-            } else {
-                out.requests += n;
+            // A notice or a consent unmatched is usual (the patient's data never came); a
+            // request that stops provision and matches nothing may be a misspelled ID.
+            match EventKind::parse(&kind) {
+                Some(EventKind::Notice | EventKind::Consent) => out.notices += n,
+                _ => out.requests += n,
             }
         }
         Ok(out)

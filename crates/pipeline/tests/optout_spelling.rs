@@ -386,6 +386,28 @@ async fn requests_that_match_no_data_are_counted_for_the_desk() {
     assert_eq!(s.optout_events_unmatched, 1);
     let json = serde_json::to_value(&s).unwrap();
     assert_eq!(json["optout_events_unmatched"], 1);
+    // A consent for a patient never seen is like a notice; its withdrawal stops provision,
+    // so an unmatched one is a request for the desk to check.
+    let mut consent = request("5550001", EventKind::Consent, "2024-06-02");
+    consent.scope = Some("研究利用".into());
+    ws.record_optout_event(&consent).await.unwrap();
+    let s = ws.stats().await.unwrap();
+    assert_eq!(
+        (s.optout_events_unmatched, s.optout_notices_unmatched),
+        (1, 1)
+    );
+    ws.record_optout_event(&request(
+        "5550001",
+        EventKind::ConsentWithdraw,
+        "2024-06-03",
+    ))
+    .await
+    .unwrap();
+    let s = ws.stats().await.unwrap();
+    assert_eq!(
+        (s.optout_events_unmatched, s.optout_notices_unmatched),
+        (2, 1)
+    );
     // A count only: no key or ID in the report.
     let text = serde_json::to_string(&r).unwrap();
     assert!(!text.contains("7654321"));
