@@ -33,3 +33,95 @@ pub fn ok(out: Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// The path as a command-line argument.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("path")
+}
+
+/// `kiban synth`: `persons` in one hospital exporting SS-MIX2, from `seed`, into `out`.
+pub fn synth_ssmix2(out: &Path, persons: &str, seed: &str) {
+    ok(kiban_cmd(&[
+        "synth",
+        "--persons",
+        persons,
+        "--hospitals",
+        "1",
+        "--seed",
+        seed,
+        "--formats",
+        "ssmix2",
+        "--out",
+        arg(out),
+    ])
+    .output()
+    .expect("synth"));
+}
+
+/// A workspace `ws` (ingest chunks of `chunk_files` files) with the first hospital of the
+/// `kiban synth` output `synth` registered as its handler and the generator's opt-out events
+/// imported; returns (handler code, the generator's provision date, to ingest as of).
+pub fn synth_workspace(ws: &Path, synth: &Path, chunk_files: usize) -> (String, String) {
+    let w = arg(ws);
+    ok(kiban_cmd(&["init", w]).output().expect("init"));
+    let cfg = ws.join("kiban.toml");
+    let text = std::fs::read_to_string(&cfg).expect("config");
+    std::fs::write(
+        &cfg,
+        text.replace(
+            "chunk_files = 2000",
+            &format!("chunk_files = {chunk_files}"),
+        ),
+    )
+    .expect("write config");
+    let mut rdr = csv::Reader::from_path(synth.join("handlers.csv")).expect("handlers");
+    let h = rdr.records().next().expect("one handler").expect("row");
+    ok(kiban_in(
+        ws,
+        &[
+            "handler",
+            "add",
+            "--code",
+            &h[0],
+            "--name",
+            &h[1],
+            "--address",
+            &h[2],
+            "--filed",
+            &h[4],
+            "--published",
+            &h[5],
+            "--own-published",
+            &h[6],
+        ],
+    ));
+    ok(kiban_in(
+        ws,
+        &["optout", "import", arg(&synth.join("optout.csv"))],
+    ));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(synth.join("summary.json")).expect("summary"))
+            .expect("json");
+    (
+        h[0].to_string(),
+        summary["provision_date"]
+            .as_str()
+            .expect("date")
+            .to_string(),
+    )
+}
+
+/// `kiban stats --json`.
+pub fn stats(ws: &Path) -> serde_json::Value {
+    serde_json::from_str(&ok(kiban_in(ws, &["stats", "--json"]))).expect("stats json")
+}
+
+/// The standard error of a run that must fail.
+pub fn failed(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "kiban should have refused: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
