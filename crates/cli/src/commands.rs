@@ -383,7 +383,7 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             Ok(ok)
         }
         Command::Handler(HandlerCmd::List(j)) => {
-            let ws = open(&cli.workspace, &cli.actor).await?;
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
             let hs = ws.list_handlers().await?;
             if j.json {
                 print_json(&hs)?;
@@ -409,11 +409,19 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             crate::optout_cmds::run_handler_update(&ws, a, lang).await
         }
         Command::Handler(HandlerCmd::History { code, json }) => {
-            let ws = open(&cli.workspace, &cli.actor).await?;
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
             crate::optout_cmds::run_handler_history(&ws, &code, json, lang).await
         }
         Command::Handler(HandlerCmd::NoticeVersion(c)) => {
-            let ws = open(&cli.workspace, &cli.actor).await?;
+            // Listing only reads: it waits for no writer's recovery.
+            let ws = match c {
+                crate::optout_cmds::NoticeVersionCmd::List { .. } => {
+                    open_read(&cli.workspace, &cli.actor).await?
+                }
+                crate::optout_cmds::NoticeVersionCmd::Add(_) => {
+                    open(&cli.workspace, &cli.actor).await?
+                }
+            };
             crate::optout_cmds::run_notice_version(&ws, c, lang).await
         }
         Command::Optout(OptoutCmd::Import { file, json }) => {
@@ -445,7 +453,7 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             on,
             json,
         }) => {
-            let ws = open(&cli.workspace, &cli.actor).await?;
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
             let on = opt_date(&on, "--on")?.unwrap_or_else(today);
             let d = ws.optout_status(&handler, &patient, on).await?;
             if json {

@@ -12,8 +12,9 @@
 //!   — so recovery never runs while another writer is alive, and never destroys the chunk an
 //!   ingest is writing.
 //! * A **reader** ([`Access::Read`]: `kiban stats`, `kiban files show`, `kiban records list`,
-//!   `kiban audit verify`) holds it shared (`files show` and `records list` still append their
-//!   audit event: the audit log has its own lock). It waits while a writer runs (an ingest's
+//!   `kiban handler list|history`, `kiban handler notice-version list`, `kiban optout
+//!   status`, `kiban audit verify`) holds it shared (`files show` and `records list` still
+//!   append their audit event: the audit log has its own lock). It waits while a writer runs (an ingest's
 //!   chunk being written is never seen half-done: lake parts are renamed into place before
 //!   the chunk's transaction commits, so a reader running beside a writer could count parts
 //!   of an uncommitted chunk).
