@@ -9,91 +9,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{kiban_cmd as kiban, ok};
-
-fn synth(out: &Path, persons: &str) {
-    ok(kiban(&[
-        "synth",
-        "--persons",
-        persons,
-        "--hospitals",
-        "1",
-        "--seed",
-        "11",
-        "--formats",
-        "ssmix2",
-        "--out",
-        out.to_str().expect("path"),
-    ])
-    .output()
-    .expect("synth"));
-}
-
-/// A workspace with the synthetic hospital registered and its opt-out events imported;
-/// returns (handler code, date of receipt).
-fn setup_workspace(ws: &Path, synth: &Path, chunk_files: usize) -> (String, String) {
-    let w = ws.to_str().expect("path");
-    ok(kiban(&["init", w]).output().expect("init"));
-    let cfg = ws.join("kiban.toml");
-    let text = std::fs::read_to_string(&cfg).expect("config");
-    std::fs::write(
-        &cfg,
-        text.replace(
-            "chunk_files = 2000",
-            &format!("chunk_files = {chunk_files}"),
-        ),
-    )
-    .expect("write config");
-    let mut rdr = csv::Reader::from_path(synth.join("handlers.csv")).expect("handlers");
-    let h = rdr.records().next().expect("one handler").expect("row");
-    ok(kiban(&[
-        "--workspace",
-        w,
-        "handler",
-        "add",
-        "--code",
-        &h[0],
-        "--name",
-        &h[1],
-        "--address",
-        &h[2],
-        "--filed",
-        &h[4],
-        "--published",
-        &h[5],
-    ])
-    .output()
-    .expect("handler add"));
-    let optout = synth.join("optout.csv");
-    ok(kiban(&[
-        "--workspace",
-        w,
-        "optout",
-        "import",
-        optout.to_str().expect("path"),
-    ])
-    .output()
-    .expect("optout"));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(synth.join("summary.json")).expect("summary"))
-            .expect("json");
-    (
-        h[0].to_string(),
-        summary["provision_date"]
-            .as_str()
-            .expect("date")
-            .to_string(),
-    )
-}
-
-fn stats(ws: &Path) -> serde_json::Value {
-    let out = ok(
-        kiban(&["--workspace", ws.to_str().expect("path"), "stats", "--json"])
-            .output()
-            .expect("stats"),
-    );
-    serde_json::from_str(&out).expect("json")
-}
+use common::{kiban_cmd as kiban, ok, stats, synth_workspace as setup_workspace};
 
 const COUNTS: [&str; 6] = [
     "tables",
@@ -108,7 +24,7 @@ const COUNTS: [&str; 6] = [
 fn readers_during_an_ingest_leave_it_whole_and_a_second_writer_waits_or_fails_clearly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let synth_dir = dir.path().join("synth");
-    synth(&synth_dir, "2000");
+    common::synth_ssmix2(&synth_dir, "2000", "11");
 
     let clean = dir.path().join("clean");
     let (code, date) = setup_workspace(&clean, &synth_dir, 100);
@@ -239,7 +155,7 @@ fn receipted_and_registered(ws: &Path) -> (BTreeSet<String>, u64) {
 fn a_crash_right_after_a_chunk_commits_leaves_no_accepted_unit_without_its_receipt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let synth_dir = dir.path().join("synth");
-    synth(&synth_dir, "300");
+    common::synth_ssmix2(&synth_dir, "300", "11");
     let ws = dir.path().join("ws");
     let (code, date) = setup_workspace(&ws, &synth_dir, 40);
     let src = synth_dir.join("hospitals").join(&code);

@@ -7,73 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{kiban_cmd as kiban, ok};
-
-fn setup_workspace(ws: &Path, synth: &Path, chunk_files: usize) -> (String, String) {
-    let w = ws.to_str().expect("path");
-    ok(kiban(&["init", w]).output().expect("init"));
-    let cfg = ws.join("kiban.toml");
-    let text = std::fs::read_to_string(&cfg).expect("config");
-    std::fs::write(
-        &cfg,
-        text.replace(
-            "chunk_files = 2000",
-            &format!("chunk_files = {chunk_files}"),
-        ),
-    )
-    .expect("write config");
-    let mut rdr = csv::Reader::from_path(synth.join("handlers.csv")).expect("handlers");
-    let h = rdr.records().next().expect("one handler").expect("row");
-    ok(kiban(&[
-        "--workspace",
-        w,
-        "handler",
-        "add",
-        "--code",
-        &h[0],
-        "--name",
-        &h[1],
-        "--address",
-        &h[2],
-        "--filed",
-        &h[4],
-        "--published",
-        &h[5],
-        "--own-published",
-        &h[6],
-    ])
-    .output()
-    .expect("handler add"));
-    let optout = synth.join("optout.csv");
-    ok(kiban(&[
-        "--workspace",
-        w,
-        "optout",
-        "import",
-        optout.to_str().expect("path"),
-    ])
-    .output()
-    .expect("optout"));
-    let summary: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(synth.join("summary.json")).expect("summary"))
-            .expect("json");
-    (
-        h[0].to_string(),
-        summary["provision_date"]
-            .as_str()
-            .expect("date")
-            .to_string(),
-    )
-}
-
-fn stats(ws: &Path) -> serde_json::Value {
-    let out = ok(
-        kiban(&["--workspace", ws.to_str().expect("path"), "stats", "--json"])
-            .output()
-            .expect("stats"),
-    );
-    serde_json::from_str(&out).expect("json")
-}
+use common::{kiban_cmd as kiban, ok, stats, synth_workspace as setup_workspace};
 
 fn lake_has_parts(ws: &Path) -> bool {
     let Ok(tables) = std::fs::read_dir(ws.join("lake")) else {
@@ -95,21 +29,7 @@ fn lake_has_parts(ws: &Path) -> bool {
 fn ingest_killed_mid_run_resumes_without_duplicates_or_losses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let synth = dir.path().join("synth");
-    ok(kiban(&[
-        "synth",
-        "--persons",
-        "600",
-        "--hospitals",
-        "1",
-        "--seed",
-        "5",
-        "--formats",
-        "ssmix2",
-        "--out",
-        synth.to_str().expect("path"),
-    ])
-    .output()
-    .expect("synth"));
+    common::synth_ssmix2(&synth, "600", "5");
 
     // The reference: an uninterrupted ingest.
     let clean = dir.path().join("clean");
