@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{kiban_in as kiban, ok};
+use common::{csv_export, failed, kiban_in as kiban, ok};
 
 const H: &str = "1310000077";
 
@@ -43,55 +43,6 @@ fn add_handler(ws: &Path, format: &str) -> Output {
             format,
         ],
     )
-}
-
-fn failed(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "kiban should have refused: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// A hospital CSV export (with its `kiban-csv.toml`): one person row and one visit per ID.
-fn csv_export(dir: &Path, ids: &[&str]) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    std::fs::write(
-        dir.join("kiban-csv.toml"),
-        r#"
-[[file]]
-name = "persons.csv"
-table = "person"
-patient_id = "patient_id"
-[file.columns]
-name_kanji = "name_kanji"
-birth_date = "birth_date"
-sex = "sex"
-address = "address"
-
-[[file]]
-name = "visits.csv"
-table = "visit"
-patient_id = "patient_id"
-[file.columns]
-source_visit_id = "visit_id"
-start_date = "date"
-visit_type = "visit_type"
-"#,
-    )
-    .expect("mapping");
-    let mut persons = String::from("patient_id,name_kanji,birth_date,sex,address\n");
-    let mut visits = String::from("patient_id,visit_id,date,visit_type\n");
-    for (i, id) in ids.iter().enumerate() {
-        persons.push_str(&format!(
-            "{id},架空　太郎{i},1960-01-01,{},東京都港区架空町{i}\n",
-            if i % 2 == 0 { "M" } else { "F" }
-        ));
-        visits.push_str(&format!("{id},V{i},2024-05-20,outpatient\n"));
-    }
-    std::fs::write(dir.join("persons.csv"), persons).expect("persons");
-    std::fs::write(dir.join("visits.csv"), visits).expect("visits");
 }
 
 fn status(ws: &Path, patient: &str) -> serde_json::Value {
@@ -160,7 +111,7 @@ fn stops_under_other_spellings_apply_and_the_next_release_leaves_both_out() {
     let export = dir.path().join("export");
     let mut ids = vec!["0016241", "００００３４２９７"];
     ids.extend(controls);
-    csv_export(&export, &ids);
+    csv_export(&export, &ids, "2024-05-20");
     let ing: serde_json::Value = serde_json::from_str(&ok(kiban(
         &ws,
         &[

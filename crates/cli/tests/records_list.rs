@@ -10,49 +10,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{kiban_in as kiban, ok};
+use common::{csv_export, kiban_in as kiban, ok};
 
 const H: &str = "1310000088";
-
-/// A hospital CSV export (with its `kiban-csv.toml`): one person row and one visit per ID.
-fn csv_export(dir: &Path, ids: &[&str]) {
-    std::fs::create_dir_all(dir).expect("mkdir");
-    std::fs::write(
-        dir.join("kiban-csv.toml"),
-        r#"
-[[file]]
-name = "persons.csv"
-table = "person"
-patient_id = "patient_id"
-[file.columns]
-name_kanji = "name_kanji"
-birth_date = "birth_date"
-sex = "sex"
-address = "address"
-
-[[file]]
-name = "visits.csv"
-table = "visit"
-patient_id = "patient_id"
-[file.columns]
-source_visit_id = "visit_id"
-start_date = "date"
-visit_type = "visit_type"
-"#,
-    )
-    .expect("mapping");
-    let mut persons = String::from("patient_id,name_kanji,birth_date,sex,address\n");
-    let mut visits = String::from("patient_id,visit_id,date,visit_type\n");
-    for (i, id) in ids.iter().enumerate() {
-        persons.push_str(&format!(
-            "{id},架空　太郎{i},1960-01-01,{},東京都港区架空町{i}\n",
-            if i % 2 == 0 { "M" } else { "F" }
-        ));
-        visits.push_str(&format!("{id},V{i},2024-03-20,outpatient\n"));
-    }
-    std::fs::write(dir.join("persons.csv"), persons).expect("persons");
-    std::fs::write(dir.join("visits.csv"), visits).expect("visits");
-}
 
 fn json(out: Output) -> serde_json::Value {
     serde_json::from_str(&ok(out)).expect("json")
@@ -138,8 +98,8 @@ fn records_list_shows_receipt_provision_and_erasure_records_by_date() {
     // Handler side: the export of the first four patients leaves a provision record.
     let src_a = dir.path().join("src-a");
     let src_b = dir.path().join("src-b");
-    csv_export(&src_a, &first);
-    csv_export(&src_b, &second);
+    csv_export(&src_a, &first, "2024-03-20");
+    csv_export(&src_b, &second, "2024-03-20");
     let out = dir.path().join("sent");
     ok(kiban(
         &ws,

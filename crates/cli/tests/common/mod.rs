@@ -125,3 +125,44 @@ pub fn failed(out: Output) -> String {
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// A hospital's mapped CSV export in `dir` (with its `kiban-csv.toml`): one person row and one
+/// outpatient visit on `visit_date` per patient ID.
+pub fn csv_export(dir: &Path, ids: &[&str], visit_date: &str) {
+    std::fs::create_dir_all(dir).expect("mkdir");
+    std::fs::write(
+        dir.join("kiban-csv.toml"),
+        r#"
+[[file]]
+name = "persons.csv"
+table = "person"
+patient_id = "patient_id"
+[file.columns]
+name_kanji = "name_kanji"
+birth_date = "birth_date"
+sex = "sex"
+address = "address"
+
+[[file]]
+name = "visits.csv"
+table = "visit"
+patient_id = "patient_id"
+[file.columns]
+source_visit_id = "visit_id"
+start_date = "date"
+visit_type = "visit_type"
+"#,
+    )
+    .expect("mapping");
+    let mut persons = String::from("patient_id,name_kanji,birth_date,sex,address\n");
+    let mut visits = String::from("patient_id,visit_id,date,visit_type\n");
+    for (i, id) in ids.iter().enumerate() {
+        persons.push_str(&format!(
+            "{id},架空　太郎{i},1960-01-01,{},東京都港区架空町{i}\n",
+            if i % 2 == 0 { "M" } else { "F" }
+        ));
+        visits.push_str(&format!("{id},V{i},{visit_date},outpatient\n"));
+    }
+    std::fs::write(dir.join("persons.csv"), persons).expect("persons");
+    std::fs::write(dir.join("visits.csv"), visits).expect("visits");
+}
