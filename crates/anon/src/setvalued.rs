@@ -1009,11 +1009,21 @@ struct Costs<'f> {
 }
 
 impl Costs<'_> {
-    /// The cheapest climb target (parent of one of the itemset's non-top items), if any.
+    /// The cheapest climb target of the itemset's non-top items, if any. An item's target is
+    /// its first ancestor that covers more codes than it does: an ancestor over the same codes
+    /// (a 4-character ICD-10 code alone in its category) hides nothing, and climbing to it
+    /// would cost precision for no privacy.
     fn best_target(&self, items: &[u32]) -> Option<u32> {
+        let f = self.forest;
         items
             .iter()
-            .filter_map(|x| self.forest.parent(*x))
+            .filter_map(|x| {
+                let mut a = f.parent(*x)?;
+                while f.leaves_under(a) == f.leaves_under(*x) {
+                    a = f.parent(a)?;
+                }
+                Some(a)
+            })
             .min_by(|a, b| {
                 self.climb[*a as usize]
                     .total_cmp(&self.climb[*b as usize])
@@ -1588,18 +1598,18 @@ mod tests {
         let input = KmInput::new(2, 1, &f, &qi, &sets);
         let sol = km_anonymize(&input).unwrap();
         // Round 1: {E11.2} and {E10.1} have 1 holder. Climbing to E11 moves E11.9 (2 holders)
-        // and E11.2 (1) by 1/3 each: cost 1.0 ≤ the suppression it saves (1): climb. E10.1 →
-        // E10 moves nothing else: cost 0: climb. Round 2: E10 still has 1 holder; chapter IV
-        // would cost 3 × 1/3 + 1 × 2/3 = 1.67 > 1: E10.1 is suppressed for person 3.
+        // and E11.2 (1) by 1/3 each: cost 1.0 ≤ the suppression it saves (1): climb. E10 covers
+        // E10.1 alone (it would hide nothing): E10.1's first target is chapter IV, which would
+        // cost 3 × 1/3 + 1 × 2/3 = 1.67 > 1: E10.1 is suppressed for person 3, and keeps its
+        // own label for nobody else.
         let e11 = f.parent(0).unwrap();
-        let e10 = f.parent(2).unwrap();
-        assert_eq!(sol.recode, vec![e11, e11, e10, 3]);
+        assert_eq!(sol.recode, vec![e11, e11, 2, 3]);
         assert_eq!(sol.suppressed, vec![(3, 2)]);
         assert_eq!(check(&input, &sol).count, 0);
         let u = &sol.utility.total;
         assert_eq!(
             (u.items, u.items_generalized, u.items_suppressed),
-            (3, 3, 1)
+            (3, 2, 1)
         );
         assert_eq!(
             (
@@ -1615,14 +1625,14 @@ mod tests {
         assert!((u.information_loss - (1.0 + 1.0) / 4.0).abs() < 1e-9);
 
         // Counting occurrences instead: climbing to E11 changes 3 occurrences to save one
-        // suppression, so E11.2 is suppressed; E10.1 → E10 (1 occurrence) is a tie and climbs,
-        // then chapter IV (3 occurrences) loses to suppression.
+        // suppression, so E11.2 is suppressed; E10.1's first target, chapter IV (3
+        // occurrences), loses to suppression too.
         let input = KmInput {
             cost: KmCost::OccurrencesAffected,
             ..input
         };
         let sol = km_anonymize(&input).unwrap();
-        assert_eq!(sol.recode, vec![0, 1, e10, 3]);
+        assert_eq!(sol.recode, vec![0, 1, 2, 3]);
         assert_eq!(sol.suppressed, vec![(2, 1), (3, 2)]);
         assert_eq!(check(&input, &sol).count, 0);
     }
