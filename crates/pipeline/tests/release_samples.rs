@@ -1,7 +1,8 @@
 //! Issue 13, attacked with data our generator did not make: the public samples under
 //! `fixtures/` — the NHO SS-MIX2 sample, JP Core FHIR examples (CLINS, eCheckupReport),
 //! Synthea bundles and a Bulk Data export, the DPC EF samples and pydicom's DICOM files
-//! (Japanese names in ISO 2022 IR 87 / IR 13 among them) — each ingested under a handler of
+//! (a Japanese phonetic name among them; the IR 87 kanji examples have no study date and are
+//! quarantined) — each ingested under a handler of
 //! its own and released in both profiles. The attacker knows the patients' identities (here:
 //! every identity the vault holds after ingest, and every patient ID the files state) and
 //! looks for any of them in any released file; and looks for a released key (visit, study)
