@@ -168,21 +168,56 @@ impl Secrets {
     }
 
     /// The identity fields found in one released value.
+    ///
+    /// Released keys and pseudonyms are random letters and digits (`P4PNAQF34J9FHEY03`): a
+    /// short name or number inside one is chance, not a leak, so they are masked for the
+    /// search of names and numbers; an ID of 8 characters or more is searched in them too.
     fn found(&self, value: &str) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         let folded = fold(value);
-        for (t, field) in self.text.iter().chain(&self.exact) {
-            if folded.contains(t.as_str()) {
+        let masked = mask_opaque(&folded);
+        for (t, field) in &self.text {
+            if masked.contains(t.as_str()) {
                 out.insert(format!("{field} {t:?}"));
             }
         }
-        for run in digit_runs(value) {
+        for (t, field) in &self.exact {
+            let hay = if t.len() >= 8 { &folded } else { &masked };
+            if hay.contains(t.as_str()) {
+                out.insert(format!("{field} {t:?}"));
+            }
+        }
+        for run in digit_runs(&masked) {
             if let Some(field) = self.numbers.get(&run) {
                 out.insert(format!("{field} {run:?}"));
             }
         }
         out
     }
+}
+
+/// `text` with every opaque word — 12 or more ASCII letters and digits, both present, as
+/// released keys, pseudonyms and hashes are — replaced by `#`.
+fn mask_opaque(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let opaque = word.len() >= 12
+            && word.bytes().any(|b| b.is_ascii_digit())
+            && word.bytes().any(|b| b.is_ascii_alphabetic());
+        out.push_str(if opaque { "#" } else { word });
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// Released key columns a person could be tied to another by (the person pseudonym itself
