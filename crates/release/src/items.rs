@@ -137,6 +137,8 @@ pub(crate) struct SetDigest {
     column: &'static str,
     table: Table,
     current: Option<usize>,
+    /// Where the next person's index is searched from (persons come in index order).
+    from: usize,
     values: Vec<u64>,
     out: Vec<u64>,
 }
@@ -147,17 +149,19 @@ impl SetDigest {
             column,
             table,
             current: None,
+            from: 0,
             values: Vec::new(),
             out: vec![0; persons],
         }
     }
 
-    /// Reads one written batch; `index_of` gives a pseudonym's released index. The output
-    /// is sorted by pseudonym, so the index is looked up once per run of a person's rows.
+    /// Reads one written batch; `index_of(pseudonym, from)` gives a pseudonym's released
+    /// index, searching from `from`. The output is sorted by pseudonym, so the index is looked
+    /// up once per run of a person's rows, each search starting where the last one ended.
     pub(crate) fn observe(
         &mut self,
         batch: &RecordBatch,
-        index_of: &dyn Fn(&str) -> Option<usize>,
+        index_of: &dyn Fn(&str, usize) -> Option<usize>,
     ) -> Result<(), ReleaseError> {
         let missing = |c: &str| ReleaseError::Store(format!("{}: column {c} missing", self.table));
         let ids = batch
@@ -171,7 +175,10 @@ impl SetDigest {
         let dates = col.as_any().downcast_ref::<Date32Array>();
         for i in 0..batch.num_rows() {
             if i == 0 || ids.value(i) != ids.value(i - 1) {
-                let r = index_of(ids.value(i));
+                let r = index_of(ids.value(i), self.from);
+                if let Some(r) = r {
+                    self.from = r + 1;
+                }
                 if r != self.current {
                     self.flush();
                     self.current = r;
