@@ -11,6 +11,10 @@ pub enum PipelineError {
         "ワークスペースは他の kiban コマンドが使用中です（{timeout_secs} 秒待ちました。終了後に再実行してください） / the workspace is in use by another kiban command (waited {timeout_secs} s; run again when it has finished)"
     )]
     Busy { timeout_secs: u64 },
+    /// A fault of kiban itself (a broken invariant, a reader thread that died): never the
+    /// user's doing, audited as `failed`. The text names no personal data.
+    #[error("内部エラー / internal error: {0}")]
+    Internal(String),
     #[error("kiban.toml: {0}")]
     Config(String),
     #[error("{path}: {source}")]

@@ -334,6 +334,7 @@ fn error_kind(e: &PipelineError) -> &'static str {
     match e {
         PipelineError::Refused(_) => "refused",
         PipelineError::Busy { .. } => "busy",
+        PipelineError::Internal(_) => "internal",
         PipelineError::Config(_) => "config",
         PipelineError::Io { .. } => "io",
         PipelineError::Db(_) | PipelineError::Sql(_) => "database",
