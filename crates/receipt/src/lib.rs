@@ -51,6 +51,38 @@ impl RequestKind {
     }
 }
 
+/// What a deletion request reaches, as its receipt states it (R-OPT-6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeletionReach {
+    /// The data of the patient provided by the handler the receipt names.
+    Handler,
+    /// Every registration linked to the same person by the producer's linkage (名寄せ),
+    /// across handlers: how many registrations, and the handlers they came from (names, not
+    /// their patient IDs).
+    Person {
+        registrations: usize,
+        handlers: Vec<String>,
+    },
+}
+
+impl DeletionReach {
+    /// The scope line printed on the receipt.
+    pub fn text_ja(&self, handler_name: &str) -> String {
+        match self {
+            DeletionReach::Handler => {
+                format!("{handler_name}から提供された医療情報（当該医療情報取扱事業者の分のみ）")
+            }
+            DeletionReach::Person {
+                registrations,
+                handlers,
+            } => format!(
+                "同一の本人として名寄せされた全ての医療情報取扱事業者の分（{registrations}件：{}）",
+                handlers.join("、")
+            ),
+        }
+    }
+}
+
 /// Who issues the receipt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssuerRole {
@@ -92,6 +124,9 @@ pub struct Receipt {
     pub issued: NaiveDate,
     pub issuer: Issuer,
     pub paper: Paper,
+    /// A deletion request's scope (printed as 削除の範囲); `None` on a stop's receipt, and on a
+    /// deletion's when the scope is not stated.
+    pub deletion_reach: Option<DeletionReach>,
 }
 
 impl fmt::Debug for Receipt {
@@ -108,6 +143,7 @@ impl fmt::Debug for Receipt {
             .field("stop_date", &self.stop_date)
             .field("issued", &self.issued)
             .field("issuer", &self.issuer.name)
+            .field("deletion_reach", &self.deletion_reach)
             .finish()
     }
 }
@@ -197,6 +233,9 @@ fn draw(p: &mut Page<'_, '_>, r: &Receipt, body: f32) {
         items.push(["対象となる本人".into(), patient.clone()]);
     }
     items.push(["医療情報取扱事業者".into(), r.handler_name.clone()]);
+    if let Some(reach) = &r.deletion_reach {
+        items.push(["削除の範囲".into(), reach.text_ja(&r.handler_name)]);
+    }
     let mut received = date_ja(r.received);
     if let Some(c) = &r.channel {
         received.push_str(&format!("　{c}"));
@@ -302,6 +341,26 @@ fn validate(r: &Receipt) -> Result<(), ReceiptError> {
     if all.iter().any(|s| s.chars().count() > 400) {
         return bad("text", "longer than 400 characters");
     }
+    match &r.deletion_reach {
+        Some(_) if r.kind != RequestKind::Delete => {
+            return bad("deletion scope", "belongs to a deletion request's receipt");
+        }
+        Some(DeletionReach::Person {
+            registrations,
+            handlers,
+        }) => {
+            if *registrations == 0 || handlers.is_empty() {
+                return bad("deletion scope", "reaches no registration");
+            }
+            // The list must fit the page: a person is rarely at more than a few handlers.
+            if handlers.len() > 20
+                || handlers.iter().map(|h| h.chars().count()).sum::<usize>() > 600
+            {
+                return bad("deletion scope", "too many handlers to print");
+            }
+        }
+        _ => {}
+    }
     Ok(())
 }
 
@@ -329,7 +388,31 @@ mod tests {
                 representative: Some("院長 佐藤 一郎".into()),
             },
             paper,
+            deletion_reach: None,
         }
+    }
+
+    #[test]
+    fn a_deletion_receipt_states_its_scope_and_a_stop_receipt_cannot() {
+        let mut r = sample(RequestKind::Delete, Paper::A5);
+        r.deletion_reach = Some(DeletionReach::Person {
+            registrations: 2,
+            handlers: vec!["さくら総合病院".into(), "みなと診療所".into()],
+        });
+        assert!(render(&r).is_ok());
+        let text = r.deletion_reach.as_ref().unwrap().text_ja(&r.handler_name);
+        assert!(
+            text.contains("2件") && text.contains("みなと診療所"),
+            "{text}"
+        );
+        let mut stop = sample(RequestKind::Stop, Paper::A4);
+        stop.deletion_reach = Some(DeletionReach::Handler);
+        assert!(render(&stop).is_err());
+        r.deletion_reach = Some(DeletionReach::Person {
+            registrations: 0,
+            handlers: vec![],
+        });
+        assert!(render(&r).is_err());
     }
 
     #[test]

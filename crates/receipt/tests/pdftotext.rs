@@ -4,7 +4,9 @@
 
 use chrono::NaiveDate;
 use kiban_pdf::testing::{pdftotext, squash};
-use kiban_receipt::{Issuer, IssuerRole, Paper, Receipt, RequestKind, date_ja, render};
+use kiban_receipt::{
+    DeletionReach, Issuer, IssuerRole, Paper, Receipt, RequestKind, date_ja, render,
+};
 
 fn d(s: &str) -> NaiveDate {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
@@ -29,6 +31,7 @@ fn receipt(kind: RequestKind, paper: Paper) -> Receipt {
             representative: Some("院長 佐藤 一郎".into()),
         },
         paper,
+        deletion_reach: None,
     }
 }
 
@@ -75,5 +78,35 @@ fn r_opt_5_receipt_text_has_every_required_item() {
         if kind == RequestKind::Delete {
             assert!(text.contains("削除の求め"), "{text}");
         }
+    }
+}
+
+/// Issue 14, item 4: a deletion receipt says what the request reaches — the handler's data,
+/// or every registration linked to the person, with how many and which handlers (never
+/// another handler's patient ID).
+#[test]
+fn r_opt_6_deletion_receipt_states_its_scope() {
+    for paper in [Paper::A4, Paper::A5] {
+        let mut r = receipt(RequestKind::Delete, paper);
+        r.deletion_reach = Some(DeletionReach::Person {
+            registrations: 3,
+            handlers: vec![
+                "さくら総合病院".into(),
+                "みなと診療所".into(),
+                "ひかり病院".into(),
+            ],
+        });
+        let Some(text) = pdftotext(&render(&r).unwrap()).map(|t| squash(&t)) else {
+            return;
+        };
+        for m in ["削除の範囲", "名寄せ", "3件", "みなと診療所", "ひかり病院"] {
+            assert!(text.contains(m), "{paper:?}: {m:?} missing:\n{text}");
+        }
+        r.deletion_reach = Some(DeletionReach::Handler);
+        let text = squash(&pdftotext(&render(&r).unwrap()).unwrap_or_default());
+        assert!(
+            text.contains("削除の範囲") && text.contains("当該医療情報取扱事業者の分のみ"),
+            "{text}"
+        );
     }
 }
