@@ -17,6 +17,11 @@ pub enum DbError {
     Sql(#[from] sqlx::Error),
     #[error("unsupported database URL scheme in {0:?} (use sqlite:// or postgres://)")]
     Scheme(String),
+    #[error("database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("migration {version} ({name}) failed: {source}")]
     Migration {
         version: i64,
@@ -91,6 +96,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "receipt_declaration",
         sql: include_str!("../migrations/0010_receipt_declaration.sql"),
     },
+    Migration {
+        version: 13,
+        name: "sealed_requesters",
+        sql: include_str!("../migrations/0013_sealed_requesters.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
@@ -113,6 +123,9 @@ impl Db {
                 url.split(':').next().unwrap_or("").to_string(),
             ));
         };
+        if backend == Backend::Sqlite {
+            precreate_sqlite_file(url)?;
+        }
         let url = match backend {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
@@ -223,6 +236,38 @@ impl Db {
 
 /// Splits a migration file into statements: `;` at the end of a line ends a statement;
 /// `--` comment lines are dropped.
+/// Creates a missing SQLite database file as an empty `0600` file before SQLite opens it
+/// (SQLite gives its `-wal` and `-shm` files the database file's mode), so that the control
+/// plane is owner-only whatever the process umask. In-memory databases are left alone.
+fn precreate_sqlite_file(url: &str) -> Result<(), DbError> {
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Ok(());
+    };
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path.starts_with(':') || url.contains("mode=memory") {
+        return Ok(());
+    }
+    let p = std::path::Path::new(path);
+    let err = |source| DbError::File {
+        path: p.display().to_string(),
+        source,
+    };
+    if p.exists() {
+        crate::perms::tighten_file(p).map_err(err)?;
+        return Ok(());
+    }
+    match crate::perms::private_new_file_options().open(p) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        // A folder that does not exist: SQLite reports it in its own words.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(err(e)),
+    }
+}
+
 fn split_statements(sql: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;

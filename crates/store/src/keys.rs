@@ -1,6 +1,10 @@
 //! Workspace secrets: 256-bit keys kept as hex files readable only by the owner.
 //!
-//! * the **master key** wraps each person's vault data key;
+//! * the **master key** seals source file names and release keys, and wrapped the vault's
+//!   data keys before key epochs (see [`crate::vault`]);
+//! * the **epoch key** (`keys/vault-epoch-N.key`) wraps each person's vault data key; a
+//!   deletion replaces it (the old file is overwritten and unlinked), so that a database
+//!   backup taken before the deletion cannot be opened with the keys kept after it;
 //! * the **index key** turns a handler's patient ID into the control plane's `patient_key`
 //!   (HMAC), so that no plaintext patient ID is stored outside the vault.
 
@@ -60,21 +64,48 @@ impl SecretKey {
             source,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(io)?;
+            crate::perms::create_dir_private(dir).map_err(io)?;
         }
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(path).map_err(io)?;
+        let mut f = crate::perms::private_new_file_options()
+            .open(path)
+            .map_err(io)?;
         let mut text = hex::encode(key.0);
         f.write_all(text.as_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         text.zeroize();
         Ok(key)
+    }
+
+    /// Writes this key to `path` durably, replacing nothing that a crash could leave half
+    /// written: a `0600` temporary file beside it, fsync, rename onto `path`, fsync of the
+    /// folder. When this returns, the key survives a power cut.
+    pub fn write_durable(&self, path: &Path) -> Result<(), KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let dir = path.parent().unwrap_or(Path::new("."));
+        crate::perms::create_dir_private(dir).map_err(io)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "key".into());
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let result = (|| {
+            let mut f = crate::perms::create_private_file(&tmp)?;
+            let mut text = hex::encode(self.0);
+            let w = f.write_all(text.as_bytes());
+            text.zeroize();
+            w?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, path)?;
+            sync_dir(dir)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(io)
     }
 
     pub fn load(path: &Path) -> Result<SecretKey, KeyError> {
@@ -109,6 +140,43 @@ impl SecretKey {
     pub fn derive(&self, purpose: &str) -> SecretKey {
         SecretKey(self.hmac(&[b"kiban-derive", purpose.as_bytes()]))
     }
+}
+
+/// Destroys a key file: overwrites its bytes with zeros, syncs, unlinks it and syncs the
+/// folder (on a copy-on-write or journalling file system the old blocks may survive in the
+/// device: the backup policy in ARCHITECTURE.md says what else must go). Returns whether
+/// there was a file.
+pub fn destroy_key_file(path: &Path) -> Result<bool, KeyError> {
+    let io = |source| KeyError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let len = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io(e)),
+    };
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io)?;
+        let zeros = vec![0u8; usize::try_from(len).unwrap_or(0).min(1 << 20)];
+        f.write_all(&zeros).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    std::fs::remove_file(path).map_err(io)?;
+    sync_dir(path.parent().unwrap_or(Path::new("."))).map_err(io)?;
+    Ok(true)
+}
+
+/// Writes a folder's entries (a rename, an unlink) to disk.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    std::fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// The control plane's key for one handler's patient: hex HMAC of (handler code, patient ID)
@@ -152,5 +220,29 @@ mod tests {
             Err(KeyError::Malformed { .. })
         ));
         assert_eq!(format!("{a:?}"), "SecretKey(..)");
+    }
+
+    #[test]
+    fn durable_write_then_destroy() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("keys/vault-epoch-1.key");
+        let k = SecretKey::generate();
+        k.write_durable(&p).expect("write");
+        assert_eq!(SecretKey::load(&p).expect("load"), k);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let m = std::fs::metadata(&p).expect("meta").permissions().mode();
+            assert_eq!(m & 0o777, 0o600);
+        }
+        // No temporary file is left beside it.
+        let names: Vec<_> = std::fs::read_dir(p.parent().expect("dir"))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1);
+        assert!(destroy_key_file(&p).expect("destroy"));
+        assert!(!p.exists());
+        assert!(!destroy_key_file(&p).expect("destroy again"));
     }
 }

@@ -23,7 +23,7 @@
 //!   content, through a temporary file and a rename, after their hash is checked.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, BooleanArray, StringArray};
@@ -203,7 +203,7 @@ impl Lake {
     pub fn open(root: &Path) -> Result<Lake, LakeError> {
         for t in Table::ALL {
             let dir = root.join(t.name());
-            std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            crate::perms::create_dir_private(&dir).map_err(io(&dir))?;
         }
         Ok(Lake {
             root: root.to_path_buf(),
@@ -224,7 +224,7 @@ impl Lake {
     pub fn writer(&self, table: Table, batch_id: &str) -> Result<LakeWriter, LakeError> {
         check_batch_id(batch_id)?;
         let dir = self.table_dir(table);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        crate::perms::create_dir_private(&dir).map_err(io(&dir))?;
         let mut seq = self
             .part_names(table)?
             .iter()
@@ -243,11 +243,7 @@ impl Lake {
                 seq += 1;
                 continue;
             }
-            match OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp_path)
-            {
+            match crate::perms::private_new_file_options().open(&tmp_path) {
                 // Re-check after reserving: a writer holding this number may have renamed its
                 // temporary into place between our first check and our create.
                 Ok(_) if final_path.exists() => {
@@ -481,7 +477,7 @@ impl Lake {
                 .with_batch_size(SCAN_BATCH_ROWS)
                 .build()
                 .map_err(pq(part))?;
-            let out = File::create(&tmp).map_err(io(&tmp))?;
+            let out = crate::perms::create_private_file(&tmp).map_err(io(&tmp))?;
             let props = writer_props().map_err(pq(&tmp))?;
             let mut w = ArrowWriter::try_new(out, table.schema(), Some(props)).map_err(pq(&tmp))?;
             let mut kept = 0u64;
@@ -588,11 +584,11 @@ impl Lake {
             return Ok(reference);
         }
         let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        crate::perms::create_dir_private(&dir).map_err(io(&dir))?;
         let tmp = dir.join(format!(".{sha256}.{}.tmp", std::process::id()));
         let result = (|| -> Result<(), LakeError> {
             let mut input = File::open(src).map_err(io(src))?;
-            let mut out = File::create(&tmp).map_err(io(&tmp))?;
+            let mut out = crate::perms::create_private_file(&tmp).map_err(io(&tmp))?;
             let mut hasher = sha2::Sha256::new();
             let mut buf = vec![0u8; 64 * 1024];
             loop {

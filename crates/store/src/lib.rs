@@ -9,6 +9,7 @@
 //! * [`vault`]: the identity vault, AES-256-GCM with one data key per registration wrapped by
 //!   the master key; shredding destroys the key (R-SEC-4, R-OPT-6); and the sealed names of
 //!   source files, whose paths carry patient IDs (the control plane holds only references).
+//! * [`perms`]: owner-only files (0600) and folders (0700) whatever the umask.
 //! * [`lake`]: the clinical store as Parquet parts per table and ingest batch, written batch
 //!   by batch with atomic publication, streamed on read, compacted on deletion requests.
 //!
@@ -19,6 +20,7 @@ pub mod bulk;
 pub mod db;
 pub mod keys;
 pub mod lake;
+pub mod perms;
 pub mod registry;
 pub mod vault;
 

@@ -5,13 +5,35 @@
 //! * every registration gets its own random 256-bit **data key**; its identity is serialized
 //!   and sealed with AES-256-GCM under that key (`vault_identities`);
 //! * the data key is itself sealed with AES-256-GCM under a key-encryption key derived from
-//!   the workspace **master key** (`vault_keys`);
+//!   the current **epoch key** (`vault_keys`), a file under `keys/` beside the master key and
+//!   never in the database, which records only the epoch's number and a fingerprint (`kv`:
+//!   `vault.epoch`, `vault.epoch_key_id`);
 //! * the associated data of both seals binds them to the registration id, so a ciphertext
 //!   copied onto another registration's row does not decrypt.
 //!
 //! [`Vault::shred`] deletes the wrapped data key and the ciphertext. Without the data key a
-//! copy of the ciphertext taken earlier (a backup, a stolen file) cannot be decrypted, even
-//! with the master key. On SQLite the connection runs with `secure_delete` and a shred
+//! copy of the ciphertext taken earlier cannot be decrypted, even with the master key.
+//!
+//! **Key epochs** make that hold against database backups too, which still hold the wrapped
+//! data key: a shred marks a rotation pending (`vault.rotate_pending`, in the shred's own
+//! transaction) and [`Vault::rotate_epoch`] re-wraps every surviving data key under a fresh
+//! epoch key — the new key file written durably (temporary file, fsync, rename, fsync of
+//! `keys/`) *before* the re-wrapped rows are committed — then destroys the old epoch key file
+//! (overwritten, unlinked). A database backup from before the deletion names an epoch whose
+//! key no longer exists, so nothing in it opens, the deleted person included; a backup policy
+//! must therefore keep epoch key backups apart from database backups and destroy those older
+//! than a deletion within the period promised (ARCHITECTURE.md, backup policy). A crash
+//! between the new file and the commit leaves two epoch files: [`Vault::prepare_epochs`]
+//! (at open, under the exclusive workspace lock) keeps the one the database names and
+//! destroys the other. Workspaces from before epochs (data keys wrapped under the master
+//! key) move to epoch 1 there too. [`Vault::new`] alone (no key folder) keeps the master-key
+//! wrapping, for library users and tests without a workspace.
+//!
+//! **Subjects.** What the control plane knows of a person before (or without) any
+//! registration — a request's requester, the stored receipt copy — is sealed under a
+//! per-subject data key (`vault_subject_keys`, keyed by handler and `patient_key`, wrapped
+//! like the registrations' keys): [`Vault::seal_for_subject`], [`Vault::open_for_subject`],
+//! and [`Vault::shred_subjects`], which the deletion of that patient calls. On SQLite the connection runs with `secure_delete` and a shred
 //! truncates the write-ahead log, so the wrapped key's bytes are overwritten in the database
 //! file too; on PostgreSQL [`Vault::purge`] rewrites the vault tables.
 //!
@@ -33,10 +55,12 @@ use sqlx::Row;
 use zeroize::{Zeroize, Zeroizing};
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use crate::bulk::{Val, fetch_in, insert_rows};
 use crate::db::{Backend, Db};
-use crate::keys::SecretKey;
+use crate::keys::{KeyError, SecretKey, destroy_key_file};
 
 const KEK_PURPOSE: &str = "kiban-vault-kek-v1";
 const KEY_ID_PURPOSE: &str = "kiban-vault-key-id-v1";
@@ -47,6 +71,17 @@ const FILE_NAME_PURPOSE: &str = "kiban-vault-file-names-v1";
 /// releases' keys still open).
 const RELEASE_KEY_PURPOSE: &str = "release-keys";
 const AAD_FILE_NAME: &[u8] = b"kiban-vault-file-name-v1\0";
+const AAD_SUBJECT_KEY: &[u8] = b"kiban-vault-subject-key-v1\0";
+const AAD_SUBJECT_DATA: &[u8] = b"kiban-vault-subject-data-v1\0";
+/// `kv` keys: the epoch in force, its key's fingerprint, a rotation owed by a shred.
+const KV_EPOCH: &str = "vault.epoch";
+const KV_EPOCH_ID: &str = "vault.epoch_key_id";
+const KV_ROTATE: &str = "vault.rotate_pending";
+/// Epoch key files: `keys/vault-epoch-<N>.key`.
+const EPOCH_FILE_PREFIX: &str = "vault-epoch-";
+const EPOCH_FILE_SUFFIX: &str = ".key";
+/// Rows re-wrapped per page during a rotation.
+const REWRAP_PAGE: i64 = 1000;
 pub const NONCE_LEN: usize = 12;
 /// Bytes of the master key's fingerprint at the start of a sealed file name.
 const FILE_KEY_ID_LEN: usize = 8;
@@ -74,17 +109,140 @@ pub enum VaultError {
     },
     #[error("the wrapped release key {0}")]
     ReleaseKey(&'static str),
+    #[error(
+        "the vault key of {entry} was wrapped under a key epoch this workspace no longer has \
+         (a database restored from before a deletion cannot be opened with the keys kept \
+         after it: see the backup policy in ARCHITECTURE.md)"
+    )]
+    StaleEpoch { entry: String },
+    #[error(
+        "the database names vault key epoch {epoch}, but {path} is missing (restore keys/ from \
+         the key backup of the database's time)"
+    )]
+    EpochKeyMissing { epoch: u64, path: String },
+    #[error("the vault key epoch file of epoch {epoch} does not match the database's fingerprint")]
+    EpochKeyMismatch { epoch: u64 },
+    #[error("the vault's key epoch was not loaded (prepare_epochs or load_epoch first)")]
+    EpochNotLoaded,
+    #[error("this vault has no key folder: key epochs need Vault::with_epochs")]
+    NoEpochs,
+    #[error("the vault's key epoch state is poisoned")]
+    Poisoned,
+    #[error("a subject's sealed {0} cannot be opened: {1}")]
+    Subject(&'static str, &'static str),
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error("registration id must be non-empty")]
     EmptyId,
     #[error("could not serialize the identity record")]
     Serialize,
 }
 
+/// A key-encryption key: derived from an epoch key (or, before epochs, the master key), with
+/// the public fingerprint stored beside each key it wraps.
+#[derive(Clone)]
+struct Kek {
+    epoch: u64,
+    key: SecretKey,
+    key_id: String,
+}
+
+impl Kek {
+    /// The master-key wrapping of workspaces from before key epochs (epoch 0).
+    fn legacy(master: &SecretKey) -> Kek {
+        Kek {
+            epoch: 0,
+            key: master.derive(KEK_PURPOSE),
+            key_id: hex::encode(&master.derive(KEY_ID_PURPOSE).as_bytes()[..8]),
+        }
+    }
+
+    /// Epoch `epoch`'s wrapping; its fingerprint (`e<N>:` + 16 hex) never looks like a
+    /// master-key fingerprint (16 hex).
+    fn of_epoch(epoch: u64, epoch_key: &SecretKey) -> Kek {
+        Kek {
+            epoch,
+            key: epoch_key.derive(KEK_PURPOSE),
+            key_id: format!(
+                "e{epoch}:{}",
+                hex::encode(&epoch_key.derive(KEY_ID_PURPOSE).as_bytes()[..8])
+            ),
+        }
+    }
+}
+
+enum EpochState {
+    /// [`Vault::new`]: data keys wrapped under the master key.
+    Legacy,
+    /// [`Vault::with_epochs`] before [`Vault::prepare_epochs`] / [`Vault::load_epoch`].
+    Unloaded,
+    Epoch(Kek),
+}
+
+/// What [`Vault::prepare_epochs`] did at open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EpochReport {
+    /// The epoch in force afterwards.
+    pub epoch: u64,
+    /// Data and subject keys moved from the master-key wrapping to epoch 1.
+    pub migrated: u64,
+    /// Epoch key files destroyed because the database does not name them (a crash between
+    /// a rotation's new file and its commit, or after the commit).
+    pub removed_files: u64,
+    /// A rotation owed by an earlier shred was carried out.
+    pub rotated: bool,
+}
+
+/// The path of epoch `epoch`'s key file in `keys_dir`.
+pub fn epoch_key_path(keys_dir: &Path, epoch: u64) -> PathBuf {
+    keys_dir.join(format!("{EPOCH_FILE_PREFIX}{epoch}{EPOCH_FILE_SUFFIX}"))
+}
+
+/// The epoch key files in `keys_dir`, by epoch.
+pub fn epoch_key_files(keys_dir: &Path) -> Result<Vec<(u64, PathBuf)>, VaultError> {
+    let rd = match std::fs::read_dir(keys_dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(KeyError::Io {
+                path: keys_dir.display().to_string(),
+                source,
+            }
+            .into());
+        }
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|source| KeyError::Io {
+            path: keys_dir.display().to_string(),
+            source,
+        })?;
+        let name = entry.file_name();
+        let Some(n) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(EPOCH_FILE_PREFIX))
+            .and_then(|n| n.strip_suffix(EPOCH_FILE_SUFFIX))
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        out.push((n, entry.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The identity vault over the control-plane database.
 #[derive(Clone)]
 pub struct Vault {
     db: Db,
-    kek: SecretKey,
+    /// The master-key wrapping (epoch 0): used by [`Vault::new`], and read once by the
+    /// migration of an older workspace to epoch 1.
+    legacy: Kek,
+    /// The folder of the epoch key files (`keys/`), for [`Vault::with_epochs`].
+    keys_dir: Option<PathBuf>,
+    epoch: Arc<RwLock<EpochState>>,
+    /// The master key's public fingerprint.
     key_id: String,
     /// Seals source file names (see the module documentation).
     names: SecretKey,
@@ -142,6 +300,60 @@ fn nonce_of(bytes: &[u8]) -> Option<&Nonce<aes_gcm::aead::consts::U12>> {
     (bytes.len() == NONCE_LEN).then(|| Nonce::from_slice(bytes))
 }
 
+/// Wraps a 32-byte key under `kek`: (ciphertext, nonce).
+fn wrap_under(kek: &Kek, aad: &[u8], dk: &[u8; 32]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let nonce = random_nonce();
+    let ct = cipher(kek.key.as_bytes())
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: dk, aad })
+        .ok()?;
+    Some((ct, nonce.to_vec()))
+}
+
+/// Opens what [`wrap_under`] wrapped; the error says what failed (never a value).
+fn unwrap_under(
+    kek: &Kek,
+    aad: &[u8],
+    wrapped: &[u8],
+    nonce: &[u8],
+) -> Result<DataKey, &'static str> {
+    let nonce = nonce_of(nonce).ok_or("key nonce has the wrong length")?;
+    let mut plain = cipher(kek.key.as_bytes())
+        .decrypt(nonce, Payload { msg: wrapped, aad })
+        .map_err(|_| "wrapped data key fails authentication")?;
+    if plain.len() != 32 {
+        plain.zeroize();
+        return Err("wrapped data key has the wrong length");
+    }
+    let mut dk: DataKey = Zeroizing::new([0u8; 32]);
+    dk.copy_from_slice(&plain);
+    plain.zeroize();
+    Ok(dk)
+}
+
+/// The error for a wrapped key whose fingerprint is not the key-encryption key's: a key
+/// epoch this workspace no longer has (or a pre-epoch row after the move to epochs), or
+/// another master key.
+fn mismatch(kek: &Kek, legacy: &Kek, key_id: &str, entry: impl FnOnce() -> String) -> VaultError {
+    if key_id.starts_with('e') && key_id.contains(':') || (kek.epoch > 0 && key_id == legacy.key_id)
+    {
+        VaultError::StaleEpoch { entry: entry() }
+    } else {
+        VaultError::WrongMasterKey {
+            registration_id: entry(),
+        }
+    }
+}
+
+/// The associated data binding a subject's wrapped key to (handler, patient key).
+fn subject_aad(prefix: &[u8], handler: &str, patient_key: &str, extra: &[&str]) -> Vec<u8> {
+    let mut v = prefix.to_vec();
+    for part in [handler, patient_key].iter().chain(extra) {
+        v.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        v.extend_from_slice(part.as_bytes());
+    }
+    v
+}
+
 /// One stored entry, as read from the database.
 struct Sealed {
     key_id: String,
@@ -154,18 +366,58 @@ struct Sealed {
 impl Vault {
     /// A vault over `db` (migrated) sealed by `master`. The master key itself is never used
     /// as a cipher key: a key-encryption key is derived from it for this one purpose.
+    ///
+    /// Data keys are wrapped under the master key (no key epochs): a library user or a test
+    /// without a workspace. A workspace uses [`Vault::with_epochs`].
     pub fn new(db: Db, master: SecretKey) -> Vault {
-        let kek = master.derive(KEK_PURPOSE);
-        let key_id = hex::encode(&master.derive(KEY_ID_PURPOSE).as_bytes()[..8]);
+        Vault::build(db, master, None, EpochState::Legacy)
+    }
+
+    /// A vault whose data keys are wrapped under the epoch key kept in `keys_dir` (see the
+    /// module documentation). Nothing is read until [`Vault::prepare_epochs`] (a writer, at
+    /// open) or [`Vault::load_epoch`] (a reader); until then every key operation fails.
+    pub fn with_epochs(db: Db, master: SecretKey, keys_dir: &Path) -> Vault {
+        Vault::build(
+            db,
+            master,
+            Some(keys_dir.to_path_buf()),
+            EpochState::Unloaded,
+        )
+    }
+
+    fn build(db: Db, master: SecretKey, keys_dir: Option<PathBuf>, state: EpochState) -> Vault {
+        let legacy = Kek::legacy(&master);
+        let key_id = legacy.key_id.clone();
         let names = master.derive(FILE_NAME_PURPOSE);
         let release_keys = master.derive(RELEASE_KEY_PURPOSE);
         Vault {
             db,
-            kek,
+            legacy,
+            keys_dir,
+            epoch: Arc::new(RwLock::new(state)),
             key_id,
             names,
             release_keys,
         }
+    }
+
+    /// The key-encryption key in force.
+    fn kek(&self) -> Result<Kek, VaultError> {
+        match &*self.epoch.read().map_err(|_| VaultError::Poisoned)? {
+            EpochState::Legacy => Ok(self.legacy.clone()),
+            EpochState::Unloaded => Err(VaultError::EpochNotLoaded),
+            EpochState::Epoch(k) => Ok(k.clone()),
+        }
+    }
+
+    fn set_epoch(&self, kek: Kek) -> Result<(), VaultError> {
+        *self.epoch.write().map_err(|_| VaultError::Poisoned)? = EpochState::Epoch(kek);
+        Ok(())
+    }
+
+    /// The key epoch in force (0: the master-key wrapping of [`Vault::new`]).
+    pub fn epoch(&self) -> Result<u64, VaultError> {
+        Ok(self.kek()?.epoch)
     }
 
     /// A short public fingerprint of the master key (stored beside each wrapped key so that a
@@ -174,21 +426,15 @@ impl Vault {
         &self.key_id
     }
 
-    fn wrap(&self, registration_id: &str, dk: &[u8; 32]) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
-        let nonce = random_nonce();
-        let ct = cipher(self.kek.as_bytes())
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: dk,
-                    aad: &aad(AAD_KEY, registration_id),
-                },
-            )
-            .map_err(|_| VaultError::Corrupt {
-                registration_id: registration_id.to_string(),
-                what: "data key could not be sealed",
-            })?;
-        Ok((ct, nonce.to_vec()))
+    fn wrap(
+        kek: &Kek,
+        registration_id: &str,
+        dk: &[u8; 32],
+    ) -> Result<(Vec<u8>, Vec<u8>), VaultError> {
+        wrap_under(kek, &aad(AAD_KEY, registration_id), dk).ok_or_else(|| VaultError::Corrupt {
+            registration_id: registration_id.to_string(),
+            what: "data key could not be sealed",
+        })
     }
 
     fn unwrap_key(
@@ -198,33 +444,29 @@ impl Vault {
         wrapped: &[u8],
         nonce: &[u8],
     ) -> Result<DataKey, VaultError> {
-        if key_id != self.key_id {
-            return Err(VaultError::WrongMasterKey {
-                registration_id: registration_id.to_string(),
-            });
+        let kek = self.kek()?;
+        Self::unwrap_with(&kek, &self.legacy, registration_id, key_id, wrapped, nonce)
+    }
+
+    /// Unwraps a registration's data key under `kek` (which must be the one its row names).
+    fn unwrap_with(
+        kek: &Kek,
+        legacy: &Kek,
+        registration_id: &str,
+        key_id: &str,
+        wrapped: &[u8],
+        nonce: &[u8],
+    ) -> Result<DataKey, VaultError> {
+        if key_id != kek.key_id {
+            return Err(mismatch(kek, legacy, key_id, || {
+                registration_id.to_string()
+            }));
         }
         let corrupt = |what| VaultError::Corrupt {
             registration_id: registration_id.to_string(),
             what,
         };
-        let nonce = nonce_of(nonce).ok_or_else(|| corrupt("key nonce has the wrong length"))?;
-        let mut plain = cipher(self.kek.as_bytes())
-            .decrypt(
-                nonce,
-                Payload {
-                    msg: wrapped,
-                    aad: &aad(AAD_KEY, registration_id),
-                },
-            )
-            .map_err(|_| corrupt("wrapped data key fails authentication"))?;
-        let mut dk: DataKey = Zeroizing::new([0u8; 32]);
-        if plain.len() != 32 {
-            plain.zeroize();
-            return Err(corrupt("wrapped data key has the wrong length"));
-        }
-        dk.copy_from_slice(&plain);
-        plain.zeroize();
-        Ok(dk)
+        unwrap_under(kek, &aad(AAD_KEY, registration_id), wrapped, nonce).map_err(corrupt)
     }
 
     /// The data keys of `ids` that exist, unwrapped.
@@ -269,16 +511,17 @@ impl Vault {
         if missing.is_empty() {
             return Ok(keys);
         }
+        let kek = self.kek()?;
         let now = chrono::Utc::now().to_rfc3339();
         let mut fresh_keys = HashMap::with_capacity(missing.len());
         let mut rows = Vec::with_capacity(missing.len());
         for id in &missing {
             let mut fresh: DataKey = Zeroizing::new([0u8; 32]);
             rand::rngs::OsRng.fill_bytes(fresh.as_mut());
-            let (wrapped, nonce) = self.wrap(id, &fresh)?;
+            let (wrapped, nonce) = Self::wrap(&kek, id, &fresh)?;
             rows.push(vec![
                 Val::Text((*id).to_string()),
-                Val::Text(self.key_id.clone()),
+                Val::Text(kek.key_id.clone()),
                 Val::Bytes(wrapped),
                 Val::Bytes(nonce),
                 Val::Text(now.clone()),
@@ -710,6 +953,11 @@ impl Vault {
                 n += 1;
             }
         }
+        if n > 0 {
+            // The wrapped keys are still in database backups: the epoch that wrapped them
+            // must go (Vault::rotate_if_pending), even after a crash.
+            kv_set(&mut tx, KV_ROTATE, "1").await?;
+        }
         tx.commit().await?;
         if self.db.backend() == Backend::Sqlite && n > 0 {
             self.purge().await?;
@@ -730,11 +978,611 @@ impl Vault {
                     .await?;
             }
             Backend::Postgres => {
-                sqlx::query("VACUUM FULL vault_keys, vault_identities")
+                sqlx::query("VACUUM FULL vault_keys, vault_identities, vault_subject_keys")
                     .execute(self.db.pool())
                     .await?;
             }
         }
         Ok(())
+    }
+}
+
+async fn kv_get(conn: &mut sqlx::AnyConnection, key: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query("SELECT value FROM kv WHERE key = $1")
+        .bind(key)
+        .fetch_optional(&mut *conn)
+        .await?
+        .map(|r| r.try_get::<String, _>(0))
+        .transpose()
+}
+
+async fn kv_set(conn: &mut sqlx::AnyConnection, key: &str, value: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO kv (key, value) VALUES ($1, $2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Key epochs (see the module documentation).
+impl Vault {
+    fn keys_dir(&self) -> Result<&Path, VaultError> {
+        self.keys_dir.as_deref().ok_or(VaultError::NoEpochs)
+    }
+
+    /// The epoch the database names, with its key's fingerprint.
+    async fn named_epoch(
+        conn: &mut sqlx::AnyConnection,
+    ) -> Result<Option<(u64, String)>, VaultError> {
+        let Some(e) = kv_get(conn, KV_EPOCH).await? else {
+            return Ok(None);
+        };
+        let epoch = e.parse::<u64>().map_err(|_| VaultError::Corrupt {
+            registration_id: "(key epoch)".into(),
+            what: "the recorded key epoch is not a number",
+        })?;
+        let id = kv_get(conn, KV_EPOCH_ID).await?.unwrap_or_default();
+        Ok(Some((epoch, id)))
+    }
+
+    /// Loads the epoch key the database names and checks its fingerprint.
+    fn load_epoch_key(dir: &Path, epoch: u64, key_id: &str) -> Result<Kek, VaultError> {
+        let path = epoch_key_path(dir, epoch);
+        if !path.exists() {
+            return Err(VaultError::EpochKeyMissing {
+                epoch,
+                path: path.display().to_string(),
+            });
+        }
+        let kek = Kek::of_epoch(epoch, &SecretKey::load(&path)?);
+        if kek.key_id != key_id {
+            return Err(VaultError::EpochKeyMismatch { epoch });
+        }
+        Ok(kek)
+    }
+
+    /// For a reader: loads the epoch key the database names, changing nothing. A workspace
+    /// not yet moved to epochs is read under the master key.
+    pub async fn load_epoch(&self) -> Result<u64, VaultError> {
+        let dir = self.keys_dir()?;
+        let mut conn = self.db.pool().acquire().await?;
+        match Self::named_epoch(&mut conn).await? {
+            Some((epoch, id)) => {
+                let kek = Self::load_epoch_key(dir, epoch, &id)?;
+                self.set_epoch(kek)?;
+                Ok(epoch)
+            }
+            None => {
+                *self.epoch.write().map_err(|_| VaultError::Poisoned)? = EpochState::Legacy;
+                Ok(0)
+            }
+        }
+    }
+
+    /// Whether [`Vault::prepare_epochs`] has work to do (no epoch yet, an epoch file the
+    /// database does not name, a rotation owed). Reads only.
+    pub async fn epochs_need_preparing(&self) -> Result<bool, VaultError> {
+        let dir = self.keys_dir()?;
+        let mut conn = self.db.pool().acquire().await?;
+        let Some((epoch, _)) = Self::named_epoch(&mut conn).await? else {
+            return Ok(true);
+        };
+        if kv_get(&mut conn, KV_ROTATE).await?.is_some() {
+            return Ok(true);
+        }
+        Ok(epoch_key_files(dir)?.iter().any(|(n, _)| *n != epoch))
+    }
+
+    /// For a writer at open (under the exclusive workspace lock, after the migrations):
+    /// recovers from a crash in a rotation (keeps the epoch file the database names, destroys
+    /// any other), moves a workspace from before epochs to epoch 1 (idempotent), loads the
+    /// epoch key, and carries out a rotation that a shred left owed.
+    pub async fn prepare_epochs(&self) -> Result<EpochReport, VaultError> {
+        let dir = self.keys_dir()?.to_path_buf();
+        let named = {
+            let mut conn = self.db.pool().acquire().await?;
+            Self::named_epoch(&mut conn).await?
+        };
+        let files = epoch_key_files(&dir)?;
+        let mut report = EpochReport::default();
+        match named {
+            Some((epoch, id)) => {
+                let kek = Self::load_epoch_key(&dir, epoch, &id)?;
+                for (n, p) in &files {
+                    if *n != epoch && destroy_key_file(p)? {
+                        report.removed_files += 1;
+                    }
+                }
+                self.set_epoch(kek)?;
+                report.epoch = epoch;
+            }
+            None => {
+                // A new workspace, one from before epochs, or a crash in the move to epoch 1
+                // (its file was written, its rows never committed): start epoch 1 afresh.
+                for (_, p) in &files {
+                    if destroy_key_file(p)? {
+                        report.removed_files += 1;
+                    }
+                }
+                let legacy = self.legacy.clone();
+                report.migrated = self.move_to_epoch(&dir, &legacy, 1).await?;
+                report.epoch = 1;
+            }
+        }
+        if self.rotate_if_pending().await?.is_some() {
+            report.rotated = true;
+            report.epoch = self.epoch()?;
+        }
+        Ok(report)
+    }
+
+    /// Carries out a rotation that a shred left owed; returns the new epoch, `None` when none
+    /// was owed or this vault has no key epochs ([`Vault::new`]).
+    pub async fn rotate_if_pending(&self) -> Result<Option<u64>, VaultError> {
+        if self.keys_dir.is_none() {
+            return Ok(None);
+        }
+        let pending = {
+            let mut conn = self.db.pool().acquire().await?;
+            kv_get(&mut conn, KV_ROTATE).await?.is_some()
+        };
+        if !pending {
+            return Ok(None);
+        }
+        self.rotate_epoch().await.map(Some)
+    }
+
+    /// Re-wraps every data key and subject key under a fresh epoch key and destroys the
+    /// current epoch key (see the module documentation for the order and crash safety).
+    /// Returns the new epoch.
+    pub async fn rotate_epoch(&self) -> Result<u64, VaultError> {
+        let dir = self.keys_dir()?.to_path_buf();
+        let current = self.kek()?;
+        if current.epoch == 0 {
+            return Err(VaultError::EpochNotLoaded);
+        }
+        let next = current.epoch + 1;
+        self.move_to_epoch(&dir, &current, next).await?;
+        destroy_key_file(&epoch_key_path(&dir, current.epoch))?;
+        self.purge().await?;
+        Ok(next)
+    }
+
+    /// Writes epoch `next`'s key file durably, re-wraps every key wrapped under `from` in one
+    /// transaction that also names `next` in the database and clears an owed rotation, and
+    /// makes `next` the epoch in force. On a failure before the commit the new file is
+    /// destroyed. Returns the keys re-wrapped. The caller destroys `from`'s file.
+    async fn move_to_epoch(&self, dir: &Path, from: &Kek, next: u64) -> Result<u64, VaultError> {
+        let path = epoch_key_path(dir, next);
+        let key = SecretKey::generate();
+        key.write_durable(&path)?;
+        let to = Kek::of_epoch(next, &key);
+        drop(key);
+        let result = async {
+            let mut tx = self.db.pool().begin().await?;
+            let n = self.rewrap_all(&mut tx, from, &to).await?;
+            kv_set(&mut tx, KV_EPOCH, &next.to_string()).await?;
+            kv_set(&mut tx, KV_EPOCH_ID, &to.key_id).await?;
+            sqlx::query("DELETE FROM kv WHERE key = $1")
+                .bind(KV_ROTATE)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<u64, VaultError>(n)
+        }
+        .await;
+        match result {
+            Ok(n) => {
+                self.set_epoch(to)?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = destroy_key_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Re-wraps, page by page, every registration and subject key from `from` to `to`.
+    async fn rewrap_all(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        from: &Kek,
+        to: &Kek,
+    ) -> Result<u64, VaultError> {
+        let mut n = 0u64;
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(
+                "SELECT registration_id, key_id, wrapped_key, nonce FROM vault_keys \
+                 WHERE registration_id > $1 ORDER BY registration_id LIMIT $2",
+            )
+            .bind(&after)
+            .bind(REWRAP_PAGE)
+            .fetch_all(&mut *conn)
+            .await?;
+            let Some(last) = rows.last() else { break };
+            after = last.try_get(0)?;
+            for row in rows {
+                let id: String = row.try_get(0)?;
+                let key_id: String = row.try_get(1)?;
+                let wrapped: Vec<u8> = row.try_get(2)?;
+                let nonce: Vec<u8> = row.try_get(3)?;
+                let dk = Self::unwrap_with(from, &self.legacy, &id, &key_id, &wrapped, &nonce)?;
+                let (w, nn) = Self::wrap(to, &id, &dk)?;
+                sqlx::query(
+                    "UPDATE vault_keys SET key_id = $1, wrapped_key = $2, nonce = $3 \
+                     WHERE registration_id = $4",
+                )
+                .bind(&to.key_id)
+                .bind(w)
+                .bind(nn)
+                .bind(&id)
+                .execute(&mut *conn)
+                .await?;
+                n += 1;
+            }
+        }
+        let (mut h_after, mut p_after) = (String::new(), String::new());
+        loop {
+            let rows = sqlx::query(
+                "SELECT handler_code, patient_key, key_id, wrapped_key, nonce \
+                 FROM vault_subject_keys WHERE handler_code > $1 \
+                 OR (handler_code = $1 AND patient_key > $2) \
+                 ORDER BY handler_code, patient_key LIMIT $3",
+            )
+            .bind(&h_after)
+            .bind(&p_after)
+            .bind(REWRAP_PAGE)
+            .fetch_all(&mut *conn)
+            .await?;
+            let Some(last) = rows.last() else { break };
+            h_after = last.try_get(0)?;
+            p_after = last.try_get(1)?;
+            for row in rows {
+                let handler: String = row.try_get(0)?;
+                let pk: String = row.try_get(1)?;
+                let key_id: String = row.try_get(2)?;
+                let wrapped: Vec<u8> = row.try_get(3)?;
+                let nonce: Vec<u8> = row.try_get(4)?;
+                let dk = Self::unwrap_subject(
+                    from,
+                    &self.legacy,
+                    &handler,
+                    &pk,
+                    &key_id,
+                    &wrapped,
+                    &nonce,
+                )?;
+                let (w, nn) =
+                    wrap_under(to, &subject_aad(AAD_SUBJECT_KEY, &handler, &pk, &[]), &dk)
+                        .ok_or(VaultError::Subject("key", "could not be wrapped"))?;
+                sqlx::query(
+                    "UPDATE vault_subject_keys SET key_id = $1, wrapped_key = $2, nonce = $3 \
+                     WHERE handler_code = $4 AND patient_key = $5",
+                )
+                .bind(&to.key_id)
+                .bind(w)
+                .bind(nn)
+                .bind(&handler)
+                .bind(&pk)
+                .execute(&mut *conn)
+                .await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Subjects: what is known of a handler's patient outside any registration (see the module
+/// documentation).
+impl Vault {
+    fn unwrap_subject(
+        kek: &Kek,
+        legacy: &Kek,
+        handler: &str,
+        patient_key: &str,
+        key_id: &str,
+        wrapped: &[u8],
+        nonce: &[u8],
+    ) -> Result<DataKey, VaultError> {
+        if key_id != kek.key_id {
+            return Err(mismatch(kek, legacy, key_id, || "a subject".to_string()));
+        }
+        unwrap_under(
+            kek,
+            &subject_aad(AAD_SUBJECT_KEY, handler, patient_key, &[]),
+            wrapped,
+            nonce,
+        )
+        .map_err(|what| VaultError::Subject("key", what))
+    }
+
+    /// The subject's data key, `None` when it has none (never had, or shredded).
+    async fn subject_key(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        handler: &str,
+        patient_key: &str,
+    ) -> Result<Option<DataKey>, VaultError> {
+        let row = sqlx::query(
+            "SELECT key_id, wrapped_key, nonce FROM vault_subject_keys \
+             WHERE handler_code = $1 AND patient_key = $2",
+        )
+        .bind(handler)
+        .bind(patient_key)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let key_id: String = row.try_get(0)?;
+        let wrapped: Vec<u8> = row.try_get(1)?;
+        let nonce: Vec<u8> = row.try_get(2)?;
+        let kek = self.kek()?;
+        Self::unwrap_subject(
+            &kek,
+            &self.legacy,
+            handler,
+            patient_key,
+            &key_id,
+            &wrapped,
+            &nonce,
+        )
+        .map(Some)
+    }
+
+    /// The subject's data key, created when it has none (insert-or-ignore, then read back, so
+    /// two writers agree on one key).
+    async fn subject_key_or_create(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        handler: &str,
+        patient_key: &str,
+    ) -> Result<DataKey, VaultError> {
+        if let Some(k) = self.subject_key(conn, handler, patient_key).await? {
+            return Ok(k);
+        }
+        let kek = self.kek()?;
+        let mut fresh: DataKey = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(fresh.as_mut());
+        let (w, nonce) = wrap_under(
+            &kek,
+            &subject_aad(AAD_SUBJECT_KEY, handler, patient_key, &[]),
+            &fresh,
+        )
+        .ok_or(VaultError::Subject("key", "could not be wrapped"))?;
+        sqlx::query(
+            "INSERT INTO vault_subject_keys (handler_code, patient_key, key_id, wrapped_key, \
+             nonce, created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (handler_code, patient_key) DO NOTHING",
+        )
+        .bind(handler)
+        .bind(patient_key)
+        .bind(&kek.key_id)
+        .bind(w)
+        .bind(nonce)
+        .bind(chrono::Utc::now().to_rfc3339())
+        .execute(&mut *conn)
+        .await?;
+        self.subject_key(conn, handler, patient_key)
+            .await?
+            .ok_or(VaultError::Subject("key", "vanished while being created"))
+    }
+
+    /// Seals `plain` for one handler's patient under the subject's data key (created when
+    /// missing): a random nonce, then the AES-256-GCM ciphertext, bound as associated data
+    /// to the subject, `purpose` (what it is: `requester`, `receipt-copy`) and `bind` (the
+    /// row or file it belongs to, e.g. the event ID), so a sealed value moved elsewhere does
+    /// not open.
+    pub async fn seal_for_subject(
+        &self,
+        handler: &str,
+        patient_key: &str,
+        purpose: &str,
+        bind: &str,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let dk = self
+            .subject_key_or_create(&mut conn, handler, patient_key)
+            .await?;
+        let nonce = random_nonce();
+        let ct = cipher(&dk)
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: &subject_aad(AAD_SUBJECT_DATA, handler, patient_key, &[purpose, bind]),
+                },
+            )
+            .map_err(|_| VaultError::Subject("value", "could not be sealed"))?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// Opens what [`Vault::seal_for_subject`] sealed; `None` when the subject's key is gone
+    /// (the patient was deleted: the value is crypto-shredded).
+    pub async fn open_for_subject(
+        &self,
+        handler: &str,
+        patient_key: &str,
+        purpose: &str,
+        bind: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let Some(dk) = self.subject_key(&mut conn, handler, patient_key).await? else {
+            return Ok(None);
+        };
+        if sealed.len() < NONCE_LEN {
+            return Err(VaultError::Subject("value", "too short"));
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let plain = cipher(&dk)
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &subject_aad(AAD_SUBJECT_DATA, handler, patient_key, &[purpose, bind]),
+                },
+            )
+            .map_err(|_| {
+                VaultError::Subject(
+                    "value",
+                    "fails authentication (corrupt, or moved from another row)",
+                )
+            })?;
+        Ok(Some(Zeroizing::new(plain)))
+    }
+
+    /// Crypto-shreds the data keys of the subjects (handler, patient key) in one
+    /// transaction, marking a key-epoch rotation owed; returns how many had a key. Everything
+    /// sealed for them, wherever it is kept (a column, a file, a backup), no longer opens
+    /// once the epoch has rotated.
+    pub async fn shred_subjects(&self, subjects: &[(&str, &str)]) -> Result<u64, VaultError> {
+        let mut tx = self.db.pool().begin().await?;
+        let mut n = 0;
+        for (handler, pk) in subjects {
+            n += sqlx::query(
+                "DELETE FROM vault_subject_keys WHERE handler_code = $1 AND patient_key = $2",
+            )
+            .bind(*handler)
+            .bind(*pk)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        if n > 0 {
+            kv_set(&mut tx, KV_ROTATE, "1").await?;
+        }
+        tx.commit().await?;
+        if self.db.backend() == Backend::Sqlite && n > 0 {
+            self.purge().await?;
+        }
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn vault(dir: &Path) -> Vault {
+        let db = Db::open_sqlite(&dir.join("v.db")).await.expect("db");
+        db.migrate().await.expect("migrate");
+        Vault::with_epochs(db, SecretKey::from_bytes([3; 32]), &dir.join("keys"))
+    }
+
+    fn identity(name: &str) -> Identity {
+        let mut i = Identity::default();
+        i.name_kanji = Some(name.into());
+        i
+    }
+
+    #[tokio::test]
+    async fn epochs_rotate_destroy_and_recover_from_a_crash() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let keys = tmp.path().join("keys");
+        let v = vault(tmp.path()).await;
+        assert!(matches!(v.get("r1").await, Ok(None)));
+        assert!(matches!(
+            v.put("r1", &identity("a")).await,
+            Err(VaultError::EpochNotLoaded)
+        ));
+        let r = v.prepare_epochs().await.expect("prepare");
+        assert_eq!((r.epoch, r.migrated), (1, 0));
+        v.put("r1", &identity("a")).await.expect("put");
+        v.put("r2", &identity("b")).await.expect("put");
+        let sealed = v
+            .seal_for_subject("H", "pk", "requester", "ev1", b"name")
+            .await
+            .expect("seal");
+        // Nothing owed until something is shredded.
+        assert_eq!(v.rotate_if_pending().await.expect("none"), None);
+        assert!(v.shred("r2").await.expect("shred"));
+        assert_eq!(v.rotate_if_pending().await.expect("rotate"), Some(2));
+        assert_eq!(
+            epoch_key_files(&keys).expect("ls"),
+            vec![(2, epoch_key_path(&keys, 2))]
+        );
+        assert_eq!(
+            v.get("r1")
+                .await
+                .expect("get")
+                .and_then(|i| i.name_kanji.clone()),
+            Some("a".into())
+        );
+        let open = v
+            .open_for_subject("H", "pk", "requester", "ev1", &sealed)
+            .await
+            .expect("open")
+            .expect("key");
+        assert_eq!(open.as_slice(), b"name");
+        // Bound to its row: another event's ID does not open it.
+        assert!(
+            v.open_for_subject("H", "pk", "requester", "ev2", &sealed)
+                .await
+                .is_err()
+        );
+
+        // A crash after the new file was written, before the commit: a stray epoch 3 file.
+        SecretKey::generate()
+            .write_durable(&epoch_key_path(&keys, 3))
+            .expect("stray");
+        let again = vault(tmp.path()).await;
+        assert!(again.epochs_need_preparing().await.expect("check"));
+        let r = again.prepare_epochs().await.expect("recover");
+        assert_eq!((r.epoch, r.removed_files), (2, 1));
+        assert!(!epoch_key_path(&keys, 3).exists());
+        assert!(again.get("r1").await.expect("get").is_some());
+
+        // A subject shred owes a rotation too; a shredded subject opens as None.
+        assert_eq!(
+            again.shred_subjects(&[("H", "pk")]).await.expect("shred"),
+            1
+        );
+        assert_eq!(
+            again
+                .open_for_subject("H", "pk", "requester", "ev1", &sealed)
+                .await
+                .expect("open"),
+            None
+        );
+        assert!(again.epochs_need_preparing().await.expect("owed"));
+        assert!(again.prepare_epochs().await.expect("rotate").rotated);
+        assert_eq!(again.epoch().expect("epoch"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_pre_epoch_vault_moves_to_epoch_1_once() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let db = Db::open_sqlite(&tmp.path().join("v.db")).await.expect("db");
+        db.migrate().await.expect("migrate");
+        let master = SecretKey::from_bytes([4; 32]);
+        let old = Vault::new(db.clone(), master.clone());
+        old.put("r1", &identity("a")).await.expect("put");
+        let v = Vault::with_epochs(db.clone(), master.clone(), &tmp.path().join("keys"));
+        let r = v.prepare_epochs().await.expect("move");
+        assert_eq!((r.epoch, r.migrated), (1, 1));
+        assert_eq!(
+            v.get("r1")
+                .await
+                .expect("get")
+                .and_then(|i| i.name_kanji.clone()),
+            Some("a".into())
+        );
+        // Idempotent; and the master key alone no longer opens it.
+        let r = v.prepare_epochs().await.expect("again");
+        assert_eq!((r.epoch, r.migrated, r.removed_files), (1, 0, 0));
+        assert!(matches!(
+            Vault::new(db, master).get("r1").await,
+            Err(VaultError::StaleEpoch { .. })
+        ));
     }
 }
