@@ -13,6 +13,7 @@ mod commands;
 mod link_cmds;
 mod optout_cmds;
 mod records_cmds;
+mod refusals;
 mod ui;
 
 use std::io::Write;
@@ -149,8 +150,24 @@ fn run() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let prefix = lang.t("エラー", "error");
-            eprintln!("kiban: {prefix}: {e:#}");
+            eprintln!("kiban: {prefix}: {}", message(&e, lang));
             ExitCode::from(1)
         }
     }
+}
+
+/// The error's chain as `{:#}` prints it, with a refusal worded in `lang` by
+/// [`refusals::render`] (the library gives its code and values only).
+fn message(e: &anyhow::Error, lang: ui::Lang) -> String {
+    let mut parts = Vec::new();
+    for c in e.chain() {
+        if let Some(kiban_pipeline::PipelineError::Refusal(r)) =
+            c.downcast_ref::<kiban_pipeline::PipelineError>()
+        {
+            parts.push(refusals::render(r, lang));
+            break;
+        }
+        parts.push(c.to_string());
+    }
+    parts.join(": ")
 }

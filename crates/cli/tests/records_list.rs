@@ -323,7 +323,12 @@ fn records_list_shows_receipt_provision_and_erasure_records_by_date() {
         ],
     );
     assert_eq!(bad.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("before it starts"));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("期間の終わり 2024-05-01 が始まり 2024-06-01 より前です")
+            && err.contains("[range_inverted]"),
+        "{err}"
+    );
     let bad = kiban(&ws, &["records", "list", "books"]);
     assert_eq!(bad.status.code(), Some(2));
 

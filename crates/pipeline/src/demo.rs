@@ -183,11 +183,10 @@ fn prepare_out(out: &Path) -> Result<(), PipelineError> {
             .is_none();
         if !empty {
             if !out.join(MARKER).exists() {
-                return Err(PipelineError::Refused(format!(
-                    "{} は空ではなく、デモのフォルダでもありません / {} is not empty and not a demo folder",
-                    out.display(),
-                    out.display()
-                )));
+                return Err(crate::Refusal::NotADemoFolder {
+                    path: out.to_path_buf(),
+                }
+                .into());
             }
             std::fs::remove_dir_all(out).map_err(|e| PipelineError::io(out, e))?;
         }

@@ -5,6 +5,10 @@ pub enum PipelineError {
     /// The operation was refused for a reason the user can act on (exit code 1).
     #[error("{0}")]
     Refused(String),
+    /// The operation was refused for a reason the user can act on (exit code 1): a typed
+    /// reason with a stable code, worded by the front end ([`crate::Refusal`]).
+    #[error("refused: {0:?}")]
+    Refusal(crate::Refusal),
     /// Another kiban command held the workspace lock for longer than the timeout
     /// (`[workspace] lock_timeout_secs`, `KIBAN_LOCK_TIMEOUT`; see [`crate::lock`]).
     #[error(
@@ -60,8 +64,25 @@ impl PipelineError {
         }
     }
 
+    /// The stable code of a typed refusal.
+    pub fn refusal_code(&self) -> Option<String> {
+        match self {
+            PipelineError::Refusal(r) => Some(r.code()),
+            _ => None,
+        }
+    }
+
     /// True when the operation was refused (as opposed to failing).
     pub fn is_refusal(&self) -> bool {
-        matches!(self, PipelineError::Refused(_) | PipelineError::Busy { .. })
+        matches!(
+            self,
+            PipelineError::Refused(_) | PipelineError::Refusal(_) | PipelineError::Busy { .. }
+        )
+    }
+}
+
+impl From<crate::Refusal> for PipelineError {
+    fn from(r: crate::Refusal) -> PipelineError {
+        PipelineError::Refusal(r)
     }
 }

@@ -18,12 +18,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
-use kiban_consent::{Eligibility, Reason};
+use kiban_consent::Eligibility;
 use kiban_ingest::{Format, Item, SourceFile, Ssmix2Name};
 use kiban_records::ProvisionRecord;
 use serde::Serialize;
 
-use crate::{PipelineError, Workspace};
+use crate::{PipelineError, Refusal, Workspace};
 
 #[derive(Debug, Clone)]
 pub struct ExportOptions {
@@ -153,51 +153,21 @@ impl Workspace {
     }
 
     async fn export_inner(&self, opts: &ExportOptions) -> Result<ExportReport, PipelineError> {
-        let handler = kiban_consent::get_handler(&self.db, &opts.handler)
-            .await?
-            .ok_or_else(|| {
-                PipelineError::Refused(format!(
-                    "医療情報取扱事業者 {} は登録されていません / handler {} is not registered",
-                    opts.handler, opts.handler
-                ))
-            })?;
         if opts.producer_name.trim().is_empty() || opts.producer_address.trim().is_empty() {
-            return Err(PipelineError::Refused(
-                "提供先の名称と住所が必要です (--to, --producer-address) / the producer's name and address are required (--to, --producer-address)".into(),
-            ));
+            return Err(Refusal::ProducerRequired.into());
         }
-        if let Eligibility::Ineligible(
-            reason @ (Reason::HandlerNotFiled | Reason::HandlerNotPublished),
-        ) = kiban_consent::decide(&handler.state(), &[], opts.on)
-        {
-            return Err(PipelineError::Refused(format!(
-                "{}: {} / handler {}: {}",
-                opts.handler,
-                reason,
-                opts.handler,
-                reason.reason_code()
-            )));
-        }
-        for p in &opts.sources {
-            if !p.exists() {
-                return Err(PipelineError::Refused(format!(
-                    "{} がありません / {} does not exist",
-                    p.display(),
-                    p.display()
-                )));
-            }
-        }
+        let handler = self.handler_ready_on(&opts.handler, opts.on).await?;
+        crate::ingest::paths_exist(&opts.sources)?;
         if opts.out.exists()
             && std::fs::read_dir(&opts.out)
                 .map_err(|e| PipelineError::io(&opts.out, e))?
                 .next()
                 .is_some()
         {
-            return Err(PipelineError::Refused(format!(
-                "出力先 {} が空ではありません / the output folder {} is not empty",
-                opts.out.display(),
-                opts.out.display()
-            )));
+            return Err(Refusal::OutputNotEmpty {
+                path: opts.out.clone(),
+            }
+            .into());
         }
         std::fs::create_dir_all(&opts.out).map_err(|e| PipelineError::io(&opts.out, e))?;
         let snapshot = kiban_consent::Gate::load(&self.db, &opts.handler).await?;
@@ -246,17 +216,13 @@ impl Workspace {
             if !written.insert(file.rel_path.clone()) {
                 // The path is not named: SS-MIX2 paths carry patient IDs, and refusals end
                 // up in logs. Overlapping inputs are the only way to get here.
-                return Err(PipelineError::Refused(
-                    "同じ相対パスのファイルが複数の入力にあります（入力フォルダの重複を確認してください） / \
-                     two inputs hold a file with the same relative path (check for overlapping input folders)"
-                        .into(),
-                ));
+                return Err(Refusal::DuplicateRelativePath.into());
             }
             let target = opts.out.join(&file.rel_path);
             let (f2, h2) = (file.clone(), opts.handler.clone());
             let info = tokio::task::spawn_blocking(move || read_units(f2, h2))
                 .await
-                .map_err(|e| PipelineError::Refused(format!("reader stopped: {e}")))??;
+                .map_err(|e| PipelineError::Internal(format!("reader stopped: {e}")))??;
             let units = match info {
                 FileInfo::Superseded => {
                     // The newer version is exported instead; the patient is in the name.

@@ -31,6 +31,7 @@ pub mod optout;
 pub mod optout_events;
 pub mod progress;
 pub mod records;
+pub mod refusal;
 pub mod release;
 pub mod retention;
 pub mod stats;
@@ -38,4 +39,5 @@ pub mod workspace;
 
 pub use error::PipelineError;
 pub use progress::{NoProgress, Progress};
+pub use refusal::Refusal;
 pub use workspace::Workspace;

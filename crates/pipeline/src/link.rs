@@ -13,7 +13,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::ingest::now;
-use crate::{PipelineError, Workspace};
+use crate::{PipelineError, Refusal, Workspace};
 
 /// What `kiban link` shows (and prints as JSON).
 #[derive(Debug, Clone, Serialize)]
@@ -60,8 +60,20 @@ pub struct LinkDecision {
     pub decided_at: String,
 }
 
-fn refused(e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Refused(format!("linkage: {e}"))
+/// Our own stored linkage data (reasons, levels, the fitted model) that does not
+/// (de)serialize: a fault of kiban, not of the user.
+fn internal(e: serde_json::Error) -> PipelineError {
+    PipelineError::Internal(format!("linkage data: {e}"))
+}
+
+/// The linker's error: thresholds and sizes are the user's to change, the rest is ours.
+fn link_error(e: kiban_link::LinkError) -> PipelineError {
+    match e {
+        kiban_link::LinkError::InvalidThresholds | kiban_link::LinkError::TooManyRecords { .. } => {
+            Refusal::Linkage(e).into()
+        }
+        other => PipelineError::Internal(format!("linkage: {other}")),
+    }
 }
 
 fn report_counts(r: &LinkReport) -> Vec<(&'static str, u64)> {
@@ -138,8 +150,8 @@ impl Workspace {
                 b,
                 probability: r.try_get(3)?,
                 match_weight_bits: r.try_get(4)?,
-                reason: serde_json::from_str(&reason).map_err(refused)?,
-                levels: serde_json::from_str(&levels).map_err(refused)?,
+                reason: serde_json::from_str(&reason).map_err(internal)?,
+                levels: serde_json::from_str(&levels).map_err(internal)?,
             });
         }
         Ok(out)
@@ -184,16 +196,14 @@ impl Workspace {
             },
             async {
                 if a == b {
-                    return Err(PipelineError::Refused(
-                        "同じ登録どうしは判定できません / a and b must be different registrations"
-                            .into(),
-                    ));
+                    return Err(Refusal::SameRegistration.into());
                 }
                 for r in [a, b] {
                     if self.registry.get(r).await?.is_none() {
-                        return Err(PipelineError::Refused(format!(
-                            "登録 {r} はありません / no registration {r}"
-                        )));
+                        return Err(Refusal::RegistrationUnknown {
+                            registration: r.to_string(),
+                        }
+                        .into());
                     }
                 }
                 let (x, y) = ordered(a, b);
@@ -261,9 +271,10 @@ impl Workspace {
         let mut cfg = LinkConfig::default();
         if let Some(t) = threshold {
             if !(0.0..=1.0).contains(&t) {
-                return Err(PipelineError::Refused(format!(
-                    "--threshold {t} は 0〜1 の範囲外です / --threshold must be between 0 and 1"
-                )));
+                return Err(Refusal::ThresholdOutOfRange {
+                    value: t.to_string(),
+                }
+                .into());
             }
             cfg.upper = t;
             cfg.lower = cfg.lower.min(t);
@@ -339,13 +350,13 @@ impl Workspace {
                     .partition(|r| clusters.contains_key(&r.registration_id));
                 let n = new.len();
                 let r = kiban_link::link_incremental(&existing, &clusters, &new, &model, &cfg)
-                    .map_err(refused)?;
+                    .map_err(link_error)?;
                 (r, n, "incremental")
             }
             None => {
                 let n = records.len();
                 (
-                    kiban_link::link(&records, &cfg).map_err(refused)?,
+                    kiban_link::link(&records, &cfg).map_err(link_error)?,
                     n,
                     "full",
                 )
@@ -354,7 +365,7 @@ impl Workspace {
 
         let persons = result.clusters.values().collect::<HashSet<_>>().len() as u64;
         let run_id = format!("L{}", hex::encode(rand::random::<[u8; 8]>()));
-        let model_json = serde_json::to_string(&result.fitted).map_err(refused)?;
+        let model_json = serde_json::to_string(&result.fitted).map_err(internal)?;
         let mut tx = self.db.pool().begin().await?;
         sqlx::query("DELETE FROM person_links")
             .execute(&mut *tx)
@@ -382,8 +393,8 @@ impl Workspace {
             .bind(b)
             .bind(r.probability)
             .bind(r.match_weight_bits)
-            .bind(serde_json::to_string(&r.reason).map_err(refused)?)
-            .bind(serde_json::to_string(&r.levels).map_err(refused)?)
+            .bind(serde_json::to_string(&r.reason).map_err(internal)?)
+            .bind(serde_json::to_string(&r.levels).map_err(internal)?)
             .execute(&mut *tx)
             .await?;
         }
@@ -495,22 +506,28 @@ impl Workspace {
         })?;
         let headers = rdr
             .headers()
-            .map_err(|e| PipelineError::Refused(format!("{}: {e}", truth.display())))?
+            .map_err(|e| Refusal::TruthFile {
+                path: truth.to_path_buf(),
+                line: None,
+                detail: e.to_string(),
+            })?
             .clone();
         let col = |name: &str| {
             headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-                PipelineError::Refused(format!(
-                    "{}: 列 {name} がありません / column {name} missing (need facility_code,patient_id,person_id)",
-                    truth.display()
-                ))
+                PipelineError::from(Refusal::TruthColumnMissing {
+                    path: truth.to_path_buf(),
+                    column: name.to_string(),
+                })
             })
         };
         let (fc, pc, tc) = (col("facility_code")?, col("patient_id")?, col("person_id")?);
         let mut truth_map = HashMap::new();
         let mut formats: HashMap<String, Option<kiban_consent::PatientIdFormat>> = HashMap::new();
         for (i, rec) in rdr.records().enumerate() {
-            let rec = rec.map_err(|e| {
-                PipelineError::Refused(format!("{}: line {}: {e}", truth.display(), i + 2))
+            let rec = rec.map_err(|e| Refusal::TruthFile {
+                path: truth.to_path_buf(),
+                line: Some(i as u64 + 2),
+                detail: e.to_string(),
             })?;
             let (f, p, t) = (
                 rec.get(fc).unwrap_or("").trim(),

@@ -203,9 +203,7 @@ impl Workspace {
         if let (Some(f), Some(t)) = (from, to)
             && t < f
         {
-            return Err(PipelineError::Refused(format!(
-                "期間の終わり {t} が始まり {f} より前です / the range ends ({t}) before it starts ({f})"
-            )));
+            return Err(crate::Refusal::RangeInverted { from: f, to: t }.into());
         }
         let db = &self.db;
         Ok(match kind {

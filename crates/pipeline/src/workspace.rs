@@ -306,7 +306,10 @@ impl Workspace {
                     } else {
                         Outcome::Failed
                     })
-                    .detail(error_kind(e));
+                    .detail(
+                        e.refusal_code()
+                            .map_or_else(|| error_kind(e).to_string(), |c| format!("refused:{c}")),
+                    );
             }
         }
         self.audit(ev)?;
@@ -332,7 +335,7 @@ pub(crate) fn patient_id_refused(
 
 fn error_kind(e: &PipelineError) -> &'static str {
     match e {
-        PipelineError::Refused(_) => "refused",
+        PipelineError::Refused(_) | PipelineError::Refusal(_) => "refused",
         PipelineError::Busy { .. } => "busy",
         PipelineError::Internal(_) => "internal",
         PipelineError::Config(_) => "config",

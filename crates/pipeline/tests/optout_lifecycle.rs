@@ -484,7 +484,11 @@ async fn export_refuses_overlapping_inputs_without_naming_the_path() {
     };
     let e = ws.export(&opts).await.expect_err("overlapping inputs");
     let msg = e.to_string();
-    assert!(msg.contains("same relative path"), "{msg}");
+    assert_eq!(
+        e.refusal_code().as_deref(),
+        Some("duplicate_relative_path"),
+        "{msg}"
+    );
     // SS-MIX2 paths carry patient IDs: none may appear in the refusal
     for pid in ["9999013", "0000001"] {
         assert!(!msg.contains(pid), "{msg}");

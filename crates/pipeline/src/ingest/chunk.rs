@@ -174,7 +174,7 @@ impl Workspace {
             let mut entries: Vec<(&str, &str)> = Vec::with_capacity(part.len());
             for (k, key) in keys.iter().zip(part) {
                 let id = regs.ids.get(key).ok_or_else(|| {
-                    PipelineError::Refused("internal: a new registration has no id".into())
+                    PipelineError::Internal("a new registration has no id".into())
                 })?;
                 entries.push((k.as_str(), id));
                 fresh.insert(id);

@@ -79,7 +79,7 @@ use ledger::{OrderPlan, RetractionRow, file_plan, plan_order};
 use tally::{QuarantineRow, discover_error, push_quarantine, read_error};
 use units::{Registrations, SeenRows};
 
-use crate::{PipelineError, Progress, Workspace};
+use crate::{PipelineError, Progress, Refusal, Workspace};
 
 /// What to ingest.
 #[derive(Debug, Clone)]
@@ -231,15 +231,7 @@ impl Workspace {
         progress: &dyn Progress,
     ) -> Result<IngestReport, PipelineError> {
         let (handler, snapshot, declared) = self.intake_checks(opts).await?;
-        for p in paths {
-            if !p.exists() {
-                return Err(PipelineError::Refused(format!(
-                    "{} がありません / {} does not exist",
-                    p.display(),
-                    p.display()
-                )));
-            }
-        }
+        paths_exist(paths)?;
         progress.stage("scan", None);
         let mut files =
             kiban_ingest::discover(paths, opts.format).map_err(|e| discover_error(paths, e))?;
@@ -357,33 +349,38 @@ impl Workspace {
         Ok(report)
     }
 
-    /// What must hold before anything is read: the handler is registered, its filing and
-    /// publication are recorded as of the date of receipt (R-REC-2, R-OPT-3). Returns the
-    /// handler, its gate snapshot and what the run declares on its behalf.
+    /// A handler that may provide data on `on`: registered, its filing and publication
+    /// recorded as of that date (R-REC-2, R-OPT-3).
+    pub(crate) async fn handler_ready_on(
+        &self,
+        code: &str,
+        on: NaiveDate,
+    ) -> Result<HandlerInfo, PipelineError> {
+        let handler = kiban_consent::get_handler(&self.db, code)
+            .await?
+            .ok_or_else(|| Refusal::HandlerUnknown {
+                handler: code.to_string(),
+            })?;
+        if let Eligibility::Ineligible(
+            reason @ (Reason::HandlerNotFiled | Reason::HandlerNotPublished),
+        ) = kiban_consent::decide(&handler.state(), &[], on)
+        {
+            return Err(Refusal::HandlerNotReady {
+                handler: code.to_string(),
+                reason,
+            }
+            .into());
+        }
+        Ok(handler)
+    }
+
+    /// What must hold before anything is read: the handler is ready on the date of receipt.
+    /// Returns the handler, its gate snapshot and what the run declares on its behalf.
     async fn intake_checks(
         &self,
         opts: &IngestOptions,
     ) -> Result<(HandlerInfo, GateSnapshot, Declared), PipelineError> {
-        let handler = kiban_consent::get_handler(&self.db, &opts.handler)
-            .await?
-            .ok_or_else(|| {
-                PipelineError::Refused(format!(
-                    "医療情報取扱事業者 {} は登録されていません (kiban handler add) / handler {} is not registered (kiban handler add)",
-                    opts.handler, opts.handler
-                ))
-            })?;
-        if let Eligibility::Ineligible(
-            reason @ (Reason::HandlerNotFiled | Reason::HandlerNotPublished),
-        ) = kiban_consent::decide(&handler.state(), &[], opts.received_on)
-        {
-            return Err(PipelineError::Refused(format!(
-                "{}: {} / handler {}: {}",
-                opts.handler,
-                reason,
-                opts.handler,
-                reason.reason_code()
-            )));
-        }
+        let handler = self.handler_ready_on(&opts.handler, opts.received_on).await?;
         let snapshot = kiban_consent::Gate::load(&self.db, &opts.handler).await?;
         // 取得の経緯 (R-REC-2): the acquisition method of the notice version current on the
         // date of receipt, confirmed with the handler record in every receipt record.
@@ -542,6 +539,14 @@ struct Run<'a> {
     regs: Registrations,
     seen: SeenRows,
     report: IngestReport,
+}
+
+/// Refuses when a path the operator named does not exist.
+pub(crate) fn paths_exist(paths: &[PathBuf]) -> Result<(), PipelineError> {
+    match paths.iter().find(|p| !p.exists()) {
+        Some(p) => Err(Refusal::PathMissing { path: p.clone() }.into()),
+        None => Ok(()),
+    }
 }
 
 /// The item folder (if any) and file name: what `SourceFile::ingest_key` takes of the path.

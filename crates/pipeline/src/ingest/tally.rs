@@ -7,7 +7,7 @@ use kiban_ingest::{QuarantineCode, SourceFile};
 
 use super::chunk::{Chunk, FileRow};
 use super::{IngestReport, QUARANTINE_SHOWN, QuarantineEntry};
-use crate::PipelineError;
+use crate::{PipelineError, Refusal};
 
 /// One quarantined unit or flagged field, as the chunk stores it.
 pub(super) struct QuarantineRow {
@@ -124,10 +124,10 @@ pub(super) fn read_error(file: &SourceFile, e: kiban_ingest::IngestError) -> Pip
             path: format!("file {}", file.label),
             source,
         },
-        kiban_ingest::IngestError::NoFormat { .. } => PipelineError::Refused(format!(
-            "ファイル {0} を読む形式がありません / no reader for file {0}",
-            file.label
-        )),
+        kiban_ingest::IngestError::NoFormat { .. } => Refusal::NoReader {
+            file_ref: file.label.clone(),
+        }
+        .into(),
         other => other.into(),
     }
 }
@@ -150,10 +150,7 @@ pub(super) fn discover_error(roots: &[PathBuf], e: kiban_ingest::IngestError) ->
             source,
         },
         // walkdir's message names the entry it failed on.
-        kiban_ingest::IngestError::Walk { path, .. } => PipelineError::Refused(format!(
-            "{0} 内のフォルダを読めません（権限を確認してください）/ cannot read a folder inside {0} (check permissions)",
-            path.display()
-        )),
+        kiban_ingest::IngestError::Walk { path, .. } => Refusal::FolderUnreadable { root: path }.into(),
         other => other.into(),
     }
 }

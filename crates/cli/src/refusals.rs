@@ -1,0 +1,284 @@
+//! The words of every refusal (`kiban_pipeline::Refusal`): Japanese, or English with
+//! `--lang en`. The library gives the reason and its values; only this module words them,
+//! and every message ends with the refusal's stable code in brackets, so that a script or a
+//! support request can name it whatever the language.
+
+use kiban_consent::ConsentError;
+use kiban_pipeline::Refusal;
+use kiban_pipeline::refusal::IdField;
+
+use crate::ui::Lang;
+
+/// The message of `r` in `lang`, followed by `[code]`.
+pub fn render(r: &Refusal, lang: Lang) -> String {
+    format!("{} [{}]", words(r, lang), r.code())
+}
+
+fn words(r: &Refusal, lang: Lang) -> String {
+    let ja = lang == Lang::Ja;
+    let pick = |j: String, e: String| if ja { j } else { e };
+    match r {
+        Refusal::WorkspaceExists { dir } => pick(
+            format!("{} には既にワークスペースがあります", dir.display()),
+            format!("a workspace already exists in {}", dir.display()),
+        ),
+        Refusal::NoWorkspace { dir } => pick(
+            format!(
+                "{} にワークスペースがありません（kiban init で作成してください）",
+                dir.display()
+            ),
+            format!(
+                "no workspace in {} (create one with kiban init)",
+                dir.display()
+            ),
+        ),
+        Refusal::HandlerUnknown { handler } => pick(
+            format!(
+                "医療情報取扱事業者 {handler} は登録されていません（kiban handler add で登録してください）"
+            ),
+            format!("handler {handler} is not registered (register it with kiban handler add)"),
+        ),
+        Refusal::HandlerExists { handler } => pick(
+            format!("医療情報取扱事業者 {handler} は登録済みです（変更は kiban handler update）"),
+            format!("handler {handler} is already registered (change it with kiban handler update)"),
+        ),
+        Refusal::HandlerNotReady { handler, reason } => pick(
+            format!("医療情報取扱事業者 {handler}: {reason}"),
+            format!("handler {handler}: {}", reason.message_en()),
+        ),
+        Refusal::NothingToChange => pick(
+            "変更する項目を指定してください（--name, --address, --representative, --filed, --published, --own-published, --waiting-days など）".into(),
+            "nothing to change: give at least one of --name, --address, --representative, --filed, --published, --own-published, --waiting-days, …".into(),
+        ),
+        Refusal::NoticeVersionExists { handler, version } => pick(
+            format!(
+                "医療情報取扱事業者 {handler} の通知の版 {version} は登録済みです（版を変えて登録してください）"
+            ),
+            format!(
+                "notice version {version} of handler {handler} already exists (add a new version)"
+            ),
+        ),
+        Refusal::NoticeDocumentSize { max_mib } => pick(
+            format!(
+                "通知文書 (--document) は 1 バイト以上 {max_mib} MiB 以下のファイルを指定してください"
+            ),
+            format!("the notice document (--document) must be a file of 1 byte to {max_mib} MiB"),
+        ),
+        Refusal::HandlerListCodeMissing { path, line } => pick(
+            format!("{}: {line} 行目: コードがありません", path.display()),
+            format!("{}: line {line}: the code is empty", path.display()),
+        ),
+        Refusal::PathMissing { path } => pick(
+            format!("{} がありません", path.display()),
+            format!("{} does not exist", path.display()),
+        ),
+        Refusal::FolderUnreadable { root } => pick(
+            format!(
+                "{} 内のフォルダを読めません（権限を確認してください）",
+                root.display()
+            ),
+            format!(
+                "cannot read a folder inside {} (check permissions)",
+                root.display()
+            ),
+        ),
+        Refusal::NoReader { file_ref } => pick(
+            format!("ファイル {file_ref} を読む形式がありません（kiban files show {file_ref}）"),
+            format!("no reader for file {file_ref} (kiban files show {file_ref})"),
+        ),
+        Refusal::OutputNotEmpty { path } => pick(
+            format!("出力先 {} が空ではありません", path.display()),
+            format!("the output folder {} is not empty", path.display()),
+        ),
+        Refusal::NotADemoFolder { path } => pick(
+            format!(
+                "{} は空ではなく、デモのフォルダでもありません",
+                path.display()
+            ),
+            format!("{} is not empty and not a demo folder", path.display()),
+        ),
+        Refusal::DuplicateRelativePath => pick(
+            "同じ相対パスのファイルが複数の入力にあります（入力フォルダの重複を確認してください）".into(),
+            "two inputs hold a file with the same relative path (check for overlapping input folders)".into(),
+        ),
+        Refusal::ProducerRequired => pick(
+            "提供先の名称と住所が必要です (--to, --producer-address)".into(),
+            "the producer's name and address are required (--to, --producer-address)".into(),
+        ),
+        Refusal::PatientIdFormat {
+            field,
+            handler,
+            format,
+            error,
+        } => {
+            let (fj, fe) = match field {
+                IdField::PatientArg => ("患者ID (--patient)", "patient ID (--patient)"),
+                IdField::PatientId => ("患者ID", "patient ID"),
+            };
+            pick(
+                format!(
+                    "{fj}が医療情報取扱事業者 {handler} の患者IDの形式 {format} に合わないため受け付けません: {}",
+                    error.message_ja()
+                ),
+                format!(
+                    "refused: the {fe} does not fit the patient ID format {format} of handler {handler}: {}",
+                    error.message_en()
+                ),
+            )
+        }
+        Refusal::RequesterRequired => pick(
+            "求めを行った者の氏名 (--requester) が必要です（受付書に記載します）".into(),
+            "the requester's name (--requester) is required: the receipt names who made the request".into(),
+        ),
+        Refusal::ReceiptBeforeRequest => pick(
+            "受付書の交付日が求めを受けた日より前です".into(),
+            "the receipt's issue date is before the request was received".into(),
+        ),
+        Refusal::FieldNotForEvent => pick(
+            "生年月日・同意の範囲は求め・同意にのみ指定できます".into(),
+            "a birth date or a consent scope belongs to requests and consents".into(),
+        ),
+        Refusal::Consent(e) => consent(e, lang),
+        Refusal::Linkage(e) => pick(
+            format!("名寄せの設定を確認してください: {e}"),
+            format!("check the linkage settings: {e}"),
+        ),
+        Refusal::SameRegistration => pick(
+            "同じ登録どうしは判定できません".into(),
+            "a and b must be different registrations".into(),
+        ),
+        Refusal::RegistrationUnknown { registration } => pick(
+            format!("登録 {registration} はありません"),
+            format!("no registration {registration}"),
+        ),
+        Refusal::ThresholdOutOfRange { value } => pick(
+            format!("--threshold {value} は 0〜1 の範囲外です"),
+            format!("--threshold {value} must be between 0 and 1"),
+        ),
+        Refusal::TruthFile { path, line, detail } => match line {
+            Some(l) => pick(
+                format!("{}: {l} 行目を読めません: {detail}", path.display()),
+                format!("{}: line {l}: {detail}", path.display()),
+            ),
+            None => pick(
+                format!("{} を読めません: {detail}", path.display()),
+                format!("{}: {detail}", path.display()),
+            ),
+        },
+        Refusal::TruthColumnMissing { path, column } => pick(
+            format!(
+                "{}: 列 {column} がありません（facility_code,patient_id,person_id が必要です）",
+                path.display()
+            ),
+            format!(
+                "{}: column {column} missing (need facility_code,patient_id,person_id)",
+                path.display()
+            ),
+        ),
+        Refusal::RequestUnknown { request } => pick(
+            format!(
+                "提供依頼 {request} は見つかりません（提供の手続きは未実装です。内部評価用には --request を省いてください）"
+            ),
+            format!(
+                "request {request} not found (the release workflow is not implemented yet); omit --request for an internal evaluation release"
+            ),
+        ),
+        Refusal::ReleaseDateFuture { on, today } => pick(
+            format!("提供日 {on} は未来の日付です（今日は {today}）"),
+            format!("the release date {on} is in the future (today is {today})"),
+        ),
+        Refusal::RerunLabel => pick(
+            "--rerun-of のラベルは英数字と - _ . の 64 文字以内です".into(),
+            "the --rerun-of label is 1-64 letters, digits, '-', '_' or '.'".into(),
+        ),
+        Refusal::ReleaseDateNotToday { on, today } => pick(
+            format!(
+                "提供日は今日（{today}）です。過去の日付 {on} は内部評価の再実行（--rerun-of ラベル）にだけ使えます"
+            ),
+            format!(
+                "a release is made as of today ({today}); the earlier date {on} is allowed only for a labelled re-run of an internal evaluation (--rerun-of LABEL)"
+            ),
+        ),
+        Refusal::ReleaseDateBeforeConsent { on, latest } => pick(
+            format!(
+                "提供日 {on} は最新のオプトアウト記録（通知・停止・削除）の日付 {latest} より前です：その後の停止の求めが反映されません"
+            ),
+            format!(
+                "the release date {on} is earlier than the latest consent event on record ({latest}): a later stop or deletion would be left out"
+            ),
+        ),
+        Refusal::RangeInverted { from, to } => pick(
+            format!("期間の終わり {to} が始まり {from} より前です"),
+            format!("the range ends ({to}) before it starts ({from})"),
+        ),
+        Refusal::RetentionTooShort { years, legal } => pick(
+            format!("保存期間 {years} 年は法定の {legal} 年より短いです"),
+            format!("a retention of {years} years is shorter than the legal {legal}"),
+        ),
+        // A refusal this build does not word yet still says what it is.
+        other => pick(
+            format!("受け付けられません: {other:?}"),
+            format!("refused: {other:?}"),
+        ),
+    }
+}
+
+/// The consent registry's refusals.
+fn consent(e: &ConsentError, lang: Lang) -> String {
+    let ja = lang == Lang::Ja;
+    let pick = |j: String, e: String| if ja { j } else { e };
+    match e {
+        ConsentError::HandlerExists { code } => pick(
+            format!("医療情報取扱事業者 {code} は登録済みです"),
+            format!("handler {code} is already registered"),
+        ),
+        ConsentError::UnknownHandler { code } => pick(
+            format!("医療情報取扱事業者 {code} は登録されていません"),
+            format!("handler {code} is not registered"),
+        ),
+        ConsentError::UnknownNoticeVersion { handler, version } => pick(
+            format!(
+                "医療情報取扱事業者 {handler} に通知の版 {version} は登録されていません（kiban handler notice-version add で登録してください）"
+            ),
+            format!(
+                "handler {handler} has no notice version {version} (add it: kiban handler notice-version add)"
+            ),
+        ),
+        ConsentError::NoticeBeforeVersion {
+            version,
+            valid_from,
+        } => pick(
+            format!("通知の日付が通知の版 {version} の適用開始日 {valid_from} より前です"),
+            format!("the notice is dated before notice version {version} applies ({valid_from})"),
+        ),
+        ConsentError::RequesterNotAllowed(r) => {
+            lang.t(r.message_ja(), r.message_en()).to_string()
+        }
+        ConsentError::NoticeVersionExists { handler, version } => pick(
+            format!("医療情報取扱事業者 {handler} の通知の版 {version} は登録済みです"),
+            format!("notice version {version} of handler {handler} already exists"),
+        ),
+        ConsentError::Invalid { field, reason } => pick(
+            format!("{field} が正しくありません: {reason}"),
+            format!("invalid {field}: {reason}"),
+        ),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_names_its_code_in_both_languages() {
+        let r = Refusal::PathMissing {
+            path: "/nowhere".into(),
+        };
+        let ja = render(&r, Lang::Ja);
+        let en = render(&r, Lang::En);
+        assert!(ja.starts_with("/nowhere がありません"), "{ja}");
+        assert!(en.starts_with("/nowhere does not exist"), "{en}");
+        assert!(ja.ends_with("[path_missing]") && en.ends_with("[path_missing]"));
+    }
+}

@@ -1,0 +1,171 @@
+//! Refusals: an operation not done for a reason the user can act on.
+//!
+//! A refusal is data, not prose: a variant with a stable code ([`Refusal::code`], for
+//! scripts, the audit log's detail and tests) and the values its message names. The words
+//! are the front end's: the CLI renders each refusal in Japanese or English
+//! (`kiban-cli`'s `refusals` module). [`crate::PipelineError`] displays it in a neutral
+//! one-line form for logs and library users (`refused: Variant { values }`).
+//!
+//! No refusal carries personal data: a patient ID, a name or a birth date never appears in
+//! one (the ID's *format* and the *field* that held it do). Paths are the operator's own
+//! arguments; files inside an ingest are named by reference.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use kiban_consent::{ConsentError, PatientIdError, PatientIdFormat, Reason};
+
+/// Where a patient ID that does not fit its handler's format came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdField {
+    /// `--patient` / `--patient-id` of an opt-out command.
+    PatientArg,
+    /// A patient ID given to the desk (status, export, lookups).
+    PatientId,
+}
+
+impl IdField {
+    pub fn code(self) -> &'static str {
+        match self {
+            IdField::PatientArg => "patient_arg",
+            IdField::PatientId => "patient_id",
+        }
+    }
+}
+
+/// Why an operation was refused. Codes are stable: a new reason is a new variant.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    // The workspace.
+    #[error("workspace_exists")]
+    WorkspaceExists { dir: PathBuf },
+    #[error("no_workspace")]
+    NoWorkspace { dir: PathBuf },
+
+    // Handlers and notice versions.
+    #[error("handler_unknown")]
+    HandlerUnknown { handler: String },
+    #[error("handler_exists")]
+    HandlerExists { handler: String },
+    /// The handler's filing or publication is not recorded as of the date (R-REC-2,
+    /// R-OPT-3): `reason` is `HandlerNotFiled` or `HandlerNotPublished`.
+    #[error("handler_not_ready")]
+    HandlerNotReady { handler: String, reason: Reason },
+    /// `handler update` was given nothing to change.
+    #[error("nothing_to_change")]
+    NothingToChange,
+    #[error("notice_version_exists")]
+    NoticeVersionExists { handler: String, version: String },
+    /// A notice document that is empty or larger than `max_mib`.
+    #[error("notice_document_size")]
+    NoticeDocumentSize { max_mib: u64 },
+    /// A row of a handler list without its code.
+    #[error("handler_list_code_missing")]
+    HandlerListCodeMissing { path: PathBuf, line: u64 },
+
+    // Files and folders the operator named.
+    #[error("path_missing")]
+    PathMissing { path: PathBuf },
+    #[error("folder_unreadable")]
+    FolderUnreadable { root: PathBuf },
+    /// No reader for a file of an ingest (named by reference).
+    #[error("no_reader")]
+    NoReader { file_ref: String },
+    #[error("output_not_empty")]
+    OutputNotEmpty { path: PathBuf },
+    #[error("not_a_demo_folder")]
+    NotADemoFolder { path: PathBuf },
+    /// Two export inputs hold a file under the same relative path.
+    #[error("duplicate_relative_path")]
+    DuplicateRelativePath,
+    /// An export needs the producer's name and address (`--to`, `--producer-address`).
+    #[error("producer_required")]
+    ProducerRequired,
+
+    // Opt-out requests.
+    #[error("patient_id_format")]
+    PatientIdFormat {
+        field: IdField,
+        handler: String,
+        format: PatientIdFormat,
+        error: PatientIdError,
+    },
+    /// A stop or deletion request without the requester's name (the receipt names them).
+    #[error("requester_required")]
+    RequesterRequired,
+    #[error("receipt_before_request")]
+    ReceiptBeforeRequest,
+    /// A birth date or a consent scope given to an event other than a request or consent.
+    #[error("field_not_for_event")]
+    FieldNotForEvent,
+    /// The consent registry refused (an unknown notice version, a requester who may not act
+    /// for the patient, a malformed field or import row).
+    #[error("consent")]
+    Consent(ConsentError),
+
+    // Linkage.
+    #[error("linkage")]
+    Linkage(kiban_link::LinkError),
+    #[error("same_registration")]
+    SameRegistration,
+    #[error("registration_unknown")]
+    RegistrationUnknown { registration: String },
+    #[error("threshold_out_of_range")]
+    ThresholdOutOfRange { value: String },
+    /// A truth file for linkage evaluation that cannot be used.
+    #[error("truth_file")]
+    TruthFile {
+        path: PathBuf,
+        line: Option<u64>,
+        detail: String,
+    },
+    #[error("truth_column_missing")]
+    TruthColumnMissing { path: PathBuf, column: String },
+
+    // Releases.
+    /// A release under a request, before the request workflow exists.
+    #[error("request_unknown")]
+    RequestUnknown { request: String },
+    #[error("release_date_future")]
+    ReleaseDateFuture { on: NaiveDate, today: NaiveDate },
+    #[error("rerun_label")]
+    RerunLabel,
+    #[error("release_date_not_today")]
+    ReleaseDateNotToday { on: NaiveDate, today: NaiveDate },
+    #[error("release_date_before_consent")]
+    ReleaseDateBeforeConsent { on: NaiveDate, latest: String },
+
+    // Records and retention.
+    #[error("range_inverted")]
+    RangeInverted { from: NaiveDate, to: NaiveDate },
+    #[error("retention_too_short")]
+    RetentionTooShort { years: u32, legal: u32 },
+}
+
+impl Refusal {
+    /// The stable code (the variant's name in snake_case; a consent refusal adds the
+    /// registry's own kind: `consent.unknown_notice_version`, …).
+    pub fn code(&self) -> String {
+        match self {
+            Refusal::Consent(e) => format!("consent.{}", consent_code(e)),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The consent registry's refusal kinds.
+pub fn consent_code(e: &ConsentError) -> &'static str {
+    match e {
+        ConsentError::HandlerExists { .. } => "handler_exists",
+        ConsentError::UnknownHandler { .. } => "handler_unknown",
+        ConsentError::UnknownNoticeVersion { .. } => "unknown_notice_version",
+        ConsentError::NoticeBeforeVersion { .. } => "notice_before_version",
+        ConsentError::RequesterNotAllowed(_) => "requester_not_allowed",
+        ConsentError::NoticeVersionExists { .. } => "notice_version_exists",
+        ConsentError::Invalid { .. } => "invalid",
+        ConsentError::CsvHeader { .. } => "csv_header",
+        ConsentError::Csv { .. } => "csv",
+        _ => "other",
+    }
+}
