@@ -116,6 +116,51 @@ impl SeenRows {
 }
 
 impl Workspace {
+    /// The patient key of a unit's or attachment's patient when THE gate admits it as of
+    /// the date of receipt (R-OPT-7). `None` when it does not: an ID that does not fit the
+    /// handler's declared format is quarantined (not a guess: it could key a different
+    /// patient than the handler's stop requests do), an ineligible patient's unit is
+    /// recorded as a gate rejection; both are counted.
+    #[allow(clippy::too_many_arguments)]
+    fn admit(
+        &self,
+        c: &mut Chunk,
+        run: &mut Run<'_>,
+        row: &mut FileRow,
+        file: &SourceFile,
+        patient_id: &str,
+        field: &str,
+        location: String,
+        facts: u64,
+    ) -> Option<String> {
+        let (opts, report) = (run.opts, &mut run.report);
+        let format = run.handler.patient_id_format;
+        let patient_key = match self.patient_key(&opts.handler, format, patient_id) {
+            Ok(k) => k,
+            Err(e) => {
+                quarantine_bad_id(c, row, report, file, location, field, e);
+                return None;
+            }
+        };
+        let Eligibility::Ineligible(reason) =
+            run.snapshot.eligibility(&patient_key, opts.received_on)
+        else {
+            return Some(patient_key);
+        };
+        let code = reason.reason_code().to_string();
+        row.rejected += 1;
+        report.units_rejected += 1;
+        *report.rejected_by_reason.entry(code.clone()).or_default() += 1;
+        c.rejections.push(RejectionRow {
+            patient_key,
+            file: file.label.clone(),
+            location,
+            reason: code,
+            facts,
+        });
+        None
+    }
+
     pub(super) async fn accept_unit(
         &self,
         c: &mut Chunk,
@@ -124,16 +169,6 @@ impl Workspace {
         run: &mut Run<'_>,
         row: &mut FileRow,
     ) -> Result<(), PipelineError> {
-        let Run {
-            opts,
-            handler,
-            snapshot,
-            regs,
-            seen,
-            report,
-            ..
-        } = run;
-        let id_format = handler.patient_id_format;
         let location = unit
             .facts
             .first()
@@ -142,7 +177,7 @@ impl Workspace {
         if unit.patient_id.trim().is_empty() {
             row.quarantined += 1;
             quarantine_unit(
-                report,
+                &mut run.report,
                 c,
                 QuarantineRow {
                     format: row.format.clone(),
@@ -155,33 +190,20 @@ impl Workspace {
             );
             return Ok(());
         }
-        let patient_key = match self.patient_key(&opts.handler, id_format, &unit.patient_id) {
-            Ok(k) => k,
-            Err(e) => {
-                // Not a guess: an ID that does not fit the handler's declared format could key
-                // a different patient than the handler's stop requests do.
-                let field = patient_id_field(&row.format);
-                quarantine_bad_id(c, row, report, file, location, field, e);
-                return Ok(());
-            }
-        };
-        // THE gate, per unit, as of the date of receipt (R-OPT-7).
-        if let Eligibility::Ineligible(reason) =
-            snapshot.eligibility(&patient_key, opts.received_on)
-        {
-            let code = reason.reason_code().to_string();
-            row.rejected += 1;
-            report.units_rejected += 1;
-            *report.rejected_by_reason.entry(code.clone()).or_default() += 1;
-            c.rejections.push(RejectionRow {
-                patient_key,
-                file: file.label.clone(),
-                location,
-                reason: code,
-                facts: unit.facts.len() as u64,
-            });
+        let field = patient_id_field(&row.format);
+        let facts = unit.facts.len() as u64;
+        let Some(patient_key) =
+            self.admit(c, run, row, file, &unit.patient_id, field, location, facts)
+        else {
             return Ok(());
-        }
+        };
+        let Run {
+            opts,
+            regs,
+            seen,
+            report,
+            ..
+        } = run;
         let key = key_bytes(&patient_key)?;
         let registration_id = regs.resolve(c, key);
         report.units_accepted += 1;
@@ -286,39 +308,15 @@ impl Workspace {
         run: &mut Run<'_>,
         row: &mut FileRow,
     ) -> Result<(), PipelineError> {
-        let Run {
-            opts,
-            handler,
-            snapshot,
-            regs,
-            report,
-            ..
-        } = run;
-        let id_format = handler.patient_id_format;
-        let patient_key = match self.patient_key(&opts.handler, id_format, &a.patient_id) {
-            Ok(k) => k,
-            Err(e) => {
-                let field = "SS-MIX2 storage path (patient ID folder)";
-                quarantine_bad_id(c, row, report, file, "file".into(), field, e);
-                return Ok(());
-            }
-        };
-        if let Eligibility::Ineligible(reason) =
-            snapshot.eligibility(&patient_key, opts.received_on)
-        {
-            let code = reason.reason_code().to_string();
-            row.rejected += 1;
-            report.units_rejected += 1;
-            *report.rejected_by_reason.entry(code.clone()).or_default() += 1;
-            c.rejections.push(RejectionRow {
-                patient_key,
-                file: file.label.clone(),
-                location: "file".into(),
-                reason: code,
-                facts: 0,
-            });
+        let field = "SS-MIX2 storage path (patient ID folder)";
+        let Some(patient_key) =
+            self.admit(c, run, row, file, &a.patient_id, field, "file".into(), 0)
+        else {
             return Ok(());
-        }
+        };
+        let Run {
+            opts, regs, report, ..
+        } = run;
         let key = key_bytes(&patient_key)?;
         let registration_id = regs.resolve(c, key);
         report.units_accepted += 1;
