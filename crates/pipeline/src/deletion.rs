@@ -7,6 +7,14 @@
 //! 3. an erasure record (date, items = identity + rows per table) is written;
 //! 4. its person link and registration rows are removed.
 //!
+//! With each registration its subject (handler + `patient_key`) is erased too: the vault
+//! subject key is shredded, so the sealed requester names and the stored receipt copies
+//! (removed as well) no longer open; the erasure record counts them (`requester`,
+//! `receipt copy`). Anything shredded leaves a key-epoch rotation owed, carried out at the
+//! end of the run (and by the next run or open after a crash): the survivors' data keys are
+//! re-wrapped under a new epoch key and the old one is destroyed, so a database backup from
+//! before the deletion no longer opens (`kiban_store::vault`, key epochs).
+//!
 //! The registration row goes last on purpose: it is what marks the work as pending, so a
 //! crash part-way leaves it in place and the next run finishes the job (every step is
 //! idempotent). A later ingest of the same patient is refused by the gate (a deletion is
@@ -34,6 +42,8 @@ pub struct DeletionReport {
     pub facts_removed: BTreeMap<String, u64>,
     /// IDs of the erasure records written, one per registration.
     pub erasure_records: Vec<String>,
+    /// The vault key epoch this run rotated to (the old epoch key destroyed), if any.
+    pub key_epoch: Option<u64>,
 }
 
 impl DeletionReport {
@@ -74,7 +84,13 @@ impl Workspace {
             ..Default::default()
         };
         let targets = self.deletion_targets(on).await?;
+        // Requesters and receipt copies of patients whose data never arrived (the run's key
+        // rotation below covers them too).
+        let unregistered = self.erase_unregistered_subjects(on).await?;
+        report.erasure_records.extend(unregistered);
         if targets.is_empty() {
+            // A rotation owed by a run that crashed after shredding.
+            report.key_epoch = self.vault.rotate_if_pending().await?;
             return Ok(report);
         }
         let doomed: HashSet<&str> = targets.iter().map(|t| t.registration_id.as_str()).collect();
@@ -131,6 +147,10 @@ impl Workspace {
             if let Some(n) = attachments.get(&t.registration_id) {
                 items.insert("attachments".into(), *n);
             }
+            // The requester's name and the receipt copies, sealed under the subject key.
+            let subject = self.erase_subject(&t.handler_code, &t.patient_key).await?;
+            items.insert("requester".into(), subject.requesters);
+            items.insert("receipt copy".into(), subject.receipt_copies);
             let id = kiban_records::record_erasure(
                 &self.db,
                 &ErasureRecord {
@@ -158,6 +178,9 @@ impl Workspace {
             self.registry.remove(&t.registration_id).await?;
             report.registrations += 1;
         }
+        // The shredded keys are still in database backups: re-wrap the survivors under a new
+        // epoch key and destroy the old one.
+        report.key_epoch = self.vault.rotate_if_pending().await?;
         Ok(report)
     }
 

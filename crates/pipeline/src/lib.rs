@@ -34,6 +34,7 @@ pub mod records;
 pub mod refusal;
 pub mod release;
 pub mod retention;
+pub mod sealed;
 pub mod stats;
 pub mod workspace;
 

@@ -48,6 +48,8 @@ impl Workspace {
                 };
                 let report =
                     kiban_consent::import_csv_with(&self.db, f, &name, &key, Some(&lookup)).await?;
+                // The registry writes requesters in clear: sealed in the vault at once.
+                self.seal_clear_requesters().await?;
                 // A deletion request is carried out as soon as it is recorded (R-OPT-6).
                 if report.by_kind.get("delete").is_some_and(|n| *n > 0) {
                     self.apply_deletions(chrono::Local::now().date_naive())

@@ -9,16 +9,18 @@
 //! of the patient's registration when there is one (birth and death dates).
 //!
 //! A stop or deletion request gets its receipt at once: the PDF is rendered by
-//! `kiban-receipt`, a copy is stored as `WORKSPACE/receipts/<receipt number>.pdf` (kept 3
-//! years from issue, purged by [`Workspace::retention_run`]) and the event is marked issued.
+//! `kiban-receipt`, a copy is stored sealed under the patient's vault subject key as
+//! `WORKSPACE/receipts/<receipt number>.pdf.sealed` (kept 3 years from issue, purged by
+//! [`Workspace::retention_run`], erased with the patient; [`Workspace::receipt_copy`] opens
+//! it) and the event is marked issued. The requester's name is sealed the same way, never
+//! stored in clear (`crate::sealed`).
 //! A deletion request is applied at once ([`Workspace::apply_deletions`]).
 
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use kiban_consent::{
-    Channel, ConsentError, ConsentEvent, Decision, EventKind, PatientFacts, Relation, Requester,
-    StatusKind,
+    Channel, ConsentError, ConsentEvent, Decision, EventKind, PatientFacts, Relation, StatusKind,
 };
 use kiban_receipt::{Issuer, IssuerRole, Paper, Receipt, RequestKind};
 use serde::Serialize;
@@ -164,9 +166,20 @@ pub fn channel_ja(c: Channel) -> &'static str {
     }
 }
 
-/// The stored copy's path for a receipt number (characters other than ASCII letters,
-/// digits, `-` and `_` become `_`).
+/// The stored (sealed) copy's path for a receipt number (characters other than ASCII
+/// letters, digits, `-` and `_` become `_`).
 pub fn receipt_copy_path(root: &Path, receipt_number: &str) -> PathBuf {
+    root.join(RECEIPTS_DIR)
+        .join(format!("{}.pdf.sealed", safe_receipt_name(receipt_number)))
+}
+
+/// Where older workspaces kept the copy in clear (sealed and destroyed when they open).
+pub(crate) fn legacy_receipt_copy_path(root: &Path, receipt_number: &str) -> PathBuf {
+    root.join(RECEIPTS_DIR)
+        .join(format!("{}.pdf", safe_receipt_name(receipt_number)))
+}
+
+fn safe_receipt_name(receipt_number: &str) -> String {
     let safe: String = receipt_number
         .chars()
         .map(|c| {
@@ -177,7 +190,7 @@ pub fn receipt_copy_path(root: &Path, receipt_number: &str) -> PathBuf {
             }
         })
         .collect();
-    root.join(RECEIPTS_DIR).join(format!("{safe}.pdf"))
+    safe
 }
 
 impl Workspace {
@@ -311,11 +324,9 @@ impl Workspace {
         let mut known = PatientFacts::default();
         if req.kind.is_request() {
             let relation = req.relation.unwrap_or(Relation::SelfPerson);
-            ev = ev.requested_by(
-                req.channel,
-                req.requester.clone().map(Requester::new),
-                Some(relation),
-            );
+            // The requester's name is personal data: sealed in the vault below, never given
+            // to the consent registry's clear column.
+            ev = ev.requested_by(req.channel, None, Some(relation));
             ev.scope = req.scope.clone();
             if relation != Relation::SelfPerson {
                 // R-OPT-8: who may act depends on the patient's age, guardianship and
@@ -337,6 +348,11 @@ impl Workspace {
             .await
             .map_err(consent_refusal)?;
         let new_event = !before.iter().any(|e| e.event_id == event_id);
+        if let Some(name) = req.requester.as_deref().filter(|r| !r.trim().is_empty()) {
+            // A repeated request keeps the first requester (as its receipt does).
+            self.seal_requester(&event_id, &req.handler, &key, name)
+                .await?;
+        }
         let stored = kiban_consent::events_for(&self.db, &req.handler, &key)
             .await?
             .into_iter()
@@ -385,10 +401,9 @@ impl Workspace {
             } else {
                 RequestKind::Stop
             },
-            requester_name: e
-                .requester
-                .as_ref()
-                .map(|r| r.expose().to_string())
+            requester_name: self
+                .requester_of(&event_id)
+                .await?
                 .or_else(|| req.requester.clone())
                 .unwrap_or_default(),
             relation: relation_ja(e.relation.unwrap_or(Relation::SelfPerson)).to_string(),
@@ -403,11 +418,9 @@ impl Workspace {
             paper: req.paper,
         };
         let pdf = kiban_receipt::render(&receipt)?;
-        let copy = receipt_copy_path(&self.root, &number);
-        if let Some(dir) = copy.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| PipelineError::io(dir, e))?;
-        }
-        write_atomic(&copy, &pdf)?;
+        let copy = self
+            .store_receipt_copy(&req.handler, &key, &number, &pdf)
+            .await?;
         if let Some(p) = &req.pdf_out {
             write_atomic(p, &pdf)?;
             out.receipt_pdf = Some(p.clone());
@@ -427,7 +440,10 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PipelineErro
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "receipt".into());
     let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).map_err(|e| PipelineError::io(&tmp, e))?;
+    // Owner-only (0600) whatever the umask: a receipt names the patient.
+    kiban_store::perms::create_private_file(&tmp)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, bytes))
+        .map_err(|e| PipelineError::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         PipelineError::io(path, e)
@@ -441,6 +457,8 @@ mod tests {
     #[test]
     fn receipt_copies_have_safe_names() {
         let p = receipt_copy_path(Path::new("/w"), "H/1-20240501-AB CD");
+        assert_eq!(p, Path::new("/w/receipts/H_1-20240501-AB_CD.pdf.sealed"));
+        let p = legacy_receipt_copy_path(Path::new("/w"), "H/1-20240501-AB CD");
         assert_eq!(p, Path::new("/w/receipts/H_1-20240501-AB_CD.pdf"));
     }
 

@@ -3,14 +3,21 @@
 //! ```text
 //! WORKSPACE/
 //!   kiban.toml        configuration
-//!   keys/master.key   wraps each person's vault key and each release key (0600)
+//!   keys/master.key   seals source file names and release keys (0600)
+//!   keys/vault-epoch-N.key  wraps each person's vault keys; replaced by every deletion (0600)
 //!   keys/index.key    turns patient IDs into the control plane's keyed patient_key (0600)
 //!   kiban.db          SQLite control plane (unless kiban.toml names PostgreSQL)
 //!   lake/             clinical facts, Parquet, one folder per table
 //!   audit/            hash-chained audit log segments + HEAD
 //!   releases/         release packages
+//!   receipts/         stop/deletion receipt copies, sealed per patient
 //!   workspace.lock    one writer or many readers (see [`crate::lock`])
 //! ```
+//!
+//! Every folder kiban creates here is `0700` and every file `0600` whatever the umask
+//! (`kiban_store::perms`); opening a workspace narrows folders (and the files at its top and
+//! in `keys/`) that it finds open to group or others, and says how many
+//! ([`Workspace::permissions_tightened`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -38,6 +45,8 @@ pub struct Workspace {
     actor: String,
     /// Held for the workspace's lifetime (see [`crate::lock`]).
     lock: WorkspaceLock,
+    /// Folders and files found open to group or others and narrowed at open.
+    tightened: usize,
 }
 
 impl Workspace {
@@ -50,14 +59,17 @@ impl Workspace {
                 dir.display()
             )));
         }
+        kiban_store::perms::create_dir_private(dir).map_err(|e| PipelineError::io(dir, e))?;
         for sub in ["keys", "lake", "audit", "releases"] {
             let p = dir.join(sub);
-            std::fs::create_dir_all(&p).map_err(|e| PipelineError::io(&p, e))?;
+            kiban_store::perms::create_dir_private(&p).map_err(|e| PipelineError::io(&p, e))?;
         }
         SecretKey::load_or_create(&dir.join("keys/master.key"))?;
         SecretKey::load_or_create(&dir.join("keys/index.key"))?;
         let cfg = dir.join("kiban.toml");
-        std::fs::write(&cfg, DEFAULT_CONFIG).map_err(|e| PipelineError::io(&cfg, e))?;
+        kiban_store::perms::create_private_file(&cfg)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, DEFAULT_CONFIG.as_bytes()))
+            .map_err(|e| PipelineError::io(&cfg, e))?;
         let ws = Workspace::open(dir).await?;
         ws.audit(AuditEvent::new(ws.actor(), "init", "workspace"))?;
         Ok(ws)
@@ -98,6 +110,7 @@ impl Workspace {
         let text =
             std::fs::read_to_string(&cfg_path).map_err(|e| PipelineError::io(&cfg_path, e))?;
         let config = Config::parse(&text)?;
+        let tightened = tighten_workspace(dir)?;
         let timeout = crate::lock::timeout(config.workspace.lock_timeout_secs);
         let deadline = std::time::Instant::now() + timeout;
         let mut lock = WorkspaceLock::open(dir)?;
@@ -107,8 +120,9 @@ impl Workspace {
         let master_key = SecretKey::load(&dir.join("keys/master.key"))?;
         let index_key = SecretKey::load(&dir.join("keys/index.key"))?;
         let lake = Lake::open(&dir.join("lake"))?;
-        // The master key lives only inside the vault (identities, file names, release keys).
-        let vault = Vault::new(db.clone(), master_key);
+        // The master key lives only inside the vault (file names, release keys); the vault
+        // reads its epoch key from keys/ (see kiban_store::vault, key epochs).
+        let vault = Vault::with_epochs(db.clone(), master_key, &dir.join("keys"));
         let registry = Registry::new(db.clone());
         let audit = AuditLog::open(&dir.join("audit"))?;
         let actor = std::env::var("KIBAN_ACTOR")
@@ -126,6 +140,7 @@ impl Workspace {
             audit: Mutex::new(audit),
             actor,
             lock,
+            tightened,
         };
         match access {
             Access::Write => ws.maintain().await?,
@@ -142,6 +157,7 @@ impl Workspace {
                         .acquire(Access::Read, timeout, deadline, on_wait)
                         .await?;
                 }
+                ws.vault.load_epoch().await?;
             }
         }
         Ok(ws)
@@ -150,6 +166,12 @@ impl Workspace {
     /// What only a writer does on open (the lock is held exclusively).
     async fn maintain(&self) -> Result<(), PipelineError> {
         self.db.migrate().await?;
+        // Before anything reads or writes a vault key: crash recovery of a key-epoch
+        // rotation, the move of an older workspace to epoch 1, a rotation owed.
+        self.vault.prepare_epochs().await?;
+        // Personal data only in the vault: requesters and receipt copies of older workspaces.
+        self.seal_clear_requesters().await?;
+        self.seal_legacy_receipt_copies().await?;
         crate::ingest::recover(self).await?;
         crate::files::seal_legacy_names(self).await?;
         Ok(())
@@ -182,7 +204,10 @@ impl Workspace {
         )
         .fetch_optional(self.db.pool())
         .await?;
-        Ok(leftovers.is_some() || crate::files::legacy_names_pending(self).await?)
+        Ok(leftovers.is_some()
+            || crate::files::legacy_names_pending(self).await?
+            || self.vault.epochs_need_preparing().await?
+            || self.clear_personal_data_pending().await?)
     }
 
     /// The workspace lock this workspace holds.
@@ -192,6 +217,12 @@ impl Workspace {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How many folders and files this open found open to group or others and narrowed to
+    /// `0700`/`0600` (the binary says so; a second open finds none).
+    pub fn permissions_tightened(&self) -> usize {
+        self.tightened
     }
 
     pub fn db(&self) -> &Db {
@@ -353,6 +384,33 @@ fn error_kind(e: &PipelineError) -> &'static str {
         PipelineError::Synth(_) => "synth",
         PipelineError::Receipt(_) => "receipt",
     }
+}
+
+/// Narrows the workspace's folders (all of them) and the files at its top and in `keys/` to
+/// owner-only; returns how many it changed.
+fn tighten_workspace(dir: &Path) -> Result<usize, PipelineError> {
+    use kiban_store::perms::{tighten_dir, tighten_file};
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| PipelineError::io(&p, e)
+    };
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        n += usize::from(tighten_dir(&d).map_err(io(&d))?);
+        let top = d == dir || d == dir.join("keys");
+        for entry in std::fs::read_dir(&d).map_err(io(&d))? {
+            let entry = entry.map_err(io(&d))?;
+            let ft = entry.file_type().map_err(io(&d))?;
+            let p = entry.path();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() && top {
+                n += usize::from(tighten_file(&p).map_err(io(&p))?);
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// A relative `sqlite://` path is relative to the workspace folder.
