@@ -77,6 +77,37 @@ impl EventKind {
     }
 }
 
+/// What a deletion request reaches (R-OPT-6): the data of the handler it names (the default,
+/// and the only scope before item 4 of issue 14), or every registration linked to the same
+/// person by the last linkage run, across handlers. A person-scope request is recorded as one
+/// deletion event per registration reached ([`record_person_deletion`]), all carrying the
+/// request's receipt number, so the gate and the deletion run treat each like any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeletionScope {
+    #[default]
+    Handler,
+    Person,
+}
+
+impl DeletionScope {
+    pub const ALL: [DeletionScope; 2] = [DeletionScope::Handler, DeletionScope::Person];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeletionScope::Handler => "handler",
+            DeletionScope::Person => "person",
+        }
+    }
+
+    /// `handler` or `person`, case-insensitively.
+    pub fn parse(s: &str) -> Option<DeletionScope> {
+        DeletionScope::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s.trim()))
+    }
+}
+
 /// Where and how a request was received (R-OPT-4: in writing, orally or otherwise, at the
 /// handler's counter or at the producer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -227,6 +258,9 @@ pub struct ConsentEvent {
     pub receipt_issued: Option<NaiveDate>,
     /// Consent: what the patient consented to (required for consent events only).
     pub scope: Option<String>,
+    /// Deletion requests: what the request reaches (`None` is read as
+    /// [`DeletionScope::Handler`]; deletion events only).
+    pub deletion_scope: Option<DeletionScope>,
 }
 
 impl ConsentEvent {
@@ -250,6 +284,7 @@ impl ConsentEvent {
             receipt_number: None,
             receipt_issued: None,
             scope: None,
+            deletion_scope: None,
         }
     }
 
@@ -310,6 +345,12 @@ pub(crate) fn validate_event(e: &ConsentEvent) -> Result<(), ConsentError> {
             "receipts belong to stop and deletion requests only",
         ));
     }
+    if e.kind != EventKind::Delete && e.deletion_scope.is_some() {
+        return Err(invalid(
+            "deletion scope",
+            "belongs to deletion requests only",
+        ));
+    }
     match (e.kind, e.scope.as_deref()) {
         (EventKind::Consent, None) => {
             return Err(invalid(
@@ -348,8 +389,8 @@ pub(crate) async fn insert_event(
     let inserted = sqlx::query(
         "INSERT INTO consent_events (event_id, handler_code, patient_key, kind, event_date, \
          method, notice_version, guardian_notified, channel, requester, relation, \
-         receipt_number, receipt_issued_date, source, recorded_at, scope) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+         receipt_number, receipt_issued_date, source, recorded_at, scope, deletion_scope) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
          ON CONFLICT (handler_code, patient_key, kind, event_date) DO NOTHING",
     )
     .bind(&id)
@@ -368,6 +409,7 @@ pub(crate) async fn insert_event(
     .bind(source)
     .bind(now_rfc3339())
     .bind(e.scope.clone())
+    .bind(e.deletion_scope.map(DeletionScope::as_str))
     .execute(&mut *conn)
     .await?
     .rows_affected()
@@ -434,6 +476,91 @@ pub async fn record_event_with(
     Ok(id)
 }
 
+/// What [`record_person_deletion`] recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonDeletion {
+    /// The event of the registration the request named.
+    pub event_id: String,
+    /// The request's receipt number, carried by every event of the request.
+    pub receipt_number: String,
+    /// One event ID per linked registration, in the order given (an existing deletion of
+    /// the same patient on the same date is kept and its ID returned).
+    pub linked_event_ids: Vec<String>,
+}
+
+/// Records a person-scope deletion request (R-OPT-6, [`DeletionScope::Person`]): the event of
+/// the registration the request named (`primary`, with the requester) and one deletion event
+/// per other registration linked to the same person (`linked`: same date, channel and
+/// relation; no requester name — the request's one receipt names them), all in one
+/// transaction and all carrying the primary event's receipt number. Every event is checked
+/// as [`record_event_with`] checks one, with the facts known of its own patient, before
+/// anything is written; a refusal records nothing. A primary event already recorded with
+/// the handler's scope on the same date is widened to the person.
+pub async fn record_person_deletion(
+    db: &Db,
+    primary: &ConsentEvent,
+    primary_known: &PatientFacts,
+    linked: &[(ConsentEvent, PatientFacts)],
+) -> Result<PersonDeletion, ConsentError> {
+    let all = std::iter::once((primary, primary_known)).chain(linked.iter().map(|(e, k)| (e, k)));
+    for (e, known) in all {
+        validate_event(e)?;
+        if e.kind != EventKind::Delete || e.deletion_scope != Some(DeletionScope::Person) {
+            return Err(invalid(
+                "deletion scope",
+                "a person-scope deletion records deletion events of scope person only",
+            ));
+        }
+        if e.date != primary.date {
+            return Err(invalid(
+                "event date",
+                "every event of one request has the request's date",
+            ));
+        }
+        if get_handler(db, &e.handler_code).await?.is_none() {
+            return Err(ConsentError::UnknownHandler {
+                code: e.handler_code.clone(),
+            });
+        }
+        if let Some(refusal) = requester_refusal(db, e, known).await? {
+            return Err(refusal.into());
+        }
+    }
+    let mut tx = db.pool().begin().await?;
+    let (event_id, new) = insert_event(&mut tx, primary, "api").await?;
+    if !new {
+        sqlx::query("UPDATE consent_events SET deletion_scope = $1 WHERE event_id = $2")
+            .bind(DeletionScope::Person.as_str())
+            .bind(&event_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    let receipt_number: Option<String> =
+        sqlx::query("SELECT receipt_number FROM consent_events WHERE event_id = $1")
+            .bind(&event_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+    let receipt_number = receipt_number.ok_or_else(|| ConsentError::Corrupt {
+        table: "consent_events",
+        column: "receipt_number",
+        id: event_id.clone(),
+    })?;
+    let mut linked_event_ids = Vec::with_capacity(linked.len());
+    for (e, _) in linked {
+        let mut e = e.clone();
+        e.receipt_number = Some(receipt_number.clone());
+        let (id, _) = insert_event(&mut tx, &e, "api").await?;
+        linked_event_ids.push(id);
+    }
+    tx.commit().await?;
+    Ok(PersonDeletion {
+        event_id,
+        receipt_number,
+        linked_event_ids,
+    })
+}
+
 /// Marks a stop's (or deletion's) receipt as issued on `date` (when the receipt document is
 /// produced).
 pub async fn set_receipt_issued(
@@ -482,6 +609,10 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<RecordedEvent, ConsentError
         Some(s) => Some(Relation::parse(&s).ok_or_else(|| corrupt("relation"))?),
         None => None,
     };
+    let deletion_scope = match row.try_get::<Option<String>, _>("deletion_scope")? {
+        Some(s) => Some(DeletionScope::parse(&s).ok_or_else(|| corrupt("deletion_scope"))?),
+        None => None,
+    };
     Ok(RecordedEvent {
         source: row.try_get("source")?,
         recorded_at: row.try_get("recorded_at")?,
@@ -506,6 +637,7 @@ pub(crate) fn event_from_row(row: &AnyRow) -> Result<RecordedEvent, ConsentError
                 &id,
             )?,
             scope: row.try_get("scope")?,
+            deletion_scope,
         },
         event_id: id,
     })

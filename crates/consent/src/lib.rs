@@ -5,7 +5,8 @@
 //! * [`event`]: each patient's timeline of notices, stop requests, deletion requests,
 //!   withdrawals of a stop, explicit consents and their withdrawal, with channel, requester
 //!   and relation (R-OPT-4, R-OPT-6, R-OPT-8); a stop carries a receipt number for its
-//!   receipt (R-OPT-5).
+//!   receipt (R-OPT-5); a deletion request its scope ([`DeletionScope`]: the handler's data,
+//!   or every registration linked to the same person, [`record_person_deletion`]).
 //! * [`requester`]: who may act for a patient (R-OPT-8) — [`check_requester`], the gate's
 //!   rule applied when a request is recorded — and the patient facts it reads (birth date,
 //!   guardianship, death).
@@ -32,8 +33,9 @@ pub mod requester;
 
 pub use error::ConsentError;
 pub use event::{
-    Channel, ConsentEvent, EventKind, RecordedEvent, Relation, Requester, events_for, record_event,
-    record_event_with, set_receipt_issued,
+    Channel, ConsentEvent, DeletionScope, EventKind, PersonDeletion, RecordedEvent, Relation,
+    Requester, events_for, record_event, record_event_with, record_person_deletion,
+    set_receipt_issued,
 };
 pub use gate::{
     Decision, Eligibility, Gate, GateSet, GateSnapshot, HandlerState, Reason, decide, eligibility,

@@ -4,7 +4,9 @@
 //! 1. its vault entry (wrapped data key and ciphertext) is crypto-shredded, then the vault's
 //!    deleted pages are purged from the database files;
 //! 2. its facts are removed from every lake table by compaction;
-//! 3. an erasure record (date, items = identity + rows per table) is written;
+//! 3. an erasure record (date, items = identity + rows per table) is written, naming the
+//!    deletion request carried out (its scope — the handler's data or the whole linked
+//!    person — and its receipt number, shared by every registration one request reached);
 //! 4. its person link and registration rows are removed.
 //!
 //! With each registration its subject (handler + `patient_key`) is erased too: the vault
@@ -151,7 +153,11 @@ impl Workspace {
             let subject = self.erase_subject(&t.handler_code, &t.patient_key).await?;
             items.insert("requester".into(), subject.requesters);
             items.insert("receipt copy".into(), subject.receipt_copies);
-            let id = kiban_records::record_erasure(
+            // The deletion request carried out: its scope and receipt number (R-OPT-6).
+            let request = self
+                .deletion_request_of(&t.handler_code, &t.patient_key, on)
+                .await?;
+            let id = kiban_records::record_erasure_for(
                 &self.db,
                 &ErasureRecord {
                     erased_date: on,
@@ -161,6 +167,7 @@ impl Workspace {
                     registration_id: Some(t.registration_id.clone()),
                     reason: "deletion_request".into(),
                 },
+                request.as_ref(),
             )
             .await?;
             report.erasure_records.push(id);
@@ -182,6 +189,28 @@ impl Workspace {
         // epoch key and destroy the old one.
         report.key_epoch = self.vault.rotate_if_pending().await?;
         Ok(report)
+    }
+
+    /// The deletion request in force on `on` for one patient of one handler: the first one
+    /// received, with its scope (`handler` when recorded before scopes were) and receipt
+    /// number — shared by every registration a person-scope request reached.
+    async fn deletion_request_of(
+        &self,
+        handler_code: &str,
+        patient_key: &str,
+        on: NaiveDate,
+    ) -> Result<Option<kiban_records::ErasureRequest>, PipelineError> {
+        Ok(
+            kiban_consent::events_for(&self.db, handler_code, patient_key)
+                .await?
+                .into_iter()
+                .map(|r| r.event)
+                .find(|e| e.kind == kiban_consent::EventKind::Delete && e.date <= on)
+                .map(|e| kiban_records::ErasureRequest {
+                    scope: e.deletion_scope.unwrap_or_default().as_str().to_string(),
+                    receipt_number: e.receipt_number,
+                }),
+        )
     }
 
     /// Registrations whose gate decision on `on` is `Deleted`.

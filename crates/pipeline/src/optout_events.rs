@@ -20,9 +20,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 use kiban_consent::{
-    Channel, ConsentError, ConsentEvent, Decision, EventKind, PatientFacts, Relation, StatusKind,
+    Channel, ConsentError, ConsentEvent, Decision, DeletionScope, EventKind, HandlerInfo,
+    PatientFacts, Relation, StatusKind,
 };
-use kiban_receipt::{Issuer, IssuerRole, Paper, Receipt, RequestKind};
+use kiban_receipt::{DeletionReach, Issuer, IssuerRole, Paper, Receipt, RequestKind};
 use serde::Serialize;
 
 use crate::deletion::DeletionReport;
@@ -31,13 +32,20 @@ use crate::{PipelineError, Workspace};
 /// The folder of stored receipt copies, inside the workspace.
 pub const RECEIPTS_DIR: &str = "receipts";
 
-/// One event to record.
+/// One event to record. The patient is named either by `handler` and `patient_id`, or by
+/// `registration` (a registration found by [`Workspace::find_registrations`]; `handler` and
+/// `patient_id` then empty): exactly one of the two forms, or the request is refused.
 #[derive(Debug, Clone)]
 pub struct OptoutEventRequest {
     pub handler: String,
     /// The handler's patient ID (turned into the keyed `patient_key` at once; printed only on
     /// the receipt, which the requester receives).
     pub patient_id: String,
+    /// The registration the event is about, instead of `handler` and `patient_id`.
+    pub registration: Option<String>,
+    /// Deletion requests: what the request reaches (R-OPT-6) — the handler's data (default),
+    /// or every registration the last linkage run linked to the same person.
+    pub deletion_scope: DeletionScope,
     pub kind: EventKind,
     /// The day the notice was given or the request received.
     pub date: NaiveDate,
@@ -77,6 +85,8 @@ impl OptoutEventRequest {
         OptoutEventRequest {
             handler: handler.into(),
             patient_id: patient_id.into(),
+            registration: None,
+            deletion_scope: DeletionScope::Handler,
             kind,
             date,
             channel: None,
@@ -93,6 +103,18 @@ impl OptoutEventRequest {
             pdf_out: None,
         }
     }
+
+    /// An event about the registration `registration_id` (`--registration`).
+    pub fn for_registration(
+        registration_id: impl Into<String>,
+        kind: EventKind,
+        date: NaiveDate,
+    ) -> OptoutEventRequest {
+        OptoutEventRequest {
+            registration: Some(registration_id.into()),
+            ..OptoutEventRequest::new("", "", kind, date)
+        }
+    }
 }
 
 /// What recording the event did.
@@ -100,6 +122,15 @@ impl OptoutEventRequest {
 pub struct OptoutEventOutcome {
     pub event_id: String,
     pub kind: &'static str,
+    /// The handler of the patient (given, or the registration's).
+    pub handler: String,
+    /// A deletion request's scope, as recorded.
+    pub deletion_scope: Option<DeletionScope>,
+    /// A deletion request: the registrations it reaches (one deletion event each, all under
+    /// its receipt number) and their handlers' codes. Zero when the patient has no
+    /// registration yet (a handler-scope request then applies to data still to come).
+    pub registrations_reached: u64,
+    pub handlers_reached: Vec<String>,
     /// False when the same (handler, patient, kind, date) was already recorded.
     pub new_event: bool,
     pub receipt_number: Option<String>,
@@ -143,6 +174,17 @@ pub(crate) fn consent_refusal(e: ConsentError) -> PipelineError {
 /// Parses an identity's ISO date; an unreadable one is unknown (never guessed).
 fn identity_date(s: Option<&str>) -> Option<NaiveDate> {
     s.and_then(|s| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok())
+}
+
+/// The patient an event is about, resolved from the desk's form.
+struct Subject {
+    handler: HandlerInfo,
+    patient_key: String,
+    /// The patient's registration, when data of theirs has been received.
+    registration_id: Option<String>,
+    /// The handler's patient ID (given at the desk, or the registration's identity's), for
+    /// the receipt only.
+    patient_id: Option<String>,
 }
 
 /// What recording a patient fact did.
@@ -196,22 +238,38 @@ fn safe_receipt_name(receipt_number: &str) -> String {
 impl Workspace {
     /// Records one opt-out event (idempotent on handler, patient, kind and date). A stop or
     /// deletion request gets its receipt (R-OPT-5); a deletion request is applied at once
-    /// (R-OPT-6). Audited as `optout.<kind>`; the audit event names the handler, never the
-    /// patient.
+    /// (R-OPT-6), with its scope: a person-scope deletion records one deletion event per
+    /// registration linked to the same person, under the one receipt. Audited as
+    /// `optout.<kind>`; the audit event names the handler (and a deletion's scope and reach as
+    /// counts), never the patient.
     pub async fn record_optout_event(
         &self,
         req: &OptoutEventRequest,
     ) -> Result<OptoutEventOutcome, PipelineError> {
+        let object = match &req.registration {
+            // The registration's handler, when it exists (an unknown one is refused inside).
+            Some(reg) => match self.registry.get(reg).await.ok().flatten() {
+                Some(r) => format!("handler:{}", r.handler_code),
+                None => "registration:unknown".to_string(),
+            },
+            None => format!("handler:{}", req.handler),
+        };
         let outcome = self
             .audited(
                 &format!("optout.{}", req.kind.as_str()),
-                &format!("handler:{}", req.handler),
+                &object,
                 self.record_event_inner(req),
                 |o: &OptoutEventOutcome| {
-                    vec![
+                    let mut c = vec![
                         ("new_event", u64::from(o.new_event)),
                         ("receipts", u64::from(o.receipt_number.is_some())),
-                    ]
+                    ];
+                    if o.deletion_scope == Some(DeletionScope::Person) {
+                        c.push(("scope_person", 1));
+                        c.push(("registrations_reached", o.registrations_reached));
+                        c.push(("handlers_reached", o.handlers_reached.len() as u64));
+                    }
+                    c
                 },
             )
             .await?;
@@ -224,6 +282,138 @@ impl Workspace {
             });
         }
         Ok(outcome)
+    }
+
+    /// The patient an event names: `handler` and `patient_id`, or `registration` — exactly
+    /// one form (refused otherwise, and for an unknown registration).
+    async fn resolve_subject(
+        &self,
+        handler: &str,
+        patient_id: &str,
+        registration: Option<&str>,
+    ) -> Result<Subject, PipelineError> {
+        let given = !handler.trim().is_empty() || !patient_id.trim().is_empty();
+        match registration {
+            Some(_) if given => Err(PipelineError::Refused(
+                "患者は --registration か --handler と --patient のどちらか一方で指定してください / name the patient either by --registration or by --handler with --patient, not both".into(),
+            )),
+            Some(reg) => {
+                let Some(r) = self.registry.get(reg).await? else {
+                    return Err(PipelineError::Refused(format!(
+                        "登録 {reg} はありません（kiban optout find で確認してください） / no registration {reg} (see kiban optout find)"
+                    )));
+                };
+                let handler = self.registered_handler(&r.handler_code).await?;
+                let patient_id = self.vault.get(reg).await?.map(|id| id.patient_id.clone());
+                Ok(Subject {
+                    handler,
+                    patient_key: r.patient_key,
+                    registration_id: Some(r.registration_id),
+                    patient_id,
+                })
+            }
+            None if handler.trim().is_empty() || patient_id.trim().is_empty() => {
+                Err(PipelineError::Refused(
+                    "患者を --handler と --patient、または --registration で指定してください / name the patient by --handler with --patient, or by --registration".into(),
+                ))
+            }
+            None => {
+                let handler = self.registered_handler(handler).await?;
+                // Normalized with the handler's format before anything else: a stop filed as
+                // 16241 must key the patient ingested as 0016241, and an ID that does not fit
+                // the format is refused, never recorded under a key that nothing else
+                // computes.
+                let patient_key = self.desk_patient_key(&handler, patient_id)?;
+                let registration_id = self.registry.lookup(&handler.code, &patient_key).await?;
+                Ok(Subject {
+                    handler,
+                    patient_key,
+                    registration_id,
+                    patient_id: Some(patient_id.to_string()),
+                })
+            }
+        }
+    }
+
+    /// The deletion events of a person-scope request (besides the named registration's): one
+    /// per other registration the last linkage run linked to the same person, with the facts
+    /// known of each patient for the requester check. Refused when there is nothing to scope
+    /// by: no registration, no linkage run, or a registration the last run did not see.
+    async fn linked_deletions(
+        &self,
+        subject: &Subject,
+        req: &OptoutEventRequest,
+        relation: Relation,
+    ) -> Result<Vec<(ConsentEvent, PatientFacts)>, PipelineError> {
+        let Some(reg) = &subject.registration_id else {
+            return Err(PipelineError::Refused(
+                "この患者のデータはまだ受領していないため、本人単位の削除 (--scope person) の対象がありません。--scope handler で記録してください / no data of this patient has been received, so a person-scope deletion (--scope person) reaches nothing: record it with --scope handler".into(),
+            ));
+        };
+        if self.linkage_runs().await? == 0 {
+            return Err(PipelineError::Refused(
+                "名寄せ（kiban link）が一度も実行されていないため、本人単位の削除 (--scope person) の範囲が決まりません。先に kiban link を実行してください / no linkage run exists, so a person-scope deletion (--scope person) has no scope: run kiban link first".into(),
+            ));
+        }
+        let Some(person) = self.person_of(reg).await? else {
+            return Err(PipelineError::Refused(format!(
+                "登録 {reg} は最後の名寄せの後に受領されたため、本人単位の削除 (--scope person) の範囲が決まりません。kiban link を実行してから再度記録してください / registration {reg} was received after the last linkage run, so a person-scope deletion (--scope person) has no scope: run kiban link, then record it again"
+            )));
+        };
+        let mut out = Vec::new();
+        for other in self.registrations_of_person(&person).await? {
+            if other == *reg {
+                continue;
+            }
+            // A link whose registration is gone (erased since the run) reaches nothing.
+            let Some(r) = self.registry.get(&other).await? else {
+                continue;
+            };
+            let mut ev =
+                ConsentEvent::new(&r.handler_code, &r.patient_key, EventKind::Delete, req.date)
+                    .requested_by(req.channel, None, Some(relation));
+            ev.deletion_scope = Some(DeletionScope::Person);
+            let known = if relation == Relation::SelfPerson {
+                PatientFacts::default()
+            } else {
+                PatientFacts {
+                    birth_date: req.patient_birth,
+                    ..PatientFacts::default()
+                }
+                .merge(&self.identity_facts(&r.handler_code, &r.patient_key).await?)
+                .map_err(consent_refusal)?
+            };
+            out.push((ev, known));
+        }
+        Ok(out)
+    }
+
+    /// What a recorded deletion request reaches: every deletion event under its receipt
+    /// number (the registrations), and their handlers (codes, and names for the receipt).
+    async fn deletion_reach(
+        &self,
+        receipt_number: &str,
+    ) -> Result<(u64, Vec<String>, Vec<String>), PipelineError> {
+        use sqlx::Row;
+        let rows = sqlx::query(
+            "SELECT handler_code FROM consent_events WHERE kind = 'delete' AND receipt_number = $1 \
+             ORDER BY handler_code",
+        )
+        .bind(receipt_number)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut codes: Vec<String> = Vec::new();
+        for r in &rows {
+            let c: String = r.try_get(0)?;
+            if codes.last() != Some(&c) {
+                codes.push(c);
+            }
+        }
+        let mut names = Vec::with_capacity(codes.len());
+        for c in &codes {
+            names.push(self.registered_handler(c).await?.name);
+        }
+        Ok((rows.len() as u64, codes, names))
     }
 
     /// What the vault knows of one patient of one handler: the birth and death dates of the
@@ -256,12 +446,36 @@ impl Workspace {
         kind: StatusKind,
         date: NaiveDate,
     ) -> Result<PatientStatusOutcome, PipelineError> {
+        self.record_patient_status_for(handler, patient_id, None, kind, date)
+            .await
+    }
+
+    /// [`Workspace::record_patient_status`] for a patient named by `handler` and
+    /// `patient_id`, or by `registration` (then both empty): exactly one of the two forms.
+    pub async fn record_patient_status_for(
+        &self,
+        handler: &str,
+        patient_id: &str,
+        registration: Option<&str>,
+        kind: StatusKind,
+        date: NaiveDate,
+    ) -> Result<PatientStatusOutcome, PipelineError> {
+        let object = match registration {
+            Some(reg) => match self.registry.get(reg).await.ok().flatten() {
+                Some(r) => format!("handler:{}", r.handler_code),
+                None => "registration:unknown".to_string(),
+            },
+            None => format!("handler:{handler}"),
+        };
         self.audited(
             &format!("optout.{}", kind.as_str()),
-            &format!("handler:{handler}"),
+            &object,
             async {
-                let h = self.registered_handler(handler).await?;
-                let key = self.desk_patient_key(&h, patient_id)?;
+                let subject = self
+                    .resolve_subject(handler, patient_id, registration)
+                    .await?;
+                let handler = subject.handler.code.as_str();
+                let key = subject.patient_key.clone();
                 if kind == StatusKind::Deceased {
                     // A death date must agree with the identity on record.
                     let vault = self.identity_facts(handler, &key).await?;
@@ -297,11 +511,17 @@ impl Workspace {
         &self,
         req: &OptoutEventRequest,
     ) -> Result<OptoutEventOutcome, PipelineError> {
-        let handler = self.registered_handler(&req.handler).await?;
-        // Normalized with the handler's format before anything else: a stop filed as 16241
-        // must key the patient ingested as 0016241, and an ID that does not fit the format is
-        // refused, never recorded under a key that nothing else computes.
-        let key = self.desk_patient_key(&handler, &req.patient_id)?;
+        let subject = self
+            .resolve_subject(&req.handler, &req.patient_id, req.registration.as_deref())
+            .await?;
+        let handler = subject.handler.clone();
+        let code = handler.code.as_str();
+        let key = subject.patient_key.clone();
+        if req.kind != EventKind::Delete && req.deletion_scope != DeletionScope::Handler {
+            return Err(PipelineError::Refused(
+                "削除の範囲 (--scope handler|person) は削除の求めにのみ指定できます / a deletion scope belongs to deletion requests".into(),
+            ));
+        }
         let needs_receipt = req.kind.needs_receipt();
         if needs_receipt {
             if req.requester.as_deref().is_none_or(|r| r.trim().is_empty()) {
@@ -320,7 +540,7 @@ impl Workspace {
                 "生年月日・同意の範囲は求め・同意にのみ指定できます / a birth date or a consent scope belongs to requests and consents".into(),
             ));
         }
-        let mut ev = ConsentEvent::new(&req.handler, &key, req.kind, req.date);
+        let mut ev = ConsentEvent::new(code, &key, req.kind, req.date);
         let mut known = PatientFacts::default();
         if req.kind.is_request() {
             let relation = req.relation.unwrap_or(Relation::SelfPerson);
@@ -335,25 +555,37 @@ impl Workspace {
                     birth_date: req.patient_birth,
                     ..PatientFacts::default()
                 }
-                .merge(&self.identity_facts(&req.handler, &key).await?)
+                .merge(&self.identity_facts(code, &key).await?)
                 .map_err(consent_refusal)?;
+            }
+            if req.kind == EventKind::Delete {
+                ev.deletion_scope = Some(req.deletion_scope);
             }
         } else {
             ev.method = req.method.clone();
             ev.notice_version = req.notice_version.clone();
             ev.guardian_notified = req.guardian_notified;
         }
-        let before = kiban_consent::events_for(&self.db, &req.handler, &key).await?;
-        let event_id = kiban_consent::record_event_with(&self.db, &ev, &known)
-            .await
-            .map_err(consent_refusal)?;
+        let before = kiban_consent::events_for(&self.db, code, &key).await?;
+        let event_id = if ev.deletion_scope == Some(DeletionScope::Person) {
+            // One deletion event per registration linked to the person, under one receipt.
+            let relation = req.relation.unwrap_or(Relation::SelfPerson);
+            let linked = self.linked_deletions(&subject, req, relation).await?;
+            kiban_consent::record_person_deletion(&self.db, &ev, &known, &linked)
+                .await
+                .map_err(consent_refusal)?
+                .event_id
+        } else {
+            kiban_consent::record_event_with(&self.db, &ev, &known)
+                .await
+                .map_err(consent_refusal)?
+        };
         let new_event = !before.iter().any(|e| e.event_id == event_id);
         if let Some(name) = req.requester.as_deref().filter(|r| !r.trim().is_empty()) {
             // A repeated request keeps the first requester (as its receipt does).
-            self.seal_requester(&event_id, &req.handler, &key, name)
-                .await?;
+            self.seal_requester(&event_id, code, &key, name).await?;
         }
-        let stored = kiban_consent::events_for(&self.db, &req.handler, &key)
+        let stored = kiban_consent::events_for(&self.db, code, &key)
             .await?
             .into_iter()
             .find(|e| e.event_id == event_id)
@@ -361,15 +593,33 @@ impl Workspace {
                 PipelineError::Refused("the recorded event could not be read back".into())
             })?;
 
+        let deletion_scope = stored.event.deletion_scope.or(
+            // Recorded before scopes were: the handler's.
+            (req.kind == EventKind::Delete).then_some(DeletionScope::Handler),
+        );
+        let (registrations_reached, handlers_reached, handler_names) =
+            match (&stored.event.receipt_number, deletion_scope) {
+                (Some(n), Some(DeletionScope::Person)) => self.deletion_reach(n).await?,
+                (_, Some(DeletionScope::Handler)) => (
+                    u64::from(subject.registration_id.is_some()),
+                    vec![handler.code.clone()],
+                    vec![handler.name.clone()],
+                ),
+                _ => (0, Vec::new(), Vec::new()),
+            };
         let mut out = OptoutEventOutcome {
             event_id: event_id.clone(),
             kind: req.kind.as_str(),
+            handler: handler.code.clone(),
+            deletion_scope,
+            registrations_reached,
+            handlers_reached,
             new_event,
             receipt_number: None,
             receipt_copy: None,
             receipt_pdf: None,
             receipt_bytes: None,
-            decision: kiban_consent::eligibility(&self.db, &req.handler, &key, req.date).await?,
+            decision: kiban_consent::eligibility(&self.db, code, &key, req.date).await?,
             deletion: None,
         };
         if !needs_receipt {
@@ -407,7 +657,10 @@ impl Workspace {
                 .or_else(|| req.requester.clone())
                 .unwrap_or_default(),
             relation: relation_ja(e.relation.unwrap_or(Relation::SelfPerson)).to_string(),
-            patient_reference: Some(format!("患者ID {}（{}）", req.patient_id, handler.name)),
+            patient_reference: subject
+                .patient_id
+                .as_ref()
+                .map(|p| format!("患者ID {p}（{}）", handler.name)),
             handler_name: handler.name.clone(),
             channel: e.channel.map(|c| channel_ja(c).to_string()),
             received: e.date,
@@ -416,11 +669,19 @@ impl Workspace {
             issued: req.issued_on,
             issuer,
             paper: req.paper,
+            // The patient receives the receipt: the handlers reached are named, their
+            // patient IDs are not.
+            deletion_reach: match deletion_scope {
+                Some(DeletionScope::Person) => Some(DeletionReach::Person {
+                    registrations: usize::try_from(out.registrations_reached).unwrap_or(0),
+                    handlers: handler_names,
+                }),
+                Some(DeletionScope::Handler) => Some(DeletionReach::Handler),
+                None => None,
+            },
         };
         let pdf = kiban_receipt::render(&receipt)?;
-        let copy = self
-            .store_receipt_copy(&req.handler, &key, &number, &pdf)
-            .await?;
+        let copy = self.store_receipt_copy(code, &key, &number, &pdf).await?;
         if let Some(p) = &req.pdf_out {
             write_atomic(p, &pdf)?;
             out.receipt_pdf = Some(p.clone());

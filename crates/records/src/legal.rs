@@ -514,9 +514,31 @@ pub struct ErasureEntry {
     pub record_id: String,
     pub recorded_at: String,
     pub record: ErasureRecord,
+    /// The deletion request the erasure carried out, when it answered one and said so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<ErasureRequest>,
+}
+
+/// The deletion request (R-OPT-6) an erasure record carries out: its scope — `handler` (that
+/// handler's data of the patient) or `person` (every registration linked to the same person)
+/// — and its receipt number, which ties together the records of one request. Never personal
+/// data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErasureRequest {
+    pub scope: String,
+    pub receipt_number: Option<String>,
 }
 
 pub async fn record_erasure(db: &Db, r: &ErasureRecord) -> Result<String, RecordsError> {
+    record_erasure_for(db, r, None).await
+}
+
+/// [`record_erasure`] for an erasure that carries out a deletion request, naming it.
+pub async fn record_erasure_for(
+    db: &Db,
+    r: &ErasureRecord,
+    request: Option<&ErasureRequest>,
+) -> Result<String, RecordsError> {
     if r.items.is_empty() {
         return Err(RecordsError::Invalid(
             "erasure record needs the items erased".into(),
@@ -525,7 +547,8 @@ pub async fn record_erasure(db: &Db, r: &ErasureRecord) -> Result<String, Record
     let id = new_id();
     sqlx::query(
         "INSERT INTO erasure_records (record_id, erased_date, items, handler_code, patient_key, \
-         registration_id, reason, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+         registration_id, reason, recorded_at, request_scope, request_receipt) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&id)
     .bind(date_str(r.erased_date))
@@ -535,6 +558,8 @@ pub async fn record_erasure(db: &Db, r: &ErasureRecord) -> Result<String, Record
     .bind(r.registration_id.clone())
     .bind(&r.reason)
     .bind(now_rfc3339())
+    .bind(request.map(|q| q.scope.clone()))
+    .bind(request.and_then(|q| q.receipt_number.clone()))
     .execute(db.pool())
     .await?;
     Ok(id)
@@ -568,6 +593,13 @@ pub async fn list_erasures(
                     patient_key: r.os("patient_key")?,
                     registration_id: r.os("registration_id")?,
                     reason: r.s("reason")?,
+                },
+                request: match r.os("request_scope")? {
+                    Some(scope) => Some(ErasureRequest {
+                        scope,
+                        receipt_number: r.os("request_receipt")?,
+                    }),
+                    None => None,
                 },
             })
         })

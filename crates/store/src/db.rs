@@ -97,6 +97,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0010_receipt_declaration.sql"),
     },
     Migration {
+        version: 11,
+        name: "deletion_scope",
+        sql: include_str!("../migrations/0011_deletion_scope.sql"),
+    },
+    Migration {
         version: 13,
         name: "sealed_requesters",
         sql: include_str!("../migrations/0013_sealed_requesters.sql"),
