@@ -122,6 +122,7 @@ fn exit_quietly_on_broken_pipe() {
 }
 
 fn main() -> ExitCode {
+    owner_only_files();
     exit_quietly_on_broken_pipe();
     let code = run();
     // What is still buffered goes out now; a reader that is gone is not an error.
@@ -129,6 +130,15 @@ fn main() -> ExitCode {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
         _ => code,
     }
+}
+
+/// Umask 077 before anything is created: a workspace holds personal data, so every file
+/// and folder this process creates (the database and its -wal/-shm, the lake, the audit log,
+/// receipts, releases, quarantine copies) is readable by its owner only, 0600/0700. The
+/// libraries create their folders 0700 themselves; this covers every file too.
+fn owner_only_files() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
 fn run() -> ExitCode {
