@@ -10,25 +10,33 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
-use kiban_consent::{Channel, EventKind, HandlerUpdate, NoticeVersion, Relation, StatusKind};
+use kiban_consent::{
+    Channel, DeletionScope, EventKind, HandlerUpdate, NoticeVersion, Relation, StatusKind,
+};
+use kiban_model::Sex;
 use kiban_pipeline::Workspace;
 use kiban_pipeline::deletion::DeletionReport;
+use kiban_pipeline::desk_find::{FindQuery, MatchedOn};
 use kiban_pipeline::export::ExportOptions;
 use kiban_pipeline::optout_events::OptoutEventRequest;
 use kiban_receipt::Paper;
 
 use crate::commands::{opt_date, parse_date, print_json};
-use crate::ui::{Lang, row, table};
+use crate::ui::{Lang, grid, row, table};
 
-/// One opt-out event of one patient.
+/// One opt-out event of one patient, named by --handler and --patient, or by --registration
+/// (a registration found by `kiban optout find`).
 #[derive(Args, Debug)]
 pub struct OptoutEventArgs {
-    /// Handler code.
+    /// Handler code (with --patient).
     #[arg(long)]
-    pub handler: String,
-    /// The handler's patient ID.
-    #[arg(long)]
-    pub patient: String,
+    pub handler: Option<String>,
+    /// The handler's patient ID (with --handler).
+    #[arg(long, visible_alias = "patient-id")]
+    pub patient: Option<String>,
+    /// The registration ID shown by `kiban optout find`, instead of --handler and --patient.
+    #[arg(long, value_name = "REG_ID")]
+    pub registration: Option<String>,
     /// Date of the notice or of receipt of the request (default: today).
     #[arg(long)]
     pub date: Option<String>,
@@ -44,7 +52,9 @@ pub struct OptoutEventArgs {
     /// identity when there is one).
     #[arg(long, value_name = "DATE")]
     pub patient_birth: Option<String>,
-    /// Consent: what the patient consented to (同意の範囲).
+    /// Consent: what the patient consented to (同意の範囲). Delete: what the request reaches —
+    /// `handler` (default: that handler's data of the patient) or `person` (every
+    /// registration the last `kiban link` run linked to the same person, across handlers).
     #[arg(long)]
     pub scope: Option<String>,
     /// desk | producer | mail | online | oral | written
@@ -82,12 +92,15 @@ pub struct OptoutEventArgs {
 /// `kiban optout guardianship|deceased`.
 #[derive(Args, Debug)]
 pub struct PatientStatusArgs {
-    /// Handler code.
+    /// Handler code (with --patient).
     #[arg(long)]
-    pub handler: String,
-    /// The handler's patient ID.
-    #[arg(long)]
-    pub patient: String,
+    pub handler: Option<String>,
+    /// The handler's patient ID (with --handler).
+    #[arg(long, visible_alias = "patient-id")]
+    pub patient: Option<String>,
+    /// The registration ID shown by `kiban optout find`, instead of --handler and --patient.
+    #[arg(long, value_name = "REG_ID")]
+    pub registration: Option<String>,
     /// From when the guardianship holds, or the date of death.
     #[arg(long)]
     pub date: String,
@@ -173,36 +186,24 @@ pub struct NoticeVersionAddArgs {
     pub json: bool,
 }
 
-/// `kiban optout receipt`: a stored receipt copy, opened and written out again.
+/// `kiban optout find`: the desk's identity search.
 #[derive(Args, Debug)]
-pub struct ReceiptArgs {
-    /// The receipt number (受付番号), as printed on the receipt.
+pub struct FindArgs {
+    /// The patient's name as they give it (kanji, kana or Latin letters; spaces, width,
+    /// hiragana/katakana and variant kanji do not matter).
     #[arg(long)]
-    pub number: String,
-    /// Where to write the PDF.
+    pub name: String,
+    /// The name in kana, when known (compared with the registrations' kana names).
     #[arg(long)]
-    pub pdf: PathBuf,
-}
-
-/// Writes the stored copy of a receipt to `--pdf` (owner-only: it names the patient).
-pub async fn run_receipt(ws: &Workspace, a: ReceiptArgs, lang: Lang) -> Result<ExitCode> {
-    let pdf = ws.receipt_copy(&a.number).await?;
-    if a.pdf.exists() {
-        anyhow::bail!(
-            "{}",
-            lang.t(
-                "--pdf のファイルは既にあります（上書きしません）",
-                "the --pdf file already exists (not overwritten)"
-            )
-        );
-    }
-    std::fs::write(&a.pdf, &pdf)?;
-    println!(
-        "{}: {}",
-        lang.t("受付書を書き出しました", "receipt written"),
-        a.pdf.display()
-    );
-    Ok(ExitCode::SUCCESS)
+    pub kana: Option<String>,
+    /// Birth date (exact).
+    #[arg(long, value_name = "DATE")]
+    pub birth: String,
+    /// M | F
+    #[arg(long)]
+    pub sex: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -260,6 +261,34 @@ pub struct RetentionRunArgs {
     pub json: bool,
 }
 
+/// The patient named by `--handler` with `--patient`, or by `--registration`: exactly one of
+/// the two forms. Returns (handler, patient ID, registration), the unused form empty.
+fn patient_form(
+    handler: Option<String>,
+    patient: Option<String>,
+    registration: Option<String>,
+    lang: Lang,
+) -> Result<(String, String, Option<String>)> {
+    match (handler, patient, registration) {
+        (None, None, Some(r)) => Ok((String::new(), String::new(), Some(r))),
+        (Some(h), Some(p), None) => Ok((h, p, None)),
+        (_, _, Some(_)) => bail!(
+            "{}",
+            lang.t(
+                "患者は --registration か --handler と --patient のどちらか一方で指定してください",
+                "name the patient either by --registration or by --handler with --patient, not both"
+            )
+        ),
+        _ => bail!(
+            "{}",
+            lang.t(
+                "患者を --handler と --patient（両方）、または --registration（kiban optout find で確認）で指定してください",
+                "name the patient by --handler with --patient, or by --registration (see kiban optout find)"
+            )
+        ),
+    }
+}
+
 fn date_or_today(s: &Option<String>, what: &str) -> Result<NaiveDate> {
     Ok(opt_date(s, what)?.unwrap_or_else(|| chrono::Local::now().date_naive()))
 }
@@ -310,7 +339,12 @@ pub async fn run_event(
     lang: Lang,
 ) -> Result<ExitCode> {
     let date = date_or_today(&a.date, "--date")?;
-    let mut req = OptoutEventRequest::new(&a.handler, &a.patient, kind, date);
+    let (handler, patient, registration) =
+        patient_form(a.handler, a.patient, a.registration, lang)?;
+    let mut req = match &registration {
+        Some(r) => OptoutEventRequest::for_registration(r, kind, date),
+        None => OptoutEventRequest::new(&handler, &patient, kind, date),
+    };
     req.issued_on = date_or_today(&a.issued, "--issued")?.max(date);
     if !kind.is_request()
         && (a.requester.is_some()
@@ -326,21 +360,37 @@ pub async fn run_event(
             )
         );
     }
-    if (kind == EventKind::Consent) != a.scope.is_some() {
-        bail!(
+    match (kind, a.scope) {
+        (EventKind::Consent, Some(s)) => req.scope = Some(s),
+        (EventKind::Consent, None) => bail!(
             "{}",
             lang.t(
-                "同意 (consent) には同意の範囲 (--scope) が必要です。--scope は同意にのみ指定できます",
-                "a consent needs its scope (--scope), and --scope belongs to consents only"
+                "同意 (consent) には同意の範囲 (--scope) が必要です",
+                "a consent needs its scope (--scope)"
             )
-        );
+        ),
+        (EventKind::Delete, Some(s)) => {
+            req.deletion_scope = DeletionScope::parse(&s).with_context(|| {
+                format!(
+                    "{} {s:?}: handler, person",
+                    lang.t("削除の範囲 --scope", "deletion scope --scope")
+                )
+            })?;
+        }
+        (_, Some(_)) => bail!(
+            "{}",
+            lang.t(
+                "--scope は同意 (consent: 同意の範囲) と削除の求め (delete: handler|person) にのみ指定できます",
+                "--scope belongs to consents (what was consented to) and deletion requests (handler|person)"
+            )
+        ),
+        (_, None) => {}
     }
     req.patient_birth = a
         .patient_birth
         .as_deref()
         .map(|b| parse_date(b, "--patient-birth"))
         .transpose()?;
-    req.scope = a.scope;
     if kind != EventKind::Notice
         && (a.method.is_some() || a.notice_version.is_some() || a.guardian_notified)
     {
@@ -393,7 +443,7 @@ pub async fn run_event(
     }
     let mut rows = vec![
         row(lang, "事象", "event", kind_ja(kind, lang).to_string()),
-        row(lang, "医療情報取扱事業者", "handler", a.handler.clone()),
+        row(lang, "医療情報取扱事業者", "handler", out.handler.clone()),
         row(lang, "日付", "date", date.to_string()),
         row(
             lang,
@@ -407,6 +457,34 @@ pub async fn run_event(
             .to_string(),
         ),
     ];
+    if let Some(scope) = out.deletion_scope {
+        rows.push(row(
+            lang,
+            "削除の範囲",
+            "deletion scope",
+            match scope {
+                DeletionScope::Handler => lang.t(
+                    "当該医療情報取扱事業者の分 (handler)",
+                    "this handler's data (handler)",
+                ),
+                DeletionScope::Person => lang.t(
+                    "名寄せされた同一人物の全登録 (person)",
+                    "every registration linked to the person (person)",
+                ),
+            }
+            .to_string(),
+        ));
+        rows.push(row(
+            lang,
+            "対象の登録（医療情報取扱事業者）",
+            "registrations reached (handlers)",
+            format!(
+                "{} ({})",
+                out.registrations_reached,
+                out.handlers_reached.join(", ")
+            ),
+        ));
+    }
     if let Some(n) = &out.receipt_number {
         rows.push(row(lang, "受付番号", "receipt number", n.clone()));
     }
@@ -454,8 +532,10 @@ pub async fn run_status(
     lang: Lang,
 ) -> Result<ExitCode> {
     let date = parse_date(&a.date, "--date")?;
+    let (handler, patient, registration) =
+        patient_form(a.handler, a.patient, a.registration, lang)?;
     let out = ws
-        .record_patient_status(&a.handler, &a.patient, kind, date)
+        .record_patient_status_for(&handler, &patient, registration.as_deref(), kind, date)
         .await?;
     if a.json {
         print_json(&out)?;
@@ -472,7 +552,18 @@ pub async fn run_status(
         ),
     };
     let mut rows = vec![
-        row(lang, "医療情報取扱事業者", "handler", a.handler.clone()),
+        row(
+            lang,
+            "医療情報取扱事業者",
+            "handler",
+            if handler.is_empty() {
+                registration
+                    .map(|r| format!("-（{r}）"))
+                    .unwrap_or_default()
+            } else {
+                handler
+            },
+        ),
         (what.to_string(), date.to_string()),
     ];
     if let Some(p) = out.previous {
@@ -693,6 +784,109 @@ pub async fn run_notice_version(
             }
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kiban optout find`: the registrations of the person the desk describes, across handlers.
+/// Only matches are printed; none is said plainly (exit 0).
+pub async fn run_find(ws: &Workspace, a: FindArgs, lang: Lang) -> Result<ExitCode> {
+    // Personal data: a date that does not read is refused without echoing it.
+    let birth = kiban_model::date::parse_day(&a.birth).map_err(|_| {
+        anyhow::anyhow!(
+            "{}",
+            lang.t(
+                "--birth は生年月日（例: 1960-01-02、昭和35年1月2日）で指定してください",
+                "--birth must be a birth date to the day (e.g. 1960-01-02, 昭和35年1月2日)"
+            )
+        )
+    })?;
+    let sex = match a.sex.trim().to_ascii_uppercase().as_str() {
+        "M" | "男" => Sex::Male,
+        "F" | "女" => Sex::Female,
+        _ => bail!("{}", lang.t("--sex は M または F です", "--sex: M or F")),
+    };
+    let q = FindQuery {
+        name: a.name,
+        kana: a.kana,
+        birth,
+        sex,
+    };
+    let r = ws.find_registrations(&q).await?;
+    if a.json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if r.matches.is_empty() {
+        println!(
+            "{}",
+            lang.t(
+                "該当する登録はありません（氏名・カナ・生年月日・性別が一致するものなし）",
+                "no registration matches (name or kana, birth date and sex)"
+            )
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let headers = match lang {
+        Lang::Ja => [
+            "登録ID",
+            "医療情報取扱事業者",
+            "患者ID",
+            "名寄せ（人物キー）",
+            "一致",
+            "判定",
+        ],
+        Lang::En => [
+            "registration",
+            "handler",
+            "patient ID",
+            "person (link cluster)",
+            "matched on",
+            "status",
+        ],
+    };
+    let rows: Vec<Vec<String>> = r
+        .matches
+        .iter()
+        .map(|m| {
+            vec![
+                m.registration_id.clone(),
+                format!("{} {}", m.handler_code, m.handler_name),
+                m.patient_id.clone(),
+                m.person_key.clone().unwrap_or_else(|| "-".into()),
+                match m.matched_on {
+                    MatchedOn::Name => lang.t("氏名", "name"),
+                    MatchedOn::Kana => lang.t("カナ", "kana"),
+                    MatchedOn::Both => lang.t("氏名・カナ", "name, kana"),
+                }
+                .to_string(),
+                m.status.clone(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        match lang {
+            Lang::Ja => format!("該当する登録 {} 件", r.matches.len()),
+            Lang::En => format!("{} matching registrations", r.matches.len()),
+        }
+    );
+    print!("{}", grid(&headers, &rows));
+    if !r.linkage_run {
+        println!(
+            "{}",
+            lang.t(
+                "名寄せ（kiban link）が未実行のため人物キーはありません",
+                "no linkage run yet (kiban link): no person keys"
+            )
+        );
+    }
+    println!(
+        "{}",
+        lang.t(
+            "停止・削除は --registration 登録ID で指定できます（本人単位の削除: optout delete --scope person）",
+            "stop or delete by --registration REG_ID (the whole linked person: optout delete --scope person)"
+        )
+    );
     Ok(ExitCode::SUCCESS)
 }
 

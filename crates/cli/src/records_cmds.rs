@@ -190,10 +190,26 @@ fn records_table(rows: &RecordRows, lang: Lang) -> String {
                         "retention" => lang.t("保存期間経過", "retention"),
                         other => other,
                     };
+                    // A deletion request's scope and receipt number (issue 14, item 4).
+                    let reason = match (r.request_scope.as_deref(), &r.request_receipt) {
+                        (Some(scope), receipt) => format!(
+                            "{reason} ({}{})",
+                            match scope {
+                                "person" => lang.t("範囲: 本人の全登録", "scope: person"),
+                                "handler" => lang.t("範囲: 当該事業者", "scope: handler"),
+                                other => other,
+                            },
+                            receipt
+                                .as_deref()
+                                .map(|n| format!(", {n}"))
+                                .unwrap_or_default()
+                        ),
+                        (None, _) => reason.to_string(),
+                    };
                     vec![
                         r.erased_date.to_string(),
                         opt(&r.handler_code),
-                        cell(reason),
+                        cell(&reason),
                         items_text(&r.items),
                         short_id(&r.record_id),
                     ]

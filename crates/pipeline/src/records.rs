@@ -70,6 +70,12 @@ pub struct ErasureRow {
     pub registration_id: Option<String>,
     /// Why (`deletion_request`, `retention`, …).
     pub reason: String,
+    /// A deletion request's scope (`handler` or `person`) and receipt number, when the
+    /// erasure carried one out (R-OPT-6); the records of one person-scope request share it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_receipt: Option<String>,
     pub items: Items,
     pub recorded_at: String,
 }
@@ -168,6 +174,8 @@ impl From<ErasureEntry> for ErasureRow {
             patient_key: r.patient_key,
             registration_id: r.registration_id,
             reason: r.reason,
+            request_scope: e.request.as_ref().map(|q| q.scope.clone()),
+            request_receipt: e.request.and_then(|q| q.receipt_number),
             items: r.items,
             recorded_at: e.recorded_at,
         }
