@@ -128,6 +128,9 @@ pub enum OptoutCmd {
     Deceased(crate::optout_cmds::PatientStatusArgs),
     /// Erase every patient with a deletion request (vault key, lake rows, links).
     ApplyDeletions(crate::optout_cmds::ApplyDeletionsArgs),
+    /// Print a stop or deletion receipt again from its stored copy (sealed in the workspace;
+    /// opens while the patient exists and the copy is within its retention period).
+    Receipt(crate::optout_cmds::ReceiptArgs),
     /// Find a patient's registrations across handlers by name or kana, birth date and sex
     /// (the desk's search; audited): then stop or delete by --registration.
     Find(crate::optout_cmds::FindArgs),
@@ -294,6 +297,25 @@ static LANG: std::sync::OnceLock<Lang> = std::sync::OnceLock::new();
 
 /// Says once, on standard error, that the command waits for another one holding the
 /// workspace lock (see `kiban_pipeline::lock`).
+/// Said once: the open narrowed folders or files that group or others could read.
+fn say_tightened(n: usize) {
+    if n == 0 {
+        return;
+    }
+    let lang = LANG.get().copied().unwrap_or(Lang::Ja);
+    eprintln!(
+        "{}",
+        lang.t(
+            &format!(
+                "ワークスペースの {n} 個のフォルダ・ファイルが他のユーザーから読める状態だったため、所有者のみ (0700/0600) に変更しました"
+            ),
+            &format!(
+                "{n} workspace folders or files were readable by other users; narrowed to owner-only (0700/0600)"
+            )
+        )
+    );
+}
+
 fn say_waiting(w: kiban_pipeline::lock::LockWait) {
     let lang = LANG.get().copied().unwrap_or(Lang::Ja);
     eprintln!(
@@ -323,6 +345,7 @@ async fn open_as(
     access: kiban_pipeline::lock::Access,
 ) -> Result<Workspace> {
     let mut ws = Workspace::open_with(cli_ws, access, &mut say_waiting).await?;
+    say_tightened(ws.permissions_tightened());
     if let Some(a) = actor {
         ws.set_actor(a.clone());
     }
@@ -533,6 +556,11 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
         Command::Optout(OptoutCmd::Deceased(a)) => {
             let ws = open(&cli.workspace, &cli.actor).await?;
             crate::optout_cmds::run_status(&ws, kiban_consent::StatusKind::Deceased, a, lang).await
+        }
+        Command::Optout(OptoutCmd::Receipt(a)) => {
+            // A read (audited): the copy is opened through the vault.
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_receipt(&ws, a, lang).await
         }
         Command::Optout(OptoutCmd::Find(a)) => {
             // A read (audited): waits for no writer's recovery.

@@ -186,6 +186,38 @@ pub struct NoticeVersionAddArgs {
     pub json: bool,
 }
 
+/// `kiban optout receipt`: a stored receipt copy, opened and written out again.
+#[derive(Args, Debug)]
+pub struct ReceiptArgs {
+    /// The receipt number (受付番号), as printed on the receipt.
+    #[arg(long)]
+    pub number: String,
+    /// Where to write the PDF.
+    #[arg(long)]
+    pub pdf: PathBuf,
+}
+
+/// Writes the stored copy of a receipt to `--pdf` (owner-only: it names the patient).
+pub async fn run_receipt(ws: &Workspace, a: ReceiptArgs, lang: Lang) -> Result<ExitCode> {
+    let pdf = ws.receipt_copy(&a.number).await?;
+    if a.pdf.exists() {
+        anyhow::bail!(
+            "{}",
+            lang.t(
+                "--pdf のファイルは既にあります（上書きしません）",
+                "the --pdf file already exists (not overwritten)"
+            )
+        );
+    }
+    std::fs::write(&a.pdf, &pdf)?;
+    println!(
+        "{}: {}",
+        lang.t("受付書を書き出しました", "receipt written"),
+        a.pdf.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `kiban optout find`: the desk's identity search.
 #[derive(Args, Debug)]
 pub struct FindArgs {
