@@ -10,6 +10,7 @@
 //! `io::Error` returned up the `anyhow` chain.
 
 mod commands;
+mod erase_cmds;
 mod link_cmds;
 mod optout_cmds;
 mod records_cmds;
@@ -60,9 +61,13 @@ pub enum Command {
     Ingest(commands::IngestArgs),
     /// Handler side: send eligible patients' data to a producer, with the provision record.
     Export(optout_cmds::ExportArgs),
-    /// Records retention: purge records past their period (3 years), leaving a record.
+    /// Retention: the policy of kiban.toml [retention] (release copies, handlers' data after
+    /// their contract end), then records past their period (3 years), each leaving a record.
     #[command(subcommand)]
-    Retention(optout_cmds::RetentionCmd),
+    Retention(erase_cmds::RetentionCmd),
+    /// The erasure duty (R-REC-5): erase a release's key and package copy, with its record.
+    #[command(subcommand)]
+    Erase(erase_cmds::EraseCmd),
     /// The statutory records (receipt, provision, erasure) for inspection, without SQL.
     #[command(subcommand)]
     Records(records_cmds::RecordsCmd),

@@ -38,6 +38,10 @@ pub struct HandlerInfo {
     /// keyed (`as-is` for handlers registered before formats existed).
     #[serde(default)]
     pub patient_id_format: PatientIdFormat,
+    /// The end of the handler's contract with the producer (`None` while in force): the
+    /// retention policy erases the handler's data a set number of days after it.
+    #[serde(default)]
+    pub contract_end_date: Option<NaiveDate>,
 }
 
 impl HandlerInfo {
@@ -57,6 +61,7 @@ impl HandlerInfo {
             own_published_date: None,
             waiting_days: DEFAULT_WAITING_DAYS,
             patient_id_format: PatientIdFormat::AsIs,
+            contract_end_date: None,
         }
     }
 
@@ -174,6 +179,8 @@ pub struct HandlerUpdate {
     pub minister_published_date: Option<NaiveDate>,
     pub own_published_date: Option<NaiveDate>,
     pub waiting_days: Option<u32>,
+    /// The end of the handler's contract with the producer.
+    pub contract_end_date: Option<NaiveDate>,
 }
 
 impl HandlerUpdate {
@@ -197,6 +204,7 @@ impl HandlerUpdate {
         n.minister_published_date = self.minister_published_date.or(n.minister_published_date);
         n.own_published_date = self.own_published_date.or(n.own_published_date);
         n.waiting_days = self.waiting_days.unwrap_or(n.waiting_days);
+        n.contract_end_date = self.contract_end_date.or(n.contract_end_date);
         n
     }
 }
@@ -241,6 +249,7 @@ fn handler_from_row(row: &AnyRow) -> Result<HandlerInfo, ConsentError> {
         filed_date: d("filed_date")?,
         minister_published_date: d("minister_published_date")?,
         own_published_date: d("own_published_date")?,
+        contract_end_date: d("contract_end_date")?,
         waiting_days: u32::try_from(waiting).map_err(|_| ConsentError::Corrupt {
             table: "handlers",
             column: "waiting_days",
@@ -269,8 +278,8 @@ pub async fn add_handler_as(
     let n = sqlx::query(
         "INSERT INTO handlers (code, name, address, representative, filed_date, \
          minister_published_date, own_published_date, waiting_days, created_at, \
-         patient_id_format) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (code) DO NOTHING",
+         patient_id_format, contract_end_date) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (code) DO NOTHING",
     )
     .bind(&h.code)
     .bind(&h.name)
@@ -282,6 +291,7 @@ pub async fn add_handler_as(
     .bind(i64::from(h.waiting_days))
     .bind(now_rfc3339())
     .bind(h.patient_id_format.to_string())
+    .bind(h.contract_end_date.map(date_str))
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -376,7 +386,7 @@ async fn write_handler(
 ) -> Result<(), ConsentError> {
     sqlx::query(
         "UPDATE handlers SET name = $1, address = $2, representative = $3, filed_date = $4, \
-         minister_published_date = $5, own_published_date = $6, waiting_days = $7 WHERE code = $8",
+         minister_published_date = $5, own_published_date = $6, waiting_days = $7, contract_end_date = $8 WHERE code = $9",
     )
     .bind(&h.name)
     .bind(&h.address)
@@ -385,6 +395,7 @@ async fn write_handler(
     .bind(h.minister_published_date.map(date_str))
     .bind(h.own_published_date.map(date_str))
     .bind(i64::from(h.waiting_days))
+    .bind(h.contract_end_date.map(date_str))
     .bind(&h.code)
     .execute(&mut *conn)
     .await?;

@@ -32,6 +32,18 @@ max_line_bytes = 16777216
 max_message_bytes = 16777216
 # A JSON document read whole (a FHIR Bundle or resource file).
 max_document_bytes = 67108864
+
+[retention]
+# The erasure duty (R-REC-5): what `kiban retention run` erases once it is no longer needed.
+# Absent or commented out: nothing is erased automatically (statutory records keep their own
+# 3-year rule, `kiban retention run --years`).
+# Days the producer keeps its own copy of an internal-evaluation package and the release's
+# key after the day it was made; then both are erased, with an erasure record.
+# release_copies_days = 180
+# Days after a handler's contract end (`kiban handler update CODE --contract-end DATE`) its
+# data are erased: identities (vault), clinical facts (lake), kept files and the
+# registrations' keys, each with an erasure record.
+# handler_data_after_contract_end_days = 90
 "#;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +52,21 @@ pub struct Config {
     pub workspace: WorkspaceSection,
     pub database: DatabaseSection,
     pub ingest: IngestSection,
+    /// Absent in workspaces created before the retention policy: nothing is erased.
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// The retention policy (`[retention]`): `None` keeps a kind of data until it is erased by
+/// hand; a number of days erases it that many days after its date (a release's day, a
+/// handler's contract end). Data dated exactly that many days ago is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    #[serde(default)]
+    pub release_copies_days: Option<u32>,
+    #[serde(default)]
+    pub handler_data_after_contract_end_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -116,6 +143,21 @@ mod tests {
         assert!(c.ingest.chunk_rows > 0);
         assert_eq!(c.ingest.limits(), kiban_ingest::Limits::default());
         assert_eq!(c.workspace.lock_timeout_secs, 300);
+        // A new workspace erases nothing automatically until the policy is set.
+        assert_eq!(c.retention, RetentionSection::default());
+    }
+
+    #[test]
+    fn a_retention_policy_is_read_and_checked() {
+        let t = DEFAULT_CONFIG.replace("# release_copies_days = 180", "release_copies_days = 30");
+        let c = Config::parse(&t).expect("parses");
+        assert_eq!(c.retention.release_copies_days, Some(30));
+        assert_eq!(c.retention.handler_data_after_contract_end_days, None);
+        let typo = DEFAULT_CONFIG.replace("# release_copies_days = 180", "release_copy_days = 30");
+        assert!(Config::parse(&typo).is_err());
+        let negative =
+            DEFAULT_CONFIG.replace("# release_copies_days = 180", "release_copies_days = -1");
+        assert!(Config::parse(&negative).is_err());
     }
 
     #[test]
@@ -125,6 +167,7 @@ mod tests {
         let c = Config::parse(old).expect("parses");
         assert_eq!(c.ingest.limits(), kiban_ingest::Limits::default());
         assert_eq!(c.workspace.lock_timeout_secs, 300);
+        assert_eq!(c.retention, RetentionSection::default());
     }
 
     #[test]

@@ -54,10 +54,10 @@ impl DeletionReport {
     }
 }
 
-struct Target {
-    registration_id: String,
-    handler_code: String,
-    patient_key: String,
+pub(crate) struct Target {
+    pub(crate) registration_id: String,
+    pub(crate) handler_code: String,
+    pub(crate) patient_key: String,
 }
 
 impl Workspace {
@@ -81,15 +81,30 @@ impl Workspace {
     }
 
     async fn apply_deletions_inner(&self, on: NaiveDate) -> Result<DeletionReport, PipelineError> {
-        let mut report = DeletionReport {
-            on: Some(on),
-            ..Default::default()
-        };
         let targets = self.deletion_targets(on).await?;
         // Requesters and receipt copies of patients whose data never arrived (the run's key
         // rotation below covers them too).
         let unregistered = self.erase_unregistered_subjects(on).await?;
+        let mut report = self
+            .erase_registrations(targets, on, "deletion_request")
+            .await?;
         report.erasure_records.extend(unregistered);
+        Ok(report)
+    }
+
+    /// The erasure machinery (steps 1-4 of the module documentation) for `targets`, each
+    /// erasure record dated `on` with `reason`: deletion requests, and the retention policy
+    /// for a handler whose contract has ended (`retention`).
+    pub(crate) async fn erase_registrations(
+        &self,
+        targets: Vec<Target>,
+        on: NaiveDate,
+        reason: &str,
+    ) -> Result<DeletionReport, PipelineError> {
+        let mut report = DeletionReport {
+            on: Some(on),
+            ..Default::default()
+        };
         if targets.is_empty() {
             // A rotation owed by a run that crashed after shredding.
             report.key_epoch = self.vault.rotate_if_pending().await?;
@@ -135,6 +150,13 @@ impl Workspace {
         }
         // Kept files (SS-MIX2 extended-storage attachments) go with the facts.
         let attachments = self.remove_attachments_of(&doomed).await?;
+        // The producer's stored internal-evaluation packages lose them too, while their person
+        // links still give their pseudonyms (release_erasure); the records say which.
+        for (reg, items) in self.erase_from_stored_releases(&doomed, on).await? {
+            if let Some(r) = doomed.get(reg.as_str()) {
+                per_reg.entry(*r).or_default().extend(items);
+            }
+        }
 
         // 3. Erasure records; 4. links and registrations.
         for t in &targets {
@@ -154,9 +176,12 @@ impl Workspace {
             items.insert("requester".into(), subject.requesters);
             items.insert("receipt copy".into(), subject.receipt_copies);
             // The deletion request carried out: its scope and receipt number (R-OPT-6).
-            let request = self
-                .deletion_request_of(&t.handler_code, &t.patient_key, on)
-                .await?;
+            let request = if reason == "deletion_request" {
+                self.deletion_request_of(&t.handler_code, &t.patient_key, on)
+                    .await?
+            } else {
+                None
+            };
             let id = kiban_records::record_erasure_for(
                 &self.db,
                 &ErasureRecord {
@@ -165,7 +190,7 @@ impl Workspace {
                     handler_code: Some(t.handler_code.clone()),
                     patient_key: Some(t.patient_key.clone()),
                     registration_id: Some(t.registration_id.clone()),
-                    reason: "deletion_request".into(),
+                    reason: reason.into(),
                 },
                 request.as_ref(),
             )

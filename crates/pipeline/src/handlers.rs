@@ -54,7 +54,8 @@ impl Workspace {
     }
 
     /// Changes a registered handler's filing and publication dates, name, address,
-    /// representative or waiting period (R-OPT-3, R-REC-2), keeping the record it replaces
+    /// representative, waiting period (R-OPT-3, R-REC-2) or contract end (the retention
+    /// policy erases its data after it, `retention`), keeping the record it replaces
     /// in the handler's history. Returns the change, `None` when nothing changed. Audited as
     /// `handler.update` (the fields changed are counted, never their values).
     pub async fn update_handler(
@@ -68,7 +69,7 @@ impl Workspace {
             async {
                 if update.is_empty() {
                     return Err(PipelineError::Refused(
-                        "変更する項目を指定してください (--name, --address, --representative, --filed, --published, --own-published, --waiting-days) / nothing to change: give at least one of --name, --address, --representative, --filed, --published, --own-published, --waiting-days".into(),
+                        "変更する項目を指定してください (--name, --address, --representative, --filed, --published, --own-published, --waiting-days, --contract-end) / nothing to change: give at least one of --name, --address, --representative, --filed, --published, --own-published, --waiting-days, --contract-end".into(),
                     ));
                 }
                 self.registered_handler(code).await?;

@@ -119,6 +119,36 @@ pub async fn purge(db: &Db, today: NaiveDate, years: u32) -> Result<PurgeReport,
     })
 }
 
+/// What [`purge`] would purge as of `today` (a dry run): the counts, nothing changed and no
+/// purge record written (`purge_id` is empty).
+pub async fn due(db: &Db, today: NaiveDate, years: u32) -> Result<PurgeReport, RecordsError> {
+    if years < LEGAL_RETENTION_YEARS {
+        return Err(RecordsError::Invalid(format!(
+            "retention of {years} years is shorter than the legal {LEGAL_RETENTION_YEARS}"
+        )));
+    }
+    let cut = cutoff(today, years)?;
+    let cut_s = cut.format("%Y-%m-%d").to_string();
+    let mut counts = [0u64; 3];
+    for (i, (_, table, col, _)) in KINDS.iter().enumerate() {
+        let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table} WHERE {col} < $1"))
+            .bind(&cut_s)
+            .fetch_one(db.pool())
+            .await?
+            .try_get(0)?;
+        counts[i] = u64::try_from(n).unwrap_or(0);
+    }
+    Ok(PurgeReport {
+        purge_id: String::new(),
+        run_date: today,
+        cutoff: cut,
+        years,
+        receipts: counts[0],
+        erasures: counts[1],
+        provisions: counts[2],
+    })
+}
+
 /// Every purge on record, oldest first.
 pub async fn list_purges(db: &Db) -> Result<Vec<PurgeEntry>, RecordsError> {
     let rows = sqlx::query("SELECT * FROM purge_records ORDER BY purged_at, record_kind")

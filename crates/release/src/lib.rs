@@ -14,6 +14,7 @@
 //! This crate never decides eligibility (the consent gate does, in the caller), never reads
 //! identity, and never delivers: delivery and book entries belong to the release workflow.
 
+pub mod erasure;
 pub mod items;
 pub mod package;
 pub mod person;

@@ -1303,7 +1303,7 @@ fn string_col<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray,
 
 /// One table's Parquet and CSV files. The CSV is written on its own thread (text formatting
 /// costs as much as Parquet encoding, and the machine has two cores).
-struct TableSink {
+pub(crate) struct TableSink {
     rows: u64,
     parquet_path: PathBuf,
     csv_path: PathBuf,
@@ -1313,7 +1313,11 @@ struct TableSink {
 }
 
 impl TableSink {
-    fn create(dir: &Path, name: &str, schema: SchemaRef) -> Result<TableSink, ReleaseError> {
+    pub(crate) fn create(
+        dir: &Path,
+        name: &str,
+        schema: SchemaRef,
+    ) -> Result<TableSink, ReleaseError> {
         let parquet_path = dir.join(format!("{name}.parquet"));
         let csv_path = dir.join(format!("{name}.csv"));
         let pf = File::create(&parquet_path).map_err(|e| ReleaseError::io(&parquet_path, e))?;
@@ -1353,7 +1357,7 @@ impl TableSink {
         })
     }
 
-    fn write(&mut self, batch: &RecordBatch) -> Result<(), ReleaseError> {
+    pub(crate) fn write(&mut self, batch: &RecordBatch) -> Result<(), ReleaseError> {
         let sent = self
             .csv
             .as_ref()
@@ -1377,7 +1381,7 @@ impl TableSink {
         }
     }
 
-    fn finish(mut self) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
+    pub(crate) fn finish(mut self) -> Result<(u64, PathBuf, PathBuf), ReleaseError> {
         self.join_csv()?;
         self.parquet.close()?;
         Ok((self.rows, self.parquet_path, self.csv_path))
@@ -1587,7 +1591,7 @@ fn rel(base: &Path, p: &Path) -> String {
         .into_owned()
 }
 
-fn file_entry(base: &Path, p: &Path) -> Result<FileEntry, ReleaseError> {
+pub(crate) fn file_entry(base: &Path, p: &Path) -> Result<FileEntry, ReleaseError> {
     let mut f = File::open(p).map_err(|e| ReleaseError::io(p, e))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];

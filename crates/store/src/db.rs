@@ -102,6 +102,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0011_deletion_scope.sql"),
     },
     Migration {
+        version: 12,
+        name: "retention",
+        sql: include_str!("../migrations/0012_retention.sql"),
+    },
+    Migration {
         version: 13,
         name: "sealed_requesters",
         sql: include_str!("../migrations/0013_sealed_requesters.sql"),
