@@ -577,7 +577,11 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
         }
         Command::Retention(c) => {
             let ws = open(&cli.workspace, &cli.actor).await?;
-            crate::optout_cmds::run_retention(&ws, c, lang).await
+            crate::erase_cmds::run_retention(&ws, c, lang).await
+        }
+        Command::Erase(c) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::erase_cmds::run_erase(&ws, c, lang).await
         }
         Command::Ingest(a) => {
             let ws = open(&cli.workspace, &cli.actor).await?;

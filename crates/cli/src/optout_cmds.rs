@@ -132,6 +132,10 @@ pub struct HandlerUpdateArgs {
     /// whose version has none.
     #[arg(long)]
     pub waiting_days: Option<u32>,
+    /// End of the handler's contract with the producer: the retention policy erases its
+    /// data a set number of days later (kiban.toml [retention]).
+    #[arg(long, value_name = "DATE")]
+    pub contract_end: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -271,24 +275,6 @@ pub struct ExportArgs {
     /// auto | ssmix2 | fhir | uke | dpc | csv
     #[arg(long, default_value = "auto")]
     pub format: String,
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Subcommand, Debug)]
-pub enum RetentionCmd {
-    /// Purge records and stored receipt copies older than the retention period (R-REC-8).
-    Run(RetentionRunArgs),
-}
-
-#[derive(Args, Debug)]
-pub struct RetentionRunArgs {
-    /// Retention period in years (at least 3, the legal minimum).
-    #[arg(long, default_value_t = 3)]
-    pub years: u32,
-    /// Run as of this date (default: today).
-    #[arg(long)]
-    pub today: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -628,6 +614,7 @@ pub async fn run_handler_update(
         minister_published_date: opt_date(&a.published, "--published")?,
         own_published_date: opt_date(&a.own_published, "--own-published")?,
         waiting_days: a.waiting_days,
+        contract_end_date: opt_date(&a.contract_end, "--contract-end")?,
     };
     let change = ws.update_handler(&a.code, &update).await?;
     if a.json {
@@ -684,6 +671,12 @@ pub async fn run_handler_update(
         "waiting days",
         b.waiting_days.to_string(),
         n.waiting_days.to_string(),
+    );
+    diff(
+        "契約終了日",
+        "contract end",
+        date_cell(b.contract_end_date),
+        date_cell(n.contract_end_date),
     );
     rows.push(row(lang, "変更ID", "change ID", c.change_id.clone()));
     print!(
@@ -1004,55 +997,6 @@ pub async fn run_export(ws: &Workspace, a: ExportArgs, lang: Lang) -> Result<Exi
         "{}",
         table(
             lang.t("認定作成事業者への提供", "export to producer"),
-            &rows
-        )
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `kiban retention run`.
-pub async fn run_retention(ws: &Workspace, cmd: RetentionCmd, lang: Lang) -> Result<ExitCode> {
-    let RetentionCmd::Run(a) = cmd;
-    let today = date_or_today(&a.today, "--today")?;
-    let r = ws.retention_run(today, a.years).await?;
-    if a.json {
-        print_json(&r)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let rows = vec![
-        row(lang, "基準日", "cutoff", r.records.cutoff.to_string()),
-        row(
-            lang,
-            "受領の記録",
-            "receipt records",
-            r.records.receipts.to_string(),
-        ),
-        row(
-            lang,
-            "消去の記録",
-            "erasure records",
-            r.records.erasures.to_string(),
-        ),
-        row(
-            lang,
-            "提供の記録",
-            "provision records",
-            r.records.provisions.to_string(),
-        ),
-        row(
-            lang,
-            "受付書の控え",
-            "receipt copies",
-            r.receipt_copies_deleted.to_string(),
-        ),
-    ];
-    print!(
-        "{}",
-        table(
-            lang.t(
-                "保存期間を過ぎた記録を削除しました",
-                "records past retention purged"
-            ),
             &rows
         )
     );
