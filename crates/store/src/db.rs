@@ -111,6 +111,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sealed_requesters",
         sql: include_str!("../migrations/0013_sealed_requesters.sql"),
     },
+    Migration {
+        version: 14,
+        name: "workflow",
+        sql: include_str!("../migrations/0014_workflow.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
