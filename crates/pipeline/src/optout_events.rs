@@ -292,7 +292,8 @@ impl Workspace {
         patient_id: &str,
         registration: Option<&str>,
     ) -> Result<Subject, PipelineError> {
-        let given = !handler.trim().is_empty() || !patient_id.trim().is_empty();
+        // Empty means not given; a blank ID is given, and refused by the handler's format.
+        let given = !handler.is_empty() || !patient_id.is_empty();
         match registration {
             Some(_) if given => Err(PipelineError::Refused(
                 "患者は --registration か --handler と --patient のどちらか一方で指定してください / name the patient either by --registration or by --handler with --patient, not both".into(),
@@ -312,7 +313,7 @@ impl Workspace {
                     patient_id,
                 })
             }
-            None if handler.trim().is_empty() || patient_id.trim().is_empty() => {
+            None if handler.is_empty() || patient_id.is_empty() => {
                 Err(PipelineError::Refused(
                     "患者を --handler と --patient、または --registration で指定してください / name the patient by --handler with --patient, or by --registration".into(),
                 ))
