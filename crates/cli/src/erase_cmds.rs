@@ -171,7 +171,11 @@ fn retention_text(r: &RetentionReport, lang: Lang) -> String {
     };
     for rel in &r.releases {
         let status = match (&rel.erased, &rel.refused) {
-            (_, Some(m)) => format!("{}: {m}", lang.t("拒否", "refused")),
+            (_, Some(r)) => format!(
+                "{}: {}",
+                lang.t("拒否", "refused"),
+                crate::refusals::render(r, lang)
+            ),
             (Some(e), _) => format!(
                 "{} ({} {})",
                 lang.t(erased_ja, erased_en),

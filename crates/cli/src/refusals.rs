@@ -215,6 +215,50 @@ fn words(r: &Refusal, lang: Lang) -> String {
             format!("保存期間 {years} 年は法定の {legal} 年より短いです"),
             format!("a retention of {years} years is shorter than the legal {legal}"),
         ),
+        Refusal::ReleaseUnknown { release } => pick(
+            format!("リリース {release} は記録にありません"),
+            format!("release {release} is not on record"),
+        ),
+        Refusal::ReleaseErased { release, on } => pick(
+            format!(
+                "リリース {release} は {on} に消去済みです（鍵がないため仮名を再現できず、二重の消去もできません）"
+            ),
+            format!(
+                "release {release} was already erased on {on} (its key is gone: its pseudonyms cannot be derived)"
+            ),
+        ),
+        Refusal::PackageNotAFolder { path } => pick(
+            format!("{} はフォルダではありません（何も消去していません）", path.display()),
+            format!("{} is not a folder (nothing erased)", path.display()),
+        ),
+        Refusal::PackageManifestChanged { path } => pick(
+            format!(
+                "{} は提供時の記録と一致しません（何も消去していません。内容を確認してください）",
+                path.display()
+            ),
+            format!(
+                "{} is not the manifest on record (nothing erased; check the folder)",
+                path.display()
+            ),
+        ),
+        Refusal::PackageManifestUnreadable { path } => pick(
+            format!("{} を読めません（何も消去していません）", path.display()),
+            format!("{} does not read as a manifest (nothing erased)", path.display()),
+        ),
+        Refusal::PackageForeignFile { path, name } => pick(
+            format!(
+                "{} に kiban が書かないファイル {name:?} があります（何も消去していません）",
+                path.display()
+            ),
+            format!(
+                "{} lists a file kiban does not write, {name:?} (nothing erased)",
+                path.display()
+            ),
+        ),
+        Refusal::PackageNotAFile { path } => pick(
+            format!("{} は通常のファイルではありません（何も消去していません）", path.display()),
+            format!("{} is not a plain file (nothing erased)", path.display()),
+        ),
         // A refusal this build does not word yet still says what it is.
         other => pick(
             format!("受け付けられません: {other:?}"),

@@ -19,7 +19,10 @@ use common::{arg, kiban_in, ok, synth_ssmix2, synth_workspace};
 /// without an explicit mode would be world-readable (and writable).
 fn kiban_loose(ws: &Path, args: &[&str]) -> std::process::Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_kiban"));
-    c.arg("--workspace").arg(ws).args(args).env("KIBAN_LANG", "en");
+    c.arg("--workspace")
+        .arg(ws)
+        .args(args)
+        .env("KIBAN_LANG", "en");
     // SAFETY: umask(2) is async-signal-safe and touches only the child's own state.
     unsafe {
         c.pre_exec(|| {
@@ -136,14 +139,26 @@ fn every_file_and_folder_of_a_workspace_is_owner_only() {
         ],
     ));
     assert!(ws.join("kiban.db").exists() && ws.join("receipts").is_dir());
-    assert!(ws.join("releases").join("r1").join("manifest.json").exists());
+    assert!(
+        ws.join("releases")
+            .join("r1")
+            .join("manifest.json")
+            .exists()
+    );
     assert_eq!(too_open(&ws), Vec::new());
 
     // The receipt is printed again from its sealed copy, owner-only too.
     let again = tmp.path().join("again.pdf");
     ok(kiban_loose(
         &ws,
-        &["optout", "receipt", "--number", &number, "--pdf", arg(&again)],
+        &[
+            "optout",
+            "receipt",
+            "--number",
+            &number,
+            "--pdf",
+            arg(&again),
+        ],
     ));
     assert!(std::fs::read(&again).expect("pdf").starts_with(b"%PDF-"));
     assert_eq!(mode(&again), 0o600);
@@ -156,7 +171,12 @@ fn an_open_workspace_is_narrowed_and_said_once() {
     ok(kiban_loose(tmp.path(), &["init", arg(&ws)]));
     assert_eq!(too_open(&ws), Vec::new());
     // An older kiban (or a restore) left folders and the database readable by others.
-    for p in [ws.clone(), ws.join("lake"), ws.join("keys"), ws.join("audit")] {
+    for p in [
+        ws.clone(),
+        ws.join("lake"),
+        ws.join("keys"),
+        ws.join("audit"),
+    ] {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     }
     std::fs::set_permissions(ws.join("kiban.db"), std::fs::Permissions::from_mode(0o644))

@@ -325,7 +325,7 @@ fn records_list_shows_receipt_provision_and_erasure_records_by_date() {
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(
-        err.contains("期間の終わり 2024-05-01 が始まり 2024-06-01 より前です")
+        err.contains("the range ends (2024-05-01) before it starts (2024-06-01)")
             && err.contains("[range_inverted]"),
         "{err}"
     );

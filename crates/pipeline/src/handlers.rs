@@ -14,7 +14,7 @@ use kiban_consent::{HandlerChange, HandlerInfo, HandlerUpdate, NoticeDocument, N
 use sha2::{Digest, Sha256};
 
 use crate::optout_events::{consent_refusal, write_atomic};
-use crate::{PipelineError, Workspace};
+use crate::{PipelineError, Refusal, Workspace};
 
 /// The folder of notice documents, inside the workspace.
 pub const NOTICES_DIR: &str = "notices";
@@ -34,10 +34,10 @@ impl Workspace {
                     .await?
                     .is_some()
                 {
-                    return Err(PipelineError::Refused(format!(
-                        "医療情報取扱事業者 {} は登録済みです / handler {} is already registered",
-                        h.code, h.code
-                    )));
+                    return Err(Refusal::HandlerExists {
+                        handler: h.code.clone(),
+                    }
+                    .into());
                 }
                 kiban_consent::add_handler_as(&self.db, h, self.actor())
                     .await
@@ -68,9 +68,7 @@ impl Workspace {
             &format!("handler:{code}"),
             async {
                 if update.is_empty() {
-                    return Err(PipelineError::Refused(
-                        "変更する項目を指定してください (--name, --address, --representative, --filed, --published, --own-published, --waiting-days, --contract-end) / nothing to change: give at least one of --name, --address, --representative, --filed, --published, --own-published, --waiting-days, --contract-end".into(),
-                    ));
+                    return Err(Refusal::NothingToChange.into());
                 }
                 self.registered_handler(code).await?;
                 kiban_consent::update_handler_as(&self.db, code, update, self.actor())
@@ -108,10 +106,11 @@ impl Workspace {
                     .iter()
                     .any(|v| v.version == version.version)
                 {
-                    return Err(PipelineError::Refused(format!(
-                        "医療情報取扱事業者 {code} の通知の版 {} は登録済みです（版を変えて登録してください） / notice version {} of handler {code} already exists (add a new version)",
-                        version.version, version.version
-                    )));
+                    return Err(Refusal::NoticeVersionExists {
+                        handler: code.to_string(),
+                        version: version.version.clone(),
+                    }
+                    .into());
                 }
                 let mut v = version.clone();
                 if let Some(path) = document {
@@ -150,11 +149,10 @@ impl Workspace {
     ) -> Result<(NoticeDocument, PathBuf), PipelineError> {
         let meta = std::fs::metadata(path).map_err(|e| PipelineError::io(path, e))?;
         if !meta.is_file() || meta.len() == 0 || meta.len() > MAX_NOTICE_DOCUMENT_BYTES {
-            return Err(PipelineError::Refused(format!(
-                "通知文書 (--document) は 1 バイト以上 {} MiB 以下のファイルを指定してください / the notice document (--document) must be a file of 1 byte to {} MiB",
-                MAX_NOTICE_DOCUMENT_BYTES >> 20,
-                MAX_NOTICE_DOCUMENT_BYTES >> 20
-            )));
+            return Err(Refusal::NoticeDocumentSize {
+                max_mib: MAX_NOTICE_DOCUMENT_BYTES >> 20,
+            }
+            .into());
         }
         let bytes = std::fs::read(path).map_err(|e| PipelineError::io(path, e))?;
         let doc = NoticeDocument {
@@ -204,11 +202,11 @@ pub fn read_handlers_csv(path: &Path) -> Result<Vec<HandlerInfo>, PipelineError>
         let field = |n: usize| rec.get(n).unwrap_or("").trim().to_string();
         let date = |n: usize| NaiveDate::parse_from_str(&field(n), "%Y-%m-%d").ok();
         if field(0).is_empty() {
-            return Err(PipelineError::Refused(format!(
-                "{}: line {}: code is empty",
-                path.display(),
-                i + 2
-            )));
+            return Err(Refusal::HandlerListCodeMissing {
+                path: path.to_path_buf(),
+                line: i as u64 + 2,
+            }
+            .into());
         }
         let mut h = HandlerInfo::new(field(0), field(1), field(2));
         h.representative = Some(field(3)).filter(|s| !s.is_empty());

@@ -136,6 +136,28 @@ pub enum Refusal {
     #[error("release_date_before_consent")]
     ReleaseDateBeforeConsent { on: NaiveDate, latest: String },
 
+    // Erasure of releases (R-REC-5).
+    #[error("release_unknown")]
+    ReleaseUnknown { release: String },
+    /// The release was erased on `on`: its key is gone (no pseudonym can be derived) and it
+    /// cannot be erased twice.
+    #[error("release_erased")]
+    ReleaseErased { release: String, on: String },
+    /// The package folder on record is not a folder: nothing was erased.
+    #[error("package_not_a_folder")]
+    PackageNotAFolder { path: PathBuf },
+    /// The package's manifest is not the one on record: nothing was erased.
+    #[error("package_manifest_changed")]
+    PackageManifestChanged { path: PathBuf },
+    #[error("package_manifest_unreadable")]
+    PackageManifestUnreadable { path: PathBuf },
+    /// The manifest lists a file name kiban does not write: nothing was erased.
+    #[error("package_foreign_file")]
+    PackageForeignFile { path: PathBuf, name: String },
+    /// A listed file is not a plain file (a link, a folder): nothing was erased.
+    #[error("package_not_a_file")]
+    PackageNotAFile { path: PathBuf },
+
     // Records and retention.
     #[error("range_inverted")]
     RangeInverted { from: NaiveDate, to: NaiveDate },
@@ -167,5 +189,13 @@ pub fn consent_code(e: &ConsentError) -> &'static str {
         ConsentError::CsvHeader { .. } => "csv_header",
         ConsentError::Csv { .. } => "csv",
         _ => "other",
+    }
+}
+
+/// Serializes a refusal as its code (reports that carry one, e.g. the retention run's).
+pub fn serialize_code<S: serde::Serializer>(r: &Option<Refusal>, s: S) -> Result<S::Ok, S::Error> {
+    match r {
+        Some(r) => s.serialize_some(&r.code()),
+        None => s.serialize_none(),
     }
 }

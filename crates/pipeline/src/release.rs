@@ -12,7 +12,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::ingest::{new_id, now};
-use crate::{PipelineError, Progress, Workspace};
+use crate::{PipelineError, Progress, Refusal, Workspace};
 
 /// What to release.
 #[derive(Debug, Clone)]
@@ -82,9 +82,10 @@ impl Workspace {
         if let Some(req) = &opts.request {
             // The request → review → contract workflow is its own issue; until it exists no
             // release may claim to be delivered under a request.
-            return Err(PipelineError::Refused(format!(
-                "提供依頼 {req} は見つかりません（提供の手続きは未実装です） / request {req} not found (the release workflow is not implemented yet); omit --request for an internal evaluation release"
-            )));
+            return Err(Refusal::RequestUnknown {
+                request: req.clone(),
+            }
+            .into());
         }
         let today = chrono::Local::now().date_naive();
         self.check_release_date(opts, today).await?;
@@ -108,7 +109,7 @@ impl Workspace {
                         let person = links.get(&reg).map_or(reg.as_str(), String::as_str);
                         population
                             .add(&reg, person)
-                            .map_err(|e| PipelineError::Refused(e.to_string()))?;
+                            .map_err(|e| PipelineError::Internal(e.to_string()))?;
                     }
                     Eligibility::Ineligible(reason) => {
                         *excluded
@@ -222,26 +223,18 @@ impl Workspace {
         today: NaiveDate,
     ) -> Result<(), PipelineError> {
         if opts.on > today {
-            return Err(PipelineError::Refused(format!(
-                "提供日 {} は未来の日付です（今日は {today}） / the release date {} is in the future (today is {today})",
-                opts.on, opts.on
-            )));
+            return Err(Refusal::ReleaseDateFuture { on: opts.on, today }.into());
         }
         if let Some(label) = &opts.rerun_of
             && (label.is_empty() || label.chars().count() > 64 || !label.chars().all(label_char))
         {
-            return Err(PipelineError::Refused(
-                "--rerun-of のラベルは英数字と - _ . の 64 文字以内です / the --rerun-of label is 1-64 letters, digits, '-', '_' or '.'".into(),
-            ));
+            return Err(Refusal::RerunLabel.into());
         }
         if opts.on == today {
             return Ok(());
         }
         if opts.request.is_some() || opts.rerun_of.is_none() {
-            return Err(PipelineError::Refused(format!(
-                "提供日は今日（{today}）です。過去の日付 {} は内部評価の再実行（--rerun-of ラベル）にだけ使えます / a release is made as of today ({today}); the earlier date {} is allowed only for a labelled re-run of an internal evaluation (--rerun-of LABEL)",
-                opts.on, opts.on
-            )));
+            return Err(Refusal::ReleaseDateNotToday { on: opts.on, today }.into());
         }
         let latest: Option<String> =
             sqlx::query_scalar("SELECT MAX(event_date) FROM consent_events")
@@ -250,10 +243,11 @@ impl Workspace {
         if let Some(latest) = latest
             && opts.on.to_string() < latest
         {
-            return Err(PipelineError::Refused(format!(
-                "提供日 {} は最新のオプトアウト記録（通知・停止・削除）の日付 {latest} より前です：その後の停止の求めが反映されません / the release date {} is earlier than the latest consent event on record ({latest}): a later stop or deletion would be left out",
-                opts.on, opts.on
-            )));
+            return Err(Refusal::ReleaseDateBeforeConsent {
+                on: opts.on,
+                latest,
+            }
+            .into());
         }
         Ok(())
     }

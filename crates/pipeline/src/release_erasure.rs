@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 use zeroize::Zeroizing;
 
-use crate::{PipelineError, Workspace};
+use crate::{PipelineError, Refusal, Workspace};
 
 /// Why a release was erased (the erasure record's and the release row's reason).
 pub const REASON_OPERATOR: &str = "erase_release";
@@ -124,11 +124,11 @@ impl Workspace {
         };
         let erased: Option<String> = row.try_get("erased_date")?;
         if let Some(date) = erased {
-            return Err(PipelineError::Refused(format!(
-                "リリース {} は {date} に消去済みです（鍵がないため仮名を再現できません） / release {} was erased on {date}: its key is gone and its pseudonyms cannot be derived",
-                shown(release_id),
-                shown(release_id)
-            )));
+            return Err(Refusal::ReleaseErased {
+                release: shown(release_id),
+                on: date,
+            }
+            .into());
         }
         let nonce: Vec<u8> = row.try_get("key_nonce")?;
         let wrapped: Vec<u8> = row.try_get("key_wrapped")?;
@@ -174,11 +174,11 @@ impl Workspace {
             return Err(unknown_release(release_id));
         };
         if let Some(date) = &rel.erased_date {
-            return Err(PipelineError::Refused(format!(
-                "リリース {} は {date} に消去済みです（二重の消去はできません） / release {} was already erased on {date}",
-                shown(release_id),
-                shown(release_id)
-            )));
+            return Err(Refusal::ReleaseErased {
+                release: shown(release_id),
+                on: date.clone(),
+            }
+            .into());
         }
         let dir = PathBuf::from(&rel.out_dir);
         let plan = plan_package_files(&dir, verify_manifest.then_some(&rel.manifest_sha256))?;
@@ -393,11 +393,10 @@ fn plan_package_files(dir: &Path, expected: Option<&String>) -> Result<FilePlan,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(missing),
         Err(e) => return Err(PipelineError::io(dir, e)),
         Ok(m) if !m.is_dir() => {
-            return Err(PipelineError::Refused(format!(
-                "{} はフォルダではありません（何も消去していません） / {} is not a folder (nothing erased)",
-                dir.display(),
-                dir.display()
-            )));
+            return Err(Refusal::PackageNotAFolder {
+                path: dir.to_path_buf(),
+            }
+            .into());
         }
         Ok(_) => {}
     }
@@ -407,18 +406,15 @@ fn plan_package_files(dir: &Path, expected: Option<&String>) -> Result<FilePlan,
             if let Some(expected) = expected
                 && hex::encode(Sha256::digest(&bytes)) != *expected
             {
-                return Err(PipelineError::Refused(format!(
-                    "{} は提供時の記録と一致しません（何も消去していません。内容を確認してください） / {} is not the manifest on record (nothing erased; check the folder)",
-                    manifest.display(),
-                    manifest.display()
-                )));
+                return Err(Refusal::PackageManifestChanged {
+                    path: manifest.to_path_buf(),
+                }
+                .into());
             }
             let v: serde_json::Value = serde_json::from_slice(&bytes).map_err(|_| {
-                PipelineError::Refused(format!(
-                    "{} を読めません（何も消去していません） / {} does not read as a manifest (nothing erased)",
-                    manifest.display(),
-                    manifest.display()
-                ))
+                PipelineError::from(Refusal::PackageManifestUnreadable {
+                    path: manifest.to_path_buf(),
+                })
             })?;
             let mut names: Vec<String> = v["files"]
                 .as_array()
@@ -448,20 +444,16 @@ fn plan_package_files(dir: &Path, expected: Option<&String>) -> Result<FilePlan,
     let mut files = Vec::new();
     for name in names {
         if !is_package_file_name(&name) {
-            return Err(PipelineError::Refused(format!(
-                "{} に kiban が書かないファイル {name:?} があります（何も消去していません） / {} lists a file kiban does not write, {name:?} (nothing erased)",
-                manifest.display(),
-                manifest.display()
-            )));
+            return Err(Refusal::PackageForeignFile {
+                path: manifest.to_path_buf(),
+                name,
+            }
+            .into());
         }
         let path = dir.join(&name);
         match std::fs::symlink_metadata(&path) {
             Ok(m) if !m.file_type().is_file() => {
-                return Err(PipelineError::Refused(format!(
-                    "{} は通常のファイルではありません（何も消去していません） / {} is not a plain file (nothing erased)",
-                    path.display(),
-                    path.display()
-                )));
+                return Err(Refusal::PackageNotAFile { path }.into());
             }
             Ok(_) => files.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -477,11 +469,10 @@ fn plan_package_files(dir: &Path, expected: Option<&String>) -> Result<FilePlan,
 }
 
 fn unknown_release(id: &str) -> PipelineError {
-    PipelineError::Refused(format!(
-        "リリース {} は記録にありません / release {} is not on record",
-        shown(id),
-        shown(id)
-    ))
+    Refusal::ReleaseUnknown {
+        release: shown(id),
+    }
+    .into()
 }
 
 /// A release ID as it may be shown: its safe characters, at most 64.

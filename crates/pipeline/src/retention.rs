@@ -27,9 +27,9 @@ use crate::config::RetentionSection;
 use crate::deletion::Target;
 use crate::optout_events::receipt_copy_path;
 use crate::release_erasure::{REASON_RETENTION, ReleaseErasure};
-use crate::{PipelineError, Workspace};
+use crate::{PipelineError, Refusal, Workspace};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct RetentionReport {
     /// Nothing was changed: the report says what a run would do.
     pub dry_run: bool,
@@ -48,7 +48,7 @@ pub struct RetentionReport {
 }
 
 /// A release whose copy and key are due for erasure.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Serialize)]
 pub struct ReleaseDue {
     pub release_id: String,
     pub created_on: NaiveDate,
@@ -59,8 +59,11 @@ pub struct ReleaseDue {
     pub erased: Option<ReleaseErasure>,
     /// Why the erasure was refused (a manifest changed since the release, a file that is
     /// not kiban's): the rest of the run goes on.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refused: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::refusal::serialize_code"
+    )]
+    pub refused: Option<Refusal>,
 }
 
 /// A handler whose data are due for erasure after its contract end.
@@ -140,9 +143,11 @@ impl Workspace {
         dry_run: bool,
     ) -> Result<RetentionReport, PipelineError> {
         if years < LEGAL_RETENTION_YEARS {
-            return Err(PipelineError::Refused(format!(
-                "保存期間 {years} 年は法定の {LEGAL_RETENTION_YEARS} 年より短いです / a retention of {years} years is shorter than the legal {LEGAL_RETENTION_YEARS}"
-            )));
+            return Err(Refusal::RetentionTooShort {
+                years,
+                legal: LEGAL_RETENTION_YEARS,
+            }
+            .into());
         }
         let policy = self.config.retention.clone();
         let releases = self.releases_due(today, &policy, dry_run).await?;
@@ -225,7 +230,7 @@ impl Workspace {
                     .await
                 {
                     Ok(e) => due.erased = Some(e),
-                    Err(PipelineError::Refused(m)) => due.refused = Some(m),
+                    Err(PipelineError::Refusal(r)) => due.refused = Some(r),
                     Err(e) => return Err(e),
                 }
             }
