@@ -716,6 +716,14 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
         Command::Link(a) => link(&cli.workspace, &cli.actor, a, lang).await,
         Command::Anonymize(a) => anonymize(a, lang),
         Command::Release(a) => release(&cli.workspace, &cli.actor, a, lang).await,
+        Command::Workflow(c) => {
+            let ws = if c.reads_only() {
+                open_read(&cli.workspace, &cli.actor).await?
+            } else {
+                open(&cli.workspace, &cli.actor).await?
+            };
+            crate::workflow_cmds::run(&ws, c, lang).await
+        }
         Command::Audit(AuditCmd::Verify(j)) => {
             // Shared with other readers, never beside a writer's half-appended event.
             let _lock = if cli.workspace.join("kiban.toml").exists() {

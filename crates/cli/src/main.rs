@@ -16,6 +16,7 @@ mod optout_cmds;
 mod records_cmds;
 mod refusals;
 mod ui;
+mod workflow_cmds;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -85,6 +86,9 @@ pub enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(commands::AuditCmd),
+    /// The release workflow: `kiban user`, `kiban request`, `kiban review`, `kiban contract`.
+    #[command(flatten)]
+    Workflow(workflow_cmds::WorkflowCmd),
 }
 
 #[derive(Args, Debug, Clone, Copy)]

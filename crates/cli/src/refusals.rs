@@ -259,6 +259,7 @@ fn words(r: &Refusal, lang: Lang) -> String {
             format!("{} は通常のファイルではありません（何も消去していません）", path.display()),
             format!("{} is not a plain file (nothing erased)", path.display()),
         ),
+        Refusal::Workflow(r) => crate::workflow_cmds::refusal_words(r, lang),
         // A refusal this build does not word yet still says what it is.
         other => pick(
             format!("受け付けられません: {other:?}"),

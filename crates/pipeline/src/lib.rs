@@ -38,6 +38,7 @@ pub mod release_erasure;
 pub mod retention;
 pub mod sealed;
 pub mod stats;
+pub mod workflow;
 pub mod workspace;
 
 pub use error::PipelineError;

@@ -163,14 +163,21 @@ pub enum Refusal {
     RangeInverted { from: NaiveDate, to: NaiveDate },
     #[error("retention_too_short")]
     RetentionTooShort { years: u32, legal: u32 },
+
+    // The release workflow (users, requests, reviews, contracts; issue 15).
+    /// Refused by the workflow; the code is `workflow.` and the workflow's own code.
+    #[error("workflow")]
+    Workflow(kiban_workflow::WorkflowRefusal),
 }
 
 impl Refusal {
     /// The stable code (the variant's name in snake_case; a consent refusal adds the
-    /// registry's own kind: `consent.unknown_notice_version`, …).
+    /// registry's own kind: `consent.unknown_notice_version`, …, and a workflow refusal the
+    /// workflow's: `workflow.request_not_approved`, …).
     pub fn code(&self) -> String {
         match self {
             Refusal::Consent(e) => format!("consent.{}", consent_code(e)),
+            Refusal::Workflow(r) => format!("workflow.{}", r.code()),
             other => other.to_string(),
         }
     }

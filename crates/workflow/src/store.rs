@@ -105,14 +105,7 @@ impl Workflow {
     /// Every user's current version, by ID.
     pub async fn users(&self) -> Result<Vec<User>> {
         let mut conn = self.db.pool().acquire().await?;
-        let rows = sqlx::query(&format!(
-            "{USER_COLS} FROM workflow_users u WHERE version = \
-             (SELECT MAX(version) FROM workflow_users v WHERE v.user_id = u.user_id) \
-             ORDER BY user_id"
-        ))
-        .fetch_all(&mut *conn)
-        .await?;
-        rows.iter().map(user_row).collect()
+        current_users(&mut conn).await
     }
 
     /// Every version of a user, oldest first.
@@ -503,8 +496,8 @@ impl Workflow {
                 .entry((r.request.clone(), r.request_version))
                 .or_insert(r);
         }
-        let kinds: BTreeMap<String, UserKind> = self
-            .users()
+        // On the connection already held: SQLite's pool has one.
+        let kinds: BTreeMap<String, UserKind> = current_users(&mut conn)
             .await?
             .into_iter()
             .map(|u| (u.id, u.kind))
@@ -792,6 +785,18 @@ async fn insert_contract(conn: &mut AnyConnection, mut c: Contract) -> Result<Co
     .execute(&mut *conn)
     .await?;
     Ok(c)
+}
+
+/// Every user's current version, by ID.
+async fn current_users(conn: &mut AnyConnection) -> Result<Vec<User>> {
+    let rows = sqlx::query(&format!(
+        "{USER_COLS} FROM workflow_users u WHERE version = \
+         (SELECT MAX(version) FROM workflow_users v WHERE v.user_id = u.user_id) \
+         ORDER BY user_id"
+    ))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(user_row).collect()
 }
 
 async fn latest_user(conn: &mut AnyConnection, id: &str) -> Result<Option<User>> {

@@ -567,3 +567,39 @@ async fn history_keeps_every_version_in_the_order_recorded() {
     })
     .await;
 }
+
+/// R-REL-3: every request version's fee, dates and turnaround, for every user alike.
+#[tokio::test]
+async fn fairness_shows_fee_and_turnaround_per_request_version() {
+    each_backend(|w, _db, backend| async move {
+        approved(&w).await;
+        let st = stamp("desk", TODAY);
+        w.add_user(user("U2", UserKind::Anonymized, None), &st)
+            .await
+            .expect("user");
+        let mut r = request("REQ-2", "U2", Level::Anonymized, &["person"]);
+        r.fee_yen = Some(300_000);
+        w.add_request(r, &st).await.expect("request");
+        let rows = w.fairness().await.expect("fairness");
+        assert_eq!(rows.len(), 2, "{backend}");
+        assert_eq!(
+            (
+                rows[0].request.as_str(),
+                rows[0].fee_yen,
+                rows[0].turnaround_days
+            ),
+            ("REQ-1", Some(120_000), Some(22))
+        );
+        assert_eq!(rows[0].decision, Some(Decision::Approved));
+        assert_eq!(
+            (
+                rows[1].request.as_str(),
+                rows[1].fee_yen,
+                rows[1].answered_on
+            ),
+            ("REQ-2", Some(300_000), None)
+        );
+        assert_eq!(rows[1].user_kind, UserKind::Anonymized);
+    })
+    .await;
+}
