@@ -1018,3 +1018,107 @@ fn list_or_none(v: &[String], lang: Lang) -> String {
         list(v)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_workflow_refusal_is_worded_in_both_languages() {
+        let d = NaiveDate::from_ymd_opt(2026, 6, 1).unwrap_or_default();
+        let s = || "X".to_string();
+        let all = vec![
+            WorkflowRefusal::IdInvalid {
+                field: Field::UserId,
+            },
+            WorkflowRefusal::FieldEmpty {
+                field: Field::Purpose,
+            },
+            WorkflowRefusal::UserExists { user: s() },
+            WorkflowRefusal::UserUnknown { user: s() },
+            WorkflowRefusal::RequestExists { request: s() },
+            WorkflowRefusal::RequestUnknown { request: s() },
+            WorkflowRefusal::ContractExists { contract: s() },
+            WorkflowRefusal::ContractUnknown { contract: s() },
+            WorkflowRefusal::RecipientKeyInvalid,
+            WorkflowRefusal::CertificationRequired {
+                kind: UserKind::PseudonymizedType1,
+            },
+            WorkflowRefusal::CertificationNotForKind {
+                kind: UserKind::Anonymized,
+            },
+            WorkflowRefusal::TablesEmpty,
+            WorkflowRefusal::TableUnknown { table: s() },
+            WorkflowRefusal::TableNotReleasable { table: s() },
+            WorkflowRefusal::PeriodInverted { from: d, to: d },
+            WorkflowRefusal::FeeNegative,
+            WorkflowRefusal::DateInFuture { date: d, today: d },
+            WorkflowRefusal::ReviewBeforeRequest {
+                request: s(),
+                version: 1,
+                review_date: d,
+                requested_on: d,
+            },
+            WorkflowRefusal::MembersInvalid,
+            WorkflowRefusal::ScopeBeyondRequest {
+                request: s(),
+                level: Level::Pseudonymized,
+                tables: vec![],
+            },
+            WorkflowRefusal::ScopeWithoutApproval,
+            WorkflowRefusal::ContractDates {
+                signed_on: d,
+                valid_until: d,
+                retention_until: d,
+            },
+            WorkflowRefusal::NothingToChange,
+            WorkflowRefusal::RequestNotApproved {
+                request: s(),
+                version: 2,
+                approved_version: Some(1),
+            },
+            WorkflowRefusal::RequestRejected {
+                request: s(),
+                version: 1,
+                review_date: d,
+            },
+            WorkflowRefusal::ContractMissing {
+                request: s(),
+                on: d,
+            },
+            WorkflowRefusal::ContractExpired {
+                request: s(),
+                contract: s(),
+                valid_until: d,
+                on: d,
+            },
+            WorkflowRefusal::LevelBeyondApproval {
+                asked: Level::Pseudonymized,
+                approved: Level::Anonymized,
+            },
+            WorkflowRefusal::TablesBeyondApproval { tables: vec![s()] },
+            WorkflowRefusal::UserNotCertified {
+                user: s(),
+                kind: UserKind::Anonymized,
+            },
+            WorkflowRefusal::CertificationExpired {
+                user: s(),
+                valid_until: d,
+                on: d,
+            },
+            WorkflowRefusal::UserType2 { user: s() },
+        ];
+        for r in &all {
+            let ja = refusal_words(r, Lang::Ja);
+            let en = refusal_words(r, Lang::En);
+            assert!(!ja.starts_with("受け付けられません: "), "{ja}");
+            assert!(!en.starts_with("refused: "), "{en}");
+            let full =
+                crate::refusals::render(&kiban_pipeline::Refusal::Workflow(r.clone()), Lang::En);
+            assert!(
+                full.ends_with(&format!("[workflow.{}]", r.code())),
+                "{full}"
+            );
+        }
+    }
+}

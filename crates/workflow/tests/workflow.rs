@@ -603,3 +603,34 @@ async fn fairness_shows_fee_and_turnaround_per_request_version() {
     })
     .await;
 }
+
+/// The attack: a user of anonymized data made "certified" by an update, to receive
+/// pseudonymized data. The kind never changes and a certification is refused for the kind.
+#[tokio::test]
+async fn an_anonymized_data_user_cannot_be_certified_by_an_update() {
+    each_backend(|w, _db, backend| async move {
+        let st = stamp("desk", TODAY);
+        w.add_user(user("U-ANON", UserKind::Anonymized, None), &st)
+            .await
+            .expect("user");
+        let r = refusal(
+            w.update_user(
+                "U-ANON",
+                UserChange {
+                    certification: Some(Certification {
+                        number: "FAKE-1".into(),
+                        valid_until: d("2099-12-31"),
+                    }),
+                    ..UserChange::default()
+                },
+                &st,
+            )
+            .await,
+        );
+        assert_eq!(r.code(), "certification_not_for_kind", "{backend}");
+        let r = refusal(w.update_user("U-ANON", UserChange::default(), &st).await);
+        assert_eq!(r.code(), "nothing_to_change");
+        assert_eq!(w.user_versions("U-ANON").await.expect("versions").len(), 1);
+    })
+    .await;
+}
