@@ -167,6 +167,10 @@ pub(crate) struct Rec {
     pub card_to: u32,
     /// Records sharing this record's full name, per script (term frequencies).
     pub tf: [u32; 3],
+    /// How many *other* persons are expected to hold this record's full name (kanji, else
+    /// kana), estimated from the run's records (`linker::name_rarity`): the namesake
+    /// guard's measure of how common the name is.
+    pub others: f32,
 }
 
 pub(crate) const SCRIPTS: [Script; 3] = [Script::Kanji, Script::Kana, Script::Alpha];
@@ -319,6 +323,7 @@ impl<'a> Normalizer<'a> {
             card_from,
             card_to,
             tf: [0; 3],
+            others: 0.0,
         }
     }
 }
@@ -699,6 +704,10 @@ pub(crate) struct Cmp {
     /// [`HardNegative::NamesDiffer`]).
     pub names_differ: bool,
     pub card_time: CardTime,
+    /// [`CardTime::Sequential`] only within [`CARD_SLACK_DAYS`]: the old card was still
+    /// billed after the new one began (a late claim) — or two people's cards that happen
+    /// to meet. Weighed apart from a clean gap by the claims guard.
+    pub card_slack: bool,
 }
 
 /// The bits of [`Cmp::pack`] that hold [`CardTime`].
@@ -721,7 +730,8 @@ impl Cmp {
             | (u64::from(self.same_member) << 2)
             | (u64::from(self.sibling_risk) << 3)
             | ((self.card_time as u64) << 4)
-            | (u64::from(self.names_differ) << 6))
+            | (u64::from(self.names_differ) << 6)
+            | (u64::from(self.card_slack) << 7))
             << 56)
     }
 
@@ -742,6 +752,7 @@ impl Cmp {
             same_member: flags & 4 != 0,
             sibling_risk: flags & 8 != 0,
             names_differ: flags & 64 != 0,
+            card_slack: flags & 128 != 0,
             card_time: match (flags >> 4) & 3 {
                 1 => CardTime::Dated,
                 2 => CardTime::Sequential,
@@ -776,6 +787,9 @@ pub(crate) fn compare(strs: &Strs, a: &Rec, b: &Rec) -> Cmp {
         sibling_risk,
         names_differ,
         card_time: card_time(a, b, ins),
+        card_slack: card_time(a, b, ins) == CardTime::Sequential
+            && a.card_to > b.card_from
+            && b.card_to > a.card_from,
     }
 }
 
@@ -907,6 +921,14 @@ pub(crate) fn cell_has_close(cell: usize) -> bool {
 /// How many corroborators a cell observes.
 pub(crate) fn cell_observed(cell: usize) -> u32 {
     u32::from(cell / 8 != 0) + u32::from((cell % 8) / 4 != 0) + u32::from(!cell.is_multiple_of(4))
+}
+
+/// Whether an unsupported pair of the namesake stratum observed neither residence nor phone
+/// (claims: name, birth date, sex and the card only). Its match probability comes from how
+/// common the name is and what the two cards' dates say (`linker::ClaimsGuard`), never
+/// from address or phone.
+pub(crate) fn claims_only(g: &Gamma) -> bool {
+    g[C_ADDR] == NULL && g[C_POSTAL] == NULL && g[C_PHONE] == NULL
 }
 
 /// Whether a pair is in the stratum where namesakes hide: exact name, exact birth date,
@@ -1078,6 +1100,7 @@ mod tests {
             sibling_risk: true,
             names_differ: true,
             card_time: CardTime::Overlap,
+            card_slack: true,
         };
         assert_eq!(Cmp::unpack(c.pack()), c);
         for card_time in [CardTime::Unknown, CardTime::Dated, CardTime::Sequential] {
@@ -1088,6 +1111,7 @@ mod tests {
                 sibling_risk: false,
                 names_differ: false,
                 card_time,
+                card_slack: false,
             };
             assert_eq!(Cmp::unpack(c.pack()), c);
         }
@@ -1101,6 +1125,7 @@ mod tests {
             sibling_risk: false,
             names_differ: false,
             card_time: CardTime::Unknown,
+            card_slack: false,
         }
     }
 

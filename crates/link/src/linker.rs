@@ -255,6 +255,94 @@ pub struct FittedModel {
     /// guard).
     #[serde(default)]
     pub namesake_cells: Vec<f64>,
+    /// The claims guard's calibration (name rarity and card timelines); `None` in models
+    /// persisted before it existed (their claims-only namesake pairs stay guarded).
+    #[serde(default)]
+    pub claims: Option<ClaimsGuard>,
+}
+
+/// The namesake guard of pairs that share name, birth date and sex and observed neither
+/// residence nor phone — claims (レセプト電算) carry none — calibrated on the population.
+///
+/// Two registrations of such a pair are one person or namesakes. The prior odds of a
+/// namesake grow with how many other persons hold the name (`Rec::others`, estimated from
+/// the run's records as term-frequency adjustment does: the persons of the full name, or
+/// for a name held once the persons of its family name times those of its given name over
+/// the population) times `kappa`, the odds per other holder. The cards then weigh in: two
+/// different cards in use over the same months are two people (one person holds one
+/// health insurance at a time); one card's use ending before the other's began is what an
+/// insurance change looks like, and a namesake's cards fall so by chance with probability
+/// `q`. So P(match) = LR / (LR + kappa · others), LR the likelihood ratio of the cards'
+/// state: `lr_sequential` = P(cards in sequence | match) / q, `lr_different` for another
+/// card without dates, 1 without a card on a side.
+///
+/// `q` comes from random pairs (whose card windows are as independent as a namesake's);
+/// `kappa` from the stratum's pairs whose cards overlap — namesakes all, a share 1 − q of
+/// the namesakes — fitted so that the expected overlaps equal an upper confidence bound of
+/// the observed ones (a strict guard when the population shows few); P(cards in sequence
+/// | match) from the stratum's sequential pairs less the namesakes expected among them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ClaimsGuard {
+    pub kappa: f64,
+    pub q: f64,
+    /// Cards in sequence, the later at an insurer of the same prefecture (or the same
+    /// insurer): a job change, retirement, 後期高齢者医療 at 75 mostly stay there.
+    pub lr_sequential: f64,
+    /// Cards in sequence at insurers of different (or unknown) prefectures.
+    pub lr_sequential_far: f64,
+    pub lr_different: f64,
+    /// Factor of a sequence that is one only within the slack (the cards' use overlapped
+    /// by up to a month: see `Cmp::card_slack`), and of a clean gap.
+    #[serde(default = "one")]
+    pub lr_slack: f64,
+    #[serde(default = "one")]
+    pub lr_gap: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl ClaimsGuard {
+    fn is_valid(&self) -> bool {
+        [
+            self.kappa,
+            self.q,
+            self.lr_sequential,
+            self.lr_sequential_far,
+            self.lr_different,
+            self.lr_slack,
+            self.lr_gap,
+        ]
+        .iter()
+        .all(|x| x.is_finite() && *x > 0.0)
+    }
+
+    /// P(match) of a claims-only namesake-stratum pair whose name `others` other persons
+    /// are expected to hold.
+    pub(crate) fn probability(&self, c: &Cmp, others: f64) -> f64 {
+        let lr = if c.g[C_INS] == NULL {
+            1.0
+        } else {
+            match c.card_time {
+                CardTime::Sequential => {
+                    let near = if c.g[C_INS] == INS_DIFFERENT {
+                        self.lr_sequential_far
+                    } else {
+                        self.lr_sequential
+                    };
+                    near * if c.card_slack {
+                        self.lr_slack
+                    } else {
+                        self.lr_gap
+                    }
+                }
+                CardTime::Overlap => 1e-9,
+                CardTime::Unknown | CardTime::Dated => self.lr_different,
+            }
+        };
+        (lr / (lr + self.kappa * others.max(1e-3))).clamp(1e-9, 1.0 - 1e-9)
+    }
 }
 
 impl FittedModel {
@@ -271,7 +359,7 @@ impl FittedModel {
                     .namesake_cells
                     .iter()
                     .all(|p| p.is_finite() && *p > 0.0 && *p < 1.0));
-        if !cells_ok {
+        if !cells_ok || self.claims.is_some_and(|c| !c.is_valid()) {
             return Err(LinkError::InvalidModel);
         }
         let shape_ok = |t: &Vec<Vec<f64>>| {
@@ -352,6 +440,9 @@ struct Model {
     /// instead of the score for the stratum pairs no corroborator supports; `None` when the
     /// namesake guard is off.
     cells: Option<[f64; N_CELLS]>,
+    /// The claims-only part of the namesake guard (see [`ClaimsGuard`]); `None` when the
+    /// guard is off or the model predates it.
+    claims: Option<ClaimsGuard>,
     m: Vec<Vec<f64>>,
     u: Vec<Vec<f64>>,
     lambda: f64,
@@ -376,6 +467,7 @@ impl Model {
             .map(|(m, u)| m.iter().zip(u).map(|(m, u)| (m / u).log2()).collect())
             .collect();
         Model {
+            claims: None,
             ins_moved_bits: None,
             bits,
             cells: cells.map(|c| c.p.map(|p| (p / (1.0 - p)).log2())),
@@ -398,9 +490,22 @@ impl Model {
         k.unsupported.then_some(k.cell)
     }
 
-    /// The calibrated match weight: the score, or the namesake cell's weight for the pairs
-    /// the cells calibrate.
-    fn weight(&self, c: &Cmp, a: &Rec) -> f64 {
+    /// The claims guard's probability of a pair it judges (see [`ClaimsGuard`]).
+    fn claims_probability(&self, c: &Cmp, a: &Rec, b: &Rec) -> Option<f64> {
+        let guard = self.claims.as_ref()?;
+        self.cell(c)?;
+        // both cards dated (or no card on a side): undated cards are left to the cells
+        let dated = c.g[C_INS] == NULL || c.card_time != CardTime::Unknown;
+        (compare::claims_only(&c.g) && dated)
+            .then(|| guard.probability(c, f64::from(a.others.max(b.others))))
+    }
+
+    /// The calibrated match weight: the score, or the namesake guard's weight for the pairs
+    /// it calibrates (claims-only pairs by name rarity and card dates, the others by cell).
+    fn weight(&self, c: &Cmp, a: &Rec, b: &Rec) -> f64 {
+        if let Some(p) = self.claims_probability(c, a, b) {
+            return (p / (1.0 - p)).log2();
+        }
         if let (Some(cells), Some(cell)) = (&self.cells, self.cell(c)) {
             return cells[cell];
         }
@@ -451,7 +556,19 @@ fn prob(w: f64) -> f64 {
     1.0 / (1.0 + (-w).exp2())
 }
 
-fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
+/// Random pairs' different, dated cards: how many, how many in sequence, how many of those
+/// only within the slack.
+#[derive(Debug, Clone, Copy, Default)]
+struct CardSeq {
+    dated: f64,
+    sequential: f64,
+    slack: f64,
+}
+
+/// u of every comparison level from random pairs, and how often the two different, dated
+/// cards of a random pair were in use one after the other: (sequential, dated) counts.
+fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> (Vec<Vec<f64>>, CardSeq) {
+    let mut card_seq = CardSeq::default();
     let mut counts: Vec<Vec<f64>> = (0..N_CMP).map(|c| vec![0.0; n_levels(c)]).collect();
     let n = recs.len();
     let mut rng = SplitMix(cfg.seed);
@@ -464,7 +581,17 @@ fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
             continue;
         }
         drawn += 1;
-        let g = compare::compare(strs, &recs[i], &recs[j]).g;
+        let c = compare::compare(strs, &recs[i], &recs[j]);
+        match c.card_time {
+            CardTime::Sequential => {
+                card_seq.sequential += 1.0;
+                card_seq.dated += 1.0;
+                card_seq.slack += f64::from(u8::from(c.card_slack));
+            }
+            CardTime::Overlap => card_seq.dated += 1.0,
+            CardTime::Unknown | CardTime::Dated => {}
+        }
+        let g = c.g;
         for c in 0..N_CMP {
             if g[c] != NULL {
                 counts[c][g[c] as usize] += 1.0;
@@ -493,7 +620,7 @@ fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
             }
         }
     }
-    u
+    (u, card_seq)
 }
 
 fn initial_m() -> Vec<Vec<f64>> {
@@ -1076,6 +1203,148 @@ fn term_frequencies(recs: &mut [Rec]) -> ([f64; 3], [f64; 3]) {
     (name_sumsq, name_total)
 }
 
+/// `Rec::others` of every record: how many other persons are expected to hold its full
+/// name (kanji, else kana). Persons are told apart by name, birth date and sex (namesakes
+/// count once, which only makes a name look rarer than it is — the overlap calibration of
+/// [`ClaimsGuard::kappa`] makes up for it). A name held by several persons has that many
+/// less one; a name held by one person alone has, instead, the persons expected to combine
+/// its family and its given name: F · G / N, F and G the persons of each part, N all persons
+/// (a rare family name makes a rare full name, whatever the given name).
+fn name_rarity(recs: &mut [Rec]) {
+    let script = |r: &Rec| -> Option<usize> { (0..2).find(|&k| r.names[k].full != 0) };
+    let mut persons: HashSet<(usize, u32, u32, u8)> = HashSet::new();
+    for r in recs.iter() {
+        if let Some(k) = script(r) {
+            persons.insert((k, r.names[k].full, r.dob, r.sex));
+        }
+    }
+    let n = persons.len().max(1) as f64;
+    // persons per full name, per family and per given name (ids are per script)
+    let (mut full, mut fam, mut giv): (FastMap<u32, u32>, FastMap<u32, u32>, FastMap<u32, u32>) =
+        Default::default();
+    let parts: FastMap<u32, (u32, u32)> = recs
+        .iter()
+        .filter_map(|r| script(r).map(|k| (r.names[k].full, (r.names[k].fam, r.names[k].giv))))
+        .filter(|(_, (f, g))| *f != 0 && *g != 0)
+        .collect();
+    for &(_, name, _, _) in &persons {
+        *full.entry(name).or_default() += 1;
+        if let Some(&(f, g)) = parts.get(&name) {
+            *fam.entry(f).or_default() += 1;
+            *giv.entry(g).or_default() += 1;
+        }
+    }
+    recs.par_iter_mut().for_each(|r| {
+        let Some(k) = script(r) else {
+            r.others = 0.0;
+            return;
+        };
+        let name = &r.names[k];
+        let held = f64::from(full.get(&name.full).copied().unwrap_or(1));
+        let by_parts = match (fam.get(&name.fam), giv.get(&name.giv)) {
+            (Some(f), Some(g)) => f64::from(*f) * f64::from(*g) / n,
+            // an unsplit name: no parts to go by, assume a common one
+            _ => 1.0,
+        };
+        r.others = ((held - 1.0).max(by_parts)) as f32;
+    });
+}
+
+/// Fits [`ClaimsGuard`] on the candidate pairs (see its documentation); `card_seq` is the
+/// (sequential, dated) count of random pairs' different cards.
+fn calibrate_claims(
+    pairs: &[u64],
+    cmps: &[u64],
+    recs: &[Rec],
+    card_seq: CardSeq,
+    u_ins: &[f64],
+) -> ClaimsGuard {
+    let q = ((card_seq.sequential + 1.0) / (card_seq.dated + 2.0)).clamp(0.01, 0.99);
+    let s_u = ((card_seq.slack + 1.0) / (card_seq.sequential + 2.0)).clamp(0.01, 0.99);
+    // the stratum's pairs with both cards dated: (others, state) with state 0 same card,
+    // 1 in sequence, 2 in use together
+    let dated: Vec<(f64, u8)> = pairs
+        .par_iter()
+        .zip(cmps)
+        .filter_map(|(&p, &x)| {
+            let c = Cmp::unpack(x);
+            if !compare::namesake_stratum(&c.g) || c.g[C_INS] == NULL {
+                return None;
+            }
+            let state = match c.card_time {
+                CardTime::Unknown => return None,
+                CardTime::Dated => 0u8,
+                CardTime::Sequential if c.g[C_INS] == INS_DIFFERENT => {
+                    3 + 4 * u8::from(c.card_slack)
+                }
+                CardTime::Sequential => 1 + 4 * u8::from(c.card_slack),
+                CardTime::Overlap => 2,
+            };
+            let (a, b) = ((p >> 32) as usize, (p as u32) as usize);
+            let others = f64::from(recs[a].others.max(recs[b].others)).max(1e-3);
+            Some((others, state))
+        })
+        .collect();
+    let n = dated.len() as f64;
+    let count = |s: u8| dated.iter().filter(|d| d.1 == s).count() as f64;
+    let (slack_close, slack_far) = (count(5), count(7));
+    let (seq_close, overlap, seq_far) = (count(1) + slack_close, count(2), count(3) + slack_far);
+    let slack = slack_close + slack_far;
+    let seq = seq_close + seq_far;
+    // an upper bound on the overlaps (about two Poisson standard errors): few observed
+    // overlaps must not make namesakes look rare
+    let target = overlap + 2.0 * (overlap + 1.0).sqrt() + 1.0;
+    let namesakes = |kappa: f64| -> f64 {
+        dated
+            .iter()
+            .map(|(o, _)| kappa * o / (1.0 + kappa * o))
+            .sum::<f64>()
+    };
+    let kappa = if (1.0 - q) * n <= target {
+        // the population cannot bound the namesakes: every such pair is one
+        1e9
+    } else {
+        let (mut lo, mut hi) = (1e-12f64, 1e9f64);
+        for _ in 0..200 {
+            let mid = (lo * hi).sqrt();
+            if (1.0 - q) * namesakes(mid) < target {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        hi
+    };
+    let ns = namesakes(kappa);
+    let matches = (n - ns).max(1.0);
+    let changed = ((seq - q * ns).max(0.0) + 0.5) / (matches + 1.0);
+    // how often another card of a random pair is close (same insurer or prefecture), and
+    // how often a changer's is (the sequential pairs less the namesakes expected there)
+    let (close_u, far_u) = (
+        u_ins[usize::from(INS_CLOSE)..usize::from(INS_DIFFERENT)]
+            .iter()
+            .sum::<f64>(),
+        u_ins[usize::from(INS_DIFFERENT)],
+    );
+    let c_u = (close_u / (close_u + far_u).max(1e-12)).clamp(0.01, 0.99);
+    let close_m = (seq_close - q * ns * c_u).max(0.0) + 0.5;
+    let far_m = (seq_far - q * ns * (1.0 - c_u)).max(0.0) + 0.5;
+    let c_m = close_m / (close_m + far_m);
+    // how often a changer's cards meet only within the slack, against a random pair's
+    let slack_m = (slack - q * ns * s_u).max(0.0) + 0.5;
+    let s_m = slack_m / ((seq - q * ns).max(0.0) + 1.0);
+    let s_m = s_m.clamp(1e-3, 1.0 - 1e-3);
+    ClaimsGuard {
+        kappa,
+        q,
+        lr_sequential: changed * c_m / (q * c_u),
+        lr_sequential_far: changed * (1.0 - c_m) / (q * (1.0 - c_u)),
+        lr_different: changed,
+        lr_slack: s_m / s_u,
+        lr_gap: (1.0 - s_m) / (1.0 - s_u),
+    }
+}
+
 fn run(
     records: &[&LinkRecord],
     cfg: &LinkConfig,
@@ -1137,6 +1406,7 @@ fn run(
     strs.freeze();
     drop(sources);
     let tf = term_frequencies(&mut recs);
+    name_rarity(&mut recs);
     stats.time_normalize = t.elapsed();
 
     // 2. blocking
@@ -1168,9 +1438,11 @@ fn run(
     let counts = pattern_counts(&cmps, &cands.rules);
     let Candidates { pairs, rules, .. } = cands;
     drop(rules);
+    let mut card_seq = CardSeq::default();
     let (em, u) = match &incremental {
         None => {
-            let u = estimate_u(&strs, &recs, cfg);
+            let (u, seq) = estimate_u(&strs, &recs, cfg);
+            card_seq = seq;
             (train(&counts, &u, cfg.em_max_iterations), u)
         }
         Some(inc) => (
@@ -1225,8 +1497,19 @@ fn run(
         cfg.tf_cap_bits,
         cells.as_ref().filter(|_| cfg.namesake_guard),
     );
-    let lift = cells.as_ref().map_or([false; N_CELLS], |c| c.lift);
+    let claims = match &incremental {
+        None => Some(calibrate_claims(
+            &pairs,
+            &cmps,
+            &recs,
+            card_seq,
+            &model.u[C_INS],
+        )),
+        Some(inc) => inc.model.claims,
+    };
     let mut model = model;
+    model.claims = claims.filter(|_| cfg.namesake_guard);
+    let lift = cells.as_ref().map_or([false; N_CELLS], |c| c.lift);
     model.ins_moved_bits = insurance_given_move(&counts, &model.m, &model.u, lambda_candidates);
     drop(counts);
     let hard = |c: &Cmp| compare::hard_negative(c, cfg.twin_guard, cfg.namesake_guard, &lift);
@@ -1261,10 +1544,23 @@ fn run(
     let tally = (0..pairs.len())
         .into_par_iter()
         .fold(empty, |mut t, k| {
-            let (a, _) = ab(pairs[k]);
+            let (a, b) = ab(pairs[k]);
             let c = Cmp::unpack(cmps[k]);
-            let w = model.weight(&c, &recs[a as usize]);
-            let hn = hard(&c);
+            let (ra, rb) = (&recs[a as usize], &recs[b as usize]);
+            let w = model.weight(&c, ra, rb);
+            // the claims guard judges its pairs by their own probability, not by the cell
+            let hn = match model.claims_probability(&c, ra, rb) {
+                None => hard(&c),
+                Some(p) => match compare::hard_negative(
+                    &c,
+                    cfg.twin_guard,
+                    cfg.namesake_guard,
+                    &[false; N_CELLS],
+                ) {
+                    Some(HardNegative::Namesake) if p >= cfg.upper => None,
+                    other => other,
+                },
+            };
             let p = prob(w);
             if p >= cfg.upper && hn.is_none() {
                 t.edges.push((w, k as u32, model.cell(&c).is_some()));
@@ -1590,6 +1886,7 @@ fn run(
             records: recs.len(),
             namesake_share: cells.as_ref().map_or(0.5, |c| c.share),
             namesake_cells: cells.as_ref().map_or(Vec::new(), |c| c.p.to_vec()),
+            claims,
         },
     };
     Ok(LinkResult {
@@ -1614,6 +1911,7 @@ mod tests {
             sibling_risk: false,
             names_differ: false,
             card_time: CardTime::Unknown,
+            card_slack: false,
         }
         .pack()
             & GAMMA_BITS
@@ -1683,6 +1981,7 @@ mod tests {
                 sibling_risk: false,
                 names_differ: false,
                 card_time,
+                card_slack: false,
             }
             .pack()
                 & (GAMMA_BITS | CARD_TIME_BITS)

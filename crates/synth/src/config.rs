@@ -150,6 +150,22 @@ pub struct SynthConfig {
     /// Per person: probability that the person is a namesake of a recent earlier person
     /// (same kanji and kana name, sex and birth date; different everything else).
     pub namesake_rate: f64,
+    /// Per person: probability that the family name comes from the long tail of rare
+    /// surnames (勅使河原, 小鳥遊 … and two-element compounds, each held by a handful of
+    /// persons) and, for half of them, the given name too. 0 keeps the common-name tables
+    /// alone (and the output of earlier versions byte for byte).
+    pub rare_names: f64,
+    /// Insurance changes follow life events (see `population::InsuranceEvent`): everyone who
+    /// turns 75 inside the window moves to 後期高齢者医療 on the birthday, and the
+    /// `noise.insurance_change` share of the others changes for a reason fitting their age
+    /// and card — a dependant who starts work leaves the family card, a job change (often
+    /// to an insurer of another prefecture: a company's 健保組合 sits at its head office), a
+    /// retirement to 国民健康保険. Off: one change to a random card, as earlier versions.
+    pub life_events: bool,
+    /// Namesakes (see `namesake_rate`) copy an earlier person chosen with a probability
+    /// proportional to how common their name is (as real namesakes: common names collide,
+    /// rare ones almost never); off: any recent person alike.
+    pub namesakes_by_frequency: bool,
     /// FHIR: patients per bundle file.
     pub fhir_patients_per_bundle: u32,
     /// Opt-out file: share of registrations that receive a notice.
@@ -174,6 +190,9 @@ impl Default for SynthConfig {
             noise: NoiseConfig::default(),
             twins_rate: 0.01,
             namesake_rate: 0.01,
+            rare_names: 0.0,
+            life_events: false,
+            namesakes_by_frequency: false,
             fhir_patients_per_bundle: 100,
             notice_rate: 0.97,
             stop_rate: 0.02,
@@ -183,6 +202,30 @@ impl Default for SynthConfig {
 }
 
 impl SynthConfig {
+    /// A claims-only population (レセプト電算, UKE) over `hospitals` hospitals, as a
+    /// producer receives it from claims: no address and no phone, only name, kana, birth
+    /// date, sex and the card of each service month; insurance changes by life event, a
+    /// fifth of the persons with a rare surname, twins, and namesakes as often as their
+    /// names are common. The identity drift of registrations stays the default's.
+    pub fn claims(persons: u64, hospitals: u32, seed: u64) -> Self {
+        SynthConfig {
+            persons,
+            hospitals,
+            seed,
+            formats: vec![SynthFormat::Uke],
+            noise: NoiseConfig {
+                insurance_change: 0.15,
+                ..NoiseConfig::default()
+            },
+            twins_rate: 0.01,
+            namesake_rate: 0.003,
+            rare_names: 0.2,
+            life_events: true,
+            namesakes_by_frequency: true,
+            ..Default::default()
+        }
+    }
+
     /// The provision date actually used.
     pub fn effective_provision_date(&self) -> NaiveDate {
         self.provision_date
@@ -231,6 +274,7 @@ impl SynthConfig {
         rates.extend([
             ("twins_rate", self.twins_rate),
             ("namesake_rate", self.namesake_rate),
+            ("rare_names", self.rare_names),
             ("notice_rate", self.notice_rate),
             ("stop_rate", self.stop_rate),
             ("delete_rate", self.delete_rate),

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::config::{NoiseConfig, SynthConfig};
 use crate::tables::{
     BUILDINGS, DEPARTMENTS, DIAGNOSES, DRUGS, FAMILY_NAMES, GIVEN_FEMALE, GIVEN_MALE, LABS, PLACES,
+    RARE_FAMILY, RARE_GIVEN_HEADS, RARE_GIVEN_TAILS, RARE_HEADS, RARE_TAILS,
 };
 use crate::text;
 
@@ -200,48 +201,10 @@ impl Insurance {
                 _ => InsuranceKind::Kokuho,
             }
         };
-        let insurer = match kind {
-            InsuranceKind::Kokuho => {
-                let body = format!("{:02}{:03}", pref_code, rng.gen_range(1..1000));
-                format!("{body}{}", check_digit(&body))
-            }
-            _ => {
-                let houbetsu = match kind {
-                    InsuranceKind::Kyokai => "01",
-                    InsuranceKind::Kumiai => "06",
-                    InsuranceKind::Kyosai => "31",
-                    _ => "39",
-                };
-                let body = format!("{houbetsu}{:02}{:03}", pref_code, rng.gen_range(1..1000));
-                format!("{body}{}", check_digit(&body))
-            }
-        };
+        let insurer = insurer_number(rng, kind, pref_code);
         let is_self = if age < 18 { false } else { rng.gen_bool(0.75) };
-        let (symbol, number) = match kind {
-            InsuranceKind::Kouki => (
-                String::new(),
-                format!("{:08}", rng.gen_range(10_000_000..100_000_000u32)),
-            ),
-            InsuranceKind::Kokuho => (
-                format!("{:02}", rng.gen_range(1..100)),
-                format!("{}", rng.gen_range(1..1_000_000)),
-            ),
-            InsuranceKind::Kyokai => (
-                format!("{:08}", rng.gen_range(1_000_000..100_000_000u32)),
-                format!("{}", rng.gen_range(1..3000)),
-            ),
-            _ => (
-                format!("{}", rng.gen_range(1..10000)),
-                format!("{}", rng.gen_range(1..100_000)),
-            ),
-        };
-        let branch = if matches!(kind, InsuranceKind::Kouki) {
-            String::new()
-        } else if is_self {
-            "00".to_string()
-        } else {
-            format!("{:02}", rng.gen_range(1..5))
-        };
+        let (symbol, number) = card_numbers(rng, kind);
+        let branch = branch_number(rng, kind, is_self);
         Insurance {
             kind,
             insurer,
@@ -252,6 +215,119 @@ impl Insurance {
             since,
         }
     }
+
+    /// A new card of `kind` at an insurer of prefecture `pref_code`, valid from `since`;
+    /// 後期高齢者医療 is the prefecture's union ([`kouki_insurer`]).
+    fn of_kind(
+        rng: &mut ChaCha8Rng,
+        kind: InsuranceKind,
+        pref_code: u8,
+        is_self: bool,
+        since: NaiveDate,
+    ) -> Insurance {
+        let insurer = if kind == InsuranceKind::Kouki {
+            kouki_insurer(pref_code)
+        } else {
+            insurer_number(rng, kind, pref_code)
+        };
+        let (symbol, number) = card_numbers(rng, kind);
+        let branch = branch_number(rng, kind, is_self);
+        Insurance {
+            kind,
+            insurer,
+            symbol,
+            number,
+            branch,
+            is_self: is_self || kind == InsuranceKind::Kouki,
+            since,
+        }
+    }
+}
+
+/// 保険者番号 of a random insurer of `kind` in prefecture `pref_code` (国保: 6 digits).
+fn insurer_number(rng: &mut ChaCha8Rng, kind: InsuranceKind, pref_code: u8) -> String {
+    match kind {
+        InsuranceKind::Kokuho => {
+            let body = format!("{:02}{:03}", pref_code, rng.gen_range(1..1000));
+            format!("{body}{}", check_digit(&body))
+        }
+        _ => {
+            let houbetsu = match kind {
+                InsuranceKind::Kyokai => "01",
+                InsuranceKind::Kumiai => "06",
+                InsuranceKind::Kyosai => "31",
+                _ => "39",
+            };
+            let body = format!("{houbetsu}{:02}{:03}", pref_code, rng.gen_range(1..1000));
+            format!("{body}{}", check_digit(&body))
+        }
+    }
+}
+
+/// The 後期高齢者医療広域連合 of a prefecture: one insurer per prefecture (法別 39).
+pub fn kouki_insurer(pref_code: u8) -> String {
+    let body = format!("39{pref_code:02}101");
+    format!("{body}{}", check_digit(&body))
+}
+
+/// (記号, 番号) of a card of `kind`.
+fn card_numbers(rng: &mut ChaCha8Rng, kind: InsuranceKind) -> (String, String) {
+    match kind {
+        InsuranceKind::Kouki => (
+            String::new(),
+            format!("{:08}", rng.gen_range(10_000_000..100_000_000u32)),
+        ),
+        InsuranceKind::Kokuho => (
+            format!("{:02}", rng.gen_range(1..100)),
+            format!("{}", rng.gen_range(1..1_000_000)),
+        ),
+        InsuranceKind::Kyokai => (
+            format!("{:08}", rng.gen_range(1_000_000..100_000_000u32)),
+            format!("{}", rng.gen_range(1..3000)),
+        ),
+        _ => (
+            format!("{}", rng.gen_range(1..10000)),
+            format!("{}", rng.gen_range(1..100_000)),
+        ),
+    }
+}
+
+/// 枝番: `00` for the insured person, another number for a dependant, none for 後期高齢者.
+fn branch_number(rng: &mut ChaCha8Rng, kind: InsuranceKind, is_self: bool) -> String {
+    if matches!(kind, InsuranceKind::Kouki) {
+        String::new()
+    } else if is_self {
+        "00".to_string()
+    } else {
+        format!("{:02}", rng.gen_range(1..5))
+    }
+}
+
+/// Why a person's insurance changed inside the window (with `SynthConfig::life_events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InsuranceEvent {
+    /// Turned 75: 後期高齢者医療 from the birthday (法定).
+    Turned75,
+    /// A dependant (18–29) started work and left the family card for a card of their own.
+    LeftFamilyCard,
+    /// A new employer's insurance (a 健保組合 may sit in another prefecture).
+    JobChange,
+    /// Retired (60+) from an employer's insurance to 国民健康保険.
+    Retired,
+    /// 後期高齢者 who moved to another prefecture's union.
+    MovedUnion,
+}
+
+/// Prefectures where head offices (and their 健保組合) gather: 東京, 大阪, 愛知, 神奈川.
+const HEAD_OFFICE_PREFS: [u8; 4] = [13, 27, 23, 14];
+
+/// The 75th birthday (a 29 February birthday turns 75 on 1 March).
+fn seventy_fifth(birth: NaiveDate) -> NaiveDate {
+    birth
+        .with_year(birth.year() + 75)
+        .or_else(|| NaiveDate::from_ymd_opt(birth.year() + 75, 3, 1))
+        .unwrap_or(birth)
 }
 
 /// A true person.
@@ -275,8 +351,13 @@ pub struct Person {
     /// The day `insurance` replaced `prev_insurance` (= `insurance.since`); inside the data
     /// window. `None` when the person never changed.
     pub insurance_changed_on: Option<NaiveDate>,
+    /// Why the card changed (with `SynthConfig::life_events`).
+    pub insurance_event: Option<InsuranceEvent>,
     pub twin: bool,
     pub namesake: bool,
+    /// The share of persons expected to hold this name (family × given, from the tables'
+    /// weights): what makes namesakes of common names likelier (`namesakes_by_frequency`).
+    pub name_share: f64,
 }
 
 impl Person {
@@ -437,7 +518,11 @@ pub struct PersonSource {
     male_dist: WeightedIndex<u32>,
     female_dist: WeightedIndex<u32>,
     place_dist: WeightedIndex<u32>,
-    recent: VecDeque<(String, String, String, String, Sex, NaiveDate)>,
+    /// Recent persons: name, sex, birth date and how common the name is (the share of
+    /// persons expected to hold it), for namesakes.
+    recent: VecDeque<(String, String, String, String, Sex, NaiveDate, f64)>,
+    /// Sums of the name tables' weights (a name's share is its weight over these).
+    totals: [f64; 3],
     pending_twin: Option<Person>,
     next_index: u64,
     start: NaiveDate,
@@ -448,6 +533,38 @@ pub fn weighted(weights: impl Iterator<Item = u32>) -> WeightedIndex<u32> {
     // back to a single-entry distribution rather than panic.
     WeightedIndex::new(weights)
         .unwrap_or_else(|_| WeightedIndex::new([1u32]).unwrap_or_else(|_| unreachable!()))
+}
+
+/// How many rare surnames there are: the listed ones and every head + tail compound.
+fn rare_family_count() -> usize {
+    RARE_FAMILY.len() + RARE_HEADS.len() * RARE_TAILS.len()
+}
+
+fn rare_given_count() -> usize {
+    RARE_GIVEN_HEADS.len() * RARE_GIVEN_TAILS.len()
+}
+
+/// A rare surname, uniform over [`rare_family_count`] names.
+fn rare_family(rng: &mut ChaCha8Rng) -> (String, String) {
+    let k = rng.gen_range(0..rare_family_count());
+    match RARE_FAMILY.get(k) {
+        Some(f) => (f.0.to_string(), f.1.to_string()),
+        None => {
+            let k = k - RARE_FAMILY.len();
+            let (h, t) = (
+                RARE_HEADS[k / RARE_TAILS.len()],
+                RARE_TAILS[k % RARE_TAILS.len()],
+            );
+            (format!("{}{}", h.0, t.0), format!("{}{}", h.1, t.1))
+        }
+    }
+}
+
+/// A rare given name (either sex).
+fn rare_given(rng: &mut ChaCha8Rng) -> (String, String) {
+    let h = RARE_GIVEN_HEADS[rng.gen_range(0..RARE_GIVEN_HEADS.len())];
+    let t = RARE_GIVEN_TAILS[rng.gen_range(0..RARE_GIVEN_TAILS.len())];
+    (format!("{}{}", h.0, t.0), format!("{}{}", h.1, t.1))
 }
 
 fn age_at(birth: NaiveDate, on: NaiveDate) -> i32 {
@@ -466,6 +583,11 @@ impl PersonSource {
             female_dist: weighted(GIVEN_FEMALE.iter().map(|f| f.2)),
             place_dist: weighted(PLACES.iter().map(|p| p.weight)),
             recent: VecDeque::with_capacity(NAMESAKE_WINDOW),
+            totals: [
+                FAMILY_NAMES.iter().map(|f| f64::from(f.2)).sum(),
+                GIVEN_MALE.iter().map(|f| f64::from(f.2)).sum(),
+                GIVEN_FEMALE.iter().map(|f| f64::from(f.2)).sum(),
+            ],
             pending_twin: None,
             next_index: 1,
             start: cfg.start_date,
@@ -504,6 +626,92 @@ impl PersonSource {
         }
     }
 
+    /// The share of persons expected to hold this name: the tables' weights, or for a rare
+    /// part its share of the rare names (`rare` of the persons have a rare family name,
+    /// half of them a rare given name).
+    fn share(
+        &self,
+        family: &(String, String),
+        given: &(String, String),
+        sex: Sex,
+        rare: f64,
+    ) -> f64 {
+        let (table, total) = if sex == Sex::Female {
+            (GIVEN_FEMALE, self.totals[2])
+        } else {
+            (GIVEN_MALE, self.totals[1])
+        };
+        let f = FAMILY_NAMES
+            .iter()
+            .find(|x| x.0 == family.0)
+            .map_or(rare / rare_family_count() as f64, |x| {
+                (1.0 - rare) * f64::from(x.2) / self.totals[0]
+            });
+        let g = table
+            .iter()
+            .find(|x| x.0 == given.0)
+            .map_or(rare / 2.0 / rare_given_count() as f64, |x| {
+                (1.0 - rare / 2.0) * f64::from(x.2) / total
+            });
+        f * g
+    }
+
+    /// The insurance change of a person under `SynthConfig::life_events`: (day, reason,
+    /// new card), or none.
+    fn life_event(
+        &self,
+        rng: &mut ChaCha8Rng,
+        cfg: &SynthConfig,
+        birth: NaiveDate,
+        pref_code: u8,
+        card: &Insurance,
+    ) -> Option<(NaiveDate, InsuranceEvent, Insurance)> {
+        use InsuranceKind::*;
+        let at75 = seventy_fifth(birth);
+        if card.kind != Kouki && at75 > self.start && at75 <= cfg.end_date {
+            let new = Insurance::of_kind(rng, Kouki, pref_code, true, at75);
+            return Some((at75, InsuranceEvent::Turned75, new));
+        }
+        if !rng.gen_bool(cfg.noise.insurance_change) {
+            return None;
+        }
+        let t = change_date(rng, self.start, cfg.end_date);
+        if t >= at75 && card.kind != Kouki {
+            // turns 75 after the window: the change happens before it, still under 75
+            return None;
+        }
+        let age = age_at(birth, t);
+        let elsewhere = |rng: &mut ChaCha8Rng, p: f64| {
+            if rng.gen_bool(p) {
+                HEAD_OFFICE_PREFS[rng.gen_range(0..HEAD_OFFICE_PREFS.len())]
+            } else {
+                pref_code
+            }
+        };
+        let (why, kind, pref, is_self) = if card.kind == Kouki {
+            let mut other = pref_code;
+            while other == pref_code {
+                other = rng.gen_range(1..=47);
+            }
+            (InsuranceEvent::MovedUnion, Kouki, other, true)
+        } else if !card.is_self && (18..30).contains(&age) {
+            let kind = if rng.gen_bool(0.5) { Kyokai } else { Kumiai };
+            let pref = elsewhere(rng, 0.3);
+            (InsuranceEvent::LeftFamilyCard, kind, pref, true)
+        } else if age >= 60 && card.kind != Kokuho {
+            (InsuranceEvent::Retired, Kokuho, pref_code, card.is_self)
+        } else {
+            let kind = [Kyokai, Kumiai, Kyosai][rng.gen_range(0..3)];
+            let pref = elsewhere(rng, 0.3);
+            (InsuranceEvent::JobChange, kind, pref, card.is_self)
+        };
+        let mut new = Insurance::of_kind(rng, kind, pref, is_self, t);
+        if new.insurer == card.insurer && new.number == card.number {
+            new.number = format!("{}9", new.number);
+        }
+        Some((t, why, new))
+    }
+
     /// Generates the next person.
     pub fn next(
         &mut self,
@@ -534,6 +742,7 @@ impl PersonSource {
             person.given.1.clone(),
             person.sex,
             person.birth,
+            person.name_share,
         ));
         person
     }
@@ -558,6 +767,7 @@ impl PersonSource {
                 ("双太".into(), "ソウタ".into())
             };
         }
+        let name_share = self.share(&p.family, &given, sex, 0.0);
         let mut insurance = p.insurance.clone();
         // The twin is a dependent on the family card from before the window opens (the
         // earliest card's date when the sibling changed cards), so every visit has a valid card.
@@ -592,8 +802,10 @@ impl PersonSource {
             insurance,
             prev_insurance: None,
             insurance_changed_on: None,
+            insurance_event: None,
             twin: true,
             namesake: false,
+            name_share,
         }
     }
 
@@ -616,14 +828,37 @@ impl PersonSource {
         let mut birth = NaiveDate::from_yo_opt(year.min(2020), doy + 1).unwrap_or(self.start);
         let mut family = self.family(rng);
         let mut given = self.given(rng, sex);
+        let rare = cfg.rare_names;
+        let mut share = self.share(&family, &given, sex, rare);
+        if rare > 0.0 && rng.gen_bool(rare) {
+            family = rare_family(rng);
+            if rng.gen_bool(0.5) {
+                given = rare_given(rng);
+            }
+            share = self.share(&family, &given, sex, rare);
+        }
         let mut namesake = false;
         if !self.recent.is_empty() && rng.gen_bool(cfg.namesake_rate) {
-            let pick = rng.gen_range(0..self.recent.len());
+            let pick = if cfg.namesakes_by_frequency {
+                // real namesakes are the holders of common names: pick in proportion
+                let total: f64 = self.recent.iter().map(|r| r.6).sum();
+                let mut x = rng.gen_range(0.0..total.max(f64::MIN_POSITIVE));
+                self.recent
+                    .iter()
+                    .position(|r| {
+                        x -= r.6;
+                        x < 0.0
+                    })
+                    .unwrap_or(self.recent.len() - 1)
+            } else {
+                rng.gen_range(0..self.recent.len())
+            };
             if let Some(r) = self.recent.get(pick) {
                 family = (r.0.clone(), r.1.clone());
                 given = (r.2.clone(), r.3.clone());
                 sex = r.4;
                 birth = r.5;
+                share = r.6;
                 namesake = true;
                 noise.namesakes += 1;
             }
@@ -634,6 +869,9 @@ impl PersonSource {
         let phone = Self::phone(rng, address.place);
         let since = card_since(rng, birth, self.start);
         let mut insurance = Insurance::random(rng, pref_code, age, since);
+        if cfg.life_events && insurance.kind == InsuranceKind::Kouki {
+            insurance.insurer = kouki_insurer(pref_code);
+        }
         let mut former_family = None;
         if sex == Sex::Female && age >= 20 && !namesake && rng.gen_bool(cfg.noise.marriage) {
             let mut new = self.family(rng);
@@ -656,7 +894,16 @@ impl PersonSource {
         // A changer's first card is the one drawn above (valid from before the window); the
         // new card takes over on a day inside the window.
         let mut insurance_changed_on = None;
-        let prev_insurance = if rng.gen_bool(cfg.noise.insurance_change) {
+        let mut insurance_event = None;
+        let prev_insurance = if cfg.life_events {
+            let event = self.life_event(rng, cfg, birth, pref_code, &insurance);
+            event.map(|(t, why, new)| {
+                noise.persons_insurance_changed += 1;
+                insurance_changed_on = Some(t);
+                insurance_event = Some(why);
+                std::mem::replace(&mut insurance, new)
+            })
+        } else if rng.gen_bool(cfg.noise.insurance_change) {
             noise.persons_insurance_changed += 1;
             let changed = change_date(rng, self.start, cfg.end_date);
             let mut ins = Insurance::random(rng, pref_code, age, changed);
@@ -681,8 +928,10 @@ impl PersonSource {
             insurance,
             prev_insurance,
             insurance_changed_on,
+            insurance_event,
             twin: false,
             namesake,
+            name_share: share,
         }
     }
 }
@@ -1089,6 +1338,47 @@ mod tests {
             twins += u32::from(p.twin);
         }
         assert!(twins > 0 && changers > 0);
+    }
+
+    #[test]
+    fn claims_population_changes_cards_by_life_event_and_namesakes_hold_common_names() {
+        let cfg = SynthConfig::claims(4000, 10, 9);
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut src = PersonSource::new(&cfg);
+        let mut noise = NoiseCounts::default();
+        let mut events = std::collections::BTreeMap::new();
+        let (mut rare, mut namesake_share, mut all_share) = (0, 0.0, 0.0);
+        let mut namesake_rare = 0;
+        for _ in 0..cfg.persons {
+            let p = src.next(&mut rng, &cfg, &mut noise);
+            let at75 = seventy_fifth(p.birth);
+            if at75 > cfg.start_date && at75 <= cfg.end_date && !p.twin {
+                // everyone turning 75 in the window moves to the prefecture's union that day
+                assert_eq!(p.insurance_event, Some(InsuranceEvent::Turned75));
+                assert_eq!(p.insurance_changed_on, Some(at75));
+                assert_eq!(p.insurance.kind, InsuranceKind::Kouki);
+                assert!(p.insurance.insurer.starts_with("39"));
+            }
+            if let Some(e) = p.insurance_event {
+                *events.entry(format!("{e:?}")).or_insert(0) += 1;
+                assert_ne!(p.prev_insurance.as_ref(), Some(&p.insurance));
+            }
+            rare += usize::from(!FAMILY_NAMES.iter().any(|f| f.0 == p.family.0));
+            all_share += p.name_share;
+            if p.namesake {
+                namesake_share += p.name_share;
+                namesake_rare += usize::from(!FAMILY_NAMES.iter().any(|f| f.0 == p.family.0));
+            }
+        }
+        for e in ["Turned75", "LeftFamilyCard", "JobChange", "Retired"] {
+            assert!(events.get(e).copied().unwrap_or(0) > 0, "{e}: {events:?}");
+        }
+        assert!(rare > 400, "{rare} rare family names");
+        // namesakes hold names far commoner than the average person's
+        let n = noise.namesakes as f64;
+        assert!(n > 0.0);
+        assert!(namesake_share / n > 1.2 * all_share / cfg.persons as f64);
+        assert!((namesake_rare as f64) < 0.25 * n * rare as f64 / cfg.persons as f64 + 1.0);
     }
 
     #[test]

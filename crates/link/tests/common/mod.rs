@@ -1,4 +1,6 @@
 #[allow(dead_code)]
+pub mod claims;
+#[allow(dead_code)]
 pub mod febrl;
 #[allow(dead_code)]
 pub mod japanese;
