@@ -557,15 +557,15 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             let ws = open(&cli.workspace, &cli.actor).await?;
             crate::optout_cmds::run_status(&ws, kiban_consent::StatusKind::Deceased, a, lang).await
         }
-        Command::Optout(OptoutCmd::Receipt(a)) => {
-            // A read (audited): the copy is opened through the vault.
-            let ws = open_read(&cli.workspace, &cli.actor).await?;
-            crate::optout_cmds::run_receipt(&ws, a, lang).await
-        }
         Command::Optout(OptoutCmd::Find(a)) => {
             // A read (audited): waits for no writer's recovery.
             let ws = open_read(&cli.workspace, &cli.actor).await?;
             crate::optout_cmds::run_find(&ws, a, lang).await
+        }
+        Command::Optout(OptoutCmd::Receipt(a)) => {
+            // A read (audited): the copy is opened through the vault.
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
+            crate::optout_cmds::run_receipt(&ws, a, lang).await
         }
         Command::Optout(OptoutCmd::ApplyDeletions(a)) => {
             let ws = open(&cli.workspace, &cli.actor).await?;

@@ -190,6 +190,26 @@ pub struct NoticeVersionAddArgs {
     pub json: bool,
 }
 
+/// `kiban optout find`: the desk's identity search.
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// The patient's name as they give it (kanji, kana or Latin letters; spaces, width,
+    /// hiragana/katakana and variant kanji do not matter).
+    #[arg(long)]
+    pub name: String,
+    /// The name in kana, when known (compared with the registrations' kana names).
+    #[arg(long)]
+    pub kana: Option<String>,
+    /// Birth date (exact).
+    #[arg(long, value_name = "DATE")]
+    pub birth: String,
+    /// M | F
+    #[arg(long)]
+    pub sex: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `kiban optout receipt`: a stored receipt copy, opened and written out again.
 #[derive(Args, Debug)]
 pub struct ReceiptArgs {
@@ -220,26 +240,6 @@ pub async fn run_receipt(ws: &Workspace, a: ReceiptArgs, lang: Lang) -> Result<E
         a.pdf.display()
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// `kiban optout find`: the desk's identity search.
-#[derive(Args, Debug)]
-pub struct FindArgs {
-    /// The patient's name as they give it (kanji, kana or Latin letters; spaces, width,
-    /// hiragana/katakana and variant kanji do not matter).
-    #[arg(long)]
-    pub name: String,
-    /// The name in kana, when known (compared with the registrations' kana names).
-    #[arg(long)]
-    pub kana: Option<String>,
-    /// Birth date (exact).
-    #[arg(long, value_name = "DATE")]
-    pub birth: String,
-    /// M | F
-    #[arg(long)]
-    pub sex: String,
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -121,7 +121,7 @@ fn words(r: &Refusal, lang: Lang) -> String {
                     error.message_ja()
                 ),
                 format!(
-                    "refused: the {fe} does not fit the patient ID format {format} of handler {handler}: {}",
+                    "the {fe} does not fit the patient ID format {format} of handler {handler}: {}",
                     error.message_en()
                 ),
             )
@@ -138,6 +138,62 @@ fn words(r: &Refusal, lang: Lang) -> String {
             "生年月日・同意の範囲は求め・同意にのみ指定できます".into(),
             "a birth date or a consent scope belongs to requests and consents".into(),
         ),
+        Refusal::SubjectBothForms => pick(
+            "患者は --registration か --handler と --patient のどちらか一方で指定してください".into(),
+            "name the patient either by --registration or by --handler with --patient, not both".into(),
+        ),
+        Refusal::SubjectMissing => pick(
+            "患者を --handler と --patient、または --registration で指定してください".into(),
+            "name the patient by --handler with --patient, or by --registration".into(),
+        ),
+        Refusal::ScopeNotForKind => pick(
+            "削除の範囲 (--scope handler|person) は削除の求めにのみ指定できます".into(),
+            "a deletion scope (--scope handler|person) belongs to deletion requests".into(),
+        ),
+        Refusal::ScopeNoData => pick(
+            "この患者のデータはまだ受領していないため、本人単位の削除 (--scope person) の対象がありません。--scope handler で記録してください".into(),
+            "no data of this patient has been received, so a person-scope deletion (--scope person) reaches nothing: record it with --scope handler".into(),
+        ),
+        Refusal::ScopeNoLinkage => pick(
+            "名寄せ（kiban link）が一度も実行されていないため、本人単位の削除 (--scope person) の範囲が決まりません。先に kiban link を実行してください".into(),
+            "no linkage run exists, so a person-scope deletion (--scope person) has no scope: run kiban link first".into(),
+        ),
+        Refusal::ScopeAfterLinkage { registration } => pick(
+            format!(
+                "登録 {registration} は最後の名寄せの後に受領されたため、本人単位の削除 (--scope person) の範囲が決まりません。kiban link を実行してから再度記録してください"
+            ),
+            format!(
+                "registration {registration} was received after the last linkage run, so a person-scope deletion (--scope person) has no scope: run kiban link, then record it again"
+            ),
+        ),
+        Refusal::NameEmpty => pick(
+            "氏名 (--name) が空です".into(),
+            "the name (--name) is empty".into(),
+        ),
+        Refusal::KanaNotKana => pick(
+            "カナ氏名 (--kana) はカタカナまたはひらがなで指定してください".into(),
+            "the kana name (--kana) must be written in kana".into(),
+        ),
+        Refusal::SexInvalid => pick(
+            "性別 (--sex) は M または F で指定してください".into(),
+            "the sex (--sex) must be M or F".into(),
+        ),
+        Refusal::ReceiptCopyMissing { number } => pick(
+            format!(
+                "受付書 {number} の控えはありません（保存期間の経過または削除の求めにより消去されました）"
+            ),
+            format!(
+                "there is no stored copy of receipt {number} (never issued, past its retention period, or erased with the patient)"
+            ),
+        ),
+        Refusal::ReceiptCopyUnreadable { number } => pick(
+            format!(
+                "受付書の控え {number} を読めません（破損しているか、別のワークスペースのものです）"
+            ),
+            format!(
+                "the stored receipt copy {number} cannot be read (corrupt, or from another workspace)"
+            ),
+        ),
         Refusal::Consent(e) => consent(e, lang),
         Refusal::Linkage(e) => pick(
             format!("名寄せの設定を確認してください: {e}"),
@@ -148,8 +204,8 @@ fn words(r: &Refusal, lang: Lang) -> String {
             "a and b must be different registrations".into(),
         ),
         Refusal::RegistrationUnknown { registration } => pick(
-            format!("登録 {registration} はありません"),
-            format!("no registration {registration}"),
+            format!("登録 {registration} はありません（kiban optout find で確認してください）"),
+            format!("no registration {registration} (see kiban optout find)"),
         ),
         Refusal::ThresholdOutOfRange { value } => pick(
             format!("--threshold {value} は 0〜1 の範囲外です"),
@@ -215,6 +271,7 @@ fn words(r: &Refusal, lang: Lang) -> String {
             format!("保存期間 {years} 年は法定の {legal} 年より短いです"),
             format!("a retention of {years} years is shorter than the legal {legal}"),
         ),
+        Refusal::Workflow(r) => crate::workflow_cmds::refusal_words(r, lang),
         Refusal::ReleaseUnknown { release } => pick(
             format!("リリース {release} は記録にありません"),
             format!("release {release} is not on record"),
@@ -259,7 +316,6 @@ fn words(r: &Refusal, lang: Lang) -> String {
             format!("{} は通常のファイルではありません（何も消去していません）", path.display()),
             format!("{} is not a plain file (nothing erased)", path.display()),
         ),
-        Refusal::Workflow(r) => crate::workflow_cmds::refusal_words(r, lang),
         // A refusal this build does not word yet still says what it is.
         other => pick(
             format!("受け付けられません: {other:?}"),
@@ -296,9 +352,7 @@ fn consent(e: &ConsentError, lang: Lang) -> String {
             format!("通知の日付が通知の版 {version} の適用開始日 {valid_from} より前です"),
             format!("the notice is dated before notice version {version} applies ({valid_from})"),
         ),
-        ConsentError::RequesterNotAllowed(r) => {
-            lang.t(r.message_ja(), r.message_en()).to_string()
-        }
+        ConsentError::RequesterNotAllowed(r) => lang.t(r.message_ja(), r.message_en()).to_string(),
         ConsentError::NoticeVersionExists { handler, version } => pick(
             format!("医療情報取扱事業者 {handler} の通知の版 {version} は登録済みです"),
             format!("notice version {version} of handler {handler} already exists"),

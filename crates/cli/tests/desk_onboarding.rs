@@ -254,7 +254,7 @@ fn notice_versions_are_added_listed_and_required_with_their_waiting_period() {
         .expect("run");
     let err = refused(out);
     assert!(
-        err.contains("通知の版 v9") && err.contains("notice version v9"),
+        err.contains("通知の版 v9") && err.contains("[consent.unknown_notice_version]"),
         "{err}"
     );
     ok(kiban(

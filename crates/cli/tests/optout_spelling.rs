@@ -236,7 +236,7 @@ fn ids_that_do_not_fit_are_refused_by_stop_and_import_and_unmatched_requests_are
         ));
         assert!(err.contains("digits:7"), "names the format: {err}");
         assert!(err.contains("--patient"), "names the field: {err}");
-        assert!(err.contains("患者ID"), "Japanese first: {err}");
+        assert!(err.contains("[patient_id_format]"), "names the code: {err}");
         assert!(!err.contains(bad), "never the ID: {err}");
         let err = failed(kiban(
             &ws,

@@ -22,7 +22,7 @@ use kiban_model::{Identity, Sex};
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::{PipelineError, Workspace};
+use crate::{PipelineError, Refusal, Workspace};
 
 /// Identities decrypted at once while searching.
 pub const PAGE: u32 = 256;
@@ -151,17 +151,13 @@ impl Keys {
     fn of(q: &FindQuery) -> Result<Keys, PipelineError> {
         let name = kanji_key(&q.name);
         if name.is_empty() {
-            return Err(PipelineError::Refused(
-                "氏名 (--name) が空です / the name (--name) is empty".into(),
-            ));
+            return Err(Refusal::NameEmpty.into());
         }
         let mut kana = Vec::new();
         if let Some(k) = &q.kana {
             let k = kana_key(k);
             if k.is_empty() || !is_kana(q.kana.as_deref().unwrap_or_default()) {
-                return Err(PipelineError::Refused(
-                    "カナ氏名 (--kana) はカタカナまたはひらがなで指定してください / the kana name (--kana) must be written in kana".into(),
-                ));
+                return Err(Refusal::KanaNotKana.into());
             }
             kana.push(k);
         }
@@ -219,10 +215,7 @@ impl Workspace {
 
     async fn find_inner(&self, q: &FindQuery) -> Result<FindReport, PipelineError> {
         if !matches!(q.sex, Sex::Male | Sex::Female) {
-            return Err(PipelineError::Refused(
-                "性別 (--sex) は M または F で指定してください / the sex (--sex) must be M or F"
-                    .into(),
-            ));
+            return Err(Refusal::SexInvalid.into());
         }
         let keys = Keys::of(q)?;
         let mut scanned = 0u64;

@@ -2,9 +2,6 @@
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
-    /// The operation was refused for a reason the user can act on (exit code 1).
-    #[error("{0}")]
-    Refused(String),
     /// The operation was refused for a reason the user can act on (exit code 1): a typed
     /// reason with a stable code, worded by the front end ([`crate::Refusal`]).
     #[error("refused: {0:?}")]
@@ -74,10 +71,7 @@ impl PipelineError {
 
     /// True when the operation was refused (as opposed to failing).
     pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            PipelineError::Refused(_) | PipelineError::Refusal(_) | PipelineError::Busy { .. }
-        )
+        matches!(self, PipelineError::Refusal(_) | PipelineError::Busy { .. })
     }
 }
 

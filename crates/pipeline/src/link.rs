@@ -513,12 +513,15 @@ impl Workspace {
             })?
             .clone();
         let col = |name: &str| {
-            headers.iter().position(|h| h.trim() == name).ok_or_else(|| {
-                PipelineError::from(Refusal::TruthColumnMissing {
-                    path: truth.to_path_buf(),
-                    column: name.to_string(),
+            headers
+                .iter()
+                .position(|h| h.trim() == name)
+                .ok_or_else(|| {
+                    PipelineError::from(Refusal::TruthColumnMissing {
+                        path: truth.to_path_buf(),
+                        column: name.to_string(),
+                    })
                 })
-            })
         };
         let (fc, pc, tc) = (col("facility_code")?, col("patient_id")?, col("person_id")?);
         let mut truth_map = HashMap::new();

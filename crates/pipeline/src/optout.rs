@@ -95,8 +95,7 @@ impl Workspace {
         self.patient_key(&handler.code, format, patient_id)
             .map_err(|e| {
                 crate::workspace::patient_id_refused(
-                    "患者ID (--patient)",
-                    "patient ID (--patient)",
+                    crate::refusal::IdField::PatientArg,
                     &handler.code,
                     format,
                     e,

@@ -27,7 +27,7 @@ use kiban_receipt::{DeletionReach, Issuer, IssuerRole, Paper, Receipt, RequestKi
 use serde::Serialize;
 
 use crate::deletion::DeletionReport;
-use crate::{PipelineError, Workspace};
+use crate::{PipelineError, Refusal, Workspace};
 
 /// The folder of stored receipt copies, inside the workspace.
 pub const RECEIPTS_DIR: &str = "receipts";
@@ -165,7 +165,7 @@ pub fn relation_ja(r: Relation) -> &'static str {
 /// registry's Japanese-first message; a database fault stays a failure.
 pub(crate) fn consent_refusal(e: ConsentError) -> PipelineError {
     if e.is_refusal() {
-        PipelineError::Refused(e.to_string())
+        Refusal::Consent(e).into()
     } else {
         PipelineError::Consent(e)
     }
@@ -295,14 +295,13 @@ impl Workspace {
         // Empty means not given; a blank ID is given, and refused by the handler's format.
         let given = !handler.is_empty() || !patient_id.is_empty();
         match registration {
-            Some(_) if given => Err(PipelineError::Refused(
-                "患者は --registration か --handler と --patient のどちらか一方で指定してください / name the patient either by --registration or by --handler with --patient, not both".into(),
-            )),
+            Some(_) if given => Err(Refusal::SubjectBothForms.into()),
             Some(reg) => {
                 let Some(r) = self.registry.get(reg).await? else {
-                    return Err(PipelineError::Refused(format!(
-                        "登録 {reg} はありません（kiban optout find で確認してください） / no registration {reg} (see kiban optout find)"
-                    )));
+                    return Err(Refusal::RegistrationUnknown {
+                        registration: reg.to_string(),
+                    }
+                    .into());
                 };
                 let handler = self.registered_handler(&r.handler_code).await?;
                 let patient_id = self.vault.get(reg).await?.map(|id| id.patient_id.clone());
@@ -314,9 +313,7 @@ impl Workspace {
                 })
             }
             None if handler.is_empty() || patient_id.is_empty() => {
-                Err(PipelineError::Refused(
-                    "患者を --handler と --patient、または --registration で指定してください / name the patient by --handler with --patient, or by --registration".into(),
-                ))
+                Err(Refusal::SubjectMissing.into())
             }
             None => {
                 let handler = self.registered_handler(handler).await?;
@@ -347,19 +344,16 @@ impl Workspace {
         relation: Relation,
     ) -> Result<Vec<(ConsentEvent, PatientFacts)>, PipelineError> {
         let Some(reg) = &subject.registration_id else {
-            return Err(PipelineError::Refused(
-                "この患者のデータはまだ受領していないため、本人単位の削除 (--scope person) の対象がありません。--scope handler で記録してください / no data of this patient has been received, so a person-scope deletion (--scope person) reaches nothing: record it with --scope handler".into(),
-            ));
+            return Err(Refusal::ScopeNoData.into());
         };
         if self.linkage_runs().await? == 0 {
-            return Err(PipelineError::Refused(
-                "名寄せ（kiban link）が一度も実行されていないため、本人単位の削除 (--scope person) の範囲が決まりません。先に kiban link を実行してください / no linkage run exists, so a person-scope deletion (--scope person) has no scope: run kiban link first".into(),
-            ));
+            return Err(Refusal::ScopeNoLinkage.into());
         }
         let Some(person) = self.person_of(reg).await? else {
-            return Err(PipelineError::Refused(format!(
-                "登録 {reg} は最後の名寄せの後に受領されたため、本人単位の削除 (--scope person) の範囲が決まりません。kiban link を実行してから再度記録してください / registration {reg} was received after the last linkage run, so a person-scope deletion (--scope person) has no scope: run kiban link, then record it again"
-            )));
+            return Err(Refusal::ScopeAfterLinkage {
+                registration: reg.to_string(),
+            }
+            .into());
         };
         let mut out = Vec::new();
         for other in self.registrations_of_person(&person).await? {
@@ -519,27 +513,19 @@ impl Workspace {
         let code = handler.code.as_str();
         let key = subject.patient_key.clone();
         if req.kind != EventKind::Delete && req.deletion_scope != DeletionScope::Handler {
-            return Err(PipelineError::Refused(
-                "削除の範囲 (--scope handler|person) は削除の求めにのみ指定できます / a deletion scope belongs to deletion requests".into(),
-            ));
+            return Err(Refusal::ScopeNotForKind.into());
         }
         let needs_receipt = req.kind.needs_receipt();
         if needs_receipt {
             if req.requester.as_deref().is_none_or(|r| r.trim().is_empty()) {
-                return Err(PipelineError::Refused(
-                    "求めを行った者の氏名 (--requester) が必要です（受付書に記載します） / the requester's name (--requester) is required: the receipt names who made the request".into(),
-                ));
+                return Err(Refusal::RequesterRequired.into());
             }
             if req.issued_on < req.date {
-                return Err(PipelineError::Refused(
-                    "受付書の交付日が求めを受けた日より前です / the receipt's issue date is before the request was received".into(),
-                ));
+                return Err(Refusal::ReceiptBeforeRequest.into());
             }
         }
         if !req.kind.is_request() && (req.patient_birth.is_some() || req.scope.is_some()) {
-            return Err(PipelineError::Refused(
-                "生年月日・同意の範囲は求め・同意にのみ指定できます / a birth date or a consent scope belongs to requests and consents".into(),
-            ));
+            return Err(Refusal::FieldNotForEvent.into());
         }
         let mut ev = ConsentEvent::new(code, &key, req.kind, req.date);
         let mut known = PatientFacts::default();
@@ -591,7 +577,7 @@ impl Workspace {
             .into_iter()
             .find(|e| e.event_id == event_id)
             .ok_or_else(|| {
-                PipelineError::Refused("the recorded event could not be read back".into())
+                PipelineError::Internal("the recorded event could not be read back".into())
             })?;
 
         let deletion_scope = stored.event.deletion_scope.or(
@@ -629,7 +615,7 @@ impl Workspace {
         // The receipt states the event as stored (for a repeated request: the first one).
         let e = &stored.event;
         let number = e.receipt_number.clone().ok_or_else(|| {
-            PipelineError::Refused("the stop request has no receipt number".into())
+            PipelineError::Internal("the stop request has no receipt number".into())
         })?;
         let issuer = match &req.producer_issuer {
             Some((name, address)) => Issuer {

@@ -99,6 +99,41 @@ pub enum Refusal {
     /// A birth date or a consent scope given to an event other than a request or consent.
     #[error("field_not_for_event")]
     FieldNotForEvent,
+    /// An opt-out event names its patient both by `--registration` and by `--handler` with
+    /// `--patient`.
+    #[error("subject_both_forms")]
+    SubjectBothForms,
+    /// An opt-out event names no patient.
+    #[error("subject_missing")]
+    SubjectMissing,
+    /// `--scope` given to a request other than a deletion.
+    #[error("scope_not_for_kind")]
+    ScopeNotForKind,
+    /// A person-scope deletion for a patient of whom no data has been received.
+    #[error("scope_no_data")]
+    ScopeNoData,
+    /// A person-scope deletion before any linkage run.
+    #[error("scope_no_linkage")]
+    ScopeNoLinkage,
+    /// A person-scope deletion of a registration the last linkage run did not see.
+    #[error("scope_after_linkage")]
+    ScopeAfterLinkage { registration: String },
+    /// The desk's search: an empty `--name`.
+    #[error("name_empty")]
+    NameEmpty,
+    /// The desk's search: a `--kana` that is not kana.
+    #[error("kana_not_kana")]
+    KanaNotKana,
+    /// The desk's search: a `--sex` other than M or F.
+    #[error("sex_invalid")]
+    SexInvalid,
+    /// The stored copy of a receipt is gone (never issued, past its retention period, or
+    /// erased with the patient).
+    #[error("receipt_copy_missing")]
+    ReceiptCopyMissing { number: String },
+    /// The stored copy of a receipt does not open (corrupt, or another workspace's).
+    #[error("receipt_copy_unreadable")]
+    ReceiptCopyUnreadable { number: String },
     /// The consent registry refused (an unknown notice version, a requester who may not act
     /// for the patient, a malformed field or import row).
     #[error("consent")]
@@ -176,6 +211,9 @@ impl Refusal {
     /// workflow's: `workflow.request_not_approved`, …).
     pub fn code(&self) -> String {
         match self {
+            Refusal::Consent(ConsentError::RequesterNotAllowed(r)) => {
+                format!("consent.requester_not_allowed.{}", r.code())
+            }
             Refusal::Consent(e) => format!("consent.{}", consent_code(e)),
             Refusal::Workflow(r) => format!("workflow.{}", r.code()),
             other => other.to_string(),

@@ -469,10 +469,7 @@ fn plan_package_files(dir: &Path, expected: Option<&String>) -> Result<FilePlan,
 }
 
 fn unknown_release(id: &str) -> PipelineError {
-    Refusal::ReleaseUnknown {
-        release: shown(id),
-    }
-    .into()
+    Refusal::ReleaseUnknown { release: shown(id) }.into()
 }
 
 /// A release ID as it may be shown: its safe characters, at most 64.

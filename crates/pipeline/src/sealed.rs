@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use sqlx::Row;
 
 use crate::optout_events::{legacy_receipt_copy_path, receipt_copy_path};
-use crate::{PipelineError, Workspace};
+use crate::{PipelineError, Refusal, Workspace};
 
 /// The purpose bound into a sealed requester's name.
 const REQUESTER: &str = "requester";
@@ -57,9 +57,10 @@ fn take_part(bytes: &[u8]) -> Option<(String, &[u8])> {
 }
 
 fn copy_unreadable(number: &str) -> PipelineError {
-    PipelineError::Refused(format!(
-        "受付書の控え {number} を読めません（破損しているか、別のワークスペースのものです） / the stored receipt copy {number} cannot be read (corrupt, or from another workspace)"
-    ))
+    Refusal::ReceiptCopyUnreadable {
+        number: number.to_string(),
+    }
+    .into()
 }
 
 /// Writes `bytes` to `path` through a `0600` temporary file, fsync and a rename.
@@ -271,9 +272,9 @@ impl Workspace {
             &format!("receipt:{number}"),
             async {
                 let gone = || {
-                    PipelineError::Refused(format!(
-                        "受付書 {number} の控えはありません（保存期間の経過または削除の求めにより消去されました） / there is no stored copy of receipt {number} (never issued, past its retention period, or erased with the patient)"
-                    ))
+                    PipelineError::from(Refusal::ReceiptCopyMissing {
+                        number: number.to_string(),
+                    })
                 };
                 let path = receipt_copy_path(&self.root, number);
                 let bytes = match std::fs::read(&path) {

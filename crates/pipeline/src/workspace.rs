@@ -29,9 +29,10 @@ use kiban_store::registry::Registry;
 use kiban_store::vault::Vault;
 use kiban_store::{Db, SecretKey};
 
-use crate::PipelineError;
 use crate::config::{Config, DEFAULT_CONFIG};
 use crate::lock::{Access, LockWait, WorkspaceLock};
+use crate::refusal::IdField;
+use crate::{PipelineError, Refusal};
 
 pub struct Workspace {
     pub(crate) root: PathBuf,
@@ -53,11 +54,10 @@ impl Workspace {
     /// Creates a new workspace in `dir` (which must not hold one already).
     pub async fn init(dir: &Path) -> Result<Workspace, PipelineError> {
         if dir.join("kiban.toml").exists() {
-            return Err(PipelineError::Refused(format!(
-                "{} には既にワークスペースがあります / a workspace already exists in {}",
-                dir.display(),
-                dir.display()
-            )));
+            return Err(Refusal::WorkspaceExists {
+                dir: dir.to_path_buf(),
+            }
+            .into());
         }
         kiban_store::perms::create_dir_private(dir).map_err(|e| PipelineError::io(dir, e))?;
         for sub in ["keys", "lake", "audit", "releases"] {
@@ -101,11 +101,10 @@ impl Workspace {
     ) -> Result<Workspace, PipelineError> {
         let cfg_path = dir.join("kiban.toml");
         if !cfg_path.exists() {
-            return Err(PipelineError::Refused(format!(
-                "{} にワークスペースがありません (kiban init で作成してください) / no workspace in {} (create one with kiban init)",
-                dir.display(),
-                dir.display()
-            )));
+            return Err(Refusal::NoWorkspace {
+                dir: dir.to_path_buf(),
+            }
+            .into());
         }
         let text =
             std::fs::read_to_string(&cfg_path).map_err(|e| PipelineError::io(&cfg_path, e))?;
@@ -282,7 +281,7 @@ impl Workspace {
     ) -> Result<String, PipelineError> {
         let format = self.patient_id_format(handler_code).await?;
         self.patient_key(handler_code, format, patient_id)
-            .map_err(|e| patient_id_refused("患者ID", "patient ID", handler_code, format, e))
+            .map_err(|e| patient_id_refused(IdField::PatientId, handler_code, format, e))
     }
 
     /// A registered handler, or the refusal naming it.
@@ -293,9 +292,9 @@ impl Workspace {
         kiban_consent::get_handler(&self.db, handler_code)
             .await?
             .ok_or_else(|| {
-                PipelineError::Refused(format!(
-                    "医療情報取扱事業者 {handler_code} は登録されていません (kiban handler add) / handler {handler_code} is not registered (kiban handler add)"
-                ))
+                PipelineError::from(Refusal::HandlerUnknown {
+                    handler: handler_code.to_string(),
+                })
             })
     }
 
@@ -304,7 +303,7 @@ impl Workspace {
         let mut log = self
             .audit
             .lock()
-            .map_err(|_| PipelineError::Refused("audit log lock poisoned".into()))?;
+            .map_err(|_| PipelineError::Internal("audit log lock poisoned".into()))?;
         log.append(event)?;
         Ok(())
     }
@@ -348,25 +347,26 @@ impl Workspace {
     }
 }
 
-/// The refusal of a patient ID that does not fit its handler's format: Japanese first, the
-/// expected format and the field (`field_ja`, `field_en`) named, never the ID.
+/// The refusal of a patient ID that does not fit its handler's format: the expected format
+/// and the field named, never the ID.
 pub(crate) fn patient_id_refused(
-    field_ja: &str,
-    field_en: &str,
+    field: IdField,
     handler_code: &str,
     format: PatientIdFormat,
-    e: PatientIdError,
+    error: PatientIdError,
 ) -> PipelineError {
-    PipelineError::Refused(format!(
-        "{field_ja}が医療情報取扱事業者 {handler_code} の患者IDの形式 {format} に合わないため受け付けません: {} / refused: the {field_en} does not fit the patient ID format {format} of handler {handler_code}: {}",
-        e.message_ja(),
-        e.message_en()
-    ))
+    Refusal::PatientIdFormat {
+        field,
+        handler: handler_code.to_string(),
+        format,
+        error,
+    }
+    .into()
 }
 
 fn error_kind(e: &PipelineError) -> &'static str {
     match e {
-        PipelineError::Refused(_) | PipelineError::Refusal(_) => "refused",
+        PipelineError::Refusal(_) => "refused",
         PipelineError::Busy { .. } => "busy",
         PipelineError::Internal(_) => "internal",
         PipelineError::Config(_) => "config",

@@ -380,7 +380,9 @@ impl Workspace {
         &self,
         opts: &IngestOptions,
     ) -> Result<(HandlerInfo, GateSnapshot, Declared), PipelineError> {
-        let handler = self.handler_ready_on(&opts.handler, opts.received_on).await?;
+        let handler = self
+            .handler_ready_on(&opts.handler, opts.received_on)
+            .await?;
         let snapshot = kiban_consent::Gate::load(&self.db, &opts.handler).await?;
         // 取得の経緯 (R-REC-2): the acquisition method of the notice version current on the
         // date of receipt, confirmed with the handler record in every receipt record.

@@ -150,7 +150,9 @@ pub(super) fn discover_error(roots: &[PathBuf], e: kiban_ingest::IngestError) ->
             source,
         },
         // walkdir's message names the entry it failed on.
-        kiban_ingest::IngestError::Walk { path, .. } => Refusal::FolderUnreadable { root: path }.into(),
+        kiban_ingest::IngestError::Walk { path, .. } => {
+            Refusal::FolderUnreadable { root: path }.into()
+        }
         other => other.into(),
     }
 }
