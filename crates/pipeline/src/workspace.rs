@@ -428,6 +428,55 @@ fn resolve_db_url(dir: &Path, url: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The audit lines of `action`, read back from the log's segments.
+    fn audit_lines(ws: &Workspace, action: &str) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(ws.root.join("audit")).expect("audit folder") {
+            let text = std::fs::read_to_string(entry.expect("entry").path()).unwrap_or_default();
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                    && v["action"] == action
+                {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    }
+
+    /// Issue 14, item 10: a refusal is audited as `refused` with its code, a fault of kiban
+    /// itself as `failed` — never the other way round.
+    #[tokio::test]
+    async fn refusals_and_internal_faults_are_audited_apart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ws = Workspace::init(&dir.path().join("ws")).await.expect("init");
+        let refused = ws
+            .audited(
+                "test.refuse",
+                "x",
+                async { Err::<(), _>(Refusal::NothingToChange.into()) },
+                |_| Vec::new(),
+            )
+            .await;
+        assert!(refused.is_err_and(|e| e.is_refusal()));
+        let failed = ws
+            .audited(
+                "test.fault",
+                "x",
+                async { Err::<(), _>(PipelineError::Internal("broken invariant".into())) },
+                |_| Vec::new(),
+            )
+            .await;
+        assert!(failed.is_err_and(|e| !e.is_refusal()));
+        let r = audit_lines(&ws, "test.refuse");
+        let f = audit_lines(&ws, "test.fault");
+        assert_eq!((r.len(), f.len()), (1, 1), "{r:?} {f:?}");
+        assert_eq!(r[0]["result"], "refused");
+        assert_eq!(r[0]["detail"], "refused:nothing_to_change");
+        assert_eq!(f[0]["result"], "failed");
+        assert_eq!(f[0]["detail"], "internal");
+    }
+
     #[test]
     fn relative_sqlite_paths_are_in_the_workspace() {
         assert_eq!(
