@@ -234,7 +234,11 @@ pub struct AnonymizeArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ReleaseArgs {
+    /// `approve RELEASE_ID` or `list`, instead of writing a release.
+    #[command(subcommand)]
+    pub action: Option<crate::release_cmds::ReleaseCmd>,
     /// A release spec (TOML); or use --profile.
     pub spec: Option<PathBuf>,
     /// A built-in profile: anonymized | pseudonymized.
@@ -245,7 +249,9 @@ pub struct ReleaseArgs {
     pub print_profile: Option<String>,
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// An approved request (the release workflow); without it: internal evaluation.
+    /// An approved request (the release workflow): the release is prepared in the workspace,
+    /// awaiting a second actor's `kiban release approve`, which writes the encrypted package
+    /// to --out. Without it: internal evaluation.
     #[arg(long)]
     pub request: Option<String>,
     /// The date the gate decides as of (default and only choice for a deliverable release:
@@ -715,7 +721,18 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
         }
         Command::Link(a) => link(&cli.workspace, &cli.actor, a, lang).await,
         Command::Anonymize(a) => anonymize(a, lang),
-        Command::Release(a) => release(&cli.workspace, &cli.actor, a, lang).await,
+        Command::Release(mut a) => match a.action.take() {
+            Some(cmd) => {
+                let ws = if cmd.reads_only() {
+                    open_read(&cli.workspace, &cli.actor).await?
+                } else {
+                    open(&cli.workspace, &cli.actor).await?
+                };
+                crate::release_cmds::run(&ws, cmd, lang).await
+            }
+            None => release(&cli.workspace, &cli.actor, a, lang).await,
+        },
+        Command::Package(c) => crate::release_cmds::run_package(c, lang),
         Command::Workflow(c) => {
             let ws = if c.reads_only() {
                 open_read(&cli.workspace, &cli.actor).await?
@@ -955,6 +972,15 @@ async fn release(
         print_json(&r.manifest)?;
     } else {
         print!("{}", release_table(&r, lang));
+        if r.status == kiban_pipeline::release_approval::STATUS_AWAITING {
+            println!(
+                "{}",
+                lang.t(
+                    "承認待ちです。作成者とは別の担当者が kiban release approve で承認すると、暗号化した提供データが --out に書かれます",
+                    "awaiting approval: a different actor runs kiban release approve, which writes the encrypted package to --out"
+                )
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

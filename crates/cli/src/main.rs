@@ -15,6 +15,7 @@ mod link_cmds;
 mod optout_cmds;
 mod records_cmds;
 mod refusals;
+mod release_cmds;
 mod ui;
 mod workflow_cmds;
 
@@ -81,8 +82,12 @@ pub enum Command {
     Link(commands::LinkArgs),
     /// Table-level anonymization of a CSV file (ARX-style).
     Anonymize(commands::AnonymizeArgs),
-    /// Write a release package.
+    /// Write a release package; under --request, prepare it for a second actor's
+    /// `kiban release approve`; `kiban release list` shows every release's status.
     Release(commands::ReleaseArgs),
+    /// The recipient's side: `kiban package verify` checks and decrypts a delivered package.
+    #[command(subcommand)]
+    Package(release_cmds::PackageCmd),
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(commands::AuditCmd),

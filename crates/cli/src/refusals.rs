@@ -316,6 +316,86 @@ fn words(r: &Refusal, lang: Lang) -> String {
             format!("{} は通常のファイルではありません（何も消去していません）", path.display()),
             format!("{} is not a plain file (nothing erased)", path.display()),
         ),
+        Refusal::ReleaseSameActor { release, actor } => pick(
+            format!(
+                "提供データ {release} は {actor} が作成したため、同じ担当者は承認できません（作成者とは別の担当者が --actor で承認してください）"
+            ),
+            format!(
+                "release {release} was prepared by {actor}: the same actor cannot approve it (a different actor must, --actor)"
+            ),
+        ),
+        Refusal::ReleaseNotAwaiting { release, status } => pick(
+            format!("提供データ {release} は承認待ちではありません（状態: {status}）"),
+            format!("release {release} is not awaiting approval (status: {status})"),
+        ),
+        Refusal::RecipientKeyInvalid { user } => pick(
+            format!(
+                "利用者 {user} の公開鍵（age）を読めません（kiban user update --recipient で登録し直してください）"
+            ),
+            format!(
+                "the age recipient key of user {user} does not read (record it again: kiban user update --recipient)"
+            ),
+        ),
+        Refusal::ProducerKeyUnreadable { path } => pick(
+            format!(
+                "{} は作成事業者の公開鍵（Ed25519、16進 64 桁）ではありません",
+                path.display()
+            ),
+            format!(
+                "{} is not the producer's public key (Ed25519, 64 hex digits)",
+                path.display()
+            ),
+        ),
+        Refusal::PackageSignatureBad { path } => pick(
+            format!(
+                "署名の検証に失敗しました: {} は作成事業者の鍵による manifest.json の署名ではありません（改ざんされたか、別の鍵です）",
+                path.display()
+            ),
+            format!(
+                "signature check failed: {} is not the producer's signature of manifest.json (tampered, or another key)",
+                path.display()
+            ),
+        ),
+        Refusal::PackageHashMismatch { file } => pick(
+            format!(
+                "ハッシュが一致しません: {file} の SHA-256 が署名付きマニフェストと異なります（改ざんまたは破損）"
+            ),
+            format!(
+                "hash mismatch: the SHA-256 of {file} is not the one the signed manifest states (tampered or damaged)"
+            ),
+        ),
+        Refusal::PackageFileMissing { file } => pick(
+            format!("署名付きマニフェストにある {file} がパッケージにありません"),
+            format!("{file}, listed in the signed manifest, is missing from the package"),
+        ),
+        Refusal::PackageFileUnlisted { file } => pick(
+            format!(
+                "パッケージに署名付きマニフェストにない項目 {file:?} があります（何も残していません）"
+            ),
+            format!(
+                "the package holds {file:?}, which the signed manifest does not list (nothing kept)"
+            ),
+        ),
+        Refusal::IdentityUnreadable { path } => pick(
+            format!(
+                "{} に age の秘密鍵（AGE-SECRET-KEY-1…）がありません",
+                path.display()
+            ),
+            format!(
+                "{} holds no age identity (AGE-SECRET-KEY-1…)",
+                path.display()
+            ),
+        ),
+        Refusal::PackageDecrypt { path } => pick(
+            format!(
+                "{} を復号できません（この秘密鍵宛てではないか、ファイルが壊れています）",
+                path.display()
+            ),
+            format!(
+                "cannot decrypt {} (not encrypted to this identity, or the file is damaged)",
+                path.display()
+            ),
+        ),
         // A refusal this build does not word yet still says what it is.
         other => pick(
             format!("受け付けられません: {other:?}"),

@@ -34,6 +34,7 @@ pub mod progress;
 pub mod records;
 pub mod refusal;
 pub mod release;
+pub mod release_approval;
 pub mod release_erasure;
 pub mod retention;
 pub mod sealed;

@@ -193,6 +193,42 @@ pub enum Refusal {
     #[error("package_not_a_file")]
     PackageNotAFile { path: PathBuf },
 
+    // A release under a request: preparation and approval (issue 15, items 4 and 5).
+    /// The actor approving a release is the one who prepared it (R-SEC-7: two persons).
+    #[error("release_same_actor")]
+    ReleaseSameActor { release: String, actor: String },
+    /// The release is not awaiting approval (`status`: written, approved).
+    #[error("release_not_awaiting_approval")]
+    ReleaseNotAwaiting { release: String, status: String },
+    /// The user's age recipient key on record does not parse (it was checked when stored).
+    #[error("recipient_key_invalid")]
+    RecipientKeyInvalid { user: String },
+
+    // The recipient's check of a delivered package (`kiban package verify`).
+    /// The producer's public key file is not 64 hex digits of an Ed25519 key.
+    #[error("producer_key_unreadable")]
+    ProducerKeyUnreadable { path: PathBuf },
+    /// The manifest's signature is not the producer's (or is not a signature at all).
+    #[error("package_signature_bad")]
+    PackageSignatureBad { path: PathBuf },
+    /// A file's SHA-256 is not the one the signed manifest states.
+    #[error("package_hash_mismatch")]
+    PackageHashMismatch { file: String },
+    /// A file the signed manifest lists is not in the package.
+    #[error("package_file_missing")]
+    PackageFileMissing { file: String },
+    /// The package holds an entry the signed manifest does not list (or one that is not a
+    /// plain file under a plain relative name).
+    #[error("package_file_unlisted")]
+    PackageFileUnlisted { file: String },
+    /// The age identity file holds no X25519 identity (`AGE-SECRET-KEY-1…`).
+    #[error("identity_unreadable")]
+    IdentityUnreadable { path: PathBuf },
+    /// The package does not decrypt with the identity given (another recipient's, or the
+    /// encrypted file is damaged).
+    #[error("package_decrypt")]
+    PackageDecrypt { path: PathBuf },
+
     // Records and retention.
     #[error("range_inverted")]
     RangeInverted { from: NaiveDate, to: NaiveDate },

@@ -37,6 +37,8 @@ pub struct ReleaseReport {
     pub out: PathBuf,
     pub registrations_checked: u64,
     pub excluded_by_gate: BTreeMap<String, u64>,
+    /// `written` (internal evaluation) or `awaiting-approval` (under a request).
+    pub status: &'static str,
 }
 
 impl Workspace {
@@ -49,6 +51,11 @@ impl Workspace {
         progress: &dyn Progress,
     ) -> Result<ReleaseReport, PipelineError> {
         let mut object = format!("profile:{} on:{}", opts.spec.name, opts.on);
+        if let Some(req) = &opts.request {
+            // Only the request ID's safe characters reach the audit log.
+            object.push_str(" request:");
+            object.extend(req.chars().filter(|c| label_char(*c)).take(64));
+        }
         if let Some(label) = &opts.rerun_of {
             object.push_str(" rerun_of:");
             // Only the label's safe characters reach the audit log (it is checked below).
@@ -79,16 +86,71 @@ impl Workspace {
         opts: &ReleaseOptions,
         progress: &dyn Progress,
     ) -> Result<ReleaseReport, PipelineError> {
-        if let Some(req) = &opts.request {
-            // The request → review → contract workflow is its own issue; until it exists no
-            // release may claim to be delivered under a request.
-            return Err(Refusal::RequestUnknown {
-                request: req.clone(),
-            }
-            .into());
-        }
         let today = chrono::Local::now().date_naive();
         self.check_release_date(opts, today).await?;
+        if let Some(req) = &opts.request {
+            // A release under a request is prepared, not delivered: see `release_approval`.
+            return self.prepare_under_request(opts, req, today, progress).await;
+        }
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let release_id = format!("rel-{}-{}", today.format("%Y%m%d"), &new_id()[..8]);
+        let written = self
+            .write_release(
+                &WriteRelease {
+                    spec: &opts.spec,
+                    out: &opts.out,
+                    release_id: &release_id,
+                    key: &key,
+                    on: opts.on,
+                    today,
+                    rerun_of: opts.rerun_of.clone(),
+                    internal_evaluation: true,
+                    purpose: "internal evaluation (内部評価用): not for delivery",
+                },
+                progress,
+            )
+            .await;
+        // Keep the release key, wrapped by the vault, so that the producer can later
+        // re-derive this release's pseudonyms for an inspection or an erasure request.
+        let wrapped = self.vault.wrap_release_key(&release_id, &key);
+        key.iter_mut().for_each(|b| *b = 0);
+        let (manifest, manifest_sha256, regs, excluded) = written?;
+        let (nonce, wrapped) = wrapped?;
+        sqlx::query(
+            "INSERT INTO releases (release_id, profile, level, internal_evaluation, created_at, out_dir, persons, manifest_sha256, key_nonce, key_wrapped) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&release_id)
+        .bind(&manifest.profile)
+        .bind(manifest.level.as_str())
+        .bind(1i64)
+        .bind(now())
+        .bind(opts.out.display().to_string())
+        .bind(manifest.persons as i64)
+        .bind(manifest_sha256)
+        .bind(nonce.to_vec())
+        .bind(wrapped)
+        .execute(self.db.pool())
+        .await?;
+        Ok(ReleaseReport {
+            registrations_checked: regs,
+            excluded_by_gate: excluded,
+            out: opts.out.clone(),
+            manifest,
+            status: crate::release_approval::STATUS_WRITTEN,
+        })
+    }
+
+    /// The gate as of `w.on` for every registration, then the package written to `w.out`
+    /// under `w.key`: (manifest, its SHA-256, registrations checked, exclusions by reason).
+    /// Shared by internal releases, the preparation of a release under a request and its
+    /// approval (which prepares it again as of the approval date).
+    pub(crate) async fn write_release(
+        &self,
+        w: &WriteRelease<'_>,
+        progress: &dyn Progress,
+    ) -> Result<(Manifest, String, u64, BTreeMap<String, u64>), PipelineError> {
         progress.stage("gate", None);
         let regs = self.registry.all().await?;
         let links = self.person_links().await?;
@@ -104,7 +166,7 @@ impl Workspace {
         for (handler, list) in by_handler {
             let snap = kiban_consent::Gate::load(&self.db, &handler).await?;
             for (reg, key) in list {
-                match snap.eligibility(&key, opts.on) {
+                match snap.eligibility(&key, w.on) {
                     Eligibility::Eligible => {
                         let person = links.get(&reg).map_or(reg.as_str(), String::as_str);
                         population
@@ -122,14 +184,11 @@ impl Workspace {
         drop(links);
         progress.finish_stage();
 
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        let release_id = format!("rel-{}-{}", today.format("%Y%m%d"), &new_id()[..8]);
         kiban_release::collect_demographics(self.lake.scan(Table::Person)?, &mut population)?;
         // R-PSEUDO-3: NDB-compatible keys come from identities, which the release crate never
         // reads: computed here, keyed per release, only when the spec asks.
-        let ndb_keys = if opts.spec.person.ndb_keys {
-            let ndb_key = kiban_release::ndb_release_key(&key);
+        let ndb_keys = if w.spec.person.ndb_keys {
+            let ndb_key = kiban_release::ndb_release_key(w.key);
             let mut ids: Vec<(String, kiban_model::Identity)> = self.vault.list().await?;
             ids.sort_by(|a, b| a.0.cmp(&b.0));
             let mut map: HashMap<String, kiban_release::NdbKeys> = HashMap::new();
@@ -153,25 +212,25 @@ impl Workspace {
         };
         let input = ReleaseInput {
             ndb_keys,
-            release_id: release_id.clone(),
-            key,
-            on: opts.on,
-            created_on: today,
-            rerun_of: opts.rerun_of.clone(),
-            internal_evaluation: true,
+            release_id: w.release_id.to_string(),
+            key: *w.key,
+            on: w.on,
+            created_on: w.today,
+            rerun_of: w.rerun_of.clone(),
+            internal_evaluation: w.internal_evaluation,
             population,
         };
-        let tables = opts.spec.tables();
+        let tables = w.spec.tables();
         progress.stage("release", Some(tables.len() as u64));
         let notes = serde_json::json!({
-            "gate_checked_on": opts.on.to_string(),
+            "gate_checked_on": w.on.to_string(),
             "excluded_by_gate": excluded,
-            "purpose": "internal evaluation (内部評価用): not for delivery",
+            "purpose": w.purpose,
         });
         // The writer owns the protocol (item models, lab percentiles, tables, manifest); the
         // pipeline gives it the lake's scans.
         let lake = &self.lake;
-        let (manifest, manifest_sha256) = PackageWriter::new(opts.spec.clone(), &opts.out, input)?
+        let (manifest, manifest_sha256) = PackageWriter::new(w.spec.clone(), w.out, input)?
             .write_package(
                 |t| {
                     lake.scan(t)
@@ -185,33 +244,7 @@ impl Workspace {
                 },
             )?;
         progress.finish_stage();
-
-        // Keep the release key, wrapped by the vault, so that the producer can later
-        // re-derive this release's pseudonyms for an inspection or an erasure request.
-        let (nonce, wrapped) = self.vault.wrap_release_key(&release_id, &key)?;
-        key.iter_mut().for_each(|b| *b = 0);
-        sqlx::query(
-            "INSERT INTO releases (release_id, profile, level, internal_evaluation, created_at, out_dir, persons, manifest_sha256, key_nonce, key_wrapped) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&release_id)
-        .bind(&manifest.profile)
-        .bind(manifest.level.as_str())
-        .bind(1i64)
-        .bind(now())
-        .bind(opts.out.display().to_string())
-        .bind(manifest.persons as i64)
-        .bind(manifest_sha256)
-        .bind(nonce.to_vec())
-        .bind(wrapped)
-        .execute(self.db.pool())
-        .await?;
-        Ok(ReleaseReport {
-            registrations_checked: regs.len() as u64,
-            excluded_by_gate: excluded,
-            out: opts.out.clone(),
-            manifest,
-        })
+        Ok((manifest, manifest_sha256, regs.len() as u64, excluded))
     }
 
     /// Item 8 of issue 13: a release is made as of the real date. Only a labelled re-run of an
@@ -261,6 +294,19 @@ impl Workspace {
             .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
             .collect()
     }
+}
+
+/// What [`Workspace::write_release`] writes.
+pub(crate) struct WriteRelease<'a> {
+    pub spec: &'a Spec,
+    pub out: &'a std::path::Path,
+    pub release_id: &'a str,
+    pub key: &'a [u8; 32],
+    pub on: NaiveDate,
+    pub today: NaiveDate,
+    pub rerun_of: Option<String>,
+    pub internal_evaluation: bool,
+    pub purpose: &'static str,
 }
 
 /// The characters a `--rerun-of` label may hold.

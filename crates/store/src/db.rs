@@ -116,6 +116,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "workflow",
         sql: include_str!("../migrations/0014_workflow.sql"),
     },
+    Migration {
+        version: 15,
+        name: "release_approval",
+        sql: include_str!("../migrations/0015_release_approval.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
