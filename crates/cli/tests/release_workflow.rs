@@ -687,3 +687,42 @@ fn a_stop_between_preparation_and_approval_keeps_the_patient_out() {
         );
     }
 }
+
+#[test]
+fn a_relative_out_names_the_same_folder_when_approved_from_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ws, identity) = approved_request(dir.path());
+    let here = dir.path().join("desk-a");
+    let there = dir.path().join("desk-b");
+    std::fs::create_dir_all(&here).expect("mkdir");
+    std::fs::create_dir_all(&there).expect("mkdir");
+    let run = |cwd: &Path, actor: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_kiban"))
+            .current_dir(cwd)
+            .args(["--workspace", arg(&ws), "--actor", actor])
+            .args(args)
+            .env("KIBAN_LANG", "en")
+            .output()
+            .expect("run")
+    };
+    let m = json(run(
+        &here,
+        "alice",
+        &[
+            "release",
+            "--profile",
+            "pseudonymized",
+            "--request",
+            "REQ-1",
+            "--out",
+            "delivery",
+            "--json",
+        ],
+    ));
+    let id = m["release_id"].as_str().expect("id").to_string();
+    ok(run(&there, "bob", &["release", "approve", &id]));
+    assert!(files(&there.join("delivery")).is_empty());
+    let delivered = here.join("delivery");
+    assert_eq!(files(&delivered).len(), 4, "{:?}", files(&delivered));
+    ok(verify(&delivered, &identity, &dir.path().join("got"), &[]));
+}

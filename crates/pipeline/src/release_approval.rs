@@ -234,7 +234,10 @@ impl Workspace {
         let spec_json = serde_json::to_string(&opts.spec)
             .map_err(|e| PipelineError::Internal(format!("spec: {e}")))?;
         let release_id = format!("rel-{}-{}", today.format("%Y%m%d"), &new_id()[..8]);
-        let staging = self.staging_dir(&release_id);
+        let staging = self.staging_dir(&release_id)?;
+        // Where the approval will write, absolute for the same reason.
+        let deliver =
+            std::path::absolute(&opts.out).map_err(|e| PipelineError::io(&opts.out, e))?;
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         let written = self
@@ -275,7 +278,7 @@ impl Workspace {
         .bind(STATUS_AWAITING)
         .bind(&approved.request)
         .bind(spec_json)
-        .bind(opts.out.display().to_string())
+        .bind(deliver.display().to_string())
         .bind(self.actor())
         .execute(self.db.pool())
         .await?;
@@ -288,8 +291,11 @@ impl Workspace {
         })
     }
 
-    fn staging_dir(&self, release_id: &str) -> PathBuf {
-        self.root.join("releases").join("staging").join(release_id)
+    /// The staging folder of a release, absolute: the path on record must name the same
+    /// folder whatever the folder a later command runs in.
+    fn staging_dir(&self, release_id: &str) -> Result<PathBuf, PipelineError> {
+        let p = self.root.join("releases").join("staging").join(release_id);
+        std::path::absolute(&p).map_err(|e| PipelineError::io(&p, e))
     }
 
     /// `kiban release approve`: seals a prepared release by an actor other than the one
@@ -410,7 +416,7 @@ impl Workspace {
         // Prepared again from the lake, as of today, under the same key: whoever became
         // ineligible since the preparation is not in it.
         let key = self.release_key(release_id).await?;
-        let fresh = self.staging_dir(&format!("{release_id}-approved"));
+        let fresh = self.staging_dir(&format!("{release_id}-approved"))?;
         if fresh.exists() {
             // Left by an approval that did not finish: kiban's own staging copy.
             std::fs::remove_dir_all(&fresh).map_err(|e| PipelineError::io(&fresh, e))?;
@@ -927,4 +933,129 @@ fn extract(
         .into());
     }
     Ok(checked)
+}
+
+#[cfg(test)]
+#[allow(deprecated)] // age's X25519 identities: see `approve_inner`.
+mod tests {
+    use super::*;
+
+    /// An age-encrypted tar holding one entry named `name` of type `kind` with `data`.
+    fn package(
+        dir: &Path,
+        id: &age::x25519::Identity,
+        name: &[u8],
+        kind: tar::EntryType,
+        data: &[u8],
+    ) -> PathBuf {
+        let path = dir.join(PACKAGE_FILE);
+        let f = std::fs::File::create(&path).expect("create");
+        let r = id.to_public();
+        let enc = age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
+            .expect("encryptor");
+        let w = enc.wrap_output(f).expect("wrap");
+        let mut b = tar::Builder::new(w);
+        let mut h = tar::Header::new_gnu();
+        // Written raw: the tar crate's own setters refuse `..`, a hostile producer would not.
+        h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_entry_type(kind);
+        h.set_cksum();
+        b.append(&h, data).expect("append");
+        b.into_inner().expect("tar").finish().expect("finish");
+        path
+    }
+
+    fn manifest_listing(name: &str, data: &[u8]) -> DeliveryManifest {
+        let day = NaiveDate::from_ymd_opt(2026, 1, 1).expect("date");
+        DeliveryManifest {
+            format: DELIVERY_FORMAT.into(),
+            release_id: "rel-x".into(),
+            profile: "p".into(),
+            level: "pseudonymized".into(),
+            approved_on: day,
+            gate_date: day,
+            user: "U".into(),
+            user_version: 1,
+            user_kind: "pseudonymized-type1".into(),
+            recipient: String::new(),
+            request: "R".into(),
+            request_version: 1,
+            review_no: 1,
+            review_date: day,
+            contract: "C".into(),
+            contract_version: 1,
+            contract_valid_until: day,
+            retention_until: day,
+            tables: vec![],
+            persons: 0,
+            persons_suppressed: 0,
+            k: None,
+            risk: serde_json::Value::Null,
+            producer_key: String::new(),
+            package: FileHash {
+                path: PACKAGE_FILE.into(),
+                bytes: 0,
+                sha256: String::new(),
+            },
+            files: vec![FileHash {
+                path: name.into(),
+                bytes: data.len() as u64,
+                sha256: hex::encode(Sha256::digest(data)),
+            }],
+        }
+    }
+
+    #[test]
+    fn an_entry_climbing_out_of_the_folder_is_refused_even_when_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = age::x25519::Identity::generate();
+        let data = b"not yours";
+        let p = package(
+            dir.path(),
+            &id,
+            b"../evil.csv",
+            tar::EntryType::Regular,
+            data,
+        );
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).expect("out");
+        let m = manifest_listing("../evil.csv", data);
+        let e = extract(&p, std::slice::from_ref(&id), &m, &out).expect_err("refused");
+        assert_eq!(e.refusal_code().as_deref(), Some("package_file_unlisted"));
+        assert!(!dir.path().join("evil.csv").exists());
+    }
+
+    #[test]
+    fn a_link_entry_is_refused_even_when_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = age::x25519::Identity::generate();
+        let p = package(dir.path(), &id, b"person.csv", tar::EntryType::Symlink, b"");
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).expect("out");
+        let m = manifest_listing("person.csv", b"");
+        let e = extract(&p, std::slice::from_ref(&id), &m, &out).expect_err("refused");
+        assert_eq!(e.refusal_code().as_deref(), Some("package_file_unlisted"));
+    }
+
+    #[test]
+    fn a_listed_file_the_package_lacks_is_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = age::x25519::Identity::generate();
+        let p = package(dir.path(), &id, b"a.csv", tar::EntryType::Regular, b"a");
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).expect("out");
+        let mut m = manifest_listing("a.csv", b"a");
+        m.files.push(FileHash {
+            path: "b.csv".into(),
+            bytes: 1,
+            sha256: hex::encode(Sha256::digest(b"b")),
+        });
+        let e = extract(&p, std::slice::from_ref(&id), &m, &out).expect_err("refused");
+        assert!(matches!(
+            e,
+            PipelineError::Refusal(Refusal::PackageFileMissing { ref file }) if file == "b.csv"
+        ));
+    }
 }
