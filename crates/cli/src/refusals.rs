@@ -460,4 +460,55 @@ mod tests {
         assert!(en.starts_with("/nowhere does not exist"), "{en}");
         assert!(ja.ends_with("[path_missing]") && en.ends_with("[path_missing]"));
     }
+
+    /// The refusals of a release under a request and of `package verify` have their own
+    /// words (none falls to the catch-all), Japanese first, each ending with its code.
+    #[test]
+    fn release_approval_refusals_are_worded() {
+        let all = [
+            Refusal::ReleaseSameActor {
+                release: "rel-1".into(),
+                actor: "alice".into(),
+            },
+            Refusal::ReleaseNotAwaiting {
+                release: "rel-1".into(),
+                status: "approved".into(),
+            },
+            Refusal::RecipientKeyInvalid { user: "U1".into() },
+            Refusal::ProducerKeyUnreadable {
+                path: "p.pub".into(),
+            },
+            Refusal::PackageSignatureBad {
+                path: "manifest.sig".into(),
+            },
+            Refusal::PackageHashMismatch {
+                file: "person.csv".into(),
+            },
+            Refusal::PackageFileMissing {
+                file: "person.csv".into(),
+            },
+            Refusal::PackageFileUnlisted {
+                file: "../x".into(),
+            },
+            Refusal::IdentityUnreadable {
+                path: "id.txt".into(),
+            },
+            Refusal::PackageDecrypt {
+                path: "package.tar.age".into(),
+            },
+        ];
+        for r in &all {
+            let ja = render(r, Lang::Ja);
+            let en = render(r, Lang::En);
+            let code = format!("[{}]", r.code());
+            assert!(ja.ends_with(&code) && en.ends_with(&code), "{ja} / {en}");
+            assert!(!ja.starts_with("受け付けられません: "), "{ja}");
+            assert!(!en.starts_with("refused: "), "{en}");
+            assert!(ja.chars().any(|c| c as u32 >= 0x3040), "{ja}");
+        }
+        let ja = render(&all[0], Lang::Ja);
+        assert!(ja.contains("同じ担当者は承認できません"), "{ja}");
+        let en = render(&all[5], Lang::En);
+        assert!(en.contains("person.csv"), "{en}");
+    }
 }
