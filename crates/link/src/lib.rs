@@ -45,6 +45,6 @@ pub use compare::{COMPARISONS, HardNegative};
 pub use eval::{Metrics, evaluate};
 pub use linker::{
     BlockReason, BlockedMerge, ComparisonSummary, FittedModel, LevelSummary, LinkConfig, LinkError,
-    LinkRecord, LinkResult, LinkStats, MergeConstraint, ModelSummary, ReviewDecision, ReviewPair,
-    ReviewReason, link, link_incremental, link_with, remove_registrations,
+    LinkRecord, LinkResult, LinkStats, MergeConstraint, ModelSummary, RateEstimate, ReviewDecision,
+    ReviewPair, ReviewReason, link, link_incremental, link_with, remove_registrations,
 };

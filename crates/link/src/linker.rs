@@ -203,13 +203,100 @@ pub struct ModelSummary {
     pub namesake_share: f64,
     pub em_iterations: usize,
     pub em_converged: bool,
-    /// Expected share of linked pairs that are false (Σ(1−p) / links).
+    /// Expected share of the pairs put in one cluster that are two persons, counted after
+    /// clustering (`false_merge.point`).
     pub expected_false_merge_rate: f64,
-    /// Expected share of true matching candidate pairs left unlinked (Σp below upper / Σp),
-    /// over pairs not held back by a hard negative (those are counted in
-    /// `LinkStats::hard_negative_pairs` and listed for review; the model cannot tell twins
-    /// from typos, which is why they are held back).
+    /// Expected share of the true pairs left in different clusters, counted after clustering
+    /// (`missed_merge.point`).
     pub expected_missed_merge_rate: f64,
+    /// The false-merge rate with the interval the model can vouch for.
+    pub false_merge: RateEstimate,
+    /// The missed-merge rate with its interval: held namesakes count with their calibrated
+    /// probability; pairs the guards hold as contradictions (twins, family members) count as
+    /// two persons; held pairs the model cannot vouch for only in the upper bound.
+    pub missed_merge: RateEstimate,
+}
+
+/// An error rate the linker estimates from its own probabilities (R-LINK-2), pairwise and
+/// after clustering: a point and an interval. The interval is two standard deviations of the
+/// count (a sum of independent chances) either side, widened upward by the pairs whose
+/// probability the model cannot vouch for (an uncalibrated namesake, a given name one kanji
+/// apart without a reading, two cards in use together under a score that does not weigh the
+/// cards: one person or two, the model cannot tell).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct RateEstimate {
+    pub point: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// Pairs below which a pair's chance of being one person is not worth keeping for the
+/// missed-merge estimate (a million such pairs add up to under one pair).
+const UNLINKED_FLOOR: f64 = 1e-6;
+
+/// The expected errors of a run, counted after clustering.
+#[derive(Debug, Default)]
+struct ErrorTally {
+    /// Expected false pairs among the co-clustered, and their variance.
+    false_pairs: f64,
+    false_var: f64,
+    /// Expected true pairs left apart (the model can tell), their variance, and those it
+    /// cannot vouch for (upper bound only).
+    missed: f64,
+    missed_var: f64,
+    missed_unknown: f64,
+}
+
+impl ErrorTally {
+    /// A merge of two clusters on a link of probability `p`: all `cross` pairs are false
+    /// when the link is.
+    fn merge(&mut self, p: f64, cross: usize) {
+        let s = cross as f64;
+        self.false_pairs += (1.0 - p) * s;
+        self.false_var += p * (1.0 - p) * s * s;
+    }
+
+    /// The pairs between two final clusters that may be one person: `p` summed over the
+    /// `pairs` the model can tell, `unknown` over those it cannot. The pairs of two clusters
+    /// stand or fall together (a person split in two leaves every cross pair missed), so
+    /// their count varies as one chance of their mean probability times their number.
+    fn missed(&mut self, p: f64, pairs: usize, unknown: f64) {
+        if pairs > 0 {
+            let s = pairs as f64;
+            let mean = (p / s).clamp(0.0, 1.0);
+            self.missed += p;
+            self.missed_var += mean * (1.0 - mean) * s * s;
+        }
+        self.missed_unknown += unknown;
+    }
+
+    /// (false-merge, missed-merge) over `co_clustered` pairs put together.
+    fn rates(&self, co_clustered: f64) -> (RateEstimate, RateEstimate) {
+        let share = |x: f64, of: f64| {
+            if of > 0.0 {
+                (x / of).clamp(0.0, 1.0)
+            } else {
+                0.0
+            }
+        };
+        let (f, fs) = (self.false_pairs, 2.0 * self.false_var.sqrt());
+        let false_merge = RateEstimate {
+            point: share(f, co_clustered),
+            lower: share((f - fs).max(0.0), co_clustered),
+            upper: share(f + fs, co_clustered),
+        };
+        // true pairs: the co-clustered that are true, and the missed
+        let kept = (co_clustered - f).max(0.0);
+        let (m, ms) = (self.missed, 2.0 * self.missed_var.sqrt());
+        let low = (m - ms).max(0.0);
+        let high = m + ms + self.missed_unknown;
+        let missed_merge = RateEstimate {
+            point: share(m, kept + m),
+            lower: share(low, kept + low),
+            upper: share(high, kept + high),
+        };
+        (false_merge, missed_merge)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -1529,17 +1616,15 @@ fn run(
         edges: Vec<(f64, u32, bool)>,
         review: Vec<(f64, u32, Option<HardNegative>)>,
         hard: usize,
-        fp: f64,
-        p_linked: f64,
-        p_missed: f64,
+        /// Pairs left unlinked by their score that may still be one person: (pair,
+        /// probability, whether the model can tell — see `ErrorTally`).
+        unlinked: Vec<(u32, f32, bool)>,
     }
     let empty = || Tally {
         edges: Vec::new(),
         review: Vec::new(),
         hard: 0,
-        fp: 0.0,
-        p_linked: 0.0,
-        p_missed: 0.0,
+        unlinked: Vec::new(),
     };
     let tally = (0..pairs.len())
         .into_par_iter()
@@ -1548,8 +1633,12 @@ fn run(
             let c = Cmp::unpack(cmps[k]);
             let (ra, rb) = (&recs[a as usize], &recs[b as usize]);
             let w = model.weight(&c, ra, rb);
+            let claims_p = model.claims_probability(&c, ra, rb);
+            // a namesake-stratum pair's probability is calibrated on the population (cell or
+            // claims guard): the model can tell how often such pairs are one person
+            let calibrated = claims_p.is_some() || model.cell(&c).is_some();
             // the claims guard judges its pairs by their own probability, not by the cell
-            let hn = match model.claims_probability(&c, ra, rb) {
+            let hn = match claims_p {
                 None => hard(&c),
                 Some(p) => match compare::hard_negative(
                     &c,
@@ -1564,13 +1653,25 @@ fn run(
             let p = prob(w);
             if p >= cfg.upper && hn.is_none() {
                 t.edges.push((w, k as u32, model.cell(&c).is_some()));
-                t.fp += 1.0 - p;
-                t.p_linked += p;
             } else {
                 if hn.is_some() {
                     t.hard += 1;
-                } else {
-                    t.p_missed += p;
+                }
+                // which pairs may be one person, and whether the model can tell how likely:
+                // a held namesake counts with its calibrated probability; a contradiction
+                // (twins, another family member: given names or sexes differ) is two persons
+                // by the guard's rule and counts nowhere; a namesake the population did not
+                // calibrate, a given name one kanji apart without a reading, or two cards in
+                // use together under a score that does not weigh the cards, rest on a score
+                // the model cannot vouch for: they widen the interval only
+                let known = match hn {
+                    Some(h) if h.is_contradiction() => None,
+                    Some(HardNegative::Namesake) if calibrated => Some(true),
+                    Some(_) => Some(false),
+                    None => Some(claims_p.is_some() || c.card_time != CardTime::Overlap),
+                };
+                if let Some(known) = known.filter(|_| p >= UNLINKED_FLOOR) {
+                    t.unlinked.push((k as u32, p as f32, known));
                 }
                 if p >= cfg.lower {
                     t.review.push((w, k as u32, hn));
@@ -1582,14 +1683,11 @@ fn run(
             a.edges.append(&mut b.edges);
             a.review.append(&mut b.review);
             a.hard += b.hard;
-            a.fp += b.fp;
-            a.p_linked += b.p_linked;
-            a.p_missed += b.p_missed;
+            a.unlinked.append(&mut b.unlinked);
             a
         });
     stats.hard_negative_pairs = tally.hard;
-    let (sum_fp, sum_p_linked, sum_p_missed) = (tally.fp, tally.p_linked, tally.p_missed);
-    let linked_by_score = tally.edges.len();
+    let unlinked = tally.unlinked;
 
     let mut review: Vec<ReviewPair> = Vec::new();
     let mut blocked: Vec<BlockedMerge> = Vec::new();
@@ -1629,7 +1727,6 @@ fn run(
         })
         .collect();
     drop(cmps);
-    drop(pairs);
     // clerical decisions
     let mut cannot: HashSet<(u32, u32)> = HashSet::new();
     let mut same: HashSet<(u32, u32)> = HashSet::new();
@@ -1761,6 +1858,7 @@ fn run(
             Ok(())
         };
     let (mut ma, mut mb, mut mc) = (Vec::new(), Vec::new(), Vec::new());
+    let mut errors = ErrorTally::default();
     for &(w, a, b, kind) in &edges {
         let (ra, rb) = (uf.find(a), uf.find(b));
         if ra == rb {
@@ -1804,6 +1902,10 @@ fn run(
         }
         match v {
             Ok(()) => {
+                // every cross pair of the two clusters is false if this link is
+                if !forced {
+                    errors.merge(prob(w), ma.len() * mb.len());
+                }
                 uf.union(ra, rb);
                 stats.linked_pairs += 1;
             }
@@ -1825,7 +1927,44 @@ fn run(
             }
         }
     }
+    // counted after clustering: a pair that may be one person is missed when its two
+    // registrations ended in different clusters — unless a rule keeps them apart (eligibility
+    // groups, a clerk's "different"), which is no miss of the model's
+    let apart = |uf: &mut Uf, a: u32, b: u32| -> bool {
+        let (ga, gb) = (group_of(a), group_of(b));
+        uf.find(a) != uf.find(b)
+            && !(ga != 0 && gb != 0 && ga != gb)
+            && !cannot.contains(&(a.min(b), a.max(b)))
+    };
+    // (cluster, cluster) → (Σp, pairs, Σp the model cannot vouch for)
+    let mut between: HashMap<(u32, u32), (f64, usize, f64)> = HashMap::new();
+    let mut add = |uf: &mut Uf, a: u32, b: u32, p: f64, known: bool| {
+        if apart(uf, a, b) {
+            let (ra, rb) = (uf.find(a), uf.find(b));
+            let e = between.entry((ra.min(rb), ra.max(rb))).or_default();
+            if known {
+                e.0 += p;
+                e.1 += 1;
+            } else {
+                e.2 += p;
+            }
+        }
+    };
+    for &(w, a, b, kind) in &edges {
+        if kind != FORCED {
+            add(&mut uf, a, b, prob(w), true);
+        }
+    }
     drop(edges);
+    for &(k, p, known) in &unlinked {
+        let (a, b) = ab(pairs[k as usize]);
+        add(&mut uf, a, b, f64::from(p), known);
+    }
+    for (p, n, unknown) in between.into_values() {
+        errors.missed(p, n, unknown);
+    }
+    drop(unlinked);
+    drop(pairs);
 
     // person key: the smallest registration id of each cluster (ids sorted in `by_id`, so
     // the first member met in that order is the smallest)
@@ -1866,7 +2005,14 @@ fn run(
                 .collect(),
         })
         .collect();
-    let n_linked = linked_by_score.max(1) as f64;
+    let co_clustered: f64 = {
+        let mut size: HashMap<u32, f64> = HashMap::new();
+        for i in 0..n as u32 {
+            *size.entry(uf.find(i)).or_default() += 1.0;
+        }
+        size.values().map(|k| k * (k - 1.0) / 2.0).sum()
+    };
+    let (false_merge, missed_merge) = errors.rates(co_clustered);
     let model_summary = ModelSummary {
         comparisons,
         namesake_share: cells.as_ref().map_or(f64::NAN, |c| c.share),
@@ -1874,8 +2020,10 @@ fn run(
         lambda_candidates,
         em_iterations,
         em_converged,
-        expected_false_merge_rate: sum_fp / n_linked,
-        expected_missed_merge_rate: sum_p_missed / (sum_p_linked + sum_p_missed).max(1e-12),
+        expected_false_merge_rate: false_merge.point,
+        expected_missed_merge_rate: missed_merge.point,
+        false_merge,
+        missed_merge,
     };
     let fitted = match &incremental {
         Some(inc) => inc.model.clone(),
@@ -1902,6 +2050,27 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_rates_are_counted_over_cluster_pairs() {
+        let mut e = ErrorTally::default();
+        // a link of p = 0.9 joining clusters of 2 and 3: six pairs, all false if it is
+        e.merge(0.9, 6);
+        // two clusters left apart with 4 cross pairs of mean 0.5, plus an unvouched 0.8
+        e.missed(2.0, 4, 0.8);
+        let (f, m) = e.rates(10.0);
+        assert!((f.point - 0.06).abs() < 1e-12, "{f:?}");
+        assert!(f.lower <= f.point && f.point <= f.upper);
+        // true pairs: 10 − 0.6 kept + 2 missed
+        assert!((m.point - 2.0 / 11.4).abs() < 1e-12, "{m:?}");
+        // the 4 pairs stand or fall together: σ = 4·0.5, so the lower bound reaches 0
+        assert_eq!(m.lower, 0.0);
+        // the upper bound holds the unvouched pair too
+        assert!(m.upper > (2.0 + 4.0 + 0.8) / (9.4 + 6.8) - 1e-12, "{m:?}");
+        // nothing linked, nothing missed: no error, no division by zero
+        let (f, m) = ErrorTally::default().rates(0.0);
+        assert_eq!((f.point, m.point, m.upper), (0.0, 0.0, 0.0));
+    }
 
     fn packed(g: Gamma) -> u64 {
         Cmp {
