@@ -726,3 +726,69 @@ fn a_relative_out_names_the_same_folder_when_approved_from_elsewhere() {
     assert_eq!(files(&delivered).len(), 4, "{:?}", files(&delivered));
     ok(verify(&delivered, &identity, &dir.path().join("got"), &[]));
 }
+
+/// Issue 14, item 7 meets issue 15: a deletion reaches the producer's own copies of a release
+/// under a request — the staging copy awaiting approval and the plain copy kept after the
+/// approval — not only internal evaluations.
+#[test]
+fn a_deletion_reaches_the_staging_and_approved_copies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ws, _identity) = approved_request(dir.path());
+    let out = dir.path().join("delivery");
+    let m = json(prepare(&ws, "alice", "REQ-1", &out));
+    let id = m["release_id"].as_str().expect("id").to_string();
+    let staging = ws.join("releases/staging").join(&id);
+    let before = pseudonyms(&staging);
+    assert_eq!(before.len(), 4);
+    let today = chrono::Local::now().date_naive().to_string();
+    let delete = |pid: &str| {
+        ok(kiban(
+            &ws,
+            &[
+                "optout",
+                "delete",
+                "--handler",
+                H,
+                "--patient",
+                pid,
+                "--date",
+                &today,
+                "--requester",
+                "架空　太郎",
+                "--channel",
+                "desk",
+            ],
+        ));
+        ok(kiban(&ws, &["optout", "apply-deletions"]));
+    };
+    let absent = |dir: &Path, gone: &str| {
+        for (path, bytes) in all_bytes(dir) {
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(gone),
+                "{} still holds the deleted patient",
+                path.display()
+            );
+        }
+    };
+
+    // Deleted while the release awaits approval: gone from the staging copy.
+    delete(IDS[2]);
+    let staged = pseudonyms(&staging);
+    assert_eq!(staged.len(), 3, "{staged:?}");
+    let gone: Vec<String> = before.difference(&staged).cloned().collect();
+    assert_eq!(gone.len(), 1);
+    absent(&staging, &gone[0]);
+
+    // Approved by another person; then another deletion reaches the producer's plain copy.
+    let r = json(as_actor(&ws, "bob", &["release", "approve", &id, "--json"]));
+    assert_eq!(r["persons"], 3, "{r}");
+    let kept = ws.join("releases/staging").join(format!("{id}-approved"));
+    let approved = pseudonyms(&kept);
+    assert_eq!(approved, staged);
+    delete(IDS[3]);
+    let after = pseudonyms(&kept);
+    assert_eq!(after.len(), 2, "{after:?}");
+    let gone: Vec<String> = approved.difference(&after).cloned().collect();
+    assert_eq!(gone.len(), 1);
+    absent(&kept, &gone[0]);
+}

@@ -256,8 +256,10 @@ impl Workspace {
         Ok(())
     }
 
-    /// Removes the registrations in `doomed` from every stored internal-evaluation package
-    /// that is not erased (see the module documentation). Returns, per registration, the
+    /// Removes the registrations in `doomed` from every package copy the producer keeps that
+    /// is not erased (see the module documentation): internal evaluations, the staging copy of
+    /// a release awaiting approval and the producer's plain copy of an approved one. (What was
+    /// delivered is encrypted to its user and is the user's to erase.) Returns, per registration, the
     /// items for its erasure record. Must run while their person links still exist.
     pub(crate) async fn erase_from_stored_releases(
         &self,
@@ -269,7 +271,7 @@ impl Workspace {
             .stored_releases()
             .await?
             .into_iter()
-            .filter(|r| r.internal_evaluation && r.erased_date.is_none())
+            .filter(|r| r.erased_date.is_none())
             .collect();
         if releases.is_empty() || doomed.is_empty() {
             return Ok(out);
