@@ -34,13 +34,20 @@ pub struct DemoArgs {
 pub struct SynthArgs {
     #[arg(long)]
     pub persons: u64,
-    #[arg(long, default_value_t = 4)]
-    pub hospitals: u32,
+    /// Hospitals (handlers); default 4, or 10 with --claims.
+    #[arg(long)]
+    pub hospitals: Option<u32>,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     #[arg(long)]
     pub out: PathBuf,
-    /// Comma-separated: ssmix2,fhir,uke,csv (default: all).
+    /// A claims-only population (レセプト電算): no address or phone, insurance changes by
+    /// life event (job change, 後期高齢者医療 at 75, a dependant leaving the family card),
+    /// rare and common names, twins, namesakes as common as their names. With --formats,
+    /// the same persons in those formats instead (e.g. uke,fhir,ssmix2 for a mix).
+    #[arg(long)]
+    pub claims: bool,
+    /// Comma-separated: ssmix2,fhir,uke,csv (default: all; uke with --claims).
     #[arg(long, value_delimiter = ',')]
     pub formats: Vec<String>,
     /// Write every format for every hospital (for per-format count checks).
@@ -1027,13 +1034,17 @@ fn release_table(r: &kiban_pipeline::release::ReleaseReport, lang: Lang) -> Stri
 }
 
 fn synth(a: SynthArgs, lang: Lang) -> Result<ExitCode> {
-    let mut cfg = kiban_synth::SynthConfig {
-        persons: a.persons,
-        hospitals: a.hospitals,
-        seed: a.seed,
-        all_formats_per_hospital: a.all_formats,
-        ..Default::default()
+    let mut cfg = if a.claims {
+        kiban_synth::SynthConfig::claims(a.persons, a.hospitals.unwrap_or(10), a.seed)
+    } else {
+        kiban_synth::SynthConfig {
+            persons: a.persons,
+            hospitals: a.hospitals.unwrap_or(4),
+            seed: a.seed,
+            ..Default::default()
+        }
     };
+    cfg.all_formats_per_hospital = a.all_formats;
     if !a.formats.is_empty() {
         cfg.formats = a
             .formats

@@ -82,15 +82,23 @@ pub fn print_link_report(r: &LinkReport, json: bool, lang: Lang) -> Result<ExitC
                 ),
                 row(
                     lang,
-                    "推定誤結合率",
-                    "est. false-merge rate",
-                    format!("{:.5}", r.estimated_false_merge_rate)
+                    "推定誤結合率（区間）",
+                    "est. false-merge rate (interval)",
+                    rate_with_interval(
+                        r.false_merge_interval.point,
+                        r.false_merge_interval.lower,
+                        r.false_merge_interval.upper,
+                    )
                 ),
                 row(
                     lang,
-                    "推定結合漏れ率",
-                    "est. missed-merge rate",
-                    format!("{:.5}", r.estimated_missed_merge_rate)
+                    "推定結合漏れ率（区間）",
+                    "est. missed-merge rate (interval)",
+                    rate_with_interval(
+                        r.missed_merge_interval.point,
+                        r.missed_merge_interval.lower,
+                        r.missed_merge_interval.upper,
+                    )
                 ),
             ]
         )
@@ -188,4 +196,10 @@ pub async fn run_review(ws: &Workspace, a: LinkReviewArgs, lang: Lang) -> Result
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An estimated rate with the interval the model vouches for: `0.01669 (0.01452–0.01908)`
+/// — where the model cannot tell, the interval says so rather than a precise-looking point.
+fn rate_with_interval(point: f64, lower: f64, upper: f64) -> String {
+    format!("{point:.5} ({lower:.5}–{upper:.5})")
 }

@@ -8,7 +8,9 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use kiban_consent::Eligibility;
-use kiban_link::{BlockedMerge, FittedModel, LinkConfig, LinkRecord, LinkResult, ReviewDecision};
+use kiban_link::{
+    BlockedMerge, FittedModel, LinkConfig, LinkRecord, LinkResult, RateEstimate, ReviewDecision,
+};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -31,8 +33,13 @@ pub struct LinkReport {
     /// (R-LINK-2) or contradict a clerical decision.
     pub blocked_merges: u64,
     pub decisions_applied: u64,
+    /// The linker's own estimates (R-LINK-2), pairwise and counted after clustering: the
+    /// points, and the intervals they lie in (`lower`/`upper`), wide where the model cannot
+    /// tell (see [`kiban_link::RateEstimate`]).
     pub estimated_false_merge_rate: f64,
     pub estimated_missed_merge_rate: f64,
+    pub false_merge_interval: RateEstimate,
+    pub missed_merge_interval: RateEstimate,
     /// Every blocked merge (registration IDs, probability, reason): reported, never silent.
     pub blocked: Vec<BlockedMerge>,
 }
@@ -432,6 +439,8 @@ impl Workspace {
             decisions_applied: result.stats.decisions_applied as u64,
             estimated_false_merge_rate: result.model.expected_false_merge_rate,
             estimated_missed_merge_rate: result.model.expected_missed_merge_rate,
+            false_merge_interval: result.model.false_merge,
+            missed_merge_interval: result.model.missed_merge,
             blocked: result.blocked,
         })
     }

@@ -174,6 +174,8 @@ async fn r_link_2_stopped_patient_never_merges_with_eligible_registration() {
         "review_pairs",
         "estimated_false_merge_rate",
         "estimated_missed_merge_rate",
+        "false_merge_interval",
+        "missed_merge_interval",
     ] {
         assert!(json.get(k).is_some(), "missing {k} in {json}");
     }
