@@ -240,11 +240,38 @@ struct ErrorTally {
     /// Expected false pairs among the co-clustered, and their variance.
     false_pairs: f64,
     false_var: f64,
-    /// Expected true pairs left apart (the model can tell), their variance, and those it
-    /// cannot vouch for (upper bound only).
-    missed: f64,
+    /// Expected true pairs left apart (lowest, point, highest reading of the model) and
+    /// the variance of the point.
+    missed: Chance,
     missed_var: f64,
-    missed_unknown: f64,
+}
+
+/// The chance that a pair (or the sum over pairs) is one person, as the model reads it at
+/// its most sceptical, at its best estimate and at its most credulous: equal for a pair the
+/// model can tell; 0, 0, p for a pair it cannot vouch for; for a claims-guard pair the
+/// guard's own (strict) probability, the one from the observed namesake rate, and the one
+/// from the lowest namesake rate the population allows (see `ClaimsGuard::kappa_point`).
+#[derive(Debug, Clone, Copy, Default)]
+struct Chance {
+    low: f64,
+    point: f64,
+    high: f64,
+}
+
+impl Chance {
+    fn known(p: f64) -> Chance {
+        Chance {
+            low: p,
+            point: p,
+            high: p,
+        }
+    }
+
+    fn add(&mut self, o: Chance) {
+        self.low += o.low;
+        self.point += o.point;
+        self.high += o.high;
+    }
 }
 
 impl ErrorTally {
@@ -256,18 +283,17 @@ impl ErrorTally {
         self.false_var += p * (1.0 - p) * s * s;
     }
 
-    /// The pairs between two final clusters that may be one person: `p` summed over the
-    /// `pairs` the model can tell, `unknown` over those it cannot. The pairs of two clusters
-    /// stand or fall together (a person split in two leaves every cross pair missed), so
-    /// their count varies as one chance of their mean probability times their number.
-    fn missed(&mut self, p: f64, pairs: usize, unknown: f64) {
+    /// The `pairs` between two final clusters that may be one person, their chances
+    /// summed. The pairs of two clusters stand or fall together (a person split in two
+    /// leaves every cross pair missed), so their count varies as one chance of their mean
+    /// probability times their number.
+    fn missed(&mut self, sum: Chance, pairs: usize) {
         if pairs > 0 {
             let s = pairs as f64;
-            let mean = (p / s).clamp(0.0, 1.0);
-            self.missed += p;
+            let mean = (sum.point / s).clamp(0.0, 1.0);
             self.missed_var += mean * (1.0 - mean) * s * s;
         }
-        self.missed_unknown += unknown;
+        self.missed.add(sum);
     }
 
     /// (false-merge, missed-merge) over `co_clustered` pairs put together.
@@ -287,9 +313,9 @@ impl ErrorTally {
         };
         // true pairs: the co-clustered that are true, and the missed
         let kept = (co_clustered - f).max(0.0);
-        let (m, ms) = (self.missed, 2.0 * self.missed_var.sqrt());
-        let low = (m - ms).max(0.0);
-        let high = m + ms + self.missed_unknown;
+        let (m, ms) = (self.missed.point, 2.0 * self.missed_var.sqrt());
+        let low = (self.missed.low - ms).max(0.0);
+        let high = self.missed.high + ms;
         let missed_merge = RateEstimate {
             point: share(m, kept + m),
             lower: share(low, kept + low),
@@ -384,6 +410,14 @@ pub struct ClaimsGuard {
     pub lr_slack: f64,
     #[serde(default = "one")]
     pub lr_gap: f64,
+    /// The odds per holder fitted to the overlaps observed (`kappa` is fitted to an upper
+    /// bound, so that few overlaps do not make namesakes look rare) and to a lower bound:
+    /// the linker's estimate of its missed merges reads held pairs at these (0 in models
+    /// persisted before they existed: the guard's `kappa` is used).
+    #[serde(default)]
+    pub kappa_point: f64,
+    #[serde(default)]
+    pub kappa_low: f64,
 }
 
 fn one() -> f64 {
@@ -403,11 +437,19 @@ impl ClaimsGuard {
         ]
         .iter()
         .all(|x| x.is_finite() && *x > 0.0)
+            && [self.kappa_point, self.kappa_low]
+                .iter()
+                .all(|x| x.is_finite() && *x >= 0.0)
     }
 
     /// P(match) of a claims-only namesake-stratum pair whose name `others` other persons
     /// are expected to hold.
     pub(crate) fn probability(&self, c: &Cmp, others: f64) -> f64 {
+        self.probability_at(c, others, self.kappa)
+    }
+
+    /// The same at another namesake odds per holder (the estimate's readings).
+    fn probability_at(&self, c: &Cmp, others: f64, kappa: f64) -> f64 {
         let lr = if c.g[C_INS] == NULL {
             1.0
         } else {
@@ -428,7 +470,7 @@ impl ClaimsGuard {
                 CardTime::Unknown | CardTime::Dated => self.lr_different,
             }
         };
-        (lr / (lr + self.kappa * others.max(1e-3))).clamp(1e-9, 1.0 - 1e-9)
+        (lr / (lr + kappa * others.max(1e-3))).clamp(1e-9, 1.0 - 1e-9)
     }
 }
 
@@ -585,6 +627,28 @@ impl Model {
         let dated = c.g[C_INS] == NULL || c.card_time != CardTime::Unknown;
         (compare::claims_only(&c.g) && dated)
             .then(|| guard.probability(c, f64::from(a.others.max(b.others))))
+    }
+
+    /// The chance a claims-guard pair of guard probability `p` is one person, read at the
+    /// guard's strict namesake rate, at the observed one and at the lowest one allowed.
+    fn claims_chance(&self, c: &Cmp, a: &Rec, b: &Rec, p: f64) -> Chance {
+        let Some(guard) = self.claims.as_ref() else {
+            return Chance::known(p);
+        };
+        let others = f64::from(a.others.max(b.others));
+        let at = |kappa: f64| {
+            if kappa > 0.0 {
+                guard.probability_at(c, others, kappa).max(p)
+            } else {
+                p
+            }
+        };
+        let point = at(guard.kappa_point);
+        Chance {
+            low: p,
+            point,
+            high: at(guard.kappa_low).max(point),
+        }
     }
 
     /// The calibrated match weight: the score, or the namesake guard's weight for the pairs
@@ -1387,10 +1451,11 @@ fn calibrate_claims(
             .map(|(o, _)| kappa * o / (1.0 + kappa * o))
             .sum::<f64>()
     };
-    let kappa = if (1.0 - q) * n <= target {
-        // the population cannot bound the namesakes: every such pair is one
-        1e9
-    } else {
+    let fit = |target: f64| {
+        if (1.0 - q) * n <= target {
+            // the population cannot bound the namesakes: every such pair is one
+            return 1e9;
+        }
         let (mut lo, mut hi) = (1e-12f64, 1e9f64);
         for _ in 0..200 {
             let mid = (lo * hi).sqrt();
@@ -1402,6 +1467,11 @@ fn calibrate_claims(
         }
         hi
     };
+    let kappa = fit(target);
+    // the estimate's readings: the overlaps observed (half a count for none) and about two
+    // Poisson standard errors fewer
+    let kappa_point = fit(overlap.max(0.5));
+    let kappa_low = fit((overlap - 2.0 * overlap.sqrt()).max(0.0));
     let ns = namesakes(kappa);
     let matches = (n - ns).max(1.0);
     let changed = ((seq - q * ns).max(0.0) + 0.5) / (matches + 1.0);
@@ -1429,6 +1499,8 @@ fn calibrate_claims(
         lr_different: changed,
         lr_slack: s_m / s_u,
         lr_gap: (1.0 - s_m) / (1.0 - s_u),
+        kappa_point,
+        kappa_low,
     }
 }
 
@@ -1618,7 +1690,7 @@ fn run(
         hard: usize,
         /// Pairs left unlinked by their score that may still be one person: (pair,
         /// probability, whether the model can tell — see `ErrorTally`).
-        unlinked: Vec<(u32, f32, bool)>,
+        unlinked: Vec<(u32, [f32; 3])>,
     }
     let empty = || Tally {
         edges: Vec::new(),
@@ -1664,14 +1736,21 @@ fn run(
                 // calibrate, a given name one kanji apart without a reading, or two cards in
                 // use together under a score that does not weigh the cards, rest on a score
                 // the model cannot vouch for: they widen the interval only
-                let known = match hn {
-                    Some(h) if h.is_contradiction() => None,
-                    Some(HardNegative::Namesake) if calibrated => Some(true),
-                    Some(_) => Some(false),
-                    None => Some(claims_p.is_some() || c.card_time != CardTime::Overlap),
+                let unknown = Chance {
+                    high: p,
+                    ..Chance::default()
                 };
-                if let Some(known) = known.filter(|_| p >= UNLINKED_FLOOR) {
-                    t.unlinked.push((k as u32, p as f32, known));
+                let chance = match hn {
+                    Some(h) if h.is_contradiction() => None,
+                    _ if claims_p.is_some() => Some(model.claims_chance(&c, ra, rb, p)),
+                    Some(HardNegative::Namesake) if calibrated => Some(Chance::known(p)),
+                    Some(_) => Some(unknown),
+                    None if c.card_time == CardTime::Overlap => Some(unknown),
+                    None => Some(Chance::known(p)),
+                };
+                if let Some(x) = chance.filter(|x| x.high >= UNLINKED_FLOOR) {
+                    t.unlinked
+                        .push((k as u32, [x.low as f32, x.point as f32, x.high as f32]));
                 }
                 if p >= cfg.lower {
                     t.review.push((w, k as u32, hn));
@@ -1936,32 +2015,33 @@ fn run(
             && !(ga != 0 && gb != 0 && ga != gb)
             && !cannot.contains(&(a.min(b), a.max(b)))
     };
-    // (cluster, cluster) → (Σp, pairs, Σp the model cannot vouch for)
-    let mut between: HashMap<(u32, u32), (f64, usize, f64)> = HashMap::new();
-    let mut add = |uf: &mut Uf, a: u32, b: u32, p: f64, known: bool| {
+    // (cluster, cluster) → (Σ chances, pairs the model has a best estimate for)
+    let mut between: HashMap<(u32, u32), (Chance, usize)> = HashMap::new();
+    let mut add = |uf: &mut Uf, a: u32, b: u32, x: Chance| {
         if apart(uf, a, b) {
             let (ra, rb) = (uf.find(a), uf.find(b));
             let e = between.entry((ra.min(rb), ra.max(rb))).or_default();
-            if known {
-                e.0 += p;
-                e.1 += 1;
-            } else {
-                e.2 += p;
-            }
+            e.0.add(x);
+            e.1 += usize::from(x.point > 0.0);
         }
     };
     for &(w, a, b, kind) in &edges {
         if kind != FORCED {
-            add(&mut uf, a, b, prob(w), true);
+            add(&mut uf, a, b, Chance::known(prob(w)));
         }
     }
     drop(edges);
-    for &(k, p, known) in &unlinked {
+    for &(k, [low, point, high]) in &unlinked {
         let (a, b) = ab(pairs[k as usize]);
-        add(&mut uf, a, b, f64::from(p), known);
+        let x = Chance {
+            low: f64::from(low),
+            point: f64::from(point),
+            high: f64::from(high),
+        };
+        add(&mut uf, a, b, x);
     }
-    for (p, n, unknown) in between.into_values() {
-        errors.missed(p, n, unknown);
+    for (sum, n) in between.into_values() {
+        errors.missed(sum, n);
     }
     drop(unlinked);
     drop(pairs);
@@ -2057,7 +2137,14 @@ mod tests {
         // a link of p = 0.9 joining clusters of 2 and 3: six pairs, all false if it is
         e.merge(0.9, 6);
         // two clusters left apart with 4 cross pairs of mean 0.5, plus an unvouched 0.8
-        e.missed(2.0, 4, 0.8);
+        e.missed(
+            Chance {
+                low: 2.0,
+                point: 2.0,
+                high: 2.8,
+            },
+            4,
+        );
         let (f, m) = e.rates(10.0);
         assert!((f.point - 0.06).abs() < 1e-12, "{f:?}");
         assert!(f.lower <= f.point && f.point <= f.upper);
