@@ -799,40 +799,53 @@ async fn current_users(conn: &mut AnyConnection) -> Result<Vec<User>> {
     rows.iter().map(user_row).collect()
 }
 
-async fn latest_user(conn: &mut AnyConnection, id: &str) -> Result<Option<User>> {
+/// The highest version of one record: `cols` are the table's columns (`*_COLS`), `key` its ID
+/// column, `row` reads one row.
+async fn latest<T>(
+    conn: &mut AnyConnection,
+    cols: &str,
+    table: &str,
+    key: &str,
+    id: &str,
+    row: fn(&AnyRow) -> Result<T>,
+) -> Result<Option<T>> {
     sqlx::query(&format!(
-        "{USER_COLS} FROM workflow_users WHERE user_id = $1 ORDER BY version DESC LIMIT 1"
+        "{cols} FROM {table} WHERE {key} = $1 ORDER BY version DESC LIMIT 1"
     ))
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?
     .as_ref()
-    .map(user_row)
+    .map(row)
     .transpose()
+}
+
+async fn latest_user(conn: &mut AnyConnection, id: &str) -> Result<Option<User>> {
+    latest(conn, USER_COLS, "workflow_users", "user_id", id, user_row).await
 }
 
 async fn latest_request(conn: &mut AnyConnection, id: &str) -> Result<Option<Request>> {
-    sqlx::query(&format!(
-        "{REQUEST_COLS} FROM workflow_requests WHERE request_id = $1 ORDER BY version DESC LIMIT 1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .as_ref()
-    .map(request_row)
-    .transpose()
+    latest(
+        conn,
+        REQUEST_COLS,
+        "workflow_requests",
+        "request_id",
+        id,
+        request_row,
+    )
+    .await
 }
 
 async fn latest_contract(conn: &mut AnyConnection, id: &str) -> Result<Option<Contract>> {
-    sqlx::query(&format!(
-        "{CONTRACT_COLS} FROM workflow_contracts WHERE contract_id = $1 ORDER BY version DESC LIMIT 1"
-    ))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    .as_ref()
-    .map(contract_row)
-    .transpose()
+    latest(
+        conn,
+        CONTRACT_COLS,
+        "workflow_contracts",
+        "contract_id",
+        id,
+        contract_row,
+    )
+    .await
 }
 
 async fn request_versions(conn: &mut AnyConnection, id: &str) -> Result<Vec<Request>> {
