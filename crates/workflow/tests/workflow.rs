@@ -160,6 +160,10 @@ async fn an_approved_request_under_contract_may_be_released() {
     .await;
 }
 
+/// R-REL-1 (a provision only after the committee's approval of this version of the request),
+/// R-REL-2 and R-SEC-6 (only under a contract in force for it), R-PSEUDO-2 (pseudonymized
+/// data only to a certified user whose certification is valid): each refusal of
+/// `check_release`, reached through the stored records.
 #[tokio::test]
 async fn every_refusal_of_check_release_through_the_store() {
     each_backend(|w, _db, backend| async move {
