@@ -121,6 +121,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "release_approval",
         sql: include_str!("../migrations/0015_release_approval.sql"),
     },
+    Migration {
+        version: 17,
+        name: "duties",
+        sql: include_str!("../migrations/0017_duties.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.

@@ -25,11 +25,13 @@
 //! and contracts are named by their IDs, never by a person's name or address.
 
 mod decide;
+pub mod duties;
 mod refusal;
 mod store;
 mod types;
 
 pub use decide::{Approved, RequestState, decide_release};
+pub use duties::{Duties, DutyError, DutyField, DutyRefusal, PartyKind};
 pub use refusal::{Field, WorkflowRefusal};
 pub use store::Workflow;
 pub use types::{
