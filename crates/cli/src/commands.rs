@@ -740,6 +740,14 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             None => release(&cli.workspace, &cli.actor, a, lang).await,
         },
         Command::Package(c) => crate::release_cmds::run_package(c, lang),
+        Command::Duties(c) => {
+            let ws = if c.reads_only() {
+                open_read(&cli.workspace, &cli.actor).await?
+            } else {
+                open(&cli.workspace, &cli.actor).await?
+            };
+            crate::duties_cmds::run(&ws, c, lang).await
+        }
         Command::Workflow(c) => {
             let ws = if c.reads_only() {
                 open_read(&cli.workspace, &cli.actor).await?

@@ -10,6 +10,7 @@
 //! `io::Error` returned up the `anyhow` chain.
 
 mod commands;
+mod duties_cmds;
 mod erase_cmds;
 mod link_cmds;
 mod optout_cmds;
@@ -94,6 +95,9 @@ pub enum Command {
     /// The release workflow: `kiban user`, `kiban request`, `kiban review`, `kiban contract`.
     #[command(flatten)]
     Workflow(workflow_cmds::WorkflowCmd),
+    /// The producer's duties: `kiban complaint`, `kiban inquiry`, `kiban outsourcing`.
+    #[command(flatten)]
+    Duties(duties_cmds::DutiesCmd),
 }
 
 #[derive(Args, Debug, Clone, Copy)]

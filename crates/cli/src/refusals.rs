@@ -272,6 +272,7 @@ fn words(r: &Refusal, lang: Lang) -> String {
             format!("a retention of {years} years is shorter than the legal {legal}"),
         ),
         Refusal::Workflow(r) => crate::workflow_cmds::refusal_words(r, lang),
+        Refusal::Duty(r) => crate::duties_cmds::refusal_words(r, lang),
         Refusal::ReleaseUnknown { release } => pick(
             format!("リリース {release} は記録にありません"),
             format!("release {release} is not on record"),

@@ -21,6 +21,7 @@ pub mod config;
 pub mod deletion;
 pub mod demo;
 pub mod desk_find;
+pub mod duties;
 pub mod error;
 pub mod export;
 pub mod files;

@@ -239,6 +239,10 @@ pub enum Refusal {
     /// Refused by the workflow; the code is `workflow.` and the workflow's own code.
     #[error("workflow")]
     Workflow(kiban_workflow::WorkflowRefusal),
+    /// Refused by the duties (complaints, inquiries, outsourcing); the code is `duty.` and
+    /// the duty's own code.
+    #[error("duty")]
+    Duty(kiban_workflow::DutyRefusal),
 }
 
 impl Refusal {
@@ -252,6 +256,7 @@ impl Refusal {
             }
             Refusal::Consent(e) => format!("consent.{}", consent_code(e)),
             Refusal::Workflow(r) => format!("workflow.{}", r.code()),
+            Refusal::Duty(r) => format!("duty.{}", r.code()),
             other => other.to_string(),
         }
     }

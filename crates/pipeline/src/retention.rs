@@ -11,7 +11,11 @@
 //!    stored packages, one erasure record per registration (reason `retention`);
 //! 3. stored copies of stop-request receipts issued more than `years` ago are deleted;
 //! 4. the statutory records older than `years` (at least 3) are purged through
-//!    `kiban_records::retention::purge`, which leaves a purge record.
+//!    `kiban_records::retention::purge`, which leaves a purge record;
+//! 5. the workflow's records past `years` from their own end (`crate::duties`:
+//!    `Workspace::workflow_retention`, each kind's rule in `kiban_workflow::duties::plan_purge`),
+//!    never while a release under them is still held, with a purge record per kind in the
+//!    same run.
 //!
 //! Without a `[retention]` section (older workspaces) or with a setting left out, steps 1 and
 //! 2 erase nothing. Something dated exactly the number of days before the run is kept. A dry
@@ -45,6 +49,9 @@ pub struct RetentionReport {
     pub releases: Vec<ReleaseDue>,
     /// Handlers past `handler_data_after_contract_end_days` that still had data.
     pub handlers: Vec<HandlerDue>,
+    /// Step 5: the workflow's records (requests, users, complaints, inquiries, outsourcing,
+    /// book entries, producers) past their period, and those held (`crate::duties`).
+    pub workflow: crate::duties::WorkflowPurge,
 }
 
 /// A release whose copy and key are due for erasure.
@@ -122,6 +129,8 @@ impl Workspace {
                     ),
                     ("releases_due", r.releases.len() as u64),
                     ("handlers_due", r.handlers.len() as u64),
+                    ("workflow_records", r.workflow.plan.due.len() as u64),
+                    ("workflow_held", r.workflow.plan.held.len() as u64),
                     (
                         "registrations_erased",
                         if r.dry_run {
@@ -184,6 +193,9 @@ impl Workspace {
         } else {
             kiban_records::purge(&self.db, today, years).await?
         };
+        let workflow = self
+            .workflow_retention(cut, (!dry_run).then_some(&records))
+            .await?;
         Ok(RetentionReport {
             dry_run,
             policy,
@@ -192,6 +204,7 @@ impl Workspace {
             receipt_copies_missing: missing,
             releases,
             handlers,
+            workflow,
         })
     }
 

@@ -149,6 +149,31 @@ pub async fn due(db: &Db, today: NaiveDate, years: u32) -> Result<PurgeReport, R
     })
 }
 
+/// Records, in the caller's transaction, that `rows` rows of another record kind (the
+/// workflow's: `workflow_request`, `complaint`, `book_entry`, …) were purged in the run
+/// `purge_id` (the [`PurgeReport::purge_id`] of the same run).
+pub async fn record_purge_in(
+    conn: &mut sqlx::AnyConnection,
+    report: &PurgeReport,
+    kind: &str,
+    rows: u64,
+) -> Result<(), RecordsError> {
+    sqlx::query(
+        "INSERT INTO purge_records (purge_id, purged_at, run_date, cutoff_date, years, \
+         record_kind, rows_purged) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&report.purge_id)
+    .bind(now_rfc3339())
+    .bind(report.run_date.format("%Y-%m-%d").to_string())
+    .bind(report.cutoff.format("%Y-%m-%d").to_string())
+    .bind(i64::from(report.years))
+    .bind(kind)
+    .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Every purge on record, oldest first.
 pub async fn list_purges(db: &Db) -> Result<Vec<PurgeEntry>, RecordsError> {
     let rows = sqlx::query("SELECT * FROM purge_records ORDER BY purged_at, record_kind")
