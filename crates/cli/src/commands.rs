@@ -740,6 +740,22 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             None => release(&cli.workspace, &cli.actor, a, lang).await,
         },
         Command::Package(c) => crate::release_cmds::run_package(c, lang),
+        Command::Books(a) => {
+            let ws = open_read(&cli.workspace, &cli.actor).await?;
+            crate::books_cmds::run_books(&ws, a, lang).await
+        }
+        Command::Producer(c) => {
+            let ws = if c.reads_only() {
+                open_read(&cli.workspace, &cli.actor).await?
+            } else {
+                open(&cli.workspace, &cli.actor).await?
+            };
+            crate::books_cmds::run_producer(&ws, c, lang).await
+        }
+        Command::Transfer(c) => {
+            let ws = open(&cli.workspace, &cli.actor).await?;
+            crate::books_cmds::run_transfer(&ws, c, lang).await
+        }
         Command::Duties(c) => {
             let ws = if c.reads_only() {
                 open_read(&cli.workspace, &cli.actor).await?

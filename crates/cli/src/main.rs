@@ -9,6 +9,7 @@
 //! command: `println!` (which panics on a failed write) through the panic hook, and an
 //! `io::Error` returned up the `anyhow` chain.
 
+mod books_cmds;
 mod commands;
 mod duties_cmds;
 mod erase_cmds;
@@ -95,6 +96,15 @@ pub enum Command {
     /// The release workflow: `kiban user`, `kiban request`, `kiban review`, `kiban contract`.
     #[command(flatten)]
     Workflow(workflow_cmds::WorkflowCmd),
+    /// The books (帳簿, R-REC-4): every delivery, onward provision, erasure and transfer,
+    /// with the receipt, provision and erasure records; `kiban books export` for inspection.
+    Books(books_cmds::BooksArgs),
+    /// Other certified producers (R-REC-7).
+    #[command(subcommand)]
+    Producer(books_cmds::ProducerCmd),
+    /// Medical data to / from another certified producer: contracts and transfers.
+    #[command(subcommand)]
+    Transfer(books_cmds::TransferCmd),
     /// The producer's duties: `kiban complaint`, `kiban inquiry`, `kiban outsourcing`.
     #[command(flatten)]
     Duties(duties_cmds::DutiesCmd),

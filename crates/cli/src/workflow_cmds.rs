@@ -61,6 +61,10 @@ pub enum UserCmd {
         #[arg(long)]
         json: bool,
     },
+    /// The user reports providing delivered data to another user (a book entry, onward).
+    ReportProvision(crate::books_cmds::ReportProvisionArgs),
+    /// The user reports that delivered data was erased (a book entry, user_erasure).
+    ReportErasure(crate::books_cmds::ReportErasureArgs),
 }
 
 #[derive(Args, Debug)]
@@ -313,6 +317,8 @@ pub async fn run(ws: &Workspace, cmd: WorkflowCmd, lang: Lang) -> Result<ExitCod
 
 async fn user(ws: &Workspace, cmd: UserCmd, lang: Lang) -> Result<ExitCode> {
     match cmd {
+        UserCmd::ReportProvision(a) => return crate::books_cmds::report_provision(ws, a, lang).await,
+        UserCmd::ReportErasure(a) => return crate::books_cmds::report_erasure(ws, a, lang).await,
         UserCmd::Add(a) => {
             let certification = match (
                 a.cert_no,
@@ -856,6 +862,7 @@ fn field_words(f: Field, lang: Lang) -> &'static str {
         Field::SharingScope => lang.t("共有の範囲 (--sharing-scope)", "--sharing-scope"),
         Field::Security => lang.t("安全管理措置 (--security)", "--security"),
         Field::SpecDigest => lang.t("仕様の SHA-256", "the spec's SHA-256"),
+        f => crate::books_cmds::field_words(f, lang),
     }
 }
 
@@ -1004,6 +1011,18 @@ pub fn refusal_words(r: &WorkflowRefusal, lang: Lang) -> String {
             format!("利用者 {user} は第二種の認定利用事業者です。データは作成事業者の外に出さず、リモート解析環境でだけ利用できます"),
             format!("user {user} is a Type II certified user: their data never leaves the producer (remote analysis environment only)"),
         ),
+        books @ (WorkflowRefusal::ProducerExists { .. }
+        | WorkflowRefusal::ProducerUnknown { .. }
+        | WorkflowRefusal::OwnProducerMissing
+        | WorkflowRefusal::OwnProducerConflict { .. }
+        | WorkflowRefusal::TransferContractExists { .. }
+        | WorkflowRefusal::TransferContractUnknown { .. }
+        | WorkflowRefusal::TransferContractMismatch { .. }
+        | WorkflowRefusal::TransferBeforeContract { .. }
+        | WorkflowRefusal::ReleaseNotDeliveredTo { .. }
+        | WorkflowRefusal::ReportBeforeDelivery { .. }
+        | WorkflowRefusal::ItemsBeyond { .. }
+        | WorkflowRefusal::ItemInvalid) => crate::books_cmds::refusal_words(books, lang),
         other => pick(
             format!("受け付けられません: {other:?}"),
             format!("refused: {other:?}"),

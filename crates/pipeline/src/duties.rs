@@ -383,7 +383,7 @@ impl Workspace {
 
         // Receipts.
         let r = sqlx::query(
-            "SELECT COUNT(*), COALESCE(SUM(patient_count), 0) FROM receipt_records \
+            "SELECT COUNT(*), CAST(COALESCE(SUM(patient_count), 0) AS BIGINT) FROM receipt_records \
              WHERE received_date >= $1 AND received_date <= $2",
         )
         .bind(&f)
@@ -595,5 +595,90 @@ impl Workspace {
         }
         tx.commit().await?;
         Ok(WorkflowPurge { plan, rows })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Days;
+    use kiban_workflow::PartyKind;
+    use kiban_workflow::duties::Party;
+
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").expect("test date")
+    }
+
+    /// R-REC-8: the purge of workflow records is on record — one purge record per workflow
+    /// kind under the purge ID of the statutory records' purge of the same run, the rows
+    /// counted — and a refusal is audited as refused with its code, never with the text.
+    #[tokio::test]
+    async fn workflow_purge_leaves_its_purge_records() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ws = Workspace::init(&dir.path().join("ws")).await.expect("init");
+        ws.set_actor("desk");
+        ws.add_complaint(NewComplaint {
+            id: "CMP-1".into(),
+            received_on: d("2026-01-05"),
+            from: Party {
+                kind: PartyKind::Other,
+                reference: None,
+            },
+            channel: "書面".into(),
+            content: "苦情の内容".into(),
+        })
+        .await
+        .expect("add");
+        let resolution = |on: &str| NewResolution {
+            complaint: "CMP-1".into(),
+            resolved_on: d(on),
+            cause: "原因の記述".into(),
+            improvement: "改善の記述".into(),
+            resolved_by: None,
+        };
+        ws.resolve_complaint(resolution("2026-01-20"))
+            .await
+            .expect("resolve");
+        let err = ws
+            .resolve_complaint(resolution("2026-01-21"))
+            .await
+            .expect_err("second resolution");
+        assert_eq!(
+            err.refusal_code().as_deref(),
+            Some("duty.complaint_resolved")
+        );
+
+        let later = chrono::Local::now().date_naive() + Days::new(3 * 366 + 2);
+        let r = ws.retention(later, 3, false).await.expect("retention");
+        assert_eq!(r.workflow.due(RecordKindW::Complaint), 1);
+        let purges = kiban_records::retention::list_purges(&ws.db)
+            .await
+            .expect("purges");
+        let ours: Vec<_> = purges
+            .iter()
+            .filter(|p| p.purge_id == r.records.purge_id)
+            .collect();
+        for kind in PURGE_KINDS {
+            let row = ours
+                .iter()
+                .find(|p| p.record_kind == kind.purge_kind())
+                .unwrap_or_else(|| panic!("no purge record for {kind:?}"));
+            let want = if kind == RecordKindW::Complaint { 2 } else { 0 };
+            assert_eq!(row.rows_purged, want, "{kind:?}");
+        }
+        assert!(ws.list_complaints().await.expect("list").is_empty());
+
+        let mut audit = String::new();
+        for e in std::fs::read_dir(dir.path().join("ws/audit")).expect("audit") {
+            let p = e.expect("entry").path();
+            if p.is_file() {
+                audit.push_str(&std::fs::read_to_string(&p).unwrap_or_default());
+            }
+        }
+        assert!(audit.contains("refused:duty.complaint_resolved"), "{audit}");
+        for text in ["苦情の内容", "原因の記述", "改善の記述"] {
+            assert!(!audit.contains(text), "{text} in the audit log");
+        }
     }
 }

@@ -457,20 +457,23 @@ impl Workspace {
         };
         let producer_key = hex::encode(signing.verifying_key().to_bytes());
         drop(signing);
-        sqlx::query(
-            "UPDATE releases SET status = $1, approved_by = $2, approved_at = $3, out_dir = $4, \
-             persons = $5, manifest_sha256 = $6, delivery_sha256 = $7 WHERE release_id = $8",
-        )
-        .bind(STATUS_APPROVED)
-        .bind(self.actor())
-        .bind(now())
-        .bind(fresh.display().to_string())
-        .bind(manifest.persons as i64)
-        .bind(manifest_sha256)
-        .bind(delivery_sha256)
-        .bind(release_id)
-        .execute(self.db.pool())
-        .await?;
+        // The release is approved and its book entry written in one transaction (R-REL-4):
+        // no approved release without its delivery entry, no entry without the approval.
+        let committed = self
+            .commit_approval(
+                release_id,
+                &fresh,
+                &manifest,
+                manifest_sha256,
+                delivery_sha256,
+                &approved,
+            )
+            .await;
+        if let Err(e) = committed {
+            // Nothing deliverable is left for a release that is not approved.
+            remove_delivery(&p.deliver_dir);
+            return Err(e);
+        }
         // The prepared copy may hold persons who are no longer eligible: it goes.
         if p.staging.exists() && p.staging != fresh {
             std::fs::remove_dir_all(&p.staging).map_err(|e| PipelineError::io(&p.staging, e))?;
@@ -489,6 +492,65 @@ impl Workspace {
             files: DELIVERY_FILES.iter().map(|s| s.to_string()).collect(),
             producer_key,
         })
+    }
+
+    /// Marks the release approved and writes its delivery book entry (the user's name and
+    /// address of the version in force, the date, the package's tables and columns, request,
+    /// contract, level, persons) in one transaction. Only a release still awaiting approval
+    /// is updated, so two approvals racing cannot both commit.
+    async fn commit_approval(
+        &self,
+        release_id: &str,
+        fresh: &Path,
+        manifest: &Manifest,
+        manifest_sha256: String,
+        delivery_sha256: String,
+        approved: &Approved,
+    ) -> Result<(), PipelineError> {
+        let items = crate::books::delivery_items(fresh, manifest)?;
+        let mut tx = self.db.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE releases SET status = $1, approved_by = $2, approved_at = $3, out_dir = $4, \
+             persons = $5, manifest_sha256 = $6, delivery_sha256 = $7 \
+             WHERE release_id = $8 AND status = $9",
+        )
+        .bind(STATUS_APPROVED)
+        .bind(self.actor())
+        .bind(now())
+        .bind(fresh.display().to_string())
+        .bind(manifest.persons as i64)
+        .bind(manifest_sha256)
+        .bind(delivery_sha256)
+        .bind(release_id)
+        .bind(STATUS_AWAITING)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(Refusal::ReleaseNotAwaiting {
+                release: shown(release_id),
+                status: STATUS_APPROVED.into(),
+            }
+            .into());
+        }
+        kiban_workflow::record_delivery_in(
+            &mut tx,
+            &kiban_workflow::NewDelivery {
+                release: release_id.to_string(),
+                user: approved.user.clone(),
+                user_version: approved.user_version,
+                date: approved.on,
+                items,
+                request: approved.request.clone(),
+                contract: approved.contract.clone(),
+                level: approved.level,
+                persons: manifest.persons,
+            },
+            &self.stamp(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The producer's Ed25519 signing key, created on first use (`keys/`, 0600).

@@ -33,7 +33,7 @@ impl Workspace {
         Workflow::new(self.db.clone())
     }
 
-    fn stamp(&self) -> Stamp {
+    pub(crate) fn stamp(&self) -> Stamp {
         Stamp {
             actor: self.actor().to_string(),
             at: chrono::Utc::now(),

@@ -122,6 +122,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("../migrations/0015_release_approval.sql"),
     },
     Migration {
+        version: 16,
+        name: "books",
+        sql: include_str!("../migrations/0016_books.sql"),
+    },
+    Migration {
         version: 17,
         name: "duties",
         sql: include_str!("../migrations/0017_duties.sql"),

@@ -24,12 +24,17 @@
 //! names, no prose: the front end words them) and carry no personal data: users, requests
 //! and contracts are named by their IDs, never by a person's name or address.
 
+pub mod books;
 mod decide;
 pub mod duties;
 mod refusal;
 mod store;
 mod types;
 
+pub use books::{
+    BookEntry, BookItems, BookKind, Direction, NewDelivery, NewOnward, NewProducer, NewTransfer,
+    NewTransferContract, NewUserErasure, Party, Producer, TransferContract, record_delivery_in,
+};
 pub use decide::{Approved, RequestState, decide_release};
 pub use duties::{Duties, DutyError, DutyField, DutyRefusal, PartyKind};
 pub use refusal::{Field, WorkflowRefusal};

@@ -21,6 +21,12 @@ pub enum Field {
     SharingScope,
     Security,
     SpecDigest,
+    // The books (crate::books).
+    ProducerId,
+    Method,
+    OnwardName,
+    OnwardAddress,
+    Item,
 }
 
 impl Field {
@@ -39,6 +45,11 @@ impl Field {
             Field::SharingScope => "sharing_scope",
             Field::Security => "security",
             Field::SpecDigest => "spec_sha256",
+            Field::ProducerId => "producer_id",
+            Field::Method => "method",
+            Field::OnwardName => "to",
+            Field::OnwardAddress => "to_address",
+            Field::Item => "items",
         }
     }
 }
@@ -169,6 +180,53 @@ pub enum WorkflowRefusal {
     /// A Type II user: their data never leaves the producer (R-PSEUDO-2).
     #[error("user_type2")]
     UserType2 { user: String },
+
+    // The books (`crate::books`, R-REC-4, R-REC-7).
+    #[error("producer_exists")]
+    ProducerExists { producer: String },
+    #[error("producer_unknown")]
+    ProducerUnknown { producer: String },
+    /// This producer's own record (`kiban producer add --own`) is needed (the other party of
+    /// every inter-producer contract) and is not recorded.
+    #[error("own_producer_missing")]
+    OwnProducerMissing,
+    /// A second producer marked as this producer's own, or a transfer with oneself.
+    #[error("own_producer_conflict")]
+    OwnProducerConflict { producer: String },
+    #[error("transfer_contract_exists")]
+    TransferContractExists { contract: String },
+    #[error("transfer_contract_unknown")]
+    TransferContractUnknown { contract: String },
+    /// The inter-producer contract is with another producer or for the other direction.
+    #[error("transfer_contract_mismatch")]
+    TransferContractMismatch {
+        contract: String,
+        producer: String,
+        direction: String,
+    },
+    /// A transfer dated before its contract was signed.
+    #[error("transfer_before_contract")]
+    TransferBeforeContract {
+        contract: String,
+        date: NaiveDate,
+        signed_on: NaiveDate,
+    },
+    /// A user's report about a release the books do not show delivered to that user.
+    #[error("release_not_delivered_to_user")]
+    ReleaseNotDeliveredTo { release: String, user: String },
+    /// A user's report dated before the release was delivered.
+    #[error("report_before_delivery")]
+    ReportBeforeDelivery {
+        release: String,
+        date: NaiveDate,
+        delivered_on: NaiveDate,
+    },
+    /// Items (TABLE or TABLE.COLUMN) beyond what was delivered or what the contract names.
+    #[error("items_beyond")]
+    ItemsBeyond { items: Vec<String> },
+    /// An item that is not TABLE or TABLE.COLUMN (the value is not repeated).
+    #[error("item_invalid")]
+    ItemInvalid,
 }
 
 impl WorkflowRefusal {

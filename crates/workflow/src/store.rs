@@ -32,6 +32,11 @@ impl Workflow {
         Workflow { db }
     }
 
+    /// The control plane's database (the books' module writes through it).
+    pub(crate) fn db(&self) -> &Db {
+        &self.db
+    }
+
     // Users.
 
     /// Records a new user (refused when the ID is taken: change a user with
@@ -531,7 +536,7 @@ impl Workflow {
 
 // Validation.
 
-fn check_id(id: &str, field: Field) -> Result<()> {
+pub(crate) fn check_id(id: &str, field: Field) -> Result<()> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id
@@ -544,7 +549,7 @@ fn check_id(id: &str, field: Field) -> Result<()> {
     }
 }
 
-fn text(s: &str, field: Field) -> Result<String> {
+pub(crate) fn text(s: &str, field: Field) -> Result<String> {
     let t = s.trim();
     if t.is_empty() {
         return Err(WorkflowRefusal::FieldEmpty { field }.into());
@@ -638,7 +643,7 @@ fn fee(f: Option<i64>) -> Result<Option<i64>> {
     }
 }
 
-fn not_future(date: NaiveDate, st: &Stamp) -> Result<()> {
+pub(crate) fn not_future(date: NaiveDate, st: &Stamp) -> Result<()> {
     if date > st.today {
         return Err(WorkflowRefusal::DateInFuture {
             date,
@@ -680,7 +685,7 @@ fn contract_dates(c: &Contract, st: &Stamp) -> Result<()> {
     Ok(())
 }
 
-fn recorded(seq: i64, st: &Stamp) -> Recorded {
+pub(crate) fn recorded(seq: i64, st: &Stamp) -> Recorded {
     Recorded {
         seq,
         at: st.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
@@ -691,7 +696,7 @@ fn recorded(seq: i64, st: &Stamp) -> Recorded {
 // Storage.
 
 /// The next number of the workflow's one counter (in the writer's transaction).
-async fn next_seq(conn: &mut AnyConnection) -> Result<i64> {
+pub(crate) async fn next_seq(conn: &mut AnyConnection) -> Result<i64> {
     sqlx::query("UPDATE workflow_seq SET n = n + 1 WHERE id = 1")
         .execute(&mut *conn)
         .await?;
@@ -701,7 +706,7 @@ async fn next_seq(conn: &mut AnyConnection) -> Result<i64> {
         .try_get(0)?)
 }
 
-const USER_COLS: &str = "SELECT user_id, version, seq, name, address, representative, kind, \
+pub(crate) const USER_COLS: &str = "SELECT user_id, version, seq, name, address, representative, kind, \
      cert_no, cert_valid_until, recipient, recorded_at, recorded_by";
 const REQUEST_COLS: &str = "SELECT request_id, version, seq, user_id, purpose, level, tables, \
      spec_sha256, period_from, period_to, fee_yen, requested_on, recorded_at, recorded_by";
@@ -820,7 +825,7 @@ async fn latest<T>(
     .transpose()
 }
 
-async fn latest_user(conn: &mut AnyConnection, id: &str) -> Result<Option<User>> {
+pub(crate) async fn latest_user(conn: &mut AnyConnection, id: &str) -> Result<Option<User>> {
     latest(conn, USER_COLS, "workflow_users", "user_id", id, user_row).await
 }
 
@@ -894,7 +899,7 @@ async fn contracts_of(
 
 // Rows.
 
-fn corrupt(table: &'static str, id: &str, column: &'static str) -> WorkflowError {
+pub(crate) fn corrupt(table: &'static str, id: &str, column: &'static str) -> WorkflowError {
     WorkflowError::Corrupt {
         table,
         id: id.to_string(),
@@ -902,7 +907,7 @@ fn corrupt(table: &'static str, id: &str, column: &'static str) -> WorkflowError
     }
 }
 
-fn date(table: &'static str, id: &str, column: &'static str, s: &str) -> Result<NaiveDate> {
+pub(crate) fn date(table: &'static str, id: &str, column: &'static str, s: &str) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| corrupt(table, id, column))
 }
 
@@ -922,7 +927,7 @@ fn split_tables(s: &str) -> Vec<String> {
         .collect()
 }
 
-fn user_row(r: &AnyRow) -> Result<User> {
+pub(crate) fn user_row(r: &AnyRow) -> Result<User> {
     const T: &str = "workflow_users";
     let id: String = r.try_get("user_id")?;
     let kind: String = r.try_get("kind")?;
@@ -1032,7 +1037,7 @@ fn contract_row(r: &AnyRow) -> Result<Contract> {
     })
 }
 
-fn recorded_row(r: &AnyRow) -> Result<Recorded> {
+pub(crate) fn recorded_row(r: &AnyRow) -> Result<Recorded> {
     Ok(Recorded {
         seq: r.try_get("seq")?,
         at: r.try_get("recorded_at")?,
