@@ -711,6 +711,13 @@ fn retention_purges_workflow_records_after_their_end() {
     assert_eq!(listed(&dry, "due", "outsourcing"), vec!["OUT-1"]);
     assert_eq!(listed(&dry, "held", "request"), vec!["REQ-1"]);
     assert_eq!(listed(&dry, "held", "user"), vec!["U-T1"]);
+    // The book entry of the delivery (R-REC-4) is held by the release too.
+    assert_eq!(
+        listed(&dry, "held", "book_entry").len(),
+        1,
+        "{:#}",
+        dry["workflow"]
+    );
     let held = &dry["workflow"]["held"].as_array().expect("held")[..];
     assert!(
         held.iter()
@@ -748,6 +755,7 @@ fn retention_purges_workflow_records_after_their_end() {
     let run = retention(&ws, later, false);
     assert_eq!(listed(&run, "due", "request"), vec!["REQ-1"]);
     assert_eq!(listed(&run, "due", "user"), vec!["U-T1"]);
+    assert_eq!(listed(&run, "due", "book_entry").len(), 1);
     let e = failed(kiban(&ws, &["request", "show", "REQ-1"]));
     assert!(e.contains("[workflow.request_unknown]"), "{e}");
     let audit = audit_text(&ws);
