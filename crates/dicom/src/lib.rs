@@ -39,7 +39,7 @@ pub use deid::{
     remap_uid,
 };
 pub use read::{
-    DicomFile, DicomUnit, burned_in_risk, identity_from_object, looks_like_dicom, open_dicom,
+    DicomFile, DicomUnit, burned_in_risk, identity_from_object, instance_uids, looks_like_dicom, open_dicom,
     open_dicom_bytes, read_dicom, read_dicom_bytes, unit_from_object,
 };
 

@@ -400,6 +400,18 @@ pub fn identity_from_object(
     Ok((id, errors))
 }
 
+/// The Study Instance UID and the SOP Instance UID of an object, trimmed, when present and
+/// made of UID characters only (digits and dots): a release names its files by them.
+pub fn instance_uids(obj: &InMemDicomObject) -> (Option<String>, Option<String>) {
+    let uid = |tag: Tag| {
+        obj.get(tag)
+            .and_then(elem_str)
+            .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+            .filter(|s| !s.is_empty() && uid_chars_ok(s))
+    };
+    (uid(STUDY_INSTANCE_UID), uid(SOP_INSTANCE_UID))
+}
+
 /// Extracts identity and the image-study fact from a parsed object.
 pub fn unit_from_object(
     obj: &DicomFile,

@@ -150,6 +150,15 @@ impl Workspace {
         }
         // Kept files (SS-MIX2 extended-storage attachments) go with the facts.
         let attachments = self.remove_attachments_of(&doomed).await?;
+        // Original DICOM objects, sealed under the shredded keys (unreadable already): the
+        // ciphertext goes too.
+        let mut originals: HashMap<&str, u64> = HashMap::new();
+        for r in &doomed {
+            let n = crate::release_images::remove_originals_of(self.lake.root(), &[r])?;
+            if n > 0 {
+                originals.insert(r, n);
+            }
+        }
         // The producer's stored internal-evaluation packages lose them too, while their person
         // links still give their pseudonyms (release_erasure); the records say which.
         for (reg, items) in self.erase_from_stored_releases(&doomed, on).await? {
@@ -170,6 +179,9 @@ impl Workspace {
             );
             if let Some(n) = attachments.get(&t.registration_id) {
                 items.insert("attachments".into(), *n);
+            }
+            if let Some(n) = originals.get(t.registration_id.as_str()) {
+                items.insert("dicom originals".into(), *n);
             }
             // The requester's name and the receipt copies, sealed under the subject key.
             let subject = self.erase_subject(&t.handler_code, &t.patient_key).await?;

@@ -38,6 +38,7 @@ pub mod refusal;
 pub mod release;
 pub mod release_approval;
 pub mod release_erasure;
+pub mod release_images;
 pub mod retention;
 pub mod sealed;
 pub mod stats;

@@ -229,20 +229,36 @@ impl Workspace {
         });
         // The writer owns the protocol (item models, lab percentiles, tables, manifest); the
         // pipeline gives it the lake's scans.
+        // Issue 15 item 6: a spec with image_study carries the de-identified DICOM objects of
+        // the released persons; their originals are opened with their registrations' keys.
+        let images = if w.spec.tables().contains(&Table::ImageStudy) {
+            let kept = crate::release_images::originals_in_lake(&self.lake)?;
+            let regs: Vec<&str> = kept
+                .keys()
+                .map(String::as_str)
+                .filter(|r| input.population.person_of(r).is_some())
+                .collect();
+            Some(self.sealed_originals(&regs).await?)
+        } else {
+            None
+        };
         let lake = &self.lake;
-        let (manifest, manifest_sha256) = PackageWriter::new(w.spec.clone(), w.out, input)?
-            .write_package(
-                |t| {
-                    lake.scan(t)
-                        .map_err(|e| kiban_release::ReleaseError::Store(e.to_string()))
-                },
-                notes,
-                &mut |s| {
-                    if let kiban_release::Step::Written(..) = s {
-                        progress.advance(1);
-                    }
-                },
-            )?;
+        let mut writer = PackageWriter::new(w.spec.clone(), w.out, input)?;
+        if let Some(images) = images {
+            writer = writer.with_images(Box::new(images));
+        }
+        let (manifest, manifest_sha256) = writer.write_package(
+            |t| {
+                lake.scan(t)
+                    .map_err(|e| kiban_release::ReleaseError::Store(e.to_string()))
+            },
+            notes,
+            &mut |s| {
+                if let kiban_release::Step::Written(..) = s {
+                    progress.advance(1);
+                }
+            },
+        )?;
         progress.finish_stage();
         Ok((manifest, manifest_sha256, regs.len() as u64, excluded))
     }

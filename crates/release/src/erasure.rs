@@ -39,13 +39,43 @@ const SWAP_SUFFIX: &str = ".erasing";
 /// the risk report's files or the manifest. Nothing else is ever deleted from a package
 /// folder (a plain name: no folder, no `..`).
 pub fn is_package_file_name(name: &str) -> bool {
-    if name == MANIFEST || RISK_FILES.contains(&name) {
+    if name == MANIFEST
+        || RISK_FILES.contains(&name)
+        || name == crate::dictionary::DICTIONARY_CSV
+        || name == crate::dictionary::DICTIONARY_JSON
+        || image_person(name).is_some()
+    {
         return true;
     }
     Table::ALL.iter().any(|t| {
         name.strip_prefix(t.name())
             .is_some_and(|ext| ext == ".parquet" || ext == ".csv")
     })
+}
+
+/// The person (pseudonym) of a de-identified DICOM object kiban wrote into a package:
+/// `images/<person_id>/<study_uid>/<sop_instance_uid>.dcm`, nothing else.
+pub fn image_person(name: &str) -> Option<&str> {
+    let mut parts = name.split('/');
+    let (Some(dir), Some(person), Some(study), Some(file), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let uid = |s: &str| {
+        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    };
+    (dir == crate::images::IMAGES_DIR
+        && !person.is_empty()
+        && person.len() <= 64
+        && person.bytes().all(|b| b.is_ascii_alphanumeric())
+        && uid(study)
+        && file.strip_suffix(".dcm").is_some_and(uid))
+    .then_some(person)
 }
 
 /// What [`remove_persons`] changed in one package.
@@ -125,6 +155,48 @@ pub fn remove_persons(
         manifest["tables"][name]["rows"] = rows.into();
         if name == Table::Person.name() {
             manifest["persons"] = rows.into();
+        }
+    }
+    // The persons' de-identified images go with their rows: shredded, and out of the list.
+    let mut images_removed = 0u64;
+    if let Some(files) = manifest["files"].as_array_mut() {
+        let mut kept = Vec::with_capacity(files.len());
+        for f in files.drain(..) {
+            let gone = f["path"]
+                .as_str()
+                .and_then(image_person)
+                .is_some_and(|p| pseudonyms.contains(p));
+            if gone {
+                if let Some(path) = f["path"].as_str() {
+                    let p = dir.join(path);
+                    shred_file(&p).map_err(|e| ReleaseError::io(&p, e))?;
+                    images_removed += 1;
+                }
+            } else {
+                kept.push(f);
+            }
+        }
+        *files = kept;
+    }
+    if images_removed > 0 {
+        if let Some(n) = manifest["images"]["objects"].as_u64() {
+            manifest["images"]["objects"] = n.saturating_sub(images_removed).into();
+        }
+        out.files += images_removed;
+    }
+    for p in pseudonyms {
+        // Empty folders left by the shredded objects (a plain name: checked first).
+        if p.bytes().all(|b| b.is_ascii_alphanumeric()) && !p.is_empty() {
+            let person_dir = dir.join(crate::images::IMAGES_DIR).join(p);
+            if person_dir.is_dir() {
+                for e in
+                    std::fs::read_dir(&person_dir).map_err(|e| ReleaseError::io(&person_dir, e))?
+                {
+                    let e = e.map_err(|e| ReleaseError::io(&person_dir, e))?;
+                    let _ = std::fs::remove_dir(e.path());
+                }
+                let _ = std::fs::remove_dir(&person_dir);
+            }
         }
     }
     if let Some(files) = manifest["files"].as_array_mut() {

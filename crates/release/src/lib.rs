@@ -14,7 +14,9 @@
 //! This crate never decides eligibility (the consent gate does, in the caller), never reads
 //! identity, and never delivers: delivery and book entries belong to the release workflow.
 
+pub mod dictionary;
 pub mod erasure;
+pub mod images;
 pub mod items;
 pub mod package;
 pub mod person;
@@ -60,6 +62,11 @@ pub enum ReleaseError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
+    /// A DICOM object that cannot be released as de-identified (it does not read, or the
+    /// independent Annex E check finds a violation). Names the object's internal reference
+    /// and the tag, never a value.
+    #[error("image {file_ref}: {reason}")]
+    Image { file_ref: String, reason: String },
 }
 
 impl ReleaseError {

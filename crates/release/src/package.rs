@@ -130,6 +130,13 @@ pub struct Manifest {
     pub risk: RiskSummary,
     /// Anything the caller adds (gate exclusions, linkage figures…).
     pub notes: serde_json::Value,
+    /// The data dictionary (every file and column: descriptions, type, code system, the
+    /// processing this release applied), `data_dictionary.csv` and `.json`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dictionary: Option<crate::dictionary::DictionaryFiles>,
+    /// De-identified DICOM objects, when the release carries images (issue 15 item 6).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub images: Option<crate::images::ImagesEntry>,
     pub files: Vec<FileEntry>,
 }
 
@@ -244,6 +251,9 @@ pub struct PackageWriter {
     /// Analyte → (low, high) bounds of top/bottom coding.
     lab_bounds: Option<LabBounds>,
     peculiar: BTreeMap<String, u64>,
+    /// Where the original DICOM objects come from, when the caller keeps them.
+    image_source: Option<Box<dyn crate::images::ImageSource>>,
+    images: Option<crate::images::ImagesEntry>,
 }
 
 impl PackageWriter {
@@ -366,7 +376,16 @@ impl PackageWriter {
             digests: Vec::new(),
             lab_bounds: None,
             peculiar: BTreeMap::new(),
+            image_source: None,
+            images: None,
         })
+    }
+
+    /// Gives the writer the original DICOM objects: a spec with `image_study` then carries
+    /// the de-identified objects of the released persons (see [`crate::images`]).
+    pub fn with_images(mut self, source: Box<dyn crate::images::ImageSource>) -> Self {
+        self.image_source = Some(source);
+        self
     }
 
     /// The released person of a registration, `None` for anyone else.
@@ -523,7 +542,108 @@ impl PackageWriter {
             };
             step(Step::Written(t, rows));
         }
+        if self.image_source.is_some() && self.spec.tables().contains(&Table::ImageStudy) {
+            self.write_images(scan(Table::ImageStudy)?)?;
+        }
         self.finish_hashed(notes)
+    }
+
+    /// Writes the de-identified DICOM objects of the released persons' `image_study` rows
+    /// (see [`crate::images`]): each read back and checked by `annex_e_violations` before it
+    /// is written; a violation is an error.
+    pub fn write_images<E: std::fmt::Display>(
+        &mut self,
+        batches: impl Iterator<Item = Result<RecordBatch, E>>,
+    ) -> Result<(), ReleaseError> {
+        use crate::images::{IMAGES_DIR, ImagesEntry, person_uid_key};
+        let Some(mut source) = self.image_source.take() else {
+            return Ok(());
+        };
+        let mut entry = ImagesEntry {
+            folder: IMAGES_DIR.into(),
+            profile: "DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile; \
+                      Retain Longitudinal Temporal Information with Modified Dates (person's \
+                      release offset); UIDs remapped per release and person (2.25.)"
+                .into(),
+            ..ImagesEntry::default()
+        };
+        let mut studies = std::collections::BTreeSet::new();
+        for batch in batches {
+            let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
+            let regs = string_col(&batch, REGISTRATION_ID)?;
+            let refs = string_col(&batch, "file_ref")?;
+            for i in 0..batch.num_rows() {
+                if refs.is_null(i) {
+                    continue;
+                }
+                let Some((_, o)) = self.released_person(regs.value(i)) else {
+                    continue;
+                };
+                let file_ref = refs.value(i);
+                let Some(original) = source
+                    .open(regs.value(i), file_ref)
+                    .map_err(ReleaseError::Store)?
+                else {
+                    entry.unavailable += 1;
+                    continue;
+                };
+                let pseudonym = o.pseudonym();
+                let opts = kiban_dicom::DeidOptions {
+                    uid_key: person_uid_key(&self.input.key, pseudonym),
+                    date_shift_days: Some(o.shift),
+                    pseudonym: Some(pseudonym.to_string()),
+                    safe_private_creators: Vec::new(),
+                };
+                let image_err = |reason: String| ReleaseError::Image {
+                    file_ref: file_ref.to_string(),
+                    reason,
+                };
+                let before = kiban_dicom::open_dicom_bytes(&original, file_ref)
+                    .map_err(|e| image_err(e.to_string()))?;
+                let (bytes, report) = kiban_dicom::deidentify_bytes(&original, file_ref, &opts)
+                    .map_err(|e| image_err(e.to_string()))?;
+                if report.burned_in_risk {
+                    // The pixels may show identity: kiban does not clean pixel data.
+                    entry.withheld_burned_in += 1;
+                    continue;
+                }
+                let after = kiban_dicom::open_dicom_bytes(&bytes, file_ref)
+                    .map_err(|e| image_err(e.to_string()))?;
+                let violations = kiban_dicom::annex_e_violations(
+                    &after,
+                    Some(&before),
+                    &kiban_dicom::CheckOptions::from(&opts),
+                );
+                if let Some(v) = violations.first() {
+                    return Err(image_err(format!(
+                        "{} Annex E violation(s), first {} {} ({})",
+                        violations.len(),
+                        v.path,
+                        v.name,
+                        v.reason
+                    )));
+                }
+                let (Some(study), Some(sop)) = kiban_dicom::instance_uids(&after) else {
+                    return Err(image_err(
+                        "no study or SOP instance UID after remapping".into(),
+                    ));
+                };
+                let dir = self.out.join(IMAGES_DIR).join(pseudonym).join(&study);
+                std::fs::create_dir_all(&dir).map_err(|e| ReleaseError::io(&dir, e))?;
+                let path = dir.join(format!("{sop}.dcm"));
+                if path.exists() {
+                    // The same object kept twice (delivered twice): one file.
+                    continue;
+                }
+                std::fs::write(&path, &bytes).map_err(|e| ReleaseError::io(&path, e))?;
+                self.files.push(file_entry(&self.out, &path)?);
+                entry.objects += 1;
+                studies.insert(study);
+            }
+        }
+        entry.studies = studies.len() as u64;
+        self.images = Some(entry);
+        Ok(())
     }
 
     /// Person index of each row's registration, `None` for rows not released.
@@ -906,12 +1026,12 @@ impl PackageWriter {
                             if src.is_null(i) {
                                 b.append_null();
                             } else {
-                                b.append_value(per_person_key(
+                                // The DICOM objects' own remapped Study Instance UID
+                                // (per release and person): rows and files join on it.
+                                b.append_value(crate::images::released_study_uid(
                                     &self.input.key,
-                                    "study",
                                     pseudonyms[r],
-                                    &[src.value(i)],
-                                    'S',
+                                    src.value(i),
                                 ));
                             }
                         }
@@ -1047,6 +1167,22 @@ impl PackageWriter {
             std::fs::write(&path, bytes).map_err(|e| ReleaseError::io(&path, e))?;
             self.files.push(file_entry(&self.out, &path)?);
         }
+        // The data dictionary: every file and every column written, from the written files'
+        // own schemas, with the processing this spec applied.
+        let dictionary = crate::dictionary::write_dictionary(
+            &self.out,
+            &crate::dictionary::DictionaryInput {
+                release_id: &self.input.release_id,
+                spec: &self.spec,
+                tables: &self.tables,
+                generalization: &self.generalization,
+                files: &self.files,
+                images: self.images.as_ref(),
+            },
+        )?;
+        for p in &dictionary.paths {
+            self.files.push(file_entry(&self.out, p)?);
+        }
         let risk = RiskSummary {
             prosecutor_highest: self.risk.prosecutor_highest,
             records_at_risk: self.risk.records_at_risk,
@@ -1082,6 +1218,8 @@ impl PackageWriter {
             peculiar_values: self.peculiar,
             risk,
             notes,
+            data_dictionary: Some(dictionary.files),
+            images: self.images,
             files: self.files,
         };
         let path = self.out.join("manifest.json");

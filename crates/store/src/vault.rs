@@ -73,6 +73,8 @@ const RELEASE_KEY_PURPOSE: &str = "release-keys";
 const AAD_FILE_NAME: &[u8] = b"kiban-vault-file-name-v1\0";
 const AAD_SUBJECT_KEY: &[u8] = b"kiban-vault-subject-key-v1\0";
 const AAD_SUBJECT_DATA: &[u8] = b"kiban-vault-subject-data-v1\0";
+/// A registration's sealed object (an original DICOM file kept for releases of images).
+const AAD_OBJECT: &[u8] = b"kiban-vault-object-v1\0";
 /// `kv` keys: the epoch in force, its key's fingerprint, a rotation owed by a shred.
 const KV_EPOCH: &str = "vault.epoch";
 const KV_EPOCH_ID: &str = "vault.epoch_key_id";
@@ -298,6 +300,86 @@ fn cipher(key: &[u8; 32]) -> Aes256Gcm {
 
 fn nonce_of(bytes: &[u8]) -> Option<&Nonce<aes_gcm::aead::consts::U12>> {
     (bytes.len() == NONCE_LEN).then(|| Nonce::from_slice(bytes))
+}
+
+/// Associated data of a registration's sealed object: the registration and the object.
+fn object_aad(registration_id: &str, bind: &str) -> Vec<u8> {
+    let mut v = aad(AAD_OBJECT, registration_id);
+    v.push(0);
+    v.extend_from_slice(bind.as_bytes());
+    v
+}
+
+fn seal_object(
+    dk: &[u8; 32],
+    registration_id: &str,
+    bind: &str,
+    plain: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    let nonce = random_nonce();
+    let ct = cipher(dk)
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: &object_aad(registration_id, bind),
+            },
+        )
+        .map_err(|_| VaultError::Corrupt {
+            registration_id: registration_id.to_string(),
+            what: "object could not be sealed",
+        })?;
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens registrations' sealed objects with keys loaded by [`Vault::object_opener`]. Holds
+/// the data keys in memory (zeroized on drop); never printed (no `Debug` of keys).
+pub struct ObjectOpener {
+    keys: HashMap<String, DataKey>,
+}
+
+impl std::fmt::Debug for ObjectOpener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectOpener")
+            .field("registrations", &self.keys.len())
+            .finish()
+    }
+}
+
+impl ObjectOpener {
+    /// The object `bind` of `registration_id`; `None` when the registration has no key
+    /// (shredded by a deletion, or never ingested): the object is crypto-shredded.
+    pub fn open(
+        &self,
+        registration_id: &str,
+        bind: &str,
+        sealed: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
+        let Some(dk) = self.keys.get(registration_id) else {
+            return Ok(None);
+        };
+        let corrupt = |what| VaultError::Corrupt {
+            registration_id: registration_id.to_string(),
+            what,
+        };
+        if sealed.len() < NONCE_LEN {
+            return Err(corrupt("sealed object too short"));
+        }
+        let (nonce, ct) = sealed.split_at(NONCE_LEN);
+        let plain = cipher(dk)
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ct,
+                    aad: &object_aad(registration_id, bind),
+                },
+            )
+            .map_err(|_| corrupt("sealed object fails authentication"))?;
+        Ok(Some(Zeroizing::new(plain)))
+    }
 }
 
 /// Wraps a 32-byte key under `kek`: (ciphertext, nonce).
@@ -1439,6 +1521,40 @@ impl Vault {
                 )
             })?;
         Ok(Some(Zeroizing::new(plain)))
+    }
+
+    /// Seals a registration's own object (an original DICOM file: its header names the
+    /// patient) under the registration's data key, created when missing, on `conn` (the
+    /// ingest chunk's transaction): a random nonce, then the AES-256-GCM ciphertext, bound
+    /// to the registration and to `bind` (the object's reference). Shredding the
+    /// registration ([`Vault::shred`]) leaves it unreadable wherever it is kept.
+    pub async fn seal_for_registration(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        registration_id: &str,
+        bind: &str,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        if registration_id.is_empty() {
+            return Err(VaultError::EmptyId);
+        }
+        let keys = self.data_keys(conn, &[registration_id]).await?;
+        let dk = keys
+            .get(registration_id)
+            .ok_or_else(|| VaultError::Corrupt {
+                registration_id: registration_id.to_string(),
+                what: "data key missing after being created",
+            })?;
+        seal_object(dk, registration_id, bind, plain)
+    }
+
+    /// The keys to open what [`Vault::seal_for_registration`] sealed for `ids`, loaded once
+    /// (a release opens many objects in a synchronous loop). Registrations without a key
+    /// (shredded) are simply absent: their objects do not open.
+    pub async fn object_opener(&self, ids: &[&str]) -> Result<ObjectOpener, VaultError> {
+        let mut conn = self.db.pool().acquire().await?;
+        let keys = self.load_keys(&mut conn, ids).await?;
+        Ok(ObjectOpener { keys })
     }
 
     /// Crypto-shreds the data keys of the subjects (handler, patient key) in one

@@ -34,6 +34,17 @@ pub(super) struct AttachmentRow {
     pub(super) main_path: Option<String>,
 }
 
+/// An original DICOM object to keep sealed under its registration's key (see
+/// `crate::release_images`): read and sealed when the chunk commits.
+pub(super) struct OriginalRow {
+    pub(super) registration_id: String,
+    /// The reference the `image_study` row names (`file_ref`).
+    pub(super) bind: String,
+    pub(super) path: std::path::PathBuf,
+    /// The file's label (its keyed reference), for errors.
+    pub(super) label: String,
+}
+
 pub(super) struct RejectionRow {
     pub(super) patient_key: String,
     pub(super) file: String,
@@ -86,6 +97,7 @@ pub(super) struct Chunk {
     pub(super) rejections: Vec<RejectionRow>,
     pub(super) files: Vec<FileRow>,
     pub(super) attachments: Vec<AttachmentRow>,
+    pub(super) originals: Vec<OriginalRow>,
     pub(super) retractions: Vec<RetractionRow>,
     /// The chunk's patients (for the receipt record), as patient-key bytes.
     pub(super) patients: HashSet<[u8; 32]>,
@@ -121,6 +133,7 @@ impl Workspace {
             rejections: Vec::new(),
             files: Vec::new(),
             attachments: Vec::new(),
+            originals: Vec::new(),
             retractions: Vec::new(),
             patients: HashSet::new(),
             new_regs: Vec::new(),
@@ -217,6 +230,26 @@ impl Workspace {
             if !refs.is_empty() {
                 self.vault.put_many(&mut tx, &refs).await?;
             }
+        }
+        // Original DICOM objects (their headers name the patient), sealed under their
+        // registration's data key in this transaction: shredded with the registration.
+        for o in &c.originals {
+            let plain = zeroize::Zeroizing::new(std::fs::read(&o.path).map_err(|e| {
+                PipelineError::Io {
+                    path: format!("file {}", o.label),
+                    source: e,
+                }
+            })?);
+            let sealed = self
+                .vault
+                .seal_for_registration(&mut tx, &o.registration_id, &o.bind, &plain)
+                .await?;
+            crate::release_images::write_sealed(
+                self.lake.root(),
+                &o.registration_id,
+                &o.bind,
+                &sealed,
+            )?;
         }
         // The sealed paths of every reference the chunk stores, in its transaction: no
         // reference without its name, whatever chunk it first appears in. Quarantine and

@@ -234,6 +234,24 @@ impl Workspace {
                     continue;
                 }
             }
+            if let Fact::ImageStudy(study) = fact
+                && file.format == Some(kiban_ingest::Format::Dicom)
+                && study.file_ref.is_none()
+            {
+                // The original object is kept sealed under the registration's key, for
+                // releases of images (`crate::release_images`); the row names it.
+                let bind = crate::release_images::new_original_ref();
+                c.originals.push(super::chunk::OriginalRow {
+                    registration_id: registration_id.clone(),
+                    bind: bind.clone(),
+                    path: file.path.clone(),
+                    label: file.label.clone(),
+                });
+                let mut study = study.clone();
+                study.file_ref = Some(bind);
+                self.push_fact(c, &registration_id, &Fact::ImageStudy(study), prov, row);
+                continue;
+            }
             self.push_fact(c, &registration_id, fact, prov, row);
         }
         if let Some(identity) = &unit.identity {
