@@ -966,6 +966,10 @@ pub fn refusal_words(r: &DutyRefusal, lang: Lang) -> String {
                 party_words(*kind, lang)
             ),
         ),
+        DutyRefusal::YearOutOfRange { year } => pick(
+            format!("年度 {year} は扱えません"),
+            format!("fiscal year {year} is out of range"),
+        ),
         other => pick(
             format!("受け付けられません: {}", other.code()),
             format!("refused: {}", other.code()),
@@ -1028,6 +1032,7 @@ mod tests {
             DutyRefusal::ReferenceUnknown {
                 kind: PartyKind::Handler,
             },
+            DutyRefusal::YearOutOfRange { year: 999_999 },
         ];
         for r in &all {
             let ja = refusal_words(r, Lang::Ja);

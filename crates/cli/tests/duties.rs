@@ -629,6 +629,8 @@ fn books_report_counts_the_fiscal_year() {
         &ws,
         &["--lang", "ja", "books", "report", "--year", &fy.to_string()],
     ));
+    let e = failed(kiban(&ws, &["books", "report", "--year", "999999"]));
+    assert!(e.contains("[duty.year_out_of_range]"), "{e}");
     assert!(
         text.contains(&format!("{fy}年度")) && text.contains("苦情の受付"),
         "{text}"

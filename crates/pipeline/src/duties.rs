@@ -295,11 +295,7 @@ impl Workspace {
             NaiveDate::from_ymd_opt(year, 4, 1),
             NaiveDate::from_ymd_opt(year.saturating_add(1), 3, 31),
         ) else {
-            return Err(Refusal::RangeInverted {
-                from: NaiveDate::MIN,
-                to: NaiveDate::MIN,
-            }
-            .into());
+            return Err(Refusal::Duty(kiban_workflow::DutyRefusal::YearOutOfRange { year }).into());
         };
         let f = from.format("%Y-%m-%d").to_string();
         let t = to.format("%Y-%m-%d").to_string();

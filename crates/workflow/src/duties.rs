@@ -147,6 +147,9 @@ pub enum DutyRefusal {
     /// A handler code or user ID that kiban does not know (the value is not repeated).
     #[error("reference_unknown")]
     ReferenceUnknown { kind: PartyKind },
+    /// A fiscal year outside the calendar kiban can date.
+    #[error("year_out_of_range")]
+    YearOutOfRange { year: i32 },
 }
 
 impl DutyRefusal {
