@@ -629,3 +629,64 @@ fn chrono_today() -> String {
         .expect("date");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+#[test]
+fn a_patient_stopped_between_preparation_and_approval_has_no_image_in_the_package() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (identity_path, _identity, recipient) = age_identity(dir.path());
+    let ws = workspace(dir.path(), &recipient);
+    let spec = dir.path().join("images-ai.toml");
+    let delivery = dir.path().join("delivery");
+    let m = json(as_actor(
+        &ws,
+        "alice",
+        &[
+            "release",
+            arg(&spec),
+            "--request",
+            "REQ-AI",
+            "--out",
+            arg(&delivery),
+            "--json",
+        ],
+    ));
+    let id = m["release_id"].as_str().expect("id").to_string();
+    // The stop arrives after the preparation, before the approval.
+    let (_, stopped, _) = SOURCES[1];
+    let stop = dir.path().join("stop.csv");
+    std::fs::write(
+        &stop,
+        format!(
+            "handler_code,patient_id,event,date\n{H},{stopped},stop,{}\n",
+            chrono_today()
+        ),
+    )
+    .expect("stop csv");
+    ok(kiban(&ws, &["optout", "import", arg(&stop)]));
+    ok(as_actor(&ws, "bob", &["release", "approve", &id]));
+    let got = dir.path().join("got");
+    verify(&delivery, &identity_path, &got);
+    let imgs = images(&got);
+    assert_eq!(
+        imgs.len(),
+        SOURCES.len() - 1,
+        "the stopped patient's image was delivered"
+    );
+    let rows = image_rows(&got);
+    assert_eq!(rows.len(), SOURCES.len() - 1);
+    for (rel, u, _) in &imgs {
+        let study = serde_json::to_value(&u.facts.facts[0].0).expect("fact")["study_uid"]
+            .as_str()
+            .expect("uid")
+            .to_string();
+        assert!(
+            rows.contains_key(&(u.facts.patient_id.clone(), study)),
+            "{rel}: an image without its released row"
+        );
+    }
+    // Nothing of the stopped patient's source in any stored or delivered package file.
+    for p in walk(&got) {
+        let b = std::fs::read(&p).expect("read");
+        assert!(!contains(&b, format!("{stopped}_").as_bytes()));
+    }
+}
