@@ -26,6 +26,10 @@ pub enum ConsentError {
     /// The caller's lookup of a patient's facts (e.g. the vault) failed.
     #[error("patient facts lookup: {reason}")]
     FactsLookup { reason: String },
+    /// The vault could not seal a value the import must not store in clear (no value in
+    /// the reason).
+    #[error("sealing: {reason}")]
+    Sealing { reason: String },
     #[error("notice version {version} of handler {handler} already exists")]
     NoticeVersionExists { handler: String, version: String },
     #[error("invalid {field}: {reason}")]
@@ -52,7 +56,10 @@ impl ConsentError {
     pub fn is_refusal(&self) -> bool {
         !matches!(
             self,
-            ConsentError::Sql(_) | ConsentError::Corrupt { .. } | ConsentError::FactsLookup { .. }
+            ConsentError::Sql(_)
+                | ConsentError::Corrupt { .. }
+                | ConsentError::FactsLookup { .. }
+                | ConsentError::Sealing { .. }
         )
     }
 }

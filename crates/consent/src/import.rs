@@ -9,7 +9,10 @@
 //! guardian's request needs). Each bad row is rejected with its line, column and
 //! reason — never the value of a field, since most are personal — and good rows next to it
 //! are imported. Import is idempotent: re-importing a row adds nothing (dedupe on handler,
-//! patient, event, date). Patient IDs are turned into `patient_key`s by the caller's `key`
+//! patient, event, date; a row repeated in the file is imported once). The good rows are
+//! written in one transaction with multi-row statements: an import that fails or is cut
+//! leaves the registry as it was. With [`Sealing`] a requester's name is sealed in that
+//! transaction and never stored in clear. Patient IDs are turned into `patient_key`s by the caller's `key`
 //! function (which normalizes them with the handler's [`PatientIdFormat`]) and never stored;
 //! a patient ID that does not fit its handler's format is rejected with its line, never
 //! stored under a key that nothing else would ever compute.
@@ -25,16 +28,15 @@ use kiban_store::Db;
 use serde::Serialize;
 
 use crate::error::ConsentError;
-use crate::event::{
-    Channel, ConsentEvent, EventKind, Relation, Requester, insert_event, validate_event,
-};
+use sqlx::Row as _;
+
+use crate::event::{Channel, ConsentEvent, EventKind, Relation, Requester, validate_event};
 use crate::handler::{list_handlers, list_notice_versions};
 use crate::patient_id::{PatientIdError, PatientIdFormat};
 use crate::requester::{PatientFacts, requester_refusal};
 
 /// Rejections kept in the report (all are counted).
 pub const MAX_REJECTIONS_KEPT: usize = 1000;
-const CHUNK: usize = 500;
 
 const REQUIRED: [&str; 4] = ["handler_code", "patient_id", "event", "date"];
 const OPTIONAL: [&str; 7] = [
@@ -356,31 +358,230 @@ async fn check_row_requester(
     })
 }
 
-async fn flush(
-    db: &Db,
-    pending: &mut Vec<ConsentEvent>,
+/// How an import seals what it must not store in clear: the requester's name of a request
+/// is sealed under the patient's subject key in `vault`
+/// ([`kiban_store::Vault::seal_many_for_subjects`], `purpose` bound, the event ID as the
+/// binding) inside the import's transaction, into `consent_events.requester_sealed`; the
+/// clear `requester` column is never written.
+pub struct Sealing<'a> {
+    pub vault: &'a kiban_store::vault::Vault,
+    /// The purpose bound into each sealed name (the pipeline's `requester`).
+    pub purpose: &'a str,
+}
+
+/// Events written per multi-row statement group: the accepted rows are written in chunks of
+/// this many, all inside the import's one transaction.
+const WRITE_CHUNK: usize = 4096;
+
+/// The columns every row binds, in the order of the statement (after `source` and
+/// `recorded_at`, `$1` and `$2`, bound once per statement and shared by its rows).
+const EVENT_COLUMNS: [&str; 15] = [
+    "event_id",
+    "handler_code",
+    "patient_key",
+    "kind",
+    "event_date",
+    "method",
+    "notice_version",
+    "guardian_notified",
+    "channel",
+    "requester_sealed",
+    "relation",
+    "receipt_number",
+    "receipt_issued_date",
+    "scope",
+    "deletion_scope",
+];
+
+/// One value of an event row: bound, or a literal the statement spells (`NULL`, `0`, `1`).
+enum Cell {
+    Text(String),
+    Bytes(Vec<u8>),
+    Lit(&'static str),
+}
+
+impl Cell {
+    fn opt(v: Option<String>) -> Cell {
+        v.map_or(Cell::Lit("NULL"), Cell::Text)
+    }
+}
+
+/// The row of `e` (whose ID is `id`, its requester's name already sealed as `sealed`), cell
+/// by cell in [`EVENT_COLUMNS`] order. Without sealing the clear name is kept (a library
+/// caller without a vault), in the `requester` column: see [`write_events`].
+fn event_cells(e: &ConsentEvent, id: &str, sealed: Option<Vec<u8>>) -> Vec<Cell> {
+    let receipt = match (e.kind, &e.receipt_number) {
+        (EventKind::Stop | EventKind::Delete, None) => {
+            Some(crate::event::receipt_number(&e.handler_code, e.date, id))
+        }
+        (_, r) => r.clone(),
+    };
+    vec![
+        Cell::Text(id.to_string()),
+        Cell::Text(e.handler_code.clone()),
+        Cell::Text(e.patient_key.clone()),
+        Cell::Text(e.kind.as_str().to_string()),
+        Cell::Text(crate::handler::date_str(e.date)),
+        Cell::opt(e.method.clone()),
+        Cell::opt(e.notice_version.clone()),
+        Cell::Lit(if e.guardian_notified { "1" } else { "0" }),
+        Cell::opt(e.channel.map(|c| c.as_str().to_string())),
+        sealed.map_or(Cell::Lit("NULL"), Cell::Bytes),
+        Cell::opt(e.relation.map(|r| r.as_str().to_string())),
+        Cell::opt(receipt),
+        Cell::opt(e.receipt_issued.map(crate::handler::date_str)),
+        Cell::opt(e.scope.clone()),
+        Cell::opt(e.deletion_scope.map(|d| d.as_str().to_string())),
+    ]
+}
+
+/// A row's cells: `?` where bound, else the literal.
+type Shape = Vec<&'static str>;
+
+/// Which cells of a row are bound or which literal they are: rows of one shape
+/// share one statement text (the prepared-statement cache keeps it).
+fn shape(cells: &[Cell]) -> Shape {
+    cells
+        .iter()
+        .map(|c| match c {
+            Cell::Lit(l) => l,
+            Cell::Text(_) | Cell::Bytes(_) => "?",
+        })
+        .collect()
+}
+
+/// Writes `events` on `conn` (the import's transaction) with multi-row statements —
+/// rows of one shape together, at most [`kiban_store::bulk::MAX_PARAMS`] parameters a
+/// statement — inserting or ignoring on (handler, patient, event, date), and counts what was
+/// new into `report`. With `sealing`, each request's requester name is sealed first, in the
+/// same transaction, and only the sealed value is written; without, the clear name goes to
+/// the `requester` column (a library caller without a vault).
+async fn write_events(
+    conn: &mut sqlx::AnyConnection,
+    events: &[ConsentEvent],
     source: &str,
+    recorded_at: &str,
+    sealing: Option<&Sealing<'_>>,
     report: &mut ImportReport,
 ) -> Result<(), ConsentError> {
-    if pending.is_empty() {
-        return Ok(());
-    }
-    let mut tx = db.pool().begin().await?;
-    let mut new_kinds: Vec<EventKind> = Vec::new();
-    for e in pending.iter() {
-        let (_, inserted) = insert_event(&mut tx, e, source).await?;
-        if inserted {
-            new_kinds.push(e.kind);
+    use kiban_store::bulk::MAX_PARAMS;
+    let ids: Vec<String> = events
+        .iter()
+        .map(|_| crate::event::new_event_id())
+        .collect();
+    let mut sealed: HashMap<usize, Vec<u8>> = HashMap::new();
+    let mut clear: HashMap<usize, String> = HashMap::new();
+    {
+        let named: Vec<usize> = (0..events.len())
+            .filter(|i| events[*i].requester.is_some())
+            .collect();
+        match sealing {
+            Some(s) if !named.is_empty() => {
+                let items: Vec<(&str, &str, &str, &[u8])> = named
+                    .iter()
+                    .filter_map(|i| {
+                        let e = &events[*i];
+                        e.requester.as_ref().map(|r| {
+                            (
+                                e.handler_code.as_str(),
+                                e.patient_key.as_str(),
+                                ids[*i].as_str(),
+                                r.expose().as_bytes(),
+                            )
+                        })
+                    })
+                    .collect();
+                let out = s
+                    .vault
+                    .seal_many_for_subjects(conn, s.purpose, &items)
+                    .await
+                    .map_err(|e| ConsentError::Sealing {
+                        reason: e.to_string(),
+                    })?;
+                sealed.extend(named.into_iter().zip(out));
+            }
+            Some(_) => {}
+            None => {
+                for i in named {
+                    if let Some(r) = &events[i].requester {
+                        clear.insert(i, r.expose().to_string());
+                    }
+                }
+            }
         }
     }
-    tx.commit().await?;
-    // Counted only once committed, so the report never claims more than the database holds.
-    report.duplicates += (pending.len() - new_kinds.len()) as u64;
-    report.imported += new_kinds.len() as u64;
-    for k in new_kinds {
-        *report.by_kind.entry(k.as_str().to_string()).or_default() += 1;
+    // Group the rows by shape, keeping the file's order inside each group.
+    let mut groups: Vec<(Shape, Vec<Vec<Cell>>)> = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        let mut cells = event_cells(e, &ids[i], sealed.remove(&i));
+        // The clear name only without sealing (never both).
+        cells.push(clear.remove(&i).map_or(Cell::Lit("NULL"), Cell::Text));
+        let sh = shape(&cells);
+        match groups.iter_mut().find(|(s, _)| *s == sh) {
+            Some((_, rows)) => rows.push(cells),
+            None => groups.push((sh, vec![cells])),
+        }
     }
-    pending.clear();
+    let head = format!(
+        "INSERT INTO consent_events (source, recorded_at, {}, requester) VALUES ",
+        EVENT_COLUMNS.join(", ")
+    );
+    let tail = " ON CONFLICT (handler_code, patient_key, kind, event_date) DO NOTHING \
+                RETURNING event_id";
+    let mut new_ids: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for (sh, rows) in groups {
+        let bound = sh.iter().filter(|c| **c == "?").count().max(1);
+        let per = ((MAX_PARAMS - 2) / bound).max(1);
+        let mut it = rows.into_iter().peekable();
+        while it.peek().is_some() {
+            let part: Vec<Vec<Cell>> = it.by_ref().take(per).collect();
+            let mut sql = head.clone();
+            let mut n = 2;
+            for (r, _) in part.iter().enumerate() {
+                if r > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str("($1, $2");
+                for c in &sh {
+                    sql.push_str(", ");
+                    if *c == "?" {
+                        n += 1;
+                        sql.push('$');
+                        sql.push_str(&n.to_string());
+                    } else {
+                        sql.push_str(c);
+                    }
+                }
+                sql.push(')');
+            }
+            sql.push_str(tail);
+            let mut q = sqlx::query(&sql).bind(source).bind(recorded_at);
+            for cells in part {
+                for c in cells {
+                    q = match c {
+                        Cell::Text(t) => q.bind(t),
+                        Cell::Bytes(b) => q.bind(b),
+                        Cell::Lit(_) => q,
+                    };
+                }
+            }
+            for row in q.fetch_all(&mut *conn).await? {
+                new_ids.insert(row.try_get::<String, _>(0)?);
+            }
+        }
+    }
+    let mut imported = 0u64;
+    for (i, e) in events.iter().enumerate() {
+        if new_ids.contains(&ids[i]) {
+            imported += 1;
+            *report
+                .by_kind
+                .entry(e.kind.as_str().to_string())
+                .or_default() += 1;
+        }
+    }
+    report.imported += imported;
+    report.duplicates += events.len() as u64 - imported;
     Ok(())
 }
 
@@ -402,14 +603,14 @@ pub type KeyFn<'a> =
 /// with the workspace index key). A row whose patient ID does not fit is rejected.
 ///
 /// Errors only for a bad header, an unreadable stream or the database; bad rows are
-/// rejected in the report. Rows before a mid-file error stay imported (re-running is safe).
+/// rejected in the report. The import is one transaction: an error imports nothing.
 pub async fn import_csv(
     db: &Db,
     reader: impl Read,
     source_name: &str,
     key: &KeyFn<'_>,
 ) -> Result<ImportReport, ConsentError> {
-    import_csv_with(db, reader, source_name, key, None).await
+    import_csv_sealed(db, reader, source_name, key, None, None).await
 }
 
 /// [`import_csv`] with the caller's lookup of patient facts (the vault's birth and death
@@ -420,6 +621,23 @@ pub async fn import_csv_with(
     source_name: &str,
     key: &KeyFn<'_>,
     lookup: Option<&FactsFn<'_>>,
+) -> Result<ImportReport, ConsentError> {
+    import_csv_sealed(db, reader, source_name, key, lookup, None).await
+}
+
+/// [`import_csv_with`], sealing each request's requester name with `sealing` in the import's
+/// transaction (see [`Sealing`]): the name is never stored in clear.
+///
+/// Two passes: every row is read, keyed and checked first (the checks read the registry),
+/// then the accepted events are written in one transaction with multi-row statements, so a
+/// cut or failed import leaves the registry as it was.
+pub async fn import_csv_sealed(
+    db: &Db,
+    reader: impl Read,
+    source_name: &str,
+    key: &KeyFn<'_>,
+    lookup: Option<&FactsFn<'_>>,
+    sealing: Option<&Sealing<'_>>,
 ) -> Result<ImportReport, ConsentError> {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -453,7 +671,8 @@ pub async fn import_csv_with(
         source: source_name.to_string(),
         ..ImportReport::default()
     };
-    let mut pending: Vec<ConsentEvent> = Vec::with_capacity(CHUNK);
+    // Pass 1: read, key and check every row.
+    let mut accepted: Vec<ConsentEvent> = Vec::new();
     let mut rec = csv::ByteRecord::new();
     loop {
         let more = rdr
@@ -485,12 +704,7 @@ pub async fn import_csv_with(
             Err(e) => Err(e),
         };
         match checked {
-            Ok(p) => {
-                pending.push(p.event);
-                if pending.len() >= CHUNK {
-                    flush(db, &mut pending, &source, &mut report).await?;
-                }
-            }
+            Ok(p) => accepted.push(p.event),
             Err((column, reason)) => {
                 report.rejected += 1;
                 if report.rejections.len() < MAX_REJECTIONS_KEPT {
@@ -503,7 +717,16 @@ pub async fn import_csv_with(
             }
         }
     }
-    flush(db, &mut pending, &source, &mut report).await?;
+    // Pass 2: one transaction, a chunk of multi-row statements at a time.
+    if accepted.is_empty() {
+        return Ok(report);
+    }
+    let recorded_at = crate::handler::now_rfc3339();
+    let mut tx = db.pool().begin().await?;
+    for chunk in accepted.chunks(WRITE_CHUNK) {
+        write_events(&mut tx, chunk, &source, &recorded_at, sealing, &mut report).await?;
+    }
+    tx.commit().await?;
     Ok(report)
 }
 

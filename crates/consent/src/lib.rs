@@ -46,7 +46,10 @@ pub use handler::{
     add_handler, add_handler_as, add_notice_version, get_handler, handler_history, list_handlers,
     list_notice_versions, update_handler, update_handler_as,
 };
-pub use import::{FactsFn, ImportReport, KeyFn, RowRejection, import_csv, import_csv_with};
+pub use import::{
+    FactsFn, ImportReport, KeyFn, RowRejection, Sealing, import_csv, import_csv_sealed,
+    import_csv_with,
+};
 pub use patient_id::{MAX_DIGITS_WIDTH, PatientIdError, PatientIdFormat};
 pub use requester::{
     GUARDIAN_AGE_LIMIT, PatientFacts, RequesterRefusal, StatusKind, check_requester, patient_facts,

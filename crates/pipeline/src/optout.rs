@@ -46,10 +46,22 @@ impl Workspace {
                             >,
                         >
                 };
-                let report =
-                    kiban_consent::import_csv_with(&self.db, f, &name, &key, Some(&lookup)).await?;
-                // The registry writes requesters in clear: sealed in the vault at once.
-                self.seal_clear_requesters().await?;
+                // A requester's name is sealed under the patient's subject key in the
+                // import's own transaction: it is never written in clear.
+                let sealing = kiban_consent::Sealing {
+                    vault: &self.vault,
+                    purpose: crate::sealed::REQUESTER,
+                };
+                let f = std::io::BufReader::with_capacity(1 << 20, f);
+                let report = kiban_consent::import_csv_sealed(
+                    &self.db,
+                    f,
+                    &name,
+                    &key,
+                    Some(&lookup),
+                    Some(&sealing),
+                )
+                .await?;
                 // A deletion request is carried out as soon as it is recorded (R-OPT-6).
                 if report.by_kind.get("delete").is_some_and(|n| *n > 0) {
                     self.apply_deletions(chrono::Local::now().date_naive())

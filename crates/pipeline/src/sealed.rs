@@ -5,8 +5,9 @@
 //!   ([`kiban_store::Vault::seal_for_subject`], handler + `patient_key`, so a stop received
 //!   before any data has one too) into `consent_events.requester_sealed`, the event ID bound
 //!   as associated data; the clear `requester` column is never written by the desk, and the
-//!   values an older workspace or a CSV import wrote there are sealed and NULLed
-//!   ([`Workspace::seal_clear_requesters`], at open and after every import).
+//!   values an older workspace wrote there are sealed and NULLed
+//!   ([`Workspace::seal_clear_requesters`], at open); the CSV import seals each name in its
+//!   own transaction before the row is written (`kiban_consent::Sealing`).
 //! * The stored **receipt copy** (`receipts/<number>.pdf.sealed`) is the PDF sealed under the
 //!   same subject key, the receipt number bound; [`Workspace::receipt_copy`] opens it while
 //!   the person exists. Clear `receipts/<number>.pdf` copies of older workspaces are sealed at
@@ -22,8 +23,9 @@ use sqlx::Row;
 use crate::optout_events::{legacy_receipt_copy_path, receipt_copy_path};
 use crate::{PipelineError, Refusal, Workspace};
 
-/// The purpose bound into a sealed requester's name.
-const REQUESTER: &str = "requester";
+/// The purpose bound into a sealed requester's name (also by the CSV import, which seals in
+/// its own transaction).
+pub(crate) const REQUESTER: &str = "requester";
 /// The purpose bound into a sealed receipt copy.
 const RECEIPT_COPY: &str = "receipt-copy";
 /// The first bytes of a sealed receipt copy; the subject (handler code and keyed

@@ -57,7 +57,9 @@ pub enum Val {
     OptText(Option<String>),
     Int(i64),
     OptInt(Option<i64>),
+    Real(f64),
     Bytes(Vec<u8>),
+    OptBytes(Option<Vec<u8>>),
 }
 
 /// Inserts `rows` (each the same number of values) with `head` (`INSERT INTO t (a, b, …)`)
@@ -93,6 +95,8 @@ pub async fn insert_rows(
                     Val::OptText(t) => q.bind(t),
                     Val::Int(i) => q.bind(i),
                     Val::OptInt(i) => q.bind(i),
+                    Val::Real(x) => q.bind(x),
+                    Val::OptBytes(b) => q.bind(b),
                     Val::Bytes(b) => q.bind(b),
                 };
             }

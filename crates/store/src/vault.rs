@@ -445,6 +445,9 @@ struct Sealed {
     ciphertext: Vec<u8>,
 }
 
+/// Identities read per statement by [`Vault::list`].
+const LIST_PAGE: u32 = 8192;
+
 impl Vault {
     /// A vault over `db` (migrated) sealed by `master`. The master key itself is never used
     /// as a cipher key: a key-encryption key is derived from it for this one purpose.
@@ -723,7 +726,26 @@ impl Vault {
     }
 
     fn open(&self, registration_id: &str, s: &Sealed) -> Result<Identity, VaultError> {
-        let dk = self.unwrap_key(registration_id, &s.key_id, &s.wrapped_key, &s.key_nonce)?;
+        let kek = self.kek()?;
+        Self::open_with(&kek, &self.legacy, registration_id, s)
+    }
+
+    /// [`Vault::open`] under `kek` (the key-encryption key in force, read once by a caller
+    /// that opens many).
+    fn open_with(
+        kek: &Kek,
+        legacy: &Kek,
+        registration_id: &str,
+        s: &Sealed,
+    ) -> Result<Identity, VaultError> {
+        let dk = Self::unwrap_with(
+            kek,
+            legacy,
+            registration_id,
+            &s.key_id,
+            &s.wrapped_key,
+            &s.key_nonce,
+        )?;
         let corrupt = |what| VaultError::Corrupt {
             registration_id: registration_id.to_string(),
             what,
@@ -795,7 +817,7 @@ impl Vault {
 
     /// Up to `limit` identities with registration ids strictly after `after` (or from the
     /// start), in registration-id order: keyset paging for linkage over millions of
-    /// registrations without holding them all.
+    /// registrations without holding them all. The page is opened on every core.
     pub async fn list_page(
         &self,
         after: Option<&str>,
@@ -810,27 +832,45 @@ impl Vault {
         .bind(i64::from(limit))
         .fetch_all(self.db.pool())
         .await?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut sealed = Vec::with_capacity(rows.len());
         for row in &rows {
             let id: String = row.try_get(0)?;
-            let s = Self::sealed(row, 1)?;
-            let identity = self.open(&id, &s)?;
-            out.push((id, identity));
+            sealed.push((id, Self::sealed(row, 1)?));
         }
-        Ok(out)
+        drop(rows);
+        self.open_all(sealed)
     }
 
-    /// Every identity in the vault, in registration-id order. Prefer [`Vault::list_page`] for
-    /// large workspaces.
+    /// Opens sealed identities in parallel (rayon), keeping their order; the first failure
+    /// in that order is the error.
+    fn open_all(
+        &self,
+        sealed: Vec<(String, Sealed)>,
+    ) -> Result<Vec<(String, Identity)>, VaultError> {
+        use rayon::prelude::*;
+        let kek = self.kek()?;
+        sealed
+            .into_par_iter()
+            .map(|(id, s)| {
+                let identity = Self::open_with(&kek, &self.legacy, &id, &s)?;
+                Ok((id, identity))
+            })
+            .collect()
+    }
+
+    /// Every identity in the vault, in registration-id order, read a page of
+    /// [`LIST_PAGE`] at a time and opened on every core. Prefer [`Vault::list_page`] for
+    /// large workspaces when the identities need not all be held at once.
     pub async fn list(&self) -> Result<Vec<(String, Identity)>, VaultError> {
         let mut out = Vec::new();
         loop {
             let after = out.last().map(|(id, _): &(String, Identity)| id.clone());
-            let page = self.list_page(after.as_deref(), 1000).await?;
-            if page.is_empty() {
+            let page = self.list_page(after.as_deref(), LIST_PAGE).await?;
+            let last = page.len() < LIST_PAGE as usize;
+            out.extend(page);
+            if last {
                 return Ok(out);
             }
-            out.extend(page);
         }
     }
 
@@ -1485,6 +1525,118 @@ impl Vault {
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    /// [`Vault::seal_for_subject`] for many values on `conn`, normally the caller's
+    /// transaction, so that what is sealed and the rows holding it commit together (a bulk
+    /// import never writes a requester's name in clear, not even for a moment). Each item is
+    /// (handler, patient key, bind, plain), all sealed for `purpose`; the subjects' keys are
+    /// read a few hundred per statement and the missing ones created with multi-row
+    /// statements (insert-or-ignore, then read back, so two writers agree on one key).
+    /// Returns the sealed values in the order of `items`.
+    pub async fn seal_many_for_subjects(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        purpose: &str,
+        items: &[(&str, &str, &str, &[u8])],
+    ) -> Result<Vec<Vec<u8>>, VaultError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kek = self.kek()?;
+        let mut wanted: Vec<(&str, &str)> = items.iter().map(|(h, pk, _, _)| (*h, *pk)).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut keys = self.subject_keys_in(conn, &kek, &wanted).await?;
+        let missing: Vec<(&str, &str)> = wanted
+            .iter()
+            .copied()
+            .filter(|s| !keys.contains_key(&(s.0.to_string(), s.1.to_string())))
+            .collect();
+        if !missing.is_empty() {
+            let now = chrono::Utc::now().to_rfc3339();
+            let mut rows = Vec::with_capacity(missing.len());
+            for (h, pk) in &missing {
+                let mut fresh: DataKey = Zeroizing::new([0u8; 32]);
+                rand::rngs::OsRng.fill_bytes(fresh.as_mut());
+                let (w, nonce) =
+                    wrap_under(&kek, &subject_aad(AAD_SUBJECT_KEY, h, pk, &[]), &fresh)
+                        .ok_or(VaultError::Subject("key", "could not be wrapped"))?;
+                rows.push(vec![
+                    Val::Text((*h).to_string()),
+                    Val::Text((*pk).to_string()),
+                    Val::Text(kek.key_id.clone()),
+                    Val::Bytes(w),
+                    Val::Bytes(nonce),
+                    Val::Text(now.clone()),
+                ]);
+            }
+            insert_rows(
+                conn,
+                "INSERT INTO vault_subject_keys (handler_code, patient_key, key_id, wrapped_key, \
+                 nonce, created_at)",
+                " ON CONFLICT (handler_code, patient_key) DO NOTHING",
+                rows.into_iter(),
+            )
+            .await?;
+            // Read back: where another writer's key won, that one is used.
+            keys.extend(self.subject_keys_in(conn, &kek, &missing).await?);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (h, pk, bind, plain) in items {
+            let dk = keys
+                .get(&((*h).to_string(), (*pk).to_string()))
+                .ok_or(VaultError::Subject("key", "vanished while being created"))?;
+            let nonce = random_nonce();
+            let ct = cipher(dk)
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: plain,
+                        aad: &subject_aad(AAD_SUBJECT_DATA, h, pk, &[purpose, bind]),
+                    },
+                )
+                .map_err(|_| VaultError::Subject("value", "could not be sealed"))?;
+            let mut sealed = Vec::with_capacity(NONCE_LEN + ct.len());
+            sealed.extend_from_slice(&nonce);
+            sealed.extend_from_slice(&ct);
+            out.push(sealed);
+        }
+        Ok(out)
+    }
+
+    /// The data keys of the subjects among `subjects` that have one, read on `conn` a few
+    /// hundred patient keys per statement.
+    async fn subject_keys_in(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        kek: &Kek,
+        subjects: &[(&str, &str)],
+    ) -> Result<HashMap<(String, String), DataKey>, VaultError> {
+        let mut pks: Vec<&str> = subjects.iter().map(|s| s.1).collect();
+        pks.sort_unstable();
+        pks.dedup();
+        let rows = fetch_in(
+            conn,
+            "SELECT handler_code, patient_key, key_id, wrapped_key, nonce \
+             FROM vault_subject_keys WHERE patient_key IN ",
+            &pks,
+        )
+        .await?;
+        let mut out = HashMap::with_capacity(subjects.len());
+        for row in rows {
+            let h: String = row.try_get(0)?;
+            let pk: String = row.try_get(1)?;
+            if subjects.binary_search(&(h.as_str(), pk.as_str())).is_err() {
+                continue;
+            }
+            let key_id: String = row.try_get(2)?;
+            let wrapped: Vec<u8> = row.try_get(3)?;
+            let nonce: Vec<u8> = row.try_get(4)?;
+            let dk = Self::unwrap_subject(kek, &self.legacy, &h, &pk, &key_id, &wrapped, &nonce)?;
+            out.insert((h, pk), dk);
+        }
         Ok(out)
     }
 

@@ -1,0 +1,235 @@
+//! The bulk CSV import's write path (issue 16, item 6) against SQLite (and PostgreSQL when
+//! KIBAN_TEST_POSTGRES_URL is set): rows written with multi-row statements, chunk after
+//! chunk, in one transaction — counted exactly across chunk and statement boundaries, a row
+//! repeated in another chunk imported once, an empty file imports nothing, a failure
+//! after thousands of good rows leaves nothing, and with sealing the requester's name is
+//! stored only sealed (opened again under the event's ID), never in the clear column.
+
+mod common;
+
+use chrono::NaiveDate;
+use kiban_consent::*;
+use kiban_store::vault::Vault;
+use kiban_store::{SecretKey, patient_key};
+use sqlx::Row;
+
+fn d(s: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+}
+
+fn pk(handler: &str, pid: &str) -> String {
+    patient_key(&SecretKey::from_bytes([9; 32]), handler, pid)
+}
+
+fn hospital(code: &str) -> HandlerInfo {
+    let mut h = HandlerInfo::new(code, "みなと病院", "東京都港区1-2-3");
+    h.filed_date = Some(d("2024-01-05"));
+    h.minister_published_date = Some(d("2024-01-20"));
+    h.own_published_date = Some(d("2024-01-25"));
+    h
+}
+
+fn key(h: &str, f: PatientIdFormat, p: &str) -> Result<String, PatientIdError> {
+    f.normalize(p).map(|p| pk(h, &p))
+}
+
+async fn count(db: &kiban_store::Db, sql: &str) -> i64 {
+    sqlx::query(sql)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap()
+}
+
+/// 9,001 notices and every tenth patient a stop by the patient with a name — more than two
+/// write chunks (4,096 events) and hundreds of statements of two shapes — plus the first
+/// 50 rows repeated at the end (in another chunk) and one bad row.
+fn big_csv() -> (String, u64, u64) {
+    let mut csv = String::from("handler_code,patient_id,event,date,channel,requester,relation\n");
+    let (mut notices, mut stops) = (0, 0);
+    for i in 0..9001 {
+        csv.push_str(&format!("H1,P{i},notice,2024-02-01,,,\n"));
+        notices += 1;
+        if i % 10 == 0 {
+            csv.push_str(&format!("H1,P{i},stop,2024-03-01,desk,申出 太郎{i},self\n"));
+            stops += 1;
+        }
+    }
+    for i in 0..50 {
+        csv.push_str(&format!("H1,P{i},notice,2024-02-01,,,\n"));
+    }
+    csv.push_str("H1,P1,notice,2024-13-01,,,\n");
+    (csv, notices, stops)
+}
+
+#[tokio::test]
+async fn counts_hold_across_chunks_and_statements_and_repeats_import_once() {
+    for t in common::backends().await {
+        let db = &t.db;
+        add_handler(db, &hospital("H1")).await.unwrap();
+        let (csv, notices, stops) = big_csv();
+        let rep = import_csv(db, csv.as_bytes(), "big.csv", &key)
+            .await
+            .unwrap();
+        assert_eq!(rep.rows, notices + stops + 51, "{}", t.backend);
+        assert_eq!(rep.imported, notices + stops, "{}", t.backend);
+        assert_eq!(rep.duplicates, 50, "{}", t.backend);
+        assert_eq!(rep.rejected, 1, "{}", t.backend);
+        assert_eq!(rep.by_kind.get("notice"), Some(&notices));
+        assert_eq!(rep.by_kind.get("stop"), Some(&stops));
+        assert_eq!(
+            count(db, "SELECT COUNT(*) FROM consent_events").await as u64,
+            notices + stops
+        );
+        // Every stop got its own receipt number.
+        assert_eq!(
+            count(
+                db,
+                "SELECT COUNT(DISTINCT receipt_number) FROM consent_events WHERE kind = 'stop'"
+            )
+            .await as u64,
+            stops
+        );
+        // Idempotent: the same file again adds nothing.
+        let again = import_csv(db, csv.as_bytes(), "big.csv", &key)
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.imported, again.duplicates),
+            (0, notices + stops + 50)
+        );
+        // The gate reads what was written.
+        let snap = Gate::load(db, "H1").await.unwrap();
+        assert!(
+            !snap
+                .eligibility(&pk("H1", "P10"), d("2024-04-01"))
+                .is_eligible()
+        );
+        assert!(
+            snap.eligibility(&pk("H1", "P11"), d("2024-04-01"))
+                .is_eligible()
+        );
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_empty_file_imports_nothing() {
+    for t in common::backends().await {
+        let db = &t.db;
+        add_handler(db, &hospital("H1")).await.unwrap();
+        let rep = import_csv(
+            db,
+            "handler_code,patient_id,event,date\n".as_bytes(),
+            "e.csv",
+            &key,
+        )
+        .await
+        .unwrap();
+        assert_eq!((rep.rows, rep.imported, rep.duplicates), (0, 0, 0));
+        assert_eq!(count(db, "SELECT COUNT(*) FROM consent_events").await, 0);
+        t.cleanup().await;
+    }
+}
+
+/// An attacker's (or a crash's) cut: the lookup fails on a request after 6,000 good rows —
+/// more than any chunk. Nothing of the file may stay (before, the first chunks stayed
+/// committed, with their requesters' names in clear).
+#[tokio::test]
+async fn a_failure_after_thousands_of_rows_leaves_nothing() {
+    for t in common::backends().await {
+        let db = &t.db;
+        add_handler(db, &hospital("H1")).await.unwrap();
+        let mut csv = String::from("handler_code,patient_id,event,date,requester,relation\n");
+        for i in 0..6000 {
+            csv.push_str(&format!("H1,P{i},notice,2024-02-01,,\n"));
+            if i % 100 == 0 {
+                csv.push_str(&format!("H1,P{i},stop,2024-03-01,申出 花子{i},self\n"));
+            }
+        }
+        csv.push_str("H1,P7,stop,2024-03-01,代理 次郎,guardian\n");
+        let lookup = |_h: String, _k: String| {
+            Box::pin(async move { Err("vault unavailable".to_string()) })
+                as std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send>>
+        };
+        let err = import_csv_with(db, csv.as_bytes(), "cut.csv", &key, Some(&lookup))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ConsentError::FactsLookup { .. }), "{err}");
+        assert_eq!(
+            count(db, "SELECT COUNT(*) FROM consent_events").await,
+            0,
+            "{}",
+            t.backend
+        );
+        t.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn sealed_import_stores_no_clear_name_and_the_sealed_one_opens() {
+    for t in common::backends().await {
+        let db = &t.db;
+        add_handler(db, &hospital("H1")).await.unwrap();
+        let vault = Vault::new(db.clone(), SecretKey::from_bytes([3; 32]));
+        let sealing = Sealing {
+            vault: &vault,
+            purpose: "requester",
+        };
+        let (csv, _, stops) = big_csv();
+        let rep = import_csv_sealed(db, csv.as_bytes(), "big.csv", &key, None, Some(&sealing))
+            .await
+            .unwrap();
+        assert_eq!(rep.by_kind.get("stop"), Some(&stops));
+        assert_eq!(
+            count(
+                db,
+                "SELECT COUNT(*) FROM consent_events WHERE requester IS NOT NULL"
+            )
+            .await,
+            0,
+            "{}",
+            t.backend
+        );
+        assert_eq!(
+            count(
+                db,
+                "SELECT COUNT(*) FROM consent_events WHERE requester_sealed IS NOT NULL"
+            )
+            .await as u64,
+            stops
+        );
+        // One subject key per patient with a request.
+        assert_eq!(
+            count(db, "SELECT COUNT(*) FROM vault_subject_keys").await as u64,
+            stops
+        );
+        for i in [0u32, 4090, 9000] {
+            let row = sqlx::query(
+                "SELECT event_id, requester_sealed FROM consent_events \
+                 WHERE patient_key = $1 AND kind = 'stop'",
+            )
+            .bind(pk("H1", &format!("P{i}")))
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            let id: String = row.try_get(0).unwrap();
+            let sealed: Vec<u8> = row.try_get(1).unwrap();
+            let name = vault
+                .open_for_subject("H1", &pk("H1", &format!("P{i}")), "requester", &id, &sealed)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(std::str::from_utf8(&name).unwrap(), format!("申出 太郎{i}"));
+            // Bound to its event: under another event's ID it does not open.
+            assert!(
+                vault
+                    .open_for_subject("H1", &pk("H1", &format!("P{i}")), "requester", "x", &sealed)
+                    .await
+                    .is_err()
+            );
+        }
+        t.cleanup().await;
+    }
+}
