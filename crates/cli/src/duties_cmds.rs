@@ -42,7 +42,7 @@ impl DutiesCmd {
     pub fn reads_only(&self) -> bool {
         matches!(
             self,
-            DutiesCmd::Complaint(ComplaintCmd::List { .. })
+            DutiesCmd::Complaint(ComplaintCmd::List { .. } | ComplaintCmd::Show { .. })
                 | DutiesCmd::Inquiry(InquiryCmd::List { .. })
                 | DutiesCmd::Outsourcing(OutsourcingCmd::List { .. })
         )
@@ -71,6 +71,12 @@ pub enum ComplaintCmd {
     Resolve(ComplaintResolveArgs),
     /// Every complaint's current version (`--json`: with every field).
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every version of one complaint: its receipt, then its resolution.
+    Show {
+        id: String,
         #[arg(long)]
         json: bool,
     },
@@ -290,6 +296,26 @@ async fn complaint(ws: &Workspace, cmd: ComplaintCmd, lang: Lang) -> Result<Exit
                 ),
                 lang,
             )
+        }
+        ComplaintCmd::Show { id, json } => {
+            let versions = ws.complaint_versions(&id).await?;
+            if versions.is_empty() {
+                return Err(
+                    kiban_pipeline::PipelineError::Refusal(kiban_pipeline::Refusal::Duty(
+                        DutyRefusal::ComplaintUnknown { complaint: id },
+                    ))
+                    .into(),
+                );
+            }
+            if json {
+                print_json(&versions)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            for c in &versions {
+                let title = format!("{} {} ({})", lang.t("苦情", "complaint"), c.id, c.version);
+                show_complaint(c, false, &title, lang)?;
+            }
+            Ok(ExitCode::SUCCESS)
         }
         ComplaintCmd::List { json } => {
             let all = ws.list_complaints().await?;

@@ -368,6 +368,13 @@ fn complaints_inquiries_and_outsourcing_are_kept() {
     );
     assert_eq!(c["resolution"]["resolved_by"], "desk");
     assert_eq!(c["content"], "停止の求めへの対応が遅いとの申出");
+    // The receipt is kept beside its resolution.
+    let v = json(kiban(&ws, &["complaint", "show", "CMP-1", "--json"]));
+    assert_eq!(v.as_array().expect("versions").len(), 2);
+    assert!(v[0]["resolution"].is_null());
+    assert_eq!(v[1]["resolution"]["resolved_on"], "2026-05-20");
+    let e = failed(kiban(&ws, &["complaint", "show", "CMP-404"]));
+    assert!(e.contains("[duty.complaint_unknown]"), "{e}");
 
     // A patient is never named: not as a reference, whatever the kind says.
     let e = failed(complaint(&ws, "CMP-X", "2026-05-01", &["--from-ref", NAME]));
