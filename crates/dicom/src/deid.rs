@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
-use chrono::Duration;
+use chrono::{Datelike, Duration};
 use dicom_core::value::DataSetSequence;
 use dicom_core::{DataElement, DicomValue, Length, PrimitiveValue, Tag, VR};
 use dicom_object::InMemDicomObject;
@@ -29,6 +29,11 @@ pub struct DeidOptions {
     /// offset, so intervals are preserved); TM values are kept. `None`: dates are handled by
     /// the Basic Profile (removed, emptied or replaced by a dummy).
     pub date_shift_days: Option<i32>,
+    /// With `date_shift_days`: every shifted DA/DT date is released to the month — the first
+    /// of the month that the middle (the 15th) of its month lands in, the rule the release
+    /// applies to a table row dated the 1st (a date the source may have known only to the
+    /// month). The object's dates then match its row's and do not give the shift away.
+    pub dates_to_month: bool,
     /// The release pseudonym written as Patient ID and Patient's Name (both Z or Z/D in the
     /// profile, for which a dummy is allowed). `None`: both are emptied.
     pub pseudonym: Option<String>,
@@ -42,6 +47,7 @@ impl DeidOptions {
         DeidOptions {
             uid_key: uid_key.into(),
             date_shift_days: None,
+            dates_to_month: false,
             pseudonym: None,
             safe_private_creators: Vec::new(),
         }
@@ -433,7 +439,8 @@ fn apply(ds: &mut InMemDicomObject, tag: Tag, row: &ProfileRow, ctx: &mut Ctx<'_
                 }
                 return;
             }
-            let shifted = str_value(elem).and_then(|v| shift_values(&v, vr, days));
+            let shifted =
+                str_value(elem).and_then(|v| shift_values(&v, vr, days, ctx.opts.dates_to_month));
             match shifted {
                 Some(v) => {
                     ds.put(DataElement::new(tag, vr, PrimitiveValue::from(v)));
@@ -566,7 +573,7 @@ fn dummy(vr: VR) -> PrimitiveValue {
 
 /// Shifts every value of a DA or DT attribute by `days`; `None` when one cannot be read as a
 /// full date (a partial date cannot be shifted exactly, so the attribute goes).
-fn shift_values(v: &str, vr: VR, days: i32) -> Option<String> {
+fn shift_values(v: &str, vr: VR, days: i32, to_month: bool) -> Option<String> {
     let mut out = Vec::new();
     for part in v.split('\\') {
         let p = part.trim_end_matches(['\0', ' ']).trim();
@@ -582,7 +589,14 @@ fn shift_values(v: &str, vr: VR, days: i32) -> Option<String> {
         if vr == VR::DA && date.len() != 8 {
             return None;
         }
-        let d = parse_da(date)?.checked_add_signed(Duration::days(i64::from(days)))?;
+        let d = parse_da(date)?;
+        let d = if to_month {
+            d.with_day(15)?
+                .checked_add_signed(Duration::days(i64::from(days)))?
+                .with_day(1)?
+        } else {
+            d.checked_add_signed(Duration::days(i64::from(days)))?
+        };
         out.push(format!("{}{rest}", d.format("%Y%m%d")));
     }
     Some(out.join("\\"))
@@ -693,18 +707,38 @@ mod tests {
     #[test]
     fn dates_shift_by_whole_days() {
         assert_eq!(
-            shift_values("20200228", VR::DA, 2).as_deref(),
+            shift_values("20200228", VR::DA, 2, false).as_deref(),
             Some("20200301")
         );
         assert_eq!(
-            shift_values("20200101\\20201231", VR::DA, -1).as_deref(),
+            shift_values("20200101\\20201231", VR::DA, -1, false).as_deref(),
             Some("20191231\\20201230")
         );
         assert_eq!(
-            shift_values("20200101120000.5+0900", VR::DT, 10).as_deref(),
+            shift_values("20200101120000.5+0900", VR::DT, 10, false).as_deref(),
             Some("20200111120000.5+0900")
         );
-        assert_eq!(shift_values("2020", VR::DT, 1), None);
-        assert_eq!(shift_values("2020XX01", VR::DA, 1), None);
+        assert_eq!(shift_values("2020", VR::DT, 1, false), None);
+        assert_eq!(shift_values("2020XX01", VR::DA, 1, false), None);
+    }
+
+    #[test]
+    fn dates_to_month_keep_no_day_that_gives_the_shift_away() {
+        // The middle of the month moved, then the first of the month it lands in: every day
+        // of a month gives the same value, so the day cannot be told back.
+        for day in ["20200101", "20200115", "20200131"] {
+            assert_eq!(
+                shift_values(day, VR::DA, 20, true).as_deref(),
+                Some("20200201")
+            );
+            assert_eq!(
+                shift_values(day, VR::DA, -14, true).as_deref(),
+                Some("20200101")
+            );
+        }
+        assert_eq!(
+            shift_values("20200101093000", VR::DT, 20, true).as_deref(),
+            Some("20200201093000")
+        );
     }
 }

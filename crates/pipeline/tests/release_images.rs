@@ -50,6 +50,34 @@ fn shifted_spec() -> Spec {
 }
 
 async fn dicom_workspace(dir: &Path) -> Workspace {
+    dicom_workspace_with(dir, |b| b).await
+}
+
+/// The fixtures' study date moved to the first of its month, every occurrence of it (study,
+/// series, acquisition, content dates alike).
+fn dated_first(bytes: Vec<u8>) -> Vec<u8> {
+    let u = kiban_dicom::read_dicom_bytes(&bytes, H, "fixture").expect("fixture reads");
+    let fact = serde_json::to_value(&u.facts.facts[0].0).expect("fact");
+    let date = fact["date"]
+        .as_str()
+        .expect("a study date")
+        .replace('-', "");
+    assert_eq!(date.len(), 8, "{date}");
+    let first = format!("{}01", &date[..6]);
+    let mut out = bytes;
+    let mut i = 0;
+    while i + 8 <= out.len() {
+        if &out[i..i + 8] == date.as_bytes() {
+            out[i..i + 8].copy_from_slice(first.as_bytes());
+            i += 8;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+async fn dicom_workspace_with(dir: &Path, edit: impl Fn(Vec<u8>) -> Vec<u8>) -> Workspace {
     let ws = Workspace::init(&dir.join("ws")).await.expect("init");
     let handlers = dir.join("handlers.csv");
     std::fs::write(
@@ -73,7 +101,8 @@ async fn dicom_workspace(dir: &Path) -> Workspace {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).expect("src");
     for (f, id) in SOURCES {
-        std::fs::copy(Path::new(FIXTURES).join(f), src.join(format!("{id}-{f}"))).expect("copy");
+        let bytes = std::fs::read(Path::new(FIXTURES).join(f)).expect("fixture");
+        std::fs::write(src.join(format!("{id}-{f}")), edit(bytes)).expect("copy");
     }
     let opts = IngestOptions {
         handler: H.into(),
@@ -222,6 +251,55 @@ async fn originals_are_kept_sealed_released_deidentified_and_leave_with_a_deleti
     assert_eq!(walk(&out2.join("images")).len(), SOURCES.len() - 1);
     assert_eq!(image_rows(&out2).len(), SOURCES.len() - 1);
     assert_eq!(before.len(), SOURCES.len());
+}
+
+/// A study dated the 1st: its row is released to the month (the source may have known only
+/// the month), so an exact shifted day in its DICOM object would pin the person's shift to
+/// two candidates — the attacker reads the row's month and the object's day side by side.
+#[tokio::test]
+async fn a_study_dated_the_first_gives_no_exact_day_in_its_object() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ws = dicom_workspace_with(dir.path(), dated_first).await;
+    let out = dir.path().join("r");
+    common::release(&ws, shifted_spec(), &out, common::today()).await;
+    let t = common::read_csv(&out.join("image_study.csv"));
+    let prec = t.column("date_precision");
+    assert_eq!(t.rows.len(), SOURCES.len());
+    for r in &t.rows {
+        assert_eq!(r[prec], "month", "the row is released to the month");
+    }
+    let rows = image_rows(&out);
+    let files = walk(&out.join("images"));
+    assert_eq!(files.len(), SOURCES.len());
+    for p in &files {
+        let b = std::fs::read(p).expect("read");
+        let obj = kiban_dicom::open_dicom_bytes(&b, "released").expect("reads back");
+        let mut dates = 0;
+        for e in obj.iter() {
+            let vr = format!("{:?}", e.vr());
+            if vr != "DA" && vr != "DT" {
+                continue;
+            }
+            let v = e.to_str().expect("a date").trim().to_string();
+            if v.is_empty() {
+                continue;
+            }
+            assert_eq!(&v[6..8], "01", "{vr} {v}: an exact shifted day");
+            dates += 1;
+        }
+        assert!(dates > 0, "the object kept no date to check");
+        let u = kiban_dicom::read_dicom_bytes(&b, "X", "released").expect("reads back");
+        let fact = serde_json::to_value(&u.facts.facts[0].0).expect("fact");
+        let key = (
+            u.facts.patient_id.clone(),
+            fact["study_uid"].as_str().expect("uid").to_string(),
+        );
+        assert_eq!(
+            rows.get(&key).map(String::as_str),
+            fact["date"].as_str(),
+            "StudyDate ≠ the released image_study date"
+        );
+    }
 }
 
 #[tokio::test]

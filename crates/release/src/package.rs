@@ -572,7 +572,16 @@ impl PackageWriter {
             let batch = batch.map_err(|e| ReleaseError::Store(e.to_string()))?;
             let regs = string_col(&batch, REGISTRATION_ID)?;
             let refs = string_col(&batch, "file_ref")?;
-            for i in 0..batch.num_rows() {
+            // A study whose row is released to the month has its objects' dates released to
+            // the month as well: an exact shifted day beside a row known to be dated the 1st
+            // would give the person's shift away (to two candidates), and with it every
+            // other date of theirs.
+            let on_first = if self.spec.dates.shift {
+                rows_on_first(Table::ImageStudy, &batch)?
+            } else {
+                vec![false; batch.num_rows()]
+            };
+            for (i, &to_month) in on_first.iter().enumerate() {
                 if refs.is_null(i) {
                     continue;
                 }
@@ -591,6 +600,7 @@ impl PackageWriter {
                 let opts = kiban_dicom::DeidOptions {
                     uid_key: person_uid_key(&self.input.key, pseudonym),
                     date_shift_days: Some(o.shift),
+                    dates_to_month: to_month,
                     pseudonym: Some(pseudonym.to_string()),
                     safe_private_creators: Vec::new(),
                 };
@@ -962,22 +972,8 @@ impl PackageWriter {
         // the month: any row with a date on day 1 is released to the month (see
         // `shift_date`), all of its dates alike.
         let month_rows: Vec<bool> = if self.spec.dates.shift {
-            let mut month = vec![false; rows.len()];
-            for (name, kind) in table.fact_columns() {
-                if *kind != kiban_model::table::ColKind::Date {
-                    continue;
-                }
-                let col = batch
-                    .column_by_name(name)
-                    .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
-                    .ok_or_else(|| ReleaseError::Store(format!("{table}.{name} is not a date")))?;
-                for (r, &i) in rows.iter().enumerate() {
-                    if !col.is_null(i) && days_to_date(col.value(i)).is_some_and(|d| d.day() == 1) {
-                        month[r] = true;
-                    }
-                }
-            }
-            month
+            let on_first = rows_on_first(table, batch)?;
+            rows.iter().map(|&i| on_first[i]).collect()
         } else {
             Vec::new()
         };
@@ -1298,6 +1294,27 @@ fn per_person_key(
 /// before the shift and released as the first day of the month it lands in: the day a
 /// reader gave it (the 1st) would otherwise give the shift away (released day − 1), while the
 /// 15th moved by at most ±`max_shift_days` says only in which of three months it lands.
+/// Per row of `batch`, whether any of its dates falls on the first of a month: such a row
+/// is released to the month (see [`shift_date`]), its DICOM objects too.
+fn rows_on_first(table: Table, batch: &RecordBatch) -> Result<Vec<bool>, ReleaseError> {
+    let mut month = vec![false; batch.num_rows()];
+    for (name, kind) in table.fact_columns() {
+        if *kind != kiban_model::table::ColKind::Date {
+            continue;
+        }
+        let col = batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<Date32Array>())
+            .ok_or_else(|| ReleaseError::Store(format!("{table}.{name} is not a date")))?;
+        for (i, m) in month.iter_mut().enumerate() {
+            if !col.is_null(i) && days_to_date(col.value(i)).is_some_and(|d| d.day() == 1) {
+                *m = true;
+            }
+        }
+    }
+    Ok(month)
+}
+
 pub fn shift_date(days: i32, shift: i32, month: bool) -> Option<i32> {
     if !month {
         return Some(days.saturating_add(shift));
