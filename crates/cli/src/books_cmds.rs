@@ -503,6 +503,15 @@ pub async fn report_provision(
         })
         .await?;
     print_entry(&e, lang);
+    if kiban_pipeline::books::onward_of_pseudonymized(&e) {
+        eprintln!(
+            "{}",
+            lang.t(
+                "警告: 仮名加工医療情報の第三者提供は禁じられています。法違反の疑いとして帳簿に記載しました（監査ログに pseudonymized_onward）。利用者への確認と主務大臣への報告を検討してください。 [R-PSEUDO-2]",
+                "warning: pseudonymized data may not be provided to a third party. Entered in the books as a suspected violation (audit: pseudonymized_onward); follow up with the user and consider reporting it to the competent minister. [R-PSEUDO-2]",
+            )
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

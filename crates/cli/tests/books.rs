@@ -310,7 +310,7 @@ fn reports_and_transfers_round_trip_through_json_csv_and_pdf() {
     let (ws, id) = delivered(dir.path());
     let d = today().to_string();
 
-    let out = ok(kiban(
+    let reported = kiban(
         &ws,
         &[
             "user",
@@ -328,8 +328,14 @@ fn reports_and_transfers_round_trip_through_json_csv_and_pdf() {
             "--items",
             "person.person_id,drug_exposure",
         ],
-    ));
+    );
+    // The release was pseudonymized: onward provision is a suspected violation, recorded
+    // (the report is evidence) and said plainly, on screen and in the audit log.
+    let warning = String::from_utf8_lossy(&reported.stderr).into_owned();
+    assert!(warning.contains("[R-PSEUDO-2]"), "{warning}");
+    let out = ok(reported);
     assert!(out.contains("entered in the books"), "{out}");
+    assert!(audit_text(&ws).contains("pseudonymized_onward"));
     ok(kiban(
         &ws,
         &[

@@ -452,10 +452,22 @@ impl Workspace {
 }
 
 fn entry_counts(e: &BookEntry) -> Vec<(&'static str, u64)> {
-    vec![
+    let mut c = vec![
         ("entry_no", e.entry_no.max(0) as u64),
         ("items", e.items.len() as u64),
-    ]
+    ];
+    if onward_of_pseudonymized(e) {
+        // Recorded, never refused: the report is evidence the producer must act on, and an
+        // auditor scanning the log finds it by this count.
+        c.push(("pseudonymized_onward", 1));
+    }
+    c
+}
+
+/// An onward provision of pseudonymized data: a certified user may not provide it to a
+/// third party (法33条の2 via R-PSEUDO-2), so the entry records a suspected violation.
+pub fn onward_of_pseudonymized(e: &BookEntry) -> bool {
+    e.kind == BookKind::Onward && e.level == Some(kiban_workflow::Level::Pseudonymized)
 }
 
 /// An ID as an audit object or refusal may show it: its safe characters, at most 64.
