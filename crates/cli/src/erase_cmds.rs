@@ -287,5 +287,69 @@ fn retention_text(r: &RetentionReport, lang: Lang) -> String {
         },
         &rows,
     ));
+    out.push_str(&workflow_text(r, lang));
     out
+}
+
+/// The workflow records of the run (requests, users, complaints, inquiries, outsourcing,
+/// book entries, transfer contracts, producers): due or purged, and held past their period.
+fn workflow_text(r: &RetentionReport, lang: Lang) -> String {
+    let plan = &r.workflow.plan;
+    if plan.due.is_empty() && plan.held.is_empty() {
+        return String::new();
+    }
+    let mut counts: std::collections::BTreeMap<&str, (u64, u64)> = Default::default();
+    for d in &plan.due {
+        counts.entry(d.kind.purge_kind()).or_default().0 += 1;
+    }
+    for d in &plan.held {
+        counts.entry(d.kind.purge_kind()).or_default().1 += 1;
+    }
+    let rows: Vec<_> = counts
+        .iter()
+        .map(|(kind, (due, held))| {
+            let (ja, en) = workflow_kind_words(kind);
+            row(
+                lang,
+                ja,
+                en,
+                lang.t(
+                    &format!("{due} 件（保持中 {held} 件）"),
+                    &format!("{due} ({held} held)"),
+                )
+                .to_string(),
+            )
+        })
+        .collect();
+    table(
+        if r.dry_run {
+            lang.t(
+                "保存期間を過ぎた業務記録（試行：保持中は提供物がまだ保管されているもの）",
+                "workflow records past retention (dry run; held: a release under them is still kept)",
+            )
+        } else {
+            lang.t(
+                "保存期間を過ぎた業務記録を削除しました（保持中は残しています）",
+                "workflow records past retention purged (held ones kept)",
+            )
+        },
+        &rows,
+    )
+}
+
+fn workflow_kind_words(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "workflow_request" => (
+            "提供依頼（審査・契約を含む）",
+            "requests (with reviews, contracts)",
+        ),
+        "workflow_user" => ("利用者", "users"),
+        "complaint" => ("苦情", "complaints"),
+        "inquiry" => ("問い合わせ", "inquiries"),
+        "outsourcing" => ("委託契約", "outsourcing contracts"),
+        "book_entry" => ("帳簿の記載", "book entries"),
+        "transfer_contract" => ("事業者間の契約", "inter-producer contracts"),
+        "producer" => ("他の認定事業者", "other producers"),
+        _ => ("その他", "other"),
+    }
 }

@@ -733,6 +733,18 @@ fn retention_purges_workflow_records_after_their_end() {
             .any(|h| h["held_by"] == format!("release:{release}")),
         "{held:?}"
     );
+    // Said on screen too, not only in --json.
+    let text = ok(kiban(
+        &ws,
+        &["retention", "run", "--today", &day(later), "--dry-run"],
+    ));
+    assert!(
+        text.contains("workflow records past retention")
+            && text
+                .lines()
+                .any(|l| l.contains("requests") && l.contains("1 (1 held)")),
+        "{text}"
+    );
     // The dry run changed nothing.
     ok(kiban(&ws, &["request", "show", "REQ-2"]));
 
