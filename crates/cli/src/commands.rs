@@ -1054,6 +1054,16 @@ fn release_table(r: &kiban_pipeline::release::ReleaseReport, lang: Lang) -> Stri
             .to_string(),
         ));
     }
+    if let Some(k) = &r.recipient {
+        // The preparer sees the key the approval will seal to; a change before the approval
+        // refuses it (recipient_changed).
+        rows.push(row(
+            lang,
+            "暗号化先（利用者の鍵）",
+            "will be encrypted to (user's key)",
+            k.clone(),
+        ));
+    }
     table(lang.t("提供データ", "release package"), &rows)
 }
 

@@ -329,6 +329,19 @@ fn words(r: &Refusal, lang: Lang) -> String {
             format!("提供データ {release} は承認待ちではありません（状態: {status}）"),
             format!("release {release} is not awaiting approval (status: {status})"),
         ),
+        Refusal::RecipientChanged {
+            release,
+            user,
+            prepared_for,
+            now,
+        } => pick(
+            format!(
+                "利用者 {user} の公開鍵が、提供データ {release} の作成後に変更されています（作成時 {prepared_for}、現在 {now}）。作成者が見ていない鍵には封をしません。鍵の変更を確認のうえ、提供データを作成し直してください"
+            ),
+            format!(
+                "user {user}'s key changed after release {release} was prepared (prepared for {prepared_for}, now {now}): kiban does not seal to a key the preparer never saw. Confirm the change, then prepare the release again"
+            ),
+        ),
         Refusal::RecipientKeyInvalid { user } => pick(
             format!(
                 "利用者 {user} の公開鍵（age）を読めません（kiban user update --recipient で登録し直してください）"
@@ -476,6 +489,12 @@ mod tests {
                 status: "approved".into(),
             },
             Refusal::RecipientKeyInvalid { user: "U1".into() },
+            Refusal::RecipientChanged {
+                release: "rel-1".into(),
+                user: "U1".into(),
+                prepared_for: "age1…aaaa".into(),
+                now: "age1…bbbb".into(),
+            },
             Refusal::ProducerKeyUnreadable {
                 path: "p.pub".into(),
             },
@@ -509,7 +528,7 @@ mod tests {
         }
         let ja = render(&all[0], Lang::Ja);
         assert!(ja.contains("同じ担当者は承認できません"), "{ja}");
-        let en = render(&all[5], Lang::En);
+        let en = render(&all[6], Lang::En);
         assert!(en.contains("person.csv"), "{en}");
     }
 }

@@ -134,6 +134,12 @@ fn approval_text(r: &ApprovalReport, lang: Lang) -> String {
         row(lang, "ファイル", "files", r.files.join(", ")),
         row(
             lang,
+            "暗号化先（利用者の鍵）",
+            "encrypted to (user's key)",
+            r.recipient.clone(),
+        ),
+        row(
+            lang,
             "作成者の公開鍵",
             "producer key",
             r.producer_key.clone(),

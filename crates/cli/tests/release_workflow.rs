@@ -792,3 +792,103 @@ fn a_deletion_reaches_the_staging_and_approved_copies() {
     assert_eq!(gone.len(), 1);
     absent(&kept, &gone[0]);
 }
+
+/// R-SEC-7 against a third person: after alice prepared a release for the user's key,
+/// someone at the desk swaps the user's key for their own. Bob's approval must not seal to
+/// a key neither of them saw — it is refused until the release is prepared again, and the
+/// preparation shows the key it will seal to.
+#[test]
+fn a_key_swapped_after_the_preparation_refuses_the_approval() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ws, _identity) = approved_request(dir.path());
+    let out = dir.path().join("delivery");
+    let prepared = prepare(&ws, "alice", "REQ-1", &out);
+    let m = json(prepared);
+    let id = m["release_id"].as_str().expect("id").to_string();
+
+    let (thief_identity, thief) = age_identity(dir.path(), "thief.key");
+    ok(as_actor(
+        &ws,
+        "mallory",
+        &["user", "update", "U-T1", "--recipient", &thief],
+    ));
+    let e = failed(as_actor(&ws, "bob", &["release", "approve", &id]));
+    assert!(e.contains("[recipient_changed]"), "{e}");
+    assert!(files(&out).is_empty(), "{:?}", files(&out));
+    let rel = releases(&ws);
+    let r = rel.iter().find(|r| r["release_id"] == id).expect("listed");
+    assert_eq!(r["status"], "awaiting-approval");
+
+    // Prepared again, the preparer sees the key it will seal to; then it may be approved.
+    let again = dir.path().join("delivery2");
+    let text = ok(as_actor(
+        &ws,
+        "alice",
+        &[
+            "release",
+            "--profile",
+            "pseudonymized",
+            "--request",
+            "REQ-1",
+            "--out",
+            arg(&again),
+        ],
+    ));
+    assert!(text.contains(&thief), "{text}");
+    let id2 = releases(&ws)
+        .into_iter()
+        .filter(|r| r["status"] == "awaiting-approval" && r["release_id"] != id)
+        .map(|r| r["release_id"].as_str().expect("id").to_string())
+        .next()
+        .expect("prepared again");
+    let approved = ok(as_actor(&ws, "bob", &["release", "approve", &id2]));
+    assert!(approved.contains(&thief), "{approved}");
+    ok(verify(&again, &thief_identity, &dir.path().join("v"), &[]));
+}
+
+/// An approval cut midway (a kill after the package was written, before the commit) leaves
+/// partial files and the sealing marker; the next approval of the same release clears them
+/// and finishes. Anything that is not provably that approval's — a marker naming another
+/// release, a file kiban does not write — is never removed.
+#[test]
+fn an_approval_cut_midway_is_finished_by_the_next_and_nothing_else_is_removed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ws, identity) = approved_request(dir.path());
+    let out = dir.path().join("delivery");
+    let m = json(prepare(&ws, "alice", "REQ-1", &out));
+    let id = m["release_id"].as_str().expect("id").to_string();
+
+    // Left by someone else's approval: refused, and untouched.
+    std::fs::create_dir_all(&out).expect("mkdir");
+    std::fs::write(out.join(".kiban-sealing"), "rel-someone-else").expect("marker");
+    std::fs::write(out.join("package.tar.age"), b"half a package").expect("partial");
+    let e = failed(as_actor(&ws, "bob", &["release", "approve", &id]));
+    assert!(e.contains("[output_not_empty]"), "{e}");
+    assert_eq!(
+        std::fs::read(out.join("package.tar.age")).expect("kept"),
+        b"half a package"
+    );
+
+    // This release's marker beside a file kiban does not write: refused, both kept.
+    std::fs::write(out.join(".kiban-sealing"), &id).expect("marker");
+    std::fs::write(out.join("notes.txt"), "the user's own file").expect("foreign");
+    let e = failed(as_actor(&ws, "bob", &["release", "approve", &id]));
+    assert!(e.contains("[output_not_empty]"), "{e}");
+    assert!(out.join("notes.txt").is_file() && out.join("package.tar.age").is_file());
+
+    // Only what the cut approval of this release wrote: cleared, and the approval finishes.
+    std::fs::remove_file(out.join("notes.txt")).expect("rm");
+    ok(as_actor(&ws, "bob", &["release", "approve", &id]));
+    let mut left = files(&out);
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "manifest.json",
+            "manifest.sig",
+            "package.tar.age",
+            "producer.pub"
+        ]
+    );
+    ok(verify(&out, &identity, &dir.path().join("v"), &[]));
+}

@@ -203,6 +203,15 @@ pub enum Refusal {
     /// The user's age recipient key on record does not parse (it was checked when stored).
     #[error("recipient_key_invalid")]
     RecipientKeyInvalid { user: String },
+    /// The user's recipient key changed since the release was prepared: the approval would
+    /// seal to a key the preparer never saw. Prepare the release again.
+    #[error("recipient_changed")]
+    RecipientChanged {
+        release: String,
+        user: String,
+        prepared_for: String,
+        now: String,
+    },
 
     // The recipient's check of a delivered package (`kiban package verify`).
     /// The producer's public key file is not 64 hex digits of an Ed25519 key.

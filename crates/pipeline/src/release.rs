@@ -39,6 +39,9 @@ pub struct ReleaseReport {
     pub excluded_by_gate: BTreeMap<String, u64>,
     /// `written` (internal evaluation) or `awaiting-approval` (under a request).
     pub status: &'static str,
+    /// Under a request: the user's age recipient key the approval will seal to (the
+    /// preparer sees it; a change before the approval refuses it).
+    pub recipient: Option<String>,
 }
 
 impl Workspace {
@@ -139,6 +142,7 @@ impl Workspace {
             out: opts.out.clone(),
             manifest,
             status: crate::release_approval::STATUS_WRITTEN,
+            recipient: None,
         })
     }
 

@@ -60,6 +60,12 @@ const DELIVERY_FILES: [&str; 4] = [
     PRODUCER_KEY_FILE,
 ];
 
+/// Written first into the delivery folder by an approval and removed once it is committed:
+/// it names the release, so that an approval cut midway (a crash, a kill) is recognised and
+/// its partial files cleared by the next `kiban release approve` of the same release —
+/// and only then: files of anyone else are never removed.
+const SEALING_MARKER: &str = ".kiban-sealing";
+
 /// The delivery manifest's format tag.
 pub const DELIVERY_FORMAT: &str = "kiban-delivery-1";
 
@@ -130,6 +136,9 @@ pub struct ApprovalReport {
     pub out: PathBuf,
     pub files: Vec<String>,
     pub producer_key: String,
+    /// The user's age recipient key the package is encrypted to (the one it was prepared
+    /// for).
+    pub recipient: String,
 }
 
 /// A release as `kiban release list` shows it.
@@ -180,6 +189,9 @@ struct Pending {
     deliver_dir: PathBuf,
     prepared_by: String,
     staging: PathBuf,
+    /// The recipient key the release was prepared for (`None`: prepared before kiban
+    /// recorded it).
+    prepared_recipient: Option<String>,
 }
 
 fn workflow_level(l: kiban_release::Level) -> Level {
@@ -205,6 +217,18 @@ fn check_empty_out(dir: &Path) -> Result<(), PipelineError> {
         }
     }
     Ok(())
+}
+
+/// An age recipient as a refusal shows it: its start and its last 8 characters (public, but
+/// the two ends are what a person compares).
+fn key_hint(k: &str) -> String {
+    let n = k.chars().count();
+    if n <= 20 {
+        return k.to_string();
+    }
+    let head: String = k.chars().take(8).collect();
+    let tail: String = k.chars().skip(n - 8).collect();
+    format!("{head}…{tail}")
 }
 
 /// A release ID as it may be shown: its safe characters, at most 64.
@@ -262,8 +286,8 @@ impl Workspace {
         let (nonce, wrapped) = wrapped?;
         sqlx::query(
             "INSERT INTO releases (release_id, profile, level, internal_evaluation, created_at, out_dir, persons, manifest_sha256, key_nonce, key_wrapped, \
-             status, request_id, spec_json, deliver_dir, prepared_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             status, request_id, spec_json, deliver_dir, prepared_by, prepared_recipient) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&release_id)
         .bind(&manifest.profile)
@@ -280,6 +304,7 @@ impl Workspace {
         .bind(spec_json)
         .bind(deliver.display().to_string())
         .bind(self.actor())
+        .bind(&approved.recipient)
         .execute(self.db.pool())
         .await?;
         Ok(ReleaseReport {
@@ -288,6 +313,7 @@ impl Workspace {
             out: staging,
             manifest,
             status: STATUS_AWAITING,
+            recipient: Some(approved.recipient),
         })
     }
 
@@ -335,8 +361,8 @@ impl Workspace {
 
     async fn pending_release(&self, release_id: &str) -> Result<Pending, PipelineError> {
         let row = sqlx::query(
-            "SELECT status, request_id, spec_json, deliver_dir, prepared_by, out_dir, erased_date \
-             FROM releases WHERE release_id = $1",
+            "SELECT status, request_id, spec_json, deliver_dir, prepared_by, out_dir, erased_date, \
+             prepared_recipient FROM releases WHERE release_id = $1",
         )
         .bind(release_id)
         .fetch_optional(self.db.pool())
@@ -376,6 +402,7 @@ impl Workspace {
             deliver_dir: PathBuf::from(deliver.ok_or_else(|| corrupt("delivery folder"))?),
             prepared_by: prepared_by.ok_or_else(|| corrupt("preparer"))?,
             staging: PathBuf::from(row.try_get::<String, _>("out_dir")?),
+            prepared_recipient: row.try_get("prepared_recipient")?,
         })
     }
 
@@ -404,6 +431,17 @@ impl Workspace {
                 today,
             )
             .await?;
+        if let Some(prepared_for) = &p.prepared_recipient
+            && *prepared_for != approved.recipient
+        {
+            return Err(Refusal::RecipientChanged {
+                release: shown(release_id),
+                user: approved.user.clone(),
+                prepared_for: key_hint(prepared_for),
+                now: key_hint(&approved.recipient),
+            }
+            .into());
+        }
         let recipient: age::x25519::Recipient =
             approved
                 .recipient
@@ -411,6 +449,7 @@ impl Workspace {
                 .map_err(|_| Refusal::RecipientKeyInvalid {
                     user: approved.user.clone(),
                 })?;
+        clear_cut_approval(&p.deliver_dir, release_id)?;
         check_empty_out(&p.deliver_dir)?;
 
         // Prepared again from the lake, as of today, under the same key: whoever became
@@ -474,6 +513,8 @@ impl Workspace {
             remove_delivery(&p.deliver_dir);
             return Err(e);
         }
+        let marker = p.deliver_dir.join(SEALING_MARKER);
+        std::fs::remove_file(&marker).map_err(|e| PipelineError::io(&marker, e))?;
         // The prepared copy may hold persons who are no longer eligible: it goes.
         if p.staging.exists() && p.staging != fresh {
             std::fs::remove_dir_all(&p.staging).map_err(|e| PipelineError::io(&p.staging, e))?;
@@ -491,6 +532,7 @@ impl Workspace {
             out: p.deliver_dir,
             files: DELIVERY_FILES.iter().map(|s| s.to_string()).collect(),
             producer_key,
+            recipient: approved.recipient,
         })
     }
 
@@ -593,6 +635,42 @@ fn remove_delivery(dir: &Path) {
     for name in DELIVERY_FILES {
         let _ = std::fs::remove_file(dir.join(name));
     }
+    let _ = std::fs::remove_file(dir.join(SEALING_MARKER));
+}
+
+/// Clears what an approval of `release_id` cut midway left in `dir`: only when the sealing
+/// marker names this release and every entry is a plain file an approval writes. Anything
+/// else is left for [`check_empty_out`] to refuse.
+fn clear_cut_approval(dir: &Path, release_id: &str) -> Result<(), PipelineError> {
+    let marker = dir.join(SEALING_MARKER);
+    match std::fs::symlink_metadata(&marker) {
+        Ok(m) if m.is_file() => {}
+        _ => return Ok(()),
+    }
+    let named = std::fs::read(&marker).map_err(|e| PipelineError::io(&marker, e))?;
+    if named != release_id.as_bytes() {
+        return Ok(());
+    }
+    let mut ours = Vec::new();
+    for e in std::fs::read_dir(dir).map_err(|e| PipelineError::io(dir, e))? {
+        let e = e.map_err(|e| PipelineError::io(dir, e))?;
+        let name = e.file_name();
+        let is_file = e
+            .file_type()
+            .map_err(|x| PipelineError::io(&e.path(), x))?
+            .is_file();
+        let known = name
+            .to_str()
+            .is_some_and(|n| n == SEALING_MARKER || DELIVERY_FILES.contains(&n));
+        if !(is_file && known) {
+            return Ok(());
+        }
+        ours.push(e.path());
+    }
+    for p in ours {
+        std::fs::remove_file(&p).map_err(|e| PipelineError::io(&p, e))?;
+    }
+    Ok(())
 }
 
 /// Every plain file under `root`, by its path relative to it with `/`, sorted.
@@ -670,6 +748,7 @@ fn seal(
     signing: &SigningKey,
 ) -> Result<(String, Vec<FileHash>), PipelineError> {
     perms::create_dir_private(out).map_err(|e| PipelineError::io(out, e))?;
+    write_file(&out.join(SEALING_MARKER), manifest.release_id.as_bytes())?;
     let age_path = out.join(PACKAGE_FILE);
     let file =
         perms::create_private_file(&age_path).map_err(|e| PipelineError::io(&age_path, e))?;

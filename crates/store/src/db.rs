@@ -131,6 +131,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "duties",
         sql: include_str!("../migrations/0017_duties.sql"),
     },
+    Migration {
+        version: 18,
+        name: "release_recipient",
+        sql: include_str!("../migrations/0018_release_recipient.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
