@@ -14,6 +14,8 @@ use kiban_link::{
 use serde::Serialize;
 use sqlx::Row;
 
+use kiban_store::bulk::{Val, insert_rows};
+
 use crate::ingest::now;
 use crate::{PipelineError, Refusal, Workspace};
 
@@ -258,35 +260,18 @@ impl Workspace {
             .map(|m| (row.try_get::<String, _>(0).unwrap_or_default(), m)))
     }
 
-    async fn link_inner(
+    /// What a full linkage run hands the linker: every registration's identity from the
+    /// vault (with its handler as the source) and the default configuration with each
+    /// registration's eligibility group as of `on` (R-LINK-2: eligible and ineligible
+    /// registrations never merge). `kiban link` adds the threshold and the clerical
+    /// decisions; the `cli_1m` benchmark times the library linker alone on the same input.
+    pub async fn linkage_input(
         &self,
-        threshold: Option<f64>,
         on: NaiveDate,
-        incremental: bool,
-    ) -> Result<LinkReport, PipelineError> {
-        let started_at = now();
+    ) -> Result<(Vec<LinkRecord>, LinkConfig), PipelineError> {
         let regs = self.registry.all().await?;
-        let handler_of: HashMap<String, (String, String)> = regs
-            .iter()
-            .map(|r| {
-                (
-                    r.registration_id.clone(),
-                    (r.handler_code.clone(), r.patient_key.clone()),
-                )
-            })
-            .collect();
         let mut cfg = LinkConfig::default();
-        if let Some(t) = threshold {
-            if !(0.0..=1.0).contains(&t) {
-                return Err(Refusal::ThresholdOutOfRange {
-                    value: t.to_string(),
-                }
-                .into());
-            }
-            cfg.upper = t;
-            cfg.lower = cfg.lower.min(t);
-        }
-        // Eligibility groups: eligible and ineligible registrations never merge.
+        // Each handler's gate loaded once; its eligibility asked per registration.
         let mut snapshots = HashMap::new();
         for r in &regs {
             if !snapshots.contains_key(&r.handler_code) {
@@ -294,22 +279,54 @@ impl Workspace {
                 snapshots.insert(r.handler_code.clone(), s);
             }
         }
-        let mut records = Vec::new();
-        for (registration_id, identity) in self.vault.list().await? {
-            let Some((handler, key)) = handler_of.get(&registration_id) else {
-                continue;
-            };
-            let group = match snapshots.get(handler).map(|s| s.eligibility(key, on)) {
+        let mut handler_of: HashMap<String, (String, &'static str)> =
+            HashMap::with_capacity(regs.len());
+        for r in regs {
+            let group = match snapshots
+                .get(&r.handler_code)
+                .map(|s| s.eligibility(&r.patient_key, on))
+            {
                 Some(Eligibility::Eligible) => "eligible",
                 _ => "ineligible",
             };
+            handler_of.insert(r.registration_id, (r.handler_code, group));
+        }
+        drop(snapshots);
+        let mut records = Vec::with_capacity(handler_of.len());
+        for (registration_id, identity) in self.vault.list().await? {
+            let Some((handler, group)) = handler_of.remove(&registration_id) else {
+                continue;
+            };
             cfg.groups
-                .insert(registration_id.clone(), group.to_string());
+                .insert(registration_id.clone(), (*group).to_string());
             records.push(LinkRecord {
                 registration_id,
-                source: handler.clone(),
+                source: handler,
                 identity,
             });
+        }
+        Ok((records, cfg))
+    }
+
+    async fn link_inner(
+        &self,
+        threshold: Option<f64>,
+        on: NaiveDate,
+        incremental: bool,
+    ) -> Result<LinkReport, PipelineError> {
+        let started_at = now();
+        if let Some(t) = threshold
+            && !(0.0..=1.0).contains(&t)
+        {
+            return Err(Refusal::ThresholdOutOfRange {
+                value: t.to_string(),
+            }
+            .into());
+        }
+        let (records, mut cfg) = self.linkage_input(on).await?;
+        if let Some(t) = threshold {
+            cfg.upper = t;
+            cfg.lower = cfg.lower.min(t);
         }
         let decisions = self.link_decisions().await?;
         let stale: Vec<&LinkDecision> = {
@@ -373,38 +390,48 @@ impl Workspace {
         let persons = result.clusters.values().collect::<HashSet<_>>().len() as u64;
         let run_id = format!("L{}", hex::encode(rand::random::<[u8; 8]>()));
         let model_json = serde_json::to_string(&result.fitted).map_err(internal)?;
+        // One transaction, multi-row statements (a few hundred parameters each): a cut run
+        // leaves the previous clusters, queue and decisions whole.
         let mut tx = self.db.pool().begin().await?;
         sqlx::query("DELETE FROM person_links")
             .execute(&mut *tx)
             .await?;
-        for (reg, person) in &result.clusters {
-            sqlx::query(
-                "INSERT INTO person_links (registration_id, person_key, linked_at) VALUES ($1, $2, $3)",
-            )
-            .bind(reg)
-            .bind(person)
-            .bind(&started_at)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_rows(
+            &mut tx,
+            "INSERT INTO person_links (registration_id, person_key, linked_at)",
+            "",
+            result.clusters.iter().map(|(reg, person)| {
+                vec![
+                    Val::Text(reg.clone()),
+                    Val::Text(person.clone()),
+                    Val::Text(started_at.clone()),
+                ]
+            }),
+        )
+        .await?;
         sqlx::query("DELETE FROM link_review")
             .execute(&mut *tx)
             .await?;
+        let mut review_rows = Vec::with_capacity(result.review.len());
         for r in &result.review {
             let (a, b) = ordered(&r.a, &r.b);
-            sqlx::query(
-                "INSERT INTO link_review (run_id, reg_a, reg_b, probability, match_weight_bits, reason, levels_json) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&run_id)
-            .bind(a)
-            .bind(b)
-            .bind(r.probability)
-            .bind(r.match_weight_bits)
-            .bind(serde_json::to_string(&r.reason).map_err(internal)?)
-            .bind(serde_json::to_string(&r.levels).map_err(internal)?)
-            .execute(&mut *tx)
-            .await?;
+            review_rows.push(vec![
+                Val::Text(run_id.clone()),
+                Val::Text(a.to_string()),
+                Val::Text(b.to_string()),
+                Val::Real(r.probability),
+                Val::Real(r.match_weight_bits),
+                Val::Text(serde_json::to_string(&r.reason).map_err(internal)?),
+                Val::Text(serde_json::to_string(&r.levels).map_err(internal)?),
+            ]);
         }
+        insert_rows(
+            &mut tx,
+            "INSERT INTO link_review (run_id, reg_a, reg_b, probability, match_weight_bits, reason, levels_json)",
+            "",
+            review_rows.into_iter(),
+        )
+        .await?;
         // decisions about erased registrations go with them
         for d in stale {
             sqlx::query("DELETE FROM link_decisions WHERE reg_a = $1 AND reg_b = $2")
