@@ -136,6 +136,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "release_recipient",
         sql: include_str!("../migrations/0018_release_recipient.sql"),
     },
+    Migration {
+        version: 19,
+        name: "book_corrections",
+        sql: include_str!("../migrations/0019_book_corrections.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.

@@ -1,8 +1,12 @@
 //! The books (帳簿, 法13条, 施行規則第12条; R-REC-4) and the other certified producers with
 //! their inter-producer contracts (第23条; R-REC-7), on migration `0016_books.sql`.
 //!
-//! A book entry is written once and never changed: a correction is a new entry naming the
-//! one it corrects (`corrects`). Each entry carries what 第12条 asks for that kind — the
+//! A book entry is written once and never changed: a correction
+//! ([`Workflow::correct_entry`], migration `0019_book_corrections.sql`) is a new entry of
+//! the same kind naming the entry it corrects (`corrects`) — always the entry then in force,
+//! so an entry's corrections form one chain (a unique index on `corrects`: never two
+//! corrections of one entry) and the entry in force is the one nothing corrects
+//! (`corrected_by` is read, never stored). The reports' checks use the delivery in force. Each entry carries what 第12条 asks for that kind — the
 //! counter-party's name and address *as they were on the day* (copied from the version in
 //! force, so a later `kiban user update` does not rewrite the books), the date and the
 //! items (tables and their columns) — and the references that tie it to the release, the
@@ -137,9 +141,34 @@ pub struct BookEntry {
     pub persons: Option<u64>,
     /// The method of an inter-producer transfer.
     pub method: Option<String>,
-    /// The entry this one corrects.
+    /// The entry this one corrects (the entry that was in force when it was written).
     pub corrects: Option<i64>,
+    /// Why this entry corrects `corrects` (a correction only).
+    pub correction_reason: Option<String>,
+    /// The entry that corrects this one, if any: read from the books, never stored on
+    /// this entry (which is never changed). An entry nothing corrects is in force.
+    pub corrected_by: Option<i64>,
     pub recorded: Recorded,
+}
+
+/// A correction of a book entry ([`Workflow::correct_entry`]): the fields given replace the
+/// entry in force's; the kind, the counter-party, the references and the persons are never
+/// corrected (there is no field for them: a wrong counter-party is not a correction but a
+/// new entry).
+#[derive(Debug, Clone, Default)]
+pub struct NewCorrection {
+    pub date: Option<NaiveDate>,
+    /// TABLE or TABLE.COLUMN (user reports: within what was delivered; transfers: within
+    /// the contract). Given and empty is refused (`tables_empty`): an entry is never
+    /// corrected into nothing.
+    pub items: Option<Vec<String>>,
+    /// The receiving user (onward reports only).
+    pub to_name: Option<String>,
+    pub to_address: Option<String>,
+    /// The method (inter-producer transfers only).
+    pub method: Option<String>,
+    /// Why (required).
+    pub reason: String,
 }
 
 /// The delivery entry of an approved release (see [`record_delivery_in`]).
@@ -289,6 +318,8 @@ pub async fn record_delivery_in(
         persons: Some(d.persons),
         method: None,
         corrects: None,
+        correction_reason: None,
+        corrected_by: None,
         recorded: recorded(0, st),
     };
     insert_entry(conn, entry).await
@@ -484,6 +515,8 @@ impl Workflow {
             persons: None,
             method: Some(contract.method),
             corrects: None,
+            correction_reason: None,
+            corrected_by: None,
             recorded: recorded(0, st),
         };
         let entry = insert_entry(&mut tx, entry).await?;
@@ -579,7 +612,170 @@ impl Workflow {
         rows.iter().map(entry_row).collect()
     }
 
-    /// The delivery entry of a release, if it has one.
+    /// Corrects a book entry (R-REC-4): writes a new entry of the same kind, a copy of the
+    /// entry in force of `entry_no`'s chain (the entry itself, or its latest correction)
+    /// with the fields given replaced, `corrects` naming that entry in force, the reason,
+    /// the actor and the time. Nothing is changed or deleted: the corrected entry stays as
+    /// it was written, and the books show it corrected by the new one.
+    ///
+    /// Refused: an empty reason (`field_empty`), an unknown entry (`book_entry_unknown`),
+    /// a field the kind does not have (`correction_field_not_applicable`: `--to`/
+    /// `--to-address` only on onward reports, `--method` only on transfers), a date after
+    /// today (`date_in_future`), a report dated before the delivery in force
+    /// (`report_before_delivery`) or a transfer before its contract
+    /// (`transfer_before_contract`), no items (`tables_empty`), items beyond what was
+    /// delivered or contracted (`items_beyond`), notes to a user (`table_not_releasable`),
+    /// and a correction that changes nothing (`nothing_to_change`). The kind, the
+    /// counter-party and the references cannot be corrected: [`NewCorrection`] has no field
+    /// for them.
+    pub async fn correct_entry(
+        &self,
+        entry_no: i64,
+        c: NewCorrection,
+        st: &Stamp,
+    ) -> Result<BookEntry> {
+        let reason = text(&c.reason, Field::CorrectionReason)?;
+        let mut tx = self.db().pool().begin().await?;
+        let Some(mut current) = entry_by_no(&mut tx, entry_no).await? else {
+            return Err(WorkflowRefusal::BookEntryUnknown { entry: entry_no }.into());
+        };
+        // The entry in force of the chain: follow the corrections forward. Entry numbers
+        // only grow, so the walk ends; a number that does not is a damaged table.
+        while let Some(next) = current.corrected_by {
+            let found = if next > current.entry_no {
+                entry_by_no(&mut tx, next).await?
+            } else {
+                None
+            };
+            let Some(n) = found else {
+                return Err(corrupt("book_entries", &next.to_string(), "corrects"));
+            };
+            current = n;
+        }
+        let kind = current.kind;
+        let not_applicable = |field: Field| -> WorkflowError {
+            WorkflowRefusal::CorrectionFieldNotApplicable {
+                entry: entry_no,
+                kind: kind.as_str().into(),
+                field,
+            }
+            .into()
+        };
+        if kind != BookKind::Onward {
+            if c.to_name.is_some() {
+                return Err(not_applicable(Field::OnwardName));
+            }
+            if c.to_address.is_some() {
+                return Err(not_applicable(Field::OnwardAddress));
+            }
+        }
+        let transfer = matches!(kind, BookKind::TransferOut | BookKind::TransferIn);
+        if !transfer && c.method.is_some() {
+            return Err(not_applicable(Field::Method));
+        }
+        if let Some(d) = c.date {
+            not_future(d, st)?;
+        }
+        let mut e = current.clone();
+        e.entry_no = 0;
+        e.corrects = Some(current.entry_no);
+        e.correction_reason = Some(reason);
+        e.corrected_by = None;
+        e.recorded = recorded(0, st);
+        if let Some(d) = c.date {
+            e.date = d;
+        }
+        if let Some(n) = &c.to_name {
+            e.to_name = Some(text(n, Field::OnwardName)?);
+        }
+        if let Some(a) = &c.to_address {
+            e.to_address = Some(text(a, Field::OnwardAddress)?);
+        }
+        if let Some(m) = &c.method {
+            e.method = Some(text(m, Field::Method)?);
+        }
+        let given = c
+            .items
+            .as_deref()
+            .map(|v| parse_items(v, transfer))
+            .transpose()?;
+        match kind {
+            BookKind::Delivery => {
+                if let Some(items) = given {
+                    e.items = items;
+                }
+            }
+            BookKind::Onward | BookKind::UserErasure => {
+                let release = e.release.clone().unwrap_or_default();
+                let delivery = match delivery_of(&mut tx, &release).await? {
+                    Some(d) if d.counterparty_id == e.counterparty_id => d,
+                    _ => {
+                        return Err(WorkflowRefusal::ReleaseNotDeliveredTo {
+                            release: shown(&release),
+                            user: e.counterparty_id.clone(),
+                        }
+                        .into());
+                    }
+                };
+                if e.date < delivery.date {
+                    return Err(WorkflowRefusal::ReportBeforeDelivery {
+                        release: shown(&release),
+                        date: e.date,
+                        delivered_on: delivery.date,
+                    }
+                    .into());
+                }
+                if let Some(items) = given {
+                    let beyond = items_beyond(&items, &delivery.items);
+                    if !beyond.is_empty() {
+                        return Err(WorkflowRefusal::ItemsBeyond { items: beyond }.into());
+                    }
+                    e.items = items_within(items, &delivery.items);
+                }
+            }
+            BookKind::TransferOut | BookKind::TransferIn => {
+                let id = e.contract.clone().unwrap_or_default();
+                let Some(contract) = transfer_contract(&mut tx, &id).await? else {
+                    return Err(WorkflowRefusal::TransferContractUnknown { contract: id }.into());
+                };
+                if e.date < contract.signed_on {
+                    return Err(WorkflowRefusal::TransferBeforeContract {
+                        contract: contract.id,
+                        date: e.date,
+                        signed_on: contract.signed_on,
+                    }
+                    .into());
+                }
+                if let Some(items) = given {
+                    let beyond = items_beyond(&items, &contract.items);
+                    if !beyond.is_empty() {
+                        return Err(WorkflowRefusal::ItemsBeyond { items: beyond }.into());
+                    }
+                    e.items = items_within(items, &contract.items);
+                }
+            }
+        }
+        if e.date == current.date
+            && e.items == current.items
+            && e.to_name == current.to_name
+            && e.to_address == current.to_address
+            && e.method == current.method
+        {
+            return Err(WorkflowRefusal::NothingToChange.into());
+        }
+        let entry = insert_entry(&mut tx, e).await?;
+        tx.commit().await?;
+        Ok(entry)
+    }
+
+    /// One book entry by number, with what corrects it.
+    pub async fn book_entry(&self, entry_no: i64) -> Result<Option<BookEntry>> {
+        let mut conn = self.db().pool().acquire().await?;
+        entry_by_no(&mut conn, entry_no).await
+    }
+
+    /// The delivery entry of a release in force (the original or its latest correction),
+    /// if it has one.
     pub async fn delivery_entry(&self, release: &str) -> Result<Option<BookEntry>> {
         let mut conn = self.db().pool().acquire().await?;
         delivery_of(&mut conn, release).await
@@ -651,6 +847,8 @@ fn report_entry(
         persons: None,
         method: None,
         corrects: None,
+        correction_reason: None,
+        corrected_by: None,
         recorded: recorded(0, st),
     }
 }
@@ -784,7 +982,8 @@ const TC_COLS: &str = "SELECT contract_id, seq, producer_id, direction, signed_o
 const ENTRY_COLS: &str = "SELECT entry_no, kind, entry_date, counterparty_kind, counterparty_id, \
      counterparty_version, counterparty_name, counterparty_address, to_name, to_address, items, \
      release_id, request_id, contract_id, level, persons, method, corrects, recorded_at, \
-     recorded_by";
+     recorded_by, correction_reason, (SELECT MIN(c.entry_no) FROM book_entries c \
+     WHERE c.corrects = book_entries.entry_no) AS corrected_by";
 
 async fn insert_entry(conn: &mut AnyConnection, mut e: BookEntry) -> Result<BookEntry> {
     // The workflow's one counter orders every record, the books included.
@@ -795,8 +994,8 @@ async fn insert_entry(conn: &mut AnyConnection, mut e: BookEntry) -> Result<Book
         "INSERT INTO book_entries (entry_no, kind, entry_date, counterparty_kind, \
          counterparty_id, counterparty_version, counterparty_name, counterparty_address, \
          to_name, to_address, items, release_id, request_id, contract_id, level, persons, \
-         method, corrects, recorded_at, recorded_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
-         $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         method, corrects, recorded_at, recorded_by, correction_reason) VALUES ($1, $2, $3, $4, \
+         $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
     )
     .bind(e.entry_no)
     .bind(e.kind.as_str())
@@ -818,6 +1017,7 @@ async fn insert_entry(conn: &mut AnyConnection, mut e: BookEntry) -> Result<Book
     .bind(e.corrects)
     .bind(&e.recorded.at)
     .bind(&e.recorded.by)
+    .bind(e.correction_reason.clone())
     .execute(&mut *conn)
     .await?;
     Ok(e)
@@ -882,10 +1082,24 @@ async fn transfer_contract(conn: &mut AnyConnection, id: &str) -> Result<Option<
     .transpose()
 }
 
+async fn entry_by_no(conn: &mut AnyConnection, no: i64) -> Result<Option<BookEntry>> {
+    sqlx::query(&format!(
+        "{ENTRY_COLS} FROM book_entries WHERE entry_no = $1"
+    ))
+    .bind(no)
+    .fetch_optional(&mut *conn)
+    .await?
+    .as_ref()
+    .map(entry_row)
+    .transpose()
+}
+
+/// The delivery entry of a release in force: the original, or its latest correction.
 async fn delivery_of(conn: &mut AnyConnection, release: &str) -> Result<Option<BookEntry>> {
     sqlx::query(&format!(
         "{ENTRY_COLS} FROM book_entries WHERE release_id = $1 AND kind = 'delivery' \
-         AND corrects IS NULL"
+         AND NOT EXISTS (SELECT 1 FROM book_entries c WHERE c.corrects = book_entries.entry_no) \
+         ORDER BY entry_no DESC LIMIT 1"
     ))
     .bind(release)
     .fetch_optional(&mut *conn)
@@ -981,6 +1195,8 @@ fn entry_row(r: &AnyRow) -> Result<BookEntry> {
         persons: persons.map(|p| p.max(0) as u64),
         method: r.try_get("method")?,
         corrects: r.try_get("corrects")?,
+        correction_reason: r.try_get("correction_reason")?,
+        corrected_by: r.try_get("corrected_by")?,
         recorded: Recorded {
             seq: no,
             at: r.try_get("recorded_at")?,

@@ -32,8 +32,9 @@ mod store;
 mod types;
 
 pub use books::{
-    BookEntry, BookItems, BookKind, Direction, NewDelivery, NewOnward, NewProducer, NewTransfer,
-    NewTransferContract, NewUserErasure, Party, Producer, TransferContract, record_delivery_in,
+    BookEntry, BookItems, BookKind, Direction, NewCorrection, NewDelivery, NewOnward, NewProducer,
+    NewTransfer, NewTransferContract, NewUserErasure, Party, Producer, TransferContract,
+    record_delivery_in,
 };
 pub use decide::{Approved, RequestState, decide_release};
 pub use duties::{Duties, DutyError, DutyField, DutyRefusal, PartyKind};

@@ -27,6 +27,7 @@ pub enum Field {
     OnwardName,
     OnwardAddress,
     Item,
+    CorrectionReason,
 }
 
 impl Field {
@@ -50,6 +51,7 @@ impl Field {
             Field::OnwardName => "to",
             Field::OnwardAddress => "to_address",
             Field::Item => "items",
+            Field::CorrectionReason => "reason",
         }
     }
 }
@@ -227,6 +229,13 @@ pub enum WorkflowRefusal {
     /// An item that is not TABLE or TABLE.COLUMN (the value is not repeated).
     #[error("item_invalid")]
     ItemInvalid,
+    /// A correction of a book entry that does not exist.
+    #[error("book_entry_unknown")]
+    BookEntryUnknown { entry: i64 },
+    /// A correction giving a field the entry's kind does not have (`--to` on a delivery,
+    /// `--method` on a user's report): `field` is the option's code, `kind` the entry's.
+    #[error("correction_field_not_applicable")]
+    CorrectionFieldNotApplicable { entry: i64, kind: String, field: Field },
 }
 
 impl WorkflowRefusal {
