@@ -39,10 +39,12 @@ pub mod keys;
 pub mod linker;
 pub mod normalize;
 pub mod pprl;
+pub mod review;
 pub mod sim;
 
 pub use compare::{COMPARISONS, HardNegative};
 pub use eval::{Metrics, evaluate};
+pub use review::{ExpectedMatches, probability_interval, review_cap};
 pub use linker::{
     BlockReason, BlockedMerge, ComparisonSummary, FittedModel, LevelSummary, LinkConfig, LinkError,
     LinkRecord, LinkResult, LinkStats, MergeConstraint, ModelSummary, RateEstimate, ReviewDecision,

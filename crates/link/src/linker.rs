@@ -15,6 +15,7 @@ use crate::compare::{
     n_levels,
 };
 use crate::intern::{FastMap, Strs};
+use crate::review::{self, Candidate, ExpectedMatches};
 
 /// One handler's registration of a patient, the unit of linkage.
 #[derive(Debug, Clone)]
@@ -35,13 +36,22 @@ pub struct ReviewDecision {
     pub same_person: bool,
 }
 
+/// The default review budget: 0.5 % of the registrations.
+pub const DEFAULT_REVIEW_BUDGET: f64 = 0.005;
+
 /// Linkage settings. `Default` is the tuned configuration used by the benchmarks.
 #[derive(Debug, Clone)]
 pub struct LinkConfig {
     /// Probability at or above which a pair links.
     pub upper: f64,
-    /// Probability at or above which a non-linking pair goes to clerical review.
+    /// Probability below which a pair looks like two persons: a merge resting on the
+    /// namesake calibration alone must not put such a pair in one cluster.
     pub lower: f64,
+    /// The edge of the review band: a pair left apart goes to clerical review only when its
+    /// calibrated probability (the middle of what the model vouches for) lies in
+    /// `[review_lower, 1 − review_lower]`, and only within `review_budget` (see
+    /// [`crate::review`]).
+    pub review_lower: f64,
     /// A merge of two clusters is refused when any cross pair scores below this probability
     /// (the anti-chaining rule: A~B and B~C must not join A and C if A and C disagree).
     pub min_cross_probability: f64,
@@ -67,6 +77,10 @@ pub struct LinkConfig {
     pub groups: HashMap<String, String>,
     /// Clerical decisions from earlier runs.
     pub decisions: Vec<ReviewDecision>,
+    /// The most pairs sent to review, as a share of the registrations (0.005: 0.5 %; 0: none,
+    /// every pair is decided by the model). Pairs beyond it are decided by the model at
+    /// `upper` and counted in the reported error rates (see [`crate::review`]).
+    pub review_budget: f64,
 }
 
 impl Default for LinkConfig {
@@ -74,6 +88,7 @@ impl Default for LinkConfig {
         LinkConfig {
             upper: 0.9,
             lower: 0.1,
+            review_lower: 0.05,
             min_cross_probability: 0.01,
             twin_guard: true,
             namesake_guard: true,
@@ -86,6 +101,7 @@ impl Default for LinkConfig {
             seed: 0x6b69_6261_6e21,
             groups: HashMap::new(),
             decisions: Vec::new(),
+            review_budget: DEFAULT_REVIEW_BUDGET,
         }
     }
 }
@@ -105,7 +121,9 @@ impl<F: Fn(&LinkRecord, &LinkRecord) -> bool> MergeConstraint for F {
 pub enum LinkError {
     #[error("record #{index} repeats the registration id of an earlier record")]
     DuplicateRegistration { index: usize },
-    #[error("thresholds must satisfy 0 <= lower <= upper <= 1 and min_cross_probability in [0, 1]")]
+    #[error(
+        "thresholds must satisfy 0 <= lower <= upper <= 1, min_cross_probability, review_lower and review_budget in [0, 1]"
+    )]
     InvalidThresholds,
     #[error(
         "the fitted model does not match this version's comparisons (levels or values invalid)"
@@ -141,7 +159,16 @@ pub enum ReviewReason {
 pub struct ReviewPair {
     pub a: String,
     pub b: String,
+    /// The calibrated chance the two are one person: the model's best estimate, as its
+    /// missed-merge estimate counts the pair.
     pub probability: f64,
+    /// The lowest and highest reading the model vouches for (equal to `probability` when the
+    /// calibration is certain; 0 to the score's probability for a pair the model cannot
+    /// vouch for — an uncalibrated namesake, a refused merge —; the claims guard's strict and
+    /// most lenient namesake rates for a claims pair).
+    pub probability_low: f64,
+    pub probability_high: f64,
+    /// The weight the linker decided on (the score, or the namesake guard's calibrated one).
     pub match_weight_bits: f64,
     pub reason: ReviewReason,
     /// (comparison, level label) for every comparable field.
@@ -215,6 +242,12 @@ pub struct ModelSummary {
     /// probability; pairs the guards hold as contradictions (twins, family members) count as
     /// two persons; held pairs the model cannot vouch for only in the upper bound.
     pub missed_merge: RateEstimate,
+    /// How many of the queued pairs the model expects to be one person.
+    pub review_expected_matches: ExpectedMatches,
+    /// The missed-merge rate once a clerk has decided the queue (its pairs' chances taken
+    /// out; the pairs over the budget, decided by the model, stay in): with a budget of 0 it
+    /// equals `missed_merge`.
+    pub missed_merge_after_review: RateEstimate,
 }
 
 /// An error rate the linker estimates from its own probabilities (R-LINK-2), pairwise and
@@ -235,7 +268,7 @@ pub struct RateEstimate {
 const UNLINKED_FLOOR: f64 = 1e-6;
 
 /// The expected errors of a run, counted after clustering.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct ErrorTally {
     /// Expected false pairs among the co-clustered, and their variance.
     false_pairs: f64,
@@ -335,6 +368,10 @@ pub struct LinkStats {
     pub oversized_blocks_skipped: usize,
     pub linked_pairs: usize,
     pub review_pairs: usize,
+    /// Pairs (one per two clusters) uncertain enough for review, before the budget.
+    pub review_candidates: usize,
+    /// Of those, the pairs beyond the budget: decided by the model at its link threshold.
+    pub review_over_budget: usize,
     pub hard_negative_pairs: usize,
     pub refused_merges: usize,
     pub blocked_merges: usize,
@@ -1514,7 +1551,9 @@ fn run(
     if !(ok01(cfg.lower)
         && ok01(cfg.upper)
         && cfg.lower <= cfg.upper
-        && ok01(cfg.min_cross_probability))
+        && ok01(cfg.min_cross_probability)
+        && ok01(cfg.review_budget)
+        && ok01(cfg.review_lower))
     {
         return Err(LinkError::InvalidThresholds);
     }
@@ -1686,7 +1725,8 @@ fn run(
     struct Tally {
         /// (weight, pair, namesake-calibrated)
         edges: Vec<(f64, u32, bool)>,
-        review: Vec<(f64, u32, Option<HardNegative>)>,
+        /// (weight, pair, hard negative, the pair's chance: low, point, high)
+        review: Vec<(f64, u32, Option<HardNegative>, [f32; 3])>,
         hard: usize,
         /// Pairs left unlinked by their score that may still be one person: (pair,
         /// probability, whether the model can tell — see `ErrorTally`).
@@ -1752,8 +1792,13 @@ fn run(
                     t.unlinked
                         .push((k as u32, [x.low as f32, x.point as f32, x.high as f32]));
                 }
-                if p >= cfg.lower {
-                    t.review.push((w, k as u32, hn));
+                // review only what the model is genuinely unsure of: a contradiction is two
+                // persons by the guard's rule, a pair near 0 stays apart
+                if let Some(x) =
+                    chance.filter(|x| review::uncertain(x.low, x.high, cfg.review_lower))
+                {
+                    let x = [x.low as f32, x.point as f32, x.high as f32];
+                    t.review.push((w, k as u32, hn, x));
                 }
             }
             t
@@ -1768,29 +1813,44 @@ fn run(
     stats.hard_negative_pairs = tally.hard;
     let unlinked = tally.unlinked;
 
-    let mut review: Vec<ReviewPair> = Vec::new();
+    // review candidates: (a, b, pair); the queue is chosen from them after clustering
+    let mut review: Vec<(u32, u32, f64, ReviewPair)> = Vec::new();
     let mut blocked: Vec<BlockedMerge> = Vec::new();
     let mut in_review: HashSet<(u32, u32)> = HashSet::new();
-    let mut push_review =
-        |review: &mut Vec<ReviewPair>, a: u32, b: u32, w: f64, c: &Cmp, reason| {
-            if in_review.insert((a.min(b), a.max(b))) {
-                review.push(ReviewPair {
-                    a: records[a as usize].registration_id.clone(),
-                    b: records[b as usize].registration_id.clone(),
-                    probability: prob(w),
-                    match_weight_bits: w,
-                    reason,
-                    levels: levels_of(c),
-                });
-            }
-        };
+    let mut push_review = |review: &mut Vec<(u32, u32, f64, ReviewPair)>,
+                           a: u32,
+                           b: u32,
+                           w: f64,
+                           c: &Cmp,
+                           reason,
+                           x: Chance| {
+        if in_review.insert((a.min(b), a.max(b))) {
+            let (low, high) = review::probability_interval(x.point, w);
+            let pair = ReviewPair {
+                a: records[a as usize].registration_id.clone(),
+                b: records[b as usize].registration_id.clone(),
+                probability: x.point,
+                probability_low: low,
+                probability_high: high,
+                match_weight_bits: w,
+                reason,
+                levels: levels_of(c),
+            };
+            review.push((a, b, review::review_probability(x.low, x.high), pair));
+        }
+    };
     let mut review_src = tally.review;
     review_src.sort_unstable_by_key(|r| r.1);
-    for &(w, k, hn) in &review_src {
+    for &(w, k, hn, [low, point, high]) in &review_src {
         let (a, b) = ab(pairs[k as usize]);
         let c = Cmp::unpack(cmps[k as usize]);
         let reason = hn.map_or(ReviewReason::Uncertain, ReviewReason::HardNegative);
-        push_review(&mut review, a, b, w, &c, reason);
+        let x = Chance {
+            low: f64::from(low),
+            point: f64::from(point),
+            high: f64::from(high),
+        };
+        push_review(&mut review, a, b, w, &c, reason, x);
     }
     drop(review_src);
     // edges: (weight, a, b, kind)
@@ -1820,13 +1880,6 @@ fn run(
             }
         }
     }
-    review.retain(|r| match (index_of(&r.a), index_of(&r.b)) {
-        (Some(a), Some(b)) => {
-            let k = (a.min(b), a.max(b));
-            !cannot.contains(&k) && !same.contains(&k)
-        }
-        _ => true,
-    });
     // namesake-calibrated links come last (second phase), after every link the score
     // supports on its own has shaped the clusters
     edges.par_sort_unstable_by(|x, y| {
@@ -2002,10 +2055,59 @@ fn run(
             Err(Err(reason)) => {
                 stats.refused_merges += 1;
                 let (_, c, _) = score(a, b);
-                push_review(&mut review, a, b, w, &c, reason);
+                // the link says p, a member of the other cluster says otherwise: the
+                // model cannot vouch for either (the error tally counts the link's p)
+                let p = prob(w);
+                let x = Chance {
+                    low: 0.0,
+                    point: p,
+                    high: p,
+                };
+                if review::uncertain(x.low, x.high, cfg.review_lower) {
+                    push_review(&mut review, a, b, w, &c, reason, x);
+                }
             }
         }
     }
+    // the review queue: candidates still apart that a clerk's "same" could join (not across
+    // eligibility groups, not decided), one per two clusters, the most valuable within the
+    // budget; the rest are decided by the model (they stay apart) and counted below
+    let mut size: Vec<u32> = vec![0; n];
+    for i in 0..n as u32 {
+        size[uf.find(i) as usize] += 1;
+    }
+    let mut cands: Vec<Candidate> = Vec::new();
+    for (i, &(a, b, q, _)) in review.iter().enumerate() {
+        let (ra, rb) = (uf.find(a), uf.find(b));
+        let k = (a.min(b), a.max(b));
+        let (ga, gb) = (group_of(a), group_of(b));
+        if ra == rb || (ga != 0 && gb != 0 && ga != gb) || cannot.contains(&k) || same.contains(&k)
+        {
+            continue;
+        }
+        let cross = f64::from(size[ra as usize]) * f64::from(size[rb as usize]);
+        cands.push(Candidate {
+            clusters: (ra.min(rb), ra.max(rb)),
+            value: q.min(1.0 - q) * cross,
+            index: i,
+        });
+    }
+    let (picked, over) = review::select(&cands, review::review_cap(cfg.review_budget, n));
+    drop(cands);
+    stats.review_candidates = picked.len() + over;
+    stats.review_over_budget = over;
+    let mut queued: HashSet<(u32, u32)> = HashSet::new();
+    let mut keep = vec![false; review.len()];
+    for &i in &picked {
+        keep[i] = true;
+        let (ra, rb) = (uf.find(review[i].0), uf.find(review[i].1));
+        queued.insert((ra.min(rb), ra.max(rb)));
+    }
+    let mut review: Vec<ReviewPair> = review
+        .into_iter()
+        .zip(keep)
+        .filter_map(|((_, _, _, r), k)| k.then_some(r))
+        .collect();
     // counted after clustering: a pair that may be one person is missed when its two
     // registrations ended in different clusters — unless a rule keeps them apart (eligibility
     // groups, a clerk's "different"), which is no miss of the model's
@@ -2040,8 +2142,14 @@ fn run(
         };
         add(&mut uf, a, b, x);
     }
-    for (sum, n) in between.into_values() {
-        errors.missed(sum, n);
+    // once a clerk has decided the queue, its two clusters' pairs are no longer the
+    // model's to miss; the pairs over the budget stay counted
+    let mut after_review = errors.clone();
+    for (key, (sum, pairs)) in between {
+        errors.missed(sum, pairs);
+        if !queued.contains(&key) {
+            after_review.missed(sum, pairs);
+        }
     }
     drop(unlinked);
     drop(pairs);
@@ -2069,7 +2177,12 @@ fn run(
         .filter(|&i| uf.parent[i as usize] == i)
         .count();
     stats.review_pairs = review.len();
-    review.sort_by(|x, y| y.probability.total_cmp(&x.probability));
+    review.sort_by(|x, y| {
+        y.probability
+            .total_cmp(&x.probability)
+            .then_with(|| x.a.cmp(&y.a))
+            .then_with(|| x.b.cmp(&y.b))
+    });
     stats.time_cluster = t.elapsed();
 
     let comparisons = (0..N_CMP)
@@ -2093,6 +2206,12 @@ fn run(
         size.values().map(|k| k * (k - 1.0) / 2.0).sum()
     };
     let (false_merge, missed_merge) = errors.rates(co_clustered);
+    let (_, missed_merge_after_review) = after_review.rates(co_clustered);
+    let review_expected_matches = ExpectedMatches::of(
+        review
+            .iter()
+            .map(|r| (r.probability_low, r.probability, r.probability_high)),
+    );
     let model_summary = ModelSummary {
         comparisons,
         namesake_share: cells.as_ref().map_or(f64::NAN, |c| c.share),
@@ -2104,6 +2223,8 @@ fn run(
         expected_missed_merge_rate: missed_merge.point,
         false_merge,
         missed_merge,
+        review_expected_matches,
+        missed_merge_after_review,
     };
     let fitted = match &incremental {
         Some(inc) => inc.model.clone(),

@@ -131,12 +131,23 @@ fn r_link_2_clerical_decisions_are_respected() {
 }
 
 #[test]
-fn twins_at_one_address_stay_apart_and_go_to_review() {
+fn twins_at_one_address_stay_apart_and_do_not_take_a_clerk_s_time() {
     let mut v = population();
     v.push(rec("t", "H4", "渡辺 桃子", "ワタナベ モモコ"));
     let res = link(&v, &LinkConfig::default()).unwrap();
     assert_eq!(res.clusters["t"], "t");
-    assert!(res.review.iter().any(|r| r.a == "t" || r.b == "t"));
+    // a given name that differs is two persons by the twin guard's rule, not a pair the
+    // model is unsure of: it is not queued (issue 16, item 5), even with budget to spare
+    let res = link(
+        &v,
+        &LinkConfig {
+            review_budget: 1.0,
+            ..LinkConfig::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(res.clusters["t"], "t");
+    assert!(!res.review.iter().any(|r| r.a == "t" || r.b == "t"));
     // review items carry ids and levels, never identity values
     for r in &res.review {
         for (_, level) in &r.levels {
