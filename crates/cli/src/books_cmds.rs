@@ -15,8 +15,8 @@ use kiban_pipeline::books::{Books, BooksFormat, BooksKind, kind_ja};
 use kiban_pipeline::files::escape_control;
 use kiban_workflow::books::items_text;
 use kiban_workflow::{
-    BookEntry, Direction, Field, NewOnward, NewProducer, NewTransfer, NewTransferContract,
-    NewUserErasure, WorkflowRefusal,
+    BookEntry, Direction, Field, NewCorrection, NewOnward, NewProducer, NewTransfer,
+    NewTransferContract, NewUserErasure, WorkflowRefusal,
 };
 
 use crate::commands::{opt_date, parse_date, print_json};
@@ -55,6 +55,44 @@ pub enum BooksCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Correct an entry: a new entry of the same kind naming the entry in force; the entry
+    /// corrected is never changed (R-REC-4).
+    Correct(BooksCorrectArgs),
+}
+
+impl BooksArgs {
+    /// Everything but `books correct` only reads.
+    pub fn reads_only(&self) -> bool {
+        !matches!(self.action, Some(BooksCmd::Correct(_)))
+    }
+}
+
+/// `kiban books correct ENTRY_NO --reason TEXT [--date --items --to --to-address --method]`.
+/// There is no option for the kind, the counter-party or the references: they are never
+/// corrected.
+#[derive(Args, Debug)]
+pub struct BooksCorrectArgs {
+    /// The entry's number (記載番号; `entry:N` in `kiban books`). A corrected entry's
+    /// number corrects the entry now in force of its chain.
+    pub entry: i64,
+    /// Why (required; kept with the correction).
+    #[arg(long)]
+    pub reason: String,
+    /// The corrected date, YYYY-MM-DD.
+    #[arg(long, value_name = "DATE")]
+    pub date: Option<String>,
+    /// The corrected items: TABLE or TABLE.COLUMN, comma-separated (never empty).
+    #[arg(long, value_delimiter = ',')]
+    pub items: Option<Vec<String>>,
+    /// The receiving user's name (onward reports only).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// The receiving user's address (onward reports only).
+    #[arg(long)]
+    pub to_address: Option<String>,
+    /// The method (inter-producer transfers only).
+    #[arg(long)]
+    pub method: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -213,10 +251,12 @@ fn opt(s: &Option<String>) -> String {
     s.as_deref().map(cell).unwrap_or_else(|| "-".into())
 }
 
-/// `kiban books [export]` on a workspace opened for reading.
+/// `kiban books [export|report|correct]` (a workspace opened for writing for `correct`
+/// only, see [`BooksArgs::reads_only`]).
 pub async fn run_books(ws: &Workspace, a: BooksArgs, lang: Lang) -> Result<ExitCode> {
     match a.action {
         Some(BooksCmd::Export(e)) => export(ws, e, lang).await,
+        Some(BooksCmd::Correct(c)) => correct(ws, c, lang).await,
         Some(BooksCmd::Report { year, json }) => {
             crate::duties_cmds::run_books_report(ws, year, json, lang).await
         }
@@ -277,7 +317,7 @@ fn books_text(b: &Books, lang: Lang) -> String {
                     name,
                     address,
                     cell(&items_text(&r.items)),
-                    cell(&r.reference),
+                    reference_text(r, lang),
                 ]
             })
             .collect();
@@ -331,6 +371,47 @@ fn books_text(b: &Books, lang: Lang) -> String {
         out.push_str(&grid(&h, &rows));
     }
     out
+}
+
+/// A row's reference with what it corrects or what corrected it.
+fn reference_text(r: &kiban_pipeline::books::BooksRow, lang: Lang) -> String {
+    let mut s = cell(&r.reference);
+    if let Some(n) = r.corrects {
+        let why = r.correction_reason.as_deref().map(cell).unwrap_or_default();
+        s.push_str(&if lang == Lang::Ja {
+            format!(" ［第{n}号の訂正: {why}］")
+        } else {
+            format!(" [corrects entry {n}: {why}]")
+        });
+    }
+    if let Some(n) = r.corrected_by {
+        s.push_str(&if lang == Lang::Ja {
+            format!(" ［第{n}号により訂正］")
+        } else {
+            format!(" [corrected by entry {n}]")
+        });
+    }
+    s
+}
+
+/// `kiban books correct`.
+async fn correct(ws: &Workspace, a: BooksCorrectArgs, lang: Lang) -> Result<ExitCode> {
+    let date = opt_date(&a.date, "--date")?;
+    let e = ws
+        .correct_book_entry(
+            a.entry,
+            NewCorrection {
+                date,
+                items: a.items,
+                to_name: a.to,
+                to_address: a.to_address,
+                method: a.method,
+                reason: a.reason,
+            },
+        )
+        .await?;
+    print_entry(&e, lang);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn export(ws: &Workspace, a: BooksExportArgs, lang: Lang) -> Result<ExitCode> {
@@ -560,10 +641,24 @@ fn print_entry(e: &BookEntry, lang: Lang) {
     if let Some(c) = &e.contract {
         rows.push(row(lang, "契約", "contract", c.clone()));
     }
-    print!(
-        "{}",
-        table(lang.t("帳簿に記載しました", "entered in the books"), &rows)
-    );
+    if let Some(m) = &e.method {
+        rows.push(row(lang, "提供の方法", "method", cell(m)));
+    }
+    if let Some(n) = e.corrects {
+        rows.push(row(lang, "訂正した記載", "corrects entry", n.to_string()));
+    }
+    if let Some(r) = &e.correction_reason {
+        rows.push(row(lang, "訂正の理由", "reason", cell(r)));
+    }
+    let title = if e.corrects.is_some() {
+        lang.t(
+            "帳簿に訂正を記載しました（訂正前の記載はそのまま残ります）",
+            "correction entered in the books (the entry corrected stays as written)",
+        )
+    } else {
+        lang.t("帳簿に記載しました", "entered in the books")
+    };
+    print!("{}", table(title, &rows));
 }
 
 /// The words of the books' fields (called by `workflow_cmds::field_words`).
@@ -574,6 +669,7 @@ pub fn field_words(f: Field, lang: Lang) -> &'static str {
         Field::OnwardName => lang.t("提供先の名称 (--to)", "--to"),
         Field::OnwardAddress => lang.t("提供先の住所 (--to-address)", "--to-address"),
         Field::Item => lang.t("項目 (--items)", "--items"),
+        Field::CorrectionReason => lang.t("訂正の理由 (--reason)", "the reason (--reason)"),
         _ => lang.t("項目", "field"),
     }
 }
@@ -631,6 +727,21 @@ pub fn refusal_words(r: &WorkflowRefusal, lang: Lang) -> String {
             "項目 (--items) は TABLE または TABLE.COLUMN で指定してください".into(),
             "give items (--items) as TABLE or TABLE.COLUMN".into(),
         ),
+        WorkflowRefusal::BookEntryUnknown { entry } => pick(
+            format!("帳簿に記載番号 {entry} の記載はありません（kiban books の entry:N）"),
+            format!("the books hold no entry {entry} (entry:N in kiban books)"),
+        ),
+        WorkflowRefusal::CorrectionFieldNotApplicable { entry, kind, field } => pick(
+            format!(
+                "記載 {entry}（{}）に{}はありません。種別・相手方は訂正できません",
+                kind_ja(kind),
+                field_words(*field, lang)
+            ),
+            format!(
+                "entry {entry} ({kind}) has no {}; the kind and the counter-party are never corrected",
+                field_words(*field, lang)
+            ),
+        ),
         other => pick(
             format!("受け付けられません: {other:?}"),
             format!("refused: {other:?}"),
@@ -674,6 +785,12 @@ mod tests {
             },
             WorkflowRefusal::ItemsBeyond { items: vec![s()] },
             WorkflowRefusal::ItemInvalid,
+            WorkflowRefusal::BookEntryUnknown { entry: 7 },
+            WorkflowRefusal::CorrectionFieldNotApplicable {
+                entry: 7,
+                kind: "delivery".into(),
+                field: Field::OnwardName,
+            },
         ];
         for r in &all {
             for lang in [Lang::Ja, Lang::En] {
@@ -693,6 +810,7 @@ mod tests {
             Field::OnwardName,
             Field::OnwardAddress,
             Field::Item,
+            Field::CorrectionReason,
         ] {
             let w = field_words(f, Lang::En);
             assert!(w != "field", "{f:?}");

@@ -741,7 +741,11 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
         },
         Command::Package(c) => crate::release_cmds::run_package(c, lang),
         Command::Books(a) => {
-            let ws = open_read(&cli.workspace, &cli.actor).await?;
+            let ws = if a.reads_only() {
+                open_read(&cli.workspace, &cli.actor).await?
+            } else {
+                open(&cli.workspace, &cli.actor).await?
+            };
             crate::books_cmds::run_books(&ws, a, lang).await
         }
         Command::Producer(c) => {

@@ -1022,7 +1022,11 @@ pub fn refusal_words(r: &WorkflowRefusal, lang: Lang) -> String {
         | WorkflowRefusal::ReleaseNotDeliveredTo { .. }
         | WorkflowRefusal::ReportBeforeDelivery { .. }
         | WorkflowRefusal::ItemsBeyond { .. }
-        | WorkflowRefusal::ItemInvalid) => crate::books_cmds::refusal_words(books, lang),
+        | WorkflowRefusal::ItemInvalid
+        | WorkflowRefusal::BookEntryUnknown { .. }
+        | WorkflowRefusal::CorrectionFieldNotApplicable { .. }) => {
+            crate::books_cmds::refusal_words(books, lang)
+        }
         other => pick(
             format!("受け付けられません: {other:?}"),
             format!("refused: {other:?}"),

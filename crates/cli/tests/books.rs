@@ -830,3 +830,356 @@ fn nothing_in_the_books_or_their_audit_names_a_patient() {
         assert!(!l.contains("東都大学") && !l.contains("本郷"), "{l}");
     }
 }
+
+/// The entry number of a `kiban books --json` row (`entry:N` in its reference).
+fn entry_no(row: &serde_json::Value) -> i64 {
+    row["reference"]
+        .as_str()
+        .expect("reference")
+        .split_whitespace()
+        .find_map(|p| p.strip_prefix("entry:"))
+        .expect("entry:N")
+        .parse()
+        .expect("number")
+}
+
+fn by_no(rows: &[serde_json::Value], no: i64) -> serde_json::Value {
+    rows.iter()
+        .find(|r| {
+            r["reference"]
+                .as_str()
+                .is_some_and(|s| s.ends_with(&format!("entry:{no}")))
+        })
+        .cloned()
+        .expect("listed")
+}
+
+/// R-REC-4: "entries are never changed (a correction is a new entry naming the one it
+/// corrects)". A delivery's date and an onward report's receiving address are corrected;
+/// both entries are listed, the original exactly as before (but marked corrected), the
+/// correction naming it with its reason and actor; a correction of a correction names the
+/// entry then in force; CSV carries both. Attacks: correcting an entry into another kind or
+/// counter-party (no such option), erasing a delivery by correcting its items to nothing,
+/// a correction that changes nothing, a field of another kind, a future date.
+#[test]
+fn a_correction_is_a_new_entry_and_the_entry_corrected_stays_as_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ws, id) = delivered(dir.path());
+    let d = today().to_string();
+    let yesterday = (today() - chrono::Days::new(1)).to_string();
+    ok(kiban(
+        &ws,
+        &[
+            "user",
+            "report-provision",
+            "--user",
+            "U-T1",
+            "--release",
+            &id,
+            "--to",
+            "西都大学 公衆衛生学教室",
+            "--to-address",
+            "大阪府吹田市山田丘2-2",
+            "--date",
+            &d,
+            "--items",
+            "person.person_id",
+        ],
+    ));
+    let before = books(&ws, &[]);
+    let delivery = before
+        .iter()
+        .find(|r| r["kind"] == "delivery")
+        .cloned()
+        .expect("delivery");
+    let onward = before
+        .iter()
+        .find(|r| r["kind"] == "onward")
+        .cloned()
+        .expect("onward");
+    let (del_no, on_no) = (entry_no(&delivery), entry_no(&onward));
+    assert_eq!(delivery["corrected_by"], serde_json::Value::Null);
+
+    // The delivery's date.
+    let out = ok(as_actor(
+        &ws,
+        "carol",
+        &[
+            "books",
+            "correct",
+            &del_no.to_string(),
+            "--reason",
+            "承認日の転記誤り",
+            "--date",
+            &yesterday,
+        ],
+    ));
+    assert!(out.contains("correction entered in the books"), "{out}");
+    // The onward report's receiving address.
+    ok(as_actor(
+        &ws,
+        "carol",
+        &[
+            "books",
+            "correct",
+            &on_no.to_string(),
+            "--reason",
+            "住所の記載漏れ",
+            "--to-address",
+            "大阪府吹田市山田丘2-2 医学部棟",
+        ],
+    ));
+    // A correction of a correction: named by the original's number, it corrects the entry
+    // in force (the address stays corrected).
+    ok(as_actor(
+        &ws,
+        "dave",
+        &[
+            "books",
+            "correct",
+            &on_no.to_string(),
+            "--reason",
+            "報告日の誤り",
+            "--date",
+            &yesterday,
+        ],
+    ));
+
+    let after = books(&ws, &[]);
+    assert_eq!(after.len(), before.len() + 3, "{after:#?}");
+    let corrections: Vec<&serde_json::Value> =
+        after.iter().filter(|r| !r["corrects"].is_null()).collect();
+    assert_eq!(corrections.len(), 3);
+    let c_del = corrections
+        .iter()
+        .find(|r| r["kind"] == "delivery")
+        .expect("delivery correction");
+    assert_eq!(c_del["corrects"], del_no);
+    assert_eq!(c_del["date"], yesterday.as_str());
+    assert_eq!(c_del["correction_reason"], "承認日の転記誤り");
+    assert_eq!(c_del["recorded_by"], "carol");
+    assert_eq!(c_del["counterparty_name"], USER_NAME);
+    assert_eq!(c_del["items"], delivery["items"]);
+    assert_eq!(c_del["persons"], delivery["persons"]);
+    assert!(
+        c_del["reference"]
+            .as_str()
+            .expect("r")
+            .contains(&format!("release:{id}"))
+    );
+    // The originals: every field as before, only marked corrected.
+    let mut was = delivery.clone();
+    was["corrected_by"] = serde_json::json!(entry_no(c_del));
+    assert_eq!(by_no(&after, del_no), was);
+    let c_on1 = corrections
+        .iter()
+        .find(|r| r["corrects"] == on_no)
+        .expect("first onward correction");
+    let mut was = onward.clone();
+    was["corrected_by"] = serde_json::json!(entry_no(c_on1));
+    assert_eq!(by_no(&after, on_no), was);
+    assert_eq!(c_on1["to_address"], "大阪府吹田市山田丘2-2 医学部棟");
+    assert_eq!(c_on1["to_name"], "西都大学 公衆衛生学教室");
+    assert!(c_on1["corrected_by"].as_i64().is_some());
+    let c_on2 = corrections
+        .iter()
+        .find(|r| r["corrects"] == entry_no(c_on1))
+        .expect("the correction of the correction");
+    assert_eq!(c_on2["to_address"], "大阪府吹田市山田丘2-2 医学部棟");
+    assert_eq!(c_on2["date"], yesterday.as_str());
+    assert_eq!(c_on2["recorded_by"], "dave");
+    assert!(c_on2["corrected_by"].is_null());
+
+    // On screen, Japanese first: what corrects what.
+    let mut c = common::kiban_cmd(&["--workspace", arg(&ws), "books"]);
+    let ja = c.env("KIBAN_LANG", "ja").output().expect("run");
+    let ja = ok(ja);
+    assert!(
+        ja.contains(&format!("第{}号により訂正", entry_no(c_del))),
+        "{ja}"
+    );
+    assert!(
+        ja.contains(&format!("第{del_no}号の訂正: 承認日の転記誤り")),
+        "{ja}"
+    );
+
+    // Refusals, each with its code.
+    let refused = |args: &[&str]| {
+        let mut a = vec!["books", "correct"];
+        a.extend_from_slice(args);
+        failed(kiban(&ws, &a))
+    };
+    let del_s = del_no.to_string();
+    let on_s = on_no.to_string();
+    let tomorrow = (today() + chrono::Days::new(1)).to_string();
+    for (args, code) in [
+        (
+            vec!["999999", "--reason", "x", "--date", &d],
+            "[workflow.book_entry_unknown]",
+        ),
+        (
+            vec![&del_s, "--reason", " ", "--date", &d],
+            "[workflow.field_empty]",
+        ),
+        (
+            vec![&del_s, "--reason", "x"],
+            "[workflow.nothing_to_change]",
+        ),
+        (
+            vec![&del_s, "--reason", "x", "--date", &yesterday],
+            "[workflow.nothing_to_change]",
+        ),
+        (
+            vec![&del_s, "--reason", "x", "--to", "別の大学"],
+            "[workflow.correction_field_not_applicable]",
+        ),
+        (
+            vec![&on_s, "--reason", "x", "--method", "郵送"],
+            "[workflow.correction_field_not_applicable]",
+        ),
+        (
+            vec![&del_s, "--reason", "x", "--date", &tomorrow],
+            "[workflow.date_in_future]",
+        ),
+        (
+            vec![&on_s, "--reason", "x", "--items", "person.no_such_column"],
+            "[workflow.items_beyond]",
+        ),
+        // Attack: a delivery erased from the books by correcting its items to nothing.
+        (
+            vec![&del_s, "--reason", "消す", "--items", ""],
+            "[workflow.tables_empty]",
+        ),
+        (
+            vec![&del_s, "--reason", "消す", "--items", ","],
+            "[workflow.tables_empty]",
+        ),
+    ] {
+        let e = refused(&args);
+        assert!(e.contains(code), "{args:?}: {e}");
+    }
+    // Worded, not a debug dump: what was asked of which entry.
+    let e = refused(&[&del_s, "--reason", "x", "--to", "別の大学"]);
+    assert!(
+        e.contains(&format!("entry {del_no} (delivery) has no --to")),
+        "{e}"
+    );
+    let e = refused(&["999999", "--reason", "x", "--date", &d]);
+    assert!(e.contains("the books hold no entry 999999"), "{e}");
+    // Attack: into another kind or another counter-party — there is no option for it.
+    for args in [
+        vec![&del_s, "--reason", "x", "--kind", "onward"],
+        vec![&del_s, "--reason", "x", "--user", "U-OTHER"],
+        vec![&del_s, "--reason", "x", "--release", "rel-other"],
+    ] {
+        let out = kiban(&ws, &[&["books", "correct"][..], &args[..]].concat());
+        assert!(!out.status.success(), "{args:?}");
+    }
+    assert_eq!(books(&ws, &[]).len(), after.len(), "refusals wrote nothing");
+
+    // Audited with numbers and counts only: no reason, no name, no address.
+    let audit = audit_text(&ws);
+    assert!(audit.contains("books.correct"), "{audit}");
+    for secret in ["承認日の転記誤り", "医学部棟", "西都大学", USER_NAME] {
+        assert!(!audit.contains(secret), "{secret} in the audit log");
+    }
+
+    // CSV: both entries, the correction's columns.
+    let csv_path = dir.path().join("corrected.csv");
+    ok(kiban(
+        &ws,
+        &[
+            "books",
+            "export",
+            "--format",
+            "csv",
+            "--out",
+            arg(&csv_path),
+        ],
+    ));
+    let bytes = std::fs::read(&csv_path).expect("csv");
+    let mut rdr = csv::Reader::from_reader(&bytes[3..]);
+    let header: Vec<String> = rdr
+        .headers()
+        .expect("h")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        &header[13..],
+        [
+            "訂正対象の記載番号(corrects)",
+            "訂正した記載番号(corrected_by)",
+            "訂正の理由(correction_reason)"
+        ]
+    );
+    let recs: Vec<csv::StringRecord> = rdr.records().map(|r| r.expect("row")).collect();
+    let del_rows: Vec<&csv::StringRecord> = recs.iter().filter(|r| &r[0] == "delivery").collect();
+    assert_eq!(del_rows.len(), 2, "{recs:?}");
+    assert!(
+        del_rows
+            .iter()
+            .any(|r| r[14] == entry_no(c_del).to_string() && r[13].is_empty())
+    );
+    assert!(
+        del_rows
+            .iter()
+            .any(|r| r[13] == del_s && &r[15] == "承認日の転記誤り")
+    );
+    // PDF: the correction's line.
+    let pdf_path = dir.path().join("corrected.pdf");
+    ok(kiban(
+        &ws,
+        &[
+            "books",
+            "export",
+            "--format",
+            "pdf",
+            "--out",
+            arg(&pdf_path),
+        ],
+    ));
+    if let Some(text) = kiban_pdf::testing::pdftotext(&std::fs::read(&pdf_path).expect("pdf")) {
+        let flat = kiban_pdf::testing::squash(&text);
+        assert!(flat.contains(&format!("第{del_no}号の訂正")), "{text}");
+        assert!(flat.contains("により訂正"), "{text}");
+    }
+
+    // Retention (R-REC-8): the corrections join the retention run with the entries they
+    // correct — all held while the release is held, all due together once it is erased;
+    // never the original gone from under the entry in force.
+    let later = (today() + chrono::Days::new(4 * 366)).to_string();
+    let plan = |ws: &Path| {
+        json(kiban(
+            ws,
+            &["retention", "run", "--today", &later, "--dry-run", "--json"],
+        ))
+    };
+    let ids = |r: &serde_json::Value, list: &str| {
+        let mut v: Vec<i64> = r["workflow"][list]
+            .as_array()
+            .expect("list")
+            .iter()
+            .filter(|x| x["kind"] == "book_entry")
+            .filter_map(|x| x["id"].as_str()?.parse().ok())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut all_nos: Vec<i64> = after
+        .iter()
+        .filter(|r| {
+            r["reference"]
+                .as_str()
+                .is_some_and(|s| s.contains("entry:"))
+        })
+        .map(entry_no)
+        .collect();
+    all_nos.sort();
+    let p = plan(&ws);
+    assert_eq!(ids(&p, "held"), all_nos, "{:#}", p["workflow"]);
+    assert!(ids(&p, "due").is_empty());
+    ok(kiban(&ws, &["erase", "release", &id]));
+    let p = plan(&ws);
+    assert_eq!(ids(&p, "due"), all_nos, "{:#}", p["workflow"]);
+}

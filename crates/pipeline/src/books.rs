@@ -19,8 +19,8 @@ use chrono::NaiveDate;
 use kiban_pdf::{Align, Column, Document, Paper, Table};
 use kiban_release::Manifest;
 use kiban_workflow::{
-    BookEntry, BookItems, BookKind, FairnessRow, NewOnward, NewProducer, NewTransfer,
-    NewTransferContract, NewUserErasure, Producer, TransferContract,
+    BookEntry, BookItems, BookKind, FairnessRow, NewCorrection, NewOnward, NewProducer,
+    NewTransfer, NewTransferContract, NewUserErasure, Producer, TransferContract,
 };
 use serde::Serialize;
 use sqlx::Row;
@@ -49,6 +49,12 @@ pub struct BooksRow {
     pub persons: Option<u64>,
     pub recorded_at: String,
     pub recorded_by: Option<String>,
+    /// A correction: the book entry it corrects (R-REC-4).
+    pub corrects: Option<i64>,
+    /// A corrected book entry: the entry that corrects it (it is no longer in force).
+    pub corrected_by: Option<i64>,
+    /// A correction: why.
+    pub correction_reason: Option<String>,
 }
 
 /// `kiban books`: the rows and the fairness figures.
@@ -125,6 +131,9 @@ impl From<BookEntry> for BooksRow {
             persons: e.persons,
             recorded_at: e.recorded.at,
             recorded_by: Some(e.recorded.by),
+            corrects: e.corrects,
+            corrected_by: e.corrected_by,
+            correction_reason: e.correction_reason,
         }
     }
 }
@@ -254,7 +263,36 @@ impl Workspace {
         .await
     }
 
-    /// The delivery entry of a release, if it has one.
+    /// `kiban books correct`: a correction of a book entry (a new entry naming the entry in
+    /// force, see `Workflow::correct_entry`), audited `books.correct` with the entry numbers
+    /// and the count of items only — never a name, an address or the reason's text.
+    pub async fn correct_book_entry(
+        &self,
+        entry_no: i64,
+        c: NewCorrection,
+    ) -> Result<BookEntry, PipelineError> {
+        let object = format!("book_entry:{entry_no}");
+        self.audited(
+            "books.correct",
+            &object,
+            async {
+                Ok(self
+                    .workflow()
+                    .correct_entry(entry_no, c, &self.stamp())
+                    .await?)
+            },
+            |e: &BookEntry| {
+                vec![
+                    ("entry_no", e.entry_no.max(0) as u64),
+                    ("corrects", e.corrects.unwrap_or(0).max(0) as u64),
+                    ("items", e.items.len() as u64),
+                ]
+            },
+        )
+        .await
+    }
+
+    /// The delivery entry of a release in force, if it has one.
     pub async fn delivery_entry(&self, release: &str) -> Result<Option<BookEntry>, PipelineError> {
         Ok(self.workflow().delivery_entry(release).await?)
     }
@@ -341,6 +379,9 @@ impl Workspace {
                         persons: Some(r.patient_count),
                         recorded_at: e.recorded_at,
                         recorded_by: None,
+                        corrects: None,
+                        corrected_by: None,
+                        correction_reason: None,
                     },
                 ));
             }
@@ -364,6 +405,9 @@ impl Workspace {
                         persons: Some(e.patient_count),
                         recorded_at: e.recorded_at,
                         recorded_by: None,
+                        corrects: None,
+                        corrected_by: None,
+                        correction_reason: None,
                     },
                 ));
             }
@@ -388,6 +432,9 @@ impl Workspace {
                         persons: None,
                         recorded_at: e.recorded_at,
                         recorded_by: None,
+                        corrects: None,
+                        corrected_by: None,
+                        correction_reason: None,
                     },
                 ));
             }
@@ -479,7 +526,7 @@ fn shown(id: &str) -> String {
 }
 
 /// The CSV export's header, stable: Japanese with the `--json` field name.
-pub const CSV_HEADER: [&str; 13] = [
+pub const CSV_HEADER: [&str; 16] = [
     "種別(kind)",
     "日付(date)",
     "相手方ID(counterparty_id)",
@@ -493,6 +540,9 @@ pub const CSV_HEADER: [&str; 13] = [
     "人数(persons)",
     "記録日時(recorded_at)",
     "記録者(recorded_by)",
+    "訂正対象の記載番号(corrects)",
+    "訂正した記載番号(corrected_by)",
+    "訂正の理由(correction_reason)",
 ];
 
 /// A cell a spreadsheet must not read as a formula: a leading `=`, `+`, `-`, `@`, tab or
@@ -526,6 +576,9 @@ pub fn books_csv(rows: &[BooksRow]) -> Result<Vec<u8>, PipelineError> {
             r.persons.map(|p| p.to_string()).unwrap_or_default(),
             r.recorded_at.clone(),
             opt(&r.recorded_by),
+            r.corrects.map(|n| n.to_string()).unwrap_or_default(),
+            r.corrected_by.map(|n| n.to_string()).unwrap_or_default(),
+            opt(&r.correction_reason),
         ])
         .map_err(err)?;
     }
@@ -607,6 +660,15 @@ pub fn books_pdf(b: &Books) -> Result<Vec<u8>, PipelineError> {
             }
             if let Some(p) = r.persons {
                 reference.push_str(&format!(" {p}人"));
+            }
+            if let Some(n) = r.corrects {
+                reference.push_str(&format!(" 第{n}号の訂正"));
+                if let Some(why) = &r.correction_reason {
+                    reference.push_str(&format!("（理由: {why}）"));
+                }
+            }
+            if let Some(n) = r.corrected_by {
+                reference.push_str(&format!(" 第{n}号により訂正"));
             }
             [
                 r.date.to_string(),
@@ -753,6 +815,9 @@ mod tests {
             persons: Some(4),
             recorded_at: "2026-03-01T00:00:00Z".into(),
             recorded_by: Some("bob".into()),
+            corrects: None,
+            corrected_by: None,
+            correction_reason: None,
         }
     }
 

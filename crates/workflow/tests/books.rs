@@ -669,3 +669,103 @@ async fn corrections_are_new_entries_in_one_chain_on_every_backend() {
         t.cleanup().await;
     }
 }
+
+fn stamp_at(day: &str) -> Stamp {
+    Stamp {
+        actor: "tester".into(),
+        at: d(day).and_hms_opt(9, 0, 0).expect("time").and_utc(),
+        today: d(day),
+    }
+}
+
+/// Retention (R-REC-8, `duties::plan_purge`): an entry is kept while a correction of it is
+/// kept, along the whole chain — an original three years old whose correction of a
+/// correction is recent is held, never purged from under the entry in force.
+#[tokio::test]
+async fn a_corrected_entry_is_kept_while_its_correction_is_kept() {
+    use kiban_workflow::NewCorrection;
+    use kiban_workflow::duties::{Holds, RecordKindW, plan_purge};
+    for t in backends().await {
+        let wf = Workflow::new(t.db.clone());
+        wf.add_user(user("U1"), &stamp_at("2020-01-01"))
+            .await
+            .expect("user");
+        let mut del = delivery("rel-old");
+        del.date = d("2020-03-01");
+        let mut tx = t.db.pool().begin().await.expect("tx");
+        let de = record_delivery_in(&mut tx, &del, &stamp_at("2020-03-01"))
+            .await
+            .expect("delivery");
+        tx.commit().await.expect("commit");
+        let on = wf
+            .report_onward(
+                NewOnward {
+                    user: "U1".into(),
+                    release: "rel-old".into(),
+                    to_name: "西都大学".into(),
+                    to_address: "大阪府".into(),
+                    date: d("2020-03-02"),
+                    items: vec!["person".into()],
+                },
+                &stamp_at("2020-03-02"),
+            )
+            .await
+            .expect("onward");
+        let c1 = wf
+            .correct_entry(
+                on.entry_no,
+                NewCorrection {
+                    to_address: Some("大阪府吹田市".into()),
+                    reason: "住所".into(),
+                    ..Default::default()
+                },
+                &stamp_at("2021-01-01"),
+            )
+            .await
+            .expect("c1");
+        let c2 = wf
+            .correct_entry(
+                on.entry_no,
+                NewCorrection {
+                    date: Some(d("2020-03-03")),
+                    reason: "日付".into(),
+                    ..Default::default()
+                },
+                &stamp_at("2024-01-01"),
+            )
+            .await
+            .expect("c2");
+        let mut conn = t.db.pool().acquire().await.expect("conn");
+        let plan = plan_purge(&mut conn, d("2023-06-01"), &Holds::default())
+            .await
+            .expect("plan");
+        let of = |v: &[kiban_workflow::duties::DueRecord]| {
+            v.iter()
+                .filter(|r| r.kind == RecordKindW::BookEntry)
+                .map(|r| (r.id.clone(), r.held_by.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            of(&plan.due),
+            vec![(de.entry_no.to_string(), None)],
+            "{}",
+            t.backend
+        );
+        let mut held = of(&plan.held);
+        held.sort();
+        let mut want = vec![
+            (
+                on.entry_no.to_string(),
+                Some(format!("book_entry:{}", c1.entry_no)),
+            ),
+            (
+                c1.entry_no.to_string(),
+                Some(format!("book_entry:{}", c2.entry_no)),
+            ),
+        ];
+        want.sort();
+        assert_eq!(held, want, "{}", t.backend);
+        drop(conn);
+        t.cleanup().await;
+    }
+}
