@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::Args;
 use kiban_pipeline::Workspace;
-use kiban_pipeline::link::LinkReport;
+use kiban_pipeline::link::{ExpectedMatches, LinkReport, expected_matches, probability_interval};
 
 use crate::ui::{Lang, row, table};
 
@@ -70,6 +70,18 @@ pub fn print_link_report(r: &LinkReport, json: bool, lang: Lang) -> Result<ExitC
                 ),
                 row(
                     lang,
+                    "要確認ペアの期待一致数",
+                    "expected matches among them",
+                    count_with_interval(&r.review_expected_matches)
+                ),
+                row(
+                    lang,
+                    "予算超過でモデルが判定",
+                    "left to the model (over the review budget)",
+                    r.review_over_budget.to_string()
+                ),
+                row(
+                    lang,
                     "阻止した結合",
                     "blocked merges",
                     r.blocked_merges.to_string()
@@ -98,6 +110,16 @@ pub fn print_link_report(r: &LinkReport, json: bool, lang: Lang) -> Result<ExitC
                         r.missed_merge_interval.point,
                         r.missed_merge_interval.lower,
                         r.missed_merge_interval.upper,
+                    )
+                ),
+                row(
+                    lang,
+                    "確認後の推定結合漏れ率（区間）",
+                    "est. missed-merge rate after review (interval)",
+                    rate_with_interval(
+                        r.missed_merge_after_review_interval.point,
+                        r.missed_merge_after_review_interval.lower,
+                        r.missed_merge_after_review_interval.upper,
                     )
                 ),
             ]
@@ -167,8 +189,12 @@ pub async fn run_review(ws: &Workspace, a: LinkReviewArgs, lang: Lang) -> Result
         return Ok(ExitCode::SUCCESS);
     }
     let queue = ws.link_review().await?;
+    let expected = expected_matches(&queue);
     if a.json {
-        print_json(&queue)?;
+        print_json(&serde_json::json!({
+            "expected_matches": expected,
+            "pairs": queue,
+        }))?;
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -176,14 +202,28 @@ pub async fn run_review(ws: &Workspace, a: LinkReviewArgs, lang: Lang) -> Result
         lang.t("要確認ペア", "pairs for review"),
         queue.len()
     );
+    println!(
+        "{}: {}",
+        lang.t(
+            "うち同一人物と見込まれる数（確率の和、区間）",
+            "expected matches among them (sum of probabilities, interval)"
+        ),
+        count_with_interval(&expected)
+    );
     for q in queue.iter().take(a.limit) {
         let reason = match &q.reason {
             serde_json::Value::String(s) => s.clone(),
             other => other.to_string(),
         };
+        let (low, high) = probability_interval(q.probability, q.match_weight_bits);
+        let p = if high - low > 0.0005 {
+            format!("p={:.3} ({low:.3}–{high:.3})", q.probability)
+        } else {
+            format!("p={:.3}", q.probability)
+        };
         println!(
-            "{} ↔ {}  p={:.3} ({:+.1} bits) [{}]",
-            q.a, q.b, q.probability, q.match_weight_bits, reason
+            "{} ↔ {}  {p} ({:+.1} bits) [{}]",
+            q.a, q.b, q.match_weight_bits, reason
         );
         let levels: Vec<String> = q.levels.iter().map(|(c, l)| format!("{c}: {l}")).collect();
         println!("    {}", levels.join(" / "));
@@ -196,6 +236,11 @@ pub async fn run_review(ws: &Workspace, a: LinkReviewArgs, lang: Lang) -> Result
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An expected count with its interval: `12.4 (8.1–17.9)`.
+fn count_with_interval(e: &ExpectedMatches) -> String {
+    format!("{:.1} ({:.1}–{:.1})", e.point, e.lower, e.upper)
 }
 
 /// An estimated rate with the interval the model vouches for: `0.01669 (0.01452–0.01908)`

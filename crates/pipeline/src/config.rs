@@ -44,6 +44,13 @@ max_document_bytes = 67108864
 # data are erased: identities (vault), clinical facts (lake), kept files and the
 # registrations' keys, each with an erasure record.
 # handler_data_after_contract_end_days = 90
+
+[link]
+# The clerical review queue of `kiban link review` (R-LINK-2): at most this share of the
+# registrations goes to review (0.005 = 0.5 %), the pairs the model is least sure of and
+# whose decision moves the most. Pairs beyond it are decided by the model (they stay apart)
+# and counted in the error rates `kiban link` reports. 0: nothing goes to review.
+review_budget = 0.005
 "#;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +62,31 @@ pub struct Config {
     /// Absent in workspaces created before the retention policy: nothing is erased.
     #[serde(default)]
     pub retention: RetentionSection,
+    /// Absent in workspaces created before the review budget: the default budget.
+    #[serde(default)]
+    pub link: LinkSection,
+}
+
+/// Linkage settings (`[link]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSection {
+    /// The most pairs sent to clerical review, as a share of the registrations, in [0, 1]
+    /// (see [`kiban_link::LinkConfig::review_budget`]).
+    #[serde(default = "default_review_budget")]
+    pub review_budget: f64,
+}
+
+impl Default for LinkSection {
+    fn default() -> Self {
+        LinkSection {
+            review_budget: default_review_budget(),
+        }
+    }
+}
+
+fn default_review_budget() -> f64 {
+    kiban_link::linker::DEFAULT_REVIEW_BUDGET
 }
 
 /// The retention policy (`[retention]`): `None` keeps a kind of data until it is erased by
@@ -128,7 +160,14 @@ impl IngestSection {
 
 impl Config {
     pub fn parse(text: &str) -> Result<Config, PipelineError> {
-        toml::from_str(text).map_err(|e| PipelineError::Config(e.to_string()))
+        let c: Config = toml::from_str(text).map_err(|e| PipelineError::Config(e.to_string()))?;
+        let b = c.link.review_budget;
+        if !(0.0..=1.0).contains(&b) {
+            return Err(PipelineError::Config(format!(
+                "[link] review_budget must be a share of the registrations in [0, 1] (0.005 = 0.5 %), not {b}"
+            )));
+        }
+        Ok(c)
     }
 }
 
@@ -145,6 +184,21 @@ mod tests {
         assert_eq!(c.workspace.lock_timeout_secs, 300);
         // A new workspace erases nothing automatically until the policy is set.
         assert_eq!(c.retention, RetentionSection::default());
+        assert_eq!(c.link.review_budget, 0.005);
+    }
+
+    #[test]
+    fn a_review_budget_is_read_and_checked() {
+        let none = DEFAULT_CONFIG.replace("review_budget = 0.005", "review_budget = 0");
+        assert_eq!(
+            Config::parse(&none).expect("parses").link.review_budget,
+            0.0
+        );
+        for bad in ["-0.1", "1.5", "nan", "\"1%\""] {
+            let t =
+                DEFAULT_CONFIG.replace("review_budget = 0.005", &format!("review_budget = {bad}"));
+            assert!(Config::parse(&t).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -168,6 +222,7 @@ mod tests {
         assert_eq!(c.ingest.limits(), kiban_ingest::Limits::default());
         assert_eq!(c.workspace.lock_timeout_secs, 300);
         assert_eq!(c.retention, RetentionSection::default());
+        assert_eq!(c.link, LinkSection::default());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use kiban_consent::Eligibility;
 use kiban_link::{
     BlockedMerge, FittedModel, LinkConfig, LinkRecord, LinkResult, RateEstimate, ReviewDecision,
 };
+pub use kiban_link::{ExpectedMatches, probability_interval};
 use serde::Serialize;
 use sqlx::Row;
 
@@ -42,6 +43,13 @@ pub struct LinkReport {
     pub estimated_missed_merge_rate: f64,
     pub false_merge_interval: RateEstimate,
     pub missed_merge_interval: RateEstimate,
+    /// How many of the queued pairs the model expects to be one person (with its interval),
+    /// the uncertain pairs left to the model by the `[link] review_budget`, and the
+    /// missed-merge rate once a clerk has decided the queue (equal to `missed_merge_interval`
+    /// with a budget of 0): see [`kiban_link::review`].
+    pub review_expected_matches: ExpectedMatches,
+    pub review_over_budget: u64,
+    pub missed_merge_after_review_interval: RateEstimate,
     /// Every blocked merge (registration IDs, probability, reason): reported, never silent.
     pub blocked: Vec<BlockedMerge>,
 }
@@ -57,6 +65,16 @@ pub struct ReviewItem {
     pub match_weight_bits: f64,
     pub reason: serde_json::Value,
     pub levels: Vec<(String, String)>,
+}
+
+/// How many of `queue`'s pairs the model expects to be one person: the sum of their
+/// calibrated probabilities, with the interval each pair's probability and weight span
+/// ([`kiban_link::probability_interval`]).
+pub fn expected_matches(queue: &[ReviewItem]) -> ExpectedMatches {
+    ExpectedMatches::of(queue.iter().map(|q| {
+        let (low, high) = probability_interval(q.probability, q.match_weight_bits);
+        (low, q.probability, high)
+    }))
 }
 
 /// A recorded clerical decision.
@@ -324,6 +342,7 @@ impl Workspace {
             .into());
         }
         let (records, mut cfg) = self.linkage_input(on).await?;
+        cfg.review_budget = self.config.link.review_budget;
         if let Some(t) = threshold {
             cfg.upper = t;
             cfg.lower = cfg.lower.min(t);
@@ -468,6 +487,9 @@ impl Workspace {
             estimated_missed_merge_rate: result.model.expected_missed_merge_rate,
             false_merge_interval: result.model.false_merge,
             missed_merge_interval: result.model.missed_merge,
+            review_expected_matches: result.model.review_expected_matches,
+            review_over_budget: result.stats.review_over_budget as u64,
+            missed_merge_after_review_interval: result.model.missed_merge_after_review,
             blocked: result.blocked,
         })
     }
