@@ -317,7 +317,9 @@ pub async fn run(ws: &Workspace, cmd: WorkflowCmd, lang: Lang) -> Result<ExitCod
 
 async fn user(ws: &Workspace, cmd: UserCmd, lang: Lang) -> Result<ExitCode> {
     match cmd {
-        UserCmd::ReportProvision(a) => return crate::books_cmds::report_provision(ws, a, lang).await,
+        UserCmd::ReportProvision(a) => {
+            return crate::books_cmds::report_provision(ws, a, lang).await;
+        }
         UserCmd::ReportErasure(a) => return crate::books_cmds::report_erasure(ws, a, lang).await,
         UserCmd::Add(a) => {
             let certification = match (

@@ -39,8 +39,8 @@ pub use deid::{
     remap_uid,
 };
 pub use read::{
-    DicomFile, DicomUnit, burned_in_risk, identity_from_object, instance_uids, looks_like_dicom, open_dicom,
-    open_dicom_bytes, read_dicom, read_dicom_bytes, unit_from_object,
+    DicomFile, DicomUnit, burned_in_risk, identity_from_object, instance_uids, looks_like_dicom,
+    open_dicom, open_dicom_bytes, read_dicom, read_dicom_bytes, unit_from_object,
 };
 
 pub use dicom_object::{FileDicomObject, InMemDicomObject};

@@ -44,9 +44,9 @@ pub mod sim;
 
 pub use compare::{COMPARISONS, HardNegative};
 pub use eval::{Metrics, evaluate};
-pub use review::{ExpectedMatches, probability_interval, review_cap};
 pub use linker::{
     BlockReason, BlockedMerge, ComparisonSummary, FittedModel, LevelSummary, LinkConfig, LinkError,
     LinkRecord, LinkResult, LinkStats, MergeConstraint, ModelSummary, RateEstimate, ReviewDecision,
     ReviewPair, ReviewReason, link, link_incremental, link_with, remove_registrations,
 };
+pub use review::{ExpectedMatches, probability_interval, review_cap};

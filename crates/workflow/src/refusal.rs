@@ -235,7 +235,11 @@ pub enum WorkflowRefusal {
     /// A correction giving a field the entry's kind does not have (`--to` on a delivery,
     /// `--method` on a user's report): `field` is the option's code, `kind` the entry's.
     #[error("correction_field_not_applicable")]
-    CorrectionFieldNotApplicable { entry: i64, kind: String, field: Field },
+    CorrectionFieldNotApplicable {
+        entry: i64,
+        kind: String,
+        field: Field,
+    },
 }
 
 impl WorkflowRefusal {

@@ -907,7 +907,12 @@ pub(crate) fn corrupt(table: &'static str, id: &str, column: &'static str) -> Wo
     }
 }
 
-pub(crate) fn date(table: &'static str, id: &str, column: &'static str, s: &str) -> Result<NaiveDate> {
+pub(crate) fn date(
+    table: &'static str,
+    id: &str,
+    column: &'static str,
+    s: &str,
+) -> Result<NaiveDate> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| corrupt(table, id, column))
 }
 

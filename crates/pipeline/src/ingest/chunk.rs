@@ -234,12 +234,11 @@ impl Workspace {
         // Original DICOM objects (their headers name the patient), sealed under their
         // registration's data key in this transaction: shredded with the registration.
         for o in &c.originals {
-            let plain = zeroize::Zeroizing::new(std::fs::read(&o.path).map_err(|e| {
-                PipelineError::Io {
+            let plain =
+                zeroize::Zeroizing::new(std::fs::read(&o.path).map_err(|e| PipelineError::Io {
                     path: format!("file {}", o.label),
                     source: e,
-                }
-            })?);
+                })?);
             let sealed = self
                 .vault
                 .seal_for_registration(&mut tx, &o.registration_id, &o.bind, &plain)
