@@ -370,11 +370,44 @@ fn process(ds: &mut InMemDicomObject, ctx: &mut Ctx<'_>, depth: usize) {
             continue;
         }
         let Some(row) = ctx.table.lookup(tag.group(), tag.element()) else {
-            recurse(ds, tag, ctx, depth);
+            if !drop_malformed_code(ds, tag, ctx) {
+                recurse(ds, tag, ctx, depth);
+            }
             continue;
         };
         apply(ds, tag, row, ctx, depth);
     }
+}
+
+/// Removes a kept Code String (CS: Modality, Body Part Examined, …) whose value is not a
+/// code — at most 16 characters of `A–Z 0–9 _` and space per value (PS3.5 6.2). The profile
+/// keeps such attributes because a code says nothing of a person; free text typed into one
+/// (a name, a patient ID, a phone number) is not a code and must not ride through on the
+/// keep. Returns whether the element was removed.
+fn drop_malformed_code(ds: &mut InMemDicomObject, tag: Tag, ctx: &mut Ctx<'_>) -> bool {
+    let Some(elem) = ds.get(tag) else {
+        return false;
+    };
+    if effective_vr(tag, elem.vr()) != VR::CS || matches!(elem.value(), DicomValue::Sequence(_)) {
+        return false;
+    }
+    let is_code = |v: &str| {
+        let v = v.trim_end_matches(['\0', ' ']).trim_start_matches(' ');
+        v.len() <= 16
+            && v.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_' || b == b' ')
+    };
+    let ok = match str_value(elem) {
+        Some(v) => v.split('\\').all(is_code),
+        // A value that does not read as text is not a code either.
+        None => matches!(elem.value().primitive(), None | Some(PrimitiveValue::Empty)),
+    };
+    if ok {
+        return false;
+    }
+    ds.remove_element(tag);
+    ctx.report.removed += 1;
+    true
 }
 
 /// Applies the profile to the items of a sequence attribute (attributes in nested data sets
@@ -470,7 +503,11 @@ fn apply(ds: &mut InMemDicomObject, tag: Tag, row: &ProfileRow, ctx: &mut Ctx<'_
         }
         Action::Dummy if is_seq => recurse(ds, tag, ctx, depth),
         Action::Uid if is_seq => recurse(ds, tag, ctx, depth),
-        Action::Keep => recurse(ds, tag, ctx, depth),
+        Action::Keep => {
+            if !drop_malformed_code(ds, tag, ctx) {
+                recurse(ds, tag, ctx, depth)
+            }
+        }
         Action::Dummy => {
             let v = if vr == VR::UI {
                 remap_values(elem, ctx)

@@ -1124,7 +1124,15 @@ async fn injected_free_text_reaches_no_release_of_either_profile() {
             "{profile}: {} persons released",
             manifest.persons
         );
-        let found = common::scan_release(&out, &leaks);
+        let mut found = common::scan_release(&out, &leaks);
+        // The data dictionary describes columns in words of its own ("患者の仮名ID"): the
+        // payload's generic word 患者 is no leak there, every other token still is.
+        for (file, hits) in found.iter_mut() {
+            if file.starts_with("data_dictionary.") {
+                hits.remove("患者");
+            }
+        }
+        found.retain(|_, hits| !hits.is_empty());
         assert!(
             found.is_empty(),
             "{profile}: injected identifiers in the release: {found:?}"

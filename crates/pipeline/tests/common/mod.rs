@@ -213,11 +213,24 @@ pub fn scan_release(
 ) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut seen = 0;
-    for entry in std::fs::read_dir(dir).expect("release dir") {
-        let path = entry.expect("entry").path();
+    // Every file, sub-folders included (`images/<person>/<study>/<sop>.dcm`): a DICOM
+    // object's bytes are scanned as text like any other file.
+    fn files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("release dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                files(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    files(dir, &mut all);
+    for path in all {
         let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+            .strip_prefix(dir)
+            .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         let found: BTreeSet<String> = if name.ends_with(".parquet") {
             let mut f = BTreeSet::new();
