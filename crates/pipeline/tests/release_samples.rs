@@ -366,6 +366,14 @@ async fn public_samples_release_no_identity_and_no_key_shared_by_two_persons() {
             );
         }
         let mut found = common::scan_release(&out, &|v| secrets.found(v));
+        // A sample patient is named 患者 ("patient"), a word the data dictionary uses in its
+        // own descriptions ("患者の仮名ID"); every other value still counts there.
+        for (file, hits) in found.iter_mut() {
+            if file.starts_with("data_dictionary.") {
+                hits.remove("name \"患者\"");
+            }
+        }
+        found.retain(|_, hits| !hits.is_empty());
         for file in [
             "person.csv",
             "manifest.json",
