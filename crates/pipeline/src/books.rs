@@ -33,6 +33,8 @@ pub struct BooksRow {
     /// A book kind (`delivery`, `onward`, `user_erasure`, `transfer_out`, `transfer_in`)
     /// or a record kind (`receipt`, `provision`, `erasure`).
     pub kind: String,
+    /// A book entry's number (what `kiban books correct` takes); `None` for the records.
+    pub entry_no: Option<i64>,
     pub date: NaiveDate,
     pub counterparty_id: Option<String>,
     pub counterparty_name: Option<String>,
@@ -132,6 +134,7 @@ impl From<BookEntry> for BooksRow {
             recorded_at: e.recorded.at,
             recorded_by: Some(e.recorded.by),
             corrects: e.corrects,
+            entry_no: Some(e.entry_no),
             corrected_by: e.corrected_by,
             correction_reason: e.correction_reason,
         }
@@ -380,6 +383,7 @@ impl Workspace {
                         recorded_at: e.recorded_at,
                         recorded_by: None,
                         corrects: None,
+                        entry_no: None,
                         corrected_by: None,
                         correction_reason: None,
                     },
@@ -406,6 +410,7 @@ impl Workspace {
                         recorded_at: e.recorded_at,
                         recorded_by: None,
                         corrects: None,
+                        entry_no: None,
                         corrected_by: None,
                         correction_reason: None,
                     },
@@ -433,6 +438,7 @@ impl Workspace {
                         recorded_at: e.recorded_at,
                         recorded_by: None,
                         corrects: None,
+                        entry_no: None,
                         corrected_by: None,
                         correction_reason: None,
                     },
@@ -816,6 +822,7 @@ mod tests {
             recorded_at: "2026-03-01T00:00:00Z".into(),
             recorded_by: Some("bob".into()),
             corrects: None,
+            entry_no: None,
             corrected_by: None,
             correction_reason: None,
         }
