@@ -731,6 +731,14 @@ pub fn refusal_words(r: &WorkflowRefusal, lang: Lang) -> String {
             format!("帳簿に記載番号 {entry} の記載はありません（kiban books の entry:N）"),
             format!("the books hold no entry {entry} (entry:N in kiban books)"),
         ),
+        WorkflowRefusal::BookEntryCorrectedMeanwhile { entry } => pick(
+            format!(
+                "記載 {entry} は同時に別の担当者が訂正しました。kiban books で最新の記載を確認し、訂正し直してください"
+            ),
+            format!(
+                "entry {entry} was corrected by another actor at the same moment: list the books (kiban books) and correct the entry now in force"
+            ),
+        ),
         WorkflowRefusal::CorrectionFieldNotApplicable { entry, kind, field } => pick(
             format!(
                 "記載 {entry}（{}）に{}はありません。種別・相手方は訂正できません",
@@ -786,6 +794,7 @@ mod tests {
             WorkflowRefusal::ItemsBeyond { items: vec![s()] },
             WorkflowRefusal::ItemInvalid,
             WorkflowRefusal::BookEntryUnknown { entry: 7 },
+            WorkflowRefusal::BookEntryCorrectedMeanwhile { entry: 7 },
             WorkflowRefusal::CorrectionFieldNotApplicable {
                 entry: 7,
                 kind: "delivery".into(),

@@ -1026,6 +1026,7 @@ pub fn refusal_words(r: &WorkflowRefusal, lang: Lang) -> String {
         | WorkflowRefusal::ItemsBeyond { .. }
         | WorkflowRefusal::ItemInvalid
         | WorkflowRefusal::BookEntryUnknown { .. }
+        | WorkflowRefusal::BookEntryCorrectedMeanwhile { .. }
         | WorkflowRefusal::CorrectionFieldNotApplicable { .. }) => {
             crate::books_cmds::refusal_words(books, lang)
         }

@@ -763,7 +763,17 @@ impl Workflow {
         {
             return Err(WorkflowRefusal::NothingToChange.into());
         }
-        let entry = insert_entry(&mut tx, e).await?;
+        let corrected = current.entry_no;
+        let entry = match insert_entry(&mut tx, e).await {
+            // Two corrections of one entry at once: the second meets the first's row in the
+            // unique index on `corrects`. Said as a refusal the actor can act on.
+            Err(WorkflowError::Sql(sqlx::Error::Database(d))) if d.is_unique_violation() => {
+                return Err(
+                    WorkflowRefusal::BookEntryCorrectedMeanwhile { entry: corrected }.into(),
+                );
+            }
+            r => r?,
+        };
         tx.commit().await?;
         Ok(entry)
     }

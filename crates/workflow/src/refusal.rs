@@ -232,6 +232,10 @@ pub enum WorkflowRefusal {
     /// A correction of a book entry that does not exist.
     #[error("book_entry_unknown")]
     BookEntryUnknown { entry: i64 },
+    /// Another actor corrected the same entry in force at the same moment (the unique index
+    /// on `corrects` kept the chain whole): list the books again and correct the new one.
+    #[error("book_entry_corrected_meanwhile")]
+    BookEntryCorrectedMeanwhile { entry: i64 },
     /// A correction giving a field the entry's kind does not have (`--to` on a delivery,
     /// `--method` on a user's report): `field` is the option's code, `kind` the entry's.
     #[error("correction_field_not_applicable")]

@@ -769,3 +769,55 @@ async fn a_corrected_entry_is_kept_while_its_correction_is_kept() {
         t.cleanup().await;
     }
 }
+
+/// Two actors correcting the same entry at the same moment on PostgreSQL: the other actor's
+/// correction is written but not yet committed while ours reads the chain, so ours meets
+/// its row in the unique index on `corrects` once it commits. Ours is refused with a typed
+/// refusal — never a raw database error, never a split chain. (SQLite takes one writer at a
+/// time, so there the second simply corrects the entry then in force.)
+#[tokio::test]
+async fn simultaneous_corrections_keep_one_chain_and_say_why() {
+    use kiban_workflow::NewCorrection;
+    for t in backends().await {
+        if t.backend != "postgres" {
+            continue;
+        }
+        let wf = Workflow::new(t.db.clone());
+        let st = stamp("2026-06-01");
+        wf.add_user(user("U1"), &st).await.expect("user");
+        let mut tx = t.db.pool().begin().await.expect("tx");
+        let del = record_delivery_in(&mut tx, &delivery("rel-1"), &st)
+            .await
+            .expect("entry");
+        tx.commit().await.expect("commit");
+
+        // The other actor's correction, in flight.
+        let mut other = t.db.pool().begin().await.expect("tx");
+        sqlx::query(
+            "INSERT INTO book_entries (entry_no, kind, entry_date, counterparty_kind, \
+             counterparty_id, counterparty_version, counterparty_name, counterparty_address, \
+             items, release_id, corrects, recorded_at, recorded_by) \
+             VALUES (999999, 'delivery', '2026-02-20', 'user', 'U1', 1, 'x', 'y', '{}', \
+             'rel-1', $1, '2026-06-01T00:00:00Z', 'other')",
+        )
+        .bind(del.entry_no)
+        .execute(&mut *other)
+        .await
+        .expect("other's correction");
+        let ours = NewCorrection {
+            date: Some(d("2026-02-21")),
+            reason: "転記誤り".into(),
+            ..Default::default()
+        };
+        let (r, committed) = tokio::join!(wf.correct_entry(del.entry_no, ours, &st), async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            other.commit().await
+        });
+        committed.expect("other commits");
+        let err = r.expect_err("ours must not split the chain");
+        assert_eq!(refusal(err).code(), "book_entry_corrected_meanwhile");
+        let all = wf.books(None, None, None).await.expect("books");
+        let corrections: Vec<i64> = all.iter().filter_map(|e| e.corrects).collect();
+        assert_eq!(corrections, vec![del.entry_no], "one chain");
+    }
+}
