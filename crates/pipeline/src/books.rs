@@ -12,6 +12,7 @@
 //! package). No row holds patient data: persons only as counts, erasure records without
 //! their keyed patient or registration.
 
+use kiban_workflow::shown_id as shown;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -521,14 +522,6 @@ fn entry_counts(e: &BookEntry) -> Vec<(&'static str, u64)> {
 /// third party (法33条の2 via R-PSEUDO-2), so the entry records a suspected violation.
 pub fn onward_of_pseudonymized(e: &BookEntry) -> bool {
     e.kind == BookKind::Onward && e.level == Some(kiban_workflow::Level::Pseudonymized)
-}
-
-/// An ID as an audit object or refusal may show it: its safe characters, at most 64.
-fn shown(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(64)
-        .collect()
 }
 
 /// The CSV export's header, stable: Japanese with the `--json` field name.

@@ -22,6 +22,7 @@
 //!   a workspace: the signature first, then the encrypted file's hash, then decryption, then
 //!   every file's hash as it is extracted; each failure is its own refusal.
 
+use kiban_workflow::shown_id as shown;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
@@ -229,14 +230,6 @@ fn key_hint(k: &str) -> String {
     let head: String = k.chars().take(8).collect();
     let tail: String = k.chars().skip(n - 8).collect();
     format!("{head}…{tail}")
-}
-
-/// A release ID as it may be shown: its safe characters, at most 64.
-fn shown(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(64)
-        .collect()
 }
 
 impl Workspace {

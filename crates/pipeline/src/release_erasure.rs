@@ -24,6 +24,7 @@
 //! tried. A person whose cluster key changed between the release and the deletion (a re-link
 //! that merged them under another registration) is not found by its old key.
 
+use kiban_workflow::shown_id as shown;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -472,12 +473,4 @@ fn plan_package_files(dir: &Path, expected: Option<&String>) -> Result<FilePlan,
 
 fn unknown_release(id: &str) -> PipelineError {
     Refusal::ReleaseUnknown { release: shown(id) }.into()
-}
-
-/// A release ID as it may be shown: its safe characters, at most 64.
-fn shown(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(64)
-        .collect()
 }

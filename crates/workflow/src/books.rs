@@ -27,6 +27,7 @@
 //! were not delivered. No personal data of patients is ever in a book entry: persons only
 //! as a count.
 
+use crate::store::shown_id as shown;
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
@@ -38,7 +39,8 @@ use sqlx::{AnyConnection, Row};
 use crate::WorkflowError;
 use crate::refusal::{Field, WorkflowRefusal};
 use crate::store::{
-    Workflow, check_id, corrupt, date, latest_user, next_seq, not_future, recorded, text,
+    Workflow, check_id, corrupt, date, latest_user, next_seq, not_future, recorded, recorded_row,
+    text,
 };
 use crate::types::{Level, Recorded, Stamp, User};
 
@@ -863,14 +865,6 @@ fn report_entry(
     }
 }
 
-/// A release ID as a refusal may show it: its safe characters, at most 64.
-fn shown(id: &str) -> String {
-    id.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        .take(64)
-        .collect()
-}
-
 /// `TABLE` or `TABLE.COLUMN` items (comma-separated values already split) as table →
 /// columns. Tables must be clinical tables of the model; clinical notes only between
 /// producers (`notes`), never to users. A column is letters, digits and `_`.
@@ -1119,14 +1113,6 @@ async fn delivery_of(conn: &mut AnyConnection, release: &str) -> Result<Option<B
     .transpose()
 }
 
-fn recorded_at(r: &AnyRow) -> Result<Recorded> {
-    Ok(Recorded {
-        seq: r.try_get("seq")?,
-        at: r.try_get("recorded_at")?,
-        by: r.try_get("recorded_by")?,
-    })
-}
-
 fn producer_row(r: &AnyRow) -> Result<Producer> {
     let own: i64 = r.try_get("own")?;
     Ok(Producer {
@@ -1137,7 +1123,7 @@ fn producer_row(r: &AnyRow) -> Result<Producer> {
         representative: r.try_get("representative")?,
         cert_no: r.try_get("cert_no")?,
         own: own != 0,
-        recorded: recorded_at(r)?,
+        recorded: recorded_row(r)?,
     })
 }
 
@@ -1168,7 +1154,7 @@ fn tc_row(r: &AnyRow) -> Result<TransferContract> {
         },
         items: read_items(T, &id, &items)?,
         method: r.try_get("method")?,
-        recorded: recorded_at(r)?,
+        recorded: recorded_row(r)?,
         id,
     })
 }

@@ -21,6 +21,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
+use crate::store::{id_ok, next_seq, recorded, recorded_row};
 use crate::types::{Recorded, Stamp};
 
 type Result<T> = std::result::Result<T, DutyError>;
@@ -1201,12 +1202,7 @@ fn day(table: &'static str, id: &str, s: &str) -> Result<NaiveDate> {
 // Validation.
 
 fn check_id(id: &str, field: DutyField) -> Result<()> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+    if id_ok(id) {
         Ok(())
     } else {
         Err(DutyRefusal::IdInvalid { field }.into())
@@ -1282,26 +1278,7 @@ async fn party_known(conn: &mut AnyConnection, p: &Party) -> Result<()> {
     Ok(())
 }
 
-fn recorded(seq: i64, st: &Stamp) -> Recorded {
-    Recorded {
-        seq,
-        at: st.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        by: st.actor.clone(),
-    }
-}
-
 // Storage.
-
-/// The next number of the workflow's one counter (in the writer's transaction).
-async fn next_seq(conn: &mut AnyConnection) -> Result<i64> {
-    sqlx::query("UPDATE workflow_seq SET n = n + 1 WHERE id = 1")
-        .execute(&mut *conn)
-        .await?;
-    Ok(sqlx::query("SELECT n FROM workflow_seq WHERE id = 1")
-        .fetch_one(&mut *conn)
-        .await?
-        .try_get(0)?)
-}
 
 const COMPLAINT_COLS: &str = "SELECT complaint_id, version, seq, received_on, from_kind, \
      from_ref, channel, content, escalated_from, status, cause, improvement, resolved_on, \
@@ -1428,14 +1405,6 @@ fn party_row(table: &'static str, id: &str, r: &AnyRow) -> Result<Party> {
     Ok(Party {
         kind: PartyKind::parse(&kind).ok_or_else(|| corrupt(table, id, "from_kind"))?,
         reference: r.try_get("from_ref")?,
-    })
-}
-
-fn recorded_row(r: &AnyRow) -> Result<Recorded> {
-    Ok(Recorded {
-        seq: r.try_get("seq")?,
-        at: r.try_get("recorded_at")?,
-        by: r.try_get("recorded_by")?,
     })
 }
 

@@ -39,7 +39,7 @@ pub use books::{
 pub use decide::{Approved, RequestState, decide_release};
 pub use duties::{Duties, DutyError, DutyField, DutyRefusal, PartyKind};
 pub use refusal::{Field, WorkflowRefusal};
-pub use store::Workflow;
+pub use store::{Workflow, shown_id};
 pub use types::{
     Certification, Contract, ContractChange, Decision, FairnessRow, History, HistoryEntry, Level,
     NewContract, NewRequest, NewReview, NewUser, Period, Recorded, Request, RequestChange, Review,

@@ -536,13 +536,28 @@ impl Workflow {
 
 // Validation.
 
-pub(crate) fn check_id(id: &str, field: Field) -> Result<()> {
-    let ok = !id.is_empty()
+/// Whether `id` may name a workflow record: 1 to 64 of `A–Z a–z 0–9 - _ .` (every kind of
+/// record — users, requests, contracts, complaints, producers — uses this one rule).
+pub(crate) fn id_ok(id: &str) -> bool {
+    !id.is_empty()
         && id.len() <= 64
         && id
             .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// An ID as a refusal, an audit object or a message may show it, whatever was typed: only
+/// the characters [`id_ok`] allows, at most 64 (a name typed where an ID belongs is not
+/// repeated whole).
+pub fn shown_id(id: &str) -> String {
+    id.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(64)
+        .collect()
+}
+
+pub(crate) fn check_id(id: &str, field: Field) -> Result<()> {
+    if id_ok(id) {
         Ok(())
     } else {
         Err(WorkflowRefusal::IdInvalid { field }.into())
@@ -695,15 +710,17 @@ pub(crate) fn recorded(seq: i64, st: &Stamp) -> Recorded {
 
 // Storage.
 
-/// The next number of the workflow's one counter (in the writer's transaction).
-pub(crate) async fn next_seq(conn: &mut AnyConnection) -> Result<i64> {
+/// The next number of the workflow's one counter (in the writer's transaction). A store
+/// error only, so that the workflow, the books and the duties share it whatever their own
+/// error type.
+pub(crate) async fn next_seq(conn: &mut AnyConnection) -> std::result::Result<i64, sqlx::Error> {
     sqlx::query("UPDATE workflow_seq SET n = n + 1 WHERE id = 1")
         .execute(&mut *conn)
         .await?;
-    Ok(sqlx::query("SELECT n FROM workflow_seq WHERE id = 1")
+    sqlx::query("SELECT n FROM workflow_seq WHERE id = 1")
         .fetch_one(&mut *conn)
         .await?
-        .try_get(0)?)
+        .try_get(0)
 }
 
 pub(crate) const USER_COLS: &str = "SELECT user_id, version, seq, name, address, representative, kind, \
@@ -1042,7 +1059,9 @@ fn contract_row(r: &AnyRow) -> Result<Contract> {
     })
 }
 
-pub(crate) fn recorded_row(r: &AnyRow) -> Result<Recorded> {
+/// Who recorded a row and when (`seq`, `recorded_at`, `recorded_by`: every workflow, book and
+/// duty table has them).
+pub(crate) fn recorded_row(r: &AnyRow) -> std::result::Result<Recorded, sqlx::Error> {
     Ok(Recorded {
         seq: r.try_get("seq")?,
         at: r.try_get("recorded_at")?,
