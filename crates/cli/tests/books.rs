@@ -12,26 +12,17 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use age::secrecy::ExposeSecret;
-use common::{arg, csv_export, failed, kiban_cmd, kiban_in as kiban, ok};
+use common::{
+    arg, as_actor, audit_text, csv_export, failed, json, kiban_cmd, kiban_in as kiban, ok,
+};
 
 const H: &str = "1310000088";
 const IDS: [&str; 4] = ["0000401", "0000402", "0000403", "0000404"];
 const ALL_TABLES: &str = "person,visit_occurrence,condition_occurrence,drug_exposure,measurement,procedure_occurrence,observation,image_study";
 const USER_NAME: &str = "東都大学 医学研究科";
 const USER_ADDRESS: &str = "東京都文京区本郷7-3-1";
-
-fn json(out: Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("json")
-}
-
-fn as_actor(ws: &Path, actor: &str, args: &[&str]) -> Output {
-    let mut a = vec!["--actor", actor];
-    a.extend_from_slice(args);
-    kiban(ws, &a)
-}
 
 fn today() -> chrono::NaiveDate {
     chrono::Local::now().date_naive()
@@ -215,17 +206,6 @@ fn books(ws: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
         .as_array()
         .expect("entries")
         .clone()
-}
-
-fn audit_text(ws: &Path) -> String {
-    let mut s = String::new();
-    for e in std::fs::read_dir(ws.join("audit")).expect("audit dir") {
-        let p = e.expect("entry").path();
-        if p.is_file() {
-            s.push_str(&String::from_utf8_lossy(&std::fs::read(&p).expect("read")));
-        }
-    }
-    s
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{failed, kiban_in as kiban, ok};
+use common::{failed, json, kiban_in as kiban, ok};
 
 const HA: &str = "1310000101";
 const HB: &str = "1310000102";
@@ -111,10 +111,6 @@ visit_type = "visit_type"
     std::fs::write(dir.join("persons.csv"), persons).expect("persons");
     std::fs::write(dir.join("visits.csv"), visits).expect("visits");
     dir.to_path_buf()
-}
-
-fn json(out: Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("json")
 }
 
 /// Two hospitals, the same persons, notified long ago and ingested; linked when `link`.

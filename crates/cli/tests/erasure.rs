@@ -7,15 +7,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Output;
 
-use common::{arg, csv_export, failed, kiban_cmd, kiban_in as kiban, ok};
+use common::{arg, csv_export, failed, json, kiban_cmd, kiban_in as kiban, ok};
 
 const H: &str = "1310000077";
-
-fn json(out: Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("json")
-}
 
 fn files(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

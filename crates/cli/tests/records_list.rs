@@ -8,15 +8,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::{csv_export, kiban_in as kiban, ok};
+use common::{csv_export, json, kiban_in as kiban, ok};
 
 const H: &str = "1310000088";
-
-fn json(out: Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("json")
-}
 
 fn list(ws: &Path, kind: &str, range: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["records", "list", kind, "--json"];

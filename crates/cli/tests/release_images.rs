@@ -12,10 +12,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use age::secrecy::ExposeSecret;
-use common::{arg, kiban_cmd, kiban_in as kiban, ok};
+use common::{arg, as_actor, json, kiban_cmd, kiban_in as kiban, ok};
 
 const H: &str = "1310000099";
 const FIXTURES: &str = concat!(
@@ -55,16 +54,6 @@ sampling_fraction = 1.0
 [tables]
 include = ["person", "visit_occurrence", "condition_occurrence", "drug_exposure", "measurement", "procedure_occurrence", "observation", "image_study"]
 "#;
-
-fn json(out: Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("json")
-}
-
-fn as_actor(ws: &Path, actor: &str, args: &[&str]) -> Output {
-    let mut a = vec!["--actor", actor];
-    a.extend_from_slice(args);
-    kiban(ws, &a)
-}
 
 /// Source folder: the DICOM fixtures under file names that carry the patient's ID and name
 /// (as real exports do); the names must never reach the package.

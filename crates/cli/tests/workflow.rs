@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{arg, failed, kiban_in as kiban, ok};
+use common::{arg, as_actor, audit_text, failed, json, kiban_in as kiban, ok};
 
 const REQUESTED_ON: &str = "2026-01-10";
 
@@ -27,12 +27,6 @@ fn init() -> (tempfile::TempDir, std::path::PathBuf) {
         .output()
         .expect("init"));
     (dir, ws)
-}
-
-fn as_actor(ws: &Path, actor: &str, args: &[&str]) -> Output {
-    let mut a = vec!["--actor", actor];
-    a.extend_from_slice(args);
-    kiban(ws, &a)
 }
 
 fn add_user(ws: &Path, id: &str, kind: &str, cert_until: Option<&str>) {
@@ -138,22 +132,6 @@ fn check(ws: &Path, req: &str, level: &str, tables: &str) -> Output {
             "request", "check", req, "--level", level, "--tables", tables,
         ],
     )
-}
-
-fn json(out: Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).expect("json")
-}
-
-/// Everything the audit log holds, as text.
-fn audit_text(ws: &Path) -> String {
-    let mut s = String::new();
-    for e in std::fs::read_dir(ws.join("audit")).expect("audit dir") {
-        let p = e.expect("entry").path();
-        if p.is_file() {
-            s.push_str(&String::from_utf8_lossy(&std::fs::read(&p).expect("read")));
-        }
-    }
-    s
 }
 
 #[test]

@@ -166,3 +166,27 @@ visit_type = "visit_type"
     std::fs::write(dir.join("persons.csv"), persons).expect("persons");
     std::fs::write(dir.join("visits.csv"), visits).expect("visits");
 }
+
+/// `kiban …`'s JSON output (the command must succeed).
+pub fn json(out: Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).expect("json")
+}
+
+/// `kiban --actor ACTOR …` in the workspace `ws` (the two-person rule's second person).
+pub fn as_actor(ws: &Path, actor: &str, args: &[&str]) -> Output {
+    let mut a = vec!["--actor", actor];
+    a.extend_from_slice(args);
+    kiban_in(ws, &a)
+}
+
+/// Every audit segment's text, for tests that look for what the log must not hold.
+pub fn audit_text(ws: &Path) -> String {
+    let mut s = String::new();
+    for e in std::fs::read_dir(ws.join("audit")).expect("audit dir") {
+        let p = e.expect("entry").path();
+        if p.is_file() {
+            s.push_str(&String::from_utf8_lossy(&std::fs::read(&p).expect("read")));
+        }
+    }
+    s
+}
