@@ -2,7 +2,7 @@
 //! pairs the model expects to be one person (the sum of their calibrated probabilities, with
 //! an interval), each pair's probability, and no more pairs than `[link] review_budget`
 //! allows; a budget of 0 queues nothing and `kiban link` then shows the wider error interval
-//! the model's own decisions leave.
+//! the model's own decisions leave. Requirement: R-LINK-2.
 
 mod common;
 

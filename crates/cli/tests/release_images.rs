@@ -6,6 +6,9 @@
 //! recipient who greps the decrypted tar for the source patient's name and ID, reads the
 //! DICOM headers for them, tries to join two releases' UIDs, or looks for a column the
 //! dictionary does not explain; and a patient whose deletion must take their images along.
+//! Requirements: R-ANON-1 (no identifying description in a header), R-ANON-3 (UIDs re-keyed
+//! per release, no join), R-ANON-6 (a) (images), R-REL-4 (the manifest lists every file),
+//! R-OPT-7 (the gate again at approval reaches the images).
 
 mod common;
 

@@ -3,7 +3,8 @@
 //! 0.5 % of the registrations go to clerical review, the number of matches the linker
 //! expects among the queued pairs holds against the truth, and what links does not depend on
 //! the budget — no twin or namesake is linked to save queue space, nothing links across
-//! eligibility groups, precision stays ≥ 0.999.
+//! eligibility groups, precision stays ≥ 0.999. Requirement: R-LINK-2 (quality measured and
+//! shown, the clerical queue among it).
 //!
 //! Written as a producer staffing the queue would check it: the truth is the generator's, the
 //! count of true matches among the queued pairs is counted over each eligibility group's

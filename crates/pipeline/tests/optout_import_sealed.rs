@@ -5,6 +5,7 @@
 //! in the database file, its write-ahead log or anywhere else in the workspace — and neither
 //! after an import that fails half-way (before, the first chunks were committed with the
 //! names in clear and sealed only after the whole file). The sealed names open again.
+//! Requirements: R-OPT-4, R-OPT-8.
 
 use std::path::Path;
 

@@ -1,7 +1,8 @@
 //! What a package contains (issue 15 item 6): the data dictionary of every written column and
 //! the de-identified DICOM objects of the released persons, written as an adversary who
 //! looks for an undocumented column, for the source's identity in the stored originals, and
-//! for a deleted patient's image in a later release.
+//! for a deleted patient's image in a later release. Requirements: R-ANON-1, R-ANON-3,
+//! R-ANON-6 (a), R-REL-4.
 
 mod common;
 
