@@ -872,3 +872,56 @@ fn an_approval_cut_midway_is_finished_by_the_next_and_nothing_else_is_removed() 
     );
     ok(verify(&out, &identity, &dir.path().join("v"), &[]));
 }
+
+/// Two approvers at once (a second process during the approval): the workspace lock
+/// serializes them — one seals, the other is refused because the release is no longer
+/// awaiting approval, and neither clears the other's files as a cut approval's (the marker
+/// names the same release). The package verifies and the books hold one delivery.
+#[test]
+fn two_approvals_at_once_seal_once_and_leave_a_whole_package() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ws, identity) = approved_request(dir.path());
+    let out = dir.path().join("delivery");
+    let m = json(prepare(&ws, "alice", "REQ-1", &out));
+    let id = m["release_id"].as_str().expect("id").to_string();
+    let spawn = |actor: &str| {
+        kiban_cmd(&[
+            "--workspace",
+            arg(&ws),
+            "--actor",
+            actor,
+            "release",
+            "approve",
+            &id,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn")
+    };
+    let (a, b) = (spawn("bob"), spawn("carol"));
+    let outs = [
+        a.wait_with_output().expect("bob"),
+        b.wait_with_output().expect("carol"),
+    ];
+    let sealed = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(sealed, 1, "exactly one approval seals");
+    let refused = outs
+        .iter()
+        .find(|o| !o.status.success())
+        .expect("the other");
+    let e = String::from_utf8_lossy(&refused.stderr);
+    assert!(e.contains("[release_not_awaiting_approval]"), "{e}");
+    assert_eq!(
+        files(&out),
+        [
+            "manifest.json",
+            "manifest.sig",
+            "package.tar.age",
+            "producer.pub"
+        ]
+    );
+    ok(verify(&out, &identity, &dir.path().join("v"), &[]));
+    let books = json(kiban(&ws, &["books", "--kind", "delivery", "--json"]));
+    assert_eq!(books["entries"].as_array().expect("entries").len(), 1);
+}
