@@ -284,12 +284,6 @@ pub enum FilesCmd {
     },
 }
 
-#[derive(Subcommand, Debug)]
-pub enum AuditCmd {
-    /// Re-check the hash chain; exit 1 naming the first broken event.
-    Verify(JsonFlag),
-}
-
 pub(crate) fn parse_date(s: &str, what: &str) -> Result<NaiveDate> {
     let t = s.trim().replace('/', "-");
     NaiveDate::parse_from_str(&t, "%Y-%m-%d")
@@ -343,12 +337,12 @@ fn say_waiting(w: kiban_pipeline::lock::LockWait) {
 }
 
 /// Opens the workspace to change it (the lock held exclusively; waits for other commands).
-async fn open(cli_ws: &Path, actor: &Option<String>) -> Result<Workspace> {
+pub(crate) async fn open(cli_ws: &Path, actor: &Option<String>) -> Result<Workspace> {
     open_as(cli_ws, actor, kiban_pipeline::lock::Access::Write).await
 }
 
 /// Opens the workspace to read it (the lock shared with other readers; waits for a writer).
-async fn open_read(cli_ws: &Path, actor: &Option<String>) -> Result<Workspace> {
+pub(crate) async fn open_read(cli_ws: &Path, actor: &Option<String>) -> Result<Workspace> {
     open_as(cli_ws, actor, kiban_pipeline::lock::Access::Read).await
 }
 
@@ -776,51 +770,7 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             };
             crate::workflow_cmds::run(&ws, c, lang).await
         }
-        Command::Audit(AuditCmd::Verify(j)) => {
-            // Shared with other readers, never beside a writer's half-appended event.
-            let _lock = if cli.workspace.join("kiban.toml").exists() {
-                Some(
-                    kiban_pipeline::lock::lock_workspace(
-                        &cli.workspace,
-                        kiban_pipeline::lock::Access::Read,
-                        &mut say_waiting,
-                    )
-                    .await?,
-                )
-            } else {
-                None
-            };
-            let dir = cli.workspace.join("audit");
-            match kiban_records::verify(&dir) {
-                Ok(r) => {
-                    if j.json {
-                        print_json(
-                            &serde_json::json!({"ok": true, "events": r.events, "segments": r.segments, "head": r.head}),
-                        )?;
-                    } else {
-                        println!(
-                            "{}: {} {}",
-                            lang.t("監査ログは改ざんされていません", "audit log intact"),
-                            r.events,
-                            lang.t("件", "events")
-                        );
-                    }
-                    Ok(ok)
-                }
-                Err(kiban_records::AuditError::Broken(b)) => {
-                    if j.json {
-                        print_json(&serde_json::json!({"ok": false, "break": b.to_string()}))?;
-                    } else {
-                        eprintln!(
-                            "{}: {b}",
-                            lang.t("監査ログの改ざんを検出しました", "audit log is broken")
-                        );
-                    }
-                    Ok(ExitCode::from(1))
-                }
-                Err(e) => Err(e.into()),
-            }
-        }
+        Command::Audit(cmd) => crate::audit_cmds::run(cmd, &cli.workspace, &cli.actor, lang).await,
     }
 }
 

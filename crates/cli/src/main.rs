@@ -9,6 +9,7 @@
 //! command: `println!` (which panics on a failed write) through the panic hook, and an
 //! `io::Error` returned up the `anyhow` chain.
 
+mod audit_cmds;
 mod books_cmds;
 mod commands;
 mod duties_cmds;
@@ -90,9 +91,10 @@ pub enum Command {
     /// The recipient's side: `kiban package verify` checks and decrypts a delivered package.
     #[command(subcommand)]
     Package(release_cmds::PackageCmd),
-    /// The tamper-evident audit log.
+    /// The tamper-evident audit log: verify it (chain, signed checkpoints, control plane),
+    /// export a signed checkpoint.
     #[command(subcommand)]
-    Audit(commands::AuditCmd),
+    Audit(audit_cmds::AuditCmd),
     /// The release workflow: `kiban user`, `kiban request`, `kiban review`, `kiban contract`.
     #[command(flatten)]
     Workflow(workflow_cmds::WorkflowCmd),

@@ -32,6 +32,26 @@ fn words(r: &Refusal, lang: Lang) -> String {
                 dir.display()
             ),
         ),
+        Refusal::KeyFileExposed { path, mode } => pick(
+            format!(
+                "鍵ファイル {} がグループまたは他のユーザーに開かれています（mode {mode:o}）。鍵は漏えいしたものとして扱い、経緯を確認して chmod 600 にしてから開き直してください",
+                path.display()
+            ),
+            format!(
+                "key file {} is open to group or others (mode {mode:o}): treat the key as exposed, find out how, make it owner-only (chmod 600) and open again",
+                path.display()
+            ),
+        ),
+        Refusal::CheckpointUnreadable { path } => pick(
+            format!(
+                "{} は kiban audit checkpoint --export で書き出したチェックポイントではありません",
+                path.display()
+            ),
+            format!(
+                "{} is not a checkpoint written by kiban audit checkpoint --export",
+                path.display()
+            ),
+        ),
         Refusal::HandlerUnknown { handler } => pick(
             format!(
                 "医療情報取扱事業者 {handler} は登録されていません（kiban handler add で登録してください）"

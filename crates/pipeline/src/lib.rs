@@ -17,6 +17,7 @@
 //! refused. This crate never prints: progress goes through [`Progress`], results are
 //! returned as values for the binary to present.
 
+pub mod audit_check;
 pub mod books;
 pub mod config;
 pub mod deletion;

@@ -42,6 +42,13 @@ pub enum Refusal {
     WorkspaceExists { dir: PathBuf },
     #[error("no_workspace")]
     NoWorkspace { dir: PathBuf },
+    /// A file of `keys/` is open to group or others (`mode`, Unix permission bits): the key
+    /// must be taken as exposed; the workspace is not opened until it is owner-only again.
+    #[error("key_file_exposed")]
+    KeyFileExposed { path: PathBuf, mode: u32 },
+    /// `kiban audit verify --checkpoint FILE`: the file is not an exported checkpoint.
+    #[error("checkpoint_unreadable")]
+    CheckpointUnreadable { path: PathBuf },
 
     // Handlers and notice versions.
     #[error("handler_unknown")]

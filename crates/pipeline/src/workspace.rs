@@ -6,6 +6,7 @@
 //!   keys/master.key   seals source file names and release keys (0600)
 //!   keys/vault-epoch-N.key  wraps each person's vault keys; replaced by every deletion (0600)
 //!   keys/index.key    turns patient IDs into the control plane's keyed patient_key (0600)
+//!   keys/audit-signing.key  signs the audit log's checkpoints (Ed25519 seed, 0600)
 //!   kiban.db          SQLite control plane (unless kiban.toml names PostgreSQL)
 //!   lake/             clinical facts, Parquet, one folder per table
 //!   audit/            hash-chained audit log segments + HEAD
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use kiban_consent::{PatientIdError, PatientIdFormat};
-use kiban_records::{AuditEvent, AuditLog, Outcome};
+use kiban_records::{AuditEvent, AuditHead, AuditLog, Outcome};
 use kiban_store::lake::Lake;
 use kiban_store::registry::Registry;
 use kiban_store::vault::Vault;
@@ -43,6 +44,9 @@ pub struct Workspace {
     pub(crate) registry: Registry,
     pub(crate) index_key: SecretKey,
     audit: Mutex<AuditLog>,
+    /// Signs the audit log's checkpoints (`crate::audit_check`); a reader of a workspace
+    /// made before it existed has none.
+    pub(crate) audit_key: Option<ed25519_dalek::SigningKey>,
     actor: String,
     /// Held for the workspace's lifetime (see [`crate::lock`]).
     lock: WorkspaceLock,
@@ -71,7 +75,8 @@ impl Workspace {
             .and_then(|mut f| std::io::Write::write_all(&mut f, DEFAULT_CONFIG.as_bytes()))
             .map_err(|e| PipelineError::io(&cfg, e))?;
         let ws = Workspace::open(dir).await?;
-        ws.audit(AuditEvent::new(ws.actor(), "init", "workspace"))?;
+        let head = ws.append_event(AuditEvent::new(ws.actor(), "init", "workspace"))?;
+        ws.checkpoint(&head).await?;
         Ok(ws)
     }
 
@@ -109,6 +114,8 @@ impl Workspace {
         let text =
             std::fs::read_to_string(&cfg_path).map_err(|e| PipelineError::io(&cfg_path, e))?;
         let config = Config::parse(&text)?;
+        // A key others could read is refused, not narrowed (it may have been copied).
+        crate::audit_check::refuse_exposed_keys(dir)?;
         let tightened = tighten_workspace(dir)?;
         let timeout = crate::lock::timeout(config.workspace.lock_timeout_secs);
         let deadline = std::time::Instant::now() + timeout;
@@ -124,6 +131,7 @@ impl Workspace {
         let vault = Vault::with_epochs(db.clone(), master_key, &dir.join("keys"));
         let registry = Registry::new(db.clone());
         let audit = AuditLog::open(&dir.join("audit"))?;
+        let audit_key = crate::audit_check::load_audit_key(dir, access)?;
         let actor = std::env::var("KIBAN_ACTOR")
             .ok()
             .filter(|a| !a.trim().is_empty())
@@ -137,6 +145,7 @@ impl Workspace {
             registry,
             index_key,
             audit: Mutex::new(audit),
+            audit_key,
             actor,
             lock,
             tightened,
@@ -173,6 +182,8 @@ impl Workspace {
         self.seal_legacy_receipt_copies().await?;
         crate::ingest::recover(self).await?;
         crate::files::seal_legacy_names(self).await?;
+        // Commands a crash cut get their audit event (see `crate::audit_check`).
+        self.finish_interrupted_ops().await?;
         Ok(())
     }
 
@@ -206,7 +217,8 @@ impl Workspace {
         Ok(leftovers.is_some()
             || crate::files::legacy_names_pending(self).await?
             || self.vault.epochs_need_preparing().await?
-            || self.clear_personal_data_pending().await?)
+            || self.clear_personal_data_pending().await?
+            || self.interrupted_ops_pending().await?)
     }
 
     /// The workspace lock this workspace holds.
@@ -300,17 +312,25 @@ impl Workspace {
 
     /// Appends one audit event.
     pub fn audit(&self, event: AuditEvent) -> Result<(), PipelineError> {
+        self.append_event(event)?;
+        Ok(())
+    }
+
+    /// Appends one audit event; the log's new end.
+    pub(crate) fn append_event(&self, event: AuditEvent) -> Result<AuditHead, PipelineError> {
         let mut log = self
             .audit
             .lock()
             .map_err(|_| PipelineError::Internal("audit log lock poisoned".into()))?;
-        log.append(event)?;
-        Ok(())
+        Ok(log.append(event)?)
     }
 
     /// Runs `op`, then appends an audit event for it whatever the outcome: `ok` with the
     /// counts `op` returns, `refused` or `failed` with the error's kind (never its text, which
-    /// could carry details the audit log must not hold).
+    /// could carry details the audit log must not hold). A command that changes state (the
+    /// lock held exclusively) is announced in the control plane before it runs, its event
+    /// carries its start (`started_ms`) and is followed by a signed checkpoint
+    /// (`crate::audit_check`).
     pub(crate) async fn audited<T, F>(
         &self,
         action: &str,
@@ -321,8 +341,12 @@ impl Workspace {
     where
         F: std::future::Future<Output = Result<T, PipelineError>>,
     {
+        let started = self.begin_op(action, object).await?;
         let result = op.await;
         let mut ev = AuditEvent::new(self.actor(), action, object);
+        if let Some(s) = &started {
+            ev = ev.count(crate::audit_check::STARTED_MS, s.started_ms);
+        }
         match &result {
             Ok(v) => {
                 for (k, n) in counts(v) {
@@ -342,7 +366,8 @@ impl Workspace {
                     );
             }
         }
-        self.audit(ev)?;
+        let head = self.append_event(ev)?;
+        self.end_op(started, &head).await?;
         result
     }
 }

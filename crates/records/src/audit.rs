@@ -11,9 +11,18 @@
 //! seq and hash of the last event, rewritten atomically (temp file + rename + fsync) after
 //! every append; [`verify`] compares the chain's end with it.
 //!
-//! What this does **not** protect against: someone who rewrites the whole chain *and* HEAD
-//! (the chain is keyless). Signed, externally anchored checkpoints are the remedy and are not
-//! implemented yet.
+//! **Crash repair.** Before an append writes its line it writes `DIR/INTENT`, the seq and hash
+//! of the one event it is about to append (atomically, fsynced). A crash between the line and
+//! HEAD leaves HEAD one event behind with INTENT naming exactly that last event: that, and
+//! only that, is repaired on open (HEAD moved on, and an `audit.repair` event appended so the
+//! repair is on record). A line beyond HEAD that INTENT does not name — an event appended by
+//! hand, however well hashed — is [`BreakKind::UnclaimedTail`]: open refuses it and [`verify`]
+//! reports it. Sound because an append is the only writer of INTENT and writes it before the
+//! line, under the log's exclusive `LOCK`: a crash can leave at most that one event past HEAD.
+//!
+//! What this does **not** protect against by itself: someone who rewrites the whole chain
+//! *and* HEAD (and INTENT) — the chain is keyless. The signed checkpoints of
+//! [`crate::checkpoint`], kept in the control plane and exported off-site, are the remedy.
 //!
 //! Concurrency: appends take an exclusive lock on `DIR/LOCK` and re-read HEAD, so several
 //! processes may append to the same log; [`verify`] holds it shared while it reads, so it
@@ -36,6 +45,8 @@ pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 8 * 1024 * 1024;
 
 const HEAD_FILE: &str = "HEAD";
 const HEAD_TMP: &str = "HEAD.tmp";
+const INTENT_FILE: &str = "INTENT";
+const INTENT_TMP: &str = "INTENT.tmp";
 const LOCK_FILE: &str = "LOCK";
 
 #[derive(Debug, thiserror::Error)]
@@ -210,6 +221,8 @@ struct Tail {
     head: AuditHead,
     segment: u32,
     segment_len: u64,
+    /// The seq whose HEAD a crash repair moved on to (see the module documentation).
+    repaired: Option<u64>,
 }
 
 /// An open audit log. Appends are serialized through `DIR/LOCK` across processes.
@@ -253,7 +266,19 @@ enum HeadFile {
 }
 
 fn read_head(dir: &Path) -> Result<HeadFile, AuditError> {
-    let path = dir.join(HEAD_FILE);
+    read_head_file(dir, HEAD_FILE)
+}
+
+/// The append in progress (or the last one, when it finished): see the module documentation.
+fn read_intent(dir: &Path) -> Result<Option<AuditHead>, AuditError> {
+    Ok(match read_head_file(dir, INTENT_FILE)? {
+        HeadFile::Ok(h) => Some(h),
+        HeadFile::Missing | HeadFile::Bad => None,
+    })
+}
+
+fn read_head_file(dir: &Path, name: &str) -> Result<HeadFile, AuditError> {
+    let path = dir.join(name);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(HeadFile::Missing),
@@ -287,14 +312,23 @@ fn sync_dir(dir: &Path) -> Result<(), AuditError> {
 }
 
 fn write_head(dir: &Path, head: &AuditHead) -> Result<(), AuditError> {
-    let tmp = dir.join(HEAD_TMP);
+    write_head_file(dir, head, HEAD_TMP, HEAD_FILE)
+}
+
+fn write_head_file(
+    dir: &Path,
+    head: &AuditHead,
+    tmp_name: &str,
+    name: &str,
+) -> Result<(), AuditError> {
+    let tmp = dir.join(tmp_name);
     let bytes = head_bytes(head)?;
     {
         let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
         f.write_all(&bytes).map_err(io_err(&tmp))?;
         f.sync_all().map_err(io_err(&tmp))?;
     }
-    let path = dir.join(HEAD_FILE);
+    let path = dir.join(name);
     fs::rename(&tmp, &path).map_err(io_err(&path))?;
     sync_dir(dir)
 }
@@ -338,8 +372,19 @@ impl AuditLog {
             options,
             tail: None,
         };
-        let _lock = log.lock()?;
-        log.tail = Some(log.load_tail()?);
+        let lock = log.lock()?;
+        let mut tail = log.load_tail()?;
+        let repaired = tail.repaired.take();
+        log.tail = Some(tail);
+        drop(lock);
+        if let Some(seq) = repaired {
+            // On record: the event a crash left beyond HEAD was taken into the chain.
+            log.append(AuditEvent::new(
+                "kiban",
+                "audit.repair",
+                format!("seq:{seq}"),
+            ))?;
+        }
         Ok(log)
     }
 
@@ -395,11 +440,13 @@ impl AuditLog {
                     head: AuditHead::empty(),
                     segment: append_segment,
                     segment_len: 0,
+                    repaired: None,
                 }),
                 HeadFile::Ok(h) if h.seq == 0 => Ok(Tail {
                     head: h,
                     segment: append_segment,
                     segment_len: 0,
+                    repaired: None,
                 }),
                 HeadFile::Ok(h) => Err(broken(append_segment, 1, h.seq, BreakKind::HeadMismatch)),
                 HeadFile::Bad => Err(broken(append_segment, 1, 1, BreakKind::HeadUnparsable)),
@@ -459,12 +506,16 @@ impl AuditLog {
             HeadFile::Ok(h) => *h == chain_end,
             _ => false,
         };
-        // HEAD one behind: the last append crashed after its line but before HEAD.
-        let head_behind = match (&head, &last_ev) {
+        // HEAD one behind: the last append crashed after its line but before HEAD — and only
+        // when INTENT, written before that line, names exactly this event.
+        let one_behind = match (&head, &last_ev) {
             (HeadFile::Ok(h), Some(e)) => h.seq + 1 == e.seq && h.hash == e.prev,
-            (HeadFile::Missing, Some(e)) => e.seq == 1,
+            (HeadFile::Missing, Some(e)) => e.seq == 1 && e.prev == GENESIS,
             _ => false,
         };
+        let intended = read_intent(&self.dir)?.is_some_and(|i| i == chain_end);
+        let head_behind = one_behind && intended;
+        let mut repaired = None;
         if partial {
             if !head_ok {
                 return Err(broken(
@@ -484,8 +535,10 @@ impl AuditLog {
         } else if !head_ok {
             if head_behind {
                 write_head(&self.dir, &chain_end)?;
+                repaired = Some(chain_end.seq);
             } else {
                 let kind = match head {
+                    _ if one_behind => BreakKind::UnclaimedTail,
                     HeadFile::Bad | HeadFile::Missing => BreakKind::HeadUnparsable,
                     HeadFile::Ok(_) => BreakKind::HeadMismatch,
                 };
@@ -493,6 +546,7 @@ impl AuditLog {
             }
         }
         Ok(Tail {
+            repaired,
             head: chain_end,
             segment: append_segment.max(seg),
             segment_len: if append_segment > seg {
@@ -515,8 +569,24 @@ impl AuditLog {
         };
         if !fresh {
             self.tail = None;
-            self.tail = Some(self.load_tail()?);
+            let mut tail = self.load_tail()?;
+            let repaired = tail.repaired.take();
+            self.tail = Some(tail);
+            if let Some(seq) = repaired {
+                // Another process crashed mid-append: its event is on record, and so is
+                // the repair.
+                self.append_locked(AuditEvent::new(
+                    "kiban",
+                    "audit.repair",
+                    format!("seq:{seq}"),
+                ))?;
+            }
         }
+        self.append_locked(event)
+    }
+
+    /// [`AuditLog::append`] with `LOCK` held and the tail fresh.
+    fn append_locked(&mut self, event: AuditEvent) -> Result<AuditHead, AuditError> {
         let Some(mut tail) = self.tail.take() else {
             return Err(AuditError::Encode("audit tail unavailable".into()));
         };
@@ -544,6 +614,16 @@ impl AuditLog {
             tail.segment_len = 0;
             new_segment = true;
         }
+        // Before the line: what a crash between the line and HEAD may leave beyond HEAD.
+        write_head_file(
+            &self.dir,
+            &AuditHead {
+                seq: ev.seq,
+                hash: ev.hash.clone(),
+            },
+            INTENT_TMP,
+            INTENT_FILE,
+        )?;
         let path = self.dir.join(segment_name(tail.segment));
         {
             let mut f = OpenOptions::new()
@@ -590,6 +670,9 @@ pub enum BreakKind {
     HeadMismatch,
     /// HEAD is missing or altered while the log holds events.
     HeadUnparsable,
+    /// An event beyond HEAD that no append in progress wrote (INTENT does not name it): what a
+    /// crash cannot produce, e.g. an event appended by hand. Never repaired.
+    UnclaimedTail,
 }
 
 impl std::fmt::Display for BreakKind {
@@ -611,6 +694,9 @@ impl std::fmt::Display for BreakKind {
                 f.write_str("HEAD does not match the last event (events removed or added)")
             }
             BreakKind::HeadUnparsable => f.write_str("HEAD missing or altered"),
+            BreakKind::UnclaimedTail => f.write_str(
+                "event beyond HEAD that no append wrote (appended outside kiban, not a crash)",
+            ),
         }
     }
 }
@@ -645,12 +731,29 @@ pub struct VerifyReport {
     pub events: u64,
     pub segments: usize,
     pub head: AuditHead,
+    /// The last event was written by an append that a crash cut before HEAD (INTENT names
+    /// it): intact, and the next writer repairs HEAD (see the module documentation).
+    pub repair_pending: bool,
+    /// The hash of the chain at each seq asked for ([`verify_each`]) that the chain reaches.
+    pub hashes: BTreeMap<u64, String>,
 }
 
 /// Re-checks the whole log in `dir`: every line canonical, seqs contiguous from 1, every
 /// `prev` the previous hash, every hash recomputed, HEAD equal to the chain's end.
 /// `Err(AuditError::Broken)` names the first broken event; other errors are I/O.
 pub fn verify(dir: &Path) -> Result<VerifyReport, AuditError> {
+    verify_each(dir, &std::collections::BTreeSet::new(), &mut |_| {})
+}
+
+/// [`verify`], also giving the chain's hash at each seq of `at` (checkpoints are checked
+/// against them) and showing `visit` every event once it is verified, in order (the
+/// cross-check with the control plane reads them).
+pub fn verify_each(
+    dir: &Path,
+    at: &std::collections::BTreeSet<u64>,
+    visit: &mut dyn FnMut(&StoredEvent),
+) -> Result<VerifyReport, AuditError> {
+    let mut hashes = BTreeMap::new();
     // Appends hold `LOCK` exclusively; holding it shared keeps an append from running half
     // way through this read (a line written, HEAD not yet: an intact log reported broken).
     // Opened for reading only and never created, so a read-only copy verifies too.
@@ -673,6 +776,8 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, AuditError> {
     let mut prev = GENESIS.to_string();
     // Where the event after HEAD's seq sits, if the chain is longer than HEAD says.
     let mut beyond_head: Option<(String, u64)> = None;
+    // Whether HEAD names an event of the chain (its seq with that event's hash).
+    let mut head_in_chain = matches!(&head, HeadFile::Ok(h) if h.seq == 0 && h.hash == GENESIS);
     let mut last_pos = (segment_name(1), 0u64);
     let fail = |segment: String, line: u64, seq: u64, kind: BreakKind| {
         AuditError::Broken(Box::new(Break {
@@ -712,6 +817,15 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, AuditError> {
             if head_seq.is_some_and(|h| h + 1 == ev.seq) {
                 beyond_head = Some((name.clone(), line_no));
             }
+            if let HeadFile::Ok(h) = &head
+                && h.seq == ev.seq
+            {
+                head_in_chain = h.hash == ev.hash;
+            }
+            if at.contains(&ev.seq) {
+                hashes.insert(ev.seq, ev.hash.clone());
+            }
+            visit(&ev);
             expected += 1;
             prev = ev.hash;
             last_pos = (name.clone(), line_no);
@@ -721,8 +835,16 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, AuditError> {
         seq: expected - 1,
         hash: prev,
     };
+    // One event beyond HEAD, named by INTENT: a crash between the line and HEAD.
+    let intent = read_intent(dir)?;
+    let crashed = |behind: bool| behind && intent.as_ref() == Some(&end);
+    let mut repair_pending = false;
     match head {
         HeadFile::Missing if end.seq == 0 => {}
+        HeadFile::Missing if crashed(end.seq == 1) => repair_pending = true,
+        HeadFile::Ok(h) if crashed(h.seq + 1 == end.seq) && head_in_chain => {
+            repair_pending = true;
+        }
         HeadFile::Missing | HeadFile::Bad => {
             return Err(fail(
                 last_pos.0,
@@ -742,13 +864,21 @@ pub fn verify(dir: &Path) -> Result<VerifyReport, AuditError> {
             } else {
                 (last_pos.0, last_pos.1, end.seq)
             };
-            return Err(fail(segment, line, seq, BreakKind::HeadMismatch));
+            let kind = if h.seq < end.seq && head_in_chain {
+                // Events past HEAD that no crash explains: appended outside kiban.
+                BreakKind::UnclaimedTail
+            } else {
+                BreakKind::HeadMismatch
+            };
+            return Err(fail(segment, line, seq, kind));
         }
     }
     Ok(VerifyReport {
         events: end.seq,
         segments: segments.len(),
         head: end,
+        repair_pending,
+        hashes,
     })
 }
 
@@ -975,20 +1105,120 @@ mod tests {
         let mut log = AuditLog::open(d.path()).unwrap();
         let h1 = log.append(AuditEvent::new("t", "a", "o1")).unwrap();
         log.append(AuditEvent::new("t", "a", "o2")).unwrap();
-        // Simulate: line 2 written, HEAD still at 1.
+        // Simulate: line 2 written (INTENT names it, as the append wrote it first), HEAD
+        // still at 1.
         write_head(d.path(), &h1).unwrap();
+        let r = verify(d.path()).unwrap();
+        assert!(
+            r.repair_pending,
+            "a crash's state is intact, repair pending"
+        );
+        assert_eq!(r.events, 2);
         let log = AuditLog::open(d.path()).unwrap();
-        assert_eq!(log.head().unwrap().seq, 2);
-        assert_eq!(verify(d.path()).unwrap().events, 2);
-        // Simulate: a partial third line cut off before HEAD recorded it.
+        // The repair is on record: event 3 says which event it took into the chain.
+        assert_eq!(log.head().unwrap().seq, 3);
+        let r = verify(d.path()).unwrap();
+        assert_eq!((r.events, r.repair_pending), (3, false));
+        let last = seg_lines(d.path(), 1).pop().unwrap();
+        assert!(
+            last.contains("\"action\":\"audit.repair\",\"object\":\"seq:2\""),
+            "{last}"
+        );
+        // Simulate: a partial fourth line cut off before HEAD recorded it.
         let p = d.path().join(segment_name(1));
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
-        f.write_all(b"{\"seq\":3,\"ti").unwrap();
+        f.write_all(b"{\"seq\":4,\"ti").unwrap();
         drop(f);
         assert_eq!(broken(d.path()).kind, BreakKind::Truncated);
         let mut log = AuditLog::open(d.path()).unwrap();
-        assert_eq!(log.append(AuditEvent::new("t", "a", "o3")).unwrap().seq, 3);
-        assert_eq!(verify(d.path()).unwrap().events, 3);
+        assert_eq!(log.append(AuditEvent::new("t", "a", "o4")).unwrap().seq, 4);
+        assert_eq!(verify(d.path()).unwrap().events, 4);
+    }
+
+    /// A well-hashed event appended by hand, HEAD untouched: what a crash can leave looks
+    /// the same on the segment, but no append announced it in INTENT. Open must not "repair"
+    /// HEAD over it (that would bless the forgery into the chain), and verify names it.
+    #[test]
+    fn attack_forged_event_beyond_head_is_never_repaired() {
+        let d = tempfile::tempdir().unwrap();
+        let mut log = AuditLog::open(d.path()).unwrap();
+        let h2 = {
+            log.append(AuditEvent::new("t", "a", "o1")).unwrap();
+            log.append(AuditEvent::new("t", "a", "o2")).unwrap()
+        };
+        drop(log);
+        // The adversary computes the next event exactly as kiban would.
+        let mut ev = StoredEvent {
+            seq: h2.seq + 1,
+            time: "2030-01-01T00:00:00.000Z".into(),
+            actor: "auditor".into(),
+            action: "release.erase".into(),
+            object: "release:r-cover".into(),
+            counts: BTreeMap::new(),
+            result: Outcome::Ok,
+            detail: None,
+            prev: h2.hash.clone(),
+            hash: String::new(),
+        };
+        ev.hash = ev.compute_hash().unwrap();
+        let mut line = ev.to_line().unwrap();
+        line.push('\n');
+        let p = d.path().join(segment_name(1));
+        OpenOptions::new()
+            .append(true)
+            .open(&p)
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        let b = broken(d.path());
+        assert_eq!(
+            (b.kind.clone(), b.seq, b.line),
+            (BreakKind::UnclaimedTail, 3, 3)
+        );
+        match AuditLog::open(d.path()) {
+            Err(AuditError::Broken(b)) => assert_eq!(b.kind, BreakKind::UnclaimedTail),
+            other => panic!("open blessed a forged tail: {other:?}"),
+        }
+        // Still refused on the next try, and HEAD was not moved.
+        assert!(AuditLog::open(d.path()).is_err());
+        assert_eq!(broken(d.path()).kind, BreakKind::UnclaimedTail);
+        // An INTENT left by an earlier append (naming event 2) does not cover it either.
+        assert_eq!(read_intent(d.path()).unwrap(), Some(h2));
+    }
+
+    /// Two forged events beyond HEAD, even with INTENT naming the last: a crash leaves at most
+    /// one.
+    #[test]
+    fn attack_two_events_beyond_head_are_not_a_crash() {
+        let d = tempfile::tempdir().unwrap();
+        let h1 = write_events(d.path(), 1);
+        write_events_more(d.path(), 2);
+        let end = verify(d.path()).unwrap().head;
+        write_head(d.path(), &h1).unwrap();
+        write_head_file(d.path(), &end, INTENT_TMP, INTENT_FILE).unwrap();
+        assert_eq!(broken(d.path()).kind, BreakKind::UnclaimedTail);
+        assert!(AuditLog::open(d.path()).is_err());
+    }
+
+    fn write_events_more(dir: &Path, n: u64) {
+        let mut log = AuditLog::open_with(dir, small()).unwrap();
+        for i in 0..n {
+            log.append(AuditEvent::new("tester", "more", format!("m-{i}")))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn verify_each_gives_hashes_at_the_seqs_asked_and_every_event() {
+        let d = tempfile::tempdir().unwrap();
+        let head = write_events(d.path(), 5);
+        let mut seen = Vec::new();
+        let at = [2u64, 5, 9].into_iter().collect();
+        let r = verify_each(d.path(), &at, &mut |e| seen.push(e.seq)).unwrap();
+        assert_eq!(seen, vec![1, 2, 3, 4, 5]);
+        assert_eq!(r.hashes.len(), 2);
+        assert_eq!(r.hashes.get(&5), Some(&head.hash));
+        assert!(!r.hashes.contains_key(&9));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! * [`audit`]: the tamper-evident audit log — append-only, hash-chained JSON-lines segments
 //!   plus a HEAD file, and [`audit::verify`] naming the first broken event (design
 //!   principle 8).
+//! * [`checkpoint`]: signed checkpoints over that chain (Ed25519, kept in the control plane and
+//!   exported off-site), so that a rewritten chain is detected even with HEAD rewritten too.
 //! * [`legal`]: the statutory records in the SQL control plane — the producer's receipt
 //!   record (R-REC-3, with the handler's declaration confirmed on receipt and whether it
 //!   changed since the previous one, R-REC-2), the erasure record (R-REC-5), the handler's provision record
@@ -15,13 +17,15 @@
 //! details, and never rewrite an audit event once written.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod legal;
 pub mod retention;
 
 pub use audit::{
     AuditError, AuditEvent, AuditHead, AuditLog, AuditOptions, Break, BreakKind, Outcome,
-    VerifyReport, verify,
+    StoredEvent, VerifyReport, verify, verify_each,
 };
+pub use checkpoint::{Checkpoint, CheckpointFault};
 pub use legal::{
     DeclarationCheck, DeclarationStatus, ErasureEntry, ErasureRecord, ErasureRequest, Items,
     ProvisionEntry, ProvisionRecord, ReceiptEntry, ReceiptRecord, RecordKind, RecordsError,

@@ -141,6 +141,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "book_corrections",
         sql: include_str!("../migrations/0019_book_corrections.sql"),
     },
+    Migration {
+        version: 20,
+        name: "audit_checkpoints",
+        sql: include_str!("../migrations/0020_audit_checkpoints.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
