@@ -322,3 +322,36 @@ fn attack_key_file_readable_by_others_is_refused() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     ok(kiban(&ws, &["audit", "verify"]));
 }
+
+/// README: `keys/` may be a link to a folder off the workspace disk; kiban works through it
+/// and still refuses a key there that others can read.
+#[test]
+#[cfg(unix)]
+fn keys_kept_elsewhere_through_a_link_and_still_checked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let ws = dir.path().join("ws");
+    ok(kiban_cmd(&["init", arg(&ws)]).output().expect("init"));
+    let elsewhere = dir.path().join("key-volume");
+    std::fs::rename(ws.join("keys"), &elsewhere).expect("move keys");
+    std::os::unix::fs::symlink(&elsewhere, ws.join("keys")).expect("link");
+    ok(kiban(
+        &ws,
+        &[
+            "handler",
+            "add",
+            "--code",
+            "1310000017",
+            "--name",
+            "テスト病院",
+            "--address",
+            "東京都千代田区1-1",
+        ],
+    ));
+    let cp = dir.path().join("cp.json");
+    ok(kiban(&ws, &["audit", "checkpoint", "--export", arg(&cp)]));
+    ok(kiban(&ws, &["audit", "verify", "--checkpoint", arg(&cp)]));
+    let key = elsewhere.join("master.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    assert!(failed(kiban(&ws, &["stats"])).contains("[key_file_exposed]"));
+}
