@@ -453,15 +453,20 @@ async fn load_timelines(
 ) -> Result<HashMap<Box<str>, Vec<Mark>>, ConsentError> {
     let handler_code = handler.code.as_str();
     let mut timelines: HashMap<Box<str>, Vec<Mark>> = HashMap::new();
-    // Keyset pagination keeps memory bounded by the compact marks, not by SQL rows.
-    let mut after = String::new();
+    // Keyset pagination keeps memory bounded by the compact marks, not by SQL rows. It pages
+    // along the table's unique key (handler, patient, kind, date), whose index serves it: no
+    // index of its own for the import to keep up.
+    let mut after = (String::new(), String::new(), String::new());
     loop {
         let rows = sqlx::query(
             "SELECT event_id, patient_key, kind, event_date, notice_version FROM consent_events \
-             WHERE handler_code = $1 AND event_id > $2 ORDER BY event_id LIMIT $3",
+             WHERE handler_code = $1 AND (patient_key, kind, event_date) > ($2, $3, $4) \
+             ORDER BY patient_key, kind, event_date LIMIT $5",
         )
         .bind(handler_code)
-        .bind(&after)
+        .bind(&after.0)
+        .bind(&after.1)
+        .bind(&after.2)
         .bind(PAGE)
         .fetch_all(db.pool())
         .await?;
@@ -473,9 +478,10 @@ async fn load_timelines(
                 id: id.clone(),
             };
             let key: String = row.try_get("patient_key")?;
-            let kind: String = row.try_get("kind")?;
+            let kind_s: String = row.try_get("kind")?;
             let date: String = row.try_get("event_date")?;
-            let kind = EventKind::parse(&kind).ok_or_else(|| corrupt("kind"))?;
+            let kind = EventKind::parse(&kind_s).ok_or_else(|| corrupt("kind"))?;
+            after = (key.clone(), kind_s, date.clone());
             let version: Option<String> = row.try_get("notice_version")?;
             let date =
                 NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| corrupt("event_date"))?;
@@ -486,7 +492,6 @@ async fn load_timelines(
                     timelines.insert(key.into_boxed_str(), vec![mark]);
                 }
             }
-            after = id;
         }
         if (rows.len() as i64) < PAGE {
             break;

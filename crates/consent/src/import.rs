@@ -28,7 +28,6 @@ use kiban_store::Db;
 use serde::Serialize;
 
 use crate::error::ConsentError;
-use sqlx::Row as _;
 
 use crate::event::{Channel, ConsentEvent, EventKind, Relation, Requester, validate_event};
 use crate::handler::{list_handlers, list_notice_versions};
@@ -373,9 +372,9 @@ pub struct Sealing<'a> {
 /// this many, all inside the import's one transaction.
 const WRITE_CHUNK: usize = 4096;
 
-/// The columns every row binds, in the order of the statement (after `source` and
-/// `recorded_at`, `$1` and `$2`, bound once per statement and shared by its rows).
-const EVENT_COLUMNS: [&str; 15] = [
+/// The columns of an event row, in the order of the statement (after `source` and
+/// `recorded_at`).
+const EVENT_COLUMNS: [&str; 16] = [
     "event_id",
     "handler_code",
     "patient_key",
@@ -391,32 +390,41 @@ const EVENT_COLUMNS: [&str; 15] = [
     "receipt_issued_date",
     "scope",
     "deletion_scope",
+    "requester",
 ];
 
-/// One value of an event row: bound, or a literal the statement spells (`NULL`, `0`, `1`).
+/// One value of an event row.
 enum Cell {
     Text(String),
     Bytes(Vec<u8>),
-    Lit(&'static str),
+    Int(i64),
+    Null,
+    /// A NULL of a byte column (PostgreSQL refuses a text-typed NULL there).
+    NullBytes,
 }
 
 impl Cell {
     fn opt(v: Option<String>) -> Cell {
-        v.map_or(Cell::Lit("NULL"), Cell::Text)
+        v.map_or(Cell::Null, Cell::Text)
     }
 }
 
-/// The row of `e` (whose ID is `id`, its requester's name already sealed as `sealed`), cell
-/// by cell in [`EVENT_COLUMNS`] order. Without sealing the clear name is kept (a library
-/// caller without a vault), in the `requester` column: see [`write_events`].
-fn event_cells(e: &ConsentEvent, id: &str, sealed: Option<Vec<u8>>) -> Vec<Cell> {
+/// The row of `e` (whose ID is `id`, its requester's name already sealed as `sealed`, or
+/// kept in clear as `clear` by a library caller without a vault), in [`EVENT_COLUMNS`]
+/// order.
+fn event_cells(
+    e: &ConsentEvent,
+    id: &str,
+    sealed: Option<Vec<u8>>,
+    clear: Option<String>,
+) -> [Cell; 16] {
     let receipt = match (e.kind, &e.receipt_number) {
         (EventKind::Stop | EventKind::Delete, None) => {
             Some(crate::event::receipt_number(&e.handler_code, e.date, id))
         }
         (_, r) => r.clone(),
     };
-    vec![
+    [
         Cell::Text(id.to_string()),
         Cell::Text(e.handler_code.clone()),
         Cell::Text(e.patient_key.clone()),
@@ -424,160 +432,143 @@ fn event_cells(e: &ConsentEvent, id: &str, sealed: Option<Vec<u8>>) -> Vec<Cell>
         Cell::Text(crate::handler::date_str(e.date)),
         Cell::opt(e.method.clone()),
         Cell::opt(e.notice_version.clone()),
-        Cell::Lit(if e.guardian_notified { "1" } else { "0" }),
+        Cell::Int(i64::from(e.guardian_notified)),
         Cell::opt(e.channel.map(|c| c.as_str().to_string())),
-        sealed.map_or(Cell::Lit("NULL"), Cell::Bytes),
+        sealed.map_or(Cell::NullBytes, Cell::Bytes),
         Cell::opt(e.relation.map(|r| r.as_str().to_string())),
         Cell::opt(receipt),
         Cell::opt(e.receipt_issued.map(crate::handler::date_str)),
         Cell::opt(e.scope.clone()),
         Cell::opt(e.deletion_scope.map(|d| d.as_str().to_string())),
+        Cell::opt(clear),
     ]
 }
 
-/// A row's cells: `?` where bound, else the literal.
-type Shape = Vec<&'static str>;
-
-/// Which cells of a row are bound or which literal they are: rows of one shape
-/// share one statement text (the prepared-statement cache keeps it).
-fn shape(cells: &[Cell]) -> Shape {
-    cells
-        .iter()
-        .map(|c| match c {
-            Cell::Lit(l) => l,
-            Cell::Text(_) | Cell::Bytes(_) => "?",
-        })
-        .collect()
+/// Bound values per statement. On SQLite the placeholders are anonymous (`?`): sqlx finds
+/// a numbered one (`$N`) by its name, which SQLite looks up by a linear scan, so binding a
+/// statement of numbered placeholders costs the square of their number — most of an
+/// import's time at a million rows. Anonymous ones bind in order, so a statement can carry
+/// a few thousand values and the per-statement cost vanishes.
+fn params_per_statement(backend: kiban_store::Backend) -> usize {
+    match backend {
+        kiban_store::Backend::Sqlite => 4096,
+        kiban_store::Backend::Postgres => 8192,
+    }
 }
 
-/// Writes `events` on `conn` (the import's transaction) with multi-row statements —
-/// rows of one shape together, at most [`kiban_store::bulk::MAX_PARAMS`] parameters a
-/// statement — inserting or ignoring on (handler, patient, event, date), and counts what was
-/// new into `report`. With `sealing`, each request's requester name is sealed first, in the
-/// same transaction, and only the sealed value is written; without, the clear name goes to
-/// the `requester` column (a library caller without a vault).
+/// `INSERT … VALUES (…), …` for `rows` event rows, ignoring a row whose (handler, patient,
+/// event, date) exists.
+fn insert_sql(backend: kiban_store::Backend, rows: usize) -> String {
+    let cols = EVENT_COLUMNS.len() + 2;
+    let mut sql = format!(
+        "INSERT INTO consent_events (source, recorded_at, {}) VALUES ",
+        EVENT_COLUMNS.join(", ")
+    );
+    sql.reserve(rows * cols * 6 + 80);
+    let mut n = 0usize;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            match backend {
+                kiban_store::Backend::Sqlite => sql.push('?'),
+                kiban_store::Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (handler_code, patient_key, kind, event_date) DO NOTHING");
+    sql
+}
+
+/// Writes `events` (sorted by key) on `conn` (the import's transaction), many rows per
+/// statement, one kind per statement so that the rows it inserted count for that
+/// kind; inserts or ignores on (handler, patient, event, date), and counts what was new
+/// into `report`. With `sealing`, each request's requester name is sealed first, in the same
+/// transaction, and only the sealed value is written; without, the clear name goes to the
+/// `requester` column (a library caller without a vault).
 async fn write_events(
     conn: &mut sqlx::AnyConnection,
+    backend: kiban_store::Backend,
     events: &[ConsentEvent],
     source: &str,
     recorded_at: &str,
     sealing: Option<&Sealing<'_>>,
     report: &mut ImportReport,
 ) -> Result<(), ConsentError> {
-    use kiban_store::bulk::MAX_PARAMS;
-    let ids: Vec<String> = events
-        .iter()
-        .map(|_| crate::event::new_event_id())
-        .collect();
+    // The events come sorted (see `import_csv_sealed`) and get increasing IDs: every index
+    // of `consent_events` is then written in order.
+    let ids = crate::event::new_event_ids(events.len());
     let mut sealed: HashMap<usize, Vec<u8>> = HashMap::new();
-    let mut clear: HashMap<usize, String> = HashMap::new();
+    let named: Vec<usize> = (0..events.len())
+        .filter(|i| events[*i].requester.is_some())
+        .collect();
+    if let Some(s) = sealing
+        && !named.is_empty()
     {
-        let named: Vec<usize> = (0..events.len())
-            .filter(|i| events[*i].requester.is_some())
+        let items: Vec<(&str, &str, &str, &[u8])> = named
+            .iter()
+            .filter_map(|i| {
+                let e = &events[*i];
+                e.requester.as_ref().map(|r| {
+                    (
+                        e.handler_code.as_str(),
+                        e.patient_key.as_str(),
+                        ids[*i].as_str(),
+                        r.expose().as_bytes(),
+                    )
+                })
+            })
             .collect();
-        match sealing {
-            Some(s) if !named.is_empty() => {
-                let items: Vec<(&str, &str, &str, &[u8])> = named
-                    .iter()
-                    .filter_map(|i| {
-                        let e = &events[*i];
-                        e.requester.as_ref().map(|r| {
-                            (
-                                e.handler_code.as_str(),
-                                e.patient_key.as_str(),
-                                ids[*i].as_str(),
-                                r.expose().as_bytes(),
-                            )
-                        })
-                    })
-                    .collect();
-                let out = s
-                    .vault
-                    .seal_many_for_subjects(conn, s.purpose, &items)
-                    .await
-                    .map_err(|e| ConsentError::Sealing {
-                        reason: e.to_string(),
-                    })?;
-                sealed.extend(named.into_iter().zip(out));
-            }
-            Some(_) => {}
-            None => {
-                for i in named {
-                    if let Some(r) = &events[i].requester {
-                        clear.insert(i, r.expose().to_string());
-                    }
-                }
-            }
-        }
+        let out = s
+            .vault
+            .seal_many_for_subjects(conn, s.purpose, &items)
+            .await
+            .map_err(|e| ConsentError::Sealing {
+                reason: e.to_string(),
+            })?;
+        sealed.extend(named.into_iter().zip(out));
     }
-    // Group the rows by shape, keeping the file's order inside each group.
-    let mut groups: Vec<(Shape, Vec<Vec<Cell>>)> = Vec::new();
-    for (i, e) in events.iter().enumerate() {
-        let mut cells = event_cells(e, &ids[i], sealed.remove(&i));
-        // The clear name only without sealing (never both).
-        cells.push(clear.remove(&i).map_or(Cell::Lit("NULL"), Cell::Text));
-        let sh = shape(&cells);
-        match groups.iter_mut().find(|(s, _)| *s == sh) {
-            Some((_, rows)) => rows.push(cells),
-            None => groups.push((sh, vec![cells])),
-        }
-    }
-    let head = format!(
-        "INSERT INTO consent_events (source, recorded_at, {}, requester) VALUES ",
-        EVENT_COLUMNS.join(", ")
-    );
-    let tail = " ON CONFLICT (handler_code, patient_key, kind, event_date) DO NOTHING \
-                RETURNING event_id";
-    let mut new_ids: std::collections::HashSet<String> = std::collections::HashSet::new();
-    for (sh, rows) in groups {
-        let bound = sh.iter().filter(|c| **c == "?").count().max(1);
-        let per = ((MAX_PARAMS - 2) / bound).max(1);
-        let mut it = rows.into_iter().peekable();
-        while it.peek().is_some() {
-            let part: Vec<Vec<Cell>> = it.by_ref().take(per).collect();
-            let mut sql = head.clone();
-            let mut n = 2;
-            for (r, _) in part.iter().enumerate() {
-                if r > 0 {
-                    sql.push_str(", ");
-                }
-                sql.push_str("($1, $2");
-                for c in &sh {
-                    sql.push_str(", ");
-                    if *c == "?" {
-                        n += 1;
-                        sql.push('$');
-                        sql.push_str(&n.to_string());
-                    } else {
-                        sql.push_str(c);
-                    }
-                }
-                sql.push(')');
-            }
-            sql.push_str(tail);
-            let mut q = sqlx::query(&sql).bind(source).bind(recorded_at);
-            for cells in part {
-                for c in cells {
+    let per = (params_per_statement(backend) / (EVENT_COLUMNS.len() + 2)).max(1);
+    let mut imported = 0u64;
+    for kind in EventKind::ALL {
+        let mut of_kind = (0..events.len())
+            .filter(|i| events[*i].kind == kind)
+            .peekable();
+        while of_kind.peek().is_some() {
+            let part: Vec<usize> = of_kind.by_ref().take(per).collect();
+            let sql = insert_sql(backend, part.len());
+            let mut q = sqlx::query(&sql);
+            for i in part {
+                let e = &events[i];
+                // The clear name only without sealing (never both).
+                let clear = match sealing {
+                    None => e.requester.as_ref().map(|r| r.expose().to_string()),
+                    Some(_) => None,
+                };
+                q = q.bind(source).bind(recorded_at);
+                for c in event_cells(e, &ids[i], sealed.remove(&i), clear) {
                     q = match c {
                         Cell::Text(t) => q.bind(t),
                         Cell::Bytes(b) => q.bind(b),
-                        Cell::Lit(_) => q,
+                        Cell::Int(v) => q.bind(v),
+                        Cell::Null => q.bind(None::<String>),
+                        Cell::NullBytes => q.bind(None::<Vec<u8>>),
                     };
                 }
             }
-            for row in q.fetch_all(&mut *conn).await? {
-                new_ids.insert(row.try_get::<String, _>(0)?);
+            // Rows a conflict skipped are not counted: what is left is what was new.
+            let new = q.execute(&mut *conn).await?.rows_affected();
+            imported += new;
+            if new > 0 {
+                *report.by_kind.entry(kind.as_str().to_string()).or_default() += new;
             }
-        }
-    }
-    let mut imported = 0u64;
-    for (i, e) in events.iter().enumerate() {
-        if new_ids.contains(&ids[i]) {
-            imported += 1;
-            *report
-                .by_kind
-                .entry(e.kind.as_str().to_string())
-                .or_default() += 1;
         }
     }
     report.imported += imported;
@@ -721,10 +712,55 @@ pub async fn import_csv_sealed(
     if accepted.is_empty() {
         return Ok(report);
     }
+    // Written in key order: each index then grows in order rather than at a random page per
+    // row. The order is a stable sort on a compact key — the handler's rank and the first 8
+    // bytes of the patient key — found on indices and applied once: close enough to the
+    // index's order for locality, and rows with the same (handler, patient, event, date)
+    // keep the file's order, so the file's first is the one kept, as before. (Sorting the
+    // events on their full key moved and compared long strings for seconds.)
+    let handler_rank: HashMap<&str, u32> = {
+        let mut codes: Vec<&str> = accepted.iter().map(|e| e.handler_code.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        codes.into_iter().zip(0u32..).collect()
+    };
+    let sort_key = |e: &ConsentEvent| {
+        let mut prefix = [0u8; 8];
+        for (d, b) in prefix.iter_mut().zip(e.patient_key.bytes()) {
+            *d = b;
+        }
+        (
+            handler_rank
+                .get(e.handler_code.as_str())
+                .copied()
+                .unwrap_or(0),
+            u64::from_be_bytes(prefix),
+        )
+    };
+    let keys: Vec<(u32, u64)> = accepted.iter().map(sort_key).collect();
+    let mut order: Vec<usize> = (0..accepted.len()).collect();
+    order.sort_by_key(|&i| keys[i]);
+    drop(keys);
+    drop(handler_rank);
+    let mut slots: Vec<Option<ConsentEvent>> = accepted.into_iter().map(Some).collect();
+    let accepted: Vec<ConsentEvent> = order
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect();
+    drop(slots);
     let recorded_at = crate::handler::now_rfc3339();
     let mut tx = db.pool().begin().await?;
     for chunk in accepted.chunks(WRITE_CHUNK) {
-        write_events(&mut tx, chunk, &source, &recorded_at, sealing, &mut report).await?;
+        write_events(
+            &mut tx,
+            db.backend(),
+            chunk,
+            &source,
+            &recorded_at,
+            sealing,
+            &mut report,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(report)

@@ -234,3 +234,69 @@ async fn sealed_import_stores_no_clear_name_and_the_sealed_one_opens() {
         t.cleanup().await;
     }
 }
+
+/// The import writes in key order, not file order; a (handler, patient, event, date)
+/// repeated with other details keeps the file's FIRST row, wherever the two fall — here
+/// the two rows of one patient are thousands of rows apart, with other patients' rows
+/// (whose keys sort before and after) between them.
+#[tokio::test]
+async fn a_repeated_key_keeps_the_files_first_row_in_key_order() {
+    for t in common::backends().await {
+        let db = &t.db;
+        add_handler(db, &hospital("H1")).await.unwrap();
+        let mut csv = String::from("handler_code,patient_id,event,date,channel\n");
+        csv.push_str("H1,P77,stop,2024-03-01,desk\n");
+        for i in 0..5000 {
+            csv.push_str(&format!("H1,Q{i},stop,2024-03-01,online\n"));
+        }
+        csv.push_str("H1,P77,stop,2024-03-01,mail\n");
+        let rep = import_csv(db, csv.as_bytes(), "dup.csv", &key)
+            .await
+            .unwrap();
+        assert_eq!((rep.imported, rep.duplicates), (5001, 1), "{}", t.backend);
+        let channel: String = sqlx::query(
+            "SELECT channel FROM consent_events WHERE patient_key = $1 AND kind = 'stop'",
+        )
+        .bind(pk("H1", "P77"))
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .try_get(0)
+        .unwrap();
+        assert_eq!(channel, "desk", "{}", t.backend);
+        t.cleanup().await;
+    }
+}
+
+/// The gate snapshot pages through a handler's events along the unique key (20,000 a
+/// page): with 45,000 events over two kinds, a patient's notice and stop can fall on two
+/// pages, and every event is still read once — each stopped patient is ineligible, each
+/// other one eligible, and the snapshot counts every event.
+#[tokio::test]
+async fn the_gate_reads_every_event_across_pages() {
+    for t in common::backends().await {
+        let db = &t.db;
+        add_handler(db, &hospital("H1")).await.unwrap();
+        let mut csv = String::from("handler_code,patient_id,event,date\n");
+        let mut events = 0u64;
+        for i in 0..30_000 {
+            csv.push_str(&format!("H1,P{i},notice,2024-02-01\n"));
+            events += 1;
+            if i % 2 == 0 {
+                csv.push_str(&format!("H1,P{i},stop,2024-03-01\n"));
+                events += 1;
+            }
+        }
+        let rep = import_csv(db, csv.as_bytes(), "pages.csv", &key)
+            .await
+            .unwrap();
+        assert_eq!(rep.imported, events, "{}", t.backend);
+        let snap = Gate::load(db, "H1").await.unwrap();
+        let on = d("2024-04-01");
+        for i in 0..30_000 {
+            let eligible = snap.eligibility(&pk("H1", &format!("P{i}")), on).is_eligible();
+            assert_eq!(eligible, i % 2 == 1, "P{i} on {}", t.backend);
+        }
+        t.cleanup().await;
+    }
+}

@@ -167,8 +167,16 @@ impl Workspace {
             }
         }
 
+        // The requesters' names and the receipt copies, sealed under the subject keys: all
+        // subjects at once (one shred, one WAL checkpoint).
+        let subjects: Vec<(&str, &str)> = targets
+            .iter()
+            .map(|t| (t.handler_code.as_str(), t.patient_key.as_str()))
+            .collect();
+        let subject_erasures = self.erase_subjects(&subjects).await?;
+
         // 3. Erasure records; 4. links and registrations.
-        for t in &targets {
+        for (t, subject) in targets.iter().zip(subject_erasures) {
             let mut items: BTreeMap<String, u64> = per_reg
                 .get(t.registration_id.as_str())
                 .cloned()
@@ -183,8 +191,6 @@ impl Workspace {
             if let Some(n) = originals.get(t.registration_id.as_str()) {
                 items.insert("dicom originals".into(), *n);
             }
-            // The requester's name and the receipt copies, sealed under the subject key.
-            let subject = self.erase_subject(&t.handler_code, &t.patient_key).await?;
             items.insert("requester".into(), subject.requesters);
             items.insert("receipt copy".into(), subject.receipt_copies);
             // The deletion request carried out: its scope and receipt number (R-OPT-6).

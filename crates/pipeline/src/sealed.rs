@@ -13,7 +13,7 @@
 //!   the person exists. Clear `receipts/<number>.pdf` copies of older workspaces are sealed at
 //!   open and the clear file destroyed.
 //! * The deletion of the patient ([`Workspace::apply_deletions`]) shreds the subject key,
-//!   NULLs the sealed names and removes the receipt copies ([`Workspace::erase_subject`]),
+//!   NULLs the sealed names and removes the receipt copies ([`Workspace::erase_subjects`]),
 //!   and the erasure record counts both.
 
 use std::path::{Path, PathBuf};
@@ -32,7 +32,7 @@ const RECEIPT_COPY: &str = "receipt-copy";
 /// `patient_key`, no personal data) follows, each length-prefixed, then the sealed PDF.
 const COPY_MAGIC: &[u8] = b"KIBAN-SEALED-RECEIPT-1\n";
 
-/// What [`Workspace::erase_subject`] erased.
+/// What [`Workspace::erase_subjects`] erased.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SubjectErasure {
     /// The subject's data key existed and was shredded.
@@ -302,47 +302,69 @@ impl Workspace {
         .await
     }
 
-    /// Erases what the control plane keeps of one handler's patient outside the vault's
-    /// registrations: shreds the subject key, clears the sealed requester names and removes
-    /// the receipt copies (the deletion of the patient, R-OPT-6). Idempotent.
-    pub(crate) async fn erase_subject(
+    /// Erases what the control plane keeps of handlers' patients outside the vault's
+    /// registrations: shreds each subject key, clears the sealed requester names and removes
+    /// the receipt copies (the deletion of the patient, R-OPT-6). Idempotent. Many subjects
+    /// at once, in their order: the names are cleared in one transaction and the keys
+    /// shredded in one call, whose WAL checkpoint (the shred's irrecoverability on SQLite) is
+    /// then paid once, not once per subject — per subject, a deletion run after a large
+    /// import took tens of seconds.
+    pub(crate) async fn erase_subjects(
         &self,
-        handler: &str,
-        patient_key: &str,
-    ) -> Result<SubjectErasure, PipelineError> {
-        let mut out = SubjectErasure::default();
-        let numbers = sqlx::query(
-            "SELECT DISTINCT receipt_number FROM consent_events \
-             WHERE handler_code = $1 AND patient_key = $2 AND receipt_number IS NOT NULL",
-        )
-        .bind(handler)
-        .bind(patient_key)
-        .fetch_all(self.db.pool())
-        .await?;
-        for row in numbers {
-            let number: String = row.try_get(0)?;
-            for p in [
-                receipt_copy_path(&self.root, &number),
-                legacy_receipt_copy_path(&self.root, &number),
-            ] {
-                match std::fs::remove_file(&p) {
-                    Ok(()) => out.receipt_copies += 1,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(PipelineError::io(&p, e)),
+        subjects: &[(&str, &str)],
+    ) -> Result<Vec<SubjectErasure>, PipelineError> {
+        let mut out = vec![SubjectErasure::default(); subjects.len()];
+        if subjects.is_empty() {
+            return Ok(out);
+        }
+        for ((handler, patient_key), o) in subjects.iter().zip(out.iter_mut()) {
+            let numbers = sqlx::query(
+                "SELECT DISTINCT receipt_number FROM consent_events \
+                 WHERE handler_code = $1 AND patient_key = $2 AND receipt_number IS NOT NULL",
+            )
+            .bind(*handler)
+            .bind(*patient_key)
+            .fetch_all(self.db.pool())
+            .await?;
+            for row in numbers {
+                let number: String = row.try_get(0)?;
+                for p in [
+                    receipt_copy_path(&self.root, &number),
+                    legacy_receipt_copy_path(&self.root, &number),
+                ] {
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => o.receipt_copies += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(PipelineError::io(&p, e)),
+                    }
                 }
             }
         }
-        out.requesters = sqlx::query(
-            "UPDATE consent_events SET requester_sealed = NULL, requester = NULL \
-             WHERE handler_code = $1 AND patient_key = $2 \
-             AND (requester_sealed IS NOT NULL OR requester IS NOT NULL)",
-        )
-        .bind(handler)
-        .bind(patient_key)
-        .execute(self.db.pool())
-        .await?
-        .rows_affected();
-        out.key_shredded = self.vault.shred_subjects(&[(handler, patient_key)]).await? > 0;
+        let mut tx = self.db.pool().begin().await?;
+        for ((handler, patient_key), o) in subjects.iter().zip(out.iter_mut()) {
+            o.requesters = sqlx::query(
+                "UPDATE consent_events SET requester_sealed = NULL, requester = NULL \
+                 WHERE handler_code = $1 AND patient_key = $2 \
+                 AND (requester_sealed IS NOT NULL OR requester IS NOT NULL)",
+            )
+            .bind(*handler)
+            .bind(*patient_key)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        for ((handler, patient_key), o) in subjects.iter().zip(out.iter_mut()) {
+            o.key_shredded = sqlx::query(
+                "SELECT 1 FROM vault_subject_keys WHERE handler_code = $1 AND patient_key = $2",
+            )
+            .bind(*handler)
+            .bind(*patient_key)
+            .fetch_optional(self.db.pool())
+            .await?
+            .is_some();
+        }
+        self.vault.shred_subjects(subjects).await?;
         Ok(out)
     }
 }
@@ -351,37 +373,52 @@ impl Workspace {
     /// Subjects with a deletion in force on `on` but no registration (a deletion request for
     /// a patient whose data never arrived): their subject key, sealed requester names and
     /// receipt copies are erased, each with an erasure record (reason `deletion_request`, no
-    /// registration). Returns the records' IDs. Called by [`Workspace::apply_deletions`].
+    /// registration), the records in one transaction. Returns the records' IDs. Called by
+    /// [`Workspace::apply_deletions`].
     pub(crate) async fn erase_unregistered_subjects(
         &self,
         on: chrono::NaiveDate,
     ) -> Result<Vec<String>, PipelineError> {
+        // Only a subject with a deletion request of its own can be deleted (the gate's
+        // `Deleted` is its first request): after a large import the other subjects — every
+        // stop's requester — are not even read.
         let rows = sqlx::query(
             "SELECT s.handler_code, s.patient_key FROM vault_subject_keys s \
              WHERE NOT EXISTS (SELECT 1 FROM registrations r \
-             WHERE r.handler_code = s.handler_code AND r.patient_key = s.patient_key)",
+             WHERE r.handler_code = s.handler_code AND r.patient_key = s.patient_key) \
+             AND EXISTS (SELECT 1 FROM consent_events e WHERE e.handler_code = s.handler_code \
+             AND e.patient_key = s.patient_key AND e.kind = 'delete') \
+             ORDER BY s.handler_code, s.patient_key",
         )
         .fetch_all(self.db.pool())
         .await?;
-        let mut records = Vec::new();
+        let mut doomed: Vec<(String, String)> = Vec::new();
         for row in rows {
             let handler: String = row.try_get(0)?;
             let pk: String = row.try_get(1)?;
             let decision = kiban_consent::eligibility(&self.db, &handler, &pk, on).await?;
-            if !matches!(
+            if matches!(
                 decision.eligibility,
                 kiban_consent::Eligibility::Ineligible(kiban_consent::Reason::Deleted { .. })
             ) {
-                continue;
+                doomed.push((handler, pk));
             }
-            let erased = self.erase_subject(&handler, &pk).await?;
+        }
+        let subjects: Vec<(&str, &str)> = doomed
+            .iter()
+            .map(|(h, p)| (h.as_str(), p.as_str()))
+            .collect();
+        let erased = self.erase_subjects(&subjects).await?;
+        let mut records = Vec::with_capacity(doomed.len());
+        let mut tx = self.db.pool().begin().await?;
+        for ((handler, pk), erased) in doomed.into_iter().zip(erased) {
             let items = std::collections::BTreeMap::from([
                 ("requester".to_string(), erased.requesters),
                 ("receipt copy".to_string(), erased.receipt_copies),
             ]);
             records.push(
-                kiban_records::record_erasure(
-                    &self.db,
+                kiban_records::record_erasure_in(
+                    &mut tx,
                     &kiban_records::ErasureRecord {
                         erased_date: on,
                         items,
@@ -390,10 +427,12 @@ impl Workspace {
                         registration_id: None,
                         reason: "deletion_request".into(),
                     },
+                    None,
                 )
                 .await?,
             );
         }
+        tx.commit().await?;
         Ok(records)
     }
 }

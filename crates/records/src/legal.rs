@@ -539,6 +539,17 @@ pub async fn record_erasure_for(
     r: &ErasureRecord,
     request: Option<&ErasureRequest>,
 ) -> Result<String, RecordsError> {
+    let mut conn = db.pool().acquire().await?;
+    record_erasure_in(&mut conn, r, request).await
+}
+
+/// [`record_erasure_for`] on the caller's connection or transaction (many records in one
+/// commit: a deletion run erasing hundreds of subjects).
+pub async fn record_erasure_in(
+    conn: &mut sqlx::AnyConnection,
+    r: &ErasureRecord,
+    request: Option<&ErasureRequest>,
+) -> Result<String, RecordsError> {
     if r.items.is_empty() {
         return Err(RecordsError::Invalid(
             "erasure record needs the items erased".into(),
@@ -560,7 +571,7 @@ pub async fn record_erasure_for(
     .bind(now_rfc3339())
     .bind(request.map(|q| q.scope.clone()))
     .bind(request.and_then(|q| q.receipt_number.clone()))
-    .execute(db.pool())
+    .execute(&mut *conn)
     .await?;
     Ok(id)
 }

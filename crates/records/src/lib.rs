@@ -30,7 +30,7 @@ pub use legal::{
     DeclarationCheck, DeclarationStatus, ErasureEntry, ErasureRecord, ErasureRequest, Items,
     ProvisionEntry, ProvisionRecord, ReceiptEntry, ReceiptRecord, RecordKind, RecordsError,
     declaration_sha256, list_erasures, list_provisions, list_receipts, provision_patients,
-    receipt_patients, record_erasure, record_erasure_for, record_provision, record_receipt,
-    record_receipt_in,
+    receipt_patients, record_erasure, record_erasure_for, record_erasure_in, record_provision,
+    record_receipt, record_receipt_in,
 };
 pub use retention::{PurgeEntry, PurgeReport, list_purges, purge};

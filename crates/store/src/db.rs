@@ -146,6 +146,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "audit_checkpoints",
         sql: include_str!("../migrations/0020_audit_checkpoints.sql"),
     },
+    Migration {
+        version: 21,
+        name: "consent_index",
+        sql: include_str!("../migrations/0021_consent_index.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.
