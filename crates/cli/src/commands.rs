@@ -762,6 +762,14 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             };
             crate::duties_cmds::run(&ws, c, lang).await
         }
+        Command::Incident(c) => {
+            let ws = if c.reads_only() {
+                open_read(&cli.workspace, &cli.actor).await?
+            } else {
+                open(&cli.workspace, &cli.actor).await?
+            };
+            crate::incident_cmds::run(&ws, c, lang).await
+        }
         Command::Workflow(c) => {
             let ws = if c.reads_only() {
                 open_read(&cli.workspace, &cli.actor).await?

@@ -839,6 +839,30 @@ fn report_text(r: &AnnualReport, lang: Lang) -> String {
             "book entries, by kind",
             by_key(&r.book_entries),
         ),
+        row(
+            lang,
+            "漏えい等の事案（種類別）",
+            "incidents discovered, by kind",
+            by_key(&r.incidents.discovered_by_kind),
+        ),
+        row(
+            lang,
+            "事案の完了",
+            "incidents closed",
+            r.incidents.closed.to_string(),
+        ),
+        row(
+            lang,
+            "年度末の対応中の事案",
+            "incidents open at year end",
+            r.incidents.open_at_year_end.to_string(),
+        ),
+        row(
+            lang,
+            "主務大臣への報告",
+            "reports to the minister",
+            r.incidents.reported_to_minister.to_string(),
+        ),
     ];
     table(&title, &rows)
 }

@@ -14,6 +14,7 @@ mod books_cmds;
 mod commands;
 mod duties_cmds;
 mod erase_cmds;
+mod incident_cmds;
 mod link_cmds;
 mod optout_cmds;
 mod records_cmds;
@@ -110,6 +111,10 @@ pub enum Command {
     /// The producer's duties: `kiban complaint`, `kiban inquiry`, `kiban outsourcing`.
     #[command(flatten)]
     Duties(duties_cmds::DutiesCmd),
+    /// Incidents (R-SEC-5): leaks (漏えい), loss (滅失), damage (毀損) — scope, measures, the
+    /// report to the minister and the notice to the persons concerned, closing.
+    #[command(subcommand)]
+    Incident(incident_cmds::IncidentCmd),
 }
 
 #[derive(Args, Debug, Clone, Copy)]

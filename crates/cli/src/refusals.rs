@@ -293,6 +293,7 @@ fn words(r: &Refusal, lang: Lang) -> String {
         ),
         Refusal::Workflow(r) => crate::workflow_cmds::refusal_words(r, lang),
         Refusal::Duty(r) => crate::duties_cmds::refusal_words(r, lang),
+        Refusal::Incident(r) => crate::incident_cmds::refusal_words(r, lang),
         Refusal::ReleaseUnknown { release } => pick(
             format!("リリース {release} は記録にありません"),
             format!("release {release} is not on record"),

@@ -53,6 +53,8 @@ pub struct AnnualReport {
     pub outsourcing: OutsourcingFigures,
     /// Book entries (R-REC-4) written in the year, by kind (delivery, onward, …).
     pub book_entries: BTreeMap<String, u64>,
+    /// Incidents (R-SEC-5): leaks, loss, damage (`crate::incidents`).
+    pub incidents: crate::incidents::IncidentFigures,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -142,7 +144,7 @@ impl WorkflowPurge {
 }
 
 /// Every kind a retention run leaves a purge record for.
-const PURGE_KINDS: [RecordKindW; 8] = [
+const PURGE_KINDS: [RecordKindW; 9] = [
     RecordKindW::Request,
     RecordKindW::User,
     RecordKindW::Complaint,
@@ -151,6 +153,7 @@ const PURGE_KINDS: [RecordKindW; 8] = [
     RecordKindW::BookEntry,
     RecordKindW::TransferContract,
     RecordKindW::Producer,
+    RecordKindW::Incident,
 ];
 
 impl Workspace {
@@ -531,6 +534,8 @@ impl Workspace {
             book_entries.insert(kind, n.max(0) as u64);
         }
 
+        let incidents = crate::incidents::incident_figures(&mut conn, &f, &t).await?;
+
         Ok(AnnualReport {
             fiscal_year: from.year(),
             from,
@@ -545,6 +550,7 @@ impl Workspace {
             inquiries,
             outsourcing,
             book_entries,
+            incidents,
         })
     }
 

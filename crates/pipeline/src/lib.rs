@@ -28,6 +28,7 @@ pub mod error;
 pub mod export;
 pub mod files;
 pub mod handlers;
+pub mod incidents;
 pub mod ingest;
 pub mod link;
 pub mod lock;

@@ -259,6 +259,10 @@ pub enum Refusal {
     /// the duty's own code.
     #[error("duty")]
     Duty(kiban_workflow::DutyRefusal),
+    /// Refused by the incidents (R-SEC-5); the code is `incident.` and the incident's own
+    /// code.
+    #[error("incident")]
+    Incident(kiban_workflow::IncidentRefusal),
 }
 
 impl Refusal {
@@ -273,6 +277,7 @@ impl Refusal {
             Refusal::Consent(e) => format!("consent.{}", consent_code(e)),
             Refusal::Workflow(r) => format!("workflow.{}", r.code()),
             Refusal::Duty(r) => format!("duty.{}", r.code()),
+            Refusal::Incident(r) => format!("incident.{}", r.code()),
             other => other.to_string(),
         }
     }

@@ -151,6 +151,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "consent_index",
         sql: include_str!("../migrations/0021_consent_index.sql"),
     },
+    Migration {
+        version: 22,
+        name: "incidents",
+        sql: include_str!("../migrations/0022_incidents.sql"),
+    },
 ];
 
 /// A connection pool to the control plane.

@@ -790,6 +790,9 @@ pub enum RecordKindW {
     TransferContract,
     /// Another certified producer (0016), every version.
     Producer,
+    /// A closed incident with its versions and measures (0022, R-SEC-5: 3 years from
+    /// closing).
+    Incident,
 }
 
 impl RecordKindW {
@@ -804,6 +807,7 @@ impl RecordKindW {
             RecordKindW::BookEntry => "book_entry",
             RecordKindW::TransferContract => "transfer_contract",
             RecordKindW::Producer => "producer",
+            RecordKindW::Incident => "incident",
         }
     }
 }
@@ -868,7 +872,9 @@ impl PurgePlan {
 /// * an **inter-producer contract** (第23条: its contract document is kept): its signing or
 ///   its last book entry, whichever is later;
 /// * a **producer** (every version): its last version, and only once no contract or book
-///   entry naming it remains; this producer's own record is never purged.
+///   entry naming it remains; this producer's own record is never purged;
+/// * an **incident** (0022, R-SEC-5) with its versions and measures: its closing (or its last
+///   row written); an open incident is never due.
 pub async fn plan_purge(
     conn: &mut AnyConnection,
     cutoff: NaiveDate,
@@ -1133,6 +1139,11 @@ pub async fn plan_purge(
     for (id, end) in o_ends {
         push(&mut plan, RecordKindW::Outsourcing, id, end, None);
     }
+
+    // Incidents (0022): closed ones, from their closing; an open incident is never due.
+    for (id, end) in crate::incidents::closed_ends(&mut *conn).await? {
+        push(&mut plan, RecordKindW::Incident, id, end, None);
+    }
     Ok(plan)
 }
 
@@ -1171,6 +1182,10 @@ pub async fn purge_in(
             }
             RecordKindW::TransferContract => &[("transfer_contracts", "contract_id")],
             RecordKindW::Producer => &[("producers", "producer_id")],
+            RecordKindW::Incident => &[
+                ("incident_measures", "incident_id"),
+                ("incidents", "incident_id"),
+            ],
         };
         for (table, key) in tables {
             let n = sqlx::query(&format!("DELETE FROM {table} WHERE {key} = $1"))

@@ -27,6 +27,7 @@
 pub mod books;
 mod decide;
 pub mod duties;
+pub mod incidents;
 mod refusal;
 mod store;
 mod types;
@@ -38,6 +39,7 @@ pub use books::{
 };
 pub use decide::{Approved, RequestState, decide_release};
 pub use duties::{Duties, DutyError, DutyField, DutyRefusal, PartyKind};
+pub use incidents::{IncidentError, IncidentRefusal, Incidents};
 pub use refusal::{Field, WorkflowRefusal};
 pub use store::{Workflow, shown_id};
 pub use types::{
