@@ -10,7 +10,11 @@
 //! records and configuration, and prints the seconds and the peak RSS (VmHWM, reset before
 //! each stage) of each. With `KIBAN_BENCH_CACHE=DIR` the generated input is kept in
 //! `DIR/cli_1m-{persons}-{hospitals}-{format}` and reused (a `complete` marker is written
-//! last). The workspace lives in a temporary folder (or `KIBAN_BENCH_WS=DIR`, emptied first).
+//! last; `KIBAN_BENCH_ONLY=import` times the import alone). The workspace lives in a
+//! temporary folder (or `KIBAN_BENCH_WS=DIR`, emptied first). With `KIBAN_BENCH_WS=DIR` and
+//! `KIBAN_BENCH_REUSE=1` the workspace is copied aside to `DIR-ingested` once imported and
+//! ingested, and a later run with the same settings starts from a copy of it and times only
+//! `link`, the linker alone and `link export` (delete `DIR-ingested` to start over).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -110,7 +114,29 @@ fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut stages = Stages(Vec::new());
     eprintln!("cli_1m: {persons} persons, {hospitals} hospitals, {format} (input {gen_secs:.1} s)");
+    // `KIBAN_BENCH_REUSE=1`: the ingested workspace kept aside (see the module doc).
+    let saved = match std::env::var_os("KIBAN_BENCH_WS") {
+        Some(d) if std::env::var("KIBAN_BENCH_REUSE").is_ok_and(|v| v == "1") => {
+            let mut s = d.clone();
+            s.push("-ingested");
+            Some(PathBuf::from(s))
+        }
+        _ => None,
+    };
     let (registrations, notices) = rt.block_on(async {
+        if let Some(saved) = saved.as_ref().filter(|s| s.join("bench-notices").exists()) {
+            copy_dir(saved, &ws_dir)?;
+            let notices: u64 = std::fs::read_to_string(saved.join("bench-notices"))
+                .map_err(|e| e.to_string())?
+                .trim()
+                .parse()
+                .map_err(|_| "bench-notices does not parse".to_string())?;
+            let ws = Workspace::open(&ws_dir).await.map_err(|e| e.to_string())?;
+            let registrations = ws.vault().count().await.map_err(|e| e.to_string())?;
+            eprintln!("  (reusing the workspace ingested in {})", saved.display());
+            link_stages(&ws, &mut stages, tmp.path()).await?;
+            return Ok::<_, String>((registrations, notices));
+        }
         let ws = Workspace::init(&ws_dir).await.map_err(|e| e.to_string())?;
         let handlers = kiban_pipeline::handlers::read_handlers_csv(&synth.join("handlers.csv"))
             .map_err(|e| e.to_string())?;
@@ -130,6 +156,11 @@ fn run() -> Result<(), String> {
             t.elapsed().as_secs_f64(),
         );
         let notices = r.rows;
+        // `KIBAN_BENCH_ONLY=import` stops here: the import alone, e.g. on a larger opt-out
+        // file put into the cache by hand.
+        if std::env::var("KIBAN_BENCH_ONLY").is_ok_and(|v| v == "import") {
+            return Ok::<_, String>((0, notices));
+        }
 
         reset_peak();
         let t = Instant::now();
@@ -153,46 +184,129 @@ fn run() -> Result<(), String> {
             format!("{units} units accepted, {registrations} registrations"),
             t.elapsed().as_secs_f64(),
         );
-
-        reset_peak();
-        let t = Instant::now();
-        let r = ws.link(None).await.map_err(|e| e.to_string())?;
-        stages.push(
-            "link",
-            format!("{} persons, {} review", r.persons, r.review_pairs),
-            t.elapsed().as_secs_f64(),
-        );
-
-        reset_peak();
-        let (records, cfg) = ws
-            .linkage_input(chrono::Local::now().date_naive())
-            .await
-            .map_err(|e| e.to_string())?;
-        let t = Instant::now();
-        let r = kiban_link::link(&records, &cfg).map_err(|e| e.to_string())?;
-        let persons_lib = r
-            .clusters
-            .values()
-            .collect::<std::collections::HashSet<_>>()
-            .len();
-        stages.push(
-            "  linker alone (library)",
-            format!("{persons_lib} persons, {} review", r.review.len()),
-            t.elapsed().as_secs_f64(),
-        );
-        drop((records, cfg, r));
-
-        reset_peak();
-        let t = Instant::now();
-        let out = tmp.path().join("links.csv");
-        let n = ws.link_export(&out).await.map_err(|e| e.to_string())?;
-        stages.push(
-            "link export",
-            format!("{n} rows"),
-            t.elapsed().as_secs_f64(),
-        );
+        let ws = match &saved {
+            Some(saved) => {
+                // Closed first (the pool's connections awaited), so that the copy holds
+                // every committed write and no file vanishes under `cp`.
+                ws.db().pool().close().await;
+                drop(ws);
+                if saved.exists() {
+                    std::fs::remove_dir_all(saved).map_err(|e| e.to_string())?;
+                }
+                copy_dir(&ws_dir, saved)?;
+                std::fs::write(saved.join("bench-notices"), notices.to_string())
+                    .map_err(|e| e.to_string())?;
+                Workspace::open(&ws_dir).await.map_err(|e| e.to_string())?
+            }
+            None => ws,
+        };
+        link_stages(&ws, &mut stages, tmp.path()).await?;
         Ok::<_, String>((registrations, notices))
     })?;
+    report(&stages, persons, registrations, notices, hospitals, &format);
+    Ok(())
+}
+
+/// `cp -a FROM TO` (TO emptied first).
+fn copy_dir(from: &Path, to: &Path) -> Result<(), String> {
+    if to.exists() {
+        std::fs::remove_dir_all(to).map_err(|e| e.to_string())?;
+    }
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .map_err(|e| e.to_string())?;
+    // Written back before anything is timed, so the copy's writeback does not land in a
+    // stage.
+    let _ = std::process::Command::new("sync").status();
+    if st.success() {
+        Ok(())
+    } else {
+        Err(format!("cp -a {} {} failed", from.display(), to.display()))
+    }
+}
+
+/// Times `link`, the library linker alone and `link export` on `ws`.
+async fn link_stages(ws: &Workspace, stages: &mut Stages, tmp: &Path) -> Result<(), String> {
+    reset_peak();
+    let t = Instant::now();
+    let r = ws.link(None).await.map_err(|e| e.to_string())?;
+    stages.push(
+        "link",
+        format!("{} persons, {} review", r.persons, r.review_pairs),
+        t.elapsed().as_secs_f64(),
+    );
+
+    // Where `link`'s time goes besides the linker: its reads, each alone.
+    reset_peak();
+    let t = Instant::now();
+    let regs = kiban_store::registry::Registry::new(ws.db().clone())
+        .all()
+        .await
+        .map_err(|e| e.to_string())?;
+    stages.push(
+        "  registry read",
+        format!("{} registrations", regs.len()),
+        t.elapsed().as_secs_f64(),
+    );
+    drop(regs);
+    reset_peak();
+    let t = Instant::now();
+    let ids = ws.vault().list().await.map_err(|e| e.to_string())?;
+    stages.push(
+        "  vault read (decrypted)",
+        format!("{} identities", ids.len()),
+        t.elapsed().as_secs_f64(),
+    );
+    drop(ids);
+    reset_peak();
+    let t = Instant::now();
+    let (records, cfg) = ws
+        .linkage_input(chrono::Local::now().date_naive())
+        .await
+        .map_err(|e| e.to_string())?;
+    stages.push(
+        "  linkage input",
+        format!("{} records", records.len()),
+        t.elapsed().as_secs_f64(),
+    );
+    reset_peak();
+    let t = Instant::now();
+    let r = kiban_link::link(&records, &cfg).map_err(|e| e.to_string())?;
+    let persons_lib = r
+        .clusters
+        .values()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    stages.push(
+        "  linker alone (library)",
+        format!("{persons_lib} persons, {} review", r.review.len()),
+        t.elapsed().as_secs_f64(),
+    );
+    drop((records, cfg, r));
+
+    reset_peak();
+    let t = Instant::now();
+    let out = tmp.join("links.csv");
+    let n = ws.link_export(&out).await.map_err(|e| e.to_string())?;
+    stages.push(
+        "link export",
+        format!("{n} rows"),
+        t.elapsed().as_secs_f64(),
+    );
+    Ok(())
+}
+
+fn report(
+    stages: &Stages,
+    persons: u64,
+    registrations: u64,
+    notices: u64,
+    hospitals: u32,
+    format: &str,
+) {
     let cli_total: f64 = stages
         .0
         .iter()
@@ -217,5 +331,4 @@ fn run() -> Result<(), String> {
         "| {:<26} | {:>9.2} | {:>13} | {:<40} |",
         "CLI path total", cli_total, "", "optout import + ingest + link + export"
     );
-    Ok(())
 }

@@ -287,7 +287,7 @@ impl Workspace {
         &self,
         on: NaiveDate,
     ) -> Result<(Vec<LinkRecord>, LinkConfig), PipelineError> {
-        let regs = self.registry.all().await?;
+        let regs = self.registry.all_unordered().await?;
         let mut cfg = LinkConfig::default();
         // Each handler's gate loaded once; its eligibility asked per registration.
         let mut snapshots = HashMap::new();
@@ -310,18 +310,30 @@ impl Workspace {
             handler_of.insert(r.registration_id, (r.handler_code, group));
         }
         drop(snapshots);
-        let mut records = Vec::with_capacity(handler_of.len());
-        for (registration_id, identity) in self.vault.list().await? {
-            let Some((handler, group)) = handler_of.remove(&registration_id) else {
-                continue;
-            };
-            cfg.groups
-                .insert(registration_id.clone(), (*group).to_string());
-            records.push(LinkRecord {
-                registration_id,
-                source: handler,
-                identity,
-            });
+        // Records are made as the identities are opened, on every core; a vault row without
+        // a registration is left out.
+        let mut records: Vec<LinkRecord> = self
+            .vault
+            .list_map(|registration_id, identity| {
+                let source = handler_of
+                    .get(&registration_id)
+                    .map(|(handler, _)| handler.clone())
+                    .unwrap_or_default();
+                LinkRecord {
+                    registration_id,
+                    source,
+                    identity,
+                }
+            })
+            .await?;
+        records.retain(|r| handler_of.contains_key(&r.registration_id));
+        // The linker sees the records in registration-id order, as it always has.
+        records.sort_unstable_by(|a, b| a.registration_id.cmp(&b.registration_id));
+        for r in &records {
+            if let Some((_, group)) = handler_of.get(&r.registration_id) {
+                cfg.groups
+                    .insert(r.registration_id.clone(), (*group).to_string());
+            }
         }
         Ok((records, cfg))
     }
@@ -508,8 +520,10 @@ impl Workspace {
             ),
             async {
                 let links = self.person_links().await?;
-                let regs = self.registry.all().await?;
-                let handler_of: HashMap<String, String> = regs
+                let handler_of: HashMap<String, String> = self
+                    .registry
+                    .all_unordered()
+                    .await?
                     .into_iter()
                     .map(|r| (r.registration_id, r.handler_code))
                     .collect();
@@ -523,15 +537,21 @@ impl Workspace {
                 };
                 w.write_record(["handler_code", "patient_id", "person_key"])
                     .map_err(csv_err)?;
+                // Only the three columns of each identity are kept, made as the identities
+                // are opened on every core.
+                let mut rows = self
+                    .vault
+                    .list_map(|reg, mut identity| {
+                        let handler = handler_of.get(&reg).cloned().unwrap_or_default();
+                        let person = links.get(&reg).cloned().unwrap_or(reg);
+                        (handler, std::mem::take(&mut identity.patient_id), person)
+                    })
+                    .await?;
+                drop((links, handler_of));
+                // Whole rows compared: equal rows are identical, so unstable is the same order.
+                rows.sort_unstable();
                 let mut n = 0u64;
-                let mut rows = Vec::new();
-                for (reg, identity) in self.vault.list().await? {
-                    let person = links.get(&reg).cloned().unwrap_or_else(|| reg.clone());
-                    let handler = handler_of.get(&reg).cloned().unwrap_or_default();
-                    rows.push((handler, identity.patient_id.clone(), person));
-                }
-                rows.sort();
-                for (h, p, k) in rows {
+                for (h, p, k) in &rows {
                     w.write_record([h, p, k]).map_err(csv_err)?;
                     n += 1;
                 }

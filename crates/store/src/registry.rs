@@ -276,11 +276,18 @@ impl Registry {
         })
     }
 
-    /// Every registration, in registration-id order.
+    /// Every registration, in registration-id order (sorted in memory: ordering in SQL
+    /// walks the table through its id index, a jump per row, since ids are random).
     pub async fn all(&self) -> Result<Vec<Registration>, RegistryError> {
-        let rows = sqlx::query(&format!("{SELECT} ORDER BY registration_id"))
-            .fetch_all(self.db.pool())
-            .await?;
+        let mut all = self.all_unordered().await?;
+        all.sort_unstable_by(|a, b| a.registration_id.cmp(&b.registration_id));
+        Ok(all)
+    }
+
+    /// Every registration, in no particular order (the table's own: a sequential read), for
+    /// callers that build a map of them.
+    pub async fn all_unordered(&self) -> Result<Vec<Registration>, RegistryError> {
+        let rows = sqlx::query(SELECT).fetch_all(self.db.pool()).await?;
         Ok(rows
             .iter()
             .map(registration)
