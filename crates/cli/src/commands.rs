@@ -770,6 +770,10 @@ pub async fn run(cli: Cli, lang: Lang) -> Result<ExitCode> {
             };
             crate::incident_cmds::run(&ws, c, lang).await
         }
+        Command::Backup(a) => {
+            crate::backup_cmds::run_backup(&cli.workspace, &cli.actor, a, lang).await
+        }
+        Command::Restore(a) => crate::backup_cmds::run_restore(&cli.actor, a, lang).await,
         Command::Workflow(c) => {
             let ws = if c.reads_only() {
                 open_read(&cli.workspace, &cli.actor).await?

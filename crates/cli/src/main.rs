@@ -10,6 +10,7 @@
 //! `io::Error` returned up the `anyhow` chain.
 
 mod audit_cmds;
+mod backup_cmds;
 mod books_cmds;
 mod commands;
 mod duties_cmds;
@@ -115,6 +116,12 @@ pub enum Command {
     /// report to the minister and the notice to the persons concerned, closing.
     #[command(subcommand)]
     Incident(incident_cmds::IncidentCmd),
+    /// Back up the workspace (SQLite): data/, keys/ apart, a manifest with the SHA-256 of
+    /// every file, signed with the audit key.
+    Backup(backup_cmds::BackupArgs),
+    /// Restore a backup into a new folder: every file checked, the audit log verified against
+    /// its checkpoint, and the deletions made since the backup re-applied (--live).
+    Restore(backup_cmds::RestoreArgs),
 }
 
 #[derive(Args, Debug, Clone, Copy)]

@@ -52,6 +52,76 @@ fn words(r: &Refusal, lang: Lang) -> String {
                 path.display()
             ),
         ),
+        Refusal::BackupPostgres => pick(
+            "PostgreSQL のワークスペースはバックアップできません。データベースは pg_dump で、ほかのフォルダと keys/ は別々に複製してください（README「バックアップと復元」）".to_string(),
+            "a PostgreSQL workspace is not backed up by kiban: back up its database with pg_dump, and its folders and keys/ apart (README, Backup and restore)".to_string(),
+        ),
+        Refusal::BackupDatabaseOutside => pick(
+            "SQLite のデータベースがワークスペースのフォルダの外にあるため、バックアップできません".to_string(),
+            "the SQLite database is outside the workspace folder: it cannot be backed up with it".to_string(),
+        ),
+        Refusal::BackupPathNotUtf8 { path } => pick(
+            format!("ファイル名 {} は UTF-8 ではありません", path.display()),
+            format!("the file name {} is not UTF-8", path.display()),
+        ),
+        Refusal::BackupFileUnsupported { path } => pick(
+            format!("{path} はファイルでもフォルダでもありません（リンクなど）"),
+            format!("{path} is neither a file nor a folder (a link?)"),
+        ),
+        Refusal::BackupManifestUnreadable { path } => pick(
+            format!(
+                "{} は kiban backup の manifest.json として読めません",
+                path.display()
+            ),
+            format!(
+                "{} is not a readable manifest.json of kiban backup",
+                path.display()
+            ),
+        ),
+        Refusal::BackupSignatureInvalid { path } => pick(
+            format!(
+                "{} の署名が鍵（audit-signing.key）で検証できません。マニフェストが書き換えられたか、別のワークスペースの鍵です。復元しません",
+                path.display()
+            ),
+            format!(
+                "the signature of {} does not check under the keys given (audit-signing.key): the manifest was changed, or the keys are another workspace's; nothing restored",
+                path.display()
+            ),
+        ),
+        Refusal::BackupFileMissing { path } => pick(
+            format!("バックアップに {path} がありません。復元しません"),
+            format!("the backup lacks {path}; nothing restored"),
+        ),
+        Refusal::BackupFileChanged { path } => pick(
+            format!(
+                "バックアップの {path} がマニフェストの SHA-256 と一致しません（改ざんまたは破損）。復元しません"
+            ),
+            format!(
+                "{path} in the backup does not match the manifest's SHA-256 (changed or damaged); nothing restored"
+            ),
+        ),
+        Refusal::BackupFileUnlisted { path } => pick(
+            format!("バックアップにマニフェストにないファイル {path} があります。復元しません"),
+            format!("the backup holds {path}, which its manifest does not list; nothing restored"),
+        ),
+        Refusal::RestoreAuditBroken { findings } => pick(
+            format!(
+                "復元した監査ログが署名付きチェックポイントと一致しません（{findings} 件の問題）。復元しません"
+            ),
+            format!(
+                "the restored audit log does not verify against its signed checkpoint ({findings} findings); nothing restored"
+            ),
+        ),
+        Refusal::RestoreNotSameWorkspace { live } => pick(
+            format!(
+                "{} はこのバックアップのワークスペースではありません（--live には取得元のワークスペースを指定してください）",
+                live.display()
+            ),
+            format!(
+                "{} is not the workspace this backup was taken of (--live names the workspace it came from)",
+                live.display()
+            ),
+        ),
         Refusal::HandlerUnknown { handler } => pick(
             format!(
                 "医療情報取扱事業者 {handler} は登録されていません（kiban handler add で登録してください）"

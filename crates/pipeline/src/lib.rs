@@ -18,6 +18,7 @@
 //! returned as values for the binary to present.
 
 pub mod audit_check;
+pub mod backup;
 pub mod books;
 pub mod config;
 pub mod deletion;

@@ -50,6 +50,43 @@ pub enum Refusal {
     #[error("checkpoint_unreadable")]
     CheckpointUnreadable { path: PathBuf },
 
+    // Backup and restore (`crate::backup`).
+    /// A PostgreSQL workspace: its database is backed up with `pg_dump` by the operator.
+    #[error("backup_postgres")]
+    BackupPostgres,
+    /// The SQLite database is not a file inside the workspace folder.
+    #[error("backup_database_outside")]
+    BackupDatabaseOutside,
+    /// A file name that is not UTF-8 (the manifest names every file).
+    #[error("backup_path_not_utf8")]
+    BackupPathNotUtf8 { path: PathBuf },
+    /// Something in the workspace or the backup that is neither a file nor a folder.
+    #[error("backup_file_unsupported")]
+    BackupFileUnsupported { path: String },
+    /// The backup folder holds no readable `manifest.json` of kiban's format.
+    #[error("backup_manifest_unreadable")]
+    BackupManifestUnreadable { path: PathBuf },
+    /// The manifest's signature does not check under the audit key of the keys given (the
+    /// manifest was changed, or the keys are another workspace's).
+    #[error("backup_signature_invalid")]
+    BackupSignatureInvalid { path: PathBuf },
+    /// A file the manifest lists is not in the backup (`path` relative to it).
+    #[error("backup_file_missing")]
+    BackupFileMissing { path: String },
+    /// A file's size or SHA-256 differs from the manifest's.
+    #[error("backup_file_changed")]
+    BackupFileChanged { path: String },
+    /// A file in the backup that the manifest does not list.
+    #[error("backup_file_unlisted")]
+    BackupFileUnlisted { path: String },
+    /// The restored audit log does not verify, or not against the checkpoint the manifest
+    /// names (`findings`: how many things are wrong; `kiban audit verify` names them).
+    #[error("restore_audit_broken")]
+    RestoreAuditBroken { findings: u64 },
+    /// `--live` names a workspace other than the one the backup was taken of.
+    #[error("restore_not_same_workspace")]
+    RestoreNotSameWorkspace { live: PathBuf },
+
     // Handlers and notice versions.
     #[error("handler_unknown")]
     HandlerUnknown { handler: String },
