@@ -668,13 +668,51 @@ fn card_time(a: &Rec, b: &Rec, ins: u8) -> CardTime {
         CardTime::Unknown
     } else if ins == NULL || ins < INS_CLOSE {
         CardTime::Dated
-    } else if a.card_to <= b.card_from + CARD_SLACK_DAYS
-        || b.card_to <= a.card_from + CARD_SLACK_DAYS
-    {
+    } else if !spans_overlap((a.card_from, a.card_to), (b.card_from, b.card_to)) {
         CardTime::Sequential
     } else {
         CardTime::Overlap
     }
+}
+
+/// Classes of how long a card was seen in use (`card_to − card_from`): at most a month (a
+/// card seen once), a year, three years, longer.
+pub(crate) const WINDOW_CLASSES: usize = 4;
+
+/// The [`WINDOW_CLASSES`] class of a dated card's span of use (0 for an undated one).
+pub(crate) fn window_class(r: &Rec) -> usize {
+    match r.card_to.saturating_sub(r.card_from) {
+        0..=31 => 0,
+        32..=365 => 1,
+        366..=1095 => 2,
+        _ => 3,
+    }
+}
+
+/// The window-class pair of two records' cards, order-free: an index below
+/// `WINDOW_CLASSES²`.
+pub(crate) fn window_pair(a: &Rec, b: &Rec) -> usize {
+    let (x, y) = (window_class(a), window_class(b));
+    x.min(y) * WINDOW_CLASSES + x.max(y)
+}
+
+/// Whether two records show one card (the same insured number at the same insurer, or with
+/// an insurer missing on a side): what a cluster's card spans are gathered by.
+pub(crate) fn same_card(a: &Rec, b: &Rec) -> bool {
+    let l = insurance_level(a, b);
+    l != NULL && l < INS_CLOSE
+}
+
+/// Whether two records show two different cards (both have one).
+pub(crate) fn cards_differ(a: &Rec, b: &Rec) -> bool {
+    let l = insurance_level(a, b);
+    l != NULL && l >= INS_CLOSE
+}
+
+/// Whether two spans of use `(from, to)` of different cards overlap by more than
+/// [`CARD_SLACK_DAYS`]: one person holds one card at a time.
+pub(crate) fn spans_overlap(a: (u32, u32), b: (u32, u32)) -> bool {
+    !(a.1 <= b.0 + CARD_SLACK_DAYS || b.1 <= a.0 + CARD_SLACK_DAYS)
 }
 
 fn phone_level(strs: &Strs, a: u32, b: u32) -> u8 {

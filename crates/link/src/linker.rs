@@ -12,7 +12,7 @@ use crate::blocking::{self, Candidates, RULE_MASK, RULES};
 use crate::compare::{
     self, C_ADDR, C_DOB, C_INS, C_PHONE, C_POSTAL, CARD_TIME_BITS, COMPARISONS, CardTime, Cmp,
     Gamma, HardNegative, INS_CLOSE, INS_DIFFERENT, N_CELLS, N_CMP, NULL, Normalizer, Rec, SCRIPTS,
-    n_levels,
+    WINDOW_CLASSES, n_levels,
 };
 use crate::intern::{FastMap, Strs};
 use crate::review::{self, Candidate, ExpectedMatches};
@@ -455,6 +455,19 @@ pub struct ClaimsGuard {
     pub kappa_point: f64,
     #[serde(default)]
     pub kappa_low: f64,
+    /// Cards in sequence at the same insurer under another insured number: one person's
+    /// number mostly stays with the insurer (a 後期高齢者医療 union keeps it for life), while
+    /// two persons of one age and prefecture often share the insurer (0 in models persisted
+    /// before it existed: `lr_sequential`).
+    #[serde(default)]
+    pub lr_same_insurer: f64,
+    /// P(cards in sequence | namesake) per window-class pair of the two cards
+    /// ([`compare::window_pair`]): two cards each seen once fall one after the other almost
+    /// surely, two cards seen for years rarely do. The `lr_*` of a sequence are taken at `q`
+    /// and rescaled by `q / q_windows[pair]` (all 0 in models persisted before it existed:
+    /// `q` for every pair).
+    #[serde(default)]
+    pub q_windows: [f64; WINDOW_CLASSES * WINDOW_CLASSES],
 }
 
 fn one() -> f64 {
@@ -474,34 +487,46 @@ impl ClaimsGuard {
         ]
         .iter()
         .all(|x| x.is_finite() && *x > 0.0)
-            && [self.kappa_point, self.kappa_low]
+            && [self.kappa_point, self.kappa_low, self.lr_same_insurer]
                 .iter()
                 .all(|x| x.is_finite() && *x >= 0.0)
+            && (self.q_windows.iter().all(|x| *x == 0.0)
+                || self
+                    .q_windows
+                    .iter()
+                    .all(|x| x.is_finite() && *x > 0.0 && *x < 1.0))
     }
 
-    /// P(match) of a claims-only namesake-stratum pair whose name `others` other persons
-    /// are expected to hold.
-    pub(crate) fn probability(&self, c: &Cmp, others: f64) -> f64 {
-        self.probability_at(c, others, self.kappa)
+    /// P(match) of a claims-only namesake-stratum pair `a`–`b` whose name `others` other
+    /// persons are expected to hold.
+    pub(crate) fn probability(&self, c: &Cmp, a: &Rec, b: &Rec, others: f64) -> f64 {
+        self.probability_at(c, a, b, others, self.kappa)
     }
 
     /// The same at another namesake odds per holder (the estimate's readings).
-    fn probability_at(&self, c: &Cmp, others: f64, kappa: f64) -> f64 {
+    fn probability_at(&self, c: &Cmp, a: &Rec, b: &Rec, others: f64, kappa: f64) -> f64 {
         let lr = if c.g[C_INS] == NULL {
             1.0
         } else {
             match c.card_time {
                 CardTime::Sequential => {
-                    let near = if c.g[C_INS] == INS_DIFFERENT {
-                        self.lr_sequential_far
-                    } else {
-                        self.lr_sequential
+                    let near = match c.g[C_INS] {
+                        INS_DIFFERENT => self.lr_sequential_far,
+                        INS_CLOSE if self.lr_same_insurer > 0.0 => self.lr_same_insurer,
+                        _ => self.lr_sequential,
                     };
-                    near * if c.card_slack {
-                        self.lr_slack
-                    } else {
-                        self.lr_gap
-                    }
+                    // how likely a namesake's cards were to fall so, given how long each
+                    // was seen in use
+                    let windows = match self.q_windows[compare::window_pair(a, b)] {
+                        x if x > 0.0 => self.q / x,
+                        _ => 1.0,
+                    };
+                    near * windows
+                        * if c.card_slack {
+                            self.lr_slack
+                        } else {
+                            self.lr_gap
+                        }
                 }
                 CardTime::Overlap => 1e-9,
                 CardTime::Unknown | CardTime::Dated => self.lr_different,
@@ -663,7 +688,7 @@ impl Model {
         // both cards dated (or no card on a side): undated cards are left to the cells
         let dated = c.g[C_INS] == NULL || c.card_time != CardTime::Unknown;
         (compare::claims_only(&c.g) && dated)
-            .then(|| guard.probability(c, f64::from(a.others.max(b.others))))
+            .then(|| guard.probability(c, a, b, f64::from(a.others.max(b.others))))
     }
 
     /// The chance a claims-guard pair of guard probability `p` is one person, read at the
@@ -675,7 +700,7 @@ impl Model {
         let others = f64::from(a.others.max(b.others));
         let at = |kappa: f64| {
             if kappa > 0.0 {
-                guard.probability_at(c, others, kappa).max(p)
+                guard.probability_at(c, a, b, others, kappa).max(p)
             } else {
                 p
             }
@@ -744,19 +769,80 @@ fn prob(w: f64) -> f64 {
     1.0 / (1.0 + (-w).exp2())
 }
 
-/// Random pairs' different, dated cards: how many, how many in sequence, how many of those
-/// only within the slack.
+/// What a namesake pair's cards look like: namesakes share the birth date, so their cards
+/// are those of two random persons *of the same age* (a card's kind follows age — a
+/// dependant's family card, 国民健康保険 after retirement, the prefecture's 後期高齢者医療
+/// union from 75 — and two persons of 80 in one prefecture share an insurer, two random
+/// persons rarely). Counted on random pairs of one birth year whose cards differ.
 #[derive(Debug, Clone, Copy, Default)]
-struct CardSeq {
-    dated: f64,
-    sequential: f64,
+struct SameAgeCards {
+    /// Both cards dated, per window-class pair ([`compare::window_pair`]: a card seen once
+    /// falls before or after another almost surely, two cards seen for years rarely do).
+    dated: [f64; WINDOW_CLASSES * WINDOW_CLASSES],
+    /// Of those, the cards in use one after the other.
+    sequential: [f64; WINDOW_CLASSES * WINDOW_CLASSES],
+    /// Of those, the ones in sequence only within the slack.
     slack: f64,
+    /// Different cards (dated or not) at the same insurer, at an insurer of the same
+    /// prefecture, elsewhere.
+    levels: [f64; 3],
 }
 
-/// u of every comparison level from random pairs, and how often the two different, dated
-/// cards of a random pair were in use one after the other: (sequential, dated) counts.
-fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> (Vec<Vec<f64>>, CardSeq) {
-    let mut card_seq = CardSeq::default();
+impl SameAgeCards {
+    fn total(x: &[f64]) -> f64 {
+        x.iter().sum()
+    }
+}
+
+/// Samples [`SameAgeCards`]: as many pairs as `estimate_u` draws, each a random record and a
+/// random other record of its birth year.
+fn same_age_cards(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> SameAgeCards {
+    let mut out = SameAgeCards::default();
+    // record indices grouped by birth year
+    let mut by_year: Vec<u32> = (0..recs.len() as u32)
+        .filter(|&i| recs[i as usize].dob != 0)
+        .collect();
+    by_year.sort_unstable_by_key(|&i| (recs[i as usize].dob >> 9, i));
+    let n = by_year.len();
+    let mut rng = SplitMix(cfg.seed ^ 0x5a5a_5a5a);
+    let (mut drawn, mut tries) = (0usize, 0usize);
+    while n >= 2 && drawn < cfg.u_sample_pairs && tries < cfg.u_sample_pairs * 4 {
+        tries += 1;
+        let k = rng.below(n);
+        let i = by_year[k] as usize;
+        let year = recs[i].dob >> 9;
+        let lo = by_year.partition_point(|&x| recs[x as usize].dob >> 9 < year);
+        let hi = by_year.partition_point(|&x| recs[x as usize].dob >> 9 <= year);
+        if hi - lo < 2 {
+            continue;
+        }
+        let j = by_year[lo + rng.below(hi - lo)] as usize;
+        if i == j || (!cfg.link_within_source && recs[i].src == recs[j].src) {
+            continue;
+        }
+        drawn += 1;
+        let c = compare::compare(strs, &recs[i], &recs[j]);
+        let level = c.g[C_INS];
+        if level == NULL || level < INS_CLOSE {
+            continue;
+        }
+        out.levels[usize::from(level.min(INS_DIFFERENT) - INS_CLOSE)] += 1.0;
+        let w = compare::window_pair(&recs[i], &recs[j]);
+        match c.card_time {
+            CardTime::Sequential => {
+                out.sequential[w] += 1.0;
+                out.dated[w] += 1.0;
+                out.slack += f64::from(u8::from(c.card_slack));
+            }
+            CardTime::Overlap => out.dated[w] += 1.0,
+            CardTime::Unknown | CardTime::Dated => {}
+        }
+    }
+    out
+}
+
+/// u of every comparison level from random pairs.
+fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> Vec<Vec<f64>> {
     let mut counts: Vec<Vec<f64>> = (0..N_CMP).map(|c| vec![0.0; n_levels(c)]).collect();
     let n = recs.len();
     let mut rng = SplitMix(cfg.seed);
@@ -769,17 +855,7 @@ fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> (Vec<Vec<f64>>, Ca
             continue;
         }
         drawn += 1;
-        let c = compare::compare(strs, &recs[i], &recs[j]);
-        match c.card_time {
-            CardTime::Sequential => {
-                card_seq.sequential += 1.0;
-                card_seq.dated += 1.0;
-                card_seq.slack += f64::from(u8::from(c.card_slack));
-            }
-            CardTime::Overlap => card_seq.dated += 1.0,
-            CardTime::Unknown | CardTime::Dated => {}
-        }
-        let g = c.g;
+        let g = compare::compare(strs, &recs[i], &recs[j]).g;
         for c in 0..N_CMP {
             if g[c] != NULL {
                 counts[c][g[c] as usize] += 1.0;
@@ -808,7 +884,7 @@ fn estimate_u(strs: &Strs, recs: &[Rec], cfg: &LinkConfig) -> (Vec<Vec<f64>>, Ca
             }
         }
     }
-    (u, card_seq)
+    u
 }
 
 fn initial_m() -> Vec<Vec<f64>> {
@@ -1438,20 +1514,37 @@ fn name_rarity(recs: &mut [Rec]) {
     });
 }
 
-/// Fits [`ClaimsGuard`] on the candidate pairs (see its documentation); `card_seq` is the
-/// (sequential, dated) count of random pairs' different cards.
+/// Pseudo-pairs that shrink a window-class pair's sequence rate toward the overall one
+/// where few random pairs were seen.
+const Q_PRIOR_PAIRS: f64 = 20.0;
+
+/// Fits [`ClaimsGuard`] on the candidate pairs (see its documentation); `same_age` counts
+/// how same-age persons' different cards fall in time and place.
 fn calibrate_claims(
     pairs: &[u64],
     cmps: &[u64],
     recs: &[Rec],
-    card_seq: CardSeq,
-    u_ins: &[f64],
+    same_age: &SameAgeCards,
 ) -> ClaimsGuard {
-    let q = ((card_seq.sequential + 1.0) / (card_seq.dated + 2.0)).clamp(0.01, 0.99);
-    let s_u = ((card_seq.slack + 1.0) / (card_seq.sequential + 2.0)).clamp(0.01, 0.99);
-    // the stratum's pairs with both cards dated: (others, state) with state 0 same card,
-    // 1 in sequence, 2 in use together
-    let dated: Vec<(f64, u8)> = pairs
+    let (seq_u, dated_u) = (
+        SameAgeCards::total(&same_age.sequential),
+        SameAgeCards::total(&same_age.dated),
+    );
+    let q = ((seq_u + 1.0) / (dated_u + 2.0)).clamp(0.01, 0.99);
+    let mut q_windows = [0.0; WINDOW_CLASSES * WINDOW_CLASSES];
+    for (w, x) in q_windows.iter_mut().enumerate() {
+        *x = ((same_age.sequential[w] + Q_PRIOR_PAIRS * q) / (same_age.dated[w] + Q_PRIOR_PAIRS))
+            .clamp(0.01, 0.99);
+    }
+    let s_u = ((same_age.slack + 1.0) / (seq_u + 2.0)).clamp(0.01, 0.99);
+    // the level of a same-age pair's different cards: same insurer, same prefecture, other
+    let levels_u = same_age.levels.map(|x| x + 1.0);
+    let total_u = SameAgeCards::total(&levels_u);
+    let share_u = levels_u.map(|x| x / total_u);
+    // the stratum's pairs with both cards dated: (others, q of their windows, state) with
+    // state None for the same card, else (level class, in sequence, only within the slack)
+    type CardState = Option<(usize, bool, bool)>;
+    let dated: Vec<(f64, f64, CardState)> = pairs
         .par_iter()
         .zip(cmps)
         .filter_map(|(&p, &x)| {
@@ -1459,44 +1552,49 @@ fn calibrate_claims(
             if !compare::namesake_stratum(&c.g) || c.g[C_INS] == NULL {
                 return None;
             }
+            let (a, b) = (&recs[(p >> 32) as usize], &recs[(p as u32) as usize]);
+            let level = usize::from(c.g[C_INS].min(INS_DIFFERENT).saturating_sub(INS_CLOSE));
             let state = match c.card_time {
                 CardTime::Unknown => return None,
-                CardTime::Dated => 0u8,
-                CardTime::Sequential if c.g[C_INS] == INS_DIFFERENT => {
-                    3 + 4 * u8::from(c.card_slack)
-                }
-                CardTime::Sequential => 1 + 4 * u8::from(c.card_slack),
-                CardTime::Overlap => 2,
+                CardTime::Dated => None,
+                CardTime::Sequential => Some((level, true, c.card_slack)),
+                CardTime::Overlap => Some((level, false, false)),
             };
-            let (a, b) = ((p >> 32) as usize, (p as u32) as usize);
-            let others = f64::from(recs[a].others.max(recs[b].others)).max(1e-3);
-            Some((others, state))
+            let others = f64::from(a.others.max(b.others)).max(1e-3);
+            Some((others, q_windows[compare::window_pair(a, b)], state))
         })
         .collect();
     let n = dated.len() as f64;
-    let count = |s: u8| dated.iter().filter(|d| d.1 == s).count() as f64;
-    let (slack_close, slack_far) = (count(5), count(7));
-    let (seq_close, overlap, seq_far) = (count(1) + slack_close, count(2), count(3) + slack_far);
-    let slack = slack_close + slack_far;
-    let seq = seq_close + seq_far;
-    // an upper bound on the overlaps (about two Poisson standard errors): few observed
-    // overlaps must not make namesakes look rare
-    let target = overlap + 2.0 * (overlap + 1.0).sqrt() + 1.0;
-    let namesakes = |kappa: f64| -> f64 {
-        dated
-            .iter()
-            .map(|(o, _)| kappa * o / (1.0 + kappa * o))
-            .sum::<f64>()
+    let (mut seq, mut overlap, mut slack) = (0.0f64, 0.0f64, 0.0f64);
+    let mut seq_level = [0.0f64; 3];
+    for (_, _, state) in &dated {
+        match state {
+            Some((l, true, sl)) => {
+                seq += 1.0;
+                seq_level[*l] += 1.0;
+                slack += f64::from(u8::from(*sl));
+            }
+            Some((_, false, _)) => overlap += 1.0,
+            None => {}
+        }
+    }
+    // the namesakes expected among the pairs at odds `kappa` per holder: in all, and those
+    // whose cards fall in use together (a namesake's with chance 1 − q of its windows)
+    let namesakes = |kappa: f64| -> (f64, f64, f64) {
+        dated.iter().fold((0.0, 0.0, 0.0), |acc, (o, q, _)| {
+            let ns = kappa * o / (1.0 + kappa * o);
+            (acc.0 + ns, acc.1 + (1.0 - q) * ns, acc.2 + q * ns)
+        })
     };
     let fit = |target: f64| {
-        if (1.0 - q) * n <= target {
+        if namesakes(1e12).1 <= target {
             // the population cannot bound the namesakes: every such pair is one
             return 1e9;
         }
         let (mut lo, mut hi) = (1e-12f64, 1e9f64);
         for _ in 0..200 {
             let mid = (lo * hi).sqrt();
-            if (1.0 - q) * namesakes(mid) < target {
+            if namesakes(mid).1 < target {
                 lo = mid;
             } else {
                 hi = mid;
@@ -1504,40 +1602,38 @@ fn calibrate_claims(
         }
         hi
     };
-    let kappa = fit(target);
+    // an upper bound on the overlaps (about two Poisson standard errors): few observed
+    // overlaps must not make namesakes look rare
+    let kappa = fit(overlap + 2.0 * (overlap + 1.0).sqrt() + 1.0);
     // the estimate's readings: the overlaps observed (half a count for none) and about two
     // Poisson standard errors fewer
     let kappa_point = fit(overlap.max(0.5));
     let kappa_low = fit((overlap - 2.0 * overlap.sqrt()).max(0.0));
-    let ns = namesakes(kappa);
+    let (ns, _, ns_seq) = namesakes(kappa);
     let matches = (n - ns).max(1.0);
-    let changed = ((seq - q * ns).max(0.0) + 0.5) / (matches + 1.0);
-    // how often another card of a random pair is close (same insurer or prefecture), and
-    // how often a changer's is (the sequential pairs less the namesakes expected there)
-    let (close_u, far_u) = (
-        u_ins[usize::from(INS_CLOSE)..usize::from(INS_DIFFERENT)]
-            .iter()
-            .sum::<f64>(),
-        u_ins[usize::from(INS_DIFFERENT)],
-    );
-    let c_u = (close_u / (close_u + far_u).max(1e-12)).clamp(0.01, 0.99);
-    let close_m = (seq_close - q * ns * c_u).max(0.0) + 0.5;
-    let far_m = (seq_far - q * ns * (1.0 - c_u)).max(0.0) + 0.5;
-    let c_m = close_m / (close_m + far_m);
+    let changed = ((seq - ns_seq).max(0.0) + 0.5) / (matches + 1.0);
+    // where a changer's new card is (the sequential pairs less the namesakes expected there),
+    // against where a same-age namesake's is; one pseudo-pair spread as the namesakes' keeps
+    // a level no changer showed from looking like evidence for a match
+    let m_level = [0, 1, 2].map(|l| (seq_level[l] - ns_seq * share_u[l]).max(0.0) + share_u[l]);
+    let total_m = SameAgeCards::total(&m_level);
+    let lr = |l: usize| changed * (m_level[l] / total_m) / (q * share_u[l]);
     // how often a changer's cards meet only within the slack, against a random pair's
-    let slack_m = (slack - q * ns * s_u).max(0.0) + 0.5;
-    let s_m = slack_m / ((seq - q * ns).max(0.0) + 1.0);
+    let slack_m = (slack - ns_seq * s_u).max(0.0) + 0.5;
+    let s_m = slack_m / ((seq - ns_seq).max(0.0) + 1.0);
     let s_m = s_m.clamp(1e-3, 1.0 - 1e-3);
     ClaimsGuard {
         kappa,
         q,
-        lr_sequential: changed * c_m / (q * c_u),
-        lr_sequential_far: changed * (1.0 - c_m) / (q * (1.0 - c_u)),
+        lr_sequential: lr(1),
+        lr_sequential_far: lr(2),
         lr_different: changed,
         lr_slack: s_m / s_u,
         lr_gap: (1.0 - s_m) / (1.0 - s_u),
         kappa_point,
         kappa_low,
+        lr_same_insurer: lr(0),
+        q_windows,
     }
 }
 
@@ -1636,11 +1732,11 @@ fn run(
     let counts = pattern_counts(&cmps, &cands.rules);
     let Candidates { pairs, rules, .. } = cands;
     drop(rules);
-    let mut card_seq = CardSeq::default();
+    let mut same_age = SameAgeCards::default();
     let (em, u) = match &incremental {
         None => {
-            let (u, seq) = estimate_u(&strs, &recs, cfg);
-            card_seq = seq;
+            let u = estimate_u(&strs, &recs, cfg);
+            same_age = same_age_cards(&strs, &recs, cfg);
             (train(&counts, &u, cfg.em_max_iterations), u)
         }
         Some(inc) => (
@@ -1696,13 +1792,7 @@ fn run(
         cells.as_ref().filter(|_| cfg.namesake_guard),
     );
     let claims = match &incremental {
-        None => Some(calibrate_claims(
-            &pairs,
-            &cmps,
-            &recs,
-            card_seq,
-            &model.u[C_INS],
-        )),
+        None => Some(calibrate_claims(&pairs, &cmps, &recs, &same_age)),
         Some(inc) => inc.model.claims,
     };
     let mut model = model;
@@ -1948,10 +2038,32 @@ fn run(
     // numbers to the same name and birth date saw both patients and their insurance cards
     // and kept them apart; with nothing else corroborating, a clerk decides. Nor may any
     // cross pair hold two cards in use at the same time (`ReviewReason::CardsOverlap`).
+    //
+    // The cards are judged over each cluster, not pair by pair: a card seen by two
+    // registrations of a cluster was held between the two dates, so a namesake's card seen in
+    // between is in use together with it though neither pair overlaps on its own.
+    let spans = |ms: &[u32]| -> Vec<(u32, u32)> {
+        ms.iter()
+            .map(|&x| {
+                let rx = &recs[x as usize];
+                ms.iter()
+                    .map(|&y| &recs[y as usize])
+                    .filter(|ry| ry.card_from != 0 && compare::same_card(rx, ry))
+                    .fold((rx.card_from, rx.card_to), |(f, t), ry| {
+                        (f.min(ry.card_from), t.max(ry.card_to))
+                    })
+            })
+            .collect()
+    };
     let verdict =
         |xs: &[u32], ys: &[u32], a: u32, b: u32, forced: bool, weak: bool, min_p: f64| -> Verdict {
-            for &x in xs {
-                for &y in ys {
+            let (sx, sy) = if weak && !forced {
+                (spans(xs), spans(ys))
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            for (i, &x) in xs.iter().enumerate() {
+                for (j, &y) in ys.iter().enumerate() {
                     let (gx, gy) = (group_of(x), group_of(y));
                     if gx != 0 && gy != 0 && gx != gy {
                         return Err(Ok((BlockReason::Group, x, y)));
@@ -1969,6 +2081,15 @@ fn run(
                         && recs[x as usize].src == recs[y as usize].src
                     {
                         return Err(Err(ReviewReason::SameSource));
+                    }
+                    // one person holds one card at a time, over the two clusters' spans
+                    if weak
+                        && sx[i].0 != 0
+                        && sy[j].0 != 0
+                        && compare::cards_differ(&recs[x as usize], &recs[y as usize])
+                        && compare::spans_overlap(sx[i], sy[j])
+                    {
+                        return Err(Err(ReviewReason::CardsOverlap));
                     }
                     if (x, y) == (a, b) || (x, y) == (b, a) {
                         continue;
@@ -2012,8 +2133,9 @@ fn run(
         if v.is_ok() && kind == WEAK {
             // exclusivity: a registration is one person's. When either side also has a
             // namesake-calibrated link to a third cluster that looks like another person
-            // than the other side (a cross pair below the review threshold), the
-            // registration could be either person's: a clerk decides.
+            // than the other side (a cross pair below the review threshold, cards in use
+            // together, two registrations of one handler), the registration could be either
+            // person's: a clerk decides.
             'alt: for (own, other, other_root) in [(&ma, &mb, rb), (&mb, &ma, ra)] {
                 let own_root = uf.find(own[0]);
                 for &x in own.iter() {
@@ -2023,8 +2145,7 @@ fn run(
                             continue;
                         }
                         uf.members(ry, &mut mc);
-                        if verdict(other, &mc, u32::MAX, u32::MAX, false, false, distinct).is_err()
-                        {
+                        if verdict(other, &mc, u32::MAX, u32::MAX, false, true, distinct).is_err() {
                             v = Err(Err(ReviewReason::Ambiguous));
                             break 'alt;
                         }
