@@ -159,6 +159,19 @@ fn run() -> Result<(), String> {
         // `KIBAN_BENCH_ONLY=import` stops here: the import alone, e.g. on a larger opt-out
         // file put into the cache by hand.
         if std::env::var("KIBAN_BENCH_ONLY").is_ok_and(|v| v == "import") {
+            // And the gate snapshots over what was imported, as `link`, ingest and release
+            // load them.
+            reset_peak();
+            let t = Instant::now();
+            let handlers_n = handlers.len();
+            let _gates = kiban_consent::Gate::load_all(ws.db())
+                .await
+                .map_err(|e| e.to_string())?;
+            stages.push(
+                "  gate snapshots",
+                format!("{handlers_n} handlers"),
+                t.elapsed().as_secs_f64(),
+            );
             return Ok::<_, String>((0, notices));
         }
 
