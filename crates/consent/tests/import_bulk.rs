@@ -294,7 +294,9 @@ async fn the_gate_reads_every_event_across_pages() {
         let snap = Gate::load(db, "H1").await.unwrap();
         let on = d("2024-04-01");
         for i in 0..30_000 {
-            let eligible = snap.eligibility(&pk("H1", &format!("P{i}")), on).is_eligible();
+            let eligible = snap
+                .eligibility(&pk("H1", &format!("P{i}")), on)
+                .is_eligible();
             assert_eq!(eligible, i % 2 == 1, "P{i} on {}", t.backend);
         }
         t.cleanup().await;
