@@ -448,7 +448,8 @@ impl GateSet {
 const PAGE: i64 = 20_000;
 
 /// One page of a handler's events after the key `after`, packed into one row: each event
-/// `patient_key,kind,event_date,hex(notice_version)`, `;` between events, in key order.
+/// `patient_key,kind,event_date,hex(notice_version)` (`-` for none: an empty version stays
+/// empty), `;` between events, in key order.
 /// The driver's cost per row returned was most of a snapshot's time (a few microseconds an
 /// event, seconds at a million); one row per page pays it once. Patient keys are hex, kinds
 /// and dates fixed words, and the version (free text) is hex-encoded, so the separators
@@ -457,14 +458,16 @@ fn page_sql(backend: kiban_store::Backend) -> &'static str {
     match backend {
         kiban_store::Backend::Sqlite => {
             "SELECT count(*), group_concat(patient_key || ',' || kind || ',' || event_date || ',' \
-             || hex(coalesce(notice_version, '')), ';' ORDER BY patient_key, kind, event_date) \
+             || CASE WHEN notice_version IS NULL THEN '-' ELSE hex(notice_version) END, ';' \
+             ORDER BY patient_key, kind, event_date) \
              FROM (SELECT patient_key, kind, event_date, notice_version FROM consent_events \
              WHERE handler_code = $1 AND (patient_key, kind, event_date) > ($2, $3, $4) \
              ORDER BY patient_key, kind, event_date LIMIT $5)"
         }
         kiban_store::Backend::Postgres => {
             "SELECT count(*), string_agg(patient_key || ',' || kind || ',' || event_date || ',' \
-             || encode(convert_to(coalesce(notice_version, ''), 'UTF8'), 'hex'), ';' \
+             || CASE WHEN notice_version IS NULL THEN '-' \
+             ELSE encode(convert_to(notice_version, 'UTF8'), 'hex') END, ';' \
              ORDER BY patient_key, kind, event_date) \
              FROM (SELECT patient_key, kind, event_date, notice_version FROM consent_events \
              WHERE handler_code = $1 AND (patient_key, kind, event_date) > ($2, $3, $4) \
@@ -515,7 +518,7 @@ async fn load_timelines(
             let kind = EventKind::parse(kind_s).ok_or_else(|| corrupt("kind", seen))?;
             let date = NaiveDate::parse_from_str(date_s, "%Y-%m-%d")
                 .map_err(|_| corrupt("event_date", seen))?;
-            let version = if version_hex.is_empty() {
+            let version = if version_hex == "-" {
                 None
             } else {
                 let bytes =

@@ -302,3 +302,51 @@ async fn the_gate_reads_every_event_across_pages() {
         t.cleanup().await;
     }
 }
+
+/// The gate's packed page keeps a notice version apart from none, and a version holding the
+/// page's own separators (`;`) and Japanese reads back intact: the versioned notice waits
+/// its version's 90 days, the other one the handler's period — misread as no version, the
+/// first patient would be eligible too early.
+#[tokio::test]
+async fn the_gate_reads_notice_versions_with_separators_intact() {
+    for t in common::backends().await {
+        let db = &t.db;
+        add_handler(db, &hospital("H1")).await.unwrap();
+        let v = NoticeVersion {
+            version: "第2版;改訂".into(),
+            items: vec!["病名".into()],
+            acquisition_method: "診療の過程で取得".into(),
+            provision_method: "暗号化した電子データを送信".into(),
+            update_method: "月次".into(),
+            stop_method: "窓口または郵送".into(),
+            valid_from: d("2024-01-25"),
+            waiting_days: Some(90),
+            document: None,
+        };
+        add_notice_version(db, "H1", &v).await.unwrap();
+        let csv = "handler_code,patient_id,event,date,notice_version\n\
+                   H1,P1,notice,2024-02-01,\"第2版;改訂\"\n\
+                   H1,P2,notice,2024-02-01,\n";
+        let rep = import_csv(db, csv.as_bytes(), "v.csv", &key).await.unwrap();
+        assert_eq!((rep.imported, rep.rejected), (2, 0), "{}", t.backend);
+        let snap = Gate::load(db, "H1").await.unwrap();
+        let on = d("2024-04-01");
+        assert!(
+            !snap.eligibility(&pk("H1", "P1"), on).is_eligible(),
+            "{}",
+            t.backend
+        );
+        assert!(
+            snap.eligibility(&pk("H1", "P2"), on).is_eligible(),
+            "{}",
+            t.backend
+        );
+        assert!(
+            snap.eligibility(&pk("H1", "P1"), d("2024-06-01"))
+                .is_eligible(),
+            "{}",
+            t.backend
+        );
+        t.cleanup().await;
+    }
+}
