@@ -451,10 +451,11 @@ fn event_cells(
 /// a numbered one (`$N`) by its name, which SQLite looks up by a linear scan, so binding a
 /// statement of numbered placeholders costs the square of their number — most of an
 /// import's time at a million rows. Anonymous ones bind in order, so a statement can carry
-/// a few thousand values and the per-statement cost vanishes.
+/// 16,384 values (910 events; SQLite allows 32,766) and the per-statement cost vanishes:
+/// 1 M notices 23.3 s with 4,096, 21.0–21.3 s with 16,384 on an idle 2-core machine.
 fn params_per_statement(backend: kiban_store::Backend) -> usize {
     match backend {
-        kiban_store::Backend::Sqlite => 4096,
+        kiban_store::Backend::Sqlite => 16384,
         kiban_store::Backend::Postgres => 8192,
     }
 }
