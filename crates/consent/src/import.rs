@@ -540,40 +540,73 @@ async fn write_events(
         sealed.extend(named.into_iter().zip(out));
     }
     let per = (params_per_statement(backend) / (EVENT_COLUMNS.len() + 2)).max(1);
-    let mut imported = 0u64;
+    // The statements, in order: the events of one kind, `per` at a time.
+    let mut parts: Vec<(EventKind, Vec<usize>)> = Vec::new();
     for kind in EventKind::ALL {
-        let mut of_kind = (0..events.len())
+        let of_kind: Vec<usize> = (0..events.len())
             .filter(|i| events[*i].kind == kind)
-            .peekable();
-        while of_kind.peek().is_some() {
-            let part: Vec<usize> = of_kind.by_ref().take(per).collect();
-            let sql = insert_sql(backend, part.len());
-            let mut q = sqlx::query(&sql);
-            for i in part {
-                let e = &events[i];
-                // The clear name only without sealing (never both).
-                let clear = match sealing {
-                    None => e.requester.as_ref().map(|r| r.expose().to_string()),
-                    Some(_) => None,
-                };
-                q = q.bind(source).bind(recorded_at);
-                for c in event_cells(e, &ids[i], sealed.remove(&i), clear) {
-                    q = match c {
-                        Cell::Text(t) => q.bind(t),
-                        Cell::Bytes(b) => q.bind(b),
-                        Cell::Int(v) => q.bind(v),
-                        Cell::Null => q.bind(None::<String>),
-                        Cell::NullBytes => q.bind(None::<Vec<u8>>),
-                    };
+            .collect();
+        for part in of_kind.chunks(per) {
+            parts.push((kind, part.to_vec()));
+        }
+    }
+    // One statement's text and values.
+    let build = |part: &[usize],
+                 sealed: &mut HashMap<usize, Vec<u8>>|
+     -> Result<(String, sqlx::any::AnyArguments<'static>), sqlx::Error> {
+        use sqlx::Arguments as _;
+        let mut args = sqlx::any::AnyArguments::default();
+        for &i in part {
+            let e = &events[i];
+            // The clear name only without sealing (never both).
+            let clear = match sealing {
+                None => e.requester.as_ref().map(|r| r.expose().to_string()),
+                Some(_) => None,
+            };
+            args.add(source.to_string()).map_err(sqlx::Error::Encode)?;
+            args.add(recorded_at.to_string())
+                .map_err(sqlx::Error::Encode)?;
+            for c in event_cells(e, &ids[i], sealed.remove(&i), clear) {
+                match c {
+                    Cell::Text(t) => args.add(t),
+                    Cell::Bytes(b) => args.add(b),
+                    Cell::Int(v) => args.add(v),
+                    Cell::Null => args.add(None::<String>),
+                    Cell::NullBytes => args.add(None::<Vec<u8>>),
                 }
-            }
-            // Rows a conflict skipped are not counted: what is left is what was new.
-            let new = q.execute(&mut *conn).await?.rows_affected();
-            imported += new;
-            if new > 0 {
-                *report.by_kind.entry(kind.as_str().to_string()).or_default() += new;
+                .map_err(sqlx::Error::Encode)?;
             }
         }
+        Ok((insert_sql(backend, part.len()), args))
+    };
+    // Each statement's values are made while the database runs the one before (they
+    // alternated, each about half of the write): the next is built after a yield, so that
+    // the running statement has been handed to the driver first.
+    let mut imported = 0u64;
+    let mut next = match parts.first() {
+        Some((kind, part)) => Some((*kind, build(part, &mut sealed)?)),
+        None => None,
+    };
+    let mut at = 0;
+    while let Some((kind, (sql, args))) = next.take() {
+        at += 1;
+        let upcoming = parts.get(at);
+        let exec = sqlx::query_with(&sql, args).execute(&mut *conn);
+        let sealed = &mut sealed;
+        let (done, built) = tokio::join!(exec, async {
+            tokio::task::yield_now().await;
+            upcoming.map(|(k, part)| (*k, build(part, sealed)))
+        });
+        // Rows a conflict skipped are not counted: what is left is what was new.
+        let new = done?.rows_affected();
+        imported += new;
+        if new > 0 {
+            *report.by_kind.entry(kind.as_str().to_string()).or_default() += new;
+        }
+        next = match built {
+            Some((k, b)) => Some((k, b?)),
+            None => None,
+        };
     }
     report.imported += imported;
     report.duplicates += events.len() as u64 - imported;
