@@ -11,53 +11,16 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{arg, csv_export, failed, json, kiban_cmd, kiban_in as kiban, ok};
+use common::{
+    arg, failed, init_with_handler, json, kiban_cmd, kiban_in as kiban, notice_and_ingest, ok,
+};
 
 const H: &str = "1310000088";
 const IDS: [&str; 3] = ["0000501", "0000502", "0000503"];
 
 fn workspace(dir: &Path) -> PathBuf {
-    let ws = dir.join("ws");
-    ok(kiban_cmd(&["init", arg(&ws)]).output().expect("init"));
-    ok(kiban(
-        &ws,
-        &[
-            "handler",
-            "add",
-            "--code",
-            H,
-            "--name",
-            "架空総合病院",
-            "--address",
-            "東京都港区芝公園1-1-1",
-            "--filed",
-            "2020-01-06",
-            "--published",
-            "2020-01-06",
-            "--own-published",
-            "2020-01-06",
-        ],
-    ));
-    let mut notices = String::from("handler_code,patient_id,event,date\n");
-    for id in IDS {
-        notices.push_str(&format!("{H},{id},notice,2020-03-02\n"));
-    }
-    let n = dir.join("notices.csv");
-    std::fs::write(&n, notices).expect("notices");
-    ok(kiban(&ws, &["optout", "import", arg(&n)]));
-    let src = dir.join("src");
-    csv_export(&src, &IDS, "2024-03-20");
-    ok(kiban(
-        &ws,
-        &[
-            "ingest",
-            arg(&src),
-            "--handler",
-            H,
-            "--received",
-            "2024-04-01",
-        ],
-    ));
+    let ws = init_with_handler(dir, H, ["2020-01-06"; 3]);
+    notice_and_ingest(dir, &ws, H, &IDS, "2024-04-01");
     ws
 }
 

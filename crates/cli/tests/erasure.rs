@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{arg, csv_export, failed, json, kiban_cmd, kiban_in as kiban, ok};
+use common::{arg, failed, init_with_handler, json, kiban_in as kiban, notice_and_ingest, ok};
 
 const H: &str = "1310000077";
 
@@ -25,48 +25,9 @@ fn files(dir: &Path) -> Vec<String> {
 
 /// A workspace with one handler, four noticed patients ingested from a mapped CSV export.
 fn workspace(dir: &Path) -> std::path::PathBuf {
-    let ws = dir.join("ws");
-    ok(kiban_cmd(&["init", arg(&ws)]).output().expect("init"));
-    ok(kiban(
-        &ws,
-        &[
-            "handler",
-            "add",
-            "--code",
-            H,
-            "--name",
-            "架空総合病院",
-            "--address",
-            "東京都港区芝公園1-1-1",
-            "--filed",
-            "2020-01-06",
-            "--published",
-            "2020-02-03",
-            "--own-published",
-            "2020-02-10",
-        ],
-    ));
+    let ws = init_with_handler(dir, H, ["2020-01-06", "2020-02-03", "2020-02-10"]);
     let ids = ["0000301", "0000302", "0000303", "0000304"];
-    let mut notices = String::from("handler_code,patient_id,event,date\n");
-    for id in ids {
-        notices.push_str(&format!("{H},{id},notice,2020-03-02\n"));
-    }
-    let n = dir.join("notices.csv");
-    std::fs::write(&n, notices).expect("notices");
-    ok(kiban(&ws, &["optout", "import", arg(&n)]));
-    let src = dir.join("src");
-    csv_export(&src, &ids, "2024-03-20");
-    ok(kiban(
-        &ws,
-        &[
-            "ingest",
-            arg(&src),
-            "--handler",
-            H,
-            "--received",
-            "2024-05-01",
-        ],
-    ));
+    notice_and_ingest(dir, &ws, H, &ids, "2024-05-01");
     ws
 }
 

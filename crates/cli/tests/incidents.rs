@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use chrono::{Datelike, Days, NaiveDate};
-use common::{arg, audit_text, failed, json, kiban_cmd, kiban_in as kiban, ok};
+use common::{audit_text, failed, init_with_handler, json, kiban_in as kiban, ok};
 
 const H: &str = "1310000088";
 const WHAT: &str = "受領用USBメモリの所在不明（患者ID 0012345 を含む可能性）";
@@ -29,28 +29,7 @@ fn day(d: NaiveDate) -> String {
 }
 
 fn workspace(dir: &Path) -> PathBuf {
-    let ws = dir.join("ws");
-    ok(kiban_cmd(&["init", arg(&ws)]).output().expect("init"));
-    ok(kiban(
-        &ws,
-        &[
-            "handler",
-            "add",
-            "--code",
-            H,
-            "--name",
-            "架空総合病院",
-            "--address",
-            "東京都港区芝公園1-1-1",
-            "--filed",
-            "2020-01-06",
-            "--published",
-            "2020-01-06",
-            "--own-published",
-            "2020-01-06",
-        ],
-    ));
-    ws
+    init_with_handler(dir, H, ["2020-01-06"; 3])
 }
 
 fn add(ws: &Path, id: &str, discovered: &str) -> std::process::Output {

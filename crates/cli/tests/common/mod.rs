@@ -190,3 +190,55 @@ pub fn audit_text(ws: &Path) -> String {
     }
     s
 }
+
+/// `kiban init` in `dir/ws`, then one handler `code` (架空総合病院, 東京都港区) filed,
+/// published by the minister and published by itself on `dates`.
+pub fn init_with_handler(dir: &Path, code: &str, dates: [&str; 3]) -> std::path::PathBuf {
+    let ws = dir.join("ws");
+    ok(kiban_cmd(&["init", arg(&ws)]).output().expect("init"));
+    ok(kiban_in(
+        &ws,
+        &[
+            "handler",
+            "add",
+            "--code",
+            code,
+            "--name",
+            "架空総合病院",
+            "--address",
+            "東京都港区芝公園1-1-1",
+            "--filed",
+            dates[0],
+            "--published",
+            dates[1],
+            "--own-published",
+            dates[2],
+        ],
+    ));
+    ws
+}
+
+/// A notice dated 2020-03-02 for each of `ids` (`kiban optout import`), then their CSV
+/// export (one visit on 2024-03-20 each, [`csv_export`]) ingested as received on `received`.
+pub fn notice_and_ingest(dir: &Path, ws: &Path, code: &str, ids: &[&str], received: &str) {
+    let mut notices = String::from("handler_code,patient_id,event,date\n");
+    for id in ids {
+        notices.push_str(&format!("{code},{id},notice,2020-03-02\n"));
+    }
+    let n = dir.join("notices.csv");
+    std::fs::write(&n, notices).expect("notices");
+    ok(kiban_in(ws, &["optout", "import", arg(&n)]));
+    let src = dir.join("src");
+    csv_export(&src, ids, "2024-03-20");
+    ok(kiban_in(
+        ws,
+        &[
+            "ingest",
+            arg(&src),
+            "--handler",
+            code,
+            "--received",
+            received,
+        ],
+    ));
+}
