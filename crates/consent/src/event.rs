@@ -4,6 +4,7 @@
 //! `(handler_code, patient_key, kind, date)`: recording the same event twice yields one
 //! event (so a re-run import or a retried request cannot double-count).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::NaiveDate;
@@ -679,4 +680,37 @@ pub async fn events_for(
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(event_from_row).collect()
+}
+
+/// Every recorded event of every handler, by handler, patient, kind and date (a restore
+/// reading the live workspace's registry: [`carry_events_in`]).
+pub async fn all_events(db: &Db) -> Result<Vec<RecordedEvent>, ConsentError> {
+    let rows = sqlx::query(
+        "SELECT * FROM consent_events ORDER BY handler_code, patient_key, kind, event_date",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(event_from_row).collect()
+}
+
+/// Copies events recorded elsewhere (another copy of this registry) into `conn`'s
+/// transaction as they were recorded, each unless the same (handler, patient, kind, date)
+/// is already there, under `source`; returns how many were new, by kind. The requester
+/// checks are not run again — they were when each event was first recorded, and a fact
+/// learnt since (a guardianship) must not undo a real deletion — and no requester's name
+/// is carried (it is sealed where it was recorded).
+pub async fn carry_events_in(
+    conn: &mut sqlx::AnyConnection,
+    events: &[ConsentEvent],
+    source: &str,
+) -> Result<BTreeMap<String, u64>, ConsentError> {
+    let mut carried: BTreeMap<String, u64> = BTreeMap::new();
+    for e in events {
+        let mut e = e.clone();
+        e.requester = None;
+        if insert_event(conn, &e, source).await?.1 {
+            *carried.entry(e.kind.as_str().to_string()).or_default() += 1;
+        }
+    }
+    Ok(carried)
 }

@@ -34,8 +34,8 @@ pub mod requester;
 pub use error::ConsentError;
 pub use event::{
     Channel, ConsentEvent, DeletionScope, EventKind, PersonDeletion, RecordedEvent, Relation,
-    Requester, events_for, record_event, record_event_with, record_person_deletion,
-    set_receipt_issued,
+    Requester, all_events, carry_events_in, events_for, record_event, record_event_with,
+    record_person_deletion, set_receipt_issued,
 };
 pub use gate::{
     Decision, Eligibility, Gate, GateSet, GateSnapshot, HandlerState, Reason, decide, eligibility,

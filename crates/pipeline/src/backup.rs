@@ -674,13 +674,7 @@ async fn honour_deletions(
 
     // Opt-out events the backup does not hold, copied as they were recorded (their requester
     // checked then); the requester's sealed name stays in the live workspace.
-    let rows = sqlx::query(
-        "SELECT handler_code, patient_key, kind, event_date, method, notice_version, \
-         guardian_notified, channel, relation, receipt_number, receipt_issued_date, scope, \
-         deletion_scope FROM consent_events ORDER BY event_id",
-    )
-    .fetch_all(live_db.db.pool())
-    .await?;
+    let live_events = kiban_consent::all_events(&live_db.db).await?;
     let known: BTreeSet<String> = kiban_consent::list_handlers(&ws.db)
         .await?
         .into_iter()
@@ -691,48 +685,13 @@ async fn honour_deletions(
             "optout.restore",
             "backup",
             async {
-                let mut carried: BTreeMap<String, u64> = BTreeMap::new();
-                let mut unknown = 0u64;
+                let (events, unknown): (Vec<_>, Vec<_>) = live_events
+                    .into_iter()
+                    .map(|r| r.event)
+                    .partition(|e| known.contains(&e.handler_code));
+                let unknown = unknown.len() as u64;
                 let mut tx = ws.db.pool().begin().await?;
-                let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-                for row in &rows {
-                    let handler: String = row.try_get("handler_code")?;
-                    if !known.contains(&handler) {
-                        unknown += 1;
-                        continue;
-                    }
-                    let kind: String = row.try_get("kind")?;
-                    let n = sqlx::query(
-                        "INSERT INTO consent_events (event_id, handler_code, patient_key, kind, \
-                         event_date, method, notice_version, guardian_notified, channel, \
-                         requester, relation, receipt_number, receipt_issued_date, source, \
-                         recorded_at, scope, deletion_scope) VALUES ($1, $2, $3, $4, $5, $6, \
-                         $7, $8, $9, NULL, $10, $11, $12, $13, $14, $15, $16) \
-                         ON CONFLICT (handler_code, patient_key, kind, event_date) DO NOTHING",
-                    )
-                    .bind(crate::ingest::new_id())
-                    .bind(&handler)
-                    .bind(row.try_get::<String, _>("patient_key")?)
-                    .bind(&kind)
-                    .bind(row.try_get::<String, _>("event_date")?)
-                    .bind(row.try_get::<Option<String>, _>("method")?)
-                    .bind(row.try_get::<Option<String>, _>("notice_version")?)
-                    .bind(row.try_get::<i64, _>("guardian_notified")?)
-                    .bind(row.try_get::<Option<String>, _>("channel")?)
-                    .bind(row.try_get::<Option<String>, _>("relation")?)
-                    .bind(row.try_get::<Option<String>, _>("receipt_number")?)
-                    .bind(row.try_get::<Option<String>, _>("receipt_issued_date")?)
-                    .bind("restore")
-                    .bind(&now)
-                    .bind(row.try_get::<Option<String>, _>("scope")?)
-                    .bind(row.try_get::<Option<String>, _>("deletion_scope")?)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                    if n > 0 {
-                        *carried.entry(kind).or_default() += n;
-                    }
-                }
+                let carried = kiban_consent::carry_events_in(&mut tx, &events, "restore").await?;
                 tx.commit().await?;
                 Ok((carried, unknown))
             },
