@@ -92,6 +92,33 @@ async fn counts_hold_across_chunks_and_statements_and_repeats_import_once() {
             .await as u64,
             stops
         );
+        // An adversary holding one receipt cannot guess another: the numbers of one import's
+        // stops (same handler, same date) share no sequence — no suffix is another's plus one,
+        // and none is the time-ordered head of its event ID.
+        let rows = sqlx::query(
+            "SELECT event_id, receipt_number FROM consent_events WHERE kind = 'stop' \
+             ORDER BY event_id",
+        )
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        let mut suffixes = std::collections::HashSet::new();
+        for r in &rows {
+            let id: String = r.try_get(0).unwrap();
+            let receipt: String = r.try_get(1).unwrap();
+            let suffix = receipt.rsplit('-').next().unwrap().to_ascii_lowercase();
+            assert_ne!(suffix, id[..8], "{}", t.backend);
+            suffixes.insert(u32::from_str_radix(&suffix, 16).unwrap());
+        }
+        let sequential = suffixes
+            .iter()
+            .filter(|s| suffixes.contains(&s.wrapping_add(1)))
+            .count();
+        assert!(
+            sequential <= 1,
+            "{sequential} receipts follow another on {}",
+            t.backend
+        );
         // Idempotent: the same file again adds nothing.
         let again = import_csv(db, csv.as_bytes(), "big.csv", &key)
             .await
