@@ -4,7 +4,8 @@
 //! repeated in another chunk imported once, an empty file imports nothing, a failure
 //! after thousands of good rows leaves nothing, and with sealing the requester's name is
 //! stored only sealed (opened again under the event's ID), never in the clear column.
-//! Requirements: R-OPT-4 (stop requests), R-OPT-8 (who acted, kept sealed).
+//! Requirements: R-OPT-4 (stop requests), R-OPT-5 (receipt numbers not guessable from one
+//! another), R-OPT-8 (who acted, kept sealed).
 
 mod common;
 
